@@ -1,0 +1,66 @@
+"""Names, limits and environment keys in one place (each limit names the service rule it mirrors)."""
+
+from __future__ import annotations
+
+# --- Environment keys shared by the CDK app (writer) and the handlers (readers) ---
+ENV_CONFIG = "FRESHVEC_CONFIG"  # the whole pipeline config as JSON
+ENV_VECTOR_BUCKET = "FRESHVEC_VECTOR_BUCKET"
+ENV_VECTOR_INDEX = "FRESHVEC_VECTOR_INDEX"
+ENV_DLQ_URL = "FRESHVEC_DLQ_URL"
+ENV_STREAM_NAME = "FRESHVEC_STREAM_NAME"
+ENV_CHECKPOINT_TABLE = "FRESHVEC_CHECKPOINT_TABLE"
+METRICS_NAMESPACE = "freshvec"
+
+# --- Change-event contract ---
+EVENT_VERSION = 1
+OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE")
+ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL")
+
+# --- Amazon S3 Vectors ---
+S3V_MAX_DIMENSION = 4096
+S3V_MAX_KEY_CHARS = 1024
+S3V_PUT_BATCH = 500  # PutVectors / DeleteVectors keys per call (the SDK does not enforce it)
+S3V_GET_BATCH = 100  # GetVectors keys per call
+S3V_MAX_TOP_K = 100
+S3V_MAX_FILTERABLE_METADATA_BYTES = 2048
+S3V_MAX_TOTAL_METADATA_BYTES = 40 * 1024
+S3V_MAX_NON_FILTERABLE_KEYS = 10
+S3V_DISTANCE_METRICS = ("cosine", "euclidean")
+# Metadata keys the sink adds to every vector: where the change came from and when it happened.
+META_SEQUENCE = "_seq"
+META_CHANGED_AT = "_changed_at"
+
+# --- Amazon Bedrock embedding models: allowed output dimensions and input limits ---
+TITAN_V2 = "amazon.titan-embed-text-v2:0"
+COHERE_EN_V3 = "cohere.embed-english-v3"
+COHERE_MULTI_V3 = "cohere.embed-multilingual-v3"
+LOCAL_WORDLLAMA = "wordllama-l2-supercat"
+PROVIDER_MODELS: dict[str, dict[str, tuple[int, ...]]] = {
+    "titan": {TITAN_V2: (256, 512, 1024)},
+    "cohere": {COHERE_EN_V3: (1024,), COHERE_MULTI_V3: (1024,)},
+    "local": {LOCAL_WORDLLAMA: (256,)},
+}
+TITAN_MAX_INPUT_CHARS = 50_000
+COHERE_MAX_TEXTS_PER_CALL = 96
+COHERE_MAX_INPUT_CHARS = 2_048
+
+# --- Amazon Kinesis ---
+KINESIS_PUT_BATCH = 500
+KINESIS_MAX_REQUEST_BYTES = 5 * 1024 * 1024
+KINESIS_MAX_RECORD_BYTES = 1024 * 1024
+KINESIS_MAX_PARTITION_KEY_CHARS = 256
+
+# --- Amazon Keyspaces CDC streams ---
+KEYSPACES_MAX_RECORDS_PER_GET = 1000
+KEYSPACES_RETENTION_HOURS = 24
+KEYSPACES_ITERATOR_TTL_S = 15 * 60
+
+# --- Lambda event source mapping for Kinesis (service ranges) ---
+ESM_BATCH_SIZE = (1, 10_000)
+ESM_BATCHING_WINDOW_S = (0, 300)
+ESM_PARALLELIZATION = (1, 10)
+ESM_RETRY_ATTEMPTS = (0, 10_000)  # -1 (forever) is refused on purpose: one poison record would block a shard
+ESM_MAX_RECORD_AGE_S = (60, 604_800)
+SQS_RETENTION_DAYS = (1, 14)
+LAMBDA_MEMORY_MB = (128, 10_240)
+LAMBDA_TIMEOUT_S = (1, 900)

@@ -1,0 +1,158 @@
+"""The change event: one JSON document per row change, forwarder -> Kinesis -> sink (docs/change-event.md).
+
+The contract is versioned (``v``) and independent of the source. Values inside ``key``, ``new`` and ``old``
+are JSON-safe cell values as listed in the docs (decimals as exact strings, dates as ``YYYY-MM-DD``, ...).
+``parse_event`` is the sink's gate: anything that does not match raises ``PoisonRecordError`` naming the
+first problem, so it can be parked with its payload.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from freshvec.constants import EVENT_VERSION, OPS, ORIGINS
+from freshvec.errors import PoisonRecordError
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    keyspace: str
+    table: str
+    op: str  # INSERT | UPDATE | DELETE | EXPIRE
+    key: Row  # partition + clustering columns, in primary-key order
+    new: Row | None  # whole row after the change (None for DELETE/EXPIRE)
+    old: Row | None  # whole row before the change (None for INSERT, or unknown)
+    seq: str  # source position (Keyspaces sequence number, or a backfill position)
+    shard: str  # source shard id
+    ts: str  # change time, ISO 8601 UTC
+    origin: str = "USER"  # USER | TTL | REPLICATION | BACKFILL
+    source: str = "keyspaces"
+    v: int = EVENT_VERSION
+    extra: Row = field(default_factory=dict, compare=False)  # unknown top-level fields, kept for forward compat
+
+    @property
+    def is_removal(self) -> bool:
+        return self.op in ("DELETE", "EXPIRE")
+
+    @property
+    def changed_at(self) -> datetime:
+        return parse_timestamp(self.ts)
+
+    def to_dict(self) -> Row:
+        doc: Row = {
+            "v": self.v,
+            "source": self.source,
+            "keyspace": self.keyspace,
+            "table": self.table,
+            "op": self.op,
+            "key": self.key,
+            "new": self.new,
+            "old": self.old,
+            "seq": self.seq,
+            "shard": self.shard,
+            "ts": self.ts,
+            "origin": self.origin,
+        }
+        doc.update(self.extra)
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def to_bytes(self) -> bytes:
+        return self.to_json().encode("utf-8")
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "v": int,
+    "source": str,
+    "keyspace": str,
+    "table": str,
+    "op": str,
+    "key": dict,
+    "seq": str,
+    "shard": str,
+    "ts": str,
+    "origin": str,
+}
+_KNOWN = set(_REQUIRED) | {"new", "old"}
+
+
+def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
+    """Decode and validate one change event; raise PoisonRecordError naming the first problem."""
+    doc = _decode(payload)
+    for name, expected in _REQUIRED.items():
+        if name not in doc:
+            raise PoisonRecordError(f"change event is missing '{name}'")
+        value = doc[name]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise PoisonRecordError(f"change event field '{name}' has the wrong type ({type(value).__name__})")
+    if doc["v"] != EVENT_VERSION:
+        raise PoisonRecordError(f"change event version {doc['v']} is not supported (expected {EVENT_VERSION})")
+    if doc["op"] not in OPS:
+        raise PoisonRecordError(f"change event op {doc['op']!r} is not one of {', '.join(OPS)}")
+    if doc["origin"] not in ORIGINS:
+        raise PoisonRecordError(f"change event origin {doc['origin']!r} is not one of {', '.join(ORIGINS)}")
+    if not doc["key"]:
+        raise PoisonRecordError("change event 'key' is empty")
+    for image in ("new", "old"):
+        if doc.get(image) is not None and not isinstance(doc[image], dict):
+            raise PoisonRecordError(f"change event field '{image}' must be an object or null")
+    new, old = doc.get("new"), doc.get("old")
+    if doc["op"] in ("INSERT", "UPDATE") and new is None:
+        raise PoisonRecordError(f"{doc['op']} change event has no 'new' image")
+    try:
+        parse_timestamp(doc["ts"])
+    except ValueError as exc:
+        raise PoisonRecordError(f"change event 'ts' is not an ISO 8601 time: {doc['ts']!r}") from exc
+    return ChangeEvent(
+        keyspace=doc["keyspace"],
+        table=doc["table"],
+        op=doc["op"],
+        key=doc["key"],
+        new=new,
+        old=old,
+        seq=doc["seq"],
+        shard=doc["shard"],
+        ts=doc["ts"],
+        origin=doc["origin"],
+        source=doc["source"],
+        v=doc["v"],
+        extra={k: v for k, v in doc.items() if k not in _KNOWN},
+    )
+
+
+def _decode(payload: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    if isinstance(payload, bytes):
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PoisonRecordError(f"change event is not UTF-8 text: {exc}") from exc
+    try:
+        doc = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise PoisonRecordError(f"change event is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise PoisonRecordError(f"change event must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 with a zone (``Z`` accepted); raises ValueError otherwise."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, millisecond precision, ``Z`` suffix: the one timestamp form the pipeline writes."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

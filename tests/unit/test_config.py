@@ -1,0 +1,128 @@
+"""The pipeline config: defaults, overrides and one clear error per kind of bad value."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from freshvec.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, default_config, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _with(**changes):
+    raw = copy.deepcopy(DEFAULT_CONFIG)
+    for dotted, value in changes.items():
+        target = raw
+        *parents, last = dotted.split("__")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return raw
+
+
+def test_cdk_json_holds_the_default_movie_config():
+    shipped = json.loads((ROOT / "cdk.json").read_text())["context"]["freshvec"]
+    assert PipelineConfig.from_dict(shipped) == PipelineConfig.from_dict(DEFAULT_CONFIG)
+    config = default_config()
+    assert config.keyspace == "media" and config.table == "movies"
+    assert config.primary_key == ("title",)
+    assert config.embedding.model_id == "amazon.titan-embed-text-v2:0"
+    assert config.embedding.dimensions == 256
+    assert config.vector_store.distance_metric == "cosine"
+    assert config.non_filterable_keys == ("overview",)
+
+
+def test_json_round_trip_keeps_every_setting():
+    config = PipelineConfig.from_dict(_with(sink__batch_size=7, alarm_email="ops@example.com"))
+    assert PipelineConfig.from_json(config.to_json()) == config
+
+
+def test_context_overrides_are_parsed_as_json_where_possible():
+    config = load_config(
+        {
+            "freshvec": DEFAULT_CONFIG,
+            "freshvec.sink.batch_size": "50",
+            "freshvec.embedding.dimensions": "512",
+            "freshvec.removal_policy": "retain",
+            "unrelated": "x",
+        }
+    )
+    assert config.sink.batch_size == 50
+    assert config.embedding.dimensions == 512
+    assert config.removal_policy == "retain"
+
+
+def test_whole_config_can_be_replaced_by_a_json_string():
+    config = load_config({"freshvec": json.dumps(_with(table="films"))})
+    assert config.table == "films"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        (_with(metadata_fields=["title", "nope"]), "metadata_fields", "unknown column 'nope'"),
+        (_with(embedding_field="missing"), "embedding_field", "unknown column 'missing'"),
+        (_with(embedding_field="vote_count"), "embedding_field", "must be a text type"),
+        (_with(embedding__dimensions=300), "embedding.dimensions", "allowed: 256, 512, 1024"),
+        (
+            _with(vector_store__non_filterable_keys=[f"k{i}" for i in range(11)]),
+            "vector_store.non_filterable_keys",
+            "at most 10",
+        ),
+        (_with(vector_store__non_filterable_keys=["nope"]), "vector_store.non_filterable_keys", "not a metadata key"),
+        (_with(sink__batch_size=0), "sink.batch_size", "allowed: 1 to 10000"),
+        (_with(sink__batch_size=10_001), "sink.batch_size", "allowed: 1 to 10000"),
+        (_with(sink__max_record_age_s=30), "sink.max_record_age_s", "allowed: 60 to 604800"),
+        (_with(sink__retry_attempts=-1), "sink.retry_attempts", "allowed: 0 to 10000"),
+        (_with(sink__batching_window_s=301), "sink.batching_window_s", "allowed: 0 to 300"),
+        (_with(sink__parallelization_factor=11), "sink.parallelization_factor", "allowed: 1 to 10"),
+        (_with(partition_key=[]), "partition_key", "at least one partition key column"),
+        (_with(columns__rating="real"), "columns.rating", "unknown CQL type 'real'"),
+        (_with(columns__tags="list<text, int>"), "columns.tags", "takes 1 type parameter"),
+        (_with(embedding__provider="openai"), "embedding.provider", "allowed: titan, cohere, local"),
+        (_with(embedding__model_id="amazon.titan-embed-text-v1"), "embedding.model_id", "allowed:"),
+        (_with(vector_store__distance_metric="dot"), "vector_store.distance_metric", "allowed: cosine, euclidean"),
+        (_with(vector_store__bucket_name="Bad_Name"), "vector_store.bucket_name", "lowercase"),
+        (_with(removal_policy="keep"), "removal_policy", "allowed: destroy, retain"),
+        (_with(alarm_email="not-an-email"), "alarm_email", "not an email address"),
+        (_with(vector_key=["overview"]), "vector_key", "every primary key column"),
+        (_with(forwarder__starting_position="AT_TIMESTAMP"), "forwarder.starting_position", "allowed"),
+        (_with(stream__mode="SOMETIMES"), "stream.mode", "allowed: ON_DEMAND, PROVISIONED"),
+        (_with(sink__batch_size="100"), "sink.batch_size", "whole number"),
+        (_with(keyspace="1media"), "keyspace", "start with a letter"),
+        (_with(surprise=True), "surprise", "unknown setting"),
+        (_with(sink__surprise=True), "sink.surprise", "unknown setting"),
+    ],
+)
+def test_invalid_config_names_the_field_and_allowed_values(raw, field, words):
+    with pytest.raises(ConfigError) as caught:
+        PipelineConfig.from_dict(raw)
+    assert caught.value.field == field
+    assert words in str(caught.value)
+    assert f"'{field}'" in str(caught.value)
+
+
+def test_missing_required_setting_is_named():
+    raw = copy.deepcopy(DEFAULT_CONFIG)
+    del raw["embedding_field"]
+    with pytest.raises(ConfigError, match="'embedding_field': required setting is missing"):
+        PipelineConfig.from_dict(raw)
+
+
+def test_composite_primary_key_and_custom_vector_key_order():
+    raw = _with(
+        columns={"shop": "text", "sku": "int", "day": "date", "body": "text", "tags": "set<text>"},
+        partition_key=["shop"],
+        clustering_key=["sku", "day"],
+        embedding_field="body",
+        metadata_fields=["tags"],
+        vector_key=["day", "shop", "sku"],
+    )
+    config = PipelineConfig.from_dict(raw)
+    assert config.primary_key == ("shop", "sku", "day")
+    assert config.key_columns == ("day", "shop", "sku")
+    assert str(config.column_types["tags"]) == "set<text>"
