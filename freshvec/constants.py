@@ -64,3 +64,36 @@ ESM_MAX_RECORD_AGE_S = (60, 604_800)
 SQS_RETENTION_DAYS = (1, 14)
 LAMBDA_MEMORY_MB = (128, 10_240)
 LAMBDA_TIMEOUT_S = (1, 900)
+
+# --- CloudFormation outputs the CLI reads (stack outputs are the CLI's only source of resource names) ---
+OUT_REGION = "Region"
+OUT_KEYSPACE = "Keyspace"
+OUT_TABLE = "Table"
+OUT_STREAM_NAME = "ChangeStreamName"
+OUT_STREAM_ARN = "ChangeStreamArn"
+OUT_VECTOR_BUCKET = "VectorBucketName"
+OUT_VECTOR_INDEX = "VectorIndexName"
+OUT_VECTOR_INDEX_ARN = "VectorIndexArn"
+OUT_SINK_DLQ_URL = "SinkDlqUrl"
+OUT_ON_FAILURE_BUCKET = "OnFailureBucketName"
+OUT_CHECKPOINT_TABLE = "CheckpointTableName"
+OUT_FORWARDER_FUNCTION = "ForwarderFunctionName"
+OUT_SINK_FUNCTION = "SinkFunctionName"
+OUT_DASHBOARD = "DashboardName"
+OUT_PIPELINE_CONFIG = "PipelineConfig"  # the validated config JSON, so the CLI embeds queries like the sink
+
+# --- Checkpoint/lease table (DynamoDB) key schema ---
+CHECKPOINT_PK = "stream"  # stream ARN
+CHECKPOINT_SK = "shard"  # shard id
+
+# --- Sink DLQ message body (JSON); `freshvec redrive` re-sends payload_b64 to Kinesis with partition_key ---
+DLQ_FIELDS = (
+    "payload_b64",  # the Kinesis record data exactly as received, base64
+    "partition_key",
+    "error_class",  # PoisonRecordError subclass name or the exception class
+    "error_message",
+    "kinesis_shard_id",
+    "kinesis_sequence_number",
+    "event_source_arn",
+    "failed_at",  # ISO 8601 UTC
+)

@@ -1,0 +1,35 @@
+"""Run every benchmark and merge the figures into bench-results.json (keys from other runs are kept)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
+# Each module exposes run() -> dict of figures; ratios are measured against a baseline in the same run.
+BENCHMARKS = ("bench.forwarder", "bench.sink", "bench.local_freshness")
+
+
+def write_results(figures: dict) -> None:
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    merged.update(figures)
+    RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+
+
+def main(names: list[str]) -> int:
+    selected = [n for n in BENCHMARKS if not names or n.split(".")[-1] in names]
+    for name in selected:
+        started = time.monotonic()
+        figures = importlib.import_module(name).run()
+        figures[f"{name.split('.')[-1]}_bench_seconds"] = round(time.monotonic() - started, 2)
+        write_results(figures)
+        print(f"{name}: {json.dumps(figures, sort_keys=True)}")
+    print(f"results in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,49 @@
+"""Vector keys and Kinesis partition keys, both derived from a row's whole primary key.
+
+A vector key is the compact JSON array of the key column values in the configured order, e.g.
+``["Jurassic Park"]`` or ``["shop-1",42,"2026-01-31"]``: deterministic (same row -> same key), reversible
+with the config's key columns, and unambiguous for any value (quotes and commas are escaped by JSON).
+Because the key always ends with ``]``, a suffix such as ``#2`` stays free for chunked vectors later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from freshvec.constants import KINESIS_MAX_PARTITION_KEY_CHARS, S3V_MAX_KEY_CHARS
+from freshvec.errors import PoisonRecordError
+
+
+def vector_key(key_values: Mapping[str, Any], key_columns: Sequence[str]) -> str:
+    """The vector key of a row; PoisonRecordError if a key column is missing/null or the key is too long."""
+    values = []
+    for column in key_columns:
+        value = key_values.get(column)
+        if value is None:
+            raise PoisonRecordError(f"primary key column '{column}' is missing or null")
+        values.append(value)
+    key = json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+    if len(key) > S3V_MAX_KEY_CHARS:
+        raise PoisonRecordError(f"vector key is {len(key)} characters; S3 Vectors allows at most {S3V_MAX_KEY_CHARS}")
+    return key
+
+
+def parse_vector_key(key: str, key_columns: Sequence[str]) -> dict[str, Any]:
+    """The primary key values a vector key was built from (ValueError if it was not built by ``vector_key``)."""
+    values = json.loads(key)
+    if not isinstance(values, list) or len(values) != len(key_columns):
+        raise ValueError(f"{key!r} is not a vector key for columns {', '.join(key_columns)}")
+    return dict(zip(key_columns, values, strict=True))
+
+
+def partition_key(vector_key_text: str) -> str:
+    """Kinesis partition key for a row: its vector key, hashed when longer than Kinesis allows.
+
+    All changes of one row share it, so they land on one Kinesis shard in order.
+    """
+    if len(vector_key_text) <= KINESIS_MAX_PARTITION_KEY_CHARS:
+        return vector_key_text
+    return "sha256:" + hashlib.sha256(vector_key_text.encode("utf-8")).hexdigest()
