@@ -97,3 +97,21 @@ DLQ_FIELDS = (
     "event_source_arn",
     "failed_at",  # ISO 8601 UTC
 )
+
+# --- Metrics (EMF through Powertools; namespace METRICS_NAMESPACE, dimension service=<SERVICE_*>) ---
+SERVICE_FORWARDER = "forwarder"
+SERVICE_SINK = "sink"
+M_CHANGES_FORWARDED = "ChangesForwarded"
+M_FORWARDER_LAG_MS = "ForwarderLagMs"  # now minus the newest forwarded change time
+M_SHARDS_OWNED = "ShardsOwned"
+M_THROTTLES = "Throttles"
+M_TRIMMED_DATA_EVENTS = "TrimmedDataEvents"
+M_CHANGES_RECEIVED = "ChangesReceived"
+M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
+M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call
+M_TEXTS_TRUNCATED = "TextsTruncated"
+M_VECTORS_PUT = "VectorsPut"
+M_VECTORS_DELETED = "VectorsDeleted"
+M_DLQ_RECORDS = "DlqRecords"
+M_FRESHNESS_MS = "FreshnessMs"  # now minus change time, per applied change
+M_BATCH_DURATION_MS = "BatchDurationMs"
