@@ -1,0 +1,148 @@
+"""The pipeline's AWS resources, created in a moto server from the same pipeline config the CDK app deploys.
+
+Local mode always embeds with WordLlama (256 dimensions, offline), whatever the config's provider says:
+``local_config`` returns the effective config (provider ``local``) so the sink, the query path and the
+``freshvec --local`` CLI all embed the same way, and the index is created with that dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from freshvec import constants as c
+from freshvec.config import EmbeddingConfig, PipelineConfig, VectorStoreConfig
+
+LOCAL_VECTOR_BUCKET = "freshvec-local"
+LOCAL_EMBEDDING = EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=256)
+
+ClientFactory = Callable[[str], Any]  # service name -> boto3 client (e.g. MotoServer.client)
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """Names and ARNs of everything local mode created; ``outputs`` mirrors the CloudFormation stack outputs."""
+
+    region: str
+    account: str
+    stream_name: str
+    stream_arn: str
+    checkpoint_table: str
+    dlq_url: str
+    dlq_arn: str
+    on_failure_bucket: str
+    vector_bucket: str
+    vector_index: str
+    vector_index_arn: str
+
+    def outputs(self, config: PipelineConfig) -> dict[str, str]:
+        return {
+            c.OUT_REGION: self.region,
+            c.OUT_KEYSPACE: config.keyspace,
+            c.OUT_TABLE: config.table,
+            c.OUT_STREAM_NAME: self.stream_name,
+            c.OUT_STREAM_ARN: self.stream_arn,
+            c.OUT_VECTOR_BUCKET: self.vector_bucket,
+            c.OUT_VECTOR_INDEX: self.vector_index,
+            c.OUT_VECTOR_INDEX_ARN: self.vector_index_arn,
+            c.OUT_SINK_DLQ_URL: self.dlq_url,
+            c.OUT_ON_FAILURE_BUCKET: self.on_failure_bucket,
+            c.OUT_CHECKPOINT_TABLE: self.checkpoint_table,
+            c.OUT_FORWARDER_FUNCTION: f"{config.stack_name}-forwarder-local",
+            c.OUT_SINK_FUNCTION: f"{config.stack_name}-sink-local",
+            c.OUT_DASHBOARD: f"{config.stack_name}-local",
+            c.OUT_PIPELINE_CONFIG: config.to_json(),
+        }
+
+
+def local_config(config: PipelineConfig) -> PipelineConfig:
+    """The config local mode runs: WordLlama embeddings and a named vector bucket, everything else as given."""
+    store = config.vector_store
+    bucket = store.bucket_name or LOCAL_VECTOR_BUCKET
+    effective = dataclasses.replace(
+        config,
+        embedding=LOCAL_EMBEDDING,
+        vector_store=VectorStoreConfig(
+            bucket_name=bucket,
+            index_name=store.index_name,
+            distance_metric=store.distance_metric,
+            non_filterable_keys=store.non_filterable_keys,
+        ),
+    )
+    effective.validate()
+    return effective
+
+
+def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalResources:
+    """Create the stream, checkpoint table, DLQ, on-failure bucket and vector index described by ``config``.
+
+    ``config`` should be the effective local config (see ``local_config``): the index dimension is its
+    embedding dimension.
+    """
+    prefix = config.stack_name.lower()
+    kinesis = clients("kinesis")
+    stream_name = f"{prefix}-changes"
+    if config.stream.mode == "ON_DEMAND":
+        kinesis.create_stream(StreamName=stream_name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    else:
+        kinesis.create_stream(
+            StreamName=stream_name,
+            ShardCount=config.stream.shard_count,
+            StreamModeDetails={"StreamMode": "PROVISIONED"},
+        )
+    stream_arn = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["StreamARN"]
+
+    checkpoint_table = f"{prefix}-checkpoints"
+    clients("dynamodb").create_table(
+        TableName=checkpoint_table,
+        KeySchema=[
+            {"AttributeName": c.CHECKPOINT_PK, "KeyType": "HASH"},
+            {"AttributeName": c.CHECKPOINT_SK, "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": c.CHECKPOINT_PK, "AttributeType": "S"},
+            {"AttributeName": c.CHECKPOINT_SK, "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    sqs = clients("sqs")
+    dlq_url = sqs.create_queue(
+        QueueName=f"{prefix}-sink-dlq",
+        Attributes={"MessageRetentionPeriod": str(config.sink.dlq_retention_days * 86_400)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    on_failure_bucket = f"{prefix}-sink-failures-local"
+    clients("s3").create_bucket(Bucket=on_failure_bucket)
+
+    store = config.vector_store
+    bucket = store.bucket_name or LOCAL_VECTOR_BUCKET
+    s3vectors = clients("s3vectors")
+    s3vectors.create_vector_bucket(vectorBucketName=bucket)
+    s3vectors.create_index(
+        vectorBucketName=bucket,
+        indexName=store.index_name,
+        dataType="float32",
+        dimension=config.embedding.dimensions,
+        distanceMetric=store.distance_metric,
+        metadataConfiguration={"nonFilterableMetadataKeys": list(config.non_filterable_keys)},
+    )
+    index = s3vectors.get_index(vectorBucketName=bucket, indexName=store.index_name)["index"]
+    account = stream_arn.split(":")[4]
+    region = stream_arn.split(":")[3]
+    return LocalResources(
+        region=region,
+        account=account,
+        stream_name=stream_name,
+        stream_arn=stream_arn,
+        checkpoint_table=checkpoint_table,
+        dlq_url=dlq_url,
+        dlq_arn=dlq_arn,
+        on_failure_bucket=on_failure_bucket,
+        vector_bucket=bucket,
+        vector_index=store.index_name,
+        vector_index_arn=index["indexArn"],
+    )
