@@ -1,0 +1,762 @@
+"""Seed and change table rows from CSV or JSON Lines files: read, convert by CQL type, write concurrently.
+
+One loading loop (``load_rows``) serves every destination through the ``RowWriter`` port:
+``CassandraRowWriter`` writes to Amazon Keyspaces with prepared statements and a bounded number of
+asynchronous writes in flight, retrying retryable driver errors with exponential backoff;
+``ControlApiRowWriter`` writes to a running local mode through its control API.
+
+Values are converted by the table's CQL types: decimals stay exact (``Decimal(str(value))``; JSON Lines
+numbers are parsed as ``Decimal``), dates and timestamps are parsed, collections are checked element by
+element. A row that cannot be converted is reported with its line number and skipped; the rest loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import ipaddress
+import json
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as time_of_day
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Protocol
+
+from freshvec.cqltypes import CqlType
+from freshvec.events import format_timestamp
+
+_INT_RANGES = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+class LoaderFileError(ValueError):
+    """The input file as a whole cannot be loaded (missing, unknown format, columns not in the table)."""
+
+
+class RowError(ValueError):
+    """One row cannot be loaded; ``line`` is its line number in the input file."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.reason = message
+        super().__init__(f"line {line}: {message}")
+
+
+class CellError(ValueError):
+    """One value does not fit its column's CQL type."""
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One record of the input file: its line number and raw values, or why it could not be read."""
+
+    line: int
+    values: dict[str, Any] | None
+    error: str | None = None
+
+
+def read_records(path: str | Path, columns: Iterable[str]) -> Iterator[SourceRecord]:
+    """Records of a ``.csv`` or ``.jsonl``/``.ndjson``/``.json`` (JSON Lines) file, checked against the table."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoaderFileError(f"{path}: no such file")
+    known = list(columns)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path, known)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path, known)
+    raise LoaderFileError(f"{path}: unknown file type {suffix!r}; use .csv or .jsonl (JSON Lines)")
+
+
+def _read_csv(path: Path, known: list[str]) -> Iterator[SourceRecord]:
+    handle = path.open(newline="", encoding="utf-8")
+    reader = csv.DictReader(handle)
+    header = reader.fieldnames or []
+    unknown = [name for name in header if name not in known]
+    if unknown:
+        handle.close()
+        raise LoaderFileError(f"{path}: column {unknown[0]!r} is not in the table; table columns: {', '.join(known)}")
+    if not header:
+        handle.close()
+        raise LoaderFileError(f"{path}: the CSV file has no header row")
+
+    def records() -> Iterator[SourceRecord]:
+        with handle:
+            for raw in reader:
+                if None in raw:
+                    yield SourceRecord(reader.line_num, None, f"{len(raw[None])} value(s) more than header columns")
+                    continue
+                # An empty CSV cell is a null: CSV cannot tell the two apart.
+                yield SourceRecord(reader.line_num, {k: (None if v == "" else v) for k, v in raw.items()})
+
+    return records()
+
+
+def _read_jsonl(path: Path, known: list[str]) -> Iterator[SourceRecord]:
+    def records() -> Iterator[SourceRecord]:
+        with path.open(encoding="utf-8") as handle:
+            for number, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    doc = json.loads(text, parse_float=Decimal)
+                except json.JSONDecodeError as exc:
+                    yield SourceRecord(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+                    continue
+                if not isinstance(doc, dict):
+                    yield SourceRecord(number, None, "each line must be one JSON object")
+                    continue
+                unknown = [name for name in doc if name not in known]
+                if unknown:
+                    yield SourceRecord(number, None, f"column {unknown[0]!r} is not in the table")
+                    continue
+                yield SourceRecord(number, doc)
+
+    return records()
+
+
+# ---- converting --------------------------------------------------------------------------------
+
+
+def to_driver_value(value: Any, cql: CqlType) -> Any:  # noqa: PLR0911, PLR0912 - one branch per CQL type
+    """A file value (JSON value or CSV text) as the Python value the Cassandra driver binds for ``cql``."""
+    if value is None:
+        return None
+    cql = cql.base
+    name = cql.name
+    if name in ("text", "varchar", "ascii"):
+        if not isinstance(value, str):
+            raise CellError(f"expected text, got {_describe(value)}")
+        if name == "ascii" and not value.isascii():
+            raise CellError("ascii column holds non-ASCII characters")
+        return value
+    if name in _INT_RANGES or name == "varint":
+        return _to_int(value, name)
+    if name == "counter":
+        raise CellError("counter columns cannot be written with INSERT; update them with cqlsh")
+    if name in ("float", "double"):
+        return _to_float(value)
+    if name == "decimal":
+        return _to_decimal(value)
+    if name == "boolean":
+        return _to_bool(value)
+    if name == "date":
+        return _parse_text(value, date.fromisoformat, "a date YYYY-MM-DD")
+    if name == "timestamp":
+        return _to_timestamp(value)
+    if name == "time":
+        return _parse_text(value, time_of_day.fromisoformat, "a time HH:MM:SS[.ffffff]")
+    if name in ("uuid", "timeuuid"):
+        parsed = _parse_text(value, uuid.UUID, "a UUID")
+        if name == "timeuuid" and parsed.version != 1:
+            raise CellError(f"{parsed} is not a time-based (version 1) UUID")
+        return parsed
+    if name == "inet":
+        return str(_parse_text(value, ipaddress.ip_address, "an IP address"))
+    if name == "blob":
+        return _parse_text(value, lambda text: base64.b64decode(text, validate=True), "base64 text")
+    if name == "duration":
+        raise CellError("duration columns are not supported by the loader")
+    return _to_collection(value, cql)
+
+
+def _to_collection(value: Any, cql: CqlType) -> Any:
+    if isinstance(value, str):  # collections in CSV are written as JSON
+        try:
+            value = json.loads(value, parse_float=Decimal)
+        except json.JSONDecodeError as exc:
+            raise CellError(f"expected JSON for a {cql} value: {exc.msg}") from exc
+    name = cql.name
+    if name in ("list", "set"):
+        if not isinstance(value, list):
+            raise CellError(f"expected an array for {cql}, got {_describe(value)}")
+        items = [to_driver_value(item, cql.params[0]) for item in value]
+        return items if name == "list" else set(items)
+    if name == "tuple":
+        if not isinstance(value, list) or len(value) != len(cql.params):
+            raise CellError(f"expected an array of {len(cql.params)} values for {cql}")
+        return tuple(to_driver_value(item, param) for item, param in zip(value, cql.params, strict=True))
+    if name == "map":
+        pairs = list(value.items()) if isinstance(value, dict) else value
+        if not isinstance(pairs, list):
+            raise CellError(f"expected an object or an array of [key, value] pairs for {cql}")
+        result = {}
+        for pair in pairs:
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise CellError(f"expected [key, value] pairs for {cql}")
+            result[to_driver_value(pair[0], cql.params[0])] = to_driver_value(pair[1], cql.params[1])
+        return result
+    if name == "udt":
+        if not isinstance(value, dict):
+            raise CellError(f"expected an object for {cql}, got {_describe(value)}")
+        return dict(value)
+    raise CellError(f"type {cql} is not supported by the loader")
+
+
+def _to_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise CellError(f"expected a whole number, got {_describe(value)}")
+    if isinstance(value, Decimal | float):
+        integral = value == value.to_integral_value() if isinstance(value, Decimal) else value.is_integer()
+        if not integral:
+            raise CellError(f"expected a whole number, got {value}")
+        value = int(value)
+    elif isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError as exc:
+            raise CellError(f"expected a whole number, got {value!r}") from exc
+    elif not isinstance(value, int):
+        raise CellError(f"expected a whole number, got {_describe(value)}")
+    bits = _INT_RANGES.get(name)
+    if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise CellError(f"{value} is out of range for {name}")
+    return value
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise CellError(f"expected a number, got {_describe(value)}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise CellError(f"expected a number, got {value!r}") from exc
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise CellError(f"expected a decimal, got {_describe(value)}")
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise CellError(f"expected a decimal, got {value!r}") from exc
+    if not result.is_finite():
+        raise CellError(f"{value!r} is not a finite decimal")
+    return result
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise CellError(f"expected true or false, got {value!r}")
+
+
+def _to_timestamp(value: Any) -> datetime:
+    moment = _parse_text(value, lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")), "an ISO 8601 time")
+    # A time without a zone is taken as UTC, the zone Keyspaces stores.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_text(value: Any, parse: Callable[[str], Any], what: str) -> Any:
+    if not isinstance(value, str):
+        raise CellError(f"expected {what}, got {_describe(value)}")
+    try:
+        return parse(value.strip())
+    except (ValueError, TypeError) as exc:
+        raise CellError(f"expected {what}, got {value!r}") from exc
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return f"{type(value).__name__} {value!r}"
+
+
+def to_json_value(value: Any, cql: CqlType) -> Any:  # noqa: PLR0911 - one branch per value kind
+    """A driver value as its change-event JSON value (docs/change-event.md)."""
+    if value is None:
+        return None
+    cql = cql.base
+    name = cql.name
+    if name == "decimal":
+        return str(value)
+    if name in ("float", "double"):
+        number = float(value)
+        return number if math.isfinite(number) else str(number).replace("inf", "Infinity").replace("nan", "NaN")
+    if name == "timestamp":
+        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if name == "blob":
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if name in ("date", "time"):
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if name in ("uuid", "timeuuid", "inet", "duration"):
+        return str(value)
+    if name in ("list", "set"):
+        items = [to_json_value(item, cql.params[0]) for item in value]
+        return sorted(items, key=json.dumps) if name == "set" else items
+    if name == "tuple":
+        return [to_json_value(item, param) for item, param in zip(value, cql.params, strict=False)]
+    if name == "map":
+        key_type, value_type = cql.params
+        if key_type.is_text:
+            return {key: to_json_value(item, value_type) for key, item in value.items()}
+        return [[to_json_value(k, key_type), to_json_value(v, value_type)] for k, v in value.items()]
+    if name == "udt":
+        items = value.items() if isinstance(value, Mapping) else value._asdict().items()
+        return {key: _plain_json(item) for key, item in items}
+    return value
+
+
+def _plain_json(value: Any) -> Any:  # noqa: PLR0911 - one branch per value kind
+    """Best-effort JSON for UDT fields, whose types the config does not describe."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, date | time_of_day):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """What the loader needs to know about the table: names, CQL types and the primary key."""
+
+    keyspace: str
+    table: str
+    column_types: dict[str, CqlType]
+    primary_key: tuple[str, ...]
+    partition_key: tuple[str, ...]
+    text_column: str  # the embedded text column
+
+    @classmethod
+    def from_config(cls, config: Any) -> TableSchema:
+        return cls(
+            keyspace=config.keyspace,
+            table=config.table,
+            column_types=config.column_types,
+            primary_key=config.primary_key,
+            partition_key=config.partition_key,
+            text_column=config.embedding_field,
+        )
+
+
+def convert_row(values: Mapping[str, Any], schema: TableSchema) -> dict[str, Any]:
+    """Driver values for one file record; CellError names the column that does not fit."""
+    missing = [name for name in schema.primary_key if values.get(name) is None]
+    if missing:
+        raise CellError(f"primary key column {missing[0]!r} is missing or empty")
+    row = {}
+    for name, value in values.items():
+        try:
+            row[name] = to_driver_value(value, schema.column_types[name])
+        except CellError as exc:
+            raise CellError(f"column {name!r}: {exc}") from exc
+    return row
+
+
+def row_to_json(row: Mapping[str, Any], schema: TableSchema) -> dict[str, Any]:
+    return {name: to_json_value(value, schema.column_types[name]) for name, value in row.items()}
+
+
+# ---- what to write: insert, update or delete ---------------------------------------------------
+
+UPDATE_MODES = ("ratings", "text")
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    """One write: ``upsert`` a row (driver values) or ``delete`` it by primary key."""
+
+    line: int
+    kind: str  # "upsert" | "delete"
+    row: dict[str, Any]
+
+
+def plan_writes(
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    schema: TableSchema,
+    *,
+    update: str | None = None,
+    delete: bool = False,
+    stamp: str | None = None,
+) -> Iterator[WriteOp]:
+    """The writes for each converted row: as in the file, with changed ratings or text, or deleted.
+
+    ``update="ratings"`` changes only the numeric non-key columns (the text stays, so no re-embedding
+    is expected); ``update="text"`` appends a revision note to the embedded text (a new embedding is
+    expected); ``delete`` removes the rows by primary key.
+    """
+    if update is not None and update not in UPDATE_MODES:
+        raise ValueError(f"unknown update mode {update!r}; allowed: {', '.join(UPDATE_MODES)}")
+    stamp = stamp or datetime.now(UTC).strftime("%H:%M:%S")
+    for line, row in rows:
+        if delete:
+            yield WriteOp(line, "delete", {name: row[name] for name in schema.primary_key})
+        elif update == "ratings":
+            yield WriteOp(line, "upsert", _bump_numbers(row, schema))
+        elif update == "text":
+            changed = dict(row)
+            changed[schema.text_column] = f"{row.get(schema.text_column) or ''} (revised {stamp})".strip()
+            yield WriteOp(line, "upsert", changed)
+        else:
+            yield WriteOp(line, "upsert", row)
+
+
+def _bump_numbers(row: Mapping[str, Any], schema: TableSchema) -> dict[str, Any]:
+    """The row with each numeric non-key column nudged, so its metadata visibly changes."""
+    changed = dict(row)
+    for name, value in row.items():
+        kind = schema.column_types[name].base.name
+        if name in schema.primary_key or value is None:
+            continue
+        if kind == "decimal":
+            changed[name] = value + Decimal("0.1")
+        elif kind in ("float", "double"):
+            changed[name] = value + 0.1
+        elif kind in ("int", "bigint", "smallint", "varint"):
+            changed[name] = value + 1
+    return changed
+
+
+# ---- writers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class WriteResult:
+    op: WriteOp
+    error: str | None = None
+    attempts: int = 1
+
+
+class RowWriter(Protocol):
+    """Where rows go. ``write`` returns once every op was reported to ``report`` (success or final error)."""
+
+    def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None: ...
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def build_insert(keyspace: str, table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(quote(c) for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    # Identifiers come from the validated config and are quoted; values are always bound.
+    return f"INSERT INTO {quote(keyspace)}.{quote(table)} ({names}) VALUES ({marks})"  # noqa: S608
+
+
+def build_delete(keyspace: str, table: str, key_columns: Sequence[str]) -> str:
+    where = " AND ".join(f"{quote(c)} = ?" for c in key_columns)
+    return f"DELETE FROM {quote(keyspace)}.{quote(table)} WHERE {where}"  # noqa: S608
+
+
+def _retryable_driver_errors() -> tuple[type[BaseException], ...]:
+    from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteFailure, WriteTimeout
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.protocol import OverloadedErrorMessage, ServerError
+
+    return (
+        WriteTimeout,
+        WriteFailure,
+        ReadTimeout,
+        Unavailable,
+        OperationTimedOut,
+        NoHostAvailable,
+        OverloadedErrorMessage,
+        ServerError,
+    )
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits a random time up to base * 2**(n-1), capped."""
+
+    base_s: float = 0.05
+    cap_s: float = 5.0
+    max_attempts: int = 6
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
+
+
+class CassandraRowWriter:
+    """Asynchronous writes through a Cassandra session, at most ``max_in_flight`` at once.
+
+    A slot is taken before a write is sent and given back when it finally succeeds or fails, so retries
+    (scheduled on a timer, never blocking the driver's event loop) count against the same bound.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        schema: TableSchema,
+        *,
+        max_in_flight: int = 64,
+        backoff: Backoff | None = None,
+        consistency_level: Any = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.session = session
+        self.schema = schema
+        self.max_in_flight = max_in_flight
+        self.backoff = backoff or Backoff()
+        self.consistency_level = consistency_level
+        self._prepared: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._retryable = _retryable_driver_errors()
+
+    def _statement(self, op: WriteOp) -> tuple[Any, list[Any]]:
+        s = self.schema
+        columns = s.primary_key if op.kind == "delete" else tuple(op.row)
+        cache_key = (op.kind, columns)
+        if cache_key not in self._prepared:
+            if op.kind == "delete":
+                text = build_delete(s.keyspace, s.table, columns)
+            else:
+                text = build_insert(s.keyspace, s.table, columns)
+            prepared = self.session.prepare(text)
+            if self.consistency_level is not None:
+                prepared.consistency_level = self.consistency_level
+            self._prepared[cache_key] = prepared
+        return self._prepared[cache_key], [op.row[c] for c in columns]
+
+    def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
+        for op in ops:
+            try:
+                statement, params = self._statement(op)
+            except Exception as exc:  # noqa: BLE001 - a statement the server refuses to prepare is that row's error
+                report(WriteResult(op, error=_error_text(exc)))
+                continue
+            self._slots.acquire()
+            self._send(_Job(op, statement, params, report))
+        for _ in range(self.max_in_flight):  # every slot back: every write has finished
+            self._slots.acquire()
+        for _ in range(self.max_in_flight):
+            self._slots.release()
+
+    def _send(self, job: _Job) -> None:
+        try:
+            future = self.session.execute_async(job.statement, job.params)
+        except Exception as exc:  # noqa: BLE001 - the driver may refuse before sending (e.g. no host)
+            self._failed(exc, job)
+            return
+        future.add_callbacks(callback=lambda _rows: self._done(job, None), errback=lambda exc: self._failed(exc, job))
+
+    def _failed(self, exc: BaseException, job: _Job) -> None:
+        if isinstance(exc, self._retryable) and job.attempt < self.backoff.max_attempts:
+            delay = self.backoff.delay(job.attempt)
+            job.attempt += 1
+            timer = threading.Timer(delay, self._send, (job,))
+            timer.daemon = True
+            timer.start()
+            return
+        self._done(job, _error_text(exc))
+
+    def _done(self, job: _Job, error: str | None) -> None:
+        try:
+            job.report(WriteResult(job.op, error=error, attempts=job.attempt))
+        finally:
+            self._slots.release()
+
+
+@dataclass
+class _Job:
+    op: WriteOp
+    statement: Any
+    params: list[Any]
+    report: Callable[[WriteResult], None]
+    attempt: int = 1
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip() or "no detail"
+    return f"{type(exc).__name__}: {text}"
+
+
+class ControlApiRowWriter:
+    """Writes rows to a running local mode through its control API, in batches, retrying connection errors."""
+
+    def __init__(
+        self, control_url: str, schema: TableSchema, *, batch_size: int = 200, backoff: Backoff | None = None
+    ) -> None:
+        self.control_url = control_url.rstrip("/")
+        self.schema = schema
+        self.batch_size = batch_size
+        self.backoff = backoff or Backoff(base_s=0.2, cap_s=2.0, max_attempts=4)
+
+    def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
+        batch: list[WriteOp] = []
+        for op in ops:
+            if batch and (op.kind != batch[0].kind or len(batch) >= self.batch_size):
+                self._flush(batch, report)
+                batch = []
+            batch.append(op)
+        if batch:
+            self._flush(batch, report)
+
+    def _flush(self, batch: list[WriteOp], report: Callable[[WriteResult], None]) -> None:
+        import requests
+
+        if batch[0].kind == "delete":
+            path, body = "rows/delete", {"keys": [row_to_json(op.row, self.schema) for op in batch]}
+        else:
+            path, body = "rows/upsert", {"rows": [row_to_json(op.row, self.schema) for op in batch]}
+        error: str | None = None
+        attempt = 1
+        while True:
+            try:
+                response = requests.post(f"{self.control_url}/{path}", json=body, timeout=30)
+                if response.status_code < 500:
+                    if response.status_code >= 400:
+                        error = f"local control API refused the rows ({response.status_code}): {response.text[:200]}"
+                    break
+                error = f"local control API failed ({response.status_code})"
+            except requests.ConnectionError as exc:
+                error = f"local control API unreachable at {self.control_url}: {type(exc).__name__}"
+            if attempt >= self.backoff.max_attempts:
+                break
+            time.sleep(self.backoff.delay(attempt))
+            attempt += 1
+            error = None
+        for op in batch:
+            report(WriteResult(op, error=error, attempts=attempt))
+
+
+# ---- the loading loop --------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    read: int = 0
+    written: int = 0
+    skipped: list[RowError] = field(default_factory=list)  # bad rows: not sent
+    failed: list[RowError] = field(default_factory=list)  # sent, but the write failed after retries
+    retried: int = 0  # writes that needed more than one attempt
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped and not self.failed
+
+
+def load_rows(
+    records: Iterable[SourceRecord],
+    schema: TableSchema,
+    writer: RowWriter,
+    *,
+    update: str | None = None,
+    delete: bool = False,
+    limit: int | None = None,
+    on_progress: Callable[[LoadReport], None] | None = None,
+) -> LoadReport:
+    """Convert each record, skip (and report) bad ones, and hand the rest to the writer."""
+    report = LoadReport()
+    lock = threading.Lock()
+
+    def converted() -> Iterator[tuple[int, dict[str, Any]]]:
+        taken = 0
+        for record in records:
+            if limit is not None and taken >= limit:
+                return
+            report.read += 1
+            if record.values is None:
+                report.skipped.append(RowError(record.line, record.error or "unreadable"))
+                continue
+            try:
+                row = convert_row(record.values, schema)
+            except CellError as exc:
+                report.skipped.append(RowError(record.line, str(exc)))
+                continue
+            taken += 1
+            yield record.line, row
+
+    def on_result(result: WriteResult) -> None:
+        with lock:
+            if result.error is None:
+                report.written += 1
+            else:
+                report.failed.append(RowError(result.op.line, result.error))
+            if result.attempts > 1:
+                report.retried += 1
+            if on_progress is not None:
+                on_progress(report)
+
+    writer.write(plan_writes(converted(), schema, update=update, delete=delete), on_result)
+    report.skipped.sort(key=lambda e: e.line)
+    report.failed.sort(key=lambda e: e.line)
+    return report
+
+
+# ---- Amazon Keyspaces connection ---------------------------------------------------------------
+
+KEYSPACES_PORT = 9142
+
+
+def keyspaces_host(region: str) -> str:
+    return f"cassandra.{region}.amazonaws.com"
+
+
+def tls_context(ca_bundle: str | Path | None = None) -> Any:
+    """A TLS client context that verifies the server certificate and host name.
+
+    Default trust store: the ``certifi`` bundle (Mozilla's roots), which holds Amazon Root CA 1-4 that
+    Amazon Keyspaces certificates chain to. Pass ``ca_bundle`` (e.g. AWS's ``keyspaces-bundle.pem`` with
+    the Starfield Class 2 root) where an endpoint still presents the older chain.
+    """
+    import ssl
+
+    import certifi
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname on, CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cafile=str(ca_bundle) if ca_bundle else certifi.where())
+    return context
+
+
+def connect_keyspaces(
+    region: str, boto_session: Any, *, ca_bundle: str | Path | None = None, request_timeout_s: float = 20.0
+) -> tuple[Any, Any]:
+    """(cluster, session) for Amazon Keyspaces: TLS verified, SigV4 auth, LOCAL_QUORUM, rows as dicts."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy
+    from cassandra.query import dict_factory
+    from cassandra_sigv4.auth import SigV4AuthProvider
+
+    host = keyspaces_host(region)
+    profile = ExecutionProfile(
+        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=region),
+        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+        request_timeout=request_timeout_s,
+        row_factory=dict_factory,
+    )
+    cluster = Cluster(
+        [host],
+        port=KEYSPACES_PORT,
+        ssl_context=tls_context(ca_bundle),
+        ssl_options={"server_hostname": host},
+        auth_provider=SigV4AuthProvider(boto_session),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        protocol_version=4,
+    )
+    return cluster, cluster.connect()
