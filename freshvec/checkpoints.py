@@ -1,0 +1,272 @@
+"""Checkpoints and leases for the forwarder, one DynamoDB item per (stream, shard); every write is conditional.
+
+An item holds the last sequence number forwarded to Kinesis (``seq``), whether the shard was read to its end
+(``ended``) and who may read it (``lease_owner`` until ``lease_expires_at``, epoch seconds). Only the lease
+owner can move a checkpoint, so two forwarders never read one shard at the same time, and a lease whose
+owner died is free again once it expires.
+
+The streams a forwarder has followed are kept in the same table under one registry partition per table
+(``#streams/<keyspace>/<table>``, sort key = stream ARN) with ``state`` ``reading`` or ``done``: when CDC is
+re-enabled the old stream is finished before the new one is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
+from freshvec.errors import error_code
+
+# Item attributes (the CLI's status command reads them too).
+ATTR_SEQUENCE = "seq"
+ATTR_ENDED = "ended"
+ATTR_LEASE_OWNER = "lease_owner"
+ATTR_LEASE_EXPIRES_AT = "lease_expires_at"
+ATTR_UPDATED_AT = "updated_at"
+ATTR_STREAM_LABEL = "label"
+ATTR_STREAM_STATE = "state"
+STREAM_READING = "reading"
+STREAM_DONE = "done"
+REGISTRY_PREFIX = "#streams/"
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class LeaseLostError(Exception):
+    """Another forwarder holds this shard now; stop reading it without touching its checkpoint."""
+
+
+@dataclass(frozen=True)
+class ShardCheckpoint:
+    stream_arn: str
+    shard_id: str
+    sequence_number: str | None  # last sequence number Kinesis accepted; None: nothing forwarded yet
+    ended: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+
+    def lease_free(self, now: float) -> bool:
+        return self.lease_owner is None or self.lease_expires_at is None or self.lease_expires_at < now
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    stream_arn: str
+    label: str
+    done: bool
+
+
+def registry_partition(keyspace: str, table: str) -> str:
+    return f"{REGISTRY_PREFIX}{keyspace}/{table}"
+
+
+class CheckpointStore:
+    """Conditional reads and writes of shard checkpoints, shard leases and the stream registry."""
+
+    def __init__(
+        self,
+        dynamodb: Any,
+        table_name: str,
+        *,
+        owner_id: str,
+        lease_duration_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self.owner_id = owner_id
+        self.lease_duration_s = lease_duration_s
+        self._clock = clock
+
+    # ---- shards ---------------------------------------------------------------------------
+    def load_stream(self, stream_arn: str) -> dict[str, ShardCheckpoint]:
+        """Every shard checkpoint of a stream (strongly consistent), by shard id."""
+        return {item.shard_id: item for item in map(_checkpoint, self._query(stream_arn))}
+
+    def try_acquire(self, stream_arn: str, shard_id: str) -> ShardCheckpoint | None:
+        """Take the lease if it is free, expired or already ours and the shard has not ended; else None."""
+        now = self._clock()
+        update = "SET #owner = :me, #expires = :expires, #updated = :now"
+        condition = (
+            "(attribute_not_exists(#owner) OR #expires < :now OR #owner = :me) "
+            "AND (attribute_not_exists(#ended) OR #ended = :false)"
+        )
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=_key(stream_arn, shard_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_names_used_in(update, condition),
+                ExpressionAttributeValues={
+                    ":me": {"S": self.owner_id},
+                    ":expires": _number(now + self.lease_duration_s),
+                    ":now": _number(now),
+                    ":false": {"BOOL": False},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == _CONDITION_FAILED:
+                return None
+            raise
+        return _checkpoint(response["Attributes"])
+
+    def renew(self, stream_arn: str, shard_id: str) -> float:
+        """Extend our lease; returns the new expiry. LeaseLostError if another owner took it."""
+        now = self._clock()
+        expires = now + self.lease_duration_s
+        self._update_owned(
+            stream_arn,
+            shard_id,
+            "SET #expires = :expires, #updated = :now",
+            {":expires": _number(expires), ":now": _number(now)},
+        )
+        return expires
+
+    def checkpoint(self, stream_arn: str, shard_id: str, sequence_number: str) -> float:
+        """Record that Kinesis accepted everything up to ``sequence_number``; also renews the lease."""
+        now = self._clock()
+        expires = now + self.lease_duration_s
+        self._update_owned(
+            stream_arn,
+            shard_id,
+            "SET #seq = :seq, #expires = :expires, #updated = :now",
+            {":seq": {"S": sequence_number}, ":expires": _number(expires), ":now": _number(now)},
+        )
+        return expires
+
+    def mark_ended(self, stream_arn: str, shard_id: str, sequence_number: str | None) -> None:
+        """The shard was read to its end and everything in it was forwarded: close it and drop the lease."""
+        values: dict[str, Any] = {":true": {"BOOL": True}, ":now": _number(self._clock())}
+        update = "SET #ended = :true, #updated = :now"
+        if sequence_number is not None:
+            update += ", #seq = :seq"
+            values[":seq"] = {"S": sequence_number}
+        self._update_owned(stream_arn, shard_id, update + " REMOVE #owner, #expires", values)
+
+    def release(self, stream_arn: str, shard_id: str) -> bool:
+        """Give the lease back so another forwarder can take it at once; False if it was not ours any more."""
+        try:
+            self._update_owned(
+                stream_arn, shard_id, "SET #updated = :now REMOVE #owner, #expires", {":now": _number(self._clock())}
+            )
+        except LeaseLostError:
+            return False
+        return True
+
+    def _update_owned(self, stream_arn: str, shard_id: str, update: str, values: dict[str, Any]) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_key(stream_arn, shard_id),
+                UpdateExpression=update,
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames=_names_used_in(update, "#owner"),
+                ExpressionAttributeValues={":me": {"S": self.owner_id}, **values},
+            )
+        except ClientError as exc:
+            if error_code(exc) == _CONDITION_FAILED:
+                raise LeaseLostError(
+                    f"lease on {shard_id} of {stream_arn} is no longer held by {self.owner_id}"
+                ) from exc
+            raise
+
+    # ---- stream registry ------------------------------------------------------------------
+    def load_streams(self, keyspace: str, table: str) -> list[StreamEntry]:
+        """The streams followed so far, oldest first (stream labels are creation timestamps)."""
+        entries = [
+            StreamEntry(
+                stream_arn=item[CHECKPOINT_SK]["S"],
+                label=item.get(ATTR_STREAM_LABEL, {}).get("S", ""),
+                done=item.get(ATTR_STREAM_STATE, {}).get("S") == STREAM_DONE,
+            )
+            for item in self._query(registry_partition(keyspace, table))
+        ]
+        return sorted(entries, key=lambda e: (e.label, e.stream_arn))
+
+    def register_stream(self, keyspace: str, table: str, stream_arn: str, label: str) -> bool:
+        """Start following a stream; False if it was already registered (by us or another forwarder)."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **_key(registry_partition(keyspace, table), stream_arn),
+                    ATTR_STREAM_LABEL: {"S": label},
+                    ATTR_STREAM_STATE: {"S": STREAM_READING},
+                    ATTR_UPDATED_AT: _number(self._clock()),
+                },
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": CHECKPOINT_PK},
+            )
+        except ClientError as exc:
+            if error_code(exc) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def mark_stream_done(self, keyspace: str, table: str, stream_arn: str) -> None:
+        """Every shard of a disabled stream was read to its end; the next stream takes over."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=_key(registry_partition(keyspace, table), stream_arn),
+            UpdateExpression="SET #state = :done, #updated = :now",
+            ConditionExpression="attribute_exists(#pk)",
+            ExpressionAttributeNames={"#state": ATTR_STREAM_STATE, "#updated": ATTR_UPDATED_AT, "#pk": CHECKPOINT_PK},
+            ExpressionAttributeValues={":done": {"S": STREAM_DONE}, ":now": _number(self._clock())},
+        )
+
+    def _query(self, partition: str) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": CHECKPOINT_PK},
+            "ExpressionAttributeValues": {":pk": {"S": partition}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._db.query(**request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+_NAMES = {
+    "#seq": ATTR_SEQUENCE,
+    "#ended": ATTR_ENDED,
+    "#owner": ATTR_LEASE_OWNER,
+    "#expires": ATTR_LEASE_EXPIRES_AT,
+    "#updated": ATTR_UPDATED_AT,
+}
+
+
+def _names_used_in(*expressions: str) -> dict[str, str]:
+    """DynamoDB rejects attribute names a request does not use, so send only those the expressions name."""
+    text = " ".join(expressions)
+    return {name: attribute for name, attribute in _NAMES.items() if name in text}
+
+
+def _key(partition: str, sort: str) -> dict[str, Any]:
+    return {CHECKPOINT_PK: {"S": partition}, CHECKPOINT_SK: {"S": sort}}
+
+
+def _number(value: float) -> dict[str, str]:
+    # Millisecond precision is plenty for lease expiry and keeps the DynamoDB number short.
+    return {"N": f"{value:.3f}"}
+
+
+def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
+    expires = item.get(ATTR_LEASE_EXPIRES_AT, {}).get("N")
+    return ShardCheckpoint(
+        stream_arn=item[CHECKPOINT_PK]["S"],
+        shard_id=item[CHECKPOINT_SK]["S"],
+        sequence_number=item.get(ATTR_SEQUENCE, {}).get("S"),
+        ended=bool(item.get(ATTR_ENDED, {}).get("BOOL", False)),
+        lease_owner=item.get(ATTR_LEASE_OWNER, {}).get("S"),
+        lease_expires_at=float(expires) if expires is not None else None,
+    )
