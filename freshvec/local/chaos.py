@@ -28,6 +28,8 @@ from botocore.errorfactory import ClientExceptionsFactory
 from botocore.exceptions import ClientError
 from botocore.session import get_session
 
+from freshvec.errors import classify
+
 _ACCOUNT = "123456789012"
 # Operations that change state: kills happen after these succeed ("the write landed, the process died").
 _SINK_WRITE_OPERATIONS = {
@@ -375,7 +377,12 @@ class KinesisFaults(_ClientFaults):
 
 
 class EmbedderFaults:
-    """The embedder at the Bedrock boundary: ThrottlingException (429) and ModelTimeoutException (408)."""
+    """The embedder at the Bedrock boundary: ThrottlingException (429) and ModelTimeoutException (408).
+
+    Each text counts as one InvokeModel call (Titan embeds one text per call). ``embed_documents`` and
+    ``embed_query`` raise the ClientError; ``try_embed_documents`` (the sink's path) returns it per text,
+    classified as the Bedrock providers classify it, while the other texts of the call are embedded.
+    """
 
     def __init__(self, embedder: Any, chaos: Chaos) -> None:
         self._embedder = embedder
@@ -388,27 +395,43 @@ class EmbedderFaults:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._embedder, name)
 
-    def _maybe_fail(self) -> None:
+    def _fault(self) -> ClientError | None:
         chaos, plan = self._chaos, self._chaos.plan
         if chaos.roll(plan.bedrock_throttle):
             chaos.count("bedrock_throttle")
-            raise service_error(
-                "bedrock-runtime", "ThrottlingException", "Too many requests, please wait.", "InvokeModel"
-            )
+            message = "Too many requests, please wait before trying again."
+            return service_error("bedrock-runtime", "ThrottlingException", message, "InvokeModel")
         if chaos.roll(plan.bedrock_timeout):
             chaos.count("bedrock_timeout")
-            raise service_error(
-                "bedrock-runtime",
-                "ModelTimeoutException",
-                "Model has timed out in processing the request.",
-                "InvokeModel",
-            )
+            message = "Model has timed out in processing the request."
+            return service_error("bedrock-runtime", "ModelTimeoutException", message, "InvokeModel")
+        return None
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        if texts:
-            self._maybe_fail()
+        for _ in texts:
+            fault = self._fault()
+            if fault is not None:
+                raise fault
         return self._embedder.embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        self._maybe_fail()
+        fault = self._fault()
+        if fault is not None:
+            raise fault
         return self._embedder.embed_query(text)
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[Any]:
+        from freshvec.embeddings import EmbedResult
+
+        faults = [self._fault() for _ in texts]
+        healthy = [text for text, fault in zip(texts, faults, strict=True) if fault is None]
+        embedded = iter(self._embedder.try_embed_documents(healthy) if healthy else [])
+        results = []
+        for fault in faults:
+            if fault is None:
+                results.append(next(embedded))
+                continue
+            error = classify(fault)(f"Bedrock InvokeModel: {fault}")
+            error.__cause__ = fault
+            results.append(EmbedResult(error=error))
+        return results

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import pytest
 from botocore.exceptions import ClientError
 
-from freshvec.errors import TransientError, classify
+from freshvec.embeddings import EmbedResult
+from freshvec.errors import TransientError, classify, error_code
 from freshvec.local.chaos import Chaos, FaultPlan, InjectedCrash, service_error
 from freshvec.local.moto_server import MotoServer
 from tests.fakes.botocore_shapes import assert_matches_output_shape
@@ -32,6 +33,10 @@ class CountingEmbedder:
     def embed_query(self, text: str) -> list[float]:
         self.calls += 1
         return [float(len(text)), 1.0]
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        self.calls += 1
+        return [EmbedResult([float(len(t)), 1.0]) for t in texts]
 
 
 def _only(**rates: float) -> FaultPlan:
@@ -116,7 +121,7 @@ def test_embedder_fails_at_the_configured_rates_with_bedrock_errors() -> None:
     calls = 4000
     for _ in range(calls):
         try:
-            assert embedder.embed_documents(["abc", "de"]) == [[3.0, 1.0], [2.0, 1.0]]
+            assert embedder.embed_query("abc") == [3.0, 1.0]
             outcomes["ok"] += 1
         except ClientError as exc:
             outcomes[exc.response["Error"]["Code"]] += 1
@@ -132,10 +137,38 @@ def test_embedder_fails_at_the_configured_rates_with_bedrock_errors() -> None:
     assert embedder.dimensions == 2 and embedder.model_id == "count"
 
 
+def test_try_embed_documents_fails_texts_one_by_one_like_titan_calls() -> None:
+    inner = CountingEmbedder()
+    chaos = Chaos(_only(bedrock_throttle=0.3))
+    embedder = chaos.wrap_embedder(inner)
+    texts = [f"text number {i}" for i in range(500)]
+    results = embedder.try_embed_documents(texts)
+    assert len(results) == len(texts)
+    failed = [i for i, r in enumerate(results) if r.error is not None]
+    assert 0.22 * len(texts) < len(failed) < 0.38 * len(texts)
+    assert chaos.counts() == {"bedrock_throttle": len(failed)}
+    for text, result in zip(texts, results, strict=True):
+        if result.error is None:
+            assert result.vector == [float(len(text)), 1.0]  # the healthy texts keep their own vectors
+        else:
+            assert isinstance(result.error, TransientError)
+            assert error_code(result.error.__cause__) == "ThrottlingException"
+            assert "ThrottlingException" in str(result.error)
+    assert inner.calls == 1  # one call for the healthy texts only
+
+
+def test_embed_documents_raises_the_bedrock_error() -> None:
+    embedder = Chaos(_only(bedrock_timeout=1.0)).wrap_embedder(CountingEmbedder())
+    with pytest.raises(ClientError) as caught:
+        embedder.embed_documents(["a", "b"])
+    assert error_code(caught.value) == "ModelTimeoutException" and _status(caught.value) == 408
+
+
 def test_embedder_without_faults_is_transparent() -> None:
     embedder = Chaos(FaultPlan.none()).wrap_embedder(CountingEmbedder())
     assert embedder.embed_query("hello") == [5.0, 1.0]
-    assert embedder.embed_documents([]) == []
+    assert embedder.embed_documents(["hi"]) == [[2.0, 1.0]]
+    assert [r.vector for r in embedder.try_embed_documents(["abc"])] == [[3.0, 1.0]]
 
 
 # ---- S3 Vectors -------------------------------------------------------------------------------
