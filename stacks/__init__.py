@@ -1,0 +1,1 @@
+"""The freshvec CDK app: one construct per concern, composed by ``pipeline_stack.PipelineStack``."""

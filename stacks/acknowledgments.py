@@ -1,0 +1,74 @@
+"""cdk-nag AwsSolutions findings acknowledged on purpose, each on the one construct it concerns, with its reason.
+
+Any finding not listed here fails synth (and tests/infra/test_nag.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from stacks.pipeline_stack import PipelineStack
+
+PYTHON_RUNTIME_REASON = (
+    "Pinned to python3.13: the dependency layer is built from cp313 arm64 wheels (lambdas/requirements.txt) and "
+    "the code is tested on 3.11-3.13; moving to a newer runtime is a deliberate change of the layer and the tests."
+)
+
+
+def acknowledge_findings(stack: PipelineStack) -> None:
+    forwarder, sink = stack.forwarder, stack.sink
+    _ack(
+        stack.change_stream.stream,
+        "AwsSolutions-KDS3",
+        "The stream is encrypted with the stack's customer managed key (rotated, policy under the stack's control, "
+        "shared with the table, index and queues) rather than the aws/kinesis AWS managed key.",
+    )
+    _ack(
+        forwarder.function.role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cassandra:<AWS::Region>:<AWS::AccountId>:"
+        f"/keyspace/{stack.config.keyspace}/table/{stack.config.table}/stream/*]",
+        "Keyspaces names a CDC stream by a label assigned when CDC is enabled (and re-assigned when it is "
+        "re-enabled); the grant is limited to this one table's streams and to GetStream/GetShardIterator/GetRecords.",
+    )
+    _ack(
+        forwarder.function.role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "cassandra:ListStreams defines no resource type in IAM and can only be granted on '*'; it is the only "
+        "action in that statement and returns stream ARNs, not data.",
+    )
+    _ack(forwarder.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
+    _ack(sink.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
+    _ack(
+        sink.function.role,
+        f"AwsSolutions-IAM5[Resource::<{_logical_id(stack, sink.on_failure_bucket)}.Arn>/*]",
+        "Lambda writes one object per failed batch under keys it chooses; s3:PutObject is the only object action "
+        "granted on this one bucket.",
+    )
+    _ack(
+        sink.dlq,
+        "AwsSolutions-SQS3",
+        "This queue is the sink's dead-letter queue itself: nothing consumes it automatically (operators inspect "
+        "it and `freshvec redrive` re-sends), so a further DLQ would have nothing to catch; its depth is alarmed.",
+    )
+    _ack(
+        sink.on_failure_bucket,
+        "AwsSolutions-S1",
+        "Only the sink's event source mapping writes here; every arrival is alarmed through S3 request metrics "
+        "and objects expire after 30 days. Server access logs would need a second bucket for no added signal.",
+    )
+
+
+def _ack(scope: IConstruct | None, rule: str, reason: str) -> None:
+    assert scope is not None
+    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def _logical_id(stack: Stack, construct: IConstruct) -> str:
+    """The CloudFormation logical ID cdk-nag shows for a construct's resource (``<LogicalId.Arn>``)."""
+    resource = construct.node.default_child
+    assert isinstance(resource, CfnElement)
+    return stack.resolve(resource.logical_id)

@@ -1,0 +1,60 @@
+"""Names, sizes and thresholds used only by the CDK app (runtime names live in ``freshvec/constants.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk.aws_logs import RetentionDays
+
+# --- Repository layout the Lambda assets are built from ---
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOMAIN_PACKAGE = "freshvec"
+DOMAIN_EXCLUDED_DIRS = ("local",)  # local mode only: moto, WordLlama, in-memory Keyspaces
+HANDLER_PACKAGE = "lambdas"
+LAMBDA_REQUIREMENTS = REPO_ROOT / "lambdas" / "requirements.txt"
+PREINSTALLED_DEPS = REPO_ROOT / ".build" / "lambda-deps" / "python"  # filled by `make setup`
+LAYER_PYTHON_DIR = "python"  # Lambda adds /opt/python to sys.path for layers
+# Build image named for completeness; local bundling never falls back to Docker (it fails instead).
+BUNDLING_IMAGE = "public.ecr.aws/sam/build-python3.13"
+PIP_PLATFORM_ARGS = (
+    "--platform",
+    "manylinux2014_aarch64",
+    "--implementation",
+    "cp",
+    "--python-version",
+    "3.13",
+    "--only-binary=:all:",
+)
+
+# --- Lambda functions ---
+FORWARDER_HANDLER = "lambdas.forwarder.handler.handler"
+SINK_HANDLER = "lambdas.sink.handler.handler"
+# Shards are leased, so extra concurrent forwarders only wait for leases; two lets a run that overlaps the
+# next scheduled tick finish while the new one starts.
+FORWARDER_RESERVED_CONCURRENCY = 2
+LOG_RETENTION = RetentionDays.ONE_MONTH
+LAMBDA_ENV_MAX_BYTES = 4096  # Lambda's limit for all environment variables of one function together
+CFN_OUTPUT_MAX_CHARS = 4096  # CloudFormation's limit for one output value
+# CloudFormation's column-name pattern is stricter than CQL's: at least two characters.
+CFN_KEYSPACES_NAME_MIN_CHARS = 2
+
+# --- KMS actions a service needs on the caller's behalf (named, never wildcards) ---
+KMS_PRODUCER_ACTIONS = ("kms:GenerateDataKey",)  # Kinesis PutRecords, S3 PutObject into a KMS-encrypted target
+KMS_SQS_SEND_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+KMS_DYNAMODB_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+KMS_CONSUMER_ACTIONS = ("kms:Decrypt",)  # Kinesis event source mapping reading an encrypted stream
+
+# --- Keyspaces ---
+KEYSPACES_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
+
+# --- On-failure bucket (Kinesis ESM records of batches that exhausted their retries) ---
+ON_FAILURE_EXPIRY_DAYS = 30
+ON_FAILURE_METRICS_FILTER_ID = "EntireBucket"
+
+# --- Alarms ---
+ALARM_PERIOD_MINUTES = 1
+ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000  # sink falls five minutes behind the Kinesis stream
+FORWARDER_LAG_ALARM_MS = 5 * 60 * 1000  # newest forwarded change older than five minutes
+FORWARDER_LAG_EVALUATION_PERIODS = 3
+DASHBOARD_WIDGET_WIDTH = 8
+DASHBOARD_WIDGET_HEIGHT = 6

@@ -1,0 +1,152 @@
+"""The sink: a Lambda behind a Kinesis event source mapping, its poison-record DLQ and on-failure bucket."""
+
+from __future__ import annotations
+
+import jsii
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from freshvec import constants as c
+from freshvec.config import ConfigError, PipelineConfig
+from stacks import constants as k
+from stacks.function import grant_key_use, python_function
+from stacks.vector_store import VectorStore
+
+LOCAL_ONLY_PROVIDERS = ("local",)
+VECTOR_WRITE_ACTIONS = ("s3vectors:PutVectors", "s3vectors:GetVectors", "s3vectors:DeleteVectors")
+
+
+def check_deployable_embedding(config: PipelineConfig) -> None:
+    """The local provider (WordLlama) exists for local mode only; a deployed sink embeds with Bedrock."""
+    if config.embedding.provider in LOCAL_ONLY_PROVIDERS:
+        deployable = ", ".join(p for p in c.PROVIDER_MODELS if p not in LOCAL_ONLY_PROVIDERS)
+        raise ConfigError(
+            "embedding.provider",
+            f"{config.embedding.provider!r} runs in local mode only and cannot be deployed; allowed: {deployable}",
+        )
+
+
+class Sink(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PipelineConfig,
+        stream: kinesis.IStream,
+        vectors: VectorStore,
+        key: kms.IKey,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        removal: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        check_deployable_embedding(config)
+        settings = config.sink
+        self.dlq = sqs.Queue(
+            self,
+            "PoisonRecords",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(settings.dlq_retention_days),
+        )
+        self.on_failure_bucket = s3.Bucket(
+            self,
+            "FailedBatches",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireFailedBatches", expiration=Duration.days(k.ON_FAILURE_EXPIRY_DAYS))
+            ],
+            # Request metrics make each arriving object visible as a PutRequests data point (alarmed in monitoring).
+            metrics=[s3.BucketMetrics(id=k.ON_FAILURE_METRICS_FILTER_ID)],
+            removal_policy=removal,
+            auto_delete_objects=removal == RemovalPolicy.DESTROY,
+        )
+        self.function = python_function(
+            self,
+            service=c.SERVICE_SINK,
+            description="freshvec sink: Kinesis -> Bedrock embeddings -> S3 Vectors",
+            handler=k.SINK_HANDLER,
+            code=code,
+            layer=layer,
+            memory_mb=settings.memory_mb,
+            timeout_s=settings.timeout_s,
+            environment={
+                c.ENV_CONFIG: config.to_json(),
+                c.ENV_VECTOR_BUCKET: vectors.bucket_name,
+                c.ENV_VECTOR_INDEX: vectors.index_name,
+                c.ENV_DLQ_URL: self.dlq.queue_url,
+            },
+            reserved_concurrency=settings.reserved_concurrency,
+        )
+        self._grant(config, vectors, key)
+        self.event_source = sources.KinesisEventSource(
+            stream,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=settings.batch_size,
+            max_batching_window=Duration.seconds(settings.batching_window_s),
+            parallelization_factor=settings.parallelization_factor,
+            retry_attempts=settings.retry_attempts,
+            max_record_age=Duration.seconds(settings.max_record_age_s),
+            bisect_batch_on_error=settings.bisect_on_error,
+            report_batch_item_failures=True,
+            on_failure=FailedBatchesBucket(self.on_failure_bucket, key),
+        )
+        self.function.add_event_source(self.event_source)
+
+    def _grant(self, config: PipelineConfig, vectors: VectorStore, key: kms.IKey) -> None:
+        role = self.function.role
+        assert role is not None  # python_function always creates one
+        model_arn = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{config.embedding.model_id}"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="EmbedWithOneModel", actions=["bedrock:InvokeModel"], resources=[model_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="WriteOneIndex", actions=list(VECTOR_WRITE_ACTIONS), resources=[vectors.index_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ParkPoisonRecords", actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn])
+        )
+        grant_key_use(role, key, *k.KMS_SQS_SEND_ACTIONS, *k.KMS_CONSUMER_ACTIONS)
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class FailedBatchesBucket:
+    """The S3 on-failure destination, granting only what Lambda needs to write there.
+
+    CDK's ``S3OnFailureDestination`` grants read/write/delete on the whole bucket; Lambda needs
+    ``s3:PutObject`` (and ``s3:ListBucket``) plus the key to encrypt the object.
+    """
+
+    def __init__(self, bucket: s3.IBucket, key: kms.IKey) -> None:
+        self._bucket = bucket
+        self._key = key
+
+    def bind(
+        self, _target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        role = target_handler.role
+        assert role is not None  # python_function always creates one
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="WriteFailedBatches", actions=["s3:PutObject"], resources=[self._bucket.arn_for_objects("*")]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="FindFailedBatches", actions=["s3:ListBucket"], resources=[self._bucket.bucket_arn])
+        )
+        grant_key_use(role, self._key, *k.KMS_PRODUCER_ACTIONS)
+        return lambda_.DlqDestinationConfig(destination=self._bucket.bucket_arn)
