@@ -1,0 +1,104 @@
+"""``freshvec local ...``: the demo, and a local stack kept running for ``freshvec --local load/query/status``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from freshvec.config import ConfigError
+from freshvec.local.control import ControlServer, state_path, write_state
+
+local_app = typer.Typer(
+    name="local",
+    help="Run the whole pipeline on this machine: moto server, a local table, WordLlama embeddings.",
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Pipeline config JSON (bare or a whole cdk.json); default: cdk.json."),
+]
+DataOption = Annotated[Path | None, typer.Option("--data", "-d", help="CSV or JSON Lines rows to load.")]
+
+
+def _quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("werkzeug", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@local_app.command()
+def demo(config: ConfigOption = None, data: DataOption = None) -> None:
+    """Load the sample movies, query them, change the table and watch the index follow (about a minute)."""
+    from freshvec.local.demo import run_demo
+
+    _quiet_logs()
+    try:
+        run_demo(config, data, echo=typer.echo)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    except TimeoutError as exc:
+        typer.secho(f"the pipeline did not catch up: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@local_app.command()
+def up(
+    config: ConfigOption = None,
+    data: DataOption = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Where to write the stack's state file (default: .freshvec/local.json).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Control API port on 127.0.0.1 (0: any free port).")] = 0,
+) -> None:
+    """Keep a local stack running (Ctrl-C stops it); `freshvec --local load/query/status` talk to it."""
+    from freshvec.local.demo import read_rows
+    from freshvec.local.pipeline import LocalPipeline
+
+    _quiet_logs()
+    path = state or state_path()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        pipeline = LocalPipeline.start(config)
+    except (ConfigError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    control = ControlServer(pipeline, port=port).start()
+    try:
+        write_state(path, stack_state(pipeline, control.url))
+        typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
+        typer.echo(f"state file: {path} (removed on exit)")
+        if data is not None:
+            rows = read_rows(data, pipeline.config, typer.echo)
+            receipt = pipeline.upsert(rows)
+            pipeline.wait_synced(timeout=120, receipt=receipt)
+            typer.echo(f"loaded {len(rows)} rows, searchable after {pipeline.freshness_ms(receipt):,.0f} ms")
+        typer.echo("Ctrl-C to stop.")
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        path.unlink(missing_ok=True)
+        control.stop()
+        pipeline.stop()
+        typer.echo("local stack stopped")
+
+
+def stack_state(pipeline: Any, control_url: str) -> dict[str, Any]:
+    """The state file's content: where moto is, the resource names (as stack outputs), the control URL."""
+    return {
+        "endpoint": pipeline.server.endpoint,
+        "region": pipeline.server.region,
+        "control": control_url,
+        "outputs": pipeline.resources.outputs(pipeline.config),
+        "started_at": time.time(),
+    }

@@ -1,0 +1,359 @@
+"""``LocalPipeline``: the whole pipeline on one machine, running the same forwarder and sink code as AWS.
+
+What runs as in AWS: the forwarder (``freshvec.forwarder``: leases, checkpoints, lineage, PutRecords),
+the sink (``freshvec.sink``: coalescing, re-embedding only changed text, S3 Vectors writes, DLQ), the
+metadata mapping, the change-event contract. What stands in:
+
+- Amazon Keyspaces + Keyspaces Streams -> ``freshvec.local.keyspaces`` (rows in memory, change records in
+  the exact Keyspaces Streams shape, shards, TTL expiries)
+- Kinesis, DynamoDB, SQS, S3, S3 Vectors -> moto server on 127.0.0.1
+- Amazon Bedrock -> WordLlama, 256 dimensions, offline (whatever the config's provider)
+- the EventBridge schedule -> a thread calling the forwarder's ``run_once`` every ``poll_interval_ms``
+- the Lambda event source mapping -> ``freshvec.local.esm`` with the config's mapping settings
+- QueryVectors (moto lacks it) -> an exact nearest-neighbour search (``freshvec.local.search``)
+
+``faults`` (optional) wraps every client and the embedder the pipeline hands to freshvec's code, and is
+the forwarder's ``hooks``; a step that crashes is retried, never skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from freshvec.config import PipelineConfig, default_config
+from freshvec.embeddings import make_embedder
+from freshvec.forwarder import Forwarder
+from freshvec.keys import parse_vector_key
+from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnFailureDestination
+from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
+from freshvec.local.moto_server import MotoServer
+from freshvec.local.resources import LocalResources, create_resources, local_config
+from freshvec.local.search import ExactVectorSearch
+from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
+from freshvec.sink import Sink, SinkStats, SqsDeadLetterQueue
+from freshvec.vectors import S3VectorsStore
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+SOURCE_SHARDS = 2  # Keyspaces decides a table's stream shards; two exercise the forwarder's concurrency
+_TTL_INTERVAL_S = 0.2
+_CRASH_BACKOFF_S = 0.2
+# SinkStats fields summed over every batch (freshness and durations are measured here end to end instead).
+_SINK_COUNTERS = (
+    "changes_received",
+    "embeddings_computed",
+    "embeddings_skipped",
+    "texts_truncated",
+    "vectors_put",
+    "vectors_deleted",
+    "dlq_records",
+    "transient_failures",
+)
+
+
+class FaultInjector(Protocol):
+    """What the soak test hands in to break things at every boundary."""
+
+    def wrap_client(self, service_name: str, client: Any) -> Any: ...
+
+    def wrap_embedder(self, embedder: Any) -> Any: ...
+
+    def forwarder_hook(self, step: Any = None, *args: Any, **kwargs: Any) -> None: ...
+
+
+def load_pipeline_config(config: PipelineConfig | Mapping[str, Any] | str | Path | None) -> PipelineConfig:
+    """A config object, a dict (cdk.json's ``freshvec`` object), a path to JSON (bare or cdk.json), or the default."""
+    if config is None:
+        return default_config()
+    if isinstance(config, PipelineConfig):
+        return config
+    if isinstance(config, Mapping):
+        return PipelineConfig.from_dict(config)
+    return PipelineConfig.from_file(config)
+
+
+class LocalPipeline:
+    """A running local pipeline. Build it with ``LocalPipeline.start(config)``; use it as a context manager."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        server: MotoServer,
+        resources: LocalResources,
+        *,
+        owns_server: bool,
+        faults: FaultInjector | None,
+        mapping_settings: MappingSettings,
+    ) -> None:
+        self.config = config
+        self.server = server
+        self.resources = resources
+        self._owns_server = owns_server
+        self._faults = faults
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self._tracker = SyncTracker()
+        self._counters_lock = threading.Lock()
+        self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
+        self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
+
+        self.embedder = make_embedder(config.embedding)
+        self._search = ExactVectorSearch(server.client("s3vectors"), resources.vector_bucket, resources.vector_index)
+        self.streams = LocalKeyspacesStreams()
+        self.stream_arn = self.streams.enable_stream(config.keyspace, config.table, SOURCE_SHARDS)
+        self.table = LocalTable(
+            config.keyspace,
+            config.table,
+            config.column_types,
+            config.partition_key,
+            config.clustering_key,
+            self.streams,
+        )
+        self.on_failure = S3OnFailureDestination(
+            server.client("s3"), resources.on_failure_bucket, mapping_id=str(uuid.uuid4())
+        )
+        self.mapping = KinesisEventSourceMapping(
+            server.client("kinesis"),  # the mapping is the Lambda service's own reader, not freshvec code
+            resources.stream_name,
+            self._new_sink_handler,
+            mapping_settings,
+            self.on_failure,
+            function_arn=f"arn:aws:lambda:{resources.region}:{resources.account}:function:{config.stack_name}-sink",
+            on_done=self._mapping_done,
+        )
+        self._threads: list[threading.Thread] = []
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        config: PipelineConfig | Mapping[str, Any] | str | Path | None = None,
+        *,
+        faults: FaultInjector | None = None,
+        server: MotoServer | None = None,
+        mapping_overrides: Mapping[str, Any] | None = None,
+    ) -> LocalPipeline:
+        """Create the resources in a moto server (a new one unless given) and start every loop.
+
+        ``mapping_overrides`` changes ``MappingSettings`` fields the config does not hold (poll interval,
+        retry back-off) or overrides the config's mapping settings.
+        """
+        effective = local_config(load_pipeline_config(config))
+        owns_server = server is None
+        running = server or MotoServer.start()
+        try:
+            resources = create_resources(running.client, effective)
+            settings = MappingSettings.from_sink_config(effective.sink)
+            if mapping_overrides:
+                settings = MappingSettings(**{**settings.__dict__, **mapping_overrides})
+            pipeline = cls(
+                effective,
+                running,
+                resources,
+                owns_server=owns_server,
+                faults=faults,
+                mapping_settings=settings,
+            )
+            pipeline._start_loops()
+        except BaseException:
+            if owns_server:
+                running.stop()
+            raise
+        return pipeline
+
+    def _client(self, service: str) -> Any:
+        """A client for freshvec's own code: through the fault injector when there is one."""
+        client = self.server.client(service)
+        return self._faults.wrap_client(service, client) if self._faults else client
+
+    def _new_sink_handler(self) -> Any:
+        """One sink per shard worker, like one Lambda execution environment per concurrent batch."""
+        embedder = self._faults.wrap_embedder(self.embedder) if self._faults else self.embedder
+        sink = Sink(
+            self.config,
+            embedder,
+            S3VectorsStore(self._client("s3vectors"), self.resources.vector_bucket, self.resources.vector_index),
+            SqsDeadLetterQueue(self._client("sqs"), self.resources.dlq_url),
+        )
+
+        def handler(event: Mapping[str, Any]) -> dict[str, Any]:
+            result = sink.process(list(event["Records"]))
+            self._add_sink_stats(result.stats)
+            return result.response()
+
+        return handler
+
+    def _start_loops(self) -> None:
+        self.mapping.start()
+        for name, target in (("forwarder", self._forwarder_loop), ("ttl", self._ttl_loop)):
+            thread = threading.Thread(target=target, name=f"local-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    # ---- loops -------------------------------------------------------------------------------
+    def _new_forwarder(self, owner_id: str) -> Forwarder:
+        return Forwarder(
+            self.config,
+            self.streams,
+            self._client("kinesis"),
+            self._client("dynamodb"),
+            stream_name=self.resources.stream_name,
+            checkpoint_table=self.resources.checkpoint_table,
+            owner_id=owner_id,
+            sleep=self._stop.wait,
+            hooks=self._faults.forwarder_hook if self._faults else None,
+        )
+
+    def _forwarder_loop(self) -> None:
+        """The schedule: pass after pass at the poll interval. A crashed forwarder is replaced by a new one
+        with the same identity, which takes its own leases back and resumes from the checkpoints."""
+        owner_id = f"local-forwarder-{uuid.uuid4().hex[:8]}"
+        forwarder = self._new_forwarder(owner_id)
+        interval = self.config.forwarder.poll_interval_ms / 1000
+        while not self._stop.is_set():
+            try:
+                stats = forwarder.run_once()
+            except Exception as exc:  # noqa: BLE001 - any crash: start over from the checkpoints
+                self._count(forwarder_crashes=1)
+                logger.warning("forwarder pass failed (%s: %s); restarting it", type(exc).__name__, exc)
+                forwarder = self._new_forwarder(owner_id)
+                self._stop.wait(_CRASH_BACKOFF_S)
+                continue
+            self._count(forwarder_passes=1, changes_forwarded=stats.changes_forwarded)
+            if stats.at_tip:
+                self._stop.wait(interval)
+        try:
+            forwarder.release()
+        except Exception:
+            logger.exception("releasing the forwarder's leases failed")
+
+    def _ttl_loop(self) -> None:
+        while not self._stop.wait(_TTL_INTERVAL_S):
+            try:
+                self.expire_due()
+            except Exception:
+                logger.exception("expiring rows failed; retrying")
+
+    def _mapping_done(self, records: Sequence[Mapping[str, Any]], outcome: str) -> None:
+        positions = [p for p in map(_source_position, records) if p is not None]
+        self._tracker.finished(positions, outcome)
+
+    def _add_sink_stats(self, stats: SinkStats) -> None:
+        with self._counters_lock:
+            for name in _SINK_COUNTERS:
+                self._sink_totals[name] += getattr(stats, name)
+
+    def _count(self, **counts: int) -> None:
+        with self._counters_lock:
+            for name, value in counts.items():
+                self._counters[name] += value
+
+    # ---- the table -----------------------------------------------------------------------------
+    def upsert(self, rows: Iterable[Row], ttl_s: int | None = None) -> WriteReceipt:
+        """Insert or update rows (JSON-safe values, as in change events); ValueError names a bad row."""
+        rows = list(rows)
+        with self._write_lock:
+            at = self._tracker.now()
+            records = self.table.upsert(rows, ttl_s=ttl_s)
+            return self._tracker.written(self._positions(records), at)
+
+    def delete(self, keys: Iterable[Row]) -> WriteReceipt:
+        """Delete rows by primary key (every key column given)."""
+        keys = list(keys)
+        with self._write_lock:
+            at = self._tracker.now()
+            records = self.table.delete(keys)
+            return self._tracker.written(self._positions(records), at)
+
+    def expire_due(self) -> WriteReceipt:
+        """Expire rows whose TTL has passed now (the TTL loop also does this a few times a second)."""
+        with self._write_lock:
+            at = self._tracker.now()
+            records = self.table.expire_due()
+            receipt = self._tracker.written(self._positions(records), at)
+        if receipt.changes:
+            self._count(ttl_expiries=receipt.changes)
+        return receipt
+
+    @staticmethod
+    def _positions(sequence_numbers: Iterable[str | None]) -> list[Position]:
+        return [seq for seq in sequence_numbers if seq is not None]  # None: nothing captured
+
+    # ---- sync, query, stats --------------------------------------------------------------------
+    def wait_synced(self, timeout: float = 30, receipt: WriteReceipt | None = None) -> None:
+        """Block until every change written so far (or only ``receipt``'s) is applied to the index or
+        parked (DLQ, on-failure destination); TimeoutError says how many are still pending and which."""
+        self._tracker.wait(timeout, receipt.positions if receipt is not None else None)
+
+    def freshness_ms(self, receipt: WriteReceipt) -> float:
+        """Write call to searchable (or parked), in ms, for a write that is in sync."""
+        return self._tracker.freshness_ms(receipt)
+
+    def latencies_ms(self) -> list[float]:
+        """Write-to-searchable time of every change finished so far, in ms."""
+        return self._tracker.latencies_ms()
+
+    def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Nearest rows first: ``[{"key", "primary_key", "distance", "metadata"}]``.
+
+        The text is embedded like the sink embeds rows; the search is exact, with the index's metric
+        and the S3 Vectors filter operators.
+        """
+        if not text or not text.strip():
+            raise ValueError("the query text is empty")
+        vector = self.embedder.embed_query(text)
+        hits = self._search.query(vector, k, dict(filter) if filter is not None else None)
+        for hit in hits:
+            hit["primary_key"] = parse_vector_key(hit["key"], self.config.key_columns)
+        return hits
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: changes written, forwarded, embeddings computed/skipped, puts, deletes, DLQ, parked."""
+        with self._counters_lock:
+            counters = dict(self._counters)
+            sink_totals = dict(self._sink_totals)
+        mapping = self.mapping.stats.as_dict()
+        return {
+            "changes": len(self._tracker.pending()) + sum(self._tracker.outcomes().values()),
+            "pending": len(self._tracker.pending()),
+            **counters,
+            **sink_totals,
+            "records_to_on_failure_destination": mapping["records_parked"],
+            "mapping": mapping,
+        }
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.mapping.stop()
+        for thread in self._threads:
+            thread.join(10)
+        if self._owns_server:
+            self.server.stop()
+
+    def __enter__(self) -> LocalPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _source_position(record: Mapping[str, Any]) -> Position | None:
+    """The source position named inside a Lambda Kinesis record's change event (or error envelope)."""
+    try:
+        doc = json.loads(base64.b64decode(record["kinesis"]["data"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # not something the forwarder wrote; nothing to account for
+    if not isinstance(doc, dict) or not isinstance(doc.get("seq"), str):
+        return None
+    return doc["seq"]
