@@ -1,0 +1,284 @@
+"""Embedding providers behind one interface, chosen by ``config.embedding.provider``.
+
+- ``titan``: Amazon Titan Text Embeddings V2 on Bedrock. One text per InvokeModel call, so calls run
+  concurrently, at most ``embedding.max_concurrency`` at a time.
+- ``cohere``: Cohere Embed v3 on Bedrock. Up to 96 texts per call; rows are embedded as
+  ``search_document``, queries as ``search_query`` (the model is trained for that asymmetry).
+- ``local``: WordLlama (256 dimensions), offline, for local mode and tests.
+
+Every provider checks that what the model returns has the configured dimension (else
+MisconfigurationError: the index was created for that dimension). Bedrock throttling and 5xx are retried
+with backoff and jitter; a text the model rejects (ValidationException) is a PoisonRecordError for the row
+that carries it, while access or model errors fail the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from freshvec import constants as c
+from freshvec.config import EmbeddingConfig
+from freshvec.errors import (
+    FreshvecError,
+    MisconfigurationError,
+    PoisonRecordError,
+    RetryPolicy,
+    classify,
+    error_code,
+)
+
+LOCAL_MAX_INPUT_CHARS = c.TITAN_MAX_INPUT_CHARS  # WordLlama has no hard limit; keep local mode like Titan
+# Titan also stops at 8,192 tokens. When it refuses a long text, try once more with a prefix that stays
+# under that for any ordinary text (about 3 characters per token at worst), and count it as truncated.
+TITAN_TOKEN_SAFE_CHARS = 8_192 * 3
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """One text's outcome: a vector, or the error that kept it from one (transient or poison)."""
+
+    vector: list[float] | None = None
+    error: FreshvecError | None = None
+    truncated: bool = False  # the provider had to shorten the text further than max_input_chars
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimensions: int
+    max_input_chars: int  # callers cut texts to this (and count it) before embedding
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        """Embed what can be embedded; per-text transient or poison errors come back in the results.
+
+        MisconfigurationError is raised: no text can succeed.
+        """
+        ...
+
+
+class _BaseEmbedder(ABC):
+    model_id: str
+    dimensions: int
+    max_input_chars: int
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = []
+        for result in self.try_embed_documents(texts):
+            if result.error is not None:
+                raise result.error
+            assert result.vector is not None
+            vectors.append(result.vector)
+        return vectors
+
+    @abstractmethod
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]: ...
+
+    def _checked(self, vector: Any) -> list[float]:
+        if not isinstance(vector, list) or len(vector) != self.dimensions:
+            size = len(vector) if isinstance(vector, list) else type(vector).__name__
+            raise MisconfigurationError(
+                f"{self.model_id} returned a vector of {size} dimensions; the index expects {self.dimensions}"
+            )
+        return [float(x) for x in vector]
+
+
+class TitanEmbedder(_BaseEmbedder):
+    """Titan Text Embeddings V2: ``{"inputText", "dimensions", "normalize"}`` -> ``{"embedding", ...}``."""
+
+    def __init__(
+        self,
+        bedrock_client: Any,
+        *,
+        model_id: str = c.TITAN_V2,
+        dimensions: int = 256,
+        normalize: bool = True,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._client = bedrock_client
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self.normalize = normalize
+        self.max_concurrency = max_concurrency
+        self.max_input_chars = c.TITAN_MAX_INPUT_CHARS
+        self._retry = retry or RetryPolicy()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        if not texts:
+            return []
+        if len(texts) == 1:
+            return [self._embed_one(texts[0])]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(texts))) as pool:
+            return list(pool.map(self._embed_one, texts))
+
+    def _embed_one(self, text: str) -> EmbedResult:
+        text = text[: self.max_input_chars]
+        result = _guarded(lambda: self._invoke(text))
+        if isinstance(result.error, PoisonRecordError) and len(text) > TITAN_TOKEN_SAFE_CHARS:
+            shorter = _guarded(lambda: self._invoke(text[:TITAN_TOKEN_SAFE_CHARS]))
+            return EmbedResult(shorter.vector, shorter.error, truncated=shorter.vector is not None)
+        return result
+
+    def _invoke(self, text: str) -> list[float]:
+        body = json.dumps({"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize})
+        payload = _invoke_model(self._client, self._retry, self.model_id, body)
+        return self._checked(payload.get("embedding"))
+
+
+class CohereEmbedder(_BaseEmbedder):
+    """Cohere Embed v3: ``{"texts", "input_type", "truncate"}`` -> ``{"embeddings": [[...]], ...}``."""
+
+    def __init__(
+        self,
+        bedrock_client: Any,
+        *,
+        model_id: str = c.COHERE_EN_V3,
+        dimensions: int = 1024,
+        max_concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._client = bedrock_client
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self.max_concurrency = max_concurrency
+        self.max_input_chars = c.COHERE_MAX_INPUT_CHARS
+        self._retry = retry or RetryPolicy()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._invoke([text], "search_query")[0]
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        if not texts:
+            return []
+        size = c.COHERE_MAX_TEXTS_PER_CALL
+        chunks = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(chunks))) as pool:
+            return [result for chunk in pool.map(self._embed_chunk, chunks) for result in chunk]
+
+    def _embed_chunk(self, texts: list[str]) -> list[EmbedResult]:
+        try:
+            return [EmbedResult(vector) for vector in self._invoke(texts, "search_document")]
+        except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
+            error = _classified(exc)
+            if isinstance(error, PoisonRecordError) and len(texts) > 1:
+                # One bad text fails the whole call: embed one by one to find it and keep the others.
+                return [_guarded(lambda text=text: self._invoke([text], "search_document")[0]) for text in texts]
+            return [EmbedResult(error=error) for _ in texts]
+
+    def _invoke(self, texts: list[str], input_type: str) -> list[list[float]]:
+        body = json.dumps(
+            {"texts": [t[: self.max_input_chars] for t in texts], "input_type": input_type, "truncate": "END"}
+        )
+        payload = _invoke_model(self._client, self._retry, self.model_id, body)
+        embeddings = payload.get("embeddings")
+        if isinstance(embeddings, dict):  # response_type "embeddings_by_type"
+            embeddings = embeddings.get("float")
+        if not isinstance(embeddings, list) or len(embeddings) != len(texts):
+            raise MisconfigurationError(f"{self.model_id} returned no float embeddings for {len(texts)} texts")
+        return [self._checked(vector) for vector in embeddings]
+
+
+class LocalEmbedder(_BaseEmbedder):
+    """WordLlama ``l2_supercat`` (256 dimensions), loaded from the installed wheel without any download."""
+
+    def __init__(self, dimensions: int = 256) -> None:
+        self.model_id = c.LOCAL_WORDLLAMA
+        self.dimensions = dimensions
+        self.max_input_chars = LOCAL_MAX_INPUT_CHARS
+        self._model = _wordllama()
+        self._lock = threading.Lock()  # the tokenizer is shared; keep calls from interleaving
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        if not texts:
+            return []
+        with self._lock:
+            matrix = self._model.embed([t[: self.max_input_chars] for t in texts], norm=True)
+        return [EmbedResult(self._checked(row.tolist())) for row in matrix]
+
+
+@cache
+def _wordllama() -> Any:
+    """One model per process. The wheel ships the tokenizer under ``tokenizers/`` but the loader looks in
+    ``tokenizer/`` first and then in ``<cache_dir>/tokenizers/``; pointing cache_dir at the package finds it."""
+    import wordllama
+    from wordllama import WordLlama
+
+    package = Path(wordllama.__file__).resolve().parent
+    return WordLlama.load("l2_supercat", cache_dir=package, dim=256, disable_download=True)
+
+
+def make_embedder(
+    embedding_config: EmbeddingConfig, bedrock_client: Any = None, retry: RetryPolicy | None = None
+) -> Embedder:
+    """The embedder the config names; Bedrock providers need a ``bedrock-runtime`` client."""
+    provider = embedding_config.provider
+    if provider == "local":
+        return LocalEmbedder(embedding_config.dimensions)
+    if bedrock_client is None:
+        raise MisconfigurationError(f"embedding provider {provider!r} needs a bedrock-runtime client")
+    if provider == "titan":
+        return TitanEmbedder(
+            bedrock_client,
+            model_id=embedding_config.model_id,
+            dimensions=embedding_config.dimensions,
+            normalize=embedding_config.normalize,
+            max_concurrency=embedding_config.max_concurrency,
+            retry=retry,
+        )
+    if provider == "cohere":
+        return CohereEmbedder(
+            bedrock_client,
+            model_id=embedding_config.model_id,
+            dimensions=embedding_config.dimensions,
+            max_concurrency=embedding_config.max_concurrency,
+            retry=retry,
+        )
+    raise MisconfigurationError(f"unknown embedding provider {provider!r}; allowed: {', '.join(c.PROVIDER_MODELS)}")
+
+
+def _invoke_model(client: Any, retry: RetryPolicy, model_id: str, body: str) -> dict[str, Any]:
+    response = retry.call(
+        lambda: client.invoke_model(modelId=model_id, body=body, contentType=_JSON, accept=_JSON),
+        f"Bedrock InvokeModel {model_id}",
+    )
+    payload = json.loads(response["body"].read())
+    if not isinstance(payload, dict):
+        raise MisconfigurationError(f"{model_id} returned {type(payload).__name__}, expected a JSON object")
+    return payload
+
+
+def _classified(exc: Exception) -> FreshvecError:
+    """Bedrock errors as the pipeline's classes; a refused input is the row's problem, not the pipeline's."""
+    if error_code(exc) == "ValidationException":
+        return PoisonRecordError(f"Bedrock refused the text: {exc}")
+    kind = classify(exc)
+    if kind is MisconfigurationError:
+        if isinstance(exc, MisconfigurationError):
+            raise exc
+        raise MisconfigurationError(f"Bedrock: {exc}") from exc
+    return exc if isinstance(exc, FreshvecError) else kind(str(exc))
+
+
+def _guarded(call: Callable[[], list[float]]) -> EmbedResult:
+    try:
+        return EmbedResult(call())
+    except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
+        return EmbedResult(error=_classified(exc))

@@ -1,0 +1,146 @@
+"""The vector index behind a small port: S3 Vectors in AWS and under moto, an exact search in local mode.
+
+``S3VectorsStore`` keeps to the service limits the SDK does not enforce (PutVectors and DeleteVectors
+at most 500 keys a call, GetVectors 100), retries throttling (429) and 5xx with backoff and jitter, and
+turns a missing index or denied access into MisconfigurationError. Writes are idempotent: putting a
+vector replaces the one with the same key, deleting a missing key is not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from freshvec import constants as c
+from freshvec.errors import MisconfigurationError, PoisonRecordError, RetryPolicy, classify, error_code
+
+T = TypeVar("T")
+Vector = dict[str, Any]  # {"key": str, "data": {"float32": [...]}, "metadata": {...}}
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    dimension: int
+    distance_metric: str
+    non_filterable_keys: tuple[str, ...] = ()
+
+
+class RejectedVectorsError(PoisonRecordError):
+    """PutVectors refused some vectors (ValidationException); every other vector of the call was written."""
+
+    def __init__(self, rejected: dict[str, str]) -> None:
+        self.rejected = rejected  # vector key -> the service's reason
+        super().__init__(f"S3 Vectors refused {len(rejected)} vector(s): {next(iter(rejected.values()))}")
+
+
+class VectorStore(Protocol):
+    def describe(self) -> IndexInfo: ...
+
+    def put(self, vectors: list[Vector]) -> None: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def get(self, keys: Sequence[str], *, return_data: bool = True, return_metadata: bool = True) -> dict[str, Any]:
+        """``{key: {"data": [...], "metadata": {...}}}``; keys that are not stored are absent."""
+        ...
+
+    def query(
+        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
+    ) -> list[dict[str, Any]]:
+        """Nearest first: ``[{"key", "distance", "metadata"}]``."""
+        ...
+
+
+class S3VectorsStore:
+    """One S3 Vectors index, through a boto3 ``s3vectors`` client handed in by the caller."""
+
+    def __init__(self, client: Any, bucket: str, index: str, retry: RetryPolicy | None = None) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.index = index
+        self._retry = retry or RetryPolicy()
+
+    def describe(self) -> IndexInfo:
+        index = self._call("GetIndex", self._client.get_index)["index"]
+        keys = index.get("metadataConfiguration", {}).get("nonFilterableMetadataKeys", [])
+        return IndexInfo(int(index["dimension"]), str(index["distanceMetric"]), tuple(keys))
+
+    def put(self, vectors: list[Vector]) -> None:
+        rejected: dict[str, str] = {}
+        for chunk in _chunks(vectors, c.S3V_PUT_BATCH):
+            rejected.update(self._put_isolating_rejects(chunk))
+        if rejected:
+            raise RejectedVectorsError(rejected)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for chunk in _chunks(list(keys), c.S3V_PUT_BATCH):
+            self._call("DeleteVectors", self._client.delete_vectors, keys=chunk)
+
+    def get(self, keys: Sequence[str], *, return_data: bool = True, return_metadata: bool = True) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys)), c.S3V_GET_BATCH):
+            response = self._call(
+                "GetVectors",
+                self._client.get_vectors,
+                keys=chunk,
+                returnData=return_data,
+                returnMetadata=return_metadata,
+            )
+            for vector in response.get("vectors", []):
+                found[vector["key"]] = {
+                    "data": (vector.get("data") or {}).get("float32"),
+                    "metadata": vector.get("metadata") or {},
+                }
+        return found
+
+    def query(
+        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
+    ) -> list[dict[str, Any]]:
+        if not 1 <= k <= c.S3V_MAX_TOP_K:
+            raise ValueError(f"k must be between 1 and {c.S3V_MAX_TOP_K}, got {k}")
+        params: dict[str, Any] = {
+            "topK": k,
+            "queryVector": {"float32": [float(x) for x in vector]},
+            "returnMetadata": return_metadata,
+            "returnDistance": True,
+        }
+        if filter:
+            params["filter"] = filter
+        response = self._call("QueryVectors", self._client.query_vectors, **params)
+        return [
+            {"key": v["key"], "distance": v.get("distance"), "metadata": v.get("metadata") or {}}
+            for v in response.get("vectors", [])
+        ]
+
+    def _put_isolating_rejects(self, vectors: list[Vector]) -> dict[str, str]:
+        """Put ``vectors``; on a ValidationException split the call in halves to find the vectors refused."""
+        try:
+            self._call("PutVectors", self._client.put_vectors, vectors=vectors)
+            return {}
+        except MisconfigurationError as exc:
+            cause = exc.__cause__
+            if cause is None or error_code(cause) != "ValidationException":
+                raise
+            if len(vectors) == 1:
+                return {vectors[0]["key"]: str(exc.__cause__)}
+            middle = len(vectors) // 2
+            return {**self._put_isolating_rejects(vectors[:middle]), **self._put_isolating_rejects(vectors[middle:])}
+
+    def _call(self, operation: str, method: Any, **params: Any) -> Any:
+        def attempt() -> Any:
+            return method(vectorBucketName=self.bucket, indexName=self.index, **params)
+
+        try:
+            return self._retry.call(attempt, f"S3 Vectors {operation}")
+        except Exception as exc:
+            if classify(exc) is MisconfigurationError:
+                raise MisconfigurationError(
+                    f"S3 Vectors {operation} on {self.bucket}/{self.index} failed: {exc}"
+                ) from exc
+            raise
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,86 @@
+"""Sink Lambda: Kinesis event source mapping batch -> ``freshvec.sink.Sink`` -> partial-batch response.
+
+Thin on purpose: environment -> config and clients (once per container), Powertools logs and metrics,
+one call into the domain.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from freshvec import constants as c
+from freshvec.config import PipelineConfig
+from freshvec.embeddings import make_embedder
+from freshvec.sink import Sink, SinkResult, SqsDeadLetterQueue
+from freshvec.vectors import S3VectorsStore
+
+logger = Logger(service=c.SERVICE_SINK)
+metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)
+# botocore retries connection errors once; throttling and 5xx get the domain's backoff with jitter.
+_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=60)
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, config=_BOTO_CONFIG)
+
+
+@cache
+def _sink() -> Sink:
+    config = PipelineConfig.from_json(os.environ[c.ENV_CONFIG])
+    bedrock = _client("bedrock-runtime") if config.embedding.provider != "local" else None
+    store = S3VectorsStore(_client("s3vectors"), os.environ[c.ENV_VECTOR_BUCKET], os.environ[c.ENV_VECTOR_INDEX])
+    dlq = SqsDeadLetterQueue(_client("sqs"), os.environ[c.ENV_DLQ_URL])
+    return Sink(config, make_embedder(config.embedding, bedrock), store, dlq)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records", [])
+    sequence_numbers = [r.get("kinesis", {}).get("sequenceNumber") for r in records]
+    logger.info(
+        "batch received",
+        extra={
+            "records": len(records),
+            "first_sequence_number": sequence_numbers[0] if records else None,
+            "last_sequence_number": sequence_numbers[-1] if records else None,
+            "event_source_arn": records[0].get("eventSourceARN") if records else None,
+        },
+    )
+    result = _sink().process(records)
+    _report(result)
+    return result.response()
+
+
+def _report(result: SinkResult) -> None:
+    s = result.stats
+    for letter in result.dead_letters:
+        logger.warning("record sent to the DLQ", extra=letter)
+    if result.batch_item_failures:
+        logger.warning(
+            "transient failure: the mapping re-delivers from this sequence number",
+            extra={"sequence_number": result.batch_item_failures[0]["itemIdentifier"], "records": s.transient_failures},
+        )
+    counts = {
+        c.M_CHANGES_RECEIVED: s.changes_received,
+        c.M_EMBEDDINGS_COMPUTED: s.embeddings_computed,
+        c.M_EMBEDDINGS_SKIPPED: s.embeddings_skipped,
+        c.M_TEXTS_TRUNCATED: s.texts_truncated,
+        c.M_VECTORS_PUT: s.vectors_put,
+        c.M_VECTORS_DELETED: s.vectors_deleted,
+        c.M_DLQ_RECORDS: s.dlq_records,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for freshness in s.freshness_ms:
+        metrics.add_metric(name=c.M_FRESHNESS_MS, unit=MetricUnit.Milliseconds, value=freshness)
+    metrics.add_metric(name=c.M_BATCH_DURATION_MS, unit=MetricUnit.Milliseconds, value=s.batch_duration_ms)
+    logger.info("batch applied", extra={"stats": {k: v for k, v in vars(s).items() if k != "freshness_ms"}})
