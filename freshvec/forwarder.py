@@ -1,0 +1,781 @@
+"""The forwarder: pull the Keyspaces CDC stream and forward every change, as a change event, to Kinesis.
+
+Keyspaces CDC cannot push anywhere, so something has to pull it. One pass (``run_once``):
+
+1. Find the stream (newest enabled one at first; after CDC is re-enabled the old stream is finished first),
+   page through its shards and lease every shard that is readable: not ended, and every parent (split or
+   merge) read to its end. Leases and checkpoints live in DynamoDB (``freshvec.checkpoints``).
+2. Read each owned shard once (GetRecords, up to 1,000 records), shards concurrently with a bound.
+3. Convert each record to a change event and PutRecords it to Kinesis with the row's primary key as the
+   partition key: ≤500 records and ≤5 MiB a call, and never two changes of one row in one call, so that a
+   partial failure (only the rejected records are sent again) cannot let a row's changes overtake each other.
+4. Checkpoint only up to the longest run of records, from the start of the read, that Kinesis accepted.
+
+At least once: a crash anywhere leaves the checkpoint at or before what Kinesis holds, so the next reader
+sends some changes again but never skips one. ``run`` repeats passes until a deadline, polling at the tip
+with a short interval, then releases its leases.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from freshvec import constants as c
+from freshvec.cells import record_to_event
+from freshvec.checkpoints import CheckpointStore, LeaseLostError, StreamEntry
+from freshvec.config import PipelineConfig
+from freshvec.errors import (
+    MISCONFIGURATION_CODES,
+    MisconfigurationError,
+    PoisonRecordError,
+    TransientError,
+    classify,
+    error_code,
+)
+from freshvec.keys import partition_key, vector_key
+
+log = logging.getLogger(__name__)
+
+# Named steps at which ``hooks`` is called (tests raise from it to simulate a crash right there).
+STEP_AFTER_LEASE = "after_lease"  # a shard lease was taken, nothing read yet
+STEP_AFTER_READ = "after_read"  # GetRecords returned, nothing sent yet
+STEP_AFTER_PUT = "after_put"  # Kinesis accepted a batch, not checkpointed yet
+STEP_AFTER_CHECKPOINT = "after_checkpoint"  # the batch is checkpointed
+STEP_AFTER_SHARD_END = "after_shard_end"  # the shard was read to its end and marked ended
+
+Hooks = Callable[..., None]  # hooks(step, **details): details name the stream, shard and position
+
+ITERATOR_TRIM_HORIZON = "TRIM_HORIZON"
+ITERATOR_AFTER_SEQUENCE = "AFTER_SEQUENCE_NUMBER"
+STATUS_READABLE = ("ENABLED", "ENABLING")
+STATUS_DISABLED = "DISABLED"
+VALIDATION_EXPIRED_ITERATOR = "ExpiredIterator"
+VALIDATION_TRIMMED = "TrimmedDataAccess"
+VALIDATION_EXPIRED_NEXT_TOKEN = "ExpiredNextToken"  # noqa: S105 - an error code, not a secret
+
+_SHARD_PAGE = 100  # GetStream and ListStreams maxResults ceiling
+_REFRESH_INTERVAL_S = 10.0  # how often to look for new shards and free leases while reading
+_BACKOFF_BASE_S = 0.05
+_BACKOFF_MAX_S = 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LostRange:
+    """Changes that fell out of the stream's 24 h retention before they were forwarded."""
+
+    stream_arn: str
+    shard_id: str
+    after_sequence_number: str | None  # last change forwarded before the gap; None: from the shard's start
+    resumed_at_sequence_number: str | None  # first change still available; None: none was left
+
+
+@dataclass
+class ForwarderStats:
+    changes_forwarded: int = 0  # change events Kinesis accepted (repeats after a crash count again)
+    unconvertible_forwarded: int = 0  # records sent as an error envelope the sink parks in its DLQ
+    newest_change_time: float | None = None  # epoch seconds of the newest change forwarded
+    shards_owned: int = 0  # most shards held at once
+    throttles: int = 0  # ThrottlingException from Keyspaces Streams, throttled PutRecords entries
+    trimmed_events: int = 0
+    lost_ranges: list[LostRange] = field(default_factory=list)
+    passes: int = 0
+    at_tip: bool = True  # every owned shard had nothing more to read
+
+    def lag_ms(self, now: float) -> float | None:
+        """Now minus the newest forwarded change time; None when nothing was forwarded."""
+        if self.newest_change_time is None:
+            return None
+        return max(0.0, (now - self.newest_change_time) * 1000)
+
+    def merge(self, other: ForwarderStats) -> None:
+        self.changes_forwarded += other.changes_forwarded
+        self.unconvertible_forwarded += other.unconvertible_forwarded
+        if other.newest_change_time is not None:
+            self.newest_change_time = max(self.newest_change_time or other.newest_change_time, other.newest_change_time)
+        self.shards_owned = max(self.shards_owned, other.shards_owned)
+        self.throttles += other.throttles
+        self.trimmed_events += other.trimmed_events
+        self.lost_ranges.extend(other.lost_ranges)
+        self.passes += other.passes
+        self.at_tip = self.at_tip and other.at_tip
+
+
+# ---------------------------------------------------------------------------------------------
+# Kinesis: ordered, bounded PutRecords
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutgoingRecord:
+    data: bytes
+    partition_key: str
+    sequence_number: str  # source position, checkpointed once Kinesis accepted this record
+    changed_at: float | None = None  # epoch seconds; None for an error envelope
+
+    @property
+    def size(self) -> int:
+        """What counts against the Kinesis record and request limits: data plus partition key."""
+        return len(self.data) + len(self.partition_key.encode("utf-8"))
+
+
+def plan_calls(
+    records: Sequence[OutgoingRecord],
+    *,
+    max_records: int = c.KINESIS_PUT_BATCH,
+    max_bytes: int = c.KINESIS_MAX_REQUEST_BYTES,
+) -> list[list[int]]:
+    """Group records (by index) into PutRecords calls: ≤``max_records`` and ≤``max_bytes`` each, and never two
+    changes of one row in the same call.
+
+    Kinesis may accept a later record of a call while rejecting an earlier one, so a call that held two
+    changes of one row could store them out of order whatever is re-sent afterwards. With one change per row
+    per call, a row's changes go in successive calls, sent one after another, and a failed record can be
+    re-sent on its own. Each record goes to the first call after its row's previous change that has room.
+    """
+    calls: list[list[int]] = []
+    sizes: list[int] = []
+    last_call: dict[str, int] = {}
+    for index, record in enumerate(records):
+        target = last_call.get(record.partition_key, -1) + 1
+        while target < len(calls) and (len(calls[target]) >= max_records or sizes[target] + record.size > max_bytes):
+            target += 1
+        if target == len(calls):
+            calls.append([])
+            sizes.append(0)
+        calls[target].append(index)
+        sizes[target] += record.size
+        last_call[record.partition_key] = target
+    return calls
+
+
+class KinesisWriter:
+    """PutRecords until Kinesis accepted every record of a call, re-sending only the records it rejected.
+
+    Calls come from ``plan_calls`` (one change per row per call), so re-sending a rejected record cannot put
+    it behind a later change of its row. Whole-call errors are classified once: transient ones are retried
+    with backoff, anything else is a misconfiguration.
+    """
+
+    def __init__(
+        self,
+        kinesis: Any,
+        stream_name: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_throttle: Callable[[], None] = lambda: None,
+        rng: random.Random | None = None,
+        max_attempts_without_progress: int = 20,
+    ) -> None:
+        self._kinesis = kinesis
+        self._max_attempts = max_attempts_without_progress
+        self._stream_name = stream_name
+        self._sleep = sleep
+        self._should_stop = should_stop
+        self._on_throttle = on_throttle
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter
+
+    def put(self, records: Sequence[OutgoingRecord]) -> int:
+        """Send one call's records until Kinesis accepted all of them; returns the number of PutRecords calls.
+
+        Raises TransientError when ``should_stop`` says time is up (or retries stop helping) before that,
+        MisconfigurationError when retrying cannot help (stream missing, access denied, KMS key unusable).
+        """
+        pending = list(records)
+        calls = 0
+        attempts = 0
+        backoff = _BACKOFF_BASE_S
+        while pending:
+            calls += 1
+            attempts += 1
+            try:
+                response = self._kinesis.put_records(
+                    StreamName=self._stream_name,
+                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+                )
+            except ClientError as exc:
+                if classify(exc) is not TransientError:
+                    raise MisconfigurationError(f"PutRecords to {self._stream_name} failed: {exc}") from exc
+                self._on_throttle()
+                backoff = self._wait(backoff, f"PutRecords failed: {error_code(exc)}", attempts)
+                continue
+            if not response.get("FailedRecordCount"):
+                return calls
+            results = response["Records"]
+            failed = [i for i, result in enumerate(results) if result.get("ErrorCode")]
+            codes = sorted({results[i]["ErrorCode"] for i in failed})
+            refused = [code for code in codes if code in MISCONFIGURATION_CODES]
+            if refused:
+                message = next(results[i].get("ErrorMessage") for i in failed if results[i]["ErrorCode"] in refused)
+                raise MisconfigurationError(f"PutRecords to {self._stream_name} refused records: {refused}: {message}")
+            self._on_throttle()
+            if len(failed) < len(pending):
+                attempts, backoff = 0, _BACKOFF_BASE_S  # progress was made; start the count over
+            pending = [pending[i] for i in failed]
+            backoff = self._wait(backoff, f"{len(pending)} records to re-send after {', '.join(codes)}", attempts)
+        return calls
+
+    def _wait(self, backoff: float, why: str, attempts: int) -> float:
+        if self._should_stop():
+            raise TransientError(f"Kinesis did not accept the batch before the deadline ({why})")
+        if attempts >= self._max_attempts:
+            raise TransientError(f"Kinesis did not accept the batch after {attempts} attempts ({why})")
+        self._sleep(backoff * self._rng.uniform(0.5, 1.0))
+        return min(backoff * 2, _BACKOFF_MAX_S)
+
+
+# ---------------------------------------------------------------------------------------------
+# Record conversion
+# ---------------------------------------------------------------------------------------------
+class RecordConverter:
+    """A Keyspaces Streams record -> the bytes and partition key that go to Kinesis; never raises.
+
+    A record that cannot become a change event (or one too large for Kinesis even without its old image)
+    still travels: as an error envelope with the reason and the raw record, which the sink's contract check
+    rejects into its DLQ, payload and reason intact. Nothing is dropped silently.
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self._config = config
+
+    def convert(self, record: Mapping[str, Any], shard_id: str) -> tuple[OutgoingRecord, bool]:
+        """The outgoing record and whether it is a proper change event (False: error envelope)."""
+        seq = str(record.get("sequenceNumber") or "")
+        try:
+            event = record_to_event(
+                record,
+                keyspace=self._config.keyspace,
+                table=self._config.table,
+                shard_id=shard_id,
+                key_columns=self._config.primary_key,
+            )
+            key = partition_key(vector_key(event.key, self._config.key_columns))
+        except PoisonRecordError as exc:
+            return self._envelope(record, shard_id, seq, str(exc), shard_id), False
+        data = event.to_bytes()
+        if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES and event.old is not None:
+            # The old image only helps the sink skip a re-embed; the new image and key are what matter.
+            event = dataclasses.replace(event, old=None, extra={**event.extra, "old_omitted": True})
+            data = event.to_bytes()
+        if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES:
+            reason = f"change event is {len(data)} bytes; a Kinesis record holds at most {c.KINESIS_MAX_RECORD_BYTES}"
+            return self._envelope(record, shard_id, seq, reason, key), False
+        return OutgoingRecord(data, key, event.seq, event.changed_at.timestamp()), True
+
+    def _envelope(self, record: Mapping[str, Any], shard_id: str, seq: str, reason: str, key: str) -> OutgoingRecord:
+        doc: dict[str, Any] = {
+            "v": c.EVENT_VERSION,
+            "source": "keyspaces",
+            "keyspace": self._config.keyspace,
+            "table": self._config.table,
+            "seq": seq,
+            "shard": shard_id,
+            "error": f"forwarder could not convert this record: {reason}",
+            "record": record,
+        }
+        data = _dump(doc)
+        if len(data) + len(key) > c.KINESIS_MAX_RECORD_BYTES:
+            keys_only = {name: record.get(name) for name in ("partitionKeys", "clusteringKeys", "sequenceNumber")}
+            doc["record"] = {**keys_only, "truncated": True}
+            data = _dump(doc)
+        log.error(
+            "stream record %s in shard %s cannot become a change event (%s); sending it for the sink's DLQ",
+            seq,
+            shard_id,
+            reason,
+        )
+        return OutgoingRecord(data, key, seq, None)
+
+
+def _dump(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The forwarder
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _OwnedShard:
+    stream_arn: str
+    shard_id: str
+    position: str | None  # last checkpointed sequence number
+    start_type: str  # where to begin when there is no position yet
+    lease_expires_at: float
+    iterator: str | None = None
+    backoff_s: float = 0.0
+    trimmed_after: list[str | None] = field(default_factory=list)  # a trim seen, its lost range not yet logged
+
+
+@dataclass(frozen=True)
+class _StreamView:
+    arn: str
+    status: str
+    shards: dict[str, Mapping[str, Any]]  # by shard id, as GetStream returns them
+
+
+class Forwarder:
+    """Reads every shard of the table's CDC stream in lineage order and forwards each change to Kinesis."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        streams: Any,
+        kinesis: Any,
+        dynamodb: Any,
+        *,
+        stream_name: str,
+        checkpoint_table: str,
+        owner_id: str,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        hooks: Hooks | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._settings = config.forwarder
+        self._streams = streams
+        self._clock = clock
+        self._sleep = sleep
+        self._hooks = hooks
+        self._monotonic = monotonic
+        self.owner_id = owner_id
+        self._store = CheckpointStore(
+            dynamodb,
+            checkpoint_table,
+            owner_id=owner_id,
+            lease_duration_s=self._settings.lease_duration_s,
+            clock=clock,
+        )
+        self._rng = random.Random()  # noqa: S311 - backoff jitter
+        self._throttle_lock = threading.Lock()
+        self._put_throttles = 0
+        self._writer = KinesisWriter(
+            kinesis,
+            stream_name,
+            sleep=sleep,
+            should_stop=self._out_of_time,
+            on_throttle=self._count_put_throttle,
+            rng=self._rng,
+        )
+        self._converter = RecordConverter(config)
+        self._owned: dict[str, _OwnedShard] = {}
+        self._stream_arn: str | None = None
+        self._next_refresh = float("-inf")
+        self._deadline: float | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ---- public API -----------------------------------------------------------------------
+    def run(self, deadline_monotonic: float) -> ForwarderStats:
+        """Pass after pass until the deadline (polling at the tip), then release every lease."""
+        total = ForwarderStats()
+        self._deadline = deadline_monotonic
+        try:
+            while not self._out_of_time():
+                stats = self.run_once()
+                total.merge(stats)
+                if stats.at_tip:
+                    self._sleep(min(self._settings.poll_interval_ms / 1000, self._time_left()))
+        finally:
+            self._deadline = None
+            self.release()
+        return total
+
+    def run_once(self) -> ForwarderStats:
+        """One pass: take leases, read each owned shard once, forward, checkpoint."""
+        stats = ForwarderStats(passes=1)
+        if self._refresh_due():
+            try:
+                self._refresh()
+            except ClientError as exc:
+                if classify(exc) is not TransientError:
+                    raise
+                # Keep reading the shards already owned; look again on the next pass.
+                log.warning("looking up the stream and its shards failed, will retry: %s", exc)
+                stats.throttles += error_code(exc) == "ThrottlingException"
+                self._next_refresh = self._clock() + self._settings.poll_interval_ms / 1000
+        shards = list(self._owned.values())
+        if shards:
+            futures = [self._executor().submit(self._read_shard, shard) for shard in shards]
+            wait(futures)  # every shard finishes its step before a failure is raised
+            for future in futures:
+                failure = future.exception()
+                if failure is not None:
+                    raise failure
+                stats.merge(future.result())
+        stats.shards_owned = len(self._owned)
+        with self._throttle_lock:
+            stats.throttles += self._put_throttles
+            self._put_throttles = 0
+        return stats
+
+    def release(self) -> None:
+        """Give back every lease (checkpoints stay), so the next invocation can take them at once."""
+        for shard in list(self._owned.values()):
+            try:
+                self._store.release(shard.stream_arn, shard.shard_id)
+            except ClientError as exc:  # the lease simply expires later
+                log.warning("could not release the lease on %s: %s", shard.shard_id, exc)
+        self._owned.clear()
+        self._next_refresh = float("-inf")
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    @property
+    def owned_shards(self) -> list[str]:
+        return sorted(self._owned)
+
+    # ---- discovery and leases -------------------------------------------------------------
+    def _refresh_due(self) -> bool:
+        return not self._owned or self._clock() >= self._next_refresh
+
+    def _refresh(self) -> None:
+        self._next_refresh = self._clock() + min(_REFRESH_INTERVAL_S, self._settings.lease_duration_s / 3)
+        for _ in range(8):  # each round may finish a drained stream and move on to the next
+            entry, successor = self._current_stream()
+            if entry is None:
+                self._drop_owned(lambda shard: True)
+                self._stream_arn = None
+                return
+            if entry.stream_arn != self._stream_arn:
+                self._drop_owned(lambda shard, arn=entry.stream_arn: shard.stream_arn != arn)
+                self._stream_arn = entry.stream_arn
+            view = self._describe(entry.stream_arn)
+            if view is None or self._lease_readable_shards(view, continuation=successor):
+                return
+            self._store.mark_stream_done(self._config.keyspace, self._config.table, entry.stream_arn)
+            log.info("stream %s was read to its end; moving on to the next stream", entry.stream_arn)
+        return
+
+    def _current_stream(self) -> tuple[StreamEntry | None, bool]:
+        """The oldest followed stream not yet read to its end, and whether it follows an earlier one."""
+        ks, table = self._config.keyspace, self._config.table
+        registry = self._store.load_streams(ks, table)
+        listed = sorted(self._list_streams(), key=lambda s: (s["streamLabel"], s["streamArn"]))
+        known = {entry.stream_arn for entry in registry}
+        if not registry:
+            newest = self._newest_enabled(listed)
+            if newest is None:
+                log.warning("no enabled CDC stream for %s.%s; enable CDC on the table", ks, table)
+                return None, False
+            self._store.register_stream(ks, table, newest["streamArn"], newest["streamLabel"])
+        else:
+            newest_label = registry[-1].label
+            for stream in listed:
+                if stream["streamArn"] not in known and stream["streamLabel"] > newest_label:
+                    self._store.register_stream(ks, table, stream["streamArn"], stream["streamLabel"])
+        registry = self._store.load_streams(ks, table)
+        for position, entry in enumerate(registry):
+            if not entry.done:
+                return entry, position > 0
+        return None, False
+
+    def _list_streams(self) -> list[Mapping[str, Any]]:
+        request: dict[str, Any] = {
+            "keyspaceName": self._config.keyspace,
+            "tableName": self._config.table,
+            "maxResults": _SHARD_PAGE,
+        }
+        return list(self._paged(self._streams.list_streams, request, "streams"))
+
+    def _newest_enabled(self, listed: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+        for stream in reversed(listed):
+            header = self._streams.get_stream(streamArn=stream["streamArn"], maxResults=1)
+            if header["streamStatus"] in STATUS_READABLE:
+                return stream
+        return None
+
+    def _describe(self, stream_arn: str) -> _StreamView | None:
+        try:
+            pages = list(self._paged_get_stream(stream_arn))
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                log.error("stream %s no longer exists; nothing more can be read from it", stream_arn)
+                return _StreamView(stream_arn, STATUS_DISABLED, {})
+            raise
+        shards = {shard["shardId"]: shard for page in pages for shard in page.get("shards", [])}
+        return _StreamView(stream_arn, pages[0]["streamStatus"], shards)
+
+    def _paged_get_stream(self, stream_arn: str) -> Iterator[Mapping[str, Any]]:
+        request: dict[str, Any] = {"streamArn": stream_arn, "maxResults": _SHARD_PAGE}
+        for attempt in range(3):
+            pages: list[Mapping[str, Any]] = []
+            try:
+                page = self._streams.get_stream(**request)
+                pages.append(page)
+                while page.get("nextToken"):
+                    page = self._streams.get_stream(**request, nextToken=page["nextToken"])
+                    pages.append(page)
+            except ClientError as exc:
+                if _validation_reason(exc) == VALIDATION_EXPIRED_NEXT_TOKEN and attempt < 2:
+                    continue  # the listing took too long: start it over
+                raise
+            yield from pages
+            return
+
+    def _paged(self, operation: Callable[..., Any], request: dict[str, Any], result_key: str) -> Iterator[Any]:
+        for attempt in range(3):
+            items: list[Any] = []
+            token: str | None = None
+            try:
+                while True:
+                    page = operation(**request, **({"nextToken": token} if token else {}))
+                    items.extend(page.get(result_key, []))
+                    token = page.get("nextToken")
+                    if not token:
+                        break
+            except ClientError as exc:
+                if _validation_reason(exc) == VALIDATION_EXPIRED_NEXT_TOKEN and attempt < 2:
+                    continue
+                raise
+            yield from items
+            return
+
+    def _lease_readable_shards(self, view: _StreamView, *, continuation: bool) -> bool:
+        """Lease every shard whose parents are done; False when the stream is disabled and fully read."""
+        checkpoints = self._store.load_stream(view.arn)
+        ended = {shard_id for shard_id, cp in checkpoints.items() if cp.ended}
+        self._drop_owned(lambda shard: shard.shard_id in ended or shard.shard_id not in view.shards)
+        if view.status == STATUS_DISABLED and all(shard_id in ended for shard_id in view.shards):
+            return False
+        now = self._clock()
+        for shard_id, shard in sorted(view.shards.items(), key=_shard_order):
+            if shard_id in ended or shard_id in self._owned:
+                continue
+            parents = [p for p in shard.get("parentShardIds") or [] if p in view.shards]
+            if any(parent not in ended for parent in parents):
+                continue  # lineage: a child waits until every parent was read to its end
+            current = checkpoints.get(shard_id)
+            if current is not None and not current.lease_free(now) and current.lease_owner != self.owner_id:
+                continue
+            lease = self._store.try_acquire(view.arn, shard_id)
+            if lease is None:
+                continue
+            fresh_start = not continuation and not any(p in checkpoints for p in parents)
+            self._owned[shard_id] = _OwnedShard(
+                stream_arn=view.arn,
+                shard_id=shard_id,
+                position=lease.sequence_number,
+                start_type=self._settings.starting_position if fresh_start else ITERATOR_TRIM_HORIZON,
+                lease_expires_at=lease.lease_expires_at or now,
+            )
+            self._hook(STEP_AFTER_LEASE, stream_arn=view.arn, shard_id=shard_id, position=lease.sequence_number)
+        return True
+
+    def _drop_owned(self, predicate: Callable[[_OwnedShard], bool]) -> None:
+        for shard in [s for s in self._owned.values() if predicate(s)]:
+            del self._owned[shard.shard_id]
+            try:
+                self._store.release(shard.stream_arn, shard.shard_id)
+            except ClientError as exc:
+                log.warning("could not release the lease on %s: %s", shard.shard_id, exc)
+
+    def _ensure_lease(self, shard: _OwnedShard) -> None:
+        """Renew when less than half the lease is left, so a lease never lapses while a batch is in flight."""
+        if shard.lease_expires_at - self._clock() < self._settings.lease_duration_s / 2:
+            shard.lease_expires_at = self._store.renew(shard.stream_arn, shard.shard_id)
+
+    # ---- reading one shard ----------------------------------------------------------------
+    def _read_shard(self, shard: _OwnedShard) -> ForwarderStats:
+        stats = ForwarderStats()
+        if self._out_of_time():
+            return stats
+        read = False
+        try:
+            self._ensure_lease(shard)
+            response = self._get_records(shard, stats)
+            read = True
+            shard.backoff_s = 0.0
+            records = response.get("changeRecords") or []
+            self._hook(STEP_AFTER_READ, stream_arn=shard.stream_arn, shard_id=shard.shard_id, count=len(records))
+            self._log_lost_range(shard, records, stats)
+            if records:
+                self._forward(shard, records, stats)
+            next_iterator = response.get("nextShardIterator")
+            if next_iterator is None:
+                self._end_shard(shard)
+                stats.at_tip = False  # its children may be readable now
+                return stats
+            shard.iterator = next_iterator
+            position = (response.get("iteratorDescription") or {}).get("iteratorPosition")
+            stats.at_tip = not records or position == "AT_TIP"
+        except LeaseLostError as exc:
+            log.warning("%s; stopping reading it", exc)
+            self._owned.pop(shard.shard_id, None)
+            self._next_refresh = float("-inf")
+        except ClientError as exc:
+            if classify(exc) is not TransientError:
+                raise MisconfigurationError(f"reading shard {shard.shard_id} of {shard.stream_arn}: {exc}") from exc
+            if error_code(exc) == "ThrottlingException":
+                stats.throttles += 1
+            else:
+                log.warning("reading %s failed, will retry: %s", shard.shard_id, exc)
+            if read:
+                shard.iterator = None  # resume from the checkpoint, not from where the read got to
+            self._back_off(shard)
+        except TransientError as exc:
+            log.warning("forwarding from %s did not finish, will resume from its checkpoint: %s", shard.shard_id, exc)
+            shard.iterator = None
+        return stats
+
+    def _get_records(self, shard: _OwnedShard, stats: ForwarderStats) -> Mapping[str, Any]:
+        for _ in range(3):
+            if shard.iterator is None:
+                shard.iterator = self._shard_iterator(shard, stats)
+            try:
+                return self._streams.get_records(
+                    shardIterator=shard.iterator, maxResults=c.KEYSPACES_MAX_RECORDS_PER_GET
+                )
+            except ClientError as exc:
+                reason = _validation_reason(exc)
+                if reason == VALIDATION_EXPIRED_ITERATOR:
+                    shard.iterator = None  # 15 minutes passed: start again from the checkpoint
+                    continue
+                if reason == VALIDATION_TRIMMED:
+                    self._note_trim(shard, stats)
+                    shard.iterator = self._iterator(shard, ITERATOR_TRIM_HORIZON)
+                    continue
+                raise
+        raise TransientError(f"could not get a usable iterator for {shard.shard_id}")
+
+    def _shard_iterator(self, shard: _OwnedShard, stats: ForwarderStats) -> str:
+        if shard.position is None:
+            return self._iterator(shard, shard.start_type)
+        try:
+            return self._iterator(shard, ITERATOR_AFTER_SEQUENCE, shard.position)
+        except ClientError as exc:
+            if _validation_reason(exc) != VALIDATION_TRIMMED:
+                raise
+            self._note_trim(shard, stats)
+            return self._iterator(shard, ITERATOR_TRIM_HORIZON)
+
+    def _iterator(self, shard: _OwnedShard, iterator_type: str, sequence_number: str | None = None) -> str:
+        request = {"streamArn": shard.stream_arn, "shardId": shard.shard_id, "shardIteratorType": iterator_type}
+        if sequence_number is not None:
+            request["sequenceNumber"] = sequence_number
+        return self._streams.get_shard_iterator(**request)["shardIterator"]
+
+    def _note_trim(self, shard: _OwnedShard, stats: ForwarderStats) -> None:
+        stats.trimmed_events += 1
+        shard.trimmed_after.append(shard.position)
+
+    def _log_lost_range(self, shard: _OwnedShard, records: Sequence[Mapping[str, Any]], stats: ForwarderStats) -> None:
+        """After a trim, the first record read from the oldest available one tells where the gap ends."""
+        resumed_at = str(records[0]["sequenceNumber"]) if records else None
+        for after in shard.trimmed_after:
+            lost = LostRange(shard.stream_arn, shard.shard_id, after, resumed_at)
+            stats.lost_ranges.append(lost)
+            log.error(
+                "TrimmedDataAccess: changes in shard %s of stream %s after sequence number %s and before %s were "
+                "trimmed (older than the %d h retention) before they were forwarded; they are lost. "
+                "Run `freshvec backfill` to re-sync the index.",
+                shard.shard_id,
+                shard.stream_arn,
+                after or "(shard start)",
+                resumed_at or "(no records left)",
+                c.KEYSPACES_RETENTION_HOURS,
+                extra={"lost_range": dataclasses.asdict(lost)},
+            )
+        shard.trimmed_after.clear()
+
+    def _forward(self, shard: _OwnedShard, records: Sequence[Mapping[str, Any]], stats: ForwarderStats) -> None:
+        outgoing = []
+        for record in records:
+            converted, is_event = self._converter.convert(record, shard.shard_id)
+            outgoing.append(converted)
+            if not is_event:
+                stats.unconvertible_forwarded += 1
+        accepted = [False] * len(outgoing)
+        prefix = 0  # records [0, prefix) are all in Kinesis: the checkpoint may move to outgoing[prefix - 1]
+        for call in plan_calls(outgoing):
+            self._ensure_lease(shard)
+            self._writer.put([outgoing[i] for i in call])
+            for i in call:
+                accepted[i] = True
+            stats.changes_forwarded += len(call)
+            times = [outgoing[i].changed_at for i in call if outgoing[i].changed_at is not None]
+            if times:
+                stats.newest_change_time = max(stats.newest_change_time or times[0], *times)
+            self._hook(STEP_AFTER_PUT, stream_arn=shard.stream_arn, shard_id=shard.shard_id, count=len(call))
+            while prefix < len(outgoing) and accepted[prefix]:
+                prefix += 1
+            last = outgoing[prefix - 1].sequence_number if prefix else None
+            if last is not None and last != shard.position:
+                shard.lease_expires_at = self._store.checkpoint(shard.stream_arn, shard.shard_id, last)
+                shard.position = last
+                self._hook(STEP_AFTER_CHECKPOINT, stream_arn=shard.stream_arn, shard_id=shard.shard_id, position=last)
+
+    def _end_shard(self, shard: _OwnedShard) -> None:
+        self._store.mark_ended(shard.stream_arn, shard.shard_id, shard.position)
+        self._owned.pop(shard.shard_id, None)
+        self._next_refresh = float("-inf")
+        log.info("shard %s of %s was read to its end", shard.shard_id, shard.stream_arn)
+        self._hook(STEP_AFTER_SHARD_END, stream_arn=shard.stream_arn, shard_id=shard.shard_id, position=shard.position)
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _back_off(self, shard: _OwnedShard) -> None:
+        shard.backoff_s = min(max(shard.backoff_s * 2, _BACKOFF_BASE_S), _BACKOFF_MAX_S)
+        self._sleep(min(shard.backoff_s * self._rng.uniform(0.5, 1.0), self._time_left()))
+
+    def _count_put_throttle(self) -> None:
+        with self._throttle_lock:
+            self._put_throttles += 1
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self._settings.max_concurrent_shards, thread_name_prefix="freshvec-shard"
+            )
+        return self._pool
+
+    def _time_left(self) -> float:
+        if self._deadline is None:
+            return float("inf")
+        return max(0.0, self._deadline - self._monotonic())
+
+    def _out_of_time(self) -> bool:
+        return self._time_left() <= 0
+
+    def _hook(self, step: str, **details: Any) -> None:
+        if self._hooks is not None:
+            self._hooks(step, **details)
+
+
+def _validation_reason(exc: ClientError) -> str | None:
+    """The ``errorCode`` of a Keyspaces Streams ValidationException (botocore puts modeled fields at the top)."""
+    if error_code(exc) != "ValidationException":
+        return None
+    response: Any = exc.response
+    reason = response.get("errorCode") or response.get("Error", {}).get("errorCode")
+    if reason:
+        return str(reason)
+    message = str(response.get("Error", {}).get("Message", ""))
+    known = (VALIDATION_EXPIRED_ITERATOR, VALIDATION_TRIMMED, VALIDATION_EXPIRED_NEXT_TOKEN)
+    return next((name for name in known if name in message), None)
+
+
+def _shard_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, str]:
+    start = (item[1].get("sequenceNumberRange") or {}).get("startingSequenceNumber") or ""
+    return (int(start) if start.isdigit() else 0, item[0])
