@@ -46,6 +46,8 @@ KMS_CONSUMER_ACTIONS = ("kms:Decrypt",)  # Kinesis event source mapping reading 
 
 # --- Keyspaces ---
 KEYSPACES_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
+# The config names clustering columns in order but no sort direction; rows sort ascending within a partition.
+CLUSTERING_ORDER = "ASC"
 
 # --- On-failure bucket (Kinesis ESM records of batches that exhausted their retries) ---
 ON_FAILURE_EXPIRY_DAYS = 30

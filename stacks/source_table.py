@@ -38,10 +38,11 @@ class SourceTable(Construct):
             partition_key_columns=[column(column_name=n, column_type=config.columns[n]) for n in config.partition_key],
             clustering_key_columns=[
                 cassandra.CfnTable.ClusteringKeyColumnProperty(
-                    column=column(column_name=n, column_type=config.columns[n]), order_by="ASC"
+                    column=column(column_name=n, column_type=config.columns[n]), order_by=k.CLUSTERING_ORDER
                 )
                 for n in config.clustering_key
-            ],
+            ]
+            or None,
             regular_columns=[
                 column(column_name=name, column_type=type_text)
                 for name, type_text in config.columns.items()
