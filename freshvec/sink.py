@@ -247,9 +247,9 @@ class Sink:
         stats = SinkStats(changes_received=len(records))
         parsed = [self._parse(index, record) for index, record in enumerate(_in_sequence_order(records))]
         run = _Run(self, stats)
-        limit = run.prepare(parsed)
+        limit = run.prepare(parsed)  # parks the poison records, before any write
         limit = run.write(limit)
-        limit = run.dead_letter(parsed, limit)
+        limit = run.dead_letter(parsed, limit)  # vectors S3 Vectors refused while writing
         now_ms = self.clock() * 1000
         for plan in run.written:
             for record in plan.records:
@@ -319,6 +319,7 @@ class _Run:
         self.plans: list[KeyPlan] = []
         self.written: list[KeyPlan] = []
         self.dead_letters: list[dict[str, str]] = []
+        self.parked: set[int] = set()  # indexes of records delivered to the DLQ
 
     # -- prepare: plan, fetch stored vectors, embed; shrink to the prefix before any transient failure --
     def prepare(self, parsed: list[ParsedRecord]) -> int:
@@ -338,6 +339,10 @@ class _Run:
                 continue
             if transient:
                 limit = min(transient)
+                continue
+            parked_limit = self.dead_letter(parsed, limit)
+            if parked_limit < limit:  # a dead letter could not be delivered: stop before that record
+                limit = parked_limit
                 continue
             for plan in plans:
                 if plan.action is not Action.DELETE:
@@ -435,21 +440,28 @@ class _Run:
     def _vector(plan: KeyPlan) -> dict[str, Any]:
         return {"key": plan.key, "data": {"float32": plan.vector}, "metadata": plan.metadata}
 
-    # -- dead letters for the poison records before the limit --------------------------------------------
+    # -- dead letters: every poison record before the limit, sent before any write -------------------------
     def dead_letter(self, parsed: list[ParsedRecord], limit: int) -> int:
-        poison = [r for r in parsed[:limit] if r.error is not None]
+        """Park the poison records before ``limit`` not parked yet; the new limit excludes any undelivered."""
+        poison = [r for r in parsed[:limit] if r.error is not None and r.index not in self.parked]
         if not poison:
             return limit
-        entries = [_dead_letter(r) for r in poison]
         try:
-            self.sink.dlq.send(entries)
+            self.sink.dlq.send([_dead_letter(r) for r in poison])
+            delivered = poison
         except DeadLetterSendError as exc:
             limit = min(limit, *(poison[position].index for position in exc.undelivered))
-        self.dead_letters = [
-            {"sequence_number": r.sequence_number, "error_class": type(r.error).__name__, "error_message": str(r.error)}
-            for r in poison
-            if r.index < limit
-        ]
+            delivered = [r for position, r in enumerate(poison) if position not in exc.undelivered]
+        for record in delivered:
+            self.parked.add(record.index)
+            assert record.error is not None
+            self.dead_letters.append(
+                {
+                    "sequence_number": record.sequence_number,
+                    "error_class": type(record.error).__name__,
+                    "error_message": str(record.error),
+                }
+            )
         self.stats.dlq_records = len(self.dead_letters)
         return limit
 

@@ -25,7 +25,7 @@ from freshvec.vectors import S3VectorsStore
 logger = Logger(service=c.SERVICE_SINK)
 metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)
 # botocore retries connection errors once; throttling and 5xx get the domain's backoff with jitter.
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=60)
+_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=60)
 
 
 def _client(service: str) -> Any:
