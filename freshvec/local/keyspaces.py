@@ -526,6 +526,7 @@ class LocalKeyspacesStreams:
     def record_count(self, stream_arn: str) -> int:
         """Records still held (not trimmed) across the stream's shards."""
         with self._lock:
+            self._apply_retention()
             return sum(len(shard.records) for shard in self._streams[stream_arn].shards.values())
 
     # ------------------------------------------------------------------------------------------
@@ -706,24 +707,24 @@ class LocalKeyspacesStreams:
 
     def _iterator(self, arn: str, shard_id: str, position: int) -> str:
         return self._sign(
-            {"a": arn, "s": shard_id, "p": position, "i": self._clock(), "e": self._iterator_epoch, "k": "iterator"}
+            {"a": arn, "s": shard_id, "p": position, "i": self._clock(), "e": self._iterator_epoch, "op": "iterator"}
         )
 
     def _read_iterator(self, token: str) -> tuple[str, str, int, float, int]:
         payload = self._unsign(token)
-        if payload is None or payload.get("k") != "iterator":
+        if payload is None or payload.get("op") != "iterator":
             self._raise("GetRecords", "ValidationException", "the shard iterator is not valid", "InvalidFormat")
         return payload["a"], payload["s"], int(payload["p"]), float(payload["i"]), int(payload["e"])
 
     def _page_token(self, operation: str, scope: Mapping[str, Any], offset: int) -> str:
         # Padded so tokens meet the model's 80-character minimum whatever the scope.
-        return self._sign({"k": operation, "o": offset, "i": self._clock(), **scope, "n": "0" * 16})
+        return self._sign({"op": operation, "o": offset, "i": self._clock(), **scope, "n": "0" * 16})
 
     def _read_page_token(self, operation: str, token: str | None, scope: Mapping[str, Any]) -> int:
         if token is None:
             return 0
         payload = self._unsign(token)
-        if payload is None or payload.get("k") != operation or any(payload.get(k) != v for k, v in scope.items()):
+        if payload is None or payload.get("op") != operation or any(payload.get(k) != v for k, v in scope.items()):
             self._raise(
                 operation, "ValidationException", "the nextToken is not valid for this request", "InvalidFormat"
             )

@@ -85,7 +85,9 @@ def assert_is_modeled_error(service_name: str, operation_name: str, error: BaseE
     error_shape = modeled[code]
     expected_status = error_shape.metadata.get("error", {}).get("httpStatusCode")
     if expected_status is None:
-        expected_status = 500 if error_shape.metadata.get("fault") else 400
+        # Without an explicit status the JSON protocols answer 500 for server faults and 400 for the rest.
+        is_fault = getattr(error_shape, "_shape_model", {}).get("fault", False)
+        expected_status = 500 if is_fault else 400
     assert status == expected_status, f"{code} must carry HTTP {expected_status}, got {status}"
     fields = {name: value for name, value in response.items() if name in error_shape.members}
     walker = _Walker(allow_unknown_union_members=False)
