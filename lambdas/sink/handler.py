@@ -19,6 +19,7 @@ from botocore.config import Config
 from freshvec import constants as c
 from freshvec.config import PipelineConfig
 from freshvec.embeddings import make_embedder
+from freshvec.errors import RetryPolicy
 from freshvec.sink import Sink, SinkResult, SqsDeadLetterQueue
 from freshvec.vectors import S3VectorsStore
 
@@ -26,6 +27,7 @@ logger = Logger(service=c.SERVICE_SINK)
 metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)
 # botocore retries connection errors once; throttling and 5xx get the domain's backoff with jitter.
 _BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=60)
+_RETRY = RetryPolicy()
 
 
 def _client(service: str) -> Any:
@@ -36,9 +38,10 @@ def _client(service: str) -> Any:
 def _sink() -> Sink:
     config = PipelineConfig.from_json(os.environ[c.ENV_CONFIG])
     bedrock = _client("bedrock-runtime") if config.embedding.provider != "local" else None
-    store = S3VectorsStore(_client("s3vectors"), os.environ[c.ENV_VECTOR_BUCKET], os.environ[c.ENV_VECTOR_INDEX])
-    dlq = SqsDeadLetterQueue(_client("sqs"), os.environ[c.ENV_DLQ_URL])
-    return Sink(config, make_embedder(config.embedding, bedrock), store, dlq)
+    bucket, index = os.environ[c.ENV_VECTOR_BUCKET], os.environ[c.ENV_VECTOR_INDEX]
+    store = S3VectorsStore(_client("s3vectors"), bucket, index, _RETRY)
+    dlq = SqsDeadLetterQueue(_client("sqs"), os.environ[c.ENV_DLQ_URL], _RETRY)
+    return Sink(config, make_embedder(config.embedding, bedrock, _RETRY), store, dlq)
 
 
 @metrics.log_metrics
