@@ -75,9 +75,10 @@ def value_to_json(value: Mapping[str, Any] | None) -> Any:
     """The JSON value of one ``KeyspacesCellValue`` union (as in ``partitionKeys`` and map entries)."""
     if not value:
         return None
-    if len(value) != 1:
+    if not isinstance(value, Mapping) or len(value) != 1:
         # A union carries exactly one member; anything else is kept whole rather than guessed at.
-        return _unknown("+".join(sorted(value)), value)
+        tag = "+".join(sorted(value)) if isinstance(value, Mapping) else type(value).__name__
+        return _unknown(tag, value)
     ((member, raw),) = value.items()
     if member == SDK_UNKNOWN_MEMBER:
         name = raw.get("name") if isinstance(raw, Mapping) else None

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 import botocore.session
@@ -192,9 +194,13 @@ class LocalKeyspacesStreams:
         self.calls: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.records_returned = 0
-        self._model = botocore.session.get_session().get_service_model(SERVICE_NAME)
+        self._model = _service_model()
         self.exceptions = ClientExceptionsFactory().create_client_exceptions(self._model)
+        self.meta = SimpleNamespace(region_name=region, service_model=self._model)
         self._validator = ParamValidator()
+        self._max_readers: int | None = None
+        self._reader_window_s = 1.0
+        self._recent_readers: dict[tuple[str, str], dict[str, float]] = {}
 
     # ------------------------------------------------------------------------------------------
     # The boto3 client surface
@@ -299,7 +305,7 @@ class LocalKeyspacesStreams:
                     "AFTER_SEQUENCE_NUMBER",
                     "InvalidFormat",
                 )
-            iterator = self._iterator(stream.arn, shard.shard_id, position)
+            iterator = self._iterator(stream.arn, shard.shard_id, position, reader=secrets.token_hex(8))
         return self._finish({"shardIterator": iterator})
 
     def get_records(self, **params: Any) -> dict[str, Any]:
@@ -319,11 +325,12 @@ class LocalKeyspacesStreams:
             )
         with self._lock:
             self._apply_retention()
-            arn, shard_id, position, issued_at, epoch = self._read_iterator(params["shardIterator"])
+            arn, shard_id, position, issued_at, epoch, reader = self._read_iterator(params["shardIterator"])
             if epoch != self._iterator_epoch or self._clock() - issued_at > self.iterator_ttl_s:
                 self._raise(operation, "ValidationException", "the shard iterator has expired", "ExpiredIterator")
             stream = self._stream(operation, arn)
             shard = self._shard(operation, stream, shard_id)
+            self._check_readers(arn, shard_id, reader)
             if position <= shard.trimmed_through:
                 self._raise(
                     operation,
@@ -341,7 +348,7 @@ class LocalKeyspacesStreams:
                 "iteratorDescription": {"iteratorPosition": "AT_TIP" if caught_up else "BEHIND_TIP"},
             }
             if not (caught_up and not shard.is_open):
-                response["nextShardIterator"] = self._iterator(arn, shard_id, next_position)
+                response["nextShardIterator"] = self._iterator(arn, shard_id, next_position, reader=reader)
             self.records_returned += len(batch)
         return self._finish(response)
 
@@ -503,6 +510,20 @@ class LocalKeyspacesStreams:
             raise ValueError(f"{code} is not an error Keyspaces Streams returns; use {', '.join(_STATUS_BY_CODE)}")
         with self._lock:
             self._injected.extend([(operation, code, error_code)] * count)
+
+    def limit_readers(self, max_readers: int | None = 2, window_s: float = 1.0) -> None:
+        """Throttle GetRecords on a shard read by more than ``max_readers`` iterator chains within ``window_s``.
+
+        Keyspaces throttles a shard read by more than two processes at once. A reader is one chain of
+        iterators (a GetShardIterator call and the next iterators that follow it). Off by default; None
+        turns it off again.
+        """
+        if max_readers is not None and max_readers < 1:
+            raise ValueError("max_readers must be at least 1")
+        with self._lock:
+            self._max_readers = max_readers
+            self._reader_window_s = window_s
+            self._recent_readers.clear()
 
     def deny_access(self, operations: Iterable[str] = READ_OPERATIONS) -> None:
         """Answer ``operations`` with AccessDeniedException (pass an empty list to allow everything again)."""
@@ -705,16 +726,43 @@ class LocalKeyspacesStreams:
             return None
         return payload if isinstance(payload, dict) else None
 
-    def _iterator(self, arn: str, shard_id: str, position: int) -> str:
+    def _iterator(self, arn: str, shard_id: str, position: int, *, reader: str) -> str:
+        # ``r`` names the reader: set by GetShardIterator and carried along its chain of next iterators.
         return self._sign(
-            {"a": arn, "s": shard_id, "p": position, "i": self._clock(), "e": self._iterator_epoch, "op": "iterator"}
+            {
+                "a": arn,
+                "s": shard_id,
+                "p": position,
+                "i": self._clock(),
+                "e": self._iterator_epoch,
+                "r": reader,
+                "op": "iterator",
+            }
         )
 
-    def _read_iterator(self, token: str) -> tuple[str, str, int, float, int]:
+    def _read_iterator(self, token: str) -> tuple[str, str, int, float, int, str]:
         payload = self._unsign(token)
         if payload is None or payload.get("op") != "iterator":
             self._raise("GetRecords", "ValidationException", "the shard iterator is not valid", "InvalidFormat")
-        return payload["a"], payload["s"], int(payload["p"]), float(payload["i"]), int(payload["e"])
+        return payload["a"], payload["s"], int(payload["p"]), float(payload["i"]), int(payload["e"]), payload["r"]
+
+    def _check_readers(self, arn: str, shard_id: str, reader: str) -> None:
+        """Throttle a shard read by more readers than allowed within the window (see ``limit_readers``)."""
+        if self._max_readers is None:
+            return
+        now = self._clock()
+        recent = self._recent_readers.setdefault((arn, shard_id), {})
+        for other, last_read in list(recent.items()):
+            if now - last_read > self._reader_window_s:
+                del recent[other]
+        if reader not in recent and len(recent) >= self._max_readers:
+            self.throttled["GetRecords"] += 1
+            self._raise(
+                "GetRecords",
+                "ThrottlingException",
+                f"more than {self._max_readers} processes are reading shard {shard_id}; use one reader per shard",
+            )
+        recent[reader] = now
 
     def _page_token(self, operation: str, scope: Mapping[str, Any], offset: int) -> str:
         # Padded so tokens meet the model's 80-character minimum whatever the scope.
@@ -741,6 +789,11 @@ class LocalKeyspacesStreams:
         if stream.view_type in ("OLD_IMAGE", "KEYS_ONLY"):
             body.pop("newImage", None)
         return body
+
+
+@cache
+def _service_model() -> Any:
+    return botocore.session.get_session().get_service_model(SERVICE_NAME)
 
 
 def partition_hash(partition_keys: Mapping[str, Any]) -> int:

@@ -158,6 +158,11 @@ def test_union_with_two_members_is_kept_whole_not_guessed():
     assert '"textT": "a"' in converted["value"]
 
 
+def test_a_value_that_is_not_a_union_is_tagged_with_its_type():
+    assert value_to_json("plain") == {UNKNOWN_TAG: "str", "value": "plain"}
+    assert cell_to_json({"value": ["a"]}) == {UNKNOWN_TAG: "list", "value": '["a"]'}
+
+
 def test_null_and_empty_cells_are_null():
     assert cell_to_json(None) is None
     assert cell_to_json({"metadata": {"writeTime": "1"}}) is None

@@ -418,3 +418,37 @@ def test_readers_in_threads_see_every_record_once_in_order_while_a_writer_append
     everything = [n for numbers in seen.values() for n in numbers]
     assert sorted(everything) == list(range(total))
     assert all(numbers == sorted(numbers) for numbers in seen.values())
+
+
+def test_a_third_reader_on_one_shard_is_throttled_when_readers_are_limited(streams, clock):
+    arn = streams.enable_stream("media", "movies")
+    streams.append("media", "movies", key(1))
+    shard_id = streams.shard_ids(arn)[0]
+    streams.limit_readers(max_readers=2, window_s=1.0)
+
+    def reader() -> str:
+        return streams.get_shard_iterator(streamArn=arn, shardId=shard_id, shardIteratorType="TRIM_HORIZON")[
+            "shardIterator"
+        ]
+
+    first, second, third = reader(), reader(), reader()
+    next_first = streams.get_records(shardIterator=first)["nextShardIterator"]
+    streams.get_records(shardIterator=second)
+    error = caught(streams.get_records, shardIterator=third)
+    assert_is_modeled_error(SERVICE, "GetRecords", error)
+    assert isinstance(error, streams.exceptions.ThrottlingException)
+    streams.get_records(shardIterator=next_first)  # a reader following its own chain is still the same reader
+    clock.advance(1.5)  # the other readers went quiet: a new one may start
+    streams.get_records(shardIterator=reader())
+    streams.limit_readers(None)
+    for _ in range(3):
+        streams.get_records(shardIterator=reader())
+
+
+def test_client_metadata_like_boto3(streams):
+    assert streams.meta.region_name == "us-east-1"
+    assert streams.meta.service_model.service_name == "keyspacesstreams"
+    assert streams.can_paginate("get_stream")
+    assert not streams.can_paginate("get_records")
+    with pytest.raises(ValueError, match="cannot be paginated"):
+        streams.get_paginator("get_records")
