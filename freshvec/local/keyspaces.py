@@ -390,7 +390,7 @@ class LocalKeyspacesStreams:
     def disable_stream(self, keyspace: str, table: str) -> str | None:
         """Turn CDC off: the table's enabled stream becomes DISABLED and its shards close. Returns its ARN."""
         with self._lock:
-            stream = self.current_stream(keyspace, table)
+            stream = self._current_stream(keyspace, table)
             if stream is None:
                 return None
             stream.status, stream.disabled_at = "DISABLED", self._clock()
@@ -401,10 +401,10 @@ class LocalKeyspacesStreams:
     def stream_arn(self, keyspace: str, table: str) -> str | None:
         """The ARN of the table's enabled stream, if CDC is on."""
         with self._lock:
-            stream = self.current_stream(keyspace, table)
+            stream = self._current_stream(keyspace, table)
             return stream.arn if stream else None
 
-    def current_stream(self, keyspace: str, table: str) -> _Stream | None:
+    def _current_stream(self, keyspace: str, table: str) -> _Stream | None:
         with self._lock:
             for stream in reversed(self._streams.values()):
                 if stream.keyspace == keyspace and stream.table == table and stream.status == "ENABLED":
@@ -423,7 +423,7 @@ class LocalKeyspacesStreams:
             raise ValueError("a change record needs partitionKeys")
         body = _copy(record)
         with self._lock:
-            stream = self.current_stream(keyspace, table)
+            stream = self._current_stream(keyspace, table)
             if stream is None:
                 return None
             now = self._clock()
