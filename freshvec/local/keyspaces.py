@@ -132,8 +132,12 @@ class _Stream:
     created_at: float
     view_type: str
     shards: dict[str, _Shard] = field(default_factory=dict)
-    status: str = "ENABLED"
+    status: str = "ENABLED"  # ENABLED or DISABLED; ENABLING is derived from enabled_at
     disabled_at: float | None = None
+    enabled_at: float = 0.0  # before this the stream reports ENABLING (it already captures changes)
+
+    def status_at(self, now: float) -> str:
+        return "ENABLING" if self.status == "ENABLED" and now < self.enabled_at else self.status
 
     def open_shards(self) -> list[_Shard]:
         return [shard for shard in self.shards.values() if shard.is_open]
@@ -261,7 +265,7 @@ class LocalKeyspacesStreams:
             response: dict[str, Any] = {
                 "streamArn": stream.arn,
                 "streamLabel": stream.label,
-                "streamStatus": stream.status,
+                "streamStatus": stream.status_at(self._clock()),
                 "streamViewType": stream.view_type,
                 "creationRequestDateTime": _datetime(stream.created_at),
                 "keyspaceName": stream.keyspace,
@@ -367,9 +371,19 @@ class LocalKeyspacesStreams:
     # Control surface: what Keyspaces does by itself or on the operator's request
     # ------------------------------------------------------------------------------------------
     def enable_stream(
-        self, keyspace: str, table: str, shard_count: int = 1, *, view_type: str = "NEW_AND_OLD_IMAGES"
+        self,
+        keyspace: str,
+        table: str,
+        shard_count: int = 1,
+        *,
+        view_type: str = "NEW_AND_OLD_IMAGES",
+        enabling_s: float = 0.0,
     ) -> str:
-        """Turn CDC on for a table; a table's earlier stream is disabled (its records stay readable)."""
+        """Turn CDC on for a table; a table's earlier stream is disabled (its records stay readable).
+
+        ``enabling_s``: how long GetStream reports ENABLING before ENABLED, as the service does after a
+        CDC change.
+        """
         if shard_count < 1:
             raise ValueError("shard_count must be at least 1")
         if view_type not in VIEW_TYPES:
@@ -379,7 +393,15 @@ class LocalKeyspacesStreams:
             now = self._clock()
             label = self._unique_label(keyspace, table, now)
             arn = f"arn:aws:cassandra:{self.region}:{self.account_id}:/keyspace/{keyspace}/table/{table}/stream/{label}"
-            stream = _Stream(arn=arn, keyspace=keyspace, table=table, label=label, created_at=now, view_type=view_type)
+            stream = _Stream(
+                arn=arn,
+                keyspace=keyspace,
+                table=table,
+                label=label,
+                created_at=now,
+                view_type=view_type,
+                enabled_at=now + enabling_s,
+            )
             width = HASH_SPACE // shard_count
             for index in range(shard_count):
                 end = HASH_SPACE - 1 if index == shard_count - 1 else (index + 1) * width - 1
@@ -887,14 +909,17 @@ class LocalTable:
     def primary_key(self) -> tuple[str, ...]:
         return self.partition_key + self.clustering_key
 
-    def upsert(self, rows: Iterable[Mapping[str, Any]], ttl_s: float | None = None) -> list[str | None]:
+    def upsert(
+        self, rows: Iterable[Mapping[str, Any]], ttl_s: float | None = None, *, origin: str = "USER"
+    ) -> list[str | None]:
         """Insert or update rows: given columns overwrite (None clears one), others keep their values.
 
         Every row is checked before any is applied. Returns each change's sequence number (None where CDC is
-        off for the table).
+        off for the table). ``origin="REPLICATION"`` marks writes that arrive from another Region.
         """
         if ttl_s is not None and ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
+        _check_write_origin(origin)
         prepared = [self._canonical_row(row, f"row {position}") for position, row in enumerate(rows)]
         sequences: list[str | None] = []
         with self._lock:
@@ -909,15 +934,16 @@ class LocalTable:
                     expires_at=None if ttl_s is None else now + ttl_s,
                 )
                 self._rows[key_id] = new
-                sequences.append(self._emit(self._record(new=new, old=old, origin="USER", now=now)))
+                sequences.append(self._emit(self._record(new=new, old=old, origin=origin, now=now)))
         return sequences
 
-    def delete(self, keys: Iterable[Mapping[str, Any]]) -> list[str]:
+    def delete(self, keys: Iterable[Mapping[str, Any]], *, origin: str = "USER") -> list[str]:
         """Delete rows by primary key; each existing row emits a record with only an old image.
 
         A key with no row changes nothing and emits nothing (there is no before or after to report), so the
         result lists sequence numbers of the rows that existed.
         """
+        _check_write_origin(origin)
         key_ids = [self._key_id(self._canonical_key(key, f"key {position}")) for position, key in enumerate(keys)]
         sequences: list[str] = []
         with self._lock:
@@ -925,7 +951,7 @@ class LocalTable:
             for key_id in key_ids:
                 old = self._rows.pop(key_id, None)
                 if old is not None:
-                    seq = self._emit(self._record(new=None, old=old, origin="USER", now=now))
+                    seq = self._emit(self._record(new=None, old=old, origin=origin, now=now))
                     if seq is not None:
                         sequences.append(seq)
         return sequences
@@ -1031,3 +1057,8 @@ class LocalTable:
         if self.streams is None:
             return None
         return self.streams.append(self.keyspace, self.table, record)
+
+
+def _check_write_origin(origin: str) -> None:
+    if origin not in ("USER", "REPLICATION"):
+        raise ValueError(f"origin {origin!r} is not USER or REPLICATION (TTL records come from expire_due)")

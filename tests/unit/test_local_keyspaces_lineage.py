@@ -256,3 +256,14 @@ def test_closed_shards_and_disabled_streams_disappear_after_retention(streams, c
     assert error.response["Error"]["Code"] == "ResourceNotFoundException"
     assert len(streams.list_streams(keyspaceName="media", tableName="movies")["streams"]) == 1
     assert low and high
+
+
+def test_a_new_stream_reports_enabling_until_it_is_ready(streams, clock):
+    arn = streams.enable_stream("media", "movies", enabling_s=30)
+    assert streams.get_stream(streamArn=arn)["streamStatus"] == "ENABLING"
+    seq = streams.append("media", "movies", key(1))
+    clock.advance(30)
+    described = streams.get_stream(streamArn=arn)
+    assert_matches_output_shape(SERVICE, "GetStream", described)
+    assert described["streamStatus"] == "ENABLED"
+    assert [r["sequenceNumber"] for r in drain(streams, arn, streams.shard_ids(arn)[0])[0]] == [seq]

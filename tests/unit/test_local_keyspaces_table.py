@@ -176,3 +176,11 @@ def test_writers_in_threads_lose_nothing_and_keep_per_row_order(sales, streams):
         notes = [e.new["note"] for e in recorded if e.key["n"] == worker]
         assert notes == [f"v{version}" for version in range(50)]
         assert sum(1 for e in recorded if e.key["n"] == worker and e.op == "INSERT") == 1
+
+
+def test_replicated_writes_keep_their_origin(sales, streams):
+    sales.upsert([ROW], origin="REPLICATION")
+    sales.delete([KEY], origin="REPLICATION")
+    assert [(e.op, e.origin) for e in events(streams)] == [("INSERT", "REPLICATION"), ("DELETE", "REPLICATION")]
+    with pytest.raises(ValueError, match="not USER or REPLICATION"):
+        sales.upsert([ROW], origin="TTL")
