@@ -54,6 +54,7 @@ RETENTION_S = KEYSPACES_RETENTION_HOURS * 3600
 NEXT_TOKEN_TTL_S = 15 * 60
 DEFAULT_GET_RECORDS_LIMIT = 100
 DEFAULT_PAGE_SIZE = 100
+MAX_RESPONSE_BYTES = 1024 * 1024  # GetRecords may return fewer than maxResults records past this size
 EVENT_VERSION = "1"
 HASH_SPACE = 2**128
 _FIRST_SEQUENCE = 10**20  # sequence numbers have 21+ digits, as the model's minimum length asks
@@ -96,6 +97,7 @@ class _Record:
     seq: int
     created_at: float
     body: dict[str, Any]
+    size: int  # approximate wire size in bytes, for the GetRecords response size limit
 
 
 @dataclass
@@ -174,9 +176,11 @@ class LocalKeyspacesStreams:
         retention_s: float = RETENTION_S,
         iterator_ttl_s: float = KEYSPACES_ITERATOR_TTL_S,
         next_token_ttl_s: float = NEXT_TOKEN_TTL_S,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         seed: int | None = None,
     ) -> None:
         self.region = region
+        self.max_response_bytes = max_response_bytes
         self.account_id = account_id
         self.retention_s = retention_s
         self.iterator_ttl_s = iterator_ttl_s
@@ -343,7 +347,7 @@ class LocalKeyspacesStreams:
                     "TrimmedDataAccess",
                 )
             first = bisect.bisect_left(shard.records, position, key=lambda record: record.seq)
-            batch = shard.records[first : first + limit]
+            batch = _within_size(shard.records[first : first + limit], self.max_response_bytes)
             next_position = batch[-1].seq + 1 if batch else position
             caught_up = first + len(batch) == len(shard.records)
             response: dict[str, Any] = {
@@ -455,7 +459,8 @@ class LocalKeyspacesStreams:
             hash_value = partition_hash(body["partitionKeys"])
             shard = next(shard for shard in stream.open_shards() if shard.covers(hash_value))
             seq = self._take_seq()
-            shard.records.append(_Record(seq=seq, created_at=now, body=body))
+            size = len(json.dumps(body, default=str, separators=(",", ":")))
+            shard.records.append(_Record(seq=seq, created_at=now, body=body, size=size))
             shard.last_assigned = seq
             return str(seq)
 
@@ -841,6 +846,16 @@ def partition_hash(partition_keys: Mapping[str, Any]) -> int:
     values = {column: value_to_json(value) for column, value in partition_keys.items()}
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return int.from_bytes(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).digest(), "big")
+
+
+def _within_size(records: list[_Record], max_bytes: int) -> list[_Record]:
+    """The leading records that fit in one response (always at least one, so a reader never stalls)."""
+    total = 0
+    for count, record in enumerate(records):
+        total += record.size
+        if total > max_bytes and count > 0:
+            return records[:count]
+    return records
 
 
 def _describe_shard(shard: _Shard) -> dict[str, Any]:

@@ -452,3 +452,28 @@ def test_client_metadata_like_boto3(streams):
     assert not streams.can_paginate("get_records")
     with pytest.raises(ValueError, match="cannot be paginated"):
         streams.get_paginator("get_records")
+
+
+def test_large_records_make_short_pages_behind_the_tip(clock):
+    small = LocalKeyspacesStreams(clock=clock, seed=2, max_response_bytes=10_000)
+    arn = small.enable_stream("media", "movies")
+    for n in range(10):
+        record = key(n)
+        record["newImage"]["valueCells"]["text"] = {"value": {"textT": "x" * 3000}}
+        small.append("media", "movies", record)
+    iterator = small.get_shard_iterator(
+        streamArn=arn, shardId=small.shard_ids(arn)[0], shardIteratorType="TRIM_HORIZON"
+    )
+    sizes, positions = [], []
+    token = iterator["shardIterator"]
+    while True:
+        page = small.get_records(shardIterator=token, maxResults=1000)
+        if not page["changeRecords"]:
+            break
+        sizes.append(len(page["changeRecords"]))
+        positions.append(page["iteratorDescription"]["iteratorPosition"])
+        token = page["nextShardIterator"]
+    assert sum(sizes) == 10
+    assert max(sizes) < 10
+    assert positions[:-1] == ["BEHIND_TIP"] * (len(positions) - 1)
+    assert positions[-1] == "AT_TIP"
