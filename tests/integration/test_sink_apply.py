@@ -441,3 +441,38 @@ def test_dimension_mismatch_fails_the_invocation(moto: MotoServer) -> None:
     pipe = make_pipeline(moto, dimension=1024)
     with pytest.raises(MisconfigurationError, match="1024 dimensions"):
         pipe.sink.process(batch(change("INSERT", movie("Any", "text"))))
+
+
+def test_dead_letters_are_sent_ten_to_a_call(pipe: Pipeline) -> None:
+    result = pipe.sink.process(batch(*(f"garbage {i}" for i in range(25))))
+    assert result.stats.dlq_records == 25
+    assert pipe.tap.sizes["SendMessageBatch"] == [10, 10, 5]
+    assert len(pipe.dead_letters()) == 25
+
+
+def test_get_vectors_outage_fails_from_the_first_key_that_needed_it(pipe: Pipeline) -> None:
+    pipe.sink.process(batch(change("INSERT", movie("Seen", "before"))))
+    pipe.tap.fail("GetVectors", "InternalServerException", 500, times=NO_WAIT.attempts)
+    records = batch(
+        change("DELETE", None, movie("Old")),
+        change("UPDATE", movie("Seen", "before", vote_count=1), movie("Seen", "before")),
+        change("UPDATE", movie("New", "changed"), movie("New", "was")),
+        start=5,
+    )
+    result = pipe.sink.process(records)
+    assert result.batch_item_failures == [{"itemIdentifier": records[1]["kinesis"]["sequenceNumber"]}]
+    assert pipe.tap.calls["DeleteVectors"] == 1  # the change before the failure is applied
+    assert key_of("New") not in pipe.vectors()
+
+
+def test_vectors_s3_vectors_refuses_are_parked_and_the_rest_written(pipe: Pipeline) -> None:
+    # Three refusals: the whole call, then [A] (refused for good), then [B, C] (split and written one by one).
+    pipe.tap.fail("PutVectors", "ValidationException", 400, times=3)
+    records = batch(*(change("UPDATE", movie(t, f"text {t}"), movie(t, "old")) for t in "ABC"))
+    result = pipe.sink.process(records)
+    assert result.batch_item_failures == []
+    assert set(pipe.vectors()) == {key_of("B"), key_of("C")}
+    [letter] = pipe.dead_letters()
+    assert letter["kinesis_sequence_number"] == records[0]["kinesis"]["sequenceNumber"]
+    assert "refused" in letter["error_message"]
+    assert result.stats.vectors_put == 2
