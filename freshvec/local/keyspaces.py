@@ -178,6 +178,7 @@ class LocalKeyspacesStreams:
         next_token_ttl_s: float = NEXT_TOKEN_TTL_S,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         seed: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.region = region
         self.max_response_bytes = max_response_bytes
@@ -186,6 +187,7 @@ class LocalKeyspacesStreams:
         self.iterator_ttl_s = iterator_ttl_s
         self.next_token_ttl_s = next_token_ttl_s
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.RLock()
         self._streams: dict[str, _Stream] = {}
         self._next_seq = _FIRST_SEQUENCE
@@ -586,7 +588,7 @@ class LocalKeyspacesStreams:
             raise ParamValidationError(report=report.generate_report())
         delay = self._latency.for_operation(operation)
         if delay > 0:
-            time.sleep(delay)  # outside the lock: slow calls must not serialise other readers
+            self._sleep(delay)  # outside the lock: slow calls must not serialise other readers
         with self._lock:
             self.calls[operation] += 1
             if operation in self._denied:

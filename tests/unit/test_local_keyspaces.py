@@ -335,15 +335,20 @@ def test_injected_errors_and_denied_access_use_the_real_codes(streams):
         streams.inject_error("GetStream", "NoSuchBucket")
 
 
-def test_latency_is_injected_per_operation(streams):
+def test_latency_is_injected_per_operation():
+    slept: list[float] = []
+    streams = LocalKeyspacesStreams(clock=ManualClock(), seed=1, sleep=slept.append)
     arn = streams.enable_stream("media", "movies")
-    streams.latency(get_stream_s=0.02)
-    import time
-
-    started = time.perf_counter()
+    streams.latency(get_stream_s=0.02, get_records_s=0.005)
     streams.get_stream(streamArn=arn)
-    assert time.perf_counter() - started >= 0.02  # a floor, not a speed claim: the sleep happened
+    streams.list_streams()
+    shard_id = streams.shard_ids(arn)[0]
+    iterator = streams.get_shard_iterator(streamArn=arn, shardId=shard_id, shardIteratorType="LATEST")["shardIterator"]
+    streams.get_records(shardIterator=iterator)
+    assert slept == [0.02, 0.005]
     streams.latency()
+    streams.get_stream(streamArn=arn)
+    assert slept == [0.02, 0.005]
 
 
 def test_view_types_cut_images_like_the_service(streams):
