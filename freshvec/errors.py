@@ -128,14 +128,15 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
 
     def call(self, operation: Callable[[], T], what: str) -> T:
-        for attempt in range(1, self.attempts + 1):
+        attempt = 1
+        while True:
             try:
                 return operation()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                if attempt == self.attempts:
+                if attempt >= self.attempts:
                     raise TransientError(f"{what} still failing after {attempt} attempts: {exc}") from exc
-                ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-                self.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not cryptography
-        raise AssertionError("unreachable")  # the loop always returns or raises
+            ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+            self.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not cryptography
+            attempt += 1
