@@ -903,8 +903,11 @@ class LocalTable:
         clustering_key: Sequence[str] = (),
         streams: LocalKeyspacesStreams | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        record_missing_deletes: bool = False,
     ) -> None:
         self.keyspace = keyspace
+        self.record_missing_deletes = record_missing_deletes
         self.table = table
         self.column_types = {
             name: cql_type if isinstance(cql_type, CqlType) else parse_cql_type(cql_type)
@@ -957,20 +960,22 @@ class LocalTable:
     def delete(self, keys: Iterable[Mapping[str, Any]], *, origin: str = "USER") -> list[str]:
         """Delete rows by primary key; each existing row emits a record with only an old image.
 
-        A key with no row changes nothing and emits nothing (there is no before or after to report), so the
-        result lists sequence numbers of the rows that existed.
+        A key with no row changes nothing and, by default, emits nothing (there is no before or after to
+        report). With ``record_missing_deletes`` it emits a keys-only record (no images), the other behaviour
+        a CQL DELETE could have, so consumers can be tested against both. Returns the emitted sequence numbers.
         """
         _check_write_origin(origin)
-        key_ids = [self._key_id(self._canonical_key(key, f"key {position}")) for position, key in enumerate(keys)]
+        keys_given = [self._canonical_key(key, f"key {position}") for position, key in enumerate(keys)]
         sequences: list[str] = []
         with self._lock:
             now = self._clock()
-            for key_id in key_ids:
-                old = self._rows.pop(key_id, None)
-                if old is not None:
-                    seq = self._emit(self._record(new=None, old=old, origin=origin, now=now))
-                    if seq is not None:
-                        sequences.append(seq)
+            for key in keys_given:
+                old = self._rows.pop(self._key_id(key), None)
+                if old is None and not self.record_missing_deletes:
+                    continue
+                seq = self._emit(self._record(new=None, old=old, origin=origin, now=now, key=key))
+                if seq is not None:
+                    sequences.append(seq)
         return sequences
 
     def expire_due(self) -> list[str | None]:
@@ -1043,8 +1048,16 @@ class LocalTable:
     def _key_id(self, row: Mapping[str, Any]) -> str:
         return json.dumps([row[column] for column in self.primary_key], separators=(",", ":"), ensure_ascii=False)
 
-    def _record(self, *, new: _Row | None, old: _Row | None, origin: str, now: float) -> dict[str, Any]:
-        values = (new or old).values  # type: ignore[union-attr]  # one of them is always there
+    def _record(
+        self,
+        *,
+        new: _Row | None,
+        old: _Row | None,
+        origin: str,
+        now: float,
+        key: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        values = key if key is not None else (new or old).values  # type: ignore[union-attr]
         record: dict[str, Any] = {
             "eventVersion": EVENT_VERSION,
             "createdAt": _datetime(now),

@@ -184,3 +184,10 @@ def test_replicated_writes_keep_their_origin(sales, streams):
     assert [(e.op, e.origin) for e in events(streams)] == [("INSERT", "REPLICATION"), ("DELETE", "REPLICATION")]
     with pytest.raises(ValueError, match="not USER or REPLICATION"):
         sales.upsert([ROW], origin="TTL")
+
+
+def test_deletes_of_missing_rows_can_be_recorded_as_keys_only_changes(streams, clock):
+    table = LocalTable("shop", "sales", COLUMNS, ["shop"], ["day", "n"], streams, clock, record_missing_deletes=True)
+    (seq,) = table.delete([KEY])
+    (event,) = events(streams)
+    assert (event.op, event.seq, event.key, event.new, event.old) == ("DELETE", seq, KEY, None, None)
