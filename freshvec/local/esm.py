@@ -215,7 +215,6 @@ class KinesisEventSourceMapping:
         checkpoint: str | None = None
         iterator: str | None = None
         buffer: list[dict[str, Any]] = []
-        window_started: float | None = None
         while not self._stop.is_set():
             try:
                 if iterator is None:
@@ -225,37 +224,38 @@ class KinesisEventSourceMapping:
                 # Expired iterators, throttling, a dropped connection: re-read from the checkpoint.
                 self.stats.add(read_errors=1)
                 logger.warning("reading %s failed (%s); retrying from the checkpoint", shard_id, exc)
-                iterator, buffer, window_started = None, [], None
+                iterator, buffer = None, []
                 self._stop.wait(self._settings.poll_interval_s)
                 continue
             records = response.get("Records", [])
             iterator = response.get("NextShardIterator")
             if records:
-                if window_started is None:
-                    window_started = time.monotonic()
                 buffer.extend(self._lambda_record(shard_id, r) for r in records)
             with self._lock:
                 self._busy[shard_id] = bool(buffer)
-            with self._lock:
                 closed = shard_id in self._endings
             # Kinesis drops NextShardIterator at the end of a closed shard; moto keeps handing one out.
             shard_ended = iterator is None or (closed and not records)
-            window_over = window_started is not None and (
-                time.monotonic() - window_started >= self._settings.batching_window_s
+            # The window counts from the arrival of the oldest record waiting: a backlog goes out at once.
+            window_over = bool(buffer) and (
+                time.time() - buffer[0]["kinesis"]["approximateArrivalTimestamp"] >= self._settings.batching_window_s
             )
             while buffer and (len(buffer) >= self._settings.batch_size or window_over or shard_ended):
                 batch = buffer[: self._settings.batch_size]
                 self._deliver(handler, shard_id, batch)
                 checkpoint = batch[-1]["kinesis"]["sequenceNumber"]
                 buffer = buffer[len(batch) :]
-                window_started = time.monotonic() if buffer else None
             with self._lock:
                 self._busy[shard_id] = bool(buffer)
             if shard_ended and not buffer:
                 self._shard_finished(shard_id)
                 return
             if not records:
-                self._stop.wait(self._settings.poll_interval_s)
+                pause = self._settings.poll_interval_s
+                if buffer:  # wake up when the window closes rather than up to a poll interval later
+                    closes_in = buffer[0]["kinesis"]["approximateArrivalTimestamp"] + self._settings.batching_window_s
+                    pause = max(0.0, min(pause, closes_in - time.time()))
+                self._stop.wait(pause)
 
     def _shard_finished(self, shard_id: str) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key
 from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnFailureDestination
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
+from freshvec.local.moto_process import MotoProcess
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.resources import LocalResources, create_resources, local_config
 from freshvec.local.search import ExactVectorSearch
@@ -90,6 +92,7 @@ class LocalPipeline:
         resources: LocalResources,
         *,
         owns_server: bool,
+        reset_on_stop: bool,
         faults: FaultInjector | None,
         mapping_settings: MappingSettings,
     ) -> None:
@@ -97,9 +100,11 @@ class LocalPipeline:
         self.server = server
         self.resources = resources
         self._owns_server = owns_server
+        self._reset_on_stop = reset_on_stop
         self._faults = faults
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
+        self._kinesis_put_lock = threading.Lock()
         self._tracker = SyncTracker()
         self._counters_lock = threading.Lock()
         self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
@@ -140,15 +145,25 @@ class LocalPipeline:
         faults: FaultInjector | None = None,
         server: MotoServer | None = None,
         mapping_overrides: Mapping[str, Any] | None = None,
+        isolated: bool = True,
     ) -> LocalPipeline:
-        """Create the resources in a moto server (a new one unless given) and start every loop.
+        """Create the resources in a moto server and start every loop.
 
-        ``mapping_overrides`` changes ``MappingSettings`` fields the config does not hold (poll interval,
-        retry back-off) or overrides the config's mapping settings.
+        Without ``server`` a new moto server is started: in a child process (``isolated``, the default:
+        it then has a core of its own) or in this process. ``mapping_overrides`` changes
+        ``MappingSettings`` fields the config does not hold (poll interval, retry back-off) or overrides
+        the config's mapping settings.
         """
         effective = local_config(load_pipeline_config(config))
         owns_server = server is None
-        running = server or MotoServer.start()
+        if server is not None:
+            running = server
+        elif isolated:
+            child = MotoProcess()
+            make_embedder(effective.embedding)  # load the model while the child starts
+            running = child.wait_ready()
+        else:
+            running = MotoServer.start()
         try:
             resources = create_resources(running.client, effective)
             settings = MappingSettings.from_sink_config(effective.sink)
@@ -159,6 +174,7 @@ class LocalPipeline:
                 running,
                 resources,
                 owns_server=owns_server,
+                reset_on_stop=server is None and not isolated,
                 faults=faults,
                 mapping_settings=settings,
             )
@@ -172,6 +188,8 @@ class LocalPipeline:
     def _client(self, service: str) -> Any:
         """A client for freshvec's own code: through the fault injector when there is one."""
         client = self.server.client(service)
+        if service == "kinesis":
+            client = _SerializedPuts(client, self._kinesis_put_lock)
         return self._faults.wrap_client(service, client) if self._faults else client
 
     def _new_sink_handler(self) -> Any:
@@ -213,12 +231,15 @@ class LocalPipeline:
         )
 
     def _forwarder_loop(self) -> None:
-        """The schedule: pass after pass at the poll interval. A crashed forwarder is replaced by a new one
-        with the same identity, which takes its own leases back and resumes from the checkpoints."""
+        """The schedule: a pass every poll interval while at the tip, back to back while behind.
+
+        A crashed forwarder is replaced by a new one with the same identity, which takes its own leases
+        back and resumes from the checkpoints."""
         owner_id = f"local-forwarder-{uuid.uuid4().hex[:8]}"
         forwarder = self._new_forwarder(owner_id)
         interval = self.config.forwarder.poll_interval_ms / 1000
         while not self._stop.is_set():
+            pass_started = time.monotonic()
             try:
                 stats = forwarder.run_once()
             except Exception as exc:  # noqa: BLE001 - any crash: start over from the checkpoints
@@ -228,8 +249,8 @@ class LocalPipeline:
                 self._stop.wait(_CRASH_BACKOFF_S)
                 continue
             self._count(forwarder_passes=1, changes_forwarded=stats.changes_forwarded)
-            if stats.at_tip:
-                self._stop.wait(interval)
+            if stats.at_tip:  # at the tip: next pass one interval after this one started
+                self._stop.wait(max(0.0, interval - (time.monotonic() - pass_started)))
         try:
             forwarder.release()
         except Exception:
@@ -339,6 +360,9 @@ class LocalPipeline:
         for thread in self._threads:
             thread.join(10)
         if self._owns_server:
+            if self._reset_on_stop:
+                # moto keeps its state per process: forget it, so a later pipeline here starts from nothing.
+                self.server.reset()
             self.server.stop()
 
     def __enter__(self) -> LocalPipeline:
@@ -346,6 +370,30 @@ class LocalPipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _SerializedPuts:
+    """A Kinesis client whose PutRecord(s) calls run one at a time.
+
+    moto numbers a shard's records as "last + 1" without a lock, so two concurrent puts to one shard can
+    get the same sequence number and one record silently replaces the other. Kinesis itself has no such
+    race; serializing the forwarder's puts keeps local mode from losing changes AWS would not lose.
+    """
+
+    def __init__(self, client: Any, lock: threading.Lock) -> None:
+        self._client = client
+        self._lock = lock
+
+    def put_records(self, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.put_records(**kwargs)
+
+    def put_record(self, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.put_record(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 def _source_position(record: Mapping[str, Any]) -> Position | None:

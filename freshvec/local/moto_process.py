@@ -1,0 +1,65 @@
+"""A moto server in its own process on 127.0.0.1, for local mode.
+
+moto answers from the process it runs in. Run inside the pipeline's process, every request it serves
+competes with the forwarder, the event source mapping and the sink for one interpreter lock; in a child
+process it uses a core of its own, which roughly halves local mode's write-to-searchable time on a
+2-core machine. The child reads its stdin until it closes, so it also exits when the parent dies.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from freshvec.local.moto_server import LOCAL_REGION, MotoServer
+
+_CHILD = """
+import logging, os, sys
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+host, port = server.get_host_and_port()
+print(f"http://{host}:{port}", flush=True)
+sys.stdin.read()  # until the parent closes it (stop() or the parent's exit)
+server.stop()
+"""
+
+
+class MotoProcess:
+    """A started child process; ``wait_ready()`` gives a MotoServer whose ``stop()`` ends the child."""
+
+    def __init__(self) -> None:
+        self._child = subprocess.Popen(  # noqa: S603 - our own interpreter with a fixed script
+            [sys.executable, "-c", _CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_ready(self, region: str = LOCAL_REGION) -> MotoServer:
+        assert self._child.stdout is not None
+        started = time.monotonic()
+        endpoint = self._child.stdout.readline().strip()
+        if not endpoint.startswith("http://127.0.0.1:"):
+            self.stop()
+            waited = time.monotonic() - started
+            code = self._child.poll()
+            raise RuntimeError(f"the moto server process did not start (after {waited:.1f} s, exit code {code})")
+        return MotoServer(endpoint=endpoint, region=region, _server=self)
+
+    def stop(self) -> None:
+        """Close the child's stdin (it stops its server and exits); kill it if it does not."""
+        if self._child.poll() is not None:
+            return
+        try:
+            if self._child.stdin is not None:
+                self._child.stdin.close()
+            self._child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait(timeout=5)
+        if self._child.stdout is not None:
+            self._child.stdout.close()
