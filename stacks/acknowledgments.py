@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from constructs import IConstruct
 
+from stacks import constants as k
+
 if TYPE_CHECKING:
     from stacks.pipeline_stack import PipelineStack
 
@@ -58,7 +60,8 @@ def acknowledge_findings(stack: PipelineStack) -> None:
         sink.on_failure_bucket,
         "AwsSolutions-S1",
         "Only the sink's event source mapping writes here; every arrival is alarmed through S3 request metrics "
-        "and objects expire after 30 days. Server access logs would need a second bucket for no added signal.",
+        f"and objects expire after {k.ON_FAILURE_EXPIRY_DAYS} days. Server access logs would need a second bucket "
+        "for no added signal.",
     )
 
 

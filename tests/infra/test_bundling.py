@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,26 @@ def test_stale_preinstalled_dependencies_are_not_used(tmp_path: Path, monkeypatc
     assert bundling._preinstalled_is_current() is False
     os.utime(marker, None)
     assert bundling._preinstalled_is_current() is True
+
+
+@pytest.mark.parametrize("handler", [k.FORWARDER_HANDLER, k.SINK_HANDLER])
+def test_handler_imports_with_only_the_bundled_code_and_layer(synth: Synth, handler: str) -> None:
+    """Import each handler with nothing but the standard library, the code asset and the layer on the path."""
+    module = handler.rsplit(".", 1)[0]
+    code_dir = _asset_dir(synth, synth.stack.sink.function)
+    if not (code_dir / (module.replace(".", "/") + ".py")).is_file():
+        pytest.skip(f"{module} is not in the repository yet")
+    layer_dir = _asset_dir(synth, synth.stack.node.find_child("Dependencies")) / k.LAYER_PYTHON_DIR
+    script = (
+        "import importlib, sys; "
+        f"sys.path[:0] = [{str(code_dir)!r}, {str(layer_dir)!r}]; "
+        f"importlib.import_module({module!r}); "
+        "print('imported')"
+    )
+    # -I: ignore the environment and user site; -S: no site-packages, so the venv cannot stand in for the layer.
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": os.environ.get("PATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, env=env, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
