@@ -201,7 +201,6 @@ class LocalEmbedder(_BaseEmbedder):
         self.dimensions = dimensions
         self.max_input_chars = LOCAL_MAX_INPUT_CHARS
         self._model = _wordllama()
-        self._lock = threading.Lock()  # the tokenizer is shared; keep calls from interleaving
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
@@ -209,9 +208,12 @@ class LocalEmbedder(_BaseEmbedder):
     def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
         if not texts:
             return []
-        with self._lock:
+        with _WORDLLAMA_LOCK:
             matrix = self._model.embed([t[: self.max_input_chars] for t in texts], norm=True)
         return [EmbedResult(self._checked(row.tolist())) for row in matrix]
+
+
+_WORDLLAMA_LOCK = threading.Lock()  # one model (and tokenizer) per process, shared by every LocalEmbedder
 
 
 @cache
