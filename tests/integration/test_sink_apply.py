@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -476,3 +477,12 @@ def test_vectors_s3_vectors_refuses_are_parked_and_the_rest_written(pipe: Pipeli
     assert letter["kinesis_sequence_number"] == records[0]["kinesis"]["sequenceNumber"]
     assert "refused" in letter["error_message"]
     assert result.stats.vectors_put == 2
+
+
+def test_dead_letter_calls_stay_under_the_1_mib_request_limit(pipe: Pipeline) -> None:
+    records = [kinesis_record(b"y" * 300_000, i) for i in range(1, 4)]  # ~400 KB of base64 each
+    result = pipe.sink.process(records)
+    assert result.batch_item_failures == []
+    assert pipe.tap.sizes["SendMessageBatch"] == [2, 1]
+    letters = pipe.dead_letters()
+    assert [base64.b64decode(letter["payload_b64"]) for letter in letters] == [b"y" * 300_000] * 3
