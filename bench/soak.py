@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import math
 import random
 import sys
@@ -951,10 +952,7 @@ def run(
         _wait_for_ttl(pipeline, workload.ttl_keys, deadline)
         removed.extend(workload.ttl_keys)
         report.ttl_rows_left = sum(1 for key in workload.ttl_keys if pipeline.table.get(key) is not None)
-        try:
-            pipeline.wait_synced(timeout=max(1.0, deadline - time.monotonic()))
-        except TimeoutError as exc:
-            report.sync_timeout = str(exc)
+        report.sync_timeout = _wait_synced(pipeline, deadline, log, started)
         dlq = DlqReader(pipeline.server.client("sqs"), pipeline.resources.dlq_url)
         _wait_for_raw_poison(dlq, workload.poison_raw, deadline)
         _wait_quiet(pipeline, deadline)
@@ -976,6 +974,23 @@ def run(
     report.seconds = time.monotonic() - started
     _check_workload(workload, report)
     return report
+
+
+def _wait_synced(pipeline: Any, deadline: float, log: Callable[[str], None], started: float) -> str | None:
+    """Wait for the pipeline to apply or park every change, logging progress; the reason if it never did."""
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            pipeline.wait_synced(timeout=max(0.1, min(10.0, remaining)))
+            return None
+        except TimeoutError as exc:
+            if remaining <= 10.0:
+                return str(exc)
+            stats = pipeline.stats()
+            log(
+                f"  {time.monotonic() - started:.0f} s: {stats['pending']} changes pending, "
+                f"{stats['mapping']['invocations']} sink invocations, {stats['forwarder_crashes']} forwarder crashes"
+            )
 
 
 def _wait_for_ttl(pipeline: Any, ttl_keys: Sequence[Mapping[str, Any]], deadline: float) -> None:
@@ -1018,7 +1033,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds before the soak gives up")
     parser.add_argument("--no-faults", action="store_true", help="run without injected faults (a baseline)")
     parser.add_argument("--no-results", action="store_true", help="do not write bench-results.json")
+    parser.add_argument("--verbose", action="store_true", help="show the pipeline's warnings (every injected fault)")
     args = parser.parse_args(argv)
+    # Every injected fault makes the pipeline log a warning; the soak's own report is what matters here.
+    logging.basicConfig(level=logging.WARNING if args.verbose else logging.CRITICAL, format="%(levelname)s %(message)s")
     plan = FaultPlan.none(seed=args.seed) if args.no_faults else FaultPlan(seed=args.seed)
     report = run(args.changes, keys=args.keys, plan=plan, seed=args.seed, timeout_s=args.timeout)
     for line in report.lines():

@@ -57,6 +57,9 @@ class FaultPlan:
     seed: int = 7
     bedrock_throttle: float = 0.20  # embedder call -> ThrottlingException (429)
     bedrock_timeout: float = 0.02  # embedder call -> ModelTimeoutException (408)
+    # What one Bedrock request covers: "call" = one embedder call (a batched request, as Cohere's up to 96
+    # texts), "text" = each text on its own (Titan's one text per request; far more partial failures).
+    bedrock_scope: str = "call"
     s3vectors_throttle: float = 0.05  # S3 Vectors data call -> TooManyRequestsException (429)
     s3vectors_server_error: float = 0.10  # S3 Vectors data call -> InternalServerException 500 / ServiceUnavailable 503
     kinesis_partial_failure: float = 0.10  # PutRecords call -> some records fail with ProvisionedThroughputExceeded
@@ -75,6 +78,8 @@ class FaultPlan:
                 raise ValueError(f"fault rate {f.name}={value} must be between 0 and 1")
             if isinstance(value, int) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"fault count {f.name}={value} must not be negative")
+        if self.bedrock_scope not in ("call", "text"):
+            raise ValueError(f"bedrock_scope must be 'call' or 'text', got {self.bedrock_scope!r}")
         if self.bedrock_throttle + self.bedrock_timeout > 1.0:
             raise ValueError("bedrock_throttle + bedrock_timeout must not exceed 1")
         if self.s3vectors_throttle + self.s3vectors_server_error > 1.0:
@@ -83,7 +88,8 @@ class FaultPlan:
     @classmethod
     def none(cls, seed: int = 7) -> FaultPlan:
         """No faults at all (a baseline run)."""
-        zero = {f.name: (0.0 if f.type == "float" else 0) for f in fields(cls) if f.name != "seed"}
+        zero = {f.name: (0.0 if f.type == "float" else 0) for f in fields(cls) if f.type in ("float", "int")}
+        zero.pop("seed")
         return cls(seed=seed, **zero)
 
     def with_rates(self, **changes: Any) -> FaultPlan:
@@ -379,9 +385,10 @@ class KinesisFaults(_ClientFaults):
 class EmbedderFaults:
     """The embedder at the Bedrock boundary: ThrottlingException (429) and ModelTimeoutException (408).
 
-    Each text counts as one InvokeModel call (Titan embeds one text per call). ``embed_documents`` and
-    ``embed_query`` raise the ClientError; ``try_embed_documents`` (the sink's path) returns it per text,
-    classified as the Bedrock providers classify it, while the other texts of the call are embedded.
+    With ``bedrock_scope="call"`` one embedder call is one Bedrock request: it fails or succeeds as a whole.
+    With ``"text"`` each text is its own request (Titan embeds one text per call), so a call can come back
+    partly embedded. ``embed_documents`` and ``embed_query`` raise the ClientError; ``try_embed_documents``
+    (the sink's path) returns it per text, classified as the Bedrock providers classify it.
     """
 
     def __init__(self, embedder: Any, chaos: Chaos) -> None:
@@ -407,9 +414,15 @@ class EmbedderFaults:
             return service_error("bedrock-runtime", "ModelTimeoutException", message, "InvokeModel")
         return None
 
+    def _faults_for(self, count: int) -> list[ClientError | None]:
+        if not count:
+            return []
+        if self._chaos.plan.bedrock_scope == "call":
+            return [self._fault()] * count
+        return [self._fault() for _ in range(count)]
+
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        for _ in texts:
-            fault = self._fault()
+        for fault in self._faults_for(len(texts)):
             if fault is not None:
                 raise fault
         return self._embedder.embed_documents(texts)
@@ -423,7 +436,7 @@ class EmbedderFaults:
     def try_embed_documents(self, texts: Sequence[str]) -> list[Any]:
         from freshvec.embeddings import EmbedResult
 
-        faults = [self._fault() for _ in texts]
+        faults = self._faults_for(len(texts))
         healthy = [text for text, fault in zip(texts, faults, strict=True) if fault is None]
         embedded = iter(self._embedder.try_embed_documents(healthy) if healthy else [])
         results = []

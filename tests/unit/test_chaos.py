@@ -59,7 +59,8 @@ def test_default_plan_has_the_issue_rates() -> None:
 
 def test_none_plan_turns_every_fault_off() -> None:
     plan = FaultPlan.none()
-    assert all(value == 0 for name, value in plan.to_dict().items() if name != "seed")
+    numbers = {name: value for name, value in plan.to_dict().items() if name not in ("seed", "bedrock_scope")}
+    assert numbers and all(value == 0 for value in numbers.values())
 
 
 @pytest.mark.parametrize(
@@ -139,7 +140,7 @@ def test_embedder_fails_at_the_configured_rates_with_bedrock_errors() -> None:
 
 def test_try_embed_documents_fails_texts_one_by_one_like_titan_calls() -> None:
     inner = CountingEmbedder()
-    chaos = Chaos(_only(bedrock_throttle=0.3))
+    chaos = Chaos(_only(bedrock_throttle=0.3).with_rates(bedrock_scope="text"))
     embedder = chaos.wrap_embedder(inner)
     texts = [f"text number {i}" for i in range(500)]
     results = embedder.try_embed_documents(texts)
@@ -155,6 +156,21 @@ def test_try_embed_documents_fails_texts_one_by_one_like_titan_calls() -> None:
             assert error_code(result.error.__cause__) == "ThrottlingException"
             assert "ThrottlingException" in str(result.error)
     assert inner.calls == 1  # one call for the healthy texts only
+
+
+def test_call_scope_fails_a_whole_call_at_the_call_rate() -> None:
+    inner = CountingEmbedder()
+    chaos = Chaos(_only(bedrock_throttle=0.2))
+    embedder = chaos.wrap_embedder(inner)
+    failed_calls = 0
+    for _ in range(1000):
+        results = embedder.try_embed_documents(["one", "two", "three"])
+        errors = [r.error for r in results]
+        assert all(e is None for e in errors) or all(isinstance(e, TransientError) for e in errors)
+        failed_calls += errors[0] is not None
+    assert 150 < failed_calls < 250
+    assert chaos.counts() == {"bedrock_throttle": failed_calls}
+    assert inner.calls == 1000 - failed_calls
 
 
 def test_embed_documents_raises_the_bedrock_error() -> None:
