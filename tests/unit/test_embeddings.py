@@ -92,7 +92,7 @@ def test_titan_sends_one_text_per_call_with_dimensions_and_normalize() -> None:
 
 
 def test_titan_runs_calls_concurrently_within_the_bound() -> None:
-    fake = FakeBedrockRuntime(latency_s=0.02)
+    fake = FakeBedrockRuntime(latency_s=0.05)  # long enough for the three workers to overlap
     TitanEmbedder(fake, max_concurrency=3, retry=no_wait()).embed_documents([f"t{i}" for i in range(12)])
     assert fake.max_in_flight == 3
 
