@@ -480,13 +480,14 @@ class Forwarder:
             if newest is None:
                 log.warning("no enabled CDC stream for %s.%s; enable CDC on the table", ks, table)
                 return None, False
-            self._store.register_stream(ks, table, newest["streamArn"], newest["streamLabel"])
+            new_streams = [newest]
         else:
             newest_label = registry[-1].label
-            for stream in listed:
-                if stream["streamArn"] not in known and stream["streamLabel"] > newest_label:
-                    self._store.register_stream(ks, table, stream["streamArn"], stream["streamLabel"])
-        registry = self._store.load_streams(ks, table)
+            new_streams = [s for s in listed if s["streamArn"] not in known and s["streamLabel"] > newest_label]
+        if new_streams:
+            for stream in new_streams:
+                self._store.register_stream(ks, table, stream["streamArn"], stream["streamLabel"])
+            registry = self._store.load_streams(ks, table)
         for position, entry in enumerate(registry):
             if not entry.done:
                 return entry, position > 0
