@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from freshvec import constants as c
 from freshvec.config import PipelineConfig, default_config
@@ -486,3 +489,45 @@ def test_dead_letter_calls_stay_under_the_1_mib_request_limit(pipe: Pipeline) ->
     assert pipe.tap.sizes["SendMessageBatch"] == [2, 1]
     letters = pipe.dead_letters()
     assert [base64.b64decode(letter["payload_b64"]) for letter in letters] == [b"y" * 300_000] * 3
+
+
+# ---- the index always ends where the table ends ----------------------------------------------------------
+_STEP = st.tuples(
+    st.sampled_from("ABC"),
+    st.sampled_from(["write_text", "write_same_text", "clear_text", "delete", "expire"]),
+    st.sampled_from(["red", "green", "blue", "red green"]),
+    st.integers(min_value=0, max_value=9),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(_STEP, min_size=1, max_size=25), cuts=st.lists(st.integers(1, 25), max_size=4))
+def test_any_change_sequence_in_any_batching_leaves_the_table_state(
+    moto_server: MotoServer, steps: list[tuple[str, str, str, int]], cuts: list[int]
+) -> None:
+    moto_server.reset()
+    pipe = make_pipeline(moto_server)
+    table: dict[str, dict[str, Any]] = {}
+    docs = []
+    for title, action, text, votes in steps:
+        before = table.get(title)
+        if action in ("delete", "expire"):
+            docs.append(change("DELETE" if action == "delete" else "EXPIRE", None, before or movie(title)))
+            table.pop(title, None)
+            continue
+        new_text = {"write_text": text, "clear_text": None}.get(action, (before or {}).get("overview") or text)
+        row = movie(title, new_text, vote_count=votes)
+        docs.append(change("UPDATE" if before else "INSERT", row, before))
+        table[title] = row
+    records = batch(*docs)
+    bounds = sorted({0, len(records), *(cut for cut in cuts if cut < len(records))})
+    for _ in range(2):  # the second pass is a full re-delivery
+        for start, end in itertools.pairwise(bounds):
+            assert pipe.sink.process(records[start:end]).batch_item_failures == []
+        stored = pipe.vectors()
+        expected = {key_of(t): row for t, row in table.items() if row["overview"]}
+        assert set(stored) == set(expected)
+        for key, row in expected.items():
+            assert stored[key]["data"] == vec(row["overview"])
+            assert stored[key]["metadata"]["vote_count"] == row["vote_count"]
+            assert stored[key]["metadata"]["overview"] == row["overview"]
