@@ -531,3 +531,49 @@ def test_any_change_sequence_in_any_batching_leaves_the_table_state(
             assert stored[key]["data"] == vec(row["overview"])
             assert stored[key]["metadata"]["vote_count"] == row["vote_count"]
             assert stored[key]["metadata"]["overview"] == row["overview"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(_STEP, min_size=1, max_size=20),
+    throttles=st.integers(0, 8),
+    put_outages=st.integers(0, 2),
+    batch_size=st.integers(1, 8),
+)
+def test_retrying_from_the_reported_record_converges_on_the_table_state(
+    moto_server: MotoServer,
+    steps: list[tuple[str, str, str, int]],
+    throttles: int,
+    put_outages: int,
+    batch_size: int,
+) -> None:
+    moto_server.reset()
+    pipe = make_pipeline(moto_server)
+    table: dict[str, dict[str, Any]] = {}
+    docs = []
+    for title, action, text, votes in steps:
+        before = table.get(title)
+        if action in ("delete", "expire"):
+            docs.append(change("DELETE", None, before or movie(title)))
+            table.pop(title, None)
+        else:
+            row = movie(title, None if action == "clear_text" else text, vote_count=votes)
+            docs.append(change("UPDATE" if before else "INSERT", row, before))
+            table[title] = row
+    records = batch(*docs)
+    pipe.bedrock.fail("ThrottlingException", times=throttles)
+    pipe.tap.fail("PutVectors", "ServiceUnavailableException", 503, times=put_outages * NO_WAIT.attempts)
+    position, invocations = 0, 0
+    while position < len(records):  # the event source mapping: re-deliver from the reported record
+        invocations += 1
+        assert invocations < 100
+        chunk = records[position : position + batch_size]
+        failures = pipe.sink.process(chunk).batch_item_failures
+        numbers = [r["kinesis"]["sequenceNumber"] for r in chunk]
+        position += numbers.index(failures[0]["itemIdentifier"]) if failures else len(chunk)
+    stored = pipe.vectors()
+    expected = {key_of(t): row for t, row in table.items() if row["overview"]}
+    assert set(stored) == set(expected)
+    for key, row in expected.items():
+        assert stored[key]["data"] == vec(row["overview"])
+        assert stored[key]["metadata"]["vote_count"] == row["vote_count"]
