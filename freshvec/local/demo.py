@@ -99,6 +99,11 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
         echo("\nFreshness, write -> searchable:")
         for done in steps:
             echo(f"  {done.name:<28} {done.changes:>5} change(s)  {done.freshness_ms:>8,.0f} ms")
+        window = effective.sink.batching_window_s
+        echo(
+            f"  (a lone change waits out the event source mapping's batching window, sink.batching_window_s = "
+            f"{window} s, as it does in AWS; forwarder polls every {effective.forwarder.poll_interval_ms} ms)"
+        )
         stats = pipeline.stats()
         echo(
             "\nCounters: "

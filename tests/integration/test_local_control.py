@@ -1,0 +1,123 @@
+"""`freshvec local up` as a user runs it: the state file, the control API, bad input, and a clean exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from freshvec import constants as c
+from freshvec import operations
+
+OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_")]
+FRESHVEC = Path(sys.executable).with_name("freshvec")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("local") / "state.json"
+    process = subprocess.Popen(
+        [str(FRESHVEC), "local", "up", "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "FRESHVEC_LOCAL_STATE": str(state)},
+    )
+    deadline = time.monotonic() + 90
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state.exists(), process.stdout.read() if process.poll() is not None else "no state file after 90 s"
+    try:
+        yield {"process": process, "path": state, "state": json.loads(state.read_text())}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def call(stack: dict[str, Any], method: str, path: str, body: Any = None) -> requests.Response:
+    return requests.request(method, f"{stack['state']['control']}/{path}", json=body, timeout=60)
+
+
+def test_state_file_holds_the_endpoint_the_control_url_and_every_output(stack: dict[str, Any]) -> None:
+    state = stack["state"]
+    assert state["endpoint"].startswith("http://127.0.0.1:")
+    assert state["control"].startswith("http://127.0.0.1:")
+    assert sorted(state["outputs"]) == sorted(OUTPUT_NAMES)
+    config = json.loads(state["outputs"][c.OUT_PIPELINE_CONFIG])
+    assert config["embedding"] == {
+        "provider": "local",
+        "model_id": c.LOCAL_WORDLLAMA,
+        "dimensions": 256,
+        "normalize": True,
+        "max_concurrency": 8,
+    }
+    # The operator CLI reads the same file.
+    resources = operations.load_local_state(stack["path"])
+    assert resources.is_local
+
+
+def test_rows_written_through_the_api_become_searchable(stack: dict[str, Any]) -> None:
+    rows = [
+        {"title": "Glacier Run", "overview": "Two climbers race a storm across a glacier.", "vote_count": 5},
+        {"title": "Night Bakery", "overview": "A baker in Lyon feeds a sleepless city.", "rel_date": "2001-02-03"},
+    ]
+    assert call(stack, "POST", "rows/upsert", {"rows": rows}).json() == {"changes": 2}
+    assert call(stack, "POST", "sync", {"timeout": 30}).json() == {"synced": True}
+    hits = call(stack, "POST", "query", {"text": rows[1]["overview"], "k": 1}).json()["hits"]
+    assert hits[0]["primary_key"] == {"title": "Night Bakery"}
+    assert hits[0]["metadata"]["rel_date"] == 20010203
+    filtered = call(stack, "POST", "query", {"text": "bread", "k": 5, "filter": {"vote_count": {"$gte": 5}}})
+    assert [h["primary_key"]["title"] for h in filtered.json()["hits"]] == ["Glacier Run"]
+
+    assert call(stack, "POST", "rows/delete", {"keys": [{"title": "Glacier Run"}]}).json() == {"changes": 1}
+    assert call(stack, "POST", "sync", {}).json() == {"synced": True}
+    stats = call(stack, "GET", "stats").json()
+    assert stats["changes"] >= 3
+    assert stats["pending"] == 0
+    assert stats["vectors_deleted"] >= 1
+    # What `freshvec --local status` shows comes from the same endpoint.
+    assert operations.control_request(operations.load_local_state(stack["path"]), "GET", "stats")["changes"] >= 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("rows/upsert", {"rows": "not a list"}, "'rows' must be a list"),
+        ("rows/upsert", {"rows": [{"overview": "no title"}]}, "title"),
+        ("rows/upsert", {"rows": [{"title": "X", "vote_count": "many"}]}, "vote_count"),
+        ("rows/delete", {"keys": [{}]}, "title"),
+        ("query", {"text": ""}, "'text'"),
+        ("query", {"text": "x", "filter": {"year": {"$near": 1}}}, "$near"),
+        ("query", {"text": "x", "k": 101}, "101"),
+    ],
+)
+def test_bad_requests_get_a_400_with_the_reason(stack: dict[str, Any], path: str, body: Any, message: str) -> None:
+    response = call(stack, "POST", path, body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_unknown_endpoints_and_bad_json_are_refused(stack: dict[str, Any]) -> None:
+    assert call(stack, "GET", "nothing").status_code == 404
+    response = requests.post(f"{stack['state']['control']}/query", data=b"{not json", timeout=10)
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+
+
+def test_ctrl_c_stops_the_stack_and_removes_the_state_file(stack: dict[str, Any]) -> None:
+    process: subprocess.Popen[str] = stack["process"]
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "local stack stopped" in output
+    assert not stack["path"].exists()
