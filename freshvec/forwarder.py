@@ -95,7 +95,7 @@ class ForwarderStats:
     trimmed_events: int = 0
     lost_ranges: list[LostRange] = field(default_factory=list)
     passes: int = 0
-    at_tip: bool = True  # every owned shard had nothing more to read
+    at_tip: bool = True  # every owned shard had nothing more to read (for ``run``: at the end of the run)
 
     def lag_ms(self, now: float) -> float | None:
         """Now minus the newest forwarded change time; None when nothing was forwarded."""
@@ -390,16 +390,19 @@ class Forwarder:
     def run(self, deadline_monotonic: float) -> ForwarderStats:
         """Pass after pass until the deadline (polling at the tip), then release every lease."""
         total = ForwarderStats()
+        last_at_tip = True
         self._deadline = deadline_monotonic
         try:
             while not self._out_of_time():
                 stats = self.run_once()
                 total.merge(stats)
+                last_at_tip = stats.at_tip
                 if stats.at_tip:
                     self._sleep(min(self._settings.poll_interval_ms / 1000, self._time_left()))
         finally:
             self._deadline = None
             self.release()
+        total.at_tip = last_at_tip  # where the run ended, not whether it ever fell behind
         return total
 
     def run_once(self) -> ForwarderStats:

@@ -1,0 +1,106 @@
+"""Forwarder Lambda: every scheduled minute, pull the Keyspaces CDC stream into Kinesis until shortly before
+the timeout, then release the shard leases and report.
+
+Thin on purpose: environment -> config and clients (once per container), Powertools logs and EMF metrics,
+one call into ``freshvec.forwarder.Forwarder.run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from freshvec import constants as c
+from freshvec.config import PipelineConfig
+from freshvec.forwarder import Forwarder, ForwarderStats
+
+# Time kept back from the Lambda timeout for the last pass to finish its batch and the leases to be released.
+SAFETY_MARGIN_S = 10.0
+
+logger = Logger(service=c.SERVICE_FORWARDER)
+metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_FORWARDER)
+copy_config_to_registered_loggers(source_logger=logger, include={"freshvec"})
+# One lease owner per execution environment: a later invocation in the same container takes its leases back.
+OWNER_ID = f"forwarder-{uuid.uuid4().hex[:12]}"
+# botocore retries connection errors once; throttling gets the forwarder's own backoff with jitter.
+_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=20)
+
+
+@dataclass(frozen=True)
+class Clients:
+    streams: Any
+    kinesis: Any
+    dynamodb: Any
+
+
+@cache
+def _config() -> PipelineConfig:
+    return PipelineConfig.from_json(os.environ[c.ENV_CONFIG])
+
+
+@cache
+def _clients() -> Clients:
+    return Clients(
+        streams=boto3.client("keyspacesstreams", config=_BOTO_CONFIG),
+        kinesis=boto3.client("kinesis", config=_BOTO_CONFIG),
+        dynamodb=boto3.client("dynamodb", config=_BOTO_CONFIG),
+    )
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    clients = _clients()
+    forwarder = Forwarder(
+        _config(),
+        clients.streams,
+        clients.kinesis,
+        clients.dynamodb,
+        stream_name=os.environ[c.ENV_STREAM_NAME],
+        checkpoint_table=os.environ[c.ENV_CHECKPOINT_TABLE],
+        owner_id=OWNER_ID,
+    )
+    budget_s = context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_S
+    stats = forwarder.run(deadline_monotonic=time.monotonic() + max(budget_s, 0.0))
+    return _report(stats)
+
+
+def _report(stats: ForwarderStats) -> dict[str, Any]:
+    lag_ms = stats.lag_ms(time.time())
+    if lag_ms is None and stats.at_tip:
+        lag_ms = 0.0  # nothing new and every shard at its tip: caught up
+    counts = {
+        c.M_CHANGES_FORWARDED: stats.changes_forwarded,
+        c.M_SHARDS_OWNED: stats.shards_owned,
+        c.M_THROTTLES: stats.throttles,
+        c.M_TRIMMED_DATA_EVENTS: stats.trimmed_events,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if lag_ms is not None:
+        metrics.add_metric(name=c.M_FORWARDER_LAG_MS, unit=MetricUnit.Milliseconds, value=lag_ms)
+    summary = {
+        "owner_id": OWNER_ID,
+        "changes_forwarded": stats.changes_forwarded,
+        "unconvertible_forwarded": stats.unconvertible_forwarded,
+        "shards_owned": stats.shards_owned,
+        "throttles": stats.throttles,
+        "trimmed_events": stats.trimmed_events,
+        "lost_ranges": [dataclasses.asdict(lost) for lost in stats.lost_ranges],
+        "passes": stats.passes,
+        "lag_ms": lag_ms,
+    }
+    logger.info("forwarder run finished", extra=summary)
+    return summary
