@@ -49,7 +49,7 @@ redrive_app = typer.Typer(
 app.add_typer(redrive_app, name="redrive")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _register_local_mode() -> None:
@@ -236,7 +236,7 @@ def expected_failures(command: F) -> F:
                 raise
             if settings().debug:
                 traceback.print_exc(file=sys.stderr)
-            err.print(Text(f"error: {message}"))
+            typer.echo(f"error: {message}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

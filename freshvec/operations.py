@@ -31,6 +31,7 @@ from freshvec.loader import Backoff, TableSchema, quote, to_json_value
 ClientFactory = Callable[[str], Any]
 DEFAULT_LOCAL_STATE = Path(".freshvec") / "local.json"
 LOCAL_STATE_ENV = "FRESHVEC_LOCAL_STATE"
+DLQ_RECEIVE_WAIT_S = 1  # long polling: a short poll may miss messages on other SQS servers
 REDRIVEN_PREFIX = "redriven/"  # where redriven on-failure objects are moved, so they are not sent twice
 MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1
@@ -152,7 +153,7 @@ def make_client_factory(region: str, endpoint_url: str | None = None, session: A
     config = Config(retries={"max_attempts": 5, "mode": "adaptive"}, user_agent_extra="freshvec-cli")
     clients: dict[str, Any] = {}
     lock = threading.Lock()
-    base = session or boto3.Session()
+    base = session or _default_session(boto3)
 
     def factory(service: str) -> Any:
         with lock:
@@ -166,6 +167,18 @@ def make_client_factory(region: str, endpoint_url: str | None = None, session: A
             return clients[service]
 
     return factory
+
+
+_SESSION_LOCK = threading.Lock()
+_SESSIONS: dict[int, Any] = {}
+
+
+def _default_session(boto3: Any) -> Any:
+    """One boto3 session per process: service models are loaded once, not for every client."""
+    with _SESSION_LOCK:
+        if os.getpid() not in _SESSIONS:
+            _SESSIONS[os.getpid()] = boto3.Session()
+        return _SESSIONS[os.getpid()]
 
 
 # ---- sending to Kinesis ------------------------------------------------------------------------
@@ -359,63 +372,110 @@ def backfill(
     """Send every existing row as an INSERT change event (origin BACKFILL) to the change stream.
 
     Token-range segments are read in parallel; after each page of rows Kinesis accepted, the segment's
-    last token is saved, so a rerun resumes there (re-sending at most that page: the sink is idempotent).
+    last token is saved, so a rerun resumes there (re-sending at most the rows of that token: the sink
+    is idempotent). When one segment fails, the others stop at their next page.
     """
-    config = resources.config
-    schema = TableSchema.from_config(config)
-    columns = list(config.columns)
-    sender = sender or KinesisSender(kinesis, resources.stream_name)
-    limiter = RateLimiter(rate_per_s)
-    lock = threading.Lock()
-    resumed = bool(state.positions or state.done)
-    # Digits only, so anything that orders sequence numbers numerically still can: run start, then a counter.
-    counter = iter(range(1, 2**62))
-    seq_base = state.started_ms * 10**9 + state.sent
-    prepared = {
-        inclusive: session.prepare(
-            build_range_select(config.keyspace, config.table, config.partition_key, columns, inclusive=inclusive)
-        )
-        for inclusive in (False, True)
-    }
+    run = _BackfillRun(
+        session,
+        resources,
+        state,
+        sender=sender or KinesisSender(kinesis, resources.stream_name),
+        limiter=RateLimiter(rate_per_s),
+        page_rows=page_rows,
+        on_progress=on_progress,
+    )
+    return run.run(workers)
 
-    def run_segment(index: int, low: int, high: int) -> None:
-        resume_at = state.positions.get(index)
-        statement = prepared[resume_at is not None]
-        rows = session.execute(statement, (resume_at if resume_at is not None else low, high))
+
+class _BackfillRun:
+    def __init__(
+        self,
+        session: Any,
+        resources: StackResources,
+        state: BackfillState,
+        *,
+        sender: KinesisSender,
+        limiter: RateLimiter,
+        page_rows: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        self.session = session
+        self.config = resources.config
+        self.schema = TableSchema.from_config(self.config)
+        self.state = state
+        self.sender = sender
+        self.limiter = limiter
+        self.page_rows = page_rows
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        # Digits only, so anything that orders sequence numbers numerically still can: run start, then a counter.
+        self.seq_base = state.started_ms * 10**9 + state.sent
+        self.counter = itertools.count(1)
+        c_ = self.config
+        self.statements = {
+            inclusive: session.prepare(
+                build_range_select(c_.keyspace, c_.table, c_.partition_key, list(c_.columns), inclusive=inclusive)
+            )
+            for inclusive in (False, True)
+        }
+
+    def run(self, workers: int) -> BackfillReport:
+        state = self.state
+        resumed = bool(state.positions or state.done)
+        todo = [(i, lo, hi) for i, (lo, hi) in enumerate(token_segments(state.segments)) if i not in state.done]
+        before = state.sent
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill") as pool:
+            futures = [pool.submit(self._segment, *segment) for segment in todo]
+            try:
+                for future in futures:
+                    future.result()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return BackfillReport(state.sent - before, len(state.done), state.segments, resumed)
+
+    def _segment(self, index: int, low: int, high: int) -> None:
+        try:
+            if not self.stop.is_set() and self._read(index, low, high):
+                with self.lock:
+                    self.state.done.add(index)
+                    self.state.save()
+        except BaseException:
+            self.stop.set()
+            raise
+
+    def _read(self, index: int, low: int, high: int) -> bool:
+        """Send the segment page by page; False when stopped early because another segment failed."""
+        resume_at = self.state.positions.get(index)
+        statement = self.statements[resume_at is not None]
         page: list[OutRecord] = []
         last_token: int | None = None
-        for row in rows:
-            token = row.pop("fv_token")
-            with lock:
-                seq = str(seq_base + next(counter))
-            page.append(_backfill_record(row, schema, config, seq))
-            last_token = token
-            if len(page) >= page_rows:
-                _flush(index, page, last_token)
+        for row in self.session.execute(statement, (low if resume_at is None else resume_at, high)):
+            last_token = row.pop("fv_token")
+            with self.lock:
+                seq = str(self.seq_base + next(self.counter))
+            page.append(_backfill_record(row, self.schema, self.config, seq))
+            if len(page) >= self.page_rows:
+                if self.stop.is_set():
+                    return False
+                self._flush(index, page, last_token)
                 page = []
+        if self.stop.is_set():
+            return False
         if page:
-            _flush(index, page, last_token)
-        with lock:
-            state.done.add(index)
-            state.save()
+            self._flush(index, page, last_token)
+        return True
 
-    def _flush(index: int, page: list[OutRecord], last_token: int | None) -> None:
-        limiter.acquire(len(page))
-        sender.send(page)
-        with lock:
-            state.sent += len(page)
+    def _flush(self, index: int, page: list[OutRecord], last_token: int | None) -> None:
+        self.limiter.acquire(len(page))
+        self.sender.send(page)
+        with self.lock:
+            self.state.sent += len(page)
             if last_token is not None:
-                state.positions[index] = last_token
-            state.save()
-        if on_progress is not None:
-            on_progress(len(page))
-
-    todo = [(i, lo, hi) for i, (lo, hi) in enumerate(token_segments(state.segments)) if i not in state.done]
-    before = state.sent
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill") as pool:
-        for future in [pool.submit(run_segment, *segment) for segment in todo]:
-            future.result()
-    return BackfillReport(state.sent - before, len(state.done), state.segments, resumed)
+                self.state.positions[index] = last_token
+            self.state.save()
+        if self.on_progress is not None:
+            self.on_progress(len(page))
 
 
 def _backfill_record(row: dict[str, Any], schema: TableSchema, config: PipelineConfig, seq: str) -> OutRecord:
@@ -488,7 +548,7 @@ def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 120
             QueueUrl=queue_url,
             MaxNumberOfMessages=min(10, limit - len(items)),
             VisibilityTimeout=visibility_s,
-            WaitTimeSeconds=1,
+            WaitTimeSeconds=DLQ_RECEIVE_WAIT_S,
         )
         messages = response.get("Messages", [])
         if not messages:
@@ -672,7 +732,7 @@ def latest_metric(
         MetricName=metric,
         Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
         StartTime=now - timedelta(minutes=minutes),
-        EndTime=now,
+        EndTime=now + timedelta(minutes=1),  # the current, still open minute too
         Period=60,
         Statistics=["Maximum"],
     )
@@ -838,27 +898,25 @@ def _hits(raw: Iterable[dict[str, Any]], config: PipelineConfig) -> list[QueryHi
     return hits
 
 
-def check_index(s3vectors: Any, resources: StackResources) -> dict[str, Any]:
-    """The index description; OperatorError when it is missing or its dimension differs from the config."""
-    from botocore.exceptions import ClientError
-
-    from freshvec.errors import error_code
+def check_index(store: Any, resources: StackResources) -> Any:
+    """The index's ``IndexInfo``; OperatorError when it is missing or its dimension differs from the config."""
+    from freshvec.errors import MisconfigurationError, error_code
 
     try:
-        index = s3vectors.get_index(vectorBucketName=resources.vector_bucket, indexName=resources.vector_index)["index"]
-    except ClientError as exc:
-        if error_code(exc) in ("NotFoundException", "NoSuchIndex", "NoSuchVectorBucket"):
+        info = store.describe()
+    except MisconfigurationError as exc:
+        if error_code(exc.__cause__) in ("NotFoundException", "NoSuchIndex", "NoSuchVectorBucket"):
             raise OperatorError(
                 f"vector index {resources.vector_index!r} not found in bucket {resources.vector_bucket!r}"
             ) from exc
         raise
     expected = resources.config.embedding.dimensions
-    if int(index["dimension"]) != expected:
+    if info.dimension != expected:
         raise OperatorError(
-            f"dimension mismatch: index {resources.vector_index!r} has {index['dimension']} dimensions but "
+            f"dimension mismatch: index {resources.vector_index!r} has {info.dimension} dimensions but "
             f"{resources.config.embedding.model_id} is configured for {expected}"
         )
-    return index
+    return info
 
 
 def query_index(
@@ -879,32 +937,21 @@ def query_index(
         validate_filter(filter_doc)
     if resources.is_local:
         return _query_local(resources, text, k, filter_doc)
-    s3vectors = clients("s3vectors")
-    index = check_index(s3vectors, resources)
+    from freshvec.vectors import S3VectorsStore
+
+    store = S3VectorsStore(clients("s3vectors"), resources.vector_bucket, resources.vector_index)
+    info = check_index(store, resources)
     if embedder is None:
         from freshvec.embeddings import make_embedder
 
         embedder = make_embedder(resources.config.embedding, clients("bedrock-runtime"))
     vector = embedder.embed_query(text)
-    if len(vector) != int(index["dimension"]):
+    if len(vector) != info.dimension:
         raise OperatorError(
-            f"dimension mismatch: the model returned {len(vector)} values, the index takes {index['dimension']}"
+            f"dimension mismatch: the model returned {len(vector)} values, the index takes {info.dimension}"
         )
-    request: dict[str, Any] = {
-        "vectorBucketName": resources.vector_bucket,
-        "indexName": resources.vector_index,
-        "queryVector": {"float32": [float(v) for v in vector]},
-        "topK": k,
-        "returnMetadata": True,
-        "returnDistance": True,
-    }
-    if filter_doc is not None:
-        request["filter"] = filter_doc
-    response = s3vectors.query_vectors(**request)
-    metric = (
-        response.get("distanceMetric") or index.get("distanceMetric") or resources.config.vector_store.distance_metric
-    )
-    return QueryResult(metric, _hits(response.get("vectors", []), resources.config))
+    hits = store.query(vector, k, filter_doc)
+    return QueryResult(info.distance_metric, _hits(hits, resources.config))
 
 
 def _query_local(resources: StackResources, text: str, k: int, filter_doc: dict[str, Any] | None) -> QueryResult:
@@ -924,7 +971,11 @@ def control_request(resources: StackResources, method: str, path: str, body: Any
             f"local pipeline not reachable at {resources.control_url}; is `freshvec local up` running?"
         ) from exc
     if response.status_code >= 400:
-        raise OperatorError(f"local pipeline refused {path} ({response.status_code}): {response.text.strip()[:200]}")
+        try:
+            reason = response.json().get("error") or response.text
+        except ValueError:
+            reason = response.text
+        raise OperatorError(f"local pipeline refused {path} ({response.status_code}): {str(reason).strip()[:200]}")
     try:
         return response.json()
     except ValueError as exc:

@@ -1,0 +1,504 @@
+"""The CLI against a deployed-looking stack: CloudFormation outputs, SQS, S3, Kinesis and S3 Vectors in moto.
+
+Keyspaces is the Cassandra session stand-in; Bedrock is the Bedrock fake; QueryVectors (absent from moto)
+is answered by botocore's Stubber, which checks every request against the service model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from typer.testing import CliRunner
+
+from freshvec import cli, operations
+from freshvec import constants as c
+from freshvec.config import default_config
+from freshvec.events import parse_event
+from freshvec.keys import partition_key, vector_key
+from freshvec.loader import CassandraRowWriter, TableSchema, load_rows, read_records
+from freshvec.local.moto_server import MotoServer
+from freshvec.local.resources import create_resources, local_config
+from tests.fakes.bedrock import FakeBedrockRuntime, fake_vector
+from tests.fakes.cassandra import FakeSession
+
+STACK = "freshvec-test"
+runner = CliRunner()
+
+
+@pytest.fixture
+def stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[operations.StackResources]:
+    """Real resources in moto, described by a CloudFormation stack's outputs (with the Titan config)."""
+    created = create_resources(moto.client, local_config(default_config()))
+    outputs = created.outputs(default_config())
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "marker"}}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    moto.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
+    monkeypatch.setenv("AWS_REGION", moto.region)
+    monkeypatch.setenv(cli.STACK_ENV, STACK)
+    monkeypatch.setattr(cli.out, "width", 250)  # a wide terminal: tables print without folding
+    monkeypatch.setattr(operations, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
+    yield operations.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
+
+
+def invoke(*args: str) -> Any:
+    result = runner.invoke(cli.app, list(args), catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
+def _read_stream(moto: MotoServer, stream: str) -> list[dict[str, Any]]:
+    kinesis = moto.client("kinesis")
+    records = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            records.extend(response["Records"])
+            if not response["Records"]:
+                break
+            iterator = response.get("NextShardIterator")
+    return records
+
+
+def _dlq_body(payload: bytes, key: str, error: str = "PoisonRecordError") -> str:
+    return json.dumps(
+        {
+            "payload_b64": base64.b64encode(payload).decode(),
+            "partition_key": key,
+            "error_class": error,
+            "error_message": "metadata over 2 KB",
+            "kinesis_shard_id": "shardId-000000000000",
+            "kinesis_sequence_number": "4959",
+            "event_source_arn": "arn:aws:kinesis:us-east-1:123456789012:stream/freshvec-changes",
+            "failed_at": "2026-11-22T10:00:00.000Z",
+        }
+    )
+
+
+def _visible(moto: MotoServer, url: str) -> int:
+    attrs = moto.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+# ---- finding the stack -------------------------------------------------------------------------
+
+
+def test_stack_outputs_resolve_into_resources(stack: operations.StackResources) -> None:
+    assert stack.stream_name == "freshvec-changes"
+    assert stack.config.embedding.provider == "titan" and stack.config.key_columns == ("title",)
+    assert stack.vector_index == "movies" and stack.dlq_url.endswith("freshvec-sink-dlq")
+
+
+def test_missing_stack_is_one_clear_line(stack: operations.StackResources) -> None:
+    result = invoke("--stack", "nope", "status", "--no-rows")
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == "error: stack 'nope' not found in us-east-1; deploy it with `cdk deploy` or pass --stack/--region"
+    )
+
+
+def test_stack_without_freshvec_outputs_is_explained(moto: MotoServer, stack: operations.StackResources) -> None:
+    template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "other"}}}}
+    moto.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(template))
+    result = invoke("--stack", "other", "redrive", "list")
+    assert result.exit_code == 1 and "has no output 'PipelineConfig'; is it a freshvec stack?" in result.output
+
+
+# ---- redrive -----------------------------------------------------------------------------------
+
+
+def test_redrive_dlq_list_dry_run_and_send(moto: MotoServer, stack: operations.StackResources) -> None:
+    sqs = moto.client("sqs")
+    events = [b'{"op": "INSERT", "n": 1}', b'{"op": "UPDATE", "n": 2}']
+    for n, payload in enumerate(events):
+        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(payload, f'["movie {n}"]'))
+    sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not json at all")
+
+    listed = invoke("redrive", "list", "--source", "dlq")
+    assert listed.exit_code == 0 and "3 parked item(s)" in listed.output
+    assert "metadata over 2 KB" in listed.output and "not a freshvec DLQ message" in listed.output
+    assert _visible(moto, stack.dlq_url) == 3  # listing leaves everything in the queue
+
+    dry = invoke("redrive", "send", "--dry-run")
+    assert dry.exit_code == 0 and "dry run: 3 parked, 2 would be sent, 1 unreadable" in dry.output
+    assert _read_stream(moto, stack.stream_name) == [] and _visible(moto, stack.dlq_url) == 3
+
+    sent = invoke("redrive", "send", "--source", "dlq")
+    assert sent.exit_code == 0 and "3 parked, 2 re-sent (2 record(s))" in sent.output
+    stream = _read_stream(moto, stack.stream_name)
+    assert sorted((r["Data"], r["PartitionKey"]) for r in stream) == [
+        (events[0], '["movie 0"]'),
+        (events[1], '["movie 1"]'),
+    ]
+    assert _visible(moto, stack.dlq_url) == 1  # only the unreadable message stays
+    [left] = sqs.receive_message(QueueUrl=stack.dlq_url)["Messages"]
+    assert left["Body"] == "not json at all"
+
+
+def test_redrive_show_prints_the_payload(moto: MotoServer, stack: operations.StackResources) -> None:
+    sqs = moto.client("sqs")
+    message_id = sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(b'{"title": "Jaws"}', '["Jaws"]'))[
+        "MessageId"
+    ]
+    shown = invoke("redrive", "show", message_id)
+    assert shown.exit_code == 0
+    doc = json.loads(shown.output)
+    assert doc["records"] == [{"partition_key": '["Jaws"]', "payload": {"title": "Jaws"}}]
+    assert doc["reason"] == "PoisonRecordError: metadata over 2 KB"
+    missing = invoke("redrive", "show", "no-such-id")
+    assert missing.exit_code == 1 and "no parked item 'no-such-id'" in missing.output
+
+
+def _invocation_record(records: list[tuple[str, bytes, str]], *, as_string: bool = True) -> bytes:
+    """The document Lambda writes to an S3 on-failure destination for a discarded Kinesis batch."""
+    event = {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": key,
+                    "sequenceNumber": seq,
+                    "data": base64.b64encode(data).decode(),
+                    "approximateArrivalTimestamp": 1763800000.123,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"shardId-000000000000:{seq}",
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/freshvec-changes",
+            }
+            for seq, data, key in records
+        ]
+    }
+    doc = {
+        "requestContext": {
+            "requestId": "c9b8fa9f-5a7f-4e0c-af9c-0c604cde93a5",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:freshvec-sink",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 6,
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-11-22T10:00:06.021Z",
+        "KinesisBatchInfo": {
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": records[0][0],
+            "endSequenceNumber": records[-1][0],
+            "approximateArrivalOfFirstRecord": "2026-11-22T10:00:04.835Z",
+            "approximateArrivalOfLastRecord": "2026-11-22T10:00:05.580Z",
+            "batchSize": len(records),
+            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/freshvec-changes",
+        },
+        "payload": json.dumps(event) if as_string else event,
+    }
+    return json.dumps(doc).encode()
+
+
+def test_redrive_on_failure_objects_in_sequence_order(moto: MotoServer, stack: operations.StackResources) -> None:
+    s3 = moto.client("s3")
+    key = "aws/lambda/1f2e-esm/shardId-000000000000/2026/11/22/2026-11-22T10.00.06-c9b8fa9f"
+    batch = [("300", b"third", '["b"]'), ("100", b"first", '["a"]'), ("200", b"second", '["a"]')]
+    s3.put_object(Bucket=stack.on_failure_bucket, Key=key, Body=_invocation_record(batch))
+    s3.put_object(Bucket=stack.on_failure_bucket, Key="aws/lambda/x/meta-only", Body=json.dumps({"version": "1.0"}))
+
+    listed = invoke("redrive", "list", "--source", "on-failure")
+    assert "RetryAttemptsExhausted after 6 invocation(s) (Unhandled)" in listed.output
+    assert "no payload" in listed.output
+
+    sent = invoke("redrive", "send", "--source", "on-failure")
+    assert sent.exit_code == 0 and "2 parked, 1 re-sent (3 record(s))" in sent.output
+    stream = _read_stream(moto, stack.stream_name)
+    assert [(r["Data"], r["PartitionKey"]) for r in stream] == [
+        (b"first", '["a"]'),
+        (b"second", '["a"]'),
+        (b"third", '["b"]'),
+    ]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]}
+    assert keys == {operations.REDRIVEN_PREFIX + key, "aws/lambda/x/meta-only"}
+    again = invoke("redrive", "send", "--source", "on-failure")
+    assert "1 parked, 0 re-sent" in again.output  # moved objects are not sent twice
+
+
+def test_object_payload_form_is_accepted() -> None:
+    item = operations.read_on_failure_object(_invocation_record([("1", b"x", "k")], as_string=False), "key")
+    assert item.unreadable is None and item.records == [operations.OutRecord(b"x", "k")]
+
+
+# ---- status ------------------------------------------------------------------------------------
+
+
+def test_status_one_screen(moto: MotoServer, stack: operations.StackResources) -> None:
+    moto.client("sqs").send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(b"{}", '["x"]'))
+    moto.client("s3vectors").put_vectors(
+        vectorBucketName=stack.vector_bucket,
+        indexName=stack.vector_index,
+        vectors=[{"key": f'["m{i}"]', "data": {"float32": fake_vector(str(i), 256)}} for i in range(7)],
+    )
+    moto.client("cloudwatch").put_metric_data(
+        Namespace=c.METRICS_NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": c.M_FORWARDER_LAG_MS,
+                "Dimensions": [{"Name": "service", "Value": c.SERVICE_FORWARDER}],
+                "Timestamp": datetime.now(UTC),
+                "Value": 2500.0,
+                "Unit": "Milliseconds",
+            }
+        ],
+    )
+    result = invoke("status", "--no-rows")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "forwarder lag │ 2.5 s" in text
+    assert "sink DLQ │ 1 waiting, 0 in flight" in text
+    assert "vectors in index │ 7" in text and "rows in table │ not counted" in text
+    assert "PoisonRecordError: metadata over 2 KB" in text
+
+    as_json = json.loads(invoke("status", "--no-rows", "--json").output)
+    assert as_json["vectors"] == 7 and as_json["dlq_visible"] == 1 and as_json["forwarder_lag_ms"] == 2500.0
+
+
+def test_status_counts_rows_through_the_session(
+    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = _seeded_session(limit=40)
+    monkeypatch.setattr(cli, "_connect_table", lambda _region, _ca: (_Cluster(), session))
+    result = invoke("status", "--json")
+    assert json.loads(result.output)["rows"] == 40
+
+
+# ---- backfill ----------------------------------------------------------------------------------
+
+
+class _Cluster:
+    def shutdown(self) -> None:
+        pass
+
+
+def _seeded_session(limit: int | None = None) -> FakeSession:
+    schema = TableSchema.from_config(default_config())
+    session = FakeSession(primary_key=schema.primary_key, partition_key=schema.partition_key, latency_s=0)
+    report = load_rows(
+        read_records(cli.SAMPLE_DATA, schema.column_types), schema, CassandraRowWriter(session, schema), limit=limit
+    )
+    assert report.ok
+    return session
+
+
+def test_backfill_sends_every_row_as_a_backfill_event(
+    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    session = _seeded_session()
+    monkeypatch.setattr(cli, "_connect_table", lambda _region, _ca: (_Cluster(), session))
+    state = tmp_path / "backfill.json"
+    result = invoke("backfill", "--segments", "8", "--workers", "3", "--rate", "100000", "--state", str(state))
+    assert result.exit_code == 0, result.output
+    stream = _read_stream(moto, stack.stream_name)
+    assert len(stream) == len(session.rows) >= 100
+    config = stack.config
+    seqs = set()
+    for record in stream:
+        event = parse_event(record["Data"])
+        assert (event.op, event.origin, event.shard, event.old) == ("INSERT", "BACKFILL", "backfill", None)
+        assert record["PartitionKey"] == partition_key(vector_key(event.key, config.key_columns))
+        assert event.new is not None and isinstance(event.new["popularity"], str)  # decimals stay exact
+        seqs.add(int(event.seq))
+    assert len(seqs) == len(stream)
+    jurassic = next(parse_event(r["Data"]) for r in stream if r["PartitionKey"] == '["Jurassic Park"]')
+    assert jurassic.new["rel_date"] == "1993-06-11" and jurassic.new["vote_count"] == 16210
+    again = invoke("backfill", "--segments", "8", "--state", str(state))
+    assert "already complete" in again.output
+
+
+def test_backfill_resumes_after_an_interruption(
+    moto: MotoServer, stack: operations.StackResources, tmp_path: Any
+) -> None:
+    session = _seeded_session()
+    kinesis = moto.client("kinesis")
+
+    class Interrupted(Exception):
+        pass
+
+    class FlakySender(operations.KinesisSender):
+        calls = 0
+
+        def send(self, records: Any) -> None:
+            FlakySender.calls += 1
+            if FlakySender.calls == 4:
+                raise Interrupted
+            super().send(records)
+
+    path = tmp_path / "state.json"
+    state = operations.BackfillState.open(path, 4)
+    with pytest.raises(Interrupted):
+        operations.backfill(
+            session, kinesis, stack, state, workers=1, page_rows=10, sender=FlakySender(kinesis, stack.stream_name)
+        )
+    saved = json.loads(path.read_text())
+    assert saved["sent"] == 30 and saved["positions"]
+
+    resumed = operations.BackfillState.open(path, 4)
+    report = operations.backfill(session, kinesis, stack, resumed, workers=2, page_rows=10)
+    assert report.resumed and resumed.complete
+    sent_keys = [r["PartitionKey"] for r in _read_stream(moto, stack.stream_name)]
+    expected = {f'["{key[0]}"]' for key in session.rows}
+    assert set(sent_keys) == expected  # nothing lost
+    assert len(sent_keys) <= len(expected) + 1  # at most the row at the saved position is sent twice
+    with pytest.raises(operations.OperatorError, match="pass --segments 4 to resume"):
+        operations.BackfillState.open(path, 8)
+
+
+# ---- query -------------------------------------------------------------------------------------
+
+
+def _query_clients(moto: MotoServer, bedrock: FakeBedrockRuntime, stubbed: Any) -> Any:
+    def factory(service: str) -> Any:
+        if service == "bedrock-runtime":
+            return bedrock
+        if service == "s3vectors":
+            return stubbed
+        return moto.client(service)
+
+    return factory
+
+
+def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stubber]:
+    client = moto.client("s3vectors")
+    stubber = Stubber(client)
+    index = {
+        "vectorBucketName": "freshvec-local",
+        "indexName": "movies",
+        "indexArn": "arn:aws:s3vectors:us-east-1:123456789012:bucket/freshvec-local/index/movies",
+        "creationTime": datetime(2026, 11, 22, tzinfo=UTC),
+        "dataType": "float32",
+        "dimension": dimension,
+        "distanceMetric": "cosine",
+    }
+    stubber.add_response("get_index", {"index": index}, {"vectorBucketName": "freshvec-local", "indexName": "movies"})
+    return client, stubber
+
+
+def test_query_embeds_like_the_sink_and_prints_a_table(
+    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bedrock = FakeBedrockRuntime()
+    client, stubber = _stubbed_s3vectors(moto)
+    hits = [
+        {"key": '["Jurassic Park"]', "distance": 0.1234, "metadata": {"original_lang": "en", "vote_count": 16210}},
+        {"key": '["Jaws"]', "distance": 0.3, "metadata": {"original_lang": "en", "vote_count": 9000}},
+    ]
+    expected_request = {
+        "vectorBucketName": "freshvec-local",
+        "indexName": "movies",
+        "topK": 2,
+        "queryVector": {"float32": ANY},
+        "returnMetadata": True,
+        "returnDistance": True,
+        "filter": {"vote_count": {"$gte": 100}},
+    }
+    stubber.add_response("query_vectors", {"vectors": hits, "distanceMetric": "cosine"}, expected_request)
+    monkeypatch.setattr(operations, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
+    with stubber:
+        result = invoke("query", "dinosaurs escape", "--k", "2", "--filter", '{"vote_count": {"$gte": 100}}')
+    assert result.exit_code == 0, result.output
+    assert "title=Jurassic Park" in result.output and "0.1234" in result.output
+    assert "cosine distance (lower = closer)" in result.output
+    [call] = bedrock.calls
+    assert call["modelId"] == c.TITAN_V2 and call["body"] == {
+        "inputText": "dinosaurs escape",
+        "dimensions": 256,
+        "normalize": True,
+    }
+    stubber.assert_no_pending_responses()
+
+
+def test_query_json_output(moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch) -> None:
+    bedrock = FakeBedrockRuntime()
+    client, stubber = _stubbed_s3vectors(moto)
+    stubber.add_response(
+        "query_vectors", {"vectors": [{"key": '["Jaws"]', "distance": 0.5, "metadata": {}}], "distanceMetric": "cosine"}
+    )
+    monkeypatch.setattr(operations, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
+    with stubber:
+        result = invoke("query", "shark", "--json")
+    doc = json.loads(result.output)
+    assert doc["distance_metric"] == "cosine" and doc["score"] == "distance"
+    assert doc["hits"] == [
+        {"rank": 1, "key": '["Jaws"]', "key_values": {"title": "Jaws"}, "distance": 0.5, "metadata": {}}
+    ]
+
+
+def test_query_dimension_mismatch(
+    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, stubber = _stubbed_s3vectors(moto, dimension=1024)
+    monkeypatch.setattr(
+        operations, "make_client_factory", lambda *_a, **_k: _query_clients(moto, FakeBedrockRuntime(), client)
+    )
+    with stubber:
+        result = invoke("query", "shark")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "error: dimension mismatch: index 'movies' has 1024 dimensions "
+        "but amazon.titan-embed-text-v2:0 is configured for 256"
+    )
+
+
+def test_query_index_missing(moto: MotoServer, stack: operations.StackResources) -> None:
+    moto.client("s3vectors").delete_index(vectorBucketName=stack.vector_bucket, indexName=stack.vector_index)
+    result = invoke("query", "shark")
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: vector index 'movies' not found in bucket 'freshvec-local'"
+
+
+def test_query_bad_filter_fails_before_any_call(stack: operations.StackResources) -> None:
+    result = invoke("query", "shark", "--filter", '{"vote_count": {"$gte": "100"}}')
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: invalid filter at vote_count.$gte: $gte takes a number, got a string"
+    assert invoke("query", "shark", "--filter", "{oops").output.startswith("error: invalid filter: not valid JSON")
+    assert invoke("query", "shark", "--k", "101").exit_code == 2
+
+
+# ---- load --------------------------------------------------------------------------------------
+
+
+def test_load_update_and_delete_through_the_session(
+    stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    schema = TableSchema.from_config(stack.config)
+    session = FakeSession(primary_key=schema.primary_key, partition_key=schema.partition_key, latency_s=0)
+    monkeypatch.setattr(cli, "_connect_table", lambda _region, _ca: (_Cluster(), session))
+    loaded = invoke("load", "--limit", "5")
+    assert (
+        loaded.exit_code == 0 and "5 row(s) written to media.movies in us-east-1; 0 skipped, 0 failed" in loaded.output
+    )
+    before = session.rows[("Jurassic Park",)]
+    invoke("load", "--limit", "1", "--update", "ratings")
+    after = session.rows[("Jurassic Park",)]
+    assert after["overview"] == before["overview"] and after["vote_count"] == 16211
+    deleted = invoke("load", "--limit", "2", "--delete")
+    assert "2 row(s) deleted" in deleted.output and len(session.rows) == 3
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "A"}\n{"title": "B", "rel_date": "soon"}\n')
+    partial = invoke("load", str(bad))
+    assert partial.exit_code == 0
+    assert "skipped bad.jsonl:2: column 'rel_date': expected a date YYYY-MM-DD, got 'soon'" in partial.output
+    assert ("A",) in session.rows and ("B",) not in session.rows
+    missing = invoke("load", str(tmp_path / "none.csv"))
+    assert missing.exit_code == 1 and missing.output.strip().startswith("error: ") and "no such file" in missing.output
+    both = invoke("load", "--update", "text", "--delete")
+    assert both.exit_code == 2
