@@ -288,7 +288,7 @@ class RecordConverter:
             "record": record,
         }
         data = _dump(doc)
-        if len(data) + len(key) > c.KINESIS_MAX_RECORD_BYTES:
+        if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES:
             keys_only = {name: record.get(name) for name in ("partitionKeys", "clusteringKeys", "sequenceNumber")}
             doc["record"] = {**keys_only, "truncated": True}
             data = _dump(doc)
