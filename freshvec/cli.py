@@ -616,7 +616,8 @@ def render_status(report: operations.StatusReport, res: operations.StackResource
     rows = "not counted" if report.rows is None else f"{'~' if report.rows_estimated else ''}{report.rows:,}"
     table.add_row("rows in table", rows)
     for name, value in sorted(report.extra.items()):
-        table.add_row(f"local: {name}", str(value))
+        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+        table.add_row(f"local: {name}", shown)
     table.add_row("last errors", "\n".join(report.last_errors) or "none")
     for note in report.notes:
         table.add_row("note", note)
