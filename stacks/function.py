@@ -51,7 +51,7 @@ def python_function(
         "POWERTOOLS_SERVICE_NAME": service,
         "POWERTOOLS_METRICS_NAMESPACE": c.METRICS_NAMESPACE,
     }
-    _check_environment_size(service, full_environment)
+    check_environment_size(service, full_environment)
     return lambda_.Function(
         scope,
         "Function",
@@ -70,7 +70,7 @@ def python_function(
     )
 
 
-def _check_environment_size(service: str, environment: Mapping[str, str]) -> None:
+def check_environment_size(service: str, environment: Mapping[str, str]) -> None:
     """Lambda refuses functions whose environment exceeds 4 KB; say so at synth, naming the cause."""
     size = sum(
         len(name) + (_TOKEN_BUDGET_CHARS if Token.is_unresolved(value) else len(value.encode()))

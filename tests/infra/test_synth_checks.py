@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from freshvec.config import DEFAULT_CONFIG, ConfigError, PipelineConfig
-from stacks.function import _check_environment_size
+from stacks.function import check_environment_size
 from stacks.sink import check_deployable_embedding
 from stacks.source_table import check_cloudformation_names
 
@@ -37,7 +37,7 @@ def test_default_config_passes_every_synth_check() -> None:
     config = _config()
     check_cloudformation_names(config)
     check_deployable_embedding(config)
-    _check_environment_size("sink", {"FRESHVEC_CONFIG": config.to_json()})
+    check_environment_size("sink", {"FRESHVEC_CONFIG": config.to_json()})
 
 
 def test_local_embeddings_cannot_be_deployed() -> None:
@@ -50,5 +50,5 @@ def test_local_embeddings_cannot_be_deployed() -> None:
 
 def test_an_environment_over_four_kilobytes_is_refused_before_deploy() -> None:
     with pytest.raises(ConfigError, match="Lambda allows 4096"):
-        _check_environment_size("sink", {"FRESHVEC_CONFIG": "x" * 4000, "FRESHVEC_DLQ_URL": "${Token[TOKEN.1]}"})
-    _check_environment_size("sink", {"FRESHVEC_CONFIG": "x" * 3000, "FRESHVEC_DLQ_URL": "${Token[TOKEN.1]}"})
+        check_environment_size("sink", {"FRESHVEC_CONFIG": "x" * 4000, "FRESHVEC_DLQ_URL": "${Token[TOKEN.1]}"})
+    check_environment_size("sink", {"FRESHVEC_CONFIG": "x" * 3000, "FRESHVEC_DLQ_URL": "${Token[TOKEN.1]}"})
