@@ -334,9 +334,9 @@ def load(
         err.print(Text(f"skipped {file.name}:{problem.line}: {problem.reason}"))
     for problem in report.failed:
         err.print(Text(f"failed {file.name}:{problem.line}: {problem.reason}"))
-    done = "deleted" if delete else "written"
+    done = "deleted from" if delete else "written to"
     out.print(
-        f"{report.written} row(s) {done} to {target}; {len(report.skipped)} skipped, {len(report.failed)} failed"
+        f"{report.written} row(s) {done} {target}; {len(report.skipped)} skipped, {len(report.failed)} failed"
         + (f", {report.retried} retried" if report.retried else "")
     )
     if report.failed:
@@ -370,7 +370,7 @@ def query(
         out.print_json(json.dumps(_query_json(result), default=str))
         return
     shown = _query_columns(res.config, columns)
-    out.print(render_query_table(result, shown))
+    out.print(render_query_table(result, shown, res.config.column_types))
 
 
 def _no_clients(service: str) -> Any:
@@ -391,19 +391,41 @@ def _query_json(result: operations.QueryResult) -> dict[str, Any]:
     }
 
 
-def render_query_table(result: operations.QueryResult, columns: list[str]) -> Table:
-    table = Table(title=f"{len(result.hits)} result(s)", title_justify="left")
+def render_query_table(
+    result: operations.QueryResult, columns: list[str], column_types: dict[str, Any] | None = None
+) -> Table:
+    """Nearest first. Dates and timestamps, stored as numbers so range filters work, are shown as dates."""
+    types = column_types or {}
+    title = f"{len(result.hits)} result(s), by {result.metric} distance (0 = identical, lower = closer)"
+    table = Table(title=title, title_justify="left")
     table.add_column("rank", justify="right")
-    table.add_column("key")
-    table.add_column(f"{result.metric} distance (lower = closer)", justify="right")
+    table.add_column("key", overflow="fold", min_width=16)
+    table.add_column("distance", justify="right")
     for name in columns:
         table.add_column(name, overflow="fold", max_width=60)
     for hit in result.hits:
         key = ", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key
         distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
-        values = ["" if hit.metadata.get(n) is None else str(hit.metadata.get(n)) for n in columns]
+        values = [_display(hit.metadata.get(n), types.get(n)) for n in columns]
         table.add_row(str(hit.rank), key, distance, *values)
     return table
+
+
+def _display(value: Any, cql: Any) -> str:
+    from freshvec.metadata import date_from_metadata, timestamp_from_metadata
+
+    if value is None:
+        return ""
+    kind = cql.base.name if cql is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            if kind == "date":
+                return date_from_metadata(value).isoformat()
+            if kind == "timestamp":
+                return timestamp_from_metadata(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        except (ValueError, OverflowError):
+            return str(value)
+    return str(value)
 
 
 # ---- backfill ----------------------------------------------------------------------------------

@@ -415,7 +415,7 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
         result = invoke("query", "dinosaurs escape", "--k", "2", "--filter", '{"vote_count": {"$gte": 100}}')
     assert result.exit_code == 0, result.output
     assert "title=Jurassic Park" in result.output and "0.1234" in result.output
-    assert "cosine distance (lower = closer)" in result.output
+    assert "by cosine distance (0 = identical, lower = closer)" in result.output
     [call] = bedrock.calls
     assert call["modelId"] == c.TITAN_V2 and call["body"] == {
         "inputText": "dinosaurs escape",

@@ -161,11 +161,15 @@ def _render(renderable: Any) -> str:
 def test_query_table_names_the_distance_and_columns() -> None:
     result = operations.QueryResult(
         "euclidean",
-        [operations.QueryHit(1, '["Jaws"]', {"title": "Jaws"}, 0.25, {"original_lang": "en", "vote_count": 9})],
+        [
+            operations.QueryHit(
+                1, '["Jaws"]', {"title": "Jaws"}, 0.25, {"original_lang": "en", "vote_count": 9, "rel_date": 19750620}
+            )
+        ],
     )
-    text = _render(cli.render_query_table(result, ["original_lang", "rel_date"]))
-    assert "euclidean distance (lower = closer)" in text and "title=Jaws" in text and "0.2500" in text
-    assert "original_lang" in text and "rel_date" in text
+    text = _render(cli.render_query_table(result, ["original_lang", "rel_date"], default_config().column_types))
+    assert "by euclidean distance (0 = identical, lower = closer)" in text and "title=Jaws" in text
+    assert "0.2500" in text and "original_lang" in text and "1975-06-20" in text
     assert cli._query_columns(default_config(), None) == [
         "original_lang",
         "rel_date",
