@@ -1,9 +1,12 @@
 """``freshvec local demo``: what the pipeline is for, in under a minute, on one machine.
 
-It loads the sample movies into the local table, waits until they are searchable, runs a few queries,
-then changes the table and shows the index follow: an overview rewritten (the movie moves in the
-results), a movie deleted (gone), ratings updated (new metadata, no embedding computed). Every step
-reports its freshness: from the write call until the change is searchable.
+It loads rows into the local table, waits until they are searchable, runs a few queries, then changes the
+table and shows the index follow: a text rewritten (the row moves in the results), a row deleted (gone),
+other columns updated (new metadata, no embedding computed). Every step reports its freshness: from the
+write call until the change is searchable.
+
+With the sample movies it tells a small story (dinosaurs); with any other config and data it picks its
+rows and queries from the data itself, so users can watch their own table before deploying.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +24,24 @@ from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "data" / "movies.jsonl"
-QUERIES = (
+MOVIE_QUERIES = (
     "dinosaurs",
     "a crew of thieves plans a heist",
     "a robot learns to feel",
     "lost at sea with sharks",
 )
-RETITLED = "Moby Dick"  # a whaling story whose overview the demo rewrites into a dinosaur one
-NEW_OVERVIEW = (
+MOVIE_REWRITTEN = "Moby Dick"  # a whaling story whose overview the demo rewrites into a dinosaur one
+MOVIE_NEW_OVERVIEW = (
     "A young sailor joins a scientific expedition to a fog-bound island and finds living dinosaurs: "
     "raptors in the ferns, a tyrannosaurus on the beach, and a paleontologist who wants them caught."
 )
-DELETED = "Jurassic Park"
-RERATED = "The Land Before Time"
+MOVIE_DELETED = "Jurassic Park"
+MOVIE_RERATED = "The Land Before Time"
 SYNC_TIMEOUT_S = 45
+_QUERY_WORDS = 6
 
 Echo = Callable[[str], None]
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,23 @@ class Step:
     freshness_ms: float
 
 
-def read_rows(path: str | Path, config: PipelineConfig, echo: Echo = print) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Script:
+    """Which rows and queries the demo uses."""
+
+    queries: tuple[str, ...]
+    rewritten: Row  # a row whose text is replaced
+    new_text: str
+    ranked_by: str  # the query whose results show the rewritten row move
+    deleted: Row
+    updated: Row | None  # a row whose other columns change (None: the table has none to change)
+    update: Row  # the changed columns
+
+
+def read_rows(path: str | Path, config: PipelineConfig, echo: Echo = print) -> list[Row]:
     """Rows of a CSV or JSON Lines file as change-event JSON values; rows that do not fit are reported."""
     schema = TableSchema.from_config(config)
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     for record in read_records(path, config.columns):
         if record.values is None:
             echo(f"  skipped line {record.line}: {record.error}")
@@ -63,115 +82,181 @@ def read_rows(path: str | Path, config: PipelineConfig, echo: Echo = print) -> l
 def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = print) -> list[Step]:
     """Run the demo; returns each step's freshness. Works with any config whose table holds the data."""
     effective = local_config(load_pipeline_config(config))
-    title_column = effective.partition_key[0]
-    text_column = effective.embedding_field
+    data_path = Path(data) if data is not None else DEFAULT_DATA
     started = time.monotonic()
+    rows = read_rows(data_path, effective, echo)
+    texted = [row for row in rows if str(row.get(effective.embedding_field) or "").strip()]
+    if len(texted) < 2:
+        raise ValueError(f"{data_path} needs at least two rows with text in {effective.embedding_field!r}")
     echo("Starting the local pipeline (moto server, local table, forwarder, event source mapping, sink) ...")
     with LocalPipeline.start(effective) as pipeline:
         echo(f"  ready in {time.monotonic() - started:.1f} s; embeddings: WordLlama, 256 dimensions (offline)")
-        steps: list[Step] = []
-        rows = read_rows(data or DEFAULT_DATA, effective, echo)
-        by_title = {row.get(title_column): row for row in rows}
+        demo = _Demo(pipeline, echo)
 
-        def step(name: str, write: Callable[[], Any]) -> Step:
-            receipt = write()
-            pipeline.wait_synced(timeout=SYNC_TIMEOUT_S, receipt=receipt)
-            done = Step(name, receipt.changes, pipeline.freshness_ms(receipt))
-            steps.append(done)
-            echo(f"  {name}: {done.changes} change(s) searchable {done.freshness_ms:,.0f} ms after the write")
-            return done
+        echo(f"\n1. Load {len(rows)} rows from {data_path.name}")
+        demo.step("load", lambda: pipeline.upsert(rows))
+        script = _movie_script(effective, rows) or _generic_script(effective, texted)
 
-        echo(f"\n1. Load {len(rows)} rows from {Path(data or DEFAULT_DATA).name}")
-        step("load", lambda: pipeline.upsert(rows))
-
-        echo("\n2. Query (exact nearest neighbours, cosine distance; lower is closer)")
-        for text in QUERIES:
-            _show_hits(pipeline, text, title_column, echo)
-
-        demo_rows = {DELETED, RETITLED, RERATED} <= set(by_title) and title_column == "title"
-        if not demo_rows:
-            echo("\n(The remaining steps use rows of the sample movies; they are skipped for this data.)")
-        else:
-            _change_steps(
-                pipeline, by_title=by_title, title_column=title_column, text_column=text_column, step=step, echo=echo
-            )
-
-        echo("\nFreshness, write -> searchable:")
-        for done in steps:
-            echo(f"  {done.name:<28} {done.changes:>5} change(s)  {done.freshness_ms:>8,.0f} ms")
-        window = effective.sink.batching_window_s
-        echo(
-            f"  (a lone change waits out the event source mapping's batching window, sink.batching_window_s = "
-            f"{window} s, as it does in AWS; forwarder polls every {effective.forwarder.poll_interval_ms} ms)"
-        )
-        stats = pipeline.stats()
-        echo(
-            "\nCounters: "
-            + ", ".join(
-                f"{name}={stats.get(name, 0)}"
-                for name in (
-                    "changes",
-                    "changes_forwarded",
-                    "embeddings_computed",
-                    "embeddings_skipped",
-                    "vectors_put",
-                    "vectors_deleted",
-                    "dlq_records",
-                )
-            )
-        )
+        metric = effective.vector_store.distance_metric
+        echo(f"\n2. Query (exact nearest neighbours, {metric} distance; lower is closer)")
+        for text in script.queries:
+            demo.show_hits(text)
+        demo.change_steps(script)
+        demo.summary(effective)
     echo(f"\nDone in {time.monotonic() - started:.1f} s.")
-    return steps
+    return demo.steps
 
 
-def _change_steps(
-    pipeline: LocalPipeline,
-    *,
-    by_title: dict[Any, dict[str, Any]],
-    title_column: str,
-    text_column: str,
-    step: Callable[[str, Callable[[], Any]], Step],
-    echo: Echo,
-) -> None:
-    query = QUERIES[0]
-    echo(f"\n3. Rewrite the overview of {RETITLED!r} into a dinosaur story")
-    echo(f"  before: {_rank_text(pipeline, query, RETITLED, title_column)}")
-    rewritten = {**by_title[RETITLED], text_column: NEW_OVERVIEW}
-    step("overview rewritten", lambda: pipeline.upsert([rewritten]))
-    echo(f"  after:  {_rank_text(pipeline, query, RETITLED, title_column)}")
+class _Demo:
+    def __init__(self, pipeline: LocalPipeline, echo: Echo) -> None:
+        self.pipeline = pipeline
+        self.config = pipeline.config
+        self.echo = echo
+        self.steps: list[Step] = []
 
-    echo(f"\n4. Delete {DELETED!r}")
-    echo(f"  before: {_rank_text(pipeline, query, DELETED, title_column)}")
-    step("row deleted", lambda: pipeline.delete([{title_column: DELETED}]))
-    echo(f"  after:  {_rank_text(pipeline, query, DELETED, title_column)}")
-    _show_hits(pipeline, query, title_column, echo)
+    def step(self, name: str, write: Callable[[], Any]) -> Step:
+        receipt = write()
+        self.pipeline.wait_synced(timeout=SYNC_TIMEOUT_S, receipt=receipt)
+        done = Step(name, receipt.changes, self.pipeline.freshness_ms(receipt))
+        self.steps.append(done)
+        self.echo(f"  {name}: {done.changes} change(s) searchable {done.freshness_ms:,.0f} ms after the write")
+        return done
 
-    echo(f"\n5. Update only the ratings of {RERATED!r} (the overview stays)")
-    row = by_title[RERATED]
-    rerated = {**row, "vote_count": int(row.get("vote_count") or 0) + 1, "vote_average": "9.9"}
-    before = pipeline.stats()
-    step("ratings updated", lambda: pipeline.upsert([rerated]))
-    after = pipeline.stats()
-    computed = after.get("embeddings_computed", 0) - before.get("embeddings_computed", 0)
-    skipped = after.get("embeddings_skipped", 0) - before.get("embeddings_skipped", 0)
-    echo(f"  embeddings computed for this change: {computed}; stored vector reused: {skipped}")
-    hits = pipeline.query(str(row.get(text_column) or RERATED), k=1, filter={title_column: RERATED})
-    if hits:
-        meta = hits[0]["metadata"]
-        echo(f"  metadata now: vote_count={meta.get('vote_count')} vote_average={meta.get('vote_average')}")
+    def label(self, row: Row) -> str:
+        for column in ("title", "name"):
+            if isinstance(row.get(column), str):
+                return row[column]
+        return " / ".join(str(row.get(column)) for column in self.config.primary_key)
+
+    def key(self, row: Row) -> Row:
+        return {column: row[column] for column in self.config.primary_key}
+
+    def show_hits(self, text: str, k: int = 3) -> None:
+        self.echo(f"  {text!r}")
+        for rank, hit in enumerate(self.pipeline.query(text, k=k), start=1):
+            self.echo(f"    {rank}. {self.label({**hit['metadata'], **hit['primary_key']})}  ({hit['distance']:.3f})")
+
+    def rank(self, text: str, row: Row) -> str:
+        key = self.key(row)
+        if self.pipeline.indexed(key) is None:
+            return "not in the index"
+        for rank, hit in enumerate(self.pipeline.query(text, k=100), start=1):
+            if hit["primary_key"] == key:
+                return f"#{rank} for {text!r} (distance {hit['distance']:.3f})"
+        return f"in the index, beyond the 100 nearest for {text!r}"
+
+    def change_steps(self, script: Script) -> None:
+        text_column = self.config.embedding_field
+        name = self.label(script.rewritten)
+        self.echo(f"\n3. Rewrite the {text_column} of {name!r}")
+        self.echo(f"  before: {self.rank(script.ranked_by, script.rewritten)}")
+        rewritten = {**script.rewritten, text_column: script.new_text}
+        self.step(f"{text_column} rewritten", lambda: self.pipeline.upsert([rewritten]))
+        self.echo(f"  after:  {self.rank(script.ranked_by, script.rewritten)}")
+
+        name = self.label(script.deleted)
+        self.echo(f"\n4. Delete {name!r}")
+        self.echo(f"  before: {self.rank(script.ranked_by, script.deleted)}")
+        self.step("row deleted", lambda: self.pipeline.delete([self.key(script.deleted)]))
+        self.echo(f"  after:  {self.rank(script.ranked_by, script.deleted)}")
+        self.show_hits(script.ranked_by)
+
+        if script.updated is None:
+            self.echo("\n5. (No column besides the key and the text to update: step skipped.)")
+            return
+        columns = ", ".join(script.update)
+        self.echo(f"\n5. Update only {columns} of {self.label(script.updated)!r} (the {text_column} stays)")
+        before = self.pipeline.stats()
+        self.step("other columns updated", lambda: self.pipeline.upsert([{**script.updated, **script.update}]))
+        after = self.pipeline.stats()
+        computed = after.get("embeddings_computed", 0) - before.get("embeddings_computed", 0)
+        skipped = after.get("embeddings_skipped", 0) - before.get("embeddings_skipped", 0)
+        self.echo(f"  embeddings computed for this change: {computed}; stored vector reused: {skipped}")
+        stored = self.pipeline.indexed(self.key(script.updated))
+        if stored is not None:
+            shown = ", ".join(f"{column}={stored['metadata'].get(column)!r}" for column in script.update)
+            self.echo(f"  metadata now: {shown}")
+
+    def summary(self, config: PipelineConfig) -> None:
+        self.echo("\nFreshness, write -> searchable:")
+        for done in self.steps:
+            self.echo(f"  {done.name:<28} {done.changes:>5} change(s)  {done.freshness_ms:>8,.0f} ms")
+        self.echo(
+            "  (a lone change waits out the event source mapping's batching window, sink.batching_window_s = "
+            f"{config.sink.batching_window_s} s, as it does in AWS; the forwarder polls every "
+            f"{config.forwarder.poll_interval_ms} ms)"
+        )
+        stats = self.pipeline.stats()
+        names = (
+            "changes",
+            "changes_forwarded",
+            "embeddings_computed",
+            "embeddings_skipped",
+            "vectors_put",
+            "vectors_deleted",
+            "dlq_records",
+        )
+        self.echo("\nCounters: " + ", ".join(f"{name}={stats.get(name, 0)}" for name in names))
 
 
-def _show_hits(pipeline: LocalPipeline, text: str, title_column: str, echo: Echo, k: int = 3) -> None:
-    echo(f"  {text!r}")
-    for rank, hit in enumerate(pipeline.query(text, k=k), start=1):
-        title = hit["primary_key"].get(title_column, hit["key"])
-        echo(f"    {rank}. {title}  ({hit['distance']:.3f})")
+def _movie_script(config: PipelineConfig, rows: list[Row]) -> Script | None:
+    """The sample movies' story, when the table and data are the sample's."""
+    by_title = {row.get("title"): row for row in rows}
+    wanted = {MOVIE_REWRITTEN, MOVIE_DELETED, MOVIE_RERATED}
+    if config.primary_key != ("title",) or config.embedding_field != "overview" or not wanted <= set(by_title):
+        return None
+    rerated = by_title[MOVIE_RERATED]
+    update = {"vote_count": int(rerated.get("vote_count") or 0) + 1, "vote_average": "9.9"}
+    if not set(update) <= set(config.columns):
+        return None
+    return Script(
+        queries=MOVIE_QUERIES,
+        rewritten=by_title[MOVIE_REWRITTEN],
+        new_text=MOVIE_NEW_OVERVIEW,
+        ranked_by=MOVIE_QUERIES[0],
+        deleted=by_title[MOVIE_DELETED],
+        updated=rerated,
+        update=update,
+    )
 
 
-def _rank_text(pipeline: LocalPipeline, text: str, title: str, title_column: str) -> str:
-    if not pipeline.query(text, k=1, filter={title_column: title}):
-        return "not in the index"
-    for rank, hit in enumerate(pipeline.query(text, k=100), start=1):
-        if hit["primary_key"].get(title_column) == title:
-            return f"#{rank} for {text!r} (distance {hit['distance']:.3f})"
-    return f"in the index, beyond the 100 nearest for {text!r}"
+def _generic_script(config: PipelineConfig, rows: list[Row]) -> Script:
+    """Rows and queries taken from the data: queries are the opening words of a few rows' text."""
+    text_column = config.embedding_field
+    picks = [rows[i * (len(rows) - 1) // 2] for i in range(3)] if len(rows) >= 3 else rows
+    queries = tuple(dict.fromkeys(" ".join(str(row[text_column]).split()[:_QUERY_WORDS]) for row in picks))
+    anchor, rewritten = rows[0], rows[-1]
+    deleted = rows[len(rows) // 2] if len(rows) > 2 else rows[0]
+    updated = next((row for row in rows[1:-1] if row is not deleted and _other_column_change(config, row)), None)
+    return Script(
+        queries=queries,
+        rewritten=rewritten,
+        new_text=str(anchor[text_column]),  # it now reads like the first row, so it ranks next to it
+        ranked_by=" ".join(str(anchor[text_column]).split()[:_QUERY_WORDS]),
+        deleted=deleted,
+        updated=updated,
+        update=_other_column_change(config, updated) if updated is not None else {},
+    )
+
+
+def _other_column_change(config: PipelineConfig, row: Row) -> Row:
+    """A new value for one column that is neither key nor text: a number bumped, a flag flipped, a word added."""
+    types = config.column_types
+    for column in config.columns:
+        if column in config.primary_key or column == config.embedding_field or row.get(column) is None:
+            continue
+        kind, value = types[column].base.name, row[column]
+        if kind in ("int", "bigint", "smallint", "varint") and isinstance(value, int):
+            return {column: value + 1}
+        if kind == "decimal":
+            try:
+                return {column: str(Decimal(str(value)) + 1)}
+            except InvalidOperation:
+                continue
+        if kind in ("float", "double") and isinstance(value, int | float):
+            return {column: value + 1}
+        if kind == "boolean" and isinstance(value, bool):
+            return {column: not value}
+        if types[column].is_text and isinstance(value, str):
+            return {column: f"{value} (updated)"}
+    return {}

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from freshvec.config import PipelineConfig, default_config
 from freshvec.embeddings import make_embedder
 from freshvec.forwarder import Forwarder
-from freshvec.keys import parse_vector_key
+from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnFailureDestination
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_process import MotoProcess
@@ -111,7 +111,8 @@ class LocalPipeline:
         self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
 
         self.embedder = make_embedder(config.embedding)
-        self._search = ExactVectorSearch(server.client("s3vectors"), resources.vector_bucket, resources.vector_index)
+        self._s3vectors = server.client("s3vectors")
+        self._search = ExactVectorSearch(self._s3vectors, resources.vector_bucket, resources.vector_index)
         self.streams = LocalKeyspacesStreams()
         self.stream_arn = self.streams.enable_stream(config.keyspace, config.table, SOURCE_SHARDS)
         self.table = LocalTable(
@@ -335,6 +336,18 @@ class LocalPipeline:
         for hit in hits:
             hit["primary_key"] = parse_vector_key(hit["key"], self.config.key_columns)
         return hits
+
+    def indexed(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The stored vector of one row (``{"key", "data", "metadata"}``), or None when it is not indexed."""
+        vector_key_text = vector_key(key, self.config.key_columns)
+        found = self._s3vectors.get_vectors(
+            vectorBucketName=self.resources.vector_bucket,
+            indexName=self.resources.vector_index,
+            keys=[vector_key_text],
+            returnData=True,
+            returnMetadata=True,
+        )["vectors"]
+        return found[0] if found else None
 
     def stats(self) -> dict[str, Any]:
         """Counters: changes written, forwarded, embeddings computed/skipped, puts, deletes, DLQ, parked."""
