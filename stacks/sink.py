@@ -20,7 +20,13 @@ from stacks.function import grant_key_use, python_function
 from stacks.vector_store import VectorStore
 
 LOCAL_ONLY_PROVIDERS = ("local",)
-VECTOR_WRITE_ACTIONS = ("s3vectors:PutVectors", "s3vectors:GetVectors", "s3vectors:DeleteVectors")
+# GetIndex: the sink checks once per container that the index's dimension matches the embedding model.
+VECTOR_WRITE_ACTIONS = (
+    "s3vectors:PutVectors",
+    "s3vectors:GetVectors",
+    "s3vectors:DeleteVectors",
+    "s3vectors:GetIndex",
+)
 
 
 def check_deployable_embedding(config: PipelineConfig) -> None:

@@ -262,7 +262,12 @@ def test_sink_iam_is_one_model_one_index_one_queue_one_bucket(synth: Synth, vari
         ]
     }
     vectors = statement_with(stmts, "s3vectors:PutVectors")
-    assert sorted(vectors["Action"]) == ["s3vectors:DeleteVectors", "s3vectors:GetVectors", "s3vectors:PutVectors"]
+    assert sorted(vectors["Action"]) == [
+        "s3vectors:DeleteVectors",
+        "s3vectors:GetIndex",
+        "s3vectors:GetVectors",
+        "s3vectors:PutVectors",
+    ]
     assert vectors["Resource"] == ref_arn(synth, synth.stack.vectors.index, "IndexArn")
     assert statement_with(stmts, "sqs:SendMessage")["Resource"] == ref_arn(synth, synth.stack.sink.dlq)
     bucket_arn = ref_arn(synth, synth.stack.sink.on_failure_bucket)
