@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from cassandra import InvalidRequest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from freshvec.config import PipelineConfig, default_config
 from freshvec.cqltypes import parse_cql_type
@@ -316,3 +318,43 @@ def test_local_config_schema_matches_pipeline(schema: TableSchema) -> None:
     config = PipelineConfig.from_dict({**json.loads(default_config().to_json()), "clustering_key": ["rel_date"]})
     composite = TableSchema.from_config(config)
     assert composite.primary_key == ("title", "rel_date") and composite.partition_key == ("title",)
+
+
+# ---- the stand-in and the driver agree -----------------------------------------------------------
+
+
+def test_session_stand_in_offers_the_driver_methods_the_loader_uses() -> None:
+    import inspect
+
+    from cassandra.cluster import ResponseFuture, Session
+
+    assert list(inspect.signature(Session.prepare).parameters)[:2] == ["self", "query"]
+    assert list(inspect.signature(Session.execute_async).parameters)[:3] == ["self", "query", "parameters"]
+    assert list(inspect.signature(Session.execute).parameters)[:3] == ["self", "query", "parameters"]
+    assert list(inspect.signature(ResponseFuture.add_callbacks).parameters)[:3] == ["self", "callback", "errback"]
+    assert hasattr(ResponseFuture, "result")
+
+
+# ---- conversion round trip -------------------------------------------------------------------------
+
+_CQL_VALUES = {
+    "decimal": st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str),
+    "date": st.dates().map(lambda d: d.isoformat()),
+    "bigint": st.integers(-(2**63), 2**63 - 1),
+    "text": st.text(max_size=20),
+    "boolean": st.booleans(),
+    "list<int>": st.lists(st.integers(-(2**31), 2**31 - 1), max_size=4),
+    "map<text, decimal>": st.dictionaries(
+        st.text(max_size=5), st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str), max_size=3
+    ),
+}
+
+
+@given(st.sampled_from(sorted(_CQL_VALUES)).flatmap(lambda t: st.tuples(st.just(t), _CQL_VALUES[t])))
+def test_file_values_round_trip_through_change_event_json(case: tuple[str, object]) -> None:
+    cql_text, raw = case
+    cql = parse_cql_type(cql_text)
+    driver = to_driver_value(raw, cql)
+    as_json = to_json_value(driver, cql)
+    assert to_driver_value(as_json, cql) == driver
+    json.dumps(as_json)  # always JSON-safe
