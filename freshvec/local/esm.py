@@ -211,7 +211,15 @@ class KinesisEventSourceMapping:
 
     # ---- one shard ---------------------------------------------------------------------------
     def _shard_loop(self, shard_id: str) -> None:
-        handler = self._handler_factory()
+        handler: Handler | None = None
+        while handler is None and not self._stop.is_set():
+            try:
+                handler = self._handler_factory()
+            except Exception:  # like a failed cold start: try again, the shard waits
+                logger.exception("starting the function for %s failed; retrying", shard_id)
+                self._stop.wait(self._settings.retry_max_delay_s)
+        if handler is None:
+            return
         checkpoint: str | None = None
         iterator: str | None = None
         buffer: list[dict[str, Any]] = []

@@ -211,6 +211,11 @@ class LocalPipeline:
         return handler
 
     def _start_loops(self) -> None:
+        if self.config.sink.parallelization_factor > 1:
+            logger.warning(
+                "local mode runs one batch per Kinesis shard at a time; sink.parallelization_factor=%d is not emulated",
+                self.config.sink.parallelization_factor,
+            )
         self.mapping.start()
         for name, target in (("forwarder", self._forwarder_loop), ("ttl", self._ttl_loop)):
             thread = threading.Thread(target=target, name=f"local-{name}", daemon=True)
