@@ -430,6 +430,9 @@ class _BackfillRun:
             try:
                 for future in futures:
                     future.result()
+            except BaseException:  # a failed segment or Ctrl-C: the others stop after their current page
+                self.stop.set()
+                raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         return BackfillReport(state.sent - before, len(state.done), state.segments, resumed)
@@ -540,7 +543,7 @@ def _decode_dlq_body(body: str) -> tuple[list[OutRecord], str, str | None, str, 
     return [OutRecord(payload, key)], reason, doc.get("failed_at"), position, None
 
 
-def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 120) -> list[ParkedItem]:
+def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 300) -> list[ParkedItem]:
     """Take up to ``limit`` DLQ messages out of sight for ``visibility_s`` (release or delete them after)."""
     items: list[ParkedItem] = []
     while len(items) < limit:
