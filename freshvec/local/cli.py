@@ -65,7 +65,8 @@ def up(
     _quiet_logs()
     path = state or state_path()
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started where SIGINT was ignored
+        signal.signal(stop_signal, lambda *_: stopping.set())
     try:
         pipeline = LocalPipeline.start(config)
     except (ConfigError, FileNotFoundError) as exc:
@@ -84,8 +85,6 @@ def up(
         typer.echo("Ctrl-C to stop.")
         while not stopping.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         path.unlink(missing_ok=True)
         control.stop()

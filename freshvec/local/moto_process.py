@@ -15,7 +15,8 @@ import time
 from freshvec.local.moto_server import LOCAL_REGION, MotoServer
 
 _CHILD = """
-import logging, os, sys
+import logging, os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the pipeline first
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
 from moto.server import ThreadedMotoServer
@@ -37,6 +38,7 @@ class MotoProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # a terminal's Ctrl-C goes to the parent only
         )
 
     def wait_ready(self, region: str = LOCAL_REGION) -> MotoServer:

@@ -355,12 +355,13 @@ class LocalPipeline:
         return found[0] if found else None
 
     def stats(self) -> dict[str, Any]:
-        """Counters: changes written, forwarded, embeddings computed/skipped, puts, deletes, DLQ, parked."""
+        """Counters: rows, changes written, forwarded, embeddings computed/skipped, puts, deletes, DLQ, parked."""
         with self._counters_lock:
             counters = dict(self._counters)
             sink_totals = dict(self._sink_totals)
         mapping = self.mapping.stats.as_dict()
         return {
+            "rows": self.table.count(),
             "changes": len(self._tracker.pending()) + sum(self._tracker.outcomes().values()),
             "pending": len(self._tracker.pending()),
             **counters,
