@@ -413,7 +413,8 @@ class Forwarder:
                 self._refresh()
             except ClientError as exc:
                 if classify(exc) is not TransientError:
-                    raise
+                    where = f"{self._config.keyspace}.{self._config.table}"
+                    raise MisconfigurationError(f"looking up the CDC stream of {where}: {exc}") from exc
                 # Keep reading the shards already owned; look again on the next pass.
                 log.warning("looking up the stream and its shards failed, will retry: %s", exc)
                 stats.throttles += error_code(exc) == "ThrottlingException"
@@ -639,9 +640,11 @@ class Forwarder:
             if read:
                 shard.iterator = None  # resume from the checkpoint, not from where the read got to
             self._back_off(shard)
+            stats.at_tip = False  # unknown: try again at once (the backoff already waited)
         except TransientError as exc:
             log.warning("forwarding from %s did not finish, will resume from its checkpoint: %s", shard.shard_id, exc)
             shard.iterator = None
+            stats.at_tip = False
         return stats
 
     def _get_records(self, shard: _OwnedShard, stats: ForwarderStats) -> Mapping[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 from freshvec.checkpoints import ATTR_LEASE_OWNER, CheckpointStore
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
+from freshvec.errors import MisconfigurationError
 from freshvec.events import ChangeEvent, parse_event
 from freshvec.forwarder import STEP_AFTER_READ, STEP_AFTER_SHARD_END, Forwarder, ForwarderStats, LostRange
 from freshvec.keys import parse_vector_key, vector_key
@@ -426,3 +427,38 @@ def test_leases_show_the_owner_while_reading_and_none_after_release(harness):
     forwarder.release()
     items = harness.dynamodb.scan(TableName=CHECKPOINT_TABLE)["Items"]
     assert not [i for i in items if ATTR_LEASE_OWNER in i]
+
+
+def test_an_expired_listing_token_starts_the_listing_over(harness):
+    harness.write(20)
+    forwarder = harness.forwarder()
+    forwarder.run_once()
+    harness.streams.inject_error("GetStream", "ValidationException", "ExpiredNextToken")
+    harness.streams.inject_error("ListStreams", "ValidationException", "ExpiredNextToken")
+    harness.clock.advance(30)  # time to look for new shards again
+    harness.write(20, seed=1)
+    harness.drain(forwarder)
+    assert harness.streams.counters()["calls"]["ListStreams"] >= 3
+    harness.assert_delivered_in_order(exactly_once=True)
+
+
+def test_server_errors_while_reading_are_retried_without_loss(harness):
+    harness.write(60)
+    harness.streams.inject_error("GetRecords", "InternalServerException", count=3)
+    harness.streams.inject_error("GetShardIterator", "ThrottlingException", count=2)
+    stats = harness.drain(harness.forwarder())
+    assert stats.throttles == 2
+    harness.assert_delivered_in_order(exactly_once=True)
+
+
+def test_missing_permissions_fail_the_run_loudly(harness):
+    harness.write(5)
+    harness.streams.deny_access()
+    with pytest.raises(MisconfigurationError, match="AccessDeniedException"):
+        harness.forwarder().run_once()
+    harness.streams.deny_access([])
+    forwarder = harness.forwarder()
+    forwarder.run_once()
+    harness.streams.deny_access(["GetRecords"])
+    with pytest.raises(MisconfigurationError, match="AccessDeniedException"):
+        forwarder.run_once()
