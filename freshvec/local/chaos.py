@@ -28,6 +28,7 @@ from botocore.errorfactory import ClientExceptionsFactory
 from botocore.exceptions import ClientError
 from botocore.session import get_session
 
+from freshvec.embeddings import EmbedResult
 from freshvec.errors import classify
 
 _ACCOUNT = "123456789012"
@@ -220,6 +221,7 @@ class _ClientFaults:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
+        # Paginators and waiters call the real client directly: faults hit the operations freshvec calls itself.
         if name.startswith("_") or not callable(attribute) or name in {"get_paginator", "get_waiter", "can_paginate"}:
             return attribute
         return self._intercept(name, attribute)
@@ -433,9 +435,7 @@ class EmbedderFaults:
             raise fault
         return self._embedder.embed_query(text)
 
-    def try_embed_documents(self, texts: Sequence[str]) -> list[Any]:
-        from freshvec.embeddings import EmbedResult
-
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
         faults = self._faults_for(len(texts))
         healthy = [text for text, fault in zip(texts, faults, strict=True) if fault is None]
         embedded = iter(self._embedder.try_embed_documents(healthy) if healthy else [])
