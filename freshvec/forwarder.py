@@ -68,6 +68,7 @@ VALIDATION_EXPIRED_NEXT_TOKEN = "ExpiredNextToken"  # noqa: S105 - an error code
 
 _SHARD_PAGE = 100  # GetStream and ListStreams maxResults ceiling
 _REFRESH_INTERVAL_S = 10.0  # how often to look for new shards and free leases while reading
+_IDLE_REFRESH_INTERVAL_S = 1.0  # the same while holding no shard
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_MAX_S = 5.0
 
@@ -417,7 +418,7 @@ class Forwarder:
                     raise MisconfigurationError(f"looking up the CDC stream of {where}: {exc}") from exc
                 # Keep reading the shards already owned; look again on the next pass.
                 log.warning("looking up the stream and its shards failed, will retry: %s", exc)
-                stats.throttles += error_code(exc) == "ThrottlingException"
+                stats.throttles += int(error_code(exc) == "ThrottlingException")
                 self._next_refresh = self._clock() + self._settings.poll_interval_ms / 1000
         shards = list(self._owned.values())
         if shards:
@@ -453,10 +454,16 @@ class Forwarder:
 
     # ---- discovery and leases -------------------------------------------------------------
     def _refresh_due(self) -> bool:
-        return not self._owned or self._clock() >= self._next_refresh
+        return self._clock() >= self._next_refresh
 
     def _refresh(self) -> None:
-        self._next_refresh = self._clock() + min(_REFRESH_INTERVAL_S, self._settings.lease_duration_s / 3)
+        self._lookup_stream_and_lease()
+        # Holding nothing (another forwarder has the shards, or no stream yet): look again soon, but not on
+        # every poll. Holding shards: look for new children and expired leases now and then.
+        interval = _IDLE_REFRESH_INTERVAL_S if not self._owned else _REFRESH_INTERVAL_S
+        self._next_refresh = self._clock() + min(interval, self._settings.lease_duration_s / 3)
+
+    def _lookup_stream_and_lease(self) -> None:
         for _ in range(8):  # each round may finish a drained stream and move on to the next
             entry, successor = self._current_stream()
             if entry is None:
@@ -466,12 +473,10 @@ class Forwarder:
             if entry.stream_arn != self._stream_arn:
                 self._drop_owned(lambda shard, arn=entry.stream_arn: shard.stream_arn != arn)
                 self._stream_arn = entry.stream_arn
-            view = self._describe(entry.stream_arn)
-            if view is None or self._lease_readable_shards(view, continuation=successor):
+            if self._lease_readable_shards(self._describe(entry.stream_arn), continuation=successor):
                 return
             self._store.mark_stream_done(self._config.keyspace, self._config.table, entry.stream_arn)
             log.info("stream %s was read to its end; moving on to the next stream", entry.stream_arn)
-        return
 
     def _current_stream(self) -> tuple[StreamEntry | None, bool]:
         """The oldest followed stream not yet read to its end, and whether it follows an earlier one."""
@@ -512,7 +517,7 @@ class Forwarder:
                 return stream
         return None
 
-    def _describe(self, stream_arn: str) -> _StreamView | None:
+    def _describe(self, stream_arn: str) -> _StreamView:
         try:
             pages = list(self._paged_get_stream(stream_arn))
         except ClientError as exc:
