@@ -18,8 +18,8 @@ import pytest
 
 from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG
+from freshvec.local import LocalPipeline
 from freshvec.local.demo import read_rows
-from freshvec.local.pipeline import LocalPipeline
 from freshvec.local.tracker import WriteReceipt
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "movies.jsonl"
