@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from freshvec import forwarder as forwarder_module
 from freshvec.checkpoints import ATTR_LEASE_OWNER, CheckpointStore
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
@@ -462,3 +463,21 @@ def test_missing_permissions_fail_the_run_loudly(harness):
     harness.streams.deny_access(["GetRecords"])
     with pytest.raises(MisconfigurationError, match="AccessDeniedException"):
         forwarder.run_once()
+
+
+def test_every_page_of_streams_and_shards_is_read(moto, monkeypatch):
+    monkeypatch.setattr(forwarder_module, "_SHARD_PAGE", 2)
+    h = Harness.create(moto, shards=5)
+    h.write(40, seed=1)
+    forwarder = h.forwarder()
+    forwarder.run_once()
+    assert len(forwarder.owned_shards) == 5  # three GetStream pages
+    for seed in (2, 3):
+        h.write(40, seed=seed)
+        h.streams.disable_stream("media", "movies")
+        h.streams.enable_stream("media", "movies", shard_count=5)
+    h.write(40, seed=4)
+    h.drain(forwarder)
+    h.assert_delivered_in_order(exactly_once=True)
+    registry = h.store().load_streams("media", "movies")
+    assert [e.done for e in registry] == [True, True, False]  # three streams: two ListStreams pages
