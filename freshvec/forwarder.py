@@ -52,11 +52,11 @@ log = logging.getLogger(__name__)
 # Named steps at which ``hooks`` is called (tests raise from it to simulate a crash right there).
 STEP_AFTER_LEASE = "after_lease"  # a shard lease was taken, nothing read yet
 STEP_AFTER_READ = "after_read"  # GetRecords returned, nothing sent yet
-STEP_AFTER_PUT = "after_put"  # Kinesis accepted a batch, not checkpointed yet
-STEP_AFTER_CHECKPOINT = "after_checkpoint"  # the batch is checkpointed
+STEP_AFTER_PUT = "after_put"  # Kinesis accepted one PutRecords call's records, not checkpointed yet
+STEP_AFTER_CHECKPOINT = "after_checkpoint"  # the checkpoint moved forward
 STEP_AFTER_SHARD_END = "after_shard_end"  # the shard was read to its end and marked ended
 
-Hooks = Callable[..., None]  # hooks(step, **details): details name the stream, shard and position
+Hooks = Callable[..., None]  # hooks(step, **details): stream_arn, shard_id and position or count
 
 ITERATOR_TRIM_HORIZON = "TRIM_HORIZON"
 ITERATOR_AFTER_SEQUENCE = "AFTER_SEQUENCE_NUMBER"
