@@ -215,3 +215,45 @@ def test_child_shards_are_read_after_their_parent(aws: MotoServer, run_mapping: 
     outcomes.wait_for(4)
     assert seen[:2] == ["before-1", "before-2"]
     assert sorted(seen[2:]) == ["after-1", "after-2"]
+
+
+class FlakyReads:
+    """A Kinesis client whose GetRecords fails now and then, as a throttled or dropped call would."""
+
+    def __init__(self, client: Any, failing_calls: set[int]) -> None:
+        self._client = client
+        self._failing = failing_calls
+        self.calls = 0
+
+    def get_records(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls in self._failing:
+            raise ConnectionError("connection reset by peer")
+        return self._client.get_records(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_read_failures_resume_from_the_checkpoint_without_losing_records(aws: MotoServer) -> None:
+    seen: list[str] = []
+    outcomes = Outcomes()
+    kinesis = FlakyReads(aws.client("kinesis"), failing_calls={1, 2, 4, 5})
+    mapping = KinesisEventSourceMapping(
+        kinesis,
+        STREAM,
+        lambda: lambda event: seen.extend(payloads_of(event)),
+        MappingSettings(batch_size=3, batching_window_s=0, poll_interval_s=0.02),
+        None,
+        on_done=outcomes,
+    )
+    put(aws, [f"r{i}" for i in range(5)])
+    mapping.start()
+    try:
+        outcomes.wait_for(5)
+        put(aws, [f"r{i}" for i in range(5, 9)])
+        outcomes.wait_for(9)
+    finally:
+        mapping.stop()
+    assert seen == [f"r{i}" for i in range(9)]  # in order, nothing skipped, nothing twice
+    assert mapping.stats.as_dict()["read_errors"] == 4
