@@ -8,9 +8,11 @@ carries ``FailedRecordCount`` and per-record ``ErrorCode``. Kills raise ``Inject
 process could die: in the forwarder between its steps (through its ``hooks`` callback), and in the sink after a
 write reached S3 Vectors or the DLQ but before the batch finished.
 
-Faults are injected above the SDK's own retries, so every one of them reaches freshvec's code. One seeded RNG
-drives all injectors (decisions are reproducible for a single thread; with several threads the interleaving
-varies, the rates do not).
+Faults are injected where freshvec's code calls a client, so botocore's own retries never absorb them: every
+one reaches freshvec's retry policies and error classes. The local embedder has no retry layer of its own (a
+Bedrock provider retries throttles inside the sink), so Bedrock faults reach the sink's partial-failure path
+directly. One seeded RNG drives all injectors (decisions are reproducible for a single thread; with several
+threads the interleaving varies, the rates do not).
 """
 
 from __future__ import annotations
@@ -315,10 +317,6 @@ class KinesisFaults(_ClientFaults):
 
     service_name = "kinesis"
 
-    def __init__(self, client: Any, chaos: Chaos) -> None:
-        super().__init__(client, chaos)
-        self._shards: dict[str, list[tuple[int, int, str]]] = {}
-
     def _intercept(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         if name != "put_records":
             return method
@@ -345,10 +343,11 @@ class KinesisFaults(_ClientFaults):
             response = method(**{**kwargs, "Records": kept})
             written = list(response["Records"])
         stream = kwargs.get("StreamName") or str(kwargs.get("StreamARN", "")).rsplit("/", 1)[-1]
+        shards = self._open_shards(kwargs)
         entries: list[dict[str, Any]] = []
         for i, record in enumerate(records):
             if i in failed:
-                shard = self._shard_for(kwargs, record)
+                shard = _shard_for(shards, record)
                 entries.append(
                     {
                         "ErrorCode": "ProvisionedThroughputExceededException",
@@ -364,24 +363,27 @@ class KinesisFaults(_ClientFaults):
             "ResponseMetadata": response.get("ResponseMetadata", {"HTTPStatusCode": 200, "RetryAttempts": 0}),
         }
 
-    def _shard_for(self, kwargs: Mapping[str, Any], record: Mapping[str, Any]) -> str:
-        """The open shard whose hash key range holds the record (named in the real error message)."""
-        stream_key = str(kwargs.get("StreamName") or kwargs.get("StreamARN"))
-        if stream_key not in self._shards:
-            selector = {"StreamName": kwargs["StreamName"]} if "StreamName" in kwargs else {"StreamARN": stream_key}
-            shards = self._client.list_shards(**selector)["Shards"]
-            self._shards[stream_key] = [
-                (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]), s["ShardId"])
-                for s in shards
-                if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})
-            ]
-        explicit = record.get("ExplicitHashKey")
-        digest = hashlib.md5(str(record["PartitionKey"]).encode("utf-8")).hexdigest()  # noqa: S324 - Kinesis' own hash
-        hash_key = int(explicit) if explicit else int(digest, 16)
-        for start, end, shard_id in self._shards[stream_key]:
-            if start <= hash_key <= end:
-                return shard_id
-        return "shardId-000000000000"
+    def _open_shards(self, kwargs: Mapping[str, Any]) -> list[tuple[int, int, str]]:
+        """Hash key ranges of the stream's open shards, read now (the stream may have been resharded)."""
+        selector = (
+            {"StreamName": kwargs["StreamName"]} if "StreamName" in kwargs else {"StreamARN": kwargs["StreamARN"]}
+        )
+        return [
+            (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]), s["ShardId"])
+            for s in self._client.list_shards(**selector)["Shards"]
+            if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})
+        ]
+
+
+def _shard_for(shards: Sequence[tuple[int, int, str]], record: Mapping[str, Any]) -> str:
+    """The shard whose hash key range holds the record (the real error message names it)."""
+    explicit = record.get("ExplicitHashKey")
+    digest = hashlib.md5(str(record["PartitionKey"]).encode("utf-8")).hexdigest()  # noqa: S324 - Kinesis' own hash
+    hash_key = int(explicit) if explicit else int(digest, 16)
+    for start, end, shard_id in shards:
+        if start <= hash_key <= end:
+            return shard_id
+    return shards[0][2] if shards else "shardId-000000000000"
 
 
 class EmbedderFaults:

@@ -42,7 +42,9 @@ FAULT_KINDS = (
 @pytest.mark.slow
 def test_small_soak_with_every_fault_loses_nothing() -> None:
     # Titan-like Bedrock faults (each text its own request) make many partly embedded batches at this size.
-    plan = FaultPlan(seed=11, bedrock_scope="text", bedrock_timeout=0.05, dynamodb_race=0.08)
+    plan = FaultPlan(
+        seed=11, bedrock_scope="text", bedrock_timeout=0.05, dynamodb_race=0.08, kinesis_partial_failure=0.2
+    )
     report = run(400, plan=plan, seed=11, timeout_s=80, log=lambda _line: None)
 
     assert report.sync_timeout is None, report.lines()
