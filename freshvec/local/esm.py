@@ -6,21 +6,25 @@ ReportBatchItemFailures (restart from the lowest failed sequence number), bisect
 on-failure destination that receives the same JSON document Lambda writes to an S3 destination for a
 Kinesis source (invocation record plus the batch payload).
 
-One worker thread per Kinesis shard processes one batch at a time, in order; a child shard starts only
-after its parents are read to the end. Checkpoints are kept in memory, as the managed service keeps
-them out of the user's sight. Anything that goes wrong while reading is retried from the checkpoint, so
-a crashed step is repeated, never skipped.
+One worker thread per Kinesis shard reads it in order. With a parallelization factor of N, up to N
+batches of a shard are processed at once, records spread over N lanes by partition key so that the
+changes of one key stay in order (as Lambda does); the shard's checkpoint moves once every lane is done.
+A child shard starts only after its parents are read to the end. Checkpoints are kept in memory, as the
+managed service keeps them out of the user's sight. Anything that goes wrong while reading is retried
+from the checkpoint, so a crashed step is repeated, never skipped.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -48,6 +52,7 @@ class MappingSettings:
     retry_attempts: int = 5
     max_record_age_s: float = 3600
     bisect_on_error: bool = True
+    parallelization_factor: int = 1
     poll_interval_s: float = 0.05  # how often an idle shard is polled (Lambda: about once a second)
     retry_base_delay_s: float = 0.05  # first back-off after a failed invocation, doubled each retry
     retry_max_delay_s: float = 2.0
@@ -60,6 +65,7 @@ class MappingSettings:
             retry_attempts=sink.retry_attempts,
             max_record_age_s=float(sink.max_record_age_s),
             bisect_on_error=sink.bisect_on_error,
+            parallelization_factor=sink.parallelization_factor,
             **overrides,
         )
 
@@ -211,15 +217,28 @@ class KinesisEventSourceMapping:
 
     # ---- one shard ---------------------------------------------------------------------------
     def _shard_loop(self, shard_id: str) -> None:
-        handler: Handler | None = None
-        while handler is None and not self._stop.is_set():
+        handlers = self._start_handlers(shard_id)
+        if not handlers:
+            return
+        lanes = ThreadPoolExecutor(len(handlers), thread_name_prefix=f"esm-{shard_id}") if len(handlers) > 1 else None
+        try:
+            self._read_shard(shard_id, handlers, lanes)
+        finally:
+            if lanes is not None:
+                lanes.shutdown(wait=True)
+
+    def _start_handlers(self, shard_id: str) -> list[Handler]:
+        """One function instance per lane; a failed start (a cold start gone wrong) is retried."""
+        handlers: list[Handler] = []
+        while len(handlers) < self._settings.parallelization_factor and not self._stop.is_set():
             try:
-                handler = self._handler_factory()
-            except Exception:  # like a failed cold start: try again, the shard waits
+                handlers.append(self._handler_factory())
+            except Exception:
                 logger.exception("starting the function for %s failed; retrying", shard_id)
                 self._stop.wait(self._settings.retry_max_delay_s)
-        if handler is None:
-            return
+        return handlers if len(handlers) == self._settings.parallelization_factor else []
+
+    def _read_shard(self, shard_id: str, handlers: list[Handler], lanes: ThreadPoolExecutor | None) -> None:
         checkpoint: str | None = None
         iterator: str | None = None
         buffer: list[dict[str, Any]] = []
@@ -249,10 +268,10 @@ class KinesisEventSourceMapping:
                 time.time() - buffer[0]["kinesis"]["approximateArrivalTimestamp"] >= self._settings.batching_window_s
             )
             while buffer and (len(buffer) >= self._settings.batch_size or window_over or shard_ended):
-                batch = buffer[: self._settings.batch_size]
-                self._deliver(handler, shard_id, batch)
-                checkpoint = batch[-1]["kinesis"]["sequenceNumber"]
-                buffer = buffer[len(batch) :]
+                taken = buffer[: self._settings.batch_size * len(handlers)]
+                self._deliver_lanes(handlers, lanes, shard_id, taken)
+                checkpoint = taken[-1]["kinesis"]["sequenceNumber"]
+                buffer = buffer[len(taken) :]
             with self._lock:
                 self._busy[shard_id] = bool(buffer)
             if shard_ended and not buffer:
@@ -304,7 +323,28 @@ class KinesisEventSourceMapping:
             "eventSourceARN": self.stream_arn,
         }
 
-    # ---- delivery: retries, partial failures, bisection, record age ----------------------------
+    # ---- delivery: lanes, retries, partial failures, bisection, record age ----------------------
+    def _deliver_lanes(
+        self, handlers: list[Handler], lanes: ThreadPoolExecutor | None, shard_id: str, records: list[dict[str, Any]]
+    ) -> None:
+        """Deliver records read from one shard: batch after batch in each lane, the lanes side by side."""
+        size = self._settings.batch_size
+        if lanes is None:
+            for start in range(0, len(records), size):
+                self._deliver(handlers[0], shard_id, records[start : start + size])
+            return
+        by_lane: dict[int, list[dict[str, Any]]] = {}
+        for record in records:
+            by_lane.setdefault(_lane(record["kinesis"]["partitionKey"], len(handlers)), []).append(record)
+
+        def run_lane(lane: int) -> None:
+            lane_records = by_lane[lane]
+            for start in range(0, len(lane_records), size):
+                self._deliver(handlers[lane], shard_id, lane_records[start : start + size])
+
+        for future in [lanes.submit(run_lane, lane) for lane in by_lane]:
+            future.result()
+
     def _deliver(self, handler: Handler, shard_id: str, batch: list[dict[str, Any]], attempts: int = 0) -> None:
         """Invoke until the batch is applied or parked; never returns with a record unaccounted for."""
         delay = self._settings.retry_base_delay_s
@@ -427,3 +467,8 @@ class KinesisEventSourceMapping:
     def _done(self, records: Sequence[dict[str, Any]], outcome: str) -> None:
         if records and self._on_done is not None:
             self._on_done(records, outcome)
+
+
+def _lane(partition_key: str, lanes: int) -> int:
+    """The lane of a partition key: stable across runs, so one key's records always share a lane."""
+    return int.from_bytes(hashlib.md5(partition_key.encode("utf-8"), usedforsecurity=False).digest()[:8]) % lanes

@@ -194,7 +194,7 @@ class LocalPipeline:
         return self._faults.wrap_client(service, client) if self._faults else client
 
     def _new_sink_handler(self) -> Any:
-        """One sink per shard worker, like one Lambda execution environment per concurrent batch."""
+        """One sink per shard lane, like one Lambda execution environment per concurrent batch."""
         embedder = self._faults.wrap_embedder(self.embedder) if self._faults else self.embedder
         sink = Sink(
             self.config,
@@ -211,11 +211,6 @@ class LocalPipeline:
         return handler
 
     def _start_loops(self) -> None:
-        if self.config.sink.parallelization_factor > 1:
-            logger.warning(
-                "local mode runs one batch per Kinesis shard at a time; sink.parallelization_factor=%d is not emulated",
-                self.config.sink.parallelization_factor,
-            )
         self.mapping.start()
         for name, target in (("forwarder", self._forwarder_loop), ("ttl", self._ttl_loop)):
             thread = threading.Thread(target=target, name=f"local-{name}", daemon=True)

@@ -257,3 +257,41 @@ def test_read_failures_resume_from_the_checkpoint_without_losing_records(aws: Mo
         mapping.stop()
     assert seen == [f"r{i}" for i in range(9)]  # in order, nothing skipped, nothing twice
     assert mapping.stats.as_dict()["read_errors"] == 4
+
+
+def test_parallelization_runs_lanes_side_by_side_and_keeps_each_key_in_order(aws: MotoServer) -> None:
+    kinesis = aws.client("kinesis")
+    for i in range(40):
+        kinesis.put_record(StreamName=STREAM, Data=f"k{i % 8}:{i}".encode(), PartitionKey=f"k{i % 8}")
+    instances: list[list[str]] = []
+    lock = threading.Lock()
+
+    def new_instance() -> Callable[[dict], None]:
+        seen: list[str] = []
+        with lock:
+            instances.append(seen)
+        return lambda event: seen.extend(payloads_of(event))
+
+    outcomes = Outcomes()
+    mapping = KinesisEventSourceMapping(
+        kinesis,
+        STREAM,
+        new_instance,
+        MappingSettings(batch_size=5, batching_window_s=0, parallelization_factor=3, poll_interval_s=0.02),
+        None,
+        on_done=outcomes,
+    )
+    mapping.start()
+    try:
+        outcomes.wait_for(40)
+    finally:
+        mapping.stop()
+    assert len(instances) == 3  # one function instance per lane
+    assert sum(1 for seen in instances if seen) >= 2  # the keys were spread over the lanes
+    delivered = [payload for seen in instances for payload in seen]
+    assert sorted(delivered) == sorted(f"k{i % 8}:{i}" for i in range(40))
+    for key in range(8):
+        lanes_with_key = [seen for seen in instances if any(p.startswith(f"k{key}:") for p in seen)]
+        assert len(lanes_with_key) == 1  # one key, one lane
+        order = [int(p.split(":")[1]) for p in lanes_with_key[0] if p.startswith(f"k{key}:")]
+        assert order == sorted(order)
