@@ -945,8 +945,13 @@ def run(
     seed: int = 7,
     timeout_s: float = 540.0,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
+    chaos: SoakChaos | None = None,
 ) -> SoakReport:
-    """Run the soak and return its report (``report.ok`` is the verdict)."""
+    """Run the soak and return its report (``report.ok`` is the verdict).
+
+    ``chaos`` replaces the fault injector built from ``plan`` (tests hand in one that breaks the pipeline
+    on purpose, to show the oracle notices).
+    """
     from freshvec.local.pipeline import LocalPipeline
 
     started = time.monotonic()
@@ -954,7 +959,8 @@ def run(
     plan = plan or FaultPlan(seed=seed)
     config = PipelineConfig.from_dict(SOAK_CONFIG)
     workload = generate_workload(config, changes, keys=keys, seed=seed)
-    chaos = SoakChaos(plan)
+    chaos = chaos or SoakChaos(plan)
+    plan = chaos.plan
     report = SoakReport(changes=workload.changes, kinds=workload.kinds())
     log(f"soak: {workload.changes} changes in {len(workload.calls)} calls, faults: {plan.to_dict()}")
     removed: list[dict[str, Any]] = []
@@ -986,7 +992,8 @@ def run(
         dlq = DlqReader(pipeline.server.client("sqs"), pipeline.resources.dlq_url)
         _wait_for_raw_poison(dlq, workload.poison_raw, deadline)
         _wait_quiet(pipeline, deadline)
-        log(f"soak: in sync after {time.monotonic() - started:.1f} s; comparing with the oracle")
+        state = "in sync" if report.sync_timeout is None else "NOT in sync"
+        log(f"soak: {state} after {time.monotonic() - started:.1f} s; comparing with the oracle")
         final_rows = list(pipeline.table.rows())
         expectations = build_expectations(config, final_rows, removed, workload.poison_raw)
         index = read_index(

@@ -10,6 +10,7 @@ import pytest
 
 from bench.soak import (
     SOAK_CONFIG,
+    SoakChaos,
     SoakReport,
     build_expectations,
     compare_dlq,
@@ -315,3 +316,42 @@ def test_dlq_check_recognises_the_forwarders_error_envelope() -> None:
     }
     report = _dlq_report(expectations, [_dead_letter(json.dumps(envelope).encode())])
     assert report.dlq_actual == 1 and report.dlq_unexpected == 0
+
+
+# ---- the soak fails when the pipeline loses something --------------------------------------------------
+class _SilentlyDroppingStore:
+    """An S3 Vectors client that acknowledges some writes without making them: the silent loss the soak exists
+    to catch."""
+
+    def __init__(self, client, every: int) -> None:
+        self._client = client
+        self._every = every
+        self._calls = 0
+
+    def _drop(self) -> bool:
+        self._calls += 1
+        return self._calls % self._every == 0
+
+    def put_vectors(self, **kwargs):
+        return {} if self._drop() else self._client.put_vectors(**kwargs)
+
+    def delete_vectors(self, **kwargs):
+        return {} if self._drop() else self._client.delete_vectors(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class _LossyChaos(SoakChaos):
+    def wrap_client(self, service_name, client):
+        wrapped = super().wrap_client(service_name, client)
+        return _SilentlyDroppingStore(wrapped, every=4) if service_name == "s3vectors" else wrapped
+
+
+def test_soak_reports_writes_that_were_silently_dropped() -> None:
+    plan = FaultPlan.none(seed=5)
+    report = run(150, plan=plan, seed=5, timeout_s=60, log=lambda _line: None, chaos=_LossyChaos(plan))
+    assert report.sync_timeout is None
+    assert not report.ok
+    assert report.lost + report.stale > 0
+    assert any(d.startswith(("lost", "stale", "should be absent")) for d in report.differences)
