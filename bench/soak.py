@@ -1069,12 +1069,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds before the soak gives up")
     parser.add_argument("--no-faults", action="store_true", help="run without injected faults (a baseline)")
+    parser.add_argument(
+        "--bedrock-scope",
+        choices=("call", "text"),
+        default="call",
+        help="a Bedrock fault fails a whole embedder call (default) or single texts, as Titan's one-text requests",
+    )
     parser.add_argument("--no-results", action="store_true", help="do not write bench-results.json")
     parser.add_argument("--verbose", action="store_true", help="show the pipeline's warnings (every injected fault)")
     args = parser.parse_args(argv)
     # Every injected fault makes the pipeline log a warning; the soak's own report is what matters here.
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.CRITICAL, format="%(levelname)s %(message)s")
     plan = FaultPlan.none(seed=args.seed) if args.no_faults else FaultPlan(seed=args.seed)
+    plan = plan.with_rates(bedrock_scope=args.bedrock_scope)
     report = run(args.changes, keys=args.keys, plan=plan, seed=args.seed, timeout_s=args.timeout)
     for line in report.lines():
         print(line)
