@@ -87,6 +87,9 @@ _KNOWN = set(_REQUIRED) | {"new", "old"}
 def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
     """Decode and validate one change event; raise PoisonRecordError naming the first problem."""
     doc = _decode(payload)
+    if isinstance(doc.get("error"), str) and "op" not in doc:
+        # An error envelope: the forwarder could not build a change event and says why; park it with that reason.
+        raise PoisonRecordError(doc["error"])
     for name, expected in _REQUIRED.items():
         if name not in doc:
             raise PoisonRecordError(f"change event is missing '{name}'")

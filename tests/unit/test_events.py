@@ -96,3 +96,18 @@ def test_timestamps_are_utc_with_milliseconds_and_z():
     text = format_timestamp(moment)
     assert text == "2026-11-22T10:15:03.120Z"
     assert parse_timestamp(text) == moment
+
+
+def test_forwarder_error_envelope_is_poison_with_the_forwarders_reason():
+    envelope = {
+        "v": 1,
+        "source": "keyspaces",
+        "keyspace": "media",
+        "table": "movies",
+        "seq": "7",
+        "shard": "shard-1",
+        "error": "forwarder could not convert this record: record has no partition keys",
+        "record": {"sequenceNumber": "7"},
+    }
+    with pytest.raises(PoisonRecordError, match=r"^forwarder could not convert this record: record has no partition"):
+        parse_event(json.dumps(envelope).encode())
