@@ -375,6 +375,10 @@ def _write_text(value: Any, cql_type: CqlType) -> dict[str, Any]:
         raise ValueError(f"expected a string for {cql_type}, got {_describe(value)}")
     if cql_type.name == "ascii" and not value.isascii():
         raise ValueError("ascii text holds non-ASCII characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # CQL text is UTF-8; a lone surrogate cannot be stored
+        raise ValueError(f"text is not valid UTF-8: {exc.reason} at position {exc.start}") from exc
     return {f"{cql_type.name}T": value}
 
 

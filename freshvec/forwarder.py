@@ -265,9 +265,13 @@ class RecordConverter:
                 key_columns=self._config.primary_key,
             )
             key = partition_key(vector_key(event.key, self._config.key_columns))
+            data = event.to_bytes()
+            key.encode("utf-8")
         except PoisonRecordError as exc:
             return self._envelope(record, shard_id, seq, str(exc), shard_id), False
-        data = event.to_bytes()
+        except UnicodeEncodeError as exc:  # a lone surrogate in a text value: not sendable as UTF-8 JSON
+            reason = f"text is not valid UTF-8: {exc.reason} at position {exc.start}"
+            return self._envelope(record, shard_id, seq, reason, shard_id), False
         if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES and event.old is not None:
             # The old image only helps the sink skip a re-embed; the new image and key are what matter.
             event = dataclasses.replace(event, old=None, extra={**event.extra, "old_omitted": True})
@@ -303,7 +307,8 @@ class RecordConverter:
 
 
 def _dump(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode("utf-8")
+    # ASCII-escaped so that even text that is not valid Unicode (a lone surrogate) travels to the DLQ intact.
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=True, default=_json_default).encode("ascii")
 
 
 def _json_default(value: Any) -> Any:

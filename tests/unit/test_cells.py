@@ -235,6 +235,7 @@ def test_udt_fields_are_typed_from_their_json_values():
     [
         (5, "text", "expected a string"),
         ("é", "ascii", "non-ASCII"),
+        ("broken \udcff text", "text", "not valid UTF-8"),
         ("5", "int", "expected an integer"),
         (True, "int", "expected an integer"),
         (2**31, "int", "outside the int range"),

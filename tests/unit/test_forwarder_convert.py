@@ -140,3 +140,12 @@ def test_a_ttl_expiry_becomes_expire():
     assert ok
     event = parse_event(out.data)
     assert (event.op, event.origin, event.new) == ("EXPIRE", "TTL", None)
+
+
+def test_text_that_is_not_valid_unicode_is_sent_for_the_dlq_instead_of_stopping_the_shard():
+    out, ok = RecordConverter(CONFIG).convert(record(overview="broken \udcff text"), SHARD)
+    assert not ok
+    with pytest.raises(PoisonRecordError, match="text is not valid UTF-8"):
+        parse_event(out.data)
+    doc = json.loads(out.data)  # the raw record travels ASCII-escaped, lone surrogate included
+    assert doc["record"]["newImage"]["valueCells"]["overview"]["value"]["textT"] == "broken \udcff text"
