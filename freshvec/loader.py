@@ -82,10 +82,26 @@ def read_records(path: str | Path, columns: Iterable[str]) -> Iterator[SourceRec
     raise LoaderFileError(f"{path}: unknown file type {suffix!r}; use .csv or .jsonl (JSON Lines)")
 
 
+_NOT_UTF8 = "not UTF-8 text (save the file as UTF-8)"
+
+
+def _undecodable(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (read with errors="surrogateescape")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _read_csv(path: Path, known: list[str]) -> Iterator[SourceRecord]:
-    handle = path.open(newline="", encoding="utf-8")
+    # surrogateescape: a line that is not UTF-8 is reported and skipped instead of ending the whole load
+    handle = path.open(newline="", encoding="utf-8", errors="surrogateescape")
     reader = csv.DictReader(handle)
     header = reader.fieldnames or []
+    if any(_undecodable(name) for name in header):
+        handle.close()
+        raise LoaderFileError(f"{path}: the header row is {_NOT_UTF8}")
     unknown = [name for name in header if name not in known]
     if unknown:
         handle.close()
@@ -100,6 +116,9 @@ def _read_csv(path: Path, known: list[str]) -> Iterator[SourceRecord]:
                 if None in raw:
                     yield SourceRecord(reader.line_num, None, f"{len(raw[None])} value(s) more than header columns")
                     continue
+                if any(v is not None and _undecodable(v) for v in raw.values()):
+                    yield SourceRecord(reader.line_num, None, _NOT_UTF8)
+                    continue
                 # An empty CSV cell is a null: CSV cannot tell the two apart.
                 yield SourceRecord(reader.line_num, {k: (None if v == "" else v) for k, v in raw.items()})
 
@@ -108,9 +127,12 @@ def _read_csv(path: Path, known: list[str]) -> Iterator[SourceRecord]:
 
 def _read_jsonl(path: Path, known: list[str]) -> Iterator[SourceRecord]:
     def records() -> Iterator[SourceRecord]:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8", errors="surrogateescape") as handle:
             for number, text in enumerate(handle, start=1):
                 if not text.strip():
+                    continue
+                if _undecodable(text):
+                    yield SourceRecord(number, None, _NOT_UTF8)
                     continue
                 try:
                     doc = json.loads(text, parse_float=Decimal)
