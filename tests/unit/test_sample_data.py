@@ -14,7 +14,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import wordllama
 
 from freshvec.config import PipelineConfig, default_config
 from freshvec.cqltypes import FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES, CqlType, parse_cql_type
@@ -203,8 +205,6 @@ def test_the_dinosaur_cluster_is_complete(movies):
 
 
 def test_a_local_model_search_for_dinosaurs_finds_the_dinosaur_films_first(movies):
-    np = pytest.importorskip("numpy")
-    wordllama = pytest.importorskip("wordllama")
     # The wheel ships the tokenizer under tokenizers/, which load() only finds as a cache dir.
     model = wordllama.WordLlama.load(
         config="l2_supercat", dim=256, cache_dir=Path(wordllama.__file__).parent, disable_download=True
