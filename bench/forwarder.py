@@ -18,9 +18,8 @@ import threading
 import time
 from typing import Any
 
-from freshvec.checkpoints import CheckpointStore
+from freshvec.checkpoints import CheckpointStore, create_checkpoint_table
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
-from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
 from freshvec.forwarder import Forwarder, RecordConverter
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_server import MotoServer
@@ -70,18 +69,7 @@ def _setup(server: MotoServer, config: PipelineConfig, shards: int, changes: int
     kinesis.create_stream(StreamName=KINESIS_STREAM, ShardCount=4)
     kinesis.get_waiter("stream_exists").wait(StreamName=KINESIS_STREAM, WaiterConfig={"Delay": 0.1})
     dynamodb = server.client("dynamodb")
-    dynamodb.create_table(
-        TableName=CHECKPOINT_TABLE,
-        KeySchema=[
-            {"AttributeName": CHECKPOINT_PK, "KeyType": "HASH"},
-            {"AttributeName": CHECKPOINT_SK, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": CHECKPOINT_PK, "AttributeType": "S"},
-            {"AttributeName": CHECKPOINT_SK, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_checkpoint_table(dynamodb, CHECKPOINT_TABLE)
     streams = LocalKeyspacesStreams(seed=1)
     streams.enable_stream(config.keyspace, config.table, shard_count=shards)
     table = LocalTable(config.keyspace, config.table, config.columns, config.partition_key, streams=streams)

@@ -60,6 +60,22 @@ class StreamEntry:
     done: bool
 
 
+def create_checkpoint_table(dynamodb: Any, table_name: str) -> None:
+    """Create the checkpoint/lease table with the key schema the CDK app deploys (local mode, tests, benchmarks)."""
+    dynamodb.create_table(
+        TableName=table_name,
+        KeySchema=[
+            {"AttributeName": CHECKPOINT_PK, "KeyType": "HASH"},
+            {"AttributeName": CHECKPOINT_SK, "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": CHECKPOINT_PK, "AttributeType": "S"},
+            {"AttributeName": CHECKPOINT_SK, "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def registry_partition(keyspace: str, table: str) -> str:
     return f"{REGISTRY_PREFIX}{keyspace}/{table}"
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from freshvec import constants as c
+from freshvec.checkpoints import create_checkpoint_table
 from freshvec.config import EmbeddingConfig, PipelineConfig, VectorStoreConfig
 
 LOCAL_VECTOR_BUCKET = "freshvec-local"
@@ -95,18 +96,7 @@ def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalRes
     stream_arn = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["StreamARN"]
 
     checkpoint_table = f"{prefix}-checkpoints"
-    clients("dynamodb").create_table(
-        TableName=checkpoint_table,
-        KeySchema=[
-            {"AttributeName": c.CHECKPOINT_PK, "KeyType": "HASH"},
-            {"AttributeName": c.CHECKPOINT_SK, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": c.CHECKPOINT_PK, "AttributeType": "S"},
-            {"AttributeName": c.CHECKPOINT_SK, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_checkpoint_table(clients("dynamodb"), checkpoint_table)
 
     sqs = clients("sqs")
     dlq_url = sqs.create_queue(

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from freshvec import forwarder as forwarder_module
-from freshvec.checkpoints import ATTR_LEASE_OWNER, CheckpointStore
+from freshvec.checkpoints import ATTR_LEASE_OWNER, CheckpointStore, create_checkpoint_table
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
-from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
+from freshvec.constants import CHECKPOINT_PK
 from freshvec.errors import MisconfigurationError
 from freshvec.events import ChangeEvent, parse_event
 from freshvec.forwarder import STEP_AFTER_READ, STEP_AFTER_SHARD_END, Forwarder, ForwarderStats, LostRange
@@ -68,18 +68,7 @@ class Harness:
         kinesis.create_stream(StreamName=KINESIS_STREAM, ShardCount=2)
         kinesis.get_waiter("stream_exists").wait(StreamName=KINESIS_STREAM, WaiterConfig={"Delay": 0.1})
         dynamodb = moto.client("dynamodb")
-        dynamodb.create_table(
-            TableName=CHECKPOINT_TABLE,
-            KeySchema=[
-                {"AttributeName": CHECKPOINT_PK, "KeyType": "HASH"},
-                {"AttributeName": CHECKPOINT_SK, "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": CHECKPOINT_PK, "AttributeType": "S"},
-                {"AttributeName": CHECKPOINT_SK, "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_checkpoint_table(dynamodb, CHECKPOINT_TABLE)
         return cls(moto, config, clock, streams, table, kinesis, dynamodb)
 
     @property

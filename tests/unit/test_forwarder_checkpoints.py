@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from freshvec.checkpoints import CheckpointStore, LeaseLostError
-from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
+from freshvec.checkpoints import CheckpointStore, LeaseLostError, create_checkpoint_table
 
 STREAM = "arn:aws:cassandra:us-east-1:111122223333:/keyspace/media/table/movies/stream/2026-11-22T00:00:00.000"
 SHARD = "shardId-00000001-0000000000000000000001"
@@ -23,18 +22,7 @@ class Clock:
 @pytest.fixture
 def dynamodb(moto):
     client = moto.client("dynamodb")
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": CHECKPOINT_PK, "KeyType": "HASH"},
-            {"AttributeName": CHECKPOINT_SK, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": CHECKPOINT_PK, "AttributeType": "S"},
-            {"AttributeName": CHECKPOINT_SK, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_checkpoint_table(client, TABLE)
     return client
 
 
