@@ -1094,18 +1094,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = [
-    "SOAK_CONFIG",
-    "Expectations",
-    "SoakReport",
-    "Workload",
-    "build_expectations",
-    "compare_dlq",
-    "compare_index",
-    "generate_workload",
-    "main",
-    "random_value",
-    "run",
-]
