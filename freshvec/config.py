@@ -62,7 +62,7 @@ class SinkConfig:
     batch_size: int = 100
     batching_window_s: int = 1
     parallelization_factor: int = 1
-    retry_attempts: int = 5
+    retry_attempts: int = 10  # the sink already retries throttles inside; these cover longer outages
     max_record_age_s: int = 3600
     bisect_on_error: bool = True
     memory_mb: int = 1024

@@ -206,7 +206,7 @@ def test_sink_event_source_mapping_has_every_safety_setting(synth: Synth) -> Non
     assert props["FunctionName"] == {"Ref": synth.logical_id(synth.stack.sink.function)}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
-    assert props["MaximumRetryAttempts"] == 5
+    assert props["MaximumRetryAttempts"] == 10
     assert props["MaximumRecordAgeInSeconds"] == 3600
     assert props["BatchSize"] == 100
     assert props["MaximumBatchingWindowInSeconds"] == 1
