@@ -887,31 +887,6 @@ class _Disruptions:
             self.done[what] += 1
 
 
-class SoakChaos(Chaos):
-    """The run's faults, which also keep the Kinesis client the pipeline hands its producers.
-
-    Raw poison records are put through that client without faults: local mode serializes PutRecords to
-    moto (whose per-shard sequence numbering races), and a foreign producer must not race the forwarder.
-    """
-
-    def __init__(self, plan: FaultPlan) -> None:
-        super().__init__(plan)
-        self.producer_kinesis: Any = None
-
-    def wrap_client(self, service_name: str, client: Any) -> Any:
-        if service_name == "kinesis":
-            self.producer_kinesis = client
-        return super().wrap_client(service_name, client)
-
-
-def _wait_for_producer(chaos: SoakChaos, timeout_s: float = 10.0) -> None:
-    until = time.monotonic() + timeout_s
-    while chaos.producer_kinesis is None:
-        if time.monotonic() > until:
-            raise RuntimeError("the local pipeline handed no Kinesis client to its forwarder")
-        time.sleep(0.01)
-
-
 def _put_raw(kinesis: Any, stream_name: str, writes: Sequence[Write]) -> None:
     """Put raw records, re-sending any the stream did not accept (none should fail: no faults here)."""
     pending = [{"Data": w.raw, "PartitionKey": w.partition_key} for w in writes]
@@ -945,7 +920,7 @@ def run(
     seed: int = 7,
     timeout_s: float = 540.0,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
-    chaos: SoakChaos | None = None,
+    chaos: Chaos | None = None,
 ) -> SoakReport:
     """Run the soak and return its report (``report.ok`` is the verdict).
 
@@ -959,7 +934,7 @@ def run(
     plan = plan or FaultPlan(seed=seed)
     config = PipelineConfig.from_dict(SOAK_CONFIG)
     workload = generate_workload(config, changes, keys=keys, seed=seed)
-    chaos = chaos or SoakChaos(plan)
+    chaos = chaos or Chaos(plan)
     plan = chaos.plan
     report = SoakReport(changes=workload.changes, kinds=workload.kinds())
     log(f"soak: {workload.changes} changes in {len(workload.calls)} calls, faults: {plan.to_dict()}")
@@ -968,14 +943,14 @@ def run(
         streams, arn = pipeline.streams, pipeline.stream_arn
         if plan.keyspaces_throttle:
             streams.throttle(plan.keyspaces_throttle, seed=plan.seed)
-        _wait_for_producer(chaos)
+        producer = pipeline.stream_producer()
         disruptions = _Disruptions(plan, len(workload.calls), random.Random(seed))
         progress_step = max(1, len(workload.calls) // 10)
         for index, call in enumerate(workload.calls):
             disruptions.apply(index, streams, arn)
             kind, ttl_s = call[0].call
             if kind == "raw":
-                _put_raw(chaos.producer_kinesis, pipeline.resources.stream_name, call)
+                _put_raw(producer, pipeline.resources.stream_name, call)
             elif kind == "delete":
                 keys_to_delete = [w.row for w in call if w.row is not None]
                 pipeline.delete(keys_to_delete)

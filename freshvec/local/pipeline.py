@@ -186,6 +186,13 @@ class LocalPipeline:
             raise
         return pipeline
 
+    def stream_producer(self) -> Any:
+        """A Kinesis client for other producers on the change stream (tests, the soak), free of injected faults.
+
+        Its puts are serialized with the forwarder's, as moto's per-shard sequence numbering races under
+        concurrent puts (real Kinesis does not)."""
+        return _SerializedPuts(self.server.client("kinesis"), self._kinesis_put_lock)
+
     def _client(self, service: str) -> Any:
         """A client for freshvec's own code: through the fault injector when there is one."""
         client = self.server.client(service)

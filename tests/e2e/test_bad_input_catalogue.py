@@ -66,8 +66,8 @@ def dlq_entry(pipeline: LocalPipeline, marker: bytes, timeout: float = 30) -> di
 
 def put_raw_change(pipeline: LocalPipeline, data: bytes) -> None:
     """A record written to the change stream by something other than the forwarder."""
-    kinesis = pipeline.server.client("kinesis")
-    kinesis.put_record(StreamName=pipeline.resources.stream_name, Data=data, PartitionKey="catalogue")
+    producer = pipeline.stream_producer()
+    producer.put_record(StreamName=pipeline.resources.stream_name, Data=data, PartitionKey="catalogue")
 
 
 def write_file(tmp_path: Path, name: str, content: bytes) -> Path:

@@ -10,7 +10,6 @@ import pytest
 
 from bench.soak import (
     SOAK_CONFIG,
-    SoakChaos,
     SoakReport,
     build_expectations,
     compare_dlq,
@@ -23,7 +22,7 @@ from freshvec import constants as c
 from freshvec.config import PipelineConfig
 from freshvec.cqltypes import parse_cql_type
 from freshvec.embeddings import make_embedder
-from freshvec.local.chaos import FaultPlan
+from freshvec.local.chaos import Chaos, FaultPlan
 from freshvec.local.keyspaces import LocalTable
 from freshvec.local.resources import LOCAL_EMBEDDING
 
@@ -342,7 +341,7 @@ class _SilentlyDroppingStore:
         return getattr(self._client, name)
 
 
-class _LossyChaos(SoakChaos):
+class _LossyChaos(Chaos):
     def wrap_client(self, service_name, client):
         wrapped = super().wrap_client(service_name, client)
         return _SilentlyDroppingStore(wrapped, every=4) if service_name == "s3vectors" else wrapped
