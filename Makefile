@@ -47,7 +47,7 @@ synth: setup
 	$(CDK) synth --quiet
 
 deploy: setup
-	$(CDK) deploy --require-approval never
+	$(CDK) deploy
 
 destroy: setup
 	$(CDK) destroy --force
