@@ -21,6 +21,7 @@ from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.demo import read_rows
 from freshvec.local.tracker import WriteReceipt
+from tests.unit.test_sample_data import DINOSAUR_FILMS
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "movies.jsonl"
 SYNC_S = 30
@@ -71,21 +72,7 @@ def test_load_makes_every_row_searchable(pipeline: LocalPipeline, movies: dict[s
 
 def test_dinosaurs_finds_the_dinosaur_movies(pipeline: LocalPipeline) -> None:
     found = titles(pipeline.query("dinosaurs", k=5))
-    dinosaur_movies = {
-        "Jurassic Park",
-        "The Lost World: Jurassic Park",
-        "Jurassic Park III",
-        "Jurassic World",
-        "Jurassic World: Fallen Kingdom",
-        "Jurassic World Dominion",
-        "The Land Before Time",
-        "The Good Dinosaur",
-        "Dinosaur",
-        "We're Back! A Dinosaur's Story",
-        "Walking with Dinosaurs",
-        "The Lost World",
-    }
-    assert len(set(found) & dinosaur_movies) >= 4, found
+    assert len(set(found) & DINOSAUR_FILMS) >= 4, found
 
 
 def test_filters_narrow_the_search(pipeline: LocalPipeline) -> None:
