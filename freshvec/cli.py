@@ -287,7 +287,9 @@ UpdateMode = Annotated[
 @app.command()
 @expected_failures
 def load(
-    file: Annotated[Path, typer.Argument(help="CSV or JSON Lines file whose columns match the table")] = SAMPLE_DATA,
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="CSV or JSON Lines file whose columns match the table")
+    ] = SAMPLE_DATA,
     *,
     update: UpdateMode = None,
     delete: Annotated[bool, typer.Option("--delete", help="Delete the file's rows (by primary key)")] = False,
@@ -349,7 +351,7 @@ def load(
 @app.command()
 @expected_failures
 def query(
-    text: Annotated[str, typer.Argument(help="What to search for")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="What to search for")],
     k: Annotated[int, typer.Option("--k", min=1, max=c.S3V_MAX_TOP_K, help="How many results (at most 100)")] = 10,
     filter_json: Annotated[
         str | None, typer.Option("--filter", help='S3 Vectors metadata filter, e.g. \'{"vote_count": {"$gte": 100}}\'')
@@ -514,7 +516,9 @@ def redrive_list(source: Source = "all", limit: Limit = 100) -> None:
 @redrive_app.command("show")
 @expected_failures
 def redrive_show(
-    ref: Annotated[str, typer.Argument(help="DLQ message id or on-failure object key (from `redrive list`)")],
+    ref: Annotated[
+        str, typer.Argument(metavar="ID", help="DLQ message id or on-failure object key (from `redrive list`)")
+    ],
     source: Source = "all",
     limit: Limit = 1000,
 ) -> None:
