@@ -33,7 +33,7 @@ CONFIG["sink"] = {"batching_window_s": 0}  # each change is applied at once: the
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     state = tmp_path_factory.mktemp("local") / "local.json"
-    with LocalPipeline.start(CONFIG, isolated=False) as running, pytest.MonkeyPatch.context() as env:
+    with LocalPipeline.start(CONFIG) as running, pytest.MonkeyPatch.context() as env:
         control = ControlServer(running).start()
         state.write_text(json.dumps(stack_state(running, control.url)))
         env.setenv("FRESHVEC_LOCAL_STATE", str(state))
