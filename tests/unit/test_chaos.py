@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 from botocore.exceptions import ClientError
 
+from freshvec.checkpoints import create_checkpoint_table
 from freshvec.embeddings import EmbedResult
 from freshvec.errors import TransientError, classify, error_code
 from freshvec.local.chaos import Chaos, FaultPlan, InjectedCrash, service_error
@@ -310,15 +311,7 @@ def test_kinesis_without_the_fault_writes_everything(moto: MotoServer) -> None:
 # ---- DynamoDB conditional-check races ------------------------------------------------------------------
 def test_dynamodb_race_fails_conditional_writes_only(moto: MotoServer) -> None:
     dynamodb = moto.client("dynamodb")
-    dynamodb.create_table(
-        TableName="leases",
-        KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}, {"AttributeName": "shard", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "stream", "AttributeType": "S"},
-            {"AttributeName": "shard", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_checkpoint_table(dynamodb, "leases")
     chaotic = Chaos(_only(dynamodb_race=1.0)).wrap_client("dynamodb", dynamodb)
     key = {"stream": {"S": "s"}, "shard": {"S": "a"}}
     chaotic.put_item(TableName="leases", Item={**key, "owner": {"S": "me"}})  # unconditional: written
