@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from freshvec.checkpoints import CheckpointStore, create_checkpoint_table
+from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.forwarder import Forwarder, RecordConverter
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable

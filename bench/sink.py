@@ -16,14 +16,14 @@ import time
 from collections import Counter
 from typing import Any
 
+from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.config import default_config
-from freshvec.embeddings import make_embedder
 from freshvec.errors import RetryPolicy
 from freshvec.local.moto_server import MotoServer
 from freshvec.sink import Sink, SqsDeadLetterQueue
-from freshvec.vectors import S3VectorsStore
-from tests.fakes.bedrock import FakeBedrockRuntime
-from tests.unit.test_sink_builders import change, kinesis_record, movie
+from freshvec.testing.builders import change, kinesis_record, movie
+from freshvec.testing.fakes.bedrock import FakeBedrockRuntime
 
 BEDROCK_LATENCY_S = 0.02
 BATCH_SIZE = 100

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from freshvec import constants as c
-from freshvec.cqltypes import CqlType, CqlTypeError, parse_cql_type
+from freshvec.sources.keyspaces.cqltypes import CqlType, CqlTypeError, parse_cql_type
 
 CONTEXT_KEY = "freshvec"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # Keyspaces keyspace/table/column names

@@ -4,7 +4,7 @@ Keyspaces CDC cannot push anywhere, so something has to pull it. One pass (``run
 
 1. Find the stream (newest enabled one at first; after CDC is re-enabled the old stream is finished first),
    page through its shards and lease every shard that is readable: not ended, and every parent (split or
-   merge) read to its end. Leases and checkpoints live in DynamoDB (``freshvec.checkpoints``).
+   merge) read to its end. Leases and checkpoints live in DynamoDB (``freshvec.adapters.dynamodb``).
 2. Read each owned shard once (GetRecords, up to 1,000 records), shards concurrently with a bound.
 3. Convert each record to a change event and PutRecords it to Kinesis with the row's primary key as the
    partition key: ≤500 records and ≤5 MiB a call, and never two changes of one row in one call, so that a
@@ -34,8 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from freshvec import constants as c
-from freshvec.cells import record_to_event
-from freshvec.checkpoints import CheckpointStore, LeaseLostError, StreamEntry
+from freshvec.adapters.dynamodb import CheckpointStore, LeaseLostError, StreamEntry
 from freshvec.config import PipelineConfig
 from freshvec.errors import (
     MISCONFIGURATION_CODES,
@@ -46,6 +45,7 @@ from freshvec.errors import (
     error_code,
 )
 from freshvec.keys import partition_key, vector_key
+from freshvec.sources.keyspaces.cells import record_to_event
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.config import PipelineConfig
-from freshvec.cqltypes import FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES, CqlType
 from freshvec.errors import MisconfigurationError, PoisonRecordError
 from freshvec.events import parse_timestamp
+from freshvec.sources.keyspaces.cqltypes import FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES, CqlType
 
 MAX_STORED_TEXT_BYTES = 32 * 1024  # leaves at least 8 KB of the 40 KB total for the other columns
 S3V_MAX_METADATA_KEYS = 50  # metadata keys per vector

@@ -31,8 +31,9 @@ from enum import Enum
 from typing import Any, Protocol
 
 from freshvec import constants as c
+from freshvec.adapters.bedrock import Embedder, EmbedResult
+from freshvec.adapters.s3vectors import RejectedVectorsError, VectorStore
 from freshvec.config import PipelineConfig
-from freshvec.embeddings import Embedder, EmbedResult
 from freshvec.errors import (
     FreshvecError,
     MisconfigurationError,
@@ -44,7 +45,6 @@ from freshvec.errors import (
 from freshvec.events import ChangeEvent, format_timestamp, parse_event
 from freshvec.keys import vector_key
 from freshvec.metadata import MetadataBuilder, epoch_millis
-from freshvec.vectors import RejectedVectorsError, VectorStore
 
 SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # SendMessage and the sum of one SendMessageBatch: 1 MiB
 SQS_MAX_BATCH_ENTRIES = 10

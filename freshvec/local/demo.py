@@ -18,8 +18,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from freshvec.cli.load import CellError, TableSchema, convert_row, read_records, row_to_json
 from freshvec.config import PipelineConfig
-from freshvec.loader import CellError, TableSchema, convert_row, read_records, row_to_json
 from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
 

@@ -43,9 +43,9 @@ from botocore.exceptions import ParamValidationError
 from botocore.paginate import Paginator
 from botocore.validate import ParamValidator
 
-from freshvec.cells import json_to_value, row_to_image, value_to_json
 from freshvec.constants import KEYSPACES_ITERATOR_TTL_S, KEYSPACES_MAX_RECORDS_PER_GET, KEYSPACES_RETENTION_HOURS
-from freshvec.cqltypes import CqlType, parse_cql_type
+from freshvec.sources.keyspaces.cells import json_to_value, row_to_image, value_to_json
+from freshvec.sources.keyspaces.cqltypes import CqlType, parse_cql_type
 
 SERVICE_NAME = "keyspacesstreams"
 DEFAULT_REGION = "us-east-1"
@@ -887,7 +887,7 @@ class _Row:
 class LocalTable:
     """An in-memory Keyspaces table whose writes produce Keyspaces Streams records.
 
-    Values are change-event JSON values (what ``freshvec.cells.cell_to_json`` produces), checked against the
+    Values are change-event JSON values (what ``freshvec.sources.keyspaces.cells.cell_to_json`` produces), checked against the
     column types and stored in that canonical form; a bad value raises ValueError naming the column and
     nothing of the call is applied. TTL is kept per row (the stand-in's simplification of CQL's per-cell
     TTL): ``upsert(..., ttl_s=n)`` makes the row expire n seconds later, an upsert without a TTL makes it

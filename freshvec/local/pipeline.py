@@ -28,8 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.config import PipelineConfig, default_config
-from freshvec.embeddings import make_embedder
 from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnFailureDestination
@@ -40,7 +41,6 @@ from freshvec.local.resources import LocalResources, create_resources, local_con
 from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
 from freshvec.sink import Sink, SinkStats, SqsDeadLetterQueue
-from freshvec.vectors import S3VectorsStore
 
 logger = logging.getLogger(__name__)
 

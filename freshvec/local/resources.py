@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from freshvec import constants as c
-from freshvec.checkpoints import create_checkpoint_table
+from freshvec.adapters.dynamodb import create_checkpoint_table
 from freshvec.config import EmbeddingConfig, PipelineConfig, VectorStoreConfig
 
 LOCAL_VECTOR_BUCKET = "freshvec-local"

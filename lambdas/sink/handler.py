@@ -17,11 +17,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from freshvec import constants as c
+from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.config import PipelineConfig
-from freshvec.embeddings import make_embedder
 from freshvec.errors import RetryPolicy
 from freshvec.sink import Sink, SinkResult, SqsDeadLetterQueue
-from freshvec.vectors import S3VectorsStore
 
 logger = Logger(service=c.SERVICE_SINK)
 metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from freshvec import cli
+from freshvec.cli import app as cli
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state

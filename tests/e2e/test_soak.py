@@ -8,7 +8,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from bench.soak import (
+from freshvec import constants as c
+from freshvec.adapters.bedrock import make_embedder
+from freshvec.config import PipelineConfig
+from freshvec.local.keyspaces import LocalTable
+from freshvec.local.resources import LOCAL_EMBEDDING
+from freshvec.sources.keyspaces.cqltypes import parse_cql_type
+from freshvec.testing.faults import Chaos, FaultPlan
+from freshvec.testing.soak import (
     SOAK_CONFIG,
     SoakReport,
     build_expectations,
@@ -18,13 +25,6 @@ from bench.soak import (
     random_value,
     run,
 )
-from freshvec import constants as c
-from freshvec.config import PipelineConfig
-from freshvec.cqltypes import parse_cql_type
-from freshvec.embeddings import make_embedder
-from freshvec.local.chaos import Chaos, FaultPlan
-from freshvec.local.keyspaces import LocalTable
-from freshvec.local.resources import LOCAL_EMBEDDING
 
 CONFIG = PipelineConfig.from_dict(SOAK_CONFIG)
 FAULT_KINDS = (
@@ -128,7 +128,7 @@ def test_workload_rows_cover_every_column_type_and_fit_the_table() -> None:
 def test_random_values_fit_their_type(type_text: str) -> None:
     import random
 
-    from freshvec.cells import json_to_cell
+    from freshvec.sources.keyspaces.cells import json_to_cell
 
     rng = random.Random(1)
     cql_type = parse_cql_type(type_text)

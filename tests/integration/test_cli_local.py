@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from freshvec import cli
+from freshvec.cli import app as cli
 from freshvec.config import default_config
 from freshvec.local.control import ControlServer
 from freshvec.local.moto_server import MotoServer

@@ -8,7 +8,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from freshvec.checkpoints import ATTR_LEASE_EXPIRES_AT, ATTR_LEASE_OWNER
+from freshvec.adapters.dynamodb import ATTR_LEASE_EXPIRES_AT, ATTR_LEASE_OWNER
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
 from freshvec.forwarder import STEP_AFTER_CHECKPOINT, STEP_AFTER_LEASE, STEP_AFTER_PUT, STEP_AFTER_READ
 from tests.integration.test_forwarder_stream import CHECKPOINT_TABLE, Harness, pipeline_config

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from freshvec import forwarder as forwarder_module
-from freshvec.checkpoints import ATTR_LEASE_OWNER, CheckpointStore, create_checkpoint_table
+from freshvec.adapters.dynamodb import ATTR_LEASE_OWNER, CheckpointStore, create_checkpoint_table
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.constants import CHECKPOINT_PK
 from freshvec.errors import MisconfigurationError
 from freshvec.events import ChangeEvent, parse_event
 from freshvec.forwarder import STEP_AFTER_READ, STEP_AFTER_SHARD_END, Forwarder, ForwarderStats, LostRange
 from freshvec.keys import parse_vector_key, vector_key
-from tests.fakes.keyspaces_streams import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable, ManualClock
 
 KINESIS_STREAM = "freshvec-changes"
 CHECKPOINT_TABLE = "freshvec-checkpoints"

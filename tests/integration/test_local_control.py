@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from freshvec import constants as c
-from freshvec import operations
+from freshvec.cli import operations
 
 OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_")]
 FRESHVEC = Path(sys.executable).with_name("freshvec")

@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from freshvec import constants as c
+from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.config import PipelineConfig, default_config
-from freshvec.embeddings import make_embedder
 from freshvec.errors import MisconfigurationError, RetryPolicy
 from freshvec.local.moto_server import MotoServer
 from freshvec.sink import Sink, SqsDeadLetterQueue
-from freshvec.vectors import S3VectorsStore
-from tests.fakes.bedrock import FakeBedrockRuntime, fake_vector
-from tests.unit.test_sink_builders import batch, change, key_of, kinesis_record, movie
+from freshvec.testing.builders import batch, change, key_of, kinesis_record, movie
+from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
 
 BUCKET = "freshvec-test-vectors"
 INDEX = "movies"

@@ -13,9 +13,9 @@ from freshvec import constants as c
 from freshvec.config import default_config
 from freshvec.errors import MisconfigurationError, RetryPolicy
 from freshvec.local.moto_server import MotoServer
+from freshvec.testing.builders import batch, change, key_of, movie
+from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
 from lambdas.sink import handler as sink_handler
-from tests.fakes.bedrock import FakeBedrockRuntime, fake_vector
-from tests.unit.test_sink_builders import batch, change, key_of, movie
 
 BUCKET = "freshvec-handler-vectors"
 INDEX = "movies"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from freshvec.cells import (
+from freshvec.sources.keyspaces.cells import (
     UNKNOWN_TAG,
     cell_to_json,
     image_to_row,
@@ -17,7 +17,7 @@ from freshvec.cells import (
     row_to_image,
     value_to_json,
 )
-from freshvec.cqltypes import parse_cql_type
+from freshvec.sources.keyspaces.cqltypes import parse_cql_type
 
 
 def cell(**value) -> dict:

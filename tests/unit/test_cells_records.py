@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from freshvec.cells import record_to_event
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
+from freshvec.sources.keyspaces.cells import record_to_event
 
 SEQ = "100000000000000000042"
 SHARD = "shardId-00000001795000000000-0a1b2c3d"

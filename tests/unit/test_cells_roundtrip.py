@@ -12,9 +12,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freshvec.cells import cell_to_json, image_to_row, json_to_cell, row_to_image
-from freshvec.cqltypes import CqlType
 from freshvec.events import format_timestamp
+from freshvec.sources.keyspaces.cells import cell_to_json, image_to_row, json_to_cell, row_to_image
+from freshvec.sources.keyspaces.cqltypes import CqlType
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

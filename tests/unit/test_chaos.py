@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import pytest
 from botocore.exceptions import ClientError
 
-from freshvec.checkpoints import create_checkpoint_table
-from freshvec.embeddings import EmbedResult
+from freshvec.adapters.bedrock import EmbedResult
+from freshvec.adapters.dynamodb import create_checkpoint_table
 from freshvec.errors import TransientError, classify, error_code
-from freshvec.local.chaos import Chaos, FaultPlan, InjectedCrash, service_error
 from freshvec.local.moto_server import MotoServer
-from tests.fakes.botocore_shapes import assert_matches_output_shape
+from freshvec.testing.botocore_shapes import assert_matches_output_shape
+from freshvec.testing.faults import Chaos, FaultPlan, InjectedCrash, service_error
 
 BUCKET, INDEX = "chaos-bucket", "chaos-index"
 

@@ -12,11 +12,12 @@ from cassandra import AuthenticationFailed
 from cassandra.cluster import NoHostAvailable
 from typer.testing import CliRunner
 
-from freshvec import cli, operations
+from freshvec.cli import app as cli
+from freshvec.cli import operations
+from freshvec.cli.load import LoaderFileError
 from freshvec.config import default_config
 from freshvec.errors import MisconfigurationError
 from freshvec.filters import FilterError
-from freshvec.loader import LoaderFileError
 
 runner = CliRunner()
 

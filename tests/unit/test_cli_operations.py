@@ -12,9 +12,10 @@ import pytest
 from botocore.stub import Stubber
 from rich.console import Console
 
-from freshvec import cli, operations
+from freshvec.cli import app as cli
+from freshvec.cli import operations
+from freshvec.cli.load import Backoff
 from freshvec.config import default_config
-from freshvec.loader import Backoff
 
 
 def _kinesis() -> Any:

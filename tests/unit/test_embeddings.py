@@ -11,10 +11,16 @@ import requests
 from botocore.response import StreamingBody
 
 from freshvec import constants as c
+from freshvec.adapters.bedrock import (
+    TITAN_TOKEN_SAFE_CHARS,
+    CohereEmbedder,
+    LocalEmbedder,
+    TitanEmbedder,
+    make_embedder,
+)
 from freshvec.config import EmbeddingConfig
-from freshvec.embeddings import TITAN_TOKEN_SAFE_CHARS, CohereEmbedder, LocalEmbedder, TitanEmbedder, make_embedder
 from freshvec.errors import MisconfigurationError, PoisonRecordError, RetryPolicy, TransientError
-from tests.fakes.bedrock import INVOKE_MODEL, INVOKE_MODEL_ERRORS, FakeBedrockRuntime, fake_vector
+from freshvec.testing.fakes.bedrock import INVOKE_MODEL, INVOKE_MODEL_ERRORS, FakeBedrockRuntime, fake_vector
 
 
 class RecordingSleep:

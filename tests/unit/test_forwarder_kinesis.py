@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from freshvec import constants as c
 from freshvec.errors import MisconfigurationError, TransientError
 from freshvec.forwarder import KinesisWriter, OutgoingRecord, plan_calls
-from tests.fakes.botocore_shapes import assert_matches_output_shape
+from freshvec.testing.botocore_shapes import assert_matches_output_shape
 
 STREAM = "freshvec-changes"
 THROTTLED = "ProvisionedThroughputExceededException"

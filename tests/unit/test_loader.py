@@ -14,9 +14,7 @@ from cassandra import InvalidRequest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from freshvec.config import PipelineConfig, default_config
-from freshvec.cqltypes import parse_cql_type
-from freshvec.loader import (
+from freshvec.cli.load import (
     Backoff,
     CassandraRowWriter,
     CellError,
@@ -34,7 +32,9 @@ from freshvec.loader import (
     to_driver_value,
     to_json_value,
 )
-from tests.fakes.cassandra import FakeSession, fail_times, timed_out, unavailable, write_timeout
+from freshvec.config import PipelineConfig, default_config
+from freshvec.sources.keyspaces.cqltypes import parse_cql_type
+from freshvec.testing.fakes.cassandra import FakeSession, fail_times, timed_out, unavailable, write_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "movies.jsonl"

@@ -8,8 +8,8 @@ import threading
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
-from tests.fakes.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape
-from tests.fakes.keyspaces_streams import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.testing.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape
 
 SERVICE = "keyspacesstreams"
 ARN_RE = re.compile(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.fakes.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape
-from tests.fakes.keyspaces_streams import LocalKeyspacesStreams, ManualClock, partition_hash
+from freshvec.local.keyspaces import LocalKeyspacesStreams, ManualClock, partition_hash
+from freshvec.testing.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape
 
 SERVICE = "keyspacesstreams"
 HOUR = 3600

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
-from tests.fakes.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape, output_shape_problems
+from freshvec.testing.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape, output_shape_problems
 
 GOOD_RECORDS = {
     "changeRecords": [

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from freshvec.cells import record_to_event
-from tests.fakes.botocore_shapes import assert_matches_output_shape
-from tests.fakes.keyspaces_streams import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.sources.keyspaces.cells import record_to_event
+from freshvec.testing.botocore_shapes import assert_matches_output_shape
 
 COLUMNS = {
     "shop": "text",

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from freshvec import constants as c
 from freshvec.config import PipelineConfig, default_config
-from freshvec.cqltypes import parse_cql_type
 from freshvec.errors import MisconfigurationError, PoisonRecordError
 from freshvec.metadata import (
     MAX_STORED_TEXT_BYTES,
@@ -24,6 +23,7 @@ from freshvec.metadata import (
     text_prefix,
     timestamp_from_metadata,
 )
+from freshvec.sources.keyspaces.cqltypes import parse_cql_type
 
 CHANGED_AT = datetime(2026, 11, 22, 10, 15, 3, 120000, tzinfo=UTC)
 

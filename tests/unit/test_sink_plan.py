@@ -12,7 +12,7 @@ from freshvec.config import default_config
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
 from freshvec.sink import Action, ParsedRecord, Sink, coalesce, has_text, plan_key
-from tests.unit.test_sink_builders import change, key_of, kinesis_record, movie
+from freshvec.testing.builders import change, key_of, kinesis_record, movie
 
 TEXT = "overview"
 

@@ -30,7 +30,7 @@ from botocore.errorfactory import ClientExceptionsFactory
 from botocore.exceptions import ClientError
 from botocore.session import get_session
 
-from freshvec.embeddings import EmbedResult
+from freshvec.adapters.bedrock import EmbedResult
 from freshvec.errors import classify
 
 _ACCOUNT = "123456789012"

@@ -29,8 +29,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
 
-from freshvec.cqltypes import CqlType
 from freshvec.events import format_timestamp
+from freshvec.sources.keyspaces.cqltypes import CqlType
 
 _INT_RANGES = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
 _TRUE = {"true", "yes", "1"}

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from freshvec import constants as c
+from freshvec.cli.load import Backoff, TableSchema, quote, to_json_value
 from freshvec.config import ConfigError, PipelineConfig
 from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.filters import validate_filter
 from freshvec.keys import parse_vector_key, partition_key, vector_key
-from freshvec.loader import Backoff, TableSchema, quote, to_json_value
 
 ClientFactory = Callable[[str], Any]
 DEFAULT_LOCAL_STATE = Path(".freshvec") / "local.json"
@@ -940,12 +940,12 @@ def query_index(
         validate_filter(filter_doc)
     if resources.is_local:
         return _query_local(resources, text, k, filter_doc)
-    from freshvec.vectors import S3VectorsStore
+    from freshvec.adapters.s3vectors import S3VectorsStore
 
     store = S3VectorsStore(clients("s3vectors"), resources.vector_bucket, resources.vector_index)
     info = check_index(store, resources)
     if embedder is None:
-        from freshvec.embeddings import make_embedder
+        from freshvec.adapters.bedrock import make_embedder
 
         embedder = make_embedder(resources.config.embedding, clients("bedrock-runtime"))
     vector = embedder.embed_query(text)

@@ -25,12 +25,13 @@ from rich.table import Table
 from rich.text import Text
 
 from freshvec import constants as c
-from freshvec import loader, operations
+from freshvec.cli import load as loader
+from freshvec.cli import operations
 from freshvec.config import ConfigError
 from freshvec.errors import MisconfigurationError, error_code
 from freshvec.filters import FilterError, parse_filter
 
-SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "movies.jsonl"
+SAMPLE_DATA = Path(__file__).resolve().parent.parent.parent / "data" / "movies.jsonl"
 STACK_ENV = "FRESHVEC_STACK"
 
 app = typer.Typer(

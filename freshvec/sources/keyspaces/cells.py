@@ -30,9 +30,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from freshvec.constants import ORIGINS
-from freshvec.cqltypes import INTEGER_TYPES, TEXT_TYPES, CqlType
 from freshvec.errors import PoisonRecordError
 from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.sources.keyspaces.cqltypes import INTEGER_TYPES, TEXT_TYPES, CqlType
 
 UNKNOWN_TAG = "$unknown"
 SDK_UNKNOWN_MEMBER = "SDK_UNKNOWN_MEMBER"
