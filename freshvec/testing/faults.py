@@ -152,7 +152,7 @@ class Chaos:
 
     def __init__(self, plan: FaultPlan | None = None) -> None:
         self.plan = plan or FaultPlan()
-        self._rng = random.Random(self.plan.seed)  # noqa: S311 - fault decisions, not secrets
+        self._rng = random.Random(self.plan.seed)
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self.enabled = True
