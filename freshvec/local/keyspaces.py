@@ -889,9 +889,9 @@ class LocalTable:
 
     Values are change-event JSON values (what ``freshvec.sources.keyspaces.cells.cell_to_json``
     produces), checked against the column types and stored in that canonical form; a bad value raises
-    ValueError naming the column and nothing of the call is applied. TTL is kept per row (the stand-in's simplification of CQL's per-cell
-    TTL): ``upsert(..., ttl_s=n)`` makes the row expire n seconds later, an upsert without a TTL makes it
-    permanent again.
+    ValueError naming the column and nothing of the call is applied. TTL is kept per row (the stand-in's
+    simplification of CQL's per-cell TTL): ``upsert(..., ttl_s=n)`` makes the row expire n seconds later,
+    an upsert without a TTL makes it permanent again.
     """
 
     def __init__(  # noqa: PLR0917 - mirrors how a table is declared: name, columns, keys, stream, clock
