@@ -18,10 +18,11 @@ from typing import Any
 
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import default_config
-from freshvec.errors import RetryPolicy
 from freshvec.local.moto_server import MotoServer
-from freshvec.sink import Sink, SqsDeadLetterQueue
+from freshvec.retry import RetryPolicy
+from freshvec.sink import Sink
 from freshvec.testing.builders import change, kinesis_record, movie
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime
 

@@ -10,13 +10,7 @@
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 # AWS error codes by class. Anything unknown with a 5xx status is transient; unknown 4xx is misconfiguration.
 TRANSIENT_CODES = frozenset(
@@ -112,31 +106,3 @@ def classify(exc: BaseException) -> type[FreshvecError]:
 
 def is_transient(exc: BaseException) -> bool:
     return classify(exc) is TransientError
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retry transient failures with exponential backoff and full jitter, then raise TransientError.
-
-    ``sleep`` is injectable so tests never wait; anything not transient is re-raised at once for the
-    caller to classify.
-    """
-
-    attempts: int = 6
-    base_delay_s: float = 0.1
-    max_delay_s: float = 5.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def call(self, operation: Callable[[], T], what: str) -> T:
-        attempt = 1
-        while True:
-            try:
-                return operation()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if attempt >= self.attempts:
-                    raise TransientError(f"{what} still failing after {attempt} attempts: {exc}") from exc
-            ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-            self.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not cryptography
-            attempt += 1

@@ -22,7 +22,6 @@ import base64
 import dataclasses
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,10 +33,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from freshvec import constants as c
-from freshvec.adapters.dynamodb import CheckpointStore, LeaseLostError, StreamEntry
+from freshvec.adapters.dynamodb import CheckpointStore
+from freshvec.adapters.kinesis import KINESIS_RETRY, KinesisWriter
 from freshvec.config import PipelineConfig
 from freshvec.errors import (
-    MISCONFIGURATION_CODES,
     MisconfigurationError,
     PoisonRecordError,
     TransientError,
@@ -45,6 +44,9 @@ from freshvec.errors import (
     error_code,
 )
 from freshvec.keys import partition_key, vector_key
+from freshvec.outgoing import OutgoingRecord, plan_calls
+from freshvec.ports import LeaseLostError, StreamEntry
+from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.cells import record_to_event
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,9 @@ VALIDATION_EXPIRED_NEXT_TOKEN = "ExpiredNextToken"  # noqa: S105 - an error code
 _SHARD_PAGE = 100  # GetStream and ListStreams maxResults ceiling
 _REFRESH_INTERVAL_S = 10.0  # how often to look for new shards and free leases while reading
 _IDLE_REFRESH_INTERVAL_S = 1.0  # the same while holding no shard
-_BACKOFF_BASE_S = 0.05
-_BACKOFF_MAX_S = 5.0
+# Per-shard backoff after a failed read: 50 ms doubling to 5 s (the attempt count never runs out here;
+# the invocation's deadline bounds it).
+_SHARD_BACKOFF = RetryPolicy(attempts=1_000_000, base_delay_s=0.05, max_delay_s=5.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,128 +118,6 @@ class ForwarderStats:
         self.lost_ranges.extend(other.lost_ranges)
         self.passes += other.passes
         self.at_tip = self.at_tip and other.at_tip
-
-
-# ---------------------------------------------------------------------------------------------
-# Kinesis: ordered, bounded PutRecords
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OutgoingRecord:
-    data: bytes
-    partition_key: str
-    sequence_number: str  # source position, checkpointed once Kinesis accepted this record
-    changed_at: float | None = None  # epoch seconds; None for an error envelope
-
-    @property
-    def size(self) -> int:
-        """What counts against the Kinesis record and request limits: data plus partition key."""
-        return len(self.data) + len(self.partition_key.encode("utf-8"))
-
-
-def plan_calls(
-    records: Sequence[OutgoingRecord],
-    *,
-    max_records: int = c.KINESIS_PUT_BATCH,
-    max_bytes: int = c.KINESIS_MAX_REQUEST_BYTES,
-) -> list[list[int]]:
-    """Group records (by index) into PutRecords calls: ≤``max_records`` and ≤``max_bytes`` each, and never two
-    changes of one row in the same call.
-
-    Kinesis may accept a later record of a call while rejecting an earlier one, so a call that held two
-    changes of one row could store them out of order whatever is re-sent afterwards. With one change per row
-    per call, a row's changes go in successive calls, sent one after another, and a failed record can be
-    re-sent on its own. Each record goes to the first call after its row's previous change that has room.
-    """
-    calls: list[list[int]] = []
-    sizes: list[int] = []
-    last_call: dict[str, int] = {}
-    for index, record in enumerate(records):
-        target = last_call.get(record.partition_key, -1) + 1
-        while target < len(calls) and (len(calls[target]) >= max_records or sizes[target] + record.size > max_bytes):
-            target += 1
-        if target == len(calls):
-            calls.append([])
-            sizes.append(0)
-        calls[target].append(index)
-        sizes[target] += record.size
-        last_call[record.partition_key] = target
-    return calls
-
-
-class KinesisWriter:
-    """PutRecords until Kinesis accepted every record of a call, re-sending only the records it rejected.
-
-    Calls come from ``plan_calls`` (one change per row per call), so re-sending a rejected record cannot put
-    it behind a later change of its row. Whole-call errors are classified once: transient ones are retried
-    with backoff, anything else is a misconfiguration.
-    """
-
-    def __init__(
-        self,
-        kinesis: Any,
-        stream_name: str,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        should_stop: Callable[[], bool] = lambda: False,
-        on_throttle: Callable[[], None] = lambda: None,
-        rng: random.Random | None = None,
-        max_attempts_without_progress: int = 20,
-    ) -> None:
-        self._kinesis = kinesis
-        self._max_attempts = max_attempts_without_progress
-        self._stream_name = stream_name
-        self._sleep = sleep
-        self._should_stop = should_stop
-        self._on_throttle = on_throttle
-        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter
-
-    def put(self, records: Sequence[OutgoingRecord]) -> int:
-        """Send one call's records until Kinesis accepted all of them; returns the number of PutRecords calls.
-
-        Raises TransientError when ``should_stop`` says time is up (or retries stop helping) before that,
-        MisconfigurationError when retrying cannot help (stream missing, access denied, KMS key unusable).
-        """
-        pending = list(records)
-        calls = 0
-        attempts = 0
-        backoff = _BACKOFF_BASE_S
-        while pending:
-            calls += 1
-            attempts += 1
-            try:
-                response = self._kinesis.put_records(
-                    StreamName=self._stream_name,
-                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
-                )
-            except ClientError as exc:
-                if classify(exc) is not TransientError:
-                    raise MisconfigurationError(f"PutRecords to {self._stream_name} failed: {exc}") from exc
-                self._on_throttle()
-                backoff = self._wait(backoff, f"PutRecords failed: {error_code(exc)}", attempts)
-                continue
-            if not response.get("FailedRecordCount"):
-                return calls
-            results = response["Records"]
-            failed = [i for i, result in enumerate(results) if result.get("ErrorCode")]
-            codes = sorted({results[i]["ErrorCode"] for i in failed})
-            refused = [code for code in codes if code in MISCONFIGURATION_CODES]
-            if refused:
-                message = next(results[i].get("ErrorMessage") for i in failed if results[i]["ErrorCode"] in refused)
-                raise MisconfigurationError(f"PutRecords to {self._stream_name} refused records: {refused}: {message}")
-            self._on_throttle()
-            if len(failed) < len(pending):
-                attempts, backoff = 0, _BACKOFF_BASE_S  # progress was made; start the count over
-            pending = [pending[i] for i in failed]
-            backoff = self._wait(backoff, f"{len(pending)} records to re-send after {', '.join(codes)}", attempts)
-        return calls
-
-    def _wait(self, backoff: float, why: str, attempts: int) -> float:
-        if self._should_stop():
-            raise TransientError(f"Kinesis did not accept the batch before the deadline ({why})")
-        if attempts >= self._max_attempts:
-            raise TransientError(f"Kinesis did not accept the batch after {attempts} attempts ({why})")
-        self._sleep(backoff * self._rng.uniform(0.5, 1.0))
-        return min(backoff * 2, _BACKOFF_MAX_S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +211,7 @@ class _OwnedShard:
     start_type: str  # where to begin when there is no position yet
     lease_expires_at: float
     iterator: str | None = None
-    backoff_s: float = 0.0
+    failed_reads: int = 0  # consecutive failed reads, for the backoff
     trimmed_after: list[str | None] = field(default_factory=list)  # a trim seen, its lost range not yet logged
 
 
@@ -374,16 +255,15 @@ class Forwarder:
             lease_duration_s=self._settings.lease_duration_s,
             clock=clock,
         )
-        self._rng = random.Random()  # noqa: S311 - backoff jitter
+        self._backoff = _SHARD_BACKOFF.with_(sleep=sleep)
         self._throttle_lock = threading.Lock()
         self._put_throttles = 0
         self._writer = KinesisWriter(
             kinesis,
             stream_name,
-            sleep=sleep,
+            retry=KINESIS_RETRY.with_(sleep=sleep),
             should_stop=self._out_of_time,
             on_throttle=self._count_put_throttle,
-            rng=self._rng,
         )
         self._converter = RecordConverter(config)
         self._owned: dict[str, _OwnedShard] = {}
@@ -622,7 +502,7 @@ class Forwarder:
             self._ensure_lease(shard)
             response = self._get_records(shard, stats)
             read = True
-            shard.backoff_s = 0.0
+            shard.failed_reads = 0
             records = response.get("changeRecords") or []
             self._hook(STEP_AFTER_READ, stream_arn=shard.stream_arn, shard_id=shard.shard_id, count=len(records))
             self._log_lost_range(shard, records, stats)
@@ -753,8 +633,8 @@ class Forwarder:
 
     # ---- helpers --------------------------------------------------------------------------
     def _back_off(self, shard: _OwnedShard) -> None:
-        shard.backoff_s = min(max(shard.backoff_s * 2, _BACKOFF_BASE_S), _BACKOFF_MAX_S)
-        self._sleep(min(shard.backoff_s * self._rng.uniform(0.5, 1.0), self._time_left()))
+        shard.failed_reads += 1
+        self._sleep(min(self._backoff.delay(shard.failed_reads), self._time_left()))
 
     def _count_put_throttle(self) -> None:
         with self._throttle_lock:

@@ -19,10 +19,9 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from freshvec import constants as c
 from freshvec.config import EmbeddingConfig
@@ -30,42 +29,17 @@ from freshvec.errors import (
     FreshvecError,
     MisconfigurationError,
     PoisonRecordError,
-    RetryPolicy,
     classify,
     error_code,
 )
+from freshvec.ports import Embedder, EmbedResult
+from freshvec.retry import RetryPolicy
 
 LOCAL_MAX_INPUT_CHARS = c.TITAN_MAX_INPUT_CHARS  # WordLlama has no hard limit; keep local mode like Titan
 # Titan also stops at 8,192 tokens. When it refuses a long text, try once more with a prefix that stays
 # under that for any ordinary text (about 3 characters per token at worst), and count it as truncated.
 TITAN_TOKEN_SAFE_CHARS = 8_192 * 3
 _JSON = "application/json"
-
-
-@dataclass(frozen=True)
-class EmbedResult:
-    """One text's outcome: a vector, or the error that kept it from one (transient or poison)."""
-
-    vector: list[float] | None = None
-    error: FreshvecError | None = None
-    truncated: bool = False  # the provider had to shorten the text further than max_input_chars
-
-
-class Embedder(Protocol):
-    model_id: str
-    dimensions: int
-    max_input_chars: int  # callers cut texts to this (and count it) before embedding
-
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-    def embed_query(self, text: str) -> list[float]: ...
-
-    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
-        """Embed what can be embedded; per-text transient or poison errors come back in the results.
-
-        MisconfigurationError is raised: no text can succeed.
-        """
-        ...
 
 
 class _BaseEmbedder(ABC):

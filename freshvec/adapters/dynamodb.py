@@ -13,13 +13,13 @@ re-enabled the old stream is finished before the new one is read.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
 from freshvec.errors import error_code
+from freshvec.ports import LeaseLostError, ShardCheckpoint, StreamEntry
 
 # Item attributes (the CLI's status command reads them too).
 ATTR_SEQUENCE = "seq"
@@ -34,30 +34,6 @@ STREAM_DONE = "done"
 REGISTRY_PREFIX = "#streams/"
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-class LeaseLostError(Exception):
-    """Another forwarder holds this shard now; stop reading it without touching its checkpoint."""
-
-
-@dataclass(frozen=True)
-class ShardCheckpoint:
-    stream_arn: str
-    shard_id: str
-    sequence_number: str | None  # last sequence number Kinesis accepted; None: nothing forwarded yet
-    ended: bool
-    lease_owner: str | None
-    lease_expires_at: float | None
-
-    def lease_free(self, now: float) -> bool:
-        return self.lease_owner is None or self.lease_expires_at is None or self.lease_expires_at < now
-
-
-@dataclass(frozen=True)
-class StreamEntry:
-    stream_arn: str
-    label: str
-    done: bool
 
 
 def create_checkpoint_table(dynamodb: Any, table_name: str) -> None:

@@ -1,4 +1,4 @@
-"""The vector index behind a small port: S3 Vectors in AWS and under moto, an exact search in local mode.
+"""The ``VectorStore`` port over a boto3 ``s3vectors`` client (AWS, or moto in local mode and tests).
 
 ``S3VectorsStore`` keeps to the service limits the SDK does not enforce (PutVectors and DeleteVectors
 at most 500 keys a call, GetVectors 100), retries throttling (429) and 5xx with backoff and jitter, and
@@ -9,47 +9,14 @@ vector replaces the one with the same key, deleting a missing key is not an erro
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from freshvec import constants as c
-from freshvec.errors import MisconfigurationError, PoisonRecordError, RetryPolicy, classify, error_code
+from freshvec.errors import MisconfigurationError, classify, error_code
+from freshvec.ports import IndexInfo, RejectedVectorsError, Vector
+from freshvec.retry import RetryPolicy
 
 T = TypeVar("T")
-Vector = dict[str, Any]  # {"key": str, "data": {"float32": [...]}, "metadata": {...}}
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    dimension: int
-    distance_metric: str
-    non_filterable_keys: tuple[str, ...] = ()
-
-
-class RejectedVectorsError(PoisonRecordError):
-    """PutVectors refused some vectors (ValidationException); every other vector of the call was written."""
-
-    def __init__(self, rejected: dict[str, str]) -> None:
-        self.rejected = rejected  # vector key -> the service's reason
-        super().__init__(f"S3 Vectors refused {len(rejected)} vector(s): {next(iter(rejected.values()))}")
-
-
-class VectorStore(Protocol):
-    def describe(self) -> IndexInfo: ...
-
-    def put(self, vectors: list[Vector]) -> None: ...
-
-    def delete(self, keys: Sequence[str]) -> None: ...
-
-    def get(self, keys: Sequence[str], *, return_data: bool = True, return_metadata: bool = True) -> dict[str, Any]:
-        """``{key: {"data": [...], "metadata": {...}}}``; keys that are not stored are absent."""
-        ...
-
-    def query(
-        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
-    ) -> list[dict[str, Any]]:
-        """Nearest first: ``[{"key", "distance", "metadata"}]``."""
-        ...
 
 
 class S3VectorsStore:

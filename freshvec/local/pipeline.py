@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig, default_config
 from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key, vector_key
@@ -40,7 +41,7 @@ from freshvec.local.moto_server import MotoServer
 from freshvec.local.resources import LocalResources, create_resources, local_config
 from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
-from freshvec.sink import Sink, SinkStats, SqsDeadLetterQueue
+from freshvec.sink import Sink, SinkStats
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from botocore.errorfactory import ClientExceptionsFactory
 from botocore.exceptions import ClientError
 from botocore.session import get_session
 
-from freshvec.adapters.bedrock import EmbedResult
 from freshvec.errors import classify
+from freshvec.ports import EmbedResult
 
 _ACCOUNT = "123456789012"
 # Operations that change state: kills happen after these succeed ("the write landed, the process died").

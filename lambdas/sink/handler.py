@@ -19,9 +19,10 @@ from botocore.config import Config
 from freshvec import constants as c
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig
-from freshvec.errors import RetryPolicy
-from freshvec.sink import Sink, SinkResult, SqsDeadLetterQueue
+from freshvec.retry import RetryPolicy
+from freshvec.sink import Sink, SinkResult
 
 logger = Logger(service=c.SERVICE_SINK)
 metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)

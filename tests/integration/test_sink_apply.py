@@ -20,10 +20,12 @@ from hypothesis import strategies as st
 from freshvec import constants as c
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig, default_config
-from freshvec.errors import MisconfigurationError, RetryPolicy
+from freshvec.errors import MisconfigurationError
 from freshvec.local.moto_server import MotoServer
-from freshvec.sink import Sink, SqsDeadLetterQueue
+from freshvec.retry import RetryPolicy
+from freshvec.sink import Sink
 from freshvec.testing.builders import batch, change, key_of, kinesis_record, movie
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
 

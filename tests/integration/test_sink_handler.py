@@ -11,8 +11,9 @@ import pytest
 
 from freshvec import constants as c
 from freshvec.config import default_config
-from freshvec.errors import MisconfigurationError, RetryPolicy
+from freshvec.errors import MisconfigurationError
 from freshvec.local.moto_server import MotoServer
+from freshvec.retry import RetryPolicy
 from freshvec.testing.builders import batch, change, key_of, movie
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
 from lambdas.sink import handler as sink_handler

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import pytest
 from botocore.exceptions import ClientError
 
-from freshvec.adapters.bedrock import EmbedResult
 from freshvec.adapters.dynamodb import create_checkpoint_table
 from freshvec.errors import TransientError, classify, error_code
 from freshvec.local.moto_server import MotoServer
+from freshvec.ports import EmbedResult
 from freshvec.testing.botocore_shapes import assert_matches_output_shape
 from freshvec.testing.faults import Chaos, FaultPlan, InjectedCrash, service_error
 

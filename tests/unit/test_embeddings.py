@@ -19,7 +19,8 @@ from freshvec.adapters.bedrock import (
     make_embedder,
 )
 from freshvec.config import EmbeddingConfig
-from freshvec.errors import MisconfigurationError, PoisonRecordError, RetryPolicy, TransientError
+from freshvec.errors import MisconfigurationError, PoisonRecordError, TransientError
+from freshvec.retry import RetryPolicy
 from freshvec.testing.fakes.bedrock import INVOKE_MODEL, INVOKE_MODEL_ERRORS, FakeBedrockRuntime, fake_vector
 
 

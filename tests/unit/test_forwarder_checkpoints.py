@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from freshvec.adapters.dynamodb import CheckpointStore, LeaseLostError, create_checkpoint_table
+from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
+from freshvec.ports import LeaseLostError
 
 STREAM = "arn:aws:cassandra:us-east-1:111122223333:/keyspace/media/table/movies/stream/2026-11-22T00:00:00.000"
 SHARD = "shardId-00000001-0000000000000000000001"

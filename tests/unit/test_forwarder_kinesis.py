@@ -15,8 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from freshvec import constants as c
+from freshvec.adapters.kinesis import KINESIS_RETRY, KinesisWriter
 from freshvec.errors import MisconfigurationError, TransientError
-from freshvec.forwarder import KinesisWriter, OutgoingRecord, plan_calls
+from freshvec.outgoing import OutgoingRecord, plan_calls
 from freshvec.testing.botocore_shapes import assert_matches_output_shape
 
 STREAM = "freshvec-changes"
@@ -152,6 +153,9 @@ def test_any_mix_of_rows_and_sizes_gives_a_valid_plan():
         assert_valid_plan(records, calls_of(records, max_records=50, max_bytes=6_000), 50, 6_000)
 
 
+NO_WAIT = KINESIS_RETRY.with_(sleep=lambda _s: None)
+
+
 def test_a_clean_batch_is_one_call_and_lands_in_order(kinesis):
     faulty = FaultyKinesis(kinesis)
     records = outgoing(300)
@@ -165,7 +169,7 @@ def test_a_partial_failure_resends_only_the_rejected_records(kinesis):
     faulty = FaultyKinesis(kinesis, plan=[{3, 7}, {0}, set()])
     records = outgoing(10, keys=10)
     sleeps: list[float] = []
-    calls = KinesisWriter(faulty, STREAM, sleep=sleeps.append).put(records)
+    calls = KinesisWriter(faulty, STREAM, retry=KINESIS_RETRY.with_(sleep=sleeps.append)).put(records)
     assert calls == 3
     assert_matches_output_shape("kinesis", "PutRecords", faulty.responses[0])
     sent = [[json.loads(d)["n"] for d in call] for call in faulty.calls]
@@ -179,7 +183,7 @@ def test_random_partial_failures_never_reorder_a_row(kinesis):
     faulty = FaultyKinesis(kinesis, failure_rate=0.2, seed=7)
     records = outgoing(1_500, keys=40)
     throttles = []
-    writer = KinesisWriter(faulty, STREAM, sleep=lambda s: None, on_throttle=lambda: throttles.append(1))
+    writer = KinesisWriter(faulty, STREAM, retry=NO_WAIT, on_throttle=lambda: throttles.append(1))
     for call in plan_calls(records):
         writer.put([records[i] for i in call])
     assert throttles  # the injected failures were seen and counted
@@ -191,7 +195,7 @@ def test_random_partial_failures_never_reorder_a_row(kinesis):
 def test_a_throttled_call_is_retried(kinesis):
     faulty = FaultyKinesis(kinesis, plan=[THROTTLED, "InternalFailure"])
     records = outgoing(20)
-    assert KinesisWriter(faulty, STREAM, sleep=lambda s: None).put(records) == 3
+    assert KinesisWriter(faulty, STREAM, retry=NO_WAIT).put(records) == 3
     assert_in_order_at_least_once(read_stream(kinesis), records)
 
 
@@ -203,12 +207,12 @@ def test_a_missing_stream_is_a_misconfiguration(moto):
 def test_a_record_refused_by_kms_is_a_misconfiguration(kinesis):
     faulty = FaultyKinesis(kinesis, plan=[{0}], error_code="KMSAccessDeniedException")
     with pytest.raises(MisconfigurationError, match="KMSAccessDeniedException"):
-        KinesisWriter(faulty, STREAM, sleep=lambda s: None).put(outgoing(3))
+        KinesisWriter(faulty, STREAM, retry=NO_WAIT).put(outgoing(3))
 
 
 def test_giving_up_at_the_deadline_is_transient(kinesis):
     faulty = FaultyKinesis(kinesis, failure_rate=1.0)
-    writer = KinesisWriter(faulty, STREAM, sleep=lambda s: None, should_stop=lambda: len(faulty.calls) >= 4)
+    writer = KinesisWriter(faulty, STREAM, retry=NO_WAIT, should_stop=lambda: len(faulty.calls) >= 4)
     with pytest.raises(TransientError, match="deadline"):
         writer.put(outgoing(5))
     assert len(faulty.calls) == 4
@@ -216,7 +220,7 @@ def test_giving_up_at_the_deadline_is_transient(kinesis):
 
 def test_giving_up_after_many_fruitless_attempts_is_transient(kinesis):
     faulty = FaultyKinesis(kinesis, failure_rate=1.0)
-    writer = KinesisWriter(faulty, STREAM, sleep=lambda s: None, max_attempts_without_progress=6)
+    writer = KinesisWriter(faulty, STREAM, retry=NO_WAIT.with_(attempts=6))
     with pytest.raises(TransientError, match="6 attempts"):
         writer.put(outgoing(5))
     assert len(faulty.calls) == 6

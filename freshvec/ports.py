@@ -1,0 +1,163 @@
+"""The ports the domain speaks to: what the sink and the forwarder need from the world, and nothing more.
+
+Each port is a Protocol; the errors and value types it speaks of live here too, so an adapter
+(``freshvec.adapters``) imports the domain and never the other way round. The wiring — which adapter
+serves which port — happens in the Lambda handlers, the operator CLI and local mode.
+
+- ``Embedder``: texts -> vectors (Bedrock Titan and Cohere, WordLlama in local mode).
+- ``VectorStore``: the vector index (S3 Vectors; moto plus an exact search in local mode).
+- ``DeadLetterQueue``: where poison records are parked with their payload and reason (SQS).
+- ``ChangeStreamWriter``: the change stream the forwarder, backfill, redrive and reconcile write to (Kinesis).
+- ``LeaseStore``: the forwarder's checkpoints and shard leases (DynamoDB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from freshvec.errors import FreshvecError, PoisonRecordError, TransientError
+from freshvec.outgoing import OutgoingRecord
+
+Vector = dict[str, Any]  # {"key": str, "data": {"float32": [...]}, "metadata": {...}}
+
+
+# ---- embeddings ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbedResult:
+    """One text's outcome: a vector, or the error that kept it from one (transient or poison)."""
+
+    vector: list[float] | None = None
+    error: FreshvecError | None = None
+    truncated: bool = False  # the provider had to shorten the text further than max_input_chars
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimensions: int
+    max_input_chars: int  # callers cut texts to this (and count it) before embedding
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        """Embed what can be embedded; per-text transient or poison errors come back in the results.
+
+        MisconfigurationError is raised: no text can succeed.
+        """
+        ...
+
+
+# ---- the vector index ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexInfo:
+    dimension: int
+    distance_metric: str
+    non_filterable_keys: tuple[str, ...] = ()
+
+
+class RejectedVectorsError(PoisonRecordError):
+    """PutVectors refused some vectors (ValidationException); every other vector of the call was written."""
+
+    def __init__(self, rejected: dict[str, str]) -> None:
+        self.rejected = rejected  # vector key -> the service's reason
+        super().__init__(f"S3 Vectors refused {len(rejected)} vector(s): {next(iter(rejected.values()))}")
+
+
+class VectorStore(Protocol):
+    def describe(self) -> IndexInfo: ...
+
+    def put(self, vectors: list[Vector]) -> None: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def get(self, keys: Sequence[str], *, return_data: bool = True, return_metadata: bool = True) -> dict[str, Any]:
+        """``{key: {"data": [...], "metadata": {...}}}``; keys that are not stored are absent."""
+        ...
+
+    def query(
+        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
+    ) -> list[dict[str, Any]]:
+        """Nearest first: ``[{"key", "distance", "metadata"}]``."""
+        ...
+
+
+# ---- dead letters ----------------------------------------------------------------------------------
+class DeadLetterSendError(TransientError):
+    """Some dead letters could not be delivered; ``undelivered`` maps their position to the reason."""
+
+    def __init__(self, undelivered: dict[int, str]) -> None:
+        self.undelivered = undelivered
+        super().__init__(f"{len(undelivered)} dead letter(s) not delivered: {next(iter(undelivered.values()))}")
+
+
+class DeadLetterQueue(Protocol):
+    def send(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Deliver every entry (a dict of ``constants.DLQ_FIELDS``) or raise DeadLetterSendError."""
+        ...
+
+
+# ---- the change stream -----------------------------------------------------------------------------
+class ChangeStreamWriter(Protocol):
+    def put(self, records: Sequence[OutgoingRecord]) -> int:
+        """Deliver one call's records (see ``freshvec.outgoing.plan_calls``) until all were accepted.
+
+        Returns the number of service calls it took; raises TransientError when time or retries run out,
+        MisconfigurationError when retrying cannot help.
+        """
+        ...
+
+
+# ---- checkpoints and leases ------------------------------------------------------------------------
+class LeaseLostError(Exception):
+    """Another forwarder holds this shard now; stop reading it without touching its checkpoint."""
+
+
+@dataclass(frozen=True)
+class ShardCheckpoint:
+    stream_arn: str
+    shard_id: str
+    sequence_number: str | None  # last sequence number Kinesis accepted; None: nothing forwarded yet
+    ended: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+
+    def lease_free(self, now: float) -> bool:
+        return self.lease_owner is None or self.lease_expires_at is None or self.lease_expires_at < now
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    stream_arn: str
+    label: str
+    done: bool
+
+
+class LeaseStore(Protocol):
+    """Per (stream, shard): the last position forwarded, whether the shard ended, and who may read it."""
+
+    owner_id: str
+
+    def load_stream(self, stream_arn: str) -> dict[str, ShardCheckpoint]: ...
+
+    def try_acquire(self, stream_arn: str, shard_id: str) -> ShardCheckpoint | None: ...
+
+    def renew(self, stream_arn: str, shard_id: str) -> float:
+        """The new lease expiry; LeaseLostError when another reader holds the shard now."""
+        ...
+
+    def checkpoint(self, stream_arn: str, shard_id: str, sequence_number: str) -> float:
+        """Move the checkpoint (only while owning the lease, else LeaseLostError); returns the new expiry."""
+        ...
+
+    def mark_ended(self, stream_arn: str, shard_id: str, sequence_number: str | None) -> None: ...
+
+    def release(self, stream_arn: str, shard_id: str) -> bool: ...
+
+    def load_streams(self, keyspace: str, table: str) -> list[StreamEntry]: ...
+
+    def register_stream(self, keyspace: str, table: str, stream_arn: str, label: str) -> bool: ...
+
+    def mark_stream_done(self, keyspace: str, table: str, stream_arn: str) -> None: ...
