@@ -18,7 +18,7 @@ from typing import Any
 
 LOCAL_STATE_ENV = "FRESHVEC_LOCAL_STATE"
 STATE_FILE_NAME = "local.json"
-CONTROL_TOKEN_HEADER = "X-Freshvec-Token"
+CONTROL_TOKEN_HEADER = "X-Freshvec-Token"  # noqa: S105 - a header name, not a secret
 
 
 def local_state_path(path: str | Path | None = None) -> Path:
