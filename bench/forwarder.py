@@ -19,10 +19,11 @@ import time
 from typing import Any
 
 from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
+from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
-from freshvec.forwarder import Forwarder, RecordConverter
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_server import MotoServer
+from freshvec.sources.keyspaces.convert import RecordConverter
 
 GET_RECORDS_LATENCY_S = 0.020
 PUT_RECORDS_LATENCY_S = 0.030
@@ -91,7 +92,7 @@ def _setup(server: MotoServer, config: PipelineConfig, shards: int, changes: int
 def _forwarder_rate(server: MotoServer, config: PipelineConfig, shards: int, changes: int) -> tuple[float, float]:
     """Changes per second, and the share of the time moto's Kinesis was busy storing them."""
     streams, kinesis, dynamodb = _setup(server, config, shards, changes)
-    forwarder = Forwarder(
+    forwarder = keyspaces_forwarder(
         config,
         streams,
         kinesis,
@@ -113,7 +114,7 @@ def _baseline_rate(server: MotoServer, config: PipelineConfig, changes: int) -> 
     """One shard at a time, one PutRecord per change and a checkpoint after each: the naive way."""
     streams, kinesis, dynamodb = _setup(server, config, 1, changes)
     store = CheckpointStore(dynamodb, CHECKPOINT_TABLE, owner_id="baseline", lease_duration_s=60, clock=time.time)
-    converter = RecordConverter(config)
+    converter = RecordConverter.for_config(config)
     started = time.perf_counter()
     (listed,) = streams.list_streams(keyspaceName=config.keyspace, tableName=config.table)["streams"]
     arn = listed["streamArn"]

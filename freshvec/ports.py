@@ -9,12 +9,13 @@ serves which port — happens in the Lambda handlers, the operator CLI and local
 - ``DeadLetterQueue``: where poison records are parked with their payload and reason (SQS).
 - ``ChangeStreamWriter``: the change stream the forwarder, backfill, redrive and reconcile write to (Kinesis).
 - ``LeaseStore``: the forwarder's checkpoints and shard leases (DynamoDB).
+- ``ChangeSource``: where row changes come from (``freshvec.sources``: Keyspaces CDC streams).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from freshvec.errors import FreshvecError, PoisonRecordError, TransientError
@@ -101,11 +102,19 @@ class DeadLetterQueue(Protocol):
 
 # ---- the change stream -----------------------------------------------------------------------------
 class ChangeStreamWriter(Protocol):
-    def put(self, records: Sequence[OutgoingRecord]) -> int:
+    def put(
+        self,
+        records: Sequence[OutgoingRecord],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        on_throttle: Callable[[], None] | None = None,
+        before_retry: Callable[[], None] | None = None,
+    ) -> int:
         """Deliver one call's records (see ``freshvec.outgoing.plan_calls``) until all were accepted.
 
-        Returns the number of service calls it took; raises TransientError when time or retries run out,
-        MisconfigurationError when retrying cannot help.
+        Returns the number of service calls it took; raises TransientError when time (``should_stop``) or
+        retries run out, MisconfigurationError when retrying cannot help. ``before_retry`` runs before each
+        re-send; what it raises (a lost lease) ends the call.
         """
         ...
 
@@ -161,3 +170,87 @@ class LeaseStore(Protocol):
     def register_stream(self, keyspace: str, table: str, stream_arn: str, label: str) -> bool: ...
 
     def mark_stream_done(self, keyspace: str, table: str, stream_arn: str) -> None: ...
+
+
+# ---- sources of row changes ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Partition:
+    """One independently ordered part of a stream (a Keyspaces shard), read by one reader at a time."""
+
+    partition_id: str
+    parents: tuple[str, ...] = ()  # read only after every parent was read to its end (splits, merges)
+    order: int = 0  # reading order among partitions that are readable together
+
+
+@dataclass(frozen=True)
+class StreamView:
+    stream_id: str
+    closed: bool  # no new partitions or records will appear (CDC disabled, stream gone)
+    partitions: dict[str, Partition]
+
+
+@dataclass
+class SourceCursor:
+    """Where a reader is in one partition: the checkpointed position plus the source's own state."""
+
+    stream_id: str
+    partition_id: str
+    position: str | None  # last position forwarded and checkpointed; None: nothing yet
+    start: str  # where to begin when there is no position (source-defined, e.g. TRIM_HORIZON)
+    state: Any = None  # the source's (an iterator, say); the forwarder never looks inside
+
+
+@dataclass(frozen=True)
+class LostRange:
+    """Changes that fell out of the source's retention before they were forwarded."""
+
+    stream_arn: str
+    shard_id: str
+    after_sequence_number: str | None  # last change forwarded before the gap; None: from the shard's start
+    resumed_at_sequence_number: str | None  # first change still available; None: none was left
+
+
+@dataclass
+class ReadResult:
+    records: list[Any]  # raw source records, in order; ``ChangeSource.convert`` turns each into what is sent
+    ended: bool  # the partition was read to its end
+    at_tip: bool  # nothing more to read right now
+    trims: int = 0  # times the reader found its position gone (retention)
+    lost_ranges: list[LostRange] = field(default_factory=list)
+
+
+class ChangeSource(Protocol):
+    """What the forwarder needs from a source: discover, read with positions that can be checkpointed, convert.
+
+    Errors from the source's client (botocore ``ClientError``) reach the forwarder unchanged; it classifies
+    them once (``freshvec.errors``).
+    """
+
+    name: str
+
+    @property
+    def description(self) -> str: ...  # for messages: "the CDC stream of media.movies"
+
+    def current_stream(self, leases: LeaseStore) -> tuple[StreamEntry | None, bool]:
+        """The stream to read now (None: nothing to read) and whether it follows an earlier one."""
+        ...
+
+    def stream_done(self, leases: LeaseStore, stream_id: str) -> None: ...
+
+    def describe(self, stream_id: str) -> StreamView: ...
+
+    def open(self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool) -> SourceCursor: ...
+
+    def read(self, cursor: SourceCursor) -> ReadResult: ...
+
+    def rewind(self, cursor: SourceCursor) -> None:
+        """Forget the read position: the next read starts again from ``cursor.position``."""
+        ...
+
+    def committed(self, cursor: SourceCursor, position: str) -> None:
+        """The checkpoint moved to ``position``: a source that holds its own position may release up to it."""
+        ...
+
+    def convert(self, record: Any, partition_id: str) -> tuple[OutgoingRecord, bool]:
+        """What goes to the change stream for a record, and whether it is a change event (not an envelope)."""
+        ...

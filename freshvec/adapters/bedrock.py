@@ -4,7 +4,7 @@
   concurrently, at most ``embedding.max_concurrency`` at a time.
 - ``cohere``: Cohere Embed v3 on Bedrock. Up to 96 texts per call; rows are embedded as
   ``search_document``, queries as ``search_query`` (the model is trained for that asymmetry).
-- ``local``: WordLlama (256 dimensions), offline, for local mode and tests.
+- ``local``: WordLlama, offline: ``freshvec.local.embedder`` (local mode only, not in the Lambda asset).
 
 Every provider checks that what the model returns has the configured dimension (else
 MisconfigurationError: the index was created for that dimension). Bedrock throttling and 5xx are retried
@@ -15,12 +15,9 @@ that carries it, while access or model errors fail the whole batch.
 from __future__ import annotations
 
 import json
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from freshvec import constants as c
@@ -35,14 +32,13 @@ from freshvec.errors import (
 from freshvec.ports import Embedder, EmbedResult
 from freshvec.retry import RetryPolicy
 
-LOCAL_MAX_INPUT_CHARS = c.TITAN_MAX_INPUT_CHARS  # WordLlama has no hard limit; keep local mode like Titan
 # Titan also stops at 8,192 tokens. When it refuses a long text, try once more with a prefix that stays
 # under that for any ordinary text (about 3 characters per token at worst), and count it as truncated.
 TITAN_TOKEN_SAFE_CHARS = 8_192 * 3
 _JSON = "application/json"
 
 
-class _BaseEmbedder(ABC):
+class BaseEmbedder(ABC):
     model_id: str
     dimensions: int
     max_input_chars: int
@@ -68,7 +64,7 @@ class _BaseEmbedder(ABC):
         return [float(x) for x in vector]
 
 
-class TitanEmbedder(_BaseEmbedder):
+class TitanEmbedder(BaseEmbedder):
     """Titan Text Embeddings V2: ``{"inputText", "dimensions", "normalize"}`` -> ``{"embedding", ...}``."""
 
     def __init__(
@@ -114,7 +110,7 @@ class TitanEmbedder(_BaseEmbedder):
         return self._checked(payload.get("embedding"))
 
 
-class CohereEmbedder(_BaseEmbedder):
+class CohereEmbedder(BaseEmbedder):
     """Cohere Embed v3: ``{"texts", "input_type", "truncate"}`` -> ``{"embeddings": [[...]], ...}``."""
 
     def __init__(
@@ -167,47 +163,13 @@ class CohereEmbedder(_BaseEmbedder):
         return [self._checked(vector) for vector in embeddings]
 
 
-class LocalEmbedder(_BaseEmbedder):
-    """WordLlama ``l2_supercat`` (256 dimensions), loaded from the installed wheel without any download."""
-
-    def __init__(self, dimensions: int = 256) -> None:
-        self.model_id = c.LOCAL_WORDLLAMA
-        self.dimensions = dimensions
-        self.max_input_chars = LOCAL_MAX_INPUT_CHARS
-        self._model = _wordllama()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
-        if not texts:
-            return []
-        with _WORDLLAMA_LOCK:
-            matrix = self._model.embed([t[: self.max_input_chars] for t in texts], norm=True)
-        return [EmbedResult(self._checked(row.tolist())) for row in matrix]
-
-
-_WORDLLAMA_LOCK = threading.Lock()  # one model (and tokenizer) per process, shared by every LocalEmbedder
-
-
-@cache
-def _wordllama() -> Any:
-    """One model per process. The wheel ships the tokenizer under ``tokenizers/`` but the loader looks in
-    ``tokenizer/`` first and then in ``<cache_dir>/tokenizers/``; pointing cache_dir at the package finds it."""
-    import wordllama
-    from wordllama import WordLlama
-
-    package = Path(wordllama.__file__).resolve().parent
-    return WordLlama.load("l2_supercat", cache_dir=package, dim=256, disable_download=True)
-
-
 def make_embedder(
     embedding_config: EmbeddingConfig, bedrock_client: Any = None, retry: RetryPolicy | None = None
 ) -> Embedder:
     """The embedder the config names; Bedrock providers need a ``bedrock-runtime`` client."""
     provider = embedding_config.provider
     if provider == "local":
-        return LocalEmbedder(embedding_config.dimensions)
+        raise MisconfigurationError("embedding provider 'local' (WordLlama) runs only in local mode")
     if bedrock_client is None:
         raise MisconfigurationError(f"embedding provider {provider!r} needs a bedrock-runtime client")
     if provider == "titan":

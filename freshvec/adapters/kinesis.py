@@ -42,12 +42,24 @@ class KinesisWriter:
         self._on_throttle = on_throttle
         self._before_retry = before_retry
 
-    def put(self, records: Sequence[OutgoingRecord]) -> int:
+    def put(
+        self,
+        records: Sequence[OutgoingRecord],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        on_throttle: Callable[[], None] | None = None,
+        before_retry: Callable[[], None] | None = None,
+    ) -> int:
         """Send one call's records until Kinesis accepted all of them; returns the number of PutRecords calls.
 
         Raises TransientError when ``should_stop`` says time is up (or retries stop helping) before that,
         MisconfigurationError when retrying cannot help (stream missing, access denied, KMS key unusable).
+        The keyword callbacks override the writer's own for this call; whatever ``before_retry`` raises
+        (a lost lease) stops the call at once.
         """
+        should_stop = should_stop or self._should_stop
+        on_throttle = on_throttle or self._on_throttle
+        before_retry = before_retry or self._before_retry
         pending = list(records)
         calls = 0
         attempts = 0
@@ -62,8 +74,8 @@ class KinesisWriter:
             except ClientError as exc:
                 if classify(exc) is not TransientError:
                     raise MisconfigurationError(f"PutRecords to {self._stream_name} failed: {exc}") from exc
-                self._on_throttle()
-                self._wait(f"PutRecords failed: {error_code(exc)}", attempts)
+                on_throttle()
+                self._wait(f"PutRecords failed: {error_code(exc)}", attempts, should_stop, before_retry)
                 continue
             if not response.get("FailedRecordCount"):
                 return calls
@@ -74,17 +86,18 @@ class KinesisWriter:
             if refused:
                 message = next(results[i].get("ErrorMessage") for i in failed if results[i]["ErrorCode"] in refused)
                 raise MisconfigurationError(f"PutRecords to {self._stream_name} refused records: {refused}: {message}")
-            self._on_throttle()
+            on_throttle()
             if len(failed) < len(pending):
                 attempts = 0  # progress was made; start the count over
             pending = [pending[i] for i in failed]
-            self._wait(f"{len(pending)} records to re-send after {', '.join(codes)}", max(attempts, 1))
+            why = f"{len(pending)} records to re-send after {', '.join(codes)}"
+            self._wait(why, max(attempts, 1), should_stop, before_retry)
         return calls
 
-    def _wait(self, why: str, attempts: int) -> None:
-        if self._should_stop():
+    def _wait(self, why: str, attempts: int, should_stop: Callable[[], bool], before_retry: Callable[[], None]) -> None:
+        if should_stop():
             raise TransientError(f"Kinesis did not accept the batch before the deadline ({why})")
         if self._retry.exhausted(attempts):
             raise TransientError(f"Kinesis did not accept the batch after {attempts} attempts ({why})")
         self._retry.sleep(self._retry.delay(attempts))
-        self._before_retry()
+        before_retry()

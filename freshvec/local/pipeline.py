@@ -28,12 +28,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
+from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.config import PipelineConfig, default_config
 from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key, vector_key
+from freshvec.local.embedder import LocalEmbedder
 from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnFailureDestination
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_process import MotoProcess
@@ -111,7 +112,7 @@ class LocalPipeline:
         self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
         self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
 
-        self.embedder = make_embedder(config.embedding)
+        self.embedder = LocalEmbedder(config.embedding.dimensions)
         self._s3vectors = server.client("s3vectors")
         self._search = ExactVectorSearch(self._s3vectors, resources.vector_bucket, resources.vector_index)
         self.streams = LocalKeyspacesStreams()
@@ -162,7 +163,7 @@ class LocalPipeline:
             running = server
         elif isolated:
             child = MotoProcess()
-            make_embedder(effective.embedding)  # load the model while the child starts
+            LocalEmbedder(effective.embedding.dimensions)  # load the model while the child starts
             running = child.wait_ready()
         else:
             running = MotoServer.start()
@@ -227,7 +228,7 @@ class LocalPipeline:
 
     # ---- loops -------------------------------------------------------------------------------
     def _new_forwarder(self, owner_id: str) -> Forwarder:
-        return Forwarder(
+        return keyspaces_forwarder(
             self.config,
             self.streams,
             self._client("kinesis"),

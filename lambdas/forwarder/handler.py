@@ -23,8 +23,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from freshvec import constants as c
+from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.config import PipelineConfig
-from freshvec.forwarder import Forwarder, ForwarderStats
+from freshvec.forwarder import ForwarderStats
 
 # Time kept back from the Lambda timeout for the last pass to finish its batch and the leases to be released.
 SAFETY_MARGIN_S = 10.0
@@ -63,7 +64,7 @@ def _clients() -> Clients:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     clients = _clients()
-    forwarder = Forwarder(
+    forwarder = keyspaces_forwarder(
         _config(),
         clients.streams,
         clients.kinesis,

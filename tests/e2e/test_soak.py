@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pytest
 
 from freshvec import constants as c
-from freshvec.adapters.bedrock import make_embedder
 from freshvec.config import PipelineConfig
+from freshvec.local.embedder import LocalEmbedder
 from freshvec.local.keyspaces import LocalTable
 from freshvec.local.resources import LOCAL_EMBEDDING
 from freshvec.sources.keyspaces.cqltypes import parse_cql_type
@@ -142,7 +142,7 @@ def test_random_values_fit_their_type(type_text: str) -> None:
 # ---- the oracle must catch every kind of difference -----------------------------------------------------
 @pytest.fixture(scope="module")
 def embedder():
-    return make_embedder(LOCAL_EMBEDDING)
+    return LocalEmbedder(LOCAL_EMBEDDING.dimensions)
 
 
 def _row(item: int, text: str, **values) -> dict:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from freshvec import forwarder as forwarder_module
 from freshvec.adapters.dynamodb import ATTR_LEASE_OWNER, CheckpointStore, create_checkpoint_table
+from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.constants import CHECKPOINT_PK
 from freshvec.errors import MisconfigurationError
@@ -26,6 +26,7 @@ from freshvec.events import ChangeEvent, parse_event
 from freshvec.forwarder import STEP_AFTER_READ, STEP_AFTER_SHARD_END, Forwarder, ForwarderStats, LostRange
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.sources.keyspaces import streams as keyspaces_streams
 
 KINESIS_STREAM = "freshvec-changes"
 CHECKPOINT_TABLE = "freshvec-checkpoints"
@@ -78,7 +79,7 @@ class Harness:
         return arn
 
     def forwarder(self, owner: str = "forwarder-1", *, streams: Any = None, **options: Any) -> Forwarder:
-        return Forwarder(
+        return keyspaces_forwarder(
             self.config,
             streams or self.streams,
             self.kinesis,
@@ -455,7 +456,7 @@ def test_missing_permissions_fail_the_run_loudly(harness):
 
 
 def test_every_page_of_streams_and_shards_is_read(moto, monkeypatch):
-    monkeypatch.setattr(forwarder_module, "_SHARD_PAGE", 2)
+    monkeypatch.setattr(keyspaces_streams, "SHARD_PAGE", 2)
     h = Harness.create(moto, shards=5)
     h.write(40, seed=1)
     forwarder = h.forwarder()

@@ -14,12 +14,12 @@ from freshvec import constants as c
 from freshvec.adapters.bedrock import (
     TITAN_TOKEN_SAFE_CHARS,
     CohereEmbedder,
-    LocalEmbedder,
     TitanEmbedder,
     make_embedder,
 )
 from freshvec.config import EmbeddingConfig
 from freshvec.errors import MisconfigurationError, PoisonRecordError, TransientError
+from freshvec.local.embedder import LocalEmbedder
 from freshvec.retry import RetryPolicy
 from freshvec.testing.fakes.bedrock import INVOKE_MODEL, INVOKE_MODEL_ERRORS, FakeBedrockRuntime, fake_vector
 
@@ -190,14 +190,19 @@ def test_local_embedder_loads_offline_and_is_deterministic(monkeypatch: pytest.M
         raise AssertionError("the local embedder must not download anything")
 
     monkeypatch.setattr(requests, "get", no_network)
-    embedder = make_embedder(EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=256))
-    assert isinstance(embedder, LocalEmbedder)
+    embedder = LocalEmbedder(256)
+    assert embedder.model_id == c.LOCAL_WORDLLAMA
     dino, again, fish = embedder.embed_documents(["dinosaurs in a park", "dinosaurs in a park", "a fish story"])
     assert len(dino) == 256 and dino == again
     assert embedder.embed_query("dinosaurs in a park") == pytest.approx(dino)
     related = sum(a * b for a, b in zip(dino, embedder.embed_query("a theme park with dinosaurs"), strict=True))
     unrelated = sum(a * b for a, b in zip(dino, fish, strict=True))
     assert related > unrelated
+
+
+def test_the_local_provider_is_refused_outside_local_mode() -> None:
+    with pytest.raises(MisconfigurationError, match="only in local mode"):
+        make_embedder(EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=256))
 
 
 def test_bedrock_providers_need_a_client() -> None:

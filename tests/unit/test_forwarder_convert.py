@@ -11,8 +11,8 @@ from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
-from freshvec.forwarder import RecordConverter
 from freshvec.keys import partition_key, vector_key
+from freshvec.sources.keyspaces.convert import RecordConverter
 
 CONFIG = PipelineConfig.from_dict(DEFAULT_CONFIG)
 SHARD = "shardId-00000001-0000000000000000000001"
@@ -37,7 +37,7 @@ def record(title: str = "Jurassic Park", *, overview: str = "Dinosaurs.", old: s
 
 
 def test_a_record_becomes_a_change_event_keyed_by_the_row():
-    out, ok = RecordConverter(CONFIG).convert(record(old="Dinos."), SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(record(old="Dinos."), SHARD)
     assert ok
     event = parse_event(out.data)
     assert event.op == "UPDATE"
@@ -66,7 +66,7 @@ def test_composite_keys_follow_the_configured_vector_key_order():
         partitionKeys={"shop": {"textT": "north"}},
         newImage={"valueCells": {"note": {"value": {"textT": "hello"}}}},
     )
-    out, ok = RecordConverter(config).convert(body, SHARD)
+    out, ok = RecordConverter.for_config(config).convert(body, SHARD)
     assert ok
     assert list(parse_event(out.data).key) == ["shop", "sku", "day"]
     assert out.partition_key == '["2026-01-31","north",42]'
@@ -75,7 +75,7 @@ def test_composite_keys_follow_the_configured_vector_key_order():
 def test_an_unknown_cell_travels_as_a_tagged_value():
     body = record()
     body["newImage"]["valueCells"]["future"] = {"value": {"SDK_UNKNOWN_MEMBER": {"name": "vectorT"}}}
-    out, ok = RecordConverter(CONFIG).convert(body, SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(body, SHARD)
     assert ok
     assert parse_event(out.data).new["future"] == {"$unknown": "vectorT", "value": None}
 
@@ -84,7 +84,7 @@ def test_a_record_that_cannot_become_an_event_is_sent_for_the_dlq_with_its_reaso
     body = record()
     del body["partitionKeys"]
     body["newImage"]["valueCells"]["poster"] = {"value": {"blobT": b"\x89PNG"}}
-    out, ok = RecordConverter(CONFIG).convert(body, SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(body, SHARD)
     assert not ok
     with pytest.raises(PoisonRecordError):
         parse_event(out.data)  # the sink's contract check parks it in the DLQ, payload intact
@@ -101,7 +101,7 @@ def test_a_record_that_cannot_become_an_event_is_sent_for_the_dlq_with_its_reaso
 
 def test_an_oversized_event_drops_its_old_image_first():
     big = "x" * 600_000
-    out, ok = RecordConverter(CONFIG).convert(record(overview=big, old=big), SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(record(overview=big, old=big), SHARD)
     assert ok
     assert out.size <= c.KINESIS_MAX_RECORD_BYTES
     event = parse_event(out.data)
@@ -111,7 +111,9 @@ def test_an_oversized_event_drops_its_old_image_first():
 
 
 def test_an_event_too_large_even_without_its_old_image_is_sent_for_the_dlq_without_its_images():
-    out, ok = RecordConverter(CONFIG).convert(record(overview="y" * (c.KINESIS_MAX_RECORD_BYTES + 10)), SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(
+        record(overview="y" * (c.KINESIS_MAX_RECORD_BYTES + 10)), SHARD
+    )
     assert not ok
     assert out.size <= c.KINESIS_MAX_RECORD_BYTES
     doc = json.loads(out.data)
@@ -127,7 +129,7 @@ def test_an_event_too_large_even_without_its_old_image_is_sent_for_the_dlq_witho
 
 def test_long_keys_get_a_hashed_partition_key():
     title = "T" * 400
-    out, ok = RecordConverter(CONFIG).convert(record(title), SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(record(title), SHARD)
     assert ok
     assert out.partition_key == partition_key(vector_key({"title": title}, ("title",)))
     assert len(out.partition_key) <= c.KINESIS_MAX_PARTITION_KEY_CHARS
@@ -136,14 +138,14 @@ def test_long_keys_get_a_hashed_partition_key():
 def test_a_ttl_expiry_becomes_expire():
     body = record(origin="TTL")
     body["oldImage"] = body.pop("newImage")
-    out, ok = RecordConverter(CONFIG).convert(body, SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(body, SHARD)
     assert ok
     event = parse_event(out.data)
     assert (event.op, event.origin, event.new) == ("EXPIRE", "TTL", None)
 
 
 def test_text_that_is_not_valid_unicode_is_sent_for_the_dlq_instead_of_stopping_the_shard():
-    out, ok = RecordConverter(CONFIG).convert(record(overview="broken \udcff text"), SHARD)
+    out, ok = RecordConverter.for_config(CONFIG).convert(record(overview="broken \udcff text"), SHARD)
     assert not ok
     with pytest.raises(PoisonRecordError, match="text is not valid UTF-8"):
         parse_event(out.data)

@@ -1,0 +1,41 @@
+"""Which adapter serves which port, for the forwarder: one place, used by the Lambda handler, local mode,
+the benchmarks and the tests, so they all run the very same assembly. It takes clients; it never makes one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from freshvec.adapters.dynamodb import CheckpointStore
+from freshvec.adapters.kinesis import KINESIS_RETRY, KinesisWriter
+from freshvec.config import PipelineConfig
+from freshvec.forwarder import Forwarder, Hooks
+from freshvec.sources.keyspaces.streams import KeyspacesStreamsSource
+
+
+def keyspaces_forwarder(
+    config: PipelineConfig,
+    streams: Any,
+    kinesis: Any,
+    dynamodb: Any,
+    *,
+    stream_name: str,
+    checkpoint_table: str,
+    owner_id: str,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    hooks: Hooks | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Forwarder:
+    """A forwarder from a Keyspaces table's CDC stream (``keyspacesstreams`` client) to a Kinesis stream,
+    with its checkpoints and leases in a DynamoDB table."""
+    leases = CheckpointStore(
+        dynamodb, checkpoint_table, owner_id=owner_id, lease_duration_s=config.forwarder.lease_duration_s, clock=clock
+    )
+    writer = KinesisWriter(kinesis, stream_name, retry=KINESIS_RETRY.with_(sleep=sleep))
+    source = KeyspacesStreamsSource.for_config(streams, config)
+    return Forwarder(
+        config.forwarder, source, writer, leases, clock=clock, sleep=sleep, hooks=hooks, monotonic=monotonic
+    )
