@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.memory import InProcessTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import default_config
@@ -115,6 +116,7 @@ def run_sink(server: MotoServer, docs: list[dict[str, Any]]) -> dict[str, Any]:
         make_embedder(config.embedding, bedrock, retry),
         S3VectorsStore(s3vectors, bucket, "movies", retry),
         SqsDeadLetterQueue(sqs, queue_url, retry),
+        tombstones=InProcessTombstones(),
     )
     records = [kinesis_record(doc, i + 1) for i, doc in enumerate(docs)]
     counter.calls.clear()

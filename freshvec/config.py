@@ -126,7 +126,7 @@ class PipelineConfig:
         keys = list(self.metadata_fields)
         if self.embedding_field not in keys:
             keys.append(self.embedding_field)
-        return (*keys, c.META_SEQUENCE, c.META_CHANGED_AT)
+        return (*keys, c.META_SEQUENCE, c.META_CHANGED_AT, c.META_FINGERPRINT, c.META_VERSION)
 
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

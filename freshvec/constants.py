@@ -14,7 +14,8 @@ METRICS_NAMESPACE = "freshvec"
 # --- Change-event contract ---
 EVENT_VERSION = 1
 OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE")
-ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL")
+ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL", "REDRIVE", "RECONCILE")
+RESYNC_ORIGINS = ("BACKFILL", "REDRIVE", "RECONCILE")  # a row read from the table, not a live change
 
 # --- Amazon S3 Vectors ---
 S3V_MAX_DIMENSION = 4096
@@ -29,6 +30,10 @@ S3V_DISTANCE_METRICS = ("cosine", "euclidean")
 # Metadata keys the sink adds to every vector: where the change came from and when it happened.
 META_SEQUENCE = "_seq"
 META_CHANGED_AT = "_changed_at"
+# What makes the index exact (non-filterable, written by the sink): a hash of exactly what was embedded, and
+# the source row version the vector reflects (a decimal string: versions can pass 2**53).
+META_FINGERPRINT = "_fp"
+META_VERSION = "_ver"
 
 # --- Amazon Bedrock embedding models: allowed output dimensions and input limits ---
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
@@ -109,6 +114,8 @@ M_TRIMMED_DATA_EVENTS = "TrimmedDataEvents"
 M_CHANGES_RECEIVED = "ChangesReceived"
 M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
 M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call
+M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
+M_TOMBSTONES_WRITTEN = "TombstonesWritten"
 M_TEXTS_TRUNCATED = "TextsTruncated"
 M_VECTORS_PUT = "VectorsPut"
 M_VECTORS_DELETED = "VectorsDeleted"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from freshvec.constants import EVENT_VERSION, OPS, ORIGINS
+from freshvec.constants import EVENT_VERSION, OPS, ORIGINS, RESYNC_ORIGINS
 from freshvec.errors import PoisonRecordError
 
 Row = dict[str, Any]
@@ -31,14 +31,22 @@ class ChangeEvent:
     seq: str  # source position (Keyspaces sequence number, or a backfill position)
     shard: str  # source shard id
     ts: str  # change time, ISO 8601 UTC
-    origin: str = "USER"  # USER | TTL | REPLICATION | BACKFILL
+    origin: str = "USER"  # USER | TTL | REPLICATION | BACKFILL | REDRIVE | RECONCILE
     source: str = "keyspaces"
+    # The row state this change reflects, in the source's own order (Keyspaces: the newest cell write time in
+    # microseconds; PostgreSQL: the commit LSN). None only from producers that predate it.
+    version: int | None = None
     v: int = EVENT_VERSION
     extra: Row = field(default_factory=dict, compare=False)  # unknown top-level fields, kept for forward compat
 
     @property
     def is_removal(self) -> bool:
         return self.op in ("DELETE", "EXPIRE")
+
+    @property
+    def is_resync(self) -> bool:
+        """Read from the table by backfill, redrive or reconcile, not taken from the live change stream."""
+        return self.origin in RESYNC_ORIGINS
 
     @property
     def changed_at(self) -> datetime:
@@ -59,6 +67,8 @@ class ChangeEvent:
             "ts": self.ts,
             "origin": self.origin,
         }
+        if self.version is not None:
+            doc["version"] = self.version
         doc.update(self.extra)
         return doc
 
@@ -81,7 +91,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "ts": str,
     "origin": str,
 }
-_KNOWN = set(_REQUIRED) | {"new", "old"}
+_KNOWN = set(_REQUIRED) | {"new", "old", "version"}
 
 
 def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
@@ -110,6 +120,7 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
     new, old = doc.get("new"), doc.get("old")
     if doc["op"] in ("INSERT", "UPDATE") and new is None:
         raise PoisonRecordError(f"{doc['op']} change event has no 'new' image")
+    version = _version(doc.get("version"))
     try:
         parse_timestamp(doc["ts"])
     except ValueError as exc:
@@ -125,10 +136,17 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
         shard=doc["shard"],
         ts=doc["ts"],
         origin=doc["origin"],
+        version=version,
         source=doc["source"],
         v=doc["v"],
         extra={k: v for k, v in doc.items() if k not in _KNOWN},
     )
+
+
+def _version(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise PoisonRecordError(f"change event 'version' must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _decode(payload: bytes | str | Mapping[str, Any]) -> dict[str, Any]:

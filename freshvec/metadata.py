@@ -59,8 +59,20 @@ class MetadataBuilder:
                 f"{len(config.metadata_keys)} metadata keys configured; S3 Vectors allows {S3V_MAX_METADATA_KEYS}"
             )
 
-    def build(self, row: Mapping[str, Any], *, seq: str, changed_at: datetime) -> dict[str, MetadataValue]:
-        """Metadata for ``row``; PoisonRecordError naming the column or limit when it cannot be stored."""
+    def build(
+        self,
+        row: Mapping[str, Any],
+        *,
+        seq: str,
+        changed_at: datetime,
+        fingerprint: str | None = None,
+        version: int | None = None,
+    ) -> dict[str, MetadataValue]:
+        """Metadata for ``row``; PoisonRecordError naming the column or limit when it cannot be stored.
+
+        ``fingerprint`` and ``version`` (``freshvec.plan``) are what keeps the index exact; the sink always
+        passes them, as do the tools that compare the index with the table.
+        """
         metadata: dict[str, MetadataValue] = {}
         for name, cql_type in self._fields:
             value = row.get(name)
@@ -72,6 +84,10 @@ class MetadataBuilder:
                 metadata[name] = converted
         metadata[c.META_SEQUENCE] = seq
         metadata[c.META_CHANGED_AT] = epoch_millis(changed_at)
+        if fingerprint is not None:
+            metadata[c.META_FINGERPRINT] = fingerprint
+        if version is not None:
+            metadata[c.META_VERSION] = str(version)
         text = row.get(self._text_field)
         if isinstance(text, str) and text:
             budget = min(MAX_STORED_TEXT_BYTES, c.S3V_MAX_TOTAL_METADATA_BYTES - metadata_bytes(metadata))

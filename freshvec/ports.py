@@ -9,6 +9,7 @@ serves which port — happens in the Lambda handlers, the operator CLI and local
 - ``DeadLetterQueue``: where poison records are parked with their payload and reason (SQS).
 - ``ChangeStreamWriter``: the change stream the forwarder, backfill, redrive and reconcile write to (Kinesis).
 - ``LeaseStore``: the forwarder's checkpoints and shard leases (DynamoDB).
+- ``TombstoneStore``: versions of recent deletes, so a re-sync put read before a delete cannot resurrect a row.
 - ``ChangeSource``: where row changes come from (``freshvec.sources``: Keyspaces CDC streams).
 """
 
@@ -97,6 +98,23 @@ class DeadLetterSendError(TransientError):
 class DeadLetterQueue(Protocol):
     def send(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Deliver every entry (a dict of ``constants.DLQ_FIELDS``) or raise DeadLetterSendError."""
+        ...
+
+
+# ---- tombstones ------------------------------------------------------------------------------------
+class TombstoneStore(Protocol):
+    """The version of each recent delete, per vector key, kept until ``expires_at`` (epoch seconds).
+
+    A tombstone must outlive any re-sync change read before its delete: such a change is at most as old as
+    the event source mapping's maximum record age when it is applied, so that (plus a margin) is its life.
+    """
+
+    def put(self, versions: Mapping[str, int], expires_at: float) -> None:
+        """Record each key's delete version; TransientError when some could not be written."""
+        ...
+
+    def get(self, keys: Sequence[str]) -> dict[str, int]:
+        """The tombstone version of each key that has one (absent: none, or expired)."""
         ...
 
 

@@ -5,6 +5,9 @@ An item holds the last sequence number forwarded to Kinesis (``seq``), whether t
 owner can move a checkpoint, so two forwarders never read one shard at the same time, and a lease whose
 owner died is free again once it expires.
 
+The sink's tombstones (``DynamoDbTombstones``) live in the same table, one item per deleted vector key
+(``#tombstone/<sha256 of the key>``), with ``expires_at`` as the table's TTL attribute.
+
 The streams a forwarder has followed are kept in the same table under one registry partition per table
 (``#streams/<keyspace>/<table>``, sort key = stream ARN) with ``state`` ``reading`` or ``done``: when CDC is
 re-enabled the old stream is finished before the new one is read.
@@ -12,6 +15,7 @@ re-enabled the old stream is finished before the new one is read.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +24,7 @@ from botocore.exceptions import ClientError
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
 from freshvec.errors import error_code
 from freshvec.ports import LeaseLostError, ShardCheckpoint, StreamEntry
+from freshvec.retry import RetryPolicy
 
 # Item attributes (the CLI's status command reads them too).
 ATTR_SEQUENCE = "seq"
@@ -32,6 +37,12 @@ ATTR_STREAM_STATE = "state"
 STREAM_READING = "reading"
 STREAM_DONE = "done"
 REGISTRY_PREFIX = "#streams/"
+TOMBSTONE_PREFIX = "#tombstone/"
+TOMBSTONE_SORT = "#"
+ATTR_TOMBSTONE_VERSION = "version"
+ATTR_EXPIRES_AT = "expires_at"  # the table's TTL attribute
+DYNAMODB_BATCH_WRITE = 25  # BatchWriteItem items per call
+DYNAMODB_BATCH_GET = 100  # BatchGetItem keys per call
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -262,3 +273,74 @@ def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
         lease_owner=item.get(ATTR_LEASE_OWNER, {}).get("S"),
         lease_expires_at=float(expires) if expires is not None else None,
     )
+
+
+class DynamoDbTombstones:
+    """``TombstoneStore`` in the checkpoint table: BatchWriteItem (25 a call) and consistent BatchGetItem (100)."""
+
+    def __init__(
+        self, dynamodb: Any, table_name: str, *, retry: RetryPolicy | None = None, clock: Callable[[], float]
+    ) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self._retry = retry or RetryPolicy()
+        self._clock = clock
+
+    def put(self, versions: dict[str, int] | Any, expires_at: float) -> None:
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        **_key(_tombstone_partition(key), TOMBSTONE_SORT),
+                        ATTR_TOMBSTONE_VERSION: {"N": str(version)},
+                        ATTR_EXPIRES_AT: {"N": str(int(expires_at))},
+                    }
+                }
+            }
+            for key, version in versions.items()
+        ]
+        for start in range(0, len(items), DYNAMODB_BATCH_WRITE):
+            pending = items[start : start + DYNAMODB_BATCH_WRITE]
+            attempt = 1
+            while pending:
+                response = self._retry.call(
+                    lambda pending=pending: self._db.batch_write_item(RequestItems={self._table: pending}),
+                    "DynamoDB BatchWriteItem (tombstones)",
+                )
+                pending = response.get("UnprocessedItems", {}).get(self._table, [])
+                if pending:
+                    self._retry.wait(attempt, f"{len(pending)} tombstone(s) unprocessed")
+                    attempt += 1
+
+    def get(self, keys: Any) -> dict[str, int]:
+        by_partition = {_tombstone_partition(key): key for key in keys}
+        found: dict[str, int] = {}
+        now = self._clock()
+        partitions = list(by_partition)
+        for start in range(0, len(partitions), DYNAMODB_BATCH_GET):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [_key(p, TOMBSTONE_SORT) for p in partitions[start : start + DYNAMODB_BATCH_GET]],
+                    "ConsistentRead": True,
+                }
+            }
+            attempt = 1
+            while request:
+                response = self._retry.call(
+                    lambda request=request: self._db.batch_get_item(RequestItems=request),
+                    "DynamoDB BatchGetItem (tombstones)",
+                )
+                for item in response.get("Responses", {}).get(self._table, []):
+                    expires = float(item.get(ATTR_EXPIRES_AT, {}).get("N", "0"))
+                    if expires > now:  # TTL deletion lags up to days; an expired item no longer counts
+                        found[by_partition[item[CHECKPOINT_PK]["S"]]] = int(item[ATTR_TOMBSTONE_VERSION]["N"])
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    self._retry.wait(attempt, "tombstone reads unprocessed")
+                    attempt += 1
+        return found
+
+
+def _tombstone_partition(key: str) -> str:
+    # Hashed: a vector key may hold 1,024 characters (up to 4 KB of UTF-8); a partition key holds 2,048 bytes.
+    return TOMBSTONE_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.adapters.wiring import keyspaces_forwarder
@@ -210,6 +211,7 @@ class LocalPipeline:
             embedder,
             S3VectorsStore(self._client("s3vectors"), self.resources.vector_bucket, self.resources.vector_index),
             SqsDeadLetterQueue(self._client("sqs"), self.resources.dlq_url),
+            tombstones=DynamoDbTombstones(self._client("dynamodb"), self.resources.checkpoint_table, clock=time.time),
         )
 
         def handler(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,7 @@ COSINE_MIN = 0.999
 POISON_RATE = 0.01
 TTL_SECONDS = (1, 2, 3)
 _SOURCE_POSITION_KEYS = (c.META_SEQUENCE, c.META_CHANGED_AT)
+_PIPELINE_KEYS = (*_SOURCE_POSITION_KEYS, c.META_FINGERPRINT, c.META_VERSION)
 
 # A table with a composite primary key and a column of every CQL type Keyspaces supports (counter aside: a
 # counter table holds only counters).
@@ -578,7 +579,7 @@ def build_expectations(
         if not text:
             absent.add(key)
             continue
-        present[key] = (text, {k: v for k, v in metadata.items() if k not in _SOURCE_POSITION_KEYS})
+        present[key] = (text, {k: v for k, v in metadata.items() if k not in _PIPELINE_KEYS})
     for removed in removed_keys:
         try:
             key = vector_key(_event_row(removed, types), config.key_columns)
@@ -717,7 +718,7 @@ def compare_index(
             continue
         stored_vector, stored_metadata = index[key]
         similarity = _cosine(vectors[key], stored_vector)
-        stored = {k: v for k, v in stored_metadata.items() if k not in _SOURCE_POSITION_KEYS}
+        stored = {k: v for k, v in stored_metadata.items() if k not in _PIPELINE_KEYS}
         missing_position = [k for k in _SOURCE_POSITION_KEYS if k not in stored_metadata]
         wrong = sorted(k for k in set(stored) | set(metadata) if not _same_value(metadata.get(k), stored.get(k)))
         if similarity < COSINE_MIN or wrong or missing_position:

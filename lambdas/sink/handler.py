@@ -7,6 +7,7 @@ one call into the domain.
 from __future__ import annotations
 
 import os
+import time
 from functools import cache
 from typing import Any
 
@@ -18,6 +19,7 @@ from botocore.config import Config
 
 from freshvec import constants as c
 from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig
@@ -42,7 +44,10 @@ def _sink() -> Sink:
     bucket, index = os.environ[c.ENV_VECTOR_BUCKET], os.environ[c.ENV_VECTOR_INDEX]
     store = S3VectorsStore(_client("s3vectors"), bucket, index, _RETRY)
     dlq = SqsDeadLetterQueue(_client("sqs"), os.environ[c.ENV_DLQ_URL], _RETRY)
-    return Sink(config, make_embedder(config.embedding, bedrock, _RETRY), store, dlq)
+    tombstones = DynamoDbTombstones(
+        _client("dynamodb"), os.environ[c.ENV_CHECKPOINT_TABLE], retry=_RETRY, clock=time.time
+    )
+    return Sink(config, make_embedder(config.embedding, bedrock, _RETRY), store, dlq, tombstones=tombstones)
 
 
 @metrics.log_metrics
@@ -80,6 +85,8 @@ def _report(result: SinkResult) -> None:
         c.M_TEXTS_TRUNCATED: s.texts_truncated,
         c.M_VECTORS_PUT: s.vectors_put,
         c.M_VECTORS_DELETED: s.vectors_deleted,
+        c.M_STALE_CHANGES_SKIPPED: s.stale_skipped,
+        c.M_TOMBSTONES_WRITTEN: s.tombstones_written,
         c.M_DLQ_RECORDS: s.dlq_records,
     }
     for name, value in counts.items():

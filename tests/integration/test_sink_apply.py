@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 from collections import Counter
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from freshvec import constants as c
 from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.memory import InProcessTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig, default_config
@@ -124,6 +126,7 @@ def make_pipeline(server: MotoServer, config: PipelineConfig | None = None, dime
         make_embedder(config.embedding, bedrock, NO_WAIT),
         S3VectorsStore(s3vectors, BUCKET, INDEX, NO_WAIT),
         SqsDeadLetterQueue(sqs, queue_url, NO_WAIT),
+        tombstones=InProcessTombstones(),
     )
     tap.calls.clear()
     return Pipeline(config, sink, bedrock, s3vectors, sqs, queue_url, tap)
@@ -132,6 +135,12 @@ def make_pipeline(server: MotoServer, config: PipelineConfig | None = None, dime
 @pytest.fixture
 def pipe(moto: MotoServer) -> Pipeline:
     return make_pipeline(moto)
+
+
+def titan_fingerprint(text: str) -> str:
+    """Written out from the documented rule, not taken from the sink: model, dimensions, normalize, limit, text."""
+    material = json.dumps([c.TITAN_V2, 256, True, c.TITAN_MAX_INPUT_CHARS, text], ensure_ascii=False)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
 def vec(text: str) -> list[float]:
@@ -155,6 +164,7 @@ def test_inserts_embed_and_store_vectors_with_converted_metadata(pipe: Pipeline)
         "overview": "Dinosaurs return.",
         c.META_SEQUENCE: doc["seq"],
         c.META_CHANGED_AT: 1795306503120,  # 2026-11-22T00:15:03.120Z
+        c.META_FINGERPRINT: titan_fingerprint("Dinosaurs return."),
     }
     assert result.stats.embeddings_computed == 1
     assert result.stats.vectors_put == 1

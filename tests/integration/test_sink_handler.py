@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from freshvec import constants as c
+from freshvec.adapters.dynamodb import create_checkpoint_table
 from freshvec.config import default_config
 from freshvec.errors import MisconfigurationError
 from freshvec.local.moto_server import MotoServer
@@ -31,6 +32,9 @@ class Context:
     aws_request_id: str = "5b7e1c9a-0000-4000-8000-000000000001"
 
 
+CHECKPOINT_TABLE = "freshvec-checkpoints"
+
+
 @pytest.fixture
 def deployed(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     s3vectors, sqs = moto.client("s3vectors"), moto.client("sqs")
@@ -44,6 +48,8 @@ def deployed(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
     monkeypatch.setenv(c.ENV_VECTOR_BUCKET, BUCKET)
     monkeypatch.setenv(c.ENV_VECTOR_INDEX, INDEX)
     monkeypatch.setenv(c.ENV_DLQ_URL, queue_url)
+    create_checkpoint_table(moto.client("dynamodb"), CHECKPOINT_TABLE)  # the sink's tombstones live there
+    monkeypatch.setenv(c.ENV_CHECKPOINT_TABLE, CHECKPOINT_TABLE)
     # The AWS edge only: Bedrock is the fake, everything else a real boto3 client pointed at moto.
     monkeypatch.setattr(
         sink_handler, "_client", lambda service: bedrock if service == "bedrock-runtime" else moto.client(service)

@@ -8,18 +8,33 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from freshvec import constants as c
 from freshvec.config import default_config
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
-from freshvec.sink import Action, ParsedRecord, Sink, coalesce, has_text, plan_key
+from freshvec.plan import (
+    Action,
+    KeyPlan,
+    ParsedRecord,
+    coalesce,
+    decide,
+    fingerprint,
+    has_text,
+    needs_tombstone_lookup,
+    plan_key,
+)
+from freshvec.sink import Sink
 from freshvec.testing.builders import change, key_of, kinesis_record, movie
 
 TEXT = "overview"
 
 
-def parsed(index: int, doc: dict) -> ParsedRecord:
+def parsed(index: int, doc: dict, version: int | None = None) -> ParsedRecord:
+    if version is not None:
+        doc = {**doc, "version": version}
     event = parse_event(doc)
     new = event.new or {}
+    text = None if event.is_removal else new.get(TEXT)
     return ParsedRecord(
         index=index,
         sequence_number=str(index),
@@ -27,61 +42,113 @@ def parsed(index: int, doc: dict) -> ParsedRecord:
         raw={},
         event=event,
         key=key_of(event.key["title"]),
-        text=None if event.is_removal else new.get(TEXT),
+        text=text,
         metadata={"marker": index},
+        fingerprint=None if text is None else f"fp:{text}",
     )
 
 
-def plan_of(*docs: dict) -> tuple[Action, str | None, dict | None]:
-    records = [parsed(i, d) for i, d in enumerate(docs)]
+def plan_of(*docs: dict, versions: tuple[int | None, ...] | None = None) -> KeyPlan:
+    versions = versions or (None,) * len(docs)
+    records = [parsed(i, d, v) for i, (d, v) in enumerate(zip(docs, versions, strict=True))]
     [(key, group)] = coalesce(records).items()
-    plan = plan_key(key, group, TEXT)
-    return plan.action, plan.text, plan.metadata
+    return plan_key(key, group)
 
 
-def test_insert_of_an_unknown_row_checks_the_index_before_embedding() -> None:
-    assert plan_of(change("INSERT", movie("A", "t"))) == (Action.REUSE_IF_SAME, "t", {"marker": 0})
+def stored(text: str, version: int | None = None) -> dict:
+    metadata: dict = {c.META_FINGERPRINT: f"fp:{text}"}
+    if version is not None:
+        metadata[c.META_VERSION] = str(version)
+    return {"data": [0.5, 0.25], "metadata": metadata}
 
 
-def test_update_with_unchanged_text_reuses_the_stored_vector() -> None:
-    assert plan_of(change("UPDATE", movie("A", "t", vote_count=2), movie("A", "t")))[0] is Action.REUSE
+def test_a_put_reuses_the_stored_vector_only_when_the_fingerprint_matches() -> None:
+    same = plan_of(change("INSERT", movie("A", "t")))
+    decide(same, stored("t"), None)
+    assert (same.action, same.reused, same.vector) == (Action.PUT, True, [0.5, 0.25])
+    other = plan_of(change("INSERT", movie("A", "t")))
+    decide(other, stored("something else"), None)
+    assert (other.action, other.reused, other.vector) == (Action.PUT, False, None)
 
 
-def test_update_with_changed_text_embeds() -> None:
-    assert plan_of(change("UPDATE", movie("A", "new"), movie("A", "old")))[:2] == (Action.EMBED, "new")
-
-
-def test_update_without_an_old_image_checks_the_index() -> None:
-    assert plan_of(change("UPDATE", movie("A", "t")))[0] is Action.REUSE_IF_SAME
+def test_the_old_image_is_no_proof_a_parked_text_change_is_re_embedded() -> None:
+    # The index still holds the vector of "old" (the change to "new" was parked); this metadata-only update
+    # says the text did not change, but the stored fingerprint says the vector is of another text.
+    plan = plan_of(change("UPDATE", movie("A", "new", vote_count=2), movie("A", "new")))
+    decide(plan, stored("old"), None)
+    assert plan.action is Action.PUT and not plan.reused
 
 
 @pytest.mark.parametrize("op", ["DELETE", "EXPIRE"])
 def test_removals_delete(op: str) -> None:
-    assert plan_of(change("INSERT", movie("A", "t")), change(op, None, movie("A", "t")))[0] is Action.DELETE
+    assert plan_of(change("INSERT", movie("A", "t")), change(op, None, movie("A", "t"))).action is Action.DELETE
 
 
 @pytest.mark.parametrize("text", [None, "", " \n\t"])
 def test_no_text_deletes(text: str | None) -> None:
-    assert plan_of(change("UPDATE", movie("A", text), movie("A", "t")))[0] is Action.DELETE
+    assert plan_of(change("UPDATE", movie("A", text), movie("A", "t"))).action is Action.DELETE
 
 
-def test_before_is_the_first_old_image_and_the_last_change_wins() -> None:
-    # t -> u -> t: the text ends where it started, so the stored vector is still right.
-    docs = (
-        change("UPDATE", movie("A", "u"), movie("A", "t")),
-        change("UPDATE", movie("A", "t", vote_count=9), movie("A", "u")),
-    )
-    assert plan_of(*docs) == (Action.REUSE, "t", {"marker": 1})
-    # t -> u -> v: changed.
+def test_the_last_change_wins_when_versions_rise_or_are_unknown() -> None:
     docs = (change("UPDATE", movie("A", "u"), movie("A", "t")), change("UPDATE", movie("A", "v"), movie("A", "u")))
-    assert plan_of(*docs)[:2] == (Action.EMBED, "v")
+    assert plan_of(*docs).text == "v"
+    rising = plan_of(*docs, versions=(5, 9))
+    assert (rising.text, rising.stale) == ("v", [])
 
 
-def test_delete_then_insert_compares_against_the_deleted_row() -> None:
-    docs = (change("DELETE", None, movie("A", "t")), change("INSERT", movie("A", "t")))
-    assert plan_of(*docs)[0] is Action.REUSE
-    docs = (change("DELETE", None, movie("A", "t")), change("INSERT", movie("A", "other")))
-    assert plan_of(*docs)[0] is Action.EMBED
+def test_an_older_change_later_in_the_batch_is_stale() -> None:
+    docs = (change("UPDATE", movie("A", "live"), movie("A", "t")), change("UPDATE", movie("A", "read earlier")))
+    plan = plan_of(*docs, versions=(9, 5))
+    assert plan.text == "live"
+    assert [r.index for r in plan.stale] == [1]
+
+
+def test_a_change_older_than_the_index_is_skipped() -> None:
+    plan = plan_of(change("UPDATE", movie("A", "t")), versions=(4,))
+    decide(plan, stored("x", version=7), None)
+    assert plan.action is Action.SKIP and [r.index for r in plan.stale] == [0]
+    delete = plan_of(change("DELETE", None, movie("A", "t")), versions=(4,))
+    decide(delete, stored("x", version=7), None)
+    assert delete.action is Action.SKIP
+
+
+def test_an_equal_version_is_applied_again() -> None:
+    plan = plan_of(change("UPDATE", movie("A", "t")), versions=(7,))
+    decide(plan, stored("t", version=7), None)
+    assert plan.action is Action.PUT and plan.reused
+
+
+def test_a_resync_read_before_a_delete_does_not_resurrect_the_row() -> None:
+    resync = {**change("INSERT", movie("A", "t")), "origin": "BACKFILL"}
+    plan = plan_of(resync, versions=(5,))
+    assert needs_tombstone_lookup(plan, None)
+    decide(plan, None, 6)  # deleted at version 6, after the backfill read the row at version 5
+    assert plan.action is Action.SKIP
+    newer = plan_of(resync, versions=(8,))  # written again after the delete: that row is real
+    decide(newer, None, 6)
+    assert newer.action is Action.PUT
+
+
+def test_a_live_insert_after_a_delete_needs_no_tombstone_lookup() -> None:
+    plan = plan_of(change("INSERT", movie("A", "t")), versions=(5,))
+    assert not needs_tombstone_lookup(plan, None)
+    assert not needs_tombstone_lookup(plan_of(change("INSERT", movie("A", "t"))), None)  # no version: no order
+
+
+def test_a_delete_does_not_weaken_a_newer_tombstone() -> None:
+    plan = plan_of(change("DELETE", None, movie("A", "t")), versions=(5,))
+    assert needs_tombstone_lookup(plan, None)
+    decide(plan, None, 9)
+    assert plan.action is Action.SKIP
+
+
+def test_fingerprints_differ_by_model_dimension_limit_and_text() -> None:
+    base = {"model_id": "m", "dimensions": 256, "normalize": True, "max_input_chars": 100, "text": "t"}
+    variants = [base, {**base, "model_id": "n"}, {**base, "dimensions": 512}, {**base, "normalize": False}]
+    variants += [{**base, "max_input_chars": 99}, {**base, "text": "u"}]
+    prints = [fingerprint(**v) for v in variants]
+    assert len(set(prints)) == len(prints)
+    assert fingerprint(**base) == fingerprint(**dict(base))
 
 
 def test_coalesce_keeps_batch_order_per_key_and_skips_poison() -> None:
@@ -108,10 +175,14 @@ def test_has_text() -> None:
 
 
 # ---- parsing a Lambda record (Sink._parse) -------------------------------------------------------------
+class _NoModel:
+    model_id, dimensions, max_input_chars = "none", 256, 1000
+
+
 @pytest.fixture
 def parse():
     # Parsing touches none of the sink's ports; none are given so a stray call would fail loudly.
-    return Sink(default_config(), embedder=None, store=None, dlq=None)._parse  # type: ignore[arg-type]
+    return Sink(default_config(), embedder=_NoModel(), store=None, dlq=None, tombstones=None)._parse  # type: ignore[arg-type]
 
 
 def test_parse_builds_key_text_and_metadata(parse) -> None:

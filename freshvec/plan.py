@@ -1,0 +1,191 @@
+"""What one key's changes in a batch amount to, decided against what the index holds — the exactness rules.
+
+Change history is not trusted to describe the index; what is stored is. Two facts ride with every vector:
+
+- its **fingerprint** (``_fp``): a hash of exactly what was embedded — the model, its dimensions and
+  normalisation, the input limit the text is cut to, and the text. A stored vector is reused if and only if
+  its fingerprint equals the new text's; the change's old image is never proof (a parked or lost change
+  would otherwise let a later metadata-only update put an old text's vector under a new text). A model or
+  dimension change alters every fingerprint, so each row is re-embedded on its next change.
+- its **version** (``_ver``): the source row state it reflects, in the source's own order. A put or delete
+  older than the stored version is skipped and counted. A delete leaves a tombstone (with a bounded
+  lifetime) so that a re-sync put read before the delete cannot bring the row back.
+
+The functions here are pure: the sink fetches what is stored and applies what they decide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from freshvec import constants as c
+from freshvec.errors import FreshvecError
+from freshvec.events import ChangeEvent
+
+_FINGERPRINT_HEX_CHARS = 32  # 128 bits: collisions are out of reach, and the metadata stays small
+
+
+def fingerprint(*, model_id: str, dimensions: int, normalize: bool, max_input_chars: int, text: str) -> str:
+    """The hash of what embedding ``text`` sends to the model, and how (the cut to the limit is part of it)."""
+    material = json.dumps([model_id, dimensions, normalize, max_input_chars, text], ensure_ascii=False)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:_FINGERPRINT_HEX_CHARS]
+
+
+def stored_version(stored: Mapping[str, Any] | None) -> int | None:
+    """The version a stored vector carries (None: no vector, or one written before versions existed)."""
+    if not stored:
+        return None
+    raw = (stored.get("metadata") or {}).get(c.META_VERSION)
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def stored_fingerprint(stored: Mapping[str, Any] | None) -> str | None:
+    if not stored:
+        return None
+    value = (stored.get("metadata") or {}).get(c.META_FINGERPRINT)
+    return value if isinstance(value, str) else None
+
+
+def older(version: int | None, than: int | None) -> bool:
+    """Strictly older; an unknown version on either side is never older (it cannot be ordered)."""
+    return version is not None and than is not None and version < than
+
+
+def has_text(text: str | None) -> bool:
+    return text is not None and bool(text.strip())
+
+
+@dataclass
+class ParsedRecord:
+    index: int  # position in the batch
+    sequence_number: str  # Kinesis sequence number
+    shard_id: str
+    raw: Mapping[str, Any]  # the Lambda Kinesis record
+    event: ChangeEvent | None = None
+    key: str | None = None
+    text: str | None = None  # the new image's embedded text (None for removals)
+    metadata: dict[str, Any] | None = None  # metadata of the new image, when it has text
+    fingerprint: str | None = None  # of ``text``, when it has text
+    error: FreshvecError | None = None  # set when the record is poison
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and self.event is not None and self.key is not None
+
+    @property
+    def version(self) -> int | None:
+        return self.event.version if self.event is not None else None
+
+
+class Action(Enum):
+    DELETE = "delete"  # remove the vector and leave a tombstone
+    PUT = "put"  # write the vector: reused when the stored fingerprint matches, else embedded
+    SKIP = "skip"  # older than what the index (or a tombstone) holds: nothing to write
+
+
+@dataclass
+class KeyPlan:
+    key: str
+    action: Action
+    records: list[ParsedRecord]  # every usable record of the key in this batch, in order
+    effective: ParsedRecord  # the newest of them: the state the index should end in
+    stale: list[ParsedRecord] = field(default_factory=list)  # records skipped as older than another
+    vector: list[float] | None = None  # filled in before writing a put
+    reused: bool = False  # the vector came from the index, not from the model
+
+    @property
+    def first_index(self) -> int:
+        return self.records[0].index
+
+    @property
+    def text(self) -> str | None:
+        return self.effective.text
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self.effective.metadata
+
+    @property
+    def version(self) -> int | None:
+        return self.effective.version
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.effective.fingerprint
+
+    @property
+    def is_resync(self) -> bool:
+        return self.effective.event is not None and self.effective.event.is_resync
+
+    def skip(self) -> None:
+        """Nothing of this key is written: every record counts as stale."""
+        self.action = Action.SKIP
+        self.stale = list(self.records)
+
+
+def coalesce(records: Sequence[ParsedRecord]) -> dict[str, list[ParsedRecord]]:
+    """Usable records grouped per vector key, in batch (sequence) order."""
+    groups: dict[str, list[ParsedRecord]] = {}
+    for record in records:
+        if record.usable:
+            assert record.key is not None
+            groups.setdefault(record.key, []).append(record)
+    return groups
+
+
+def plan_key(key: str, records: list[ParsedRecord]) -> KeyPlan:
+    """The newest change of the key wins: by version, and by batch order among equal or unknown versions.
+
+    A record older than one before it (a re-sync read before a live change, say) is stale within the batch.
+    """
+    effective = records[0]
+    stale: list[ParsedRecord] = []
+    for record in records[1:]:
+        if older(record.version, effective.version):
+            stale.append(record)
+        else:
+            effective = record
+    assert effective.event is not None
+    removal = effective.event.is_removal or not has_text(effective.text)
+    return KeyPlan(key, Action.DELETE if removal else Action.PUT, records, effective, stale)
+
+
+def decide(plan: KeyPlan, stored: Mapping[str, Any] | None, tombstone: int | None) -> None:
+    """Settle ``plan`` against the stored vector and the key's tombstone version (None: none).
+
+    - older than the stored vector: skip;
+    - no stored vector: a re-sync put at or below a tombstone's version was read before the delete: skip;
+      a delete at or below the tombstone adds nothing: skip;
+    - a put whose fingerprint matches the stored one reuses the stored vector (set here).
+    """
+    if plan.action is Action.SKIP:
+        return
+    if older(plan.version, stored_version(stored)):
+        plan.skip()
+        return
+    buried = stored is None and tombstone is not None and plan.version is not None and plan.version <= tombstone
+    if buried and (plan.action is Action.DELETE or plan.is_resync):
+        plan.skip()
+        return
+    matches = stored is not None and bool(stored.get("data")) and stored_fingerprint(stored) == plan.fingerprint
+    if plan.action is Action.PUT and matches:
+        assert stored is not None
+        plan.vector = [float(x) for x in stored["data"]]
+        plan.reused = True
+        return
+    plan.vector, plan.reused = None, False
+
+
+def needs_tombstone_lookup(plan: KeyPlan, stored: Mapping[str, Any] | None) -> bool:
+    """Tombstones matter only where no vector is stored: re-sync puts, and deletes (not to weaken one)."""
+    if stored is not None or plan.version is None or plan.action is Action.SKIP:
+        return False
+    return plan.action is Action.DELETE or plan.is_resync
