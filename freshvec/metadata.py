@@ -1,6 +1,7 @@
 """Row image -> S3 Vectors metadata: the configured columns converted for filtering, within the index limits.
 
-Conversions (event cell value, see docs/change-event.md -> metadata value):
+Conversions (event cell value, see docs/change-event.md -> metadata value; each CQL type's ``to_metadata`` in
+``freshvec.sources.keyspaces.types``):
 
 - text, ascii, varchar, time, duration, inet, uuid, timeuuid, blob (base64) -> string, unchanged
 - int, bigint, smallint, tinyint, varint, counter -> number; beyond +-2**53 a decimal string, because
@@ -24,26 +25,43 @@ unstorable; the whole text stays in the table, which the vector key points back 
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
 from freshvec import constants as c
 from freshvec.config import PipelineConfig
 from freshvec.errors import MisconfigurationError, PoisonRecordError
-from freshvec.events import parse_timestamp
-from freshvec.sources.keyspaces.cqltypes import FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES, CqlType
+from freshvec.sources.keyspaces.cqltypes import CqlType
+from freshvec.sources.keyspaces.types import (
+    MetadataValue,
+    compact_json,
+    date_from_metadata,
+    date_number,
+    decimal_number,
+    epoch_millis,
+    timestamp_from_metadata,
+    to_metadata_value,
+)
+
+__all__ = [
+    "MAX_STORED_TEXT_BYTES",
+    "S3V_MAX_METADATA_KEYS",
+    "MetadataBuilder",
+    "MetadataValue",
+    "convert_value",
+    "date_from_metadata",
+    "date_number",
+    "decimal_number",
+    "entry_bytes",
+    "epoch_millis",
+    "metadata_bytes",
+    "text_prefix",
+    "timestamp_from_metadata",
+]
 
 MAX_STORED_TEXT_BYTES = 32 * 1024  # leaves at least 8 KB of the 40 KB total for the other columns
 S3V_MAX_METADATA_KEYS = 50  # metadata keys per vector
-_MAX_EXACT_INT = 2**53
-_STRING_TYPES = TEXT_TYPES | {"time", "duration", "inet", "uuid", "timeuuid", "blob"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-MetadataValue = str | int | float | bool | list[str | int | float | bool]
 
 
 class MetadataBuilder:
@@ -116,117 +134,17 @@ class MetadataBuilder:
         return self._text_field
 
 
-def convert_value(value: Any, cql_type: CqlType) -> MetadataValue | None:  # noqa: PLR0911, PLR0912 - one branch per type
-    """One event cell value as a metadata value (None: leave the key out); ValueError/TypeError if invalid."""
-    if value is None:
-        return None
-    if isinstance(value, dict) and "$unknown" in value:
-        return str(value.get("value", ""))
-    base = cql_type.base
-    name = base.name
-    if name in _STRING_TYPES:
-        return _expect(value, str, name)
-    if name in INTEGER_TYPES:
-        number = _expect(value, int, name)
-        return number if abs(number) <= _MAX_EXACT_INT else str(number)
-    if name in FLOAT_TYPES:
-        if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"expected a number, got {value!r}")
-        return float(value)
-    if name == "decimal":
-        return decimal_number(value)
-    if name == "boolean":
-        return _expect(value, bool, name)
-    if name == "date":
-        return date_number(_expect(value, str, name))
-    if name == "timestamp":
-        return epoch_millis(parse_timestamp(_expect(value, str, name)))
-    if name in ("list", "set", "tuple"):
-        if not isinstance(value, list):
-            raise TypeError(f"expected an array, got {type(value).__name__}")
-        params = base.params if name == "tuple" else base.params * len(value)
-        items = [_element(item, param) for item, param in zip(value, params, strict=False)]
-        return [item for item in items if item is not None] or None
-    if name in ("map", "udt"):
-        if isinstance(value, dict):
-            pairs: list[Any] = list(value.items())
-        elif isinstance(value, list):
-            pairs = value
-        else:
-            raise TypeError(f"expected an object or an array of pairs, got {type(value).__name__}")
-        entries = []
-        for pair in pairs:
-            if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise TypeError(f"expected [key, value] pairs, got {pair!r}")
-            entries.append(f"{_cell_text(pair[0])}={_cell_text(pair[1])}")
-        return entries or None
-    raise TypeError(f"no metadata conversion for CQL type {cql_type}")
+def convert_value(value: Any, cql_type: CqlType) -> MetadataValue | None:
+    """One event cell value as a metadata value (None: leave the key out); ValueError/TypeError if invalid.
 
-
-def _element(value: Any, cql_type: CqlType) -> str | int | float | bool | None:
-    """A collection element: scalars converted like columns, nested collections as compact JSON text."""
-    if cql_type.base.name in ("list", "set", "tuple", "map", "udt") or isinstance(value, list | dict):
-        return _compact_json(value)
-    converted = convert_value(value, cql_type)
-    if isinstance(converted, list):  # unreachable for scalar types; keeps the element type honest
-        return _compact_json(converted)
-    return converted
-
-
-def _expect(value: Any, kind: type, type_name: str) -> Any:
-    if isinstance(value, bool) and kind is not bool:
-        raise TypeError(f"expected a {type_name} value, got a boolean")
-    if not isinstance(value, kind):
-        raise TypeError(f"expected a {type_name} value ({kind.__name__}), got {value!r}")
-    return value
-
-
-def _cell_text(value: Any) -> str:
-    return value if isinstance(value, str) else _compact_json(value)
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def decimal_number(value: Any) -> float:
-    """An exact decimal string as a metadata number."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise TypeError(f"expected a decimal string, got {value!r}")
-    try:
-        number = float(Decimal(str(value)))
-    except InvalidOperation as exc:
-        raise ValueError(f"{value!r} is not a decimal") from exc
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} does not fit a metadata number")
-    return number
-
-
-def date_number(text: str) -> int:
-    """``"1993-06-11"`` -> ``19930611``."""
-    day = date.fromisoformat(text)
-    return day.year * 10_000 + day.month * 100 + day.day
-
-
-def date_from_metadata(number: int) -> date:
-    """The inverse of ``date_number``."""
-    return date(number // 10_000, number // 100 % 100, number % 100)
-
-
-def epoch_millis(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def timestamp_from_metadata(millis: int) -> datetime:
-    """The inverse of the timestamp conversion (UTC)."""
-    return _EPOCH + timedelta(milliseconds=millis)
+    Each CQL type's conversion is its ``to_metadata`` in the type registry (``freshvec.sources.keyspaces.types``).
+    """
+    return to_metadata_value(value, cql_type)
 
 
 def entry_bytes(key: str, value: Any) -> int:
     """Size of one metadata entry as JSON text (key and value), the measure the limits are checked with."""
-    return len(_compact_json(key).encode("utf-8")) + 1 + len(_compact_json(value).encode("utf-8"))
+    return len(compact_json(key).encode("utf-8")) + 1 + len(compact_json(value).encode("utf-8"))
 
 
 def metadata_bytes(metadata: Mapping[str, Any]) -> int:

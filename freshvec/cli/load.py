@@ -12,29 +12,25 @@ element. A row that cannot be converted is reported with its line number and ski
 
 from __future__ import annotations
 
-import base64
 import csv
-import ipaddress
 import json
-import math
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from datetime import time as time_of_day
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from freshvec.events import format_timestamp
-from freshvec.sources.keyspaces.cqltypes import CqlType
-
-_INT_RANGES = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
-_TRUE = {"true", "yes", "1"}
-_FALSE = {"false", "no", "0"}
+from freshvec.sources.keyspaces.driver import (
+    CellError,
+    TableSchema,
+    convert_row,
+    row_to_json,
+    to_json_value,  # noqa: F401 - re-exported for freshvec.cli.operations
+)
 
 # ---- errors ------------------------------------------------------------------------------------
 
@@ -50,10 +46,6 @@ class RowError(ValueError):
         self.line = line
         self.reason = message
         super().__init__(f"line {line}: {message}")
-
-
-class CellError(ValueError):
-    """One value does not fit its column's CQL type."""
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -149,254 +141,6 @@ def _read_jsonl(path: Path, known: list[str]) -> Iterator[SourceRecord]:
                 yield SourceRecord(number, doc)
 
     return records()
-
-
-# ---- converting --------------------------------------------------------------------------------
-
-
-def to_driver_value(value: Any, cql: CqlType) -> Any:  # noqa: PLR0911, PLR0912 - one branch per CQL type
-    """A file value (JSON value or CSV text) as the Python value the Cassandra driver binds for ``cql``."""
-    if value is None:
-        return None
-    cql = cql.base
-    name = cql.name
-    if name in ("text", "varchar", "ascii"):
-        if not isinstance(value, str):
-            raise CellError(f"expected text, got {_describe(value)}")
-        if name == "ascii" and not value.isascii():
-            raise CellError("ascii column holds non-ASCII characters")
-        return value
-    if name in _INT_RANGES or name == "varint":
-        return _to_int(value, name)
-    if name == "counter":
-        raise CellError("counter columns cannot be written with INSERT; update them with cqlsh")
-    if name in ("float", "double"):
-        return _to_float(value)
-    if name == "decimal":
-        return _to_decimal(value)
-    if name == "boolean":
-        return _to_bool(value)
-    if name == "date":
-        return _parse_text(value, date.fromisoformat, "a date YYYY-MM-DD")
-    if name == "timestamp":
-        return _to_timestamp(value)
-    if name == "time":
-        return _parse_text(value, time_of_day.fromisoformat, "a time HH:MM:SS[.ffffff]")
-    if name in ("uuid", "timeuuid"):
-        parsed = _parse_text(value, uuid.UUID, "a UUID")
-        if name == "timeuuid" and parsed.version != 1:
-            raise CellError(f"{parsed} is not a time-based (version 1) UUID")
-        return parsed
-    if name == "inet":
-        return str(_parse_text(value, ipaddress.ip_address, "an IP address"))
-    if name == "blob":
-        return _parse_text(value, lambda text: base64.b64decode(text, validate=True), "base64 text")
-    if name == "duration":
-        raise CellError("duration columns are not supported by the loader")
-    return _to_collection(value, cql)
-
-
-def _to_collection(value: Any, cql: CqlType) -> Any:
-    if isinstance(value, str):  # collections in CSV are written as JSON
-        try:
-            value = json.loads(value, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise CellError(f"expected JSON for a {cql} value: {exc.msg}") from exc
-    name = cql.name
-    if name in ("list", "set"):
-        if not isinstance(value, list):
-            raise CellError(f"expected an array for {cql}, got {_describe(value)}")
-        items = [to_driver_value(item, cql.params[0]) for item in value]
-        return items if name == "list" else set(items)
-    if name == "tuple":
-        if not isinstance(value, list) or len(value) != len(cql.params):
-            raise CellError(f"expected an array of {len(cql.params)} values for {cql}")
-        return tuple(to_driver_value(item, param) for item, param in zip(value, cql.params, strict=True))
-    if name == "map":
-        pairs = list(value.items()) if isinstance(value, dict) else value
-        if not isinstance(pairs, list):
-            raise CellError(f"expected an object or an array of [key, value] pairs for {cql}")
-        result = {}
-        for pair in pairs:
-            if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise CellError(f"expected [key, value] pairs for {cql}")
-            result[to_driver_value(pair[0], cql.params[0])] = to_driver_value(pair[1], cql.params[1])
-        return result
-    if name == "udt":
-        if not isinstance(value, dict):
-            raise CellError(f"expected an object for {cql}, got {_describe(value)}")
-        return dict(value)
-    raise CellError(f"type {cql} is not supported by the loader")
-
-
-def _to_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise CellError(f"expected a whole number, got {_describe(value)}")
-    if isinstance(value, Decimal | float):
-        integral = value == value.to_integral_value() if isinstance(value, Decimal) else value.is_integer()
-        if not integral:
-            raise CellError(f"expected a whole number, got {value}")
-        value = int(value)
-    elif isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError as exc:
-            raise CellError(f"expected a whole number, got {value!r}") from exc
-    elif not isinstance(value, int):
-        raise CellError(f"expected a whole number, got {_describe(value)}")
-    bits = _INT_RANGES.get(name)
-    if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-        raise CellError(f"{value} is out of range for {name}")
-    return value
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise CellError(f"expected a number, got {_describe(value)}")
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise CellError(f"expected a number, got {value!r}") from exc
-
-
-def _to_decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise CellError(f"expected a decimal, got {_describe(value)}")
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise CellError(f"expected a decimal, got {value!r}") from exc
-    if not result.is_finite():
-        raise CellError(f"{value!r} is not a finite decimal")
-    return result
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise CellError(f"expected true or false, got {value!r}")
-
-
-def _to_timestamp(value: Any) -> datetime:
-    moment = _parse_text(value, lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")), "an ISO 8601 time")
-    # A time without a zone is taken as UTC, the zone Keyspaces stores.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _parse_text(value: Any, parse: Callable[[str], Any], what: str) -> Any:
-    if not isinstance(value, str):
-        raise CellError(f"expected {what}, got {_describe(value)}")
-    try:
-        return parse(value.strip())
-    except (ValueError, TypeError) as exc:
-        raise CellError(f"expected {what}, got {value!r}") from exc
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return f"{type(value).__name__} {value!r}"
-
-
-def to_json_value(value: Any, cql: CqlType) -> Any:  # noqa: PLR0911 - one branch per value kind
-    """A driver value as its change-event JSON value (docs/change-event.md)."""
-    if value is None:
-        return None
-    cql = cql.base
-    name = cql.name
-    if name == "decimal":
-        return str(value)
-    if name in ("float", "double"):
-        number = float(value)
-        return number if math.isfinite(number) else str(number).replace("inf", "Infinity").replace("nan", "NaN")
-    if name == "timestamp":
-        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
-    if name == "blob":
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if name in ("date", "time"):
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
-    if name in ("uuid", "timeuuid", "inet", "duration"):
-        return str(value)
-    if name in ("list", "set"):
-        items = [to_json_value(item, cql.params[0]) for item in value]
-        return sorted(items, key=json.dumps) if name == "set" else items
-    if name == "tuple":
-        return [to_json_value(item, param) for item, param in zip(value, cql.params, strict=False)]
-    if name == "map":
-        key_type, value_type = cql.params
-        if key_type.is_text:
-            return {key: to_json_value(item, value_type) for key, item in value.items()}
-        return [[to_json_value(k, key_type), to_json_value(v, value_type)] for k, v in value.items()]
-    if name == "udt":
-        items = value.items() if isinstance(value, Mapping) else value._asdict().items()
-        return {key: _plain_json(item) for key, item in items}
-    return value
-
-
-def _plain_json(value: Any) -> Any:  # noqa: PLR0911 - one branch per value kind
-    """Best-effort JSON for UDT fields, whose types the config does not describe."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
-    if isinstance(value, date | time_of_day):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_plain_json(v) for v in value]
-    return value
-
-
-@dataclass(frozen=True)
-class TableSchema:
-    """What the loader needs to know about the table: names, CQL types and the primary key."""
-
-    keyspace: str
-    table: str
-    column_types: dict[str, CqlType]
-    primary_key: tuple[str, ...]
-    partition_key: tuple[str, ...]
-    text_column: str  # the embedded text column
-
-    @classmethod
-    def from_config(cls, config: Any) -> TableSchema:
-        return cls(
-            keyspace=config.keyspace,
-            table=config.table,
-            column_types=config.column_types,
-            primary_key=config.primary_key,
-            partition_key=config.partition_key,
-            text_column=config.embedding_field,
-        )
-
-
-def convert_row(values: Mapping[str, Any], schema: TableSchema) -> dict[str, Any]:
-    """Driver values for one file record; CellError names the column that does not fit."""
-    missing = [name for name in schema.primary_key if values.get(name) is None]
-    if missing:
-        raise CellError(f"primary key column {missing[0]!r} is missing or empty")
-    row = {}
-    for name, value in values.items():
-        try:
-            row[name] = to_driver_value(value, schema.column_types[name])
-        except CellError as exc:
-            raise CellError(f"column {name!r}: {exc}") from exc
-    return row
-
-
-def row_to_json(row: Mapping[str, Any], schema: TableSchema) -> dict[str, Any]:
-    return {name: to_json_value(value, schema.column_types[name]) for name, value in row.items()}
 
 
 # ---- what to write: insert, update or delete ---------------------------------------------------

@@ -19,12 +19,13 @@ from typer.testing import CliRunner
 from freshvec import constants as c
 from freshvec.cli import app as cli
 from freshvec.cli import operations
-from freshvec.cli.load import CassandraRowWriter, TableSchema, load_rows, read_records
+from freshvec.cli.load import CassandraRowWriter, load_rows, read_records
 from freshvec.config import default_config
 from freshvec.events import parse_event
 from freshvec.keys import partition_key, vector_key
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.resources import create_resources, local_config
+from freshvec.sources.keyspaces.driver import TableSchema
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
 from freshvec.testing.fakes.cassandra import FakeSession
 

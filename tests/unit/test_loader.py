@@ -17,23 +17,25 @@ from hypothesis import strategies as st
 from freshvec.cli.load import (
     Backoff,
     CassandraRowWriter,
-    CellError,
     LoaderFileError,
-    TableSchema,
     WriteOp,
     build_delete,
     build_insert,
-    convert_row,
     load_rows,
     plan_writes,
     read_records,
-    row_to_json,
     tls_context,
-    to_driver_value,
-    to_json_value,
 )
 from freshvec.config import PipelineConfig, default_config
 from freshvec.sources.keyspaces.cqltypes import parse_cql_type
+from freshvec.sources.keyspaces.driver import (
+    CellError,
+    TableSchema,
+    convert_row,
+    row_to_json,
+    to_driver_value,
+    to_json_value,
+)
 from freshvec.testing.fakes.cassandra import FakeSession, fail_times, timed_out, unavailable, write_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
