@@ -311,7 +311,9 @@ def load(
     verb = "deleting" if delete else f"updating ({update})" if update else "loading"
     cluster = None
     if res.is_local:
-        writer: loader.RowWriter = loader.ControlApiRowWriter(res.control_url or "", schema)
+        writer: loader.RowWriter = loader.ControlApiRowWriter(
+            res.control_url or "", schema, headers=operations.control_headers(res)
+        )
         target = "the local pipeline"
     else:
         cluster, session = _connect_table(res.region, ca_bundle)

@@ -364,9 +364,16 @@ class ControlApiRowWriter:
     """Writes rows to a running local mode through its control API, in batches, retrying connection errors."""
 
     def __init__(
-        self, control_url: str, schema: TableSchema, *, batch_size: int = 200, backoff: Backoff | None = None
+        self,
+        control_url: str,
+        schema: TableSchema,
+        *,
+        batch_size: int = 200,
+        backoff: Backoff | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.control_url = control_url.rstrip("/")
+        self.headers = dict(headers or {})  # the control token header
         self.schema = schema
         self.batch_size = batch_size
         self.backoff = backoff or Backoff(base_s=0.2, cap_s=2.0, max_attempts=4)
@@ -392,7 +399,7 @@ class ControlApiRowWriter:
         attempt = 1
         while True:
             try:
-                response = requests.post(f"{self.control_url}/{path}", json=body, timeout=30)
+                response = requests.post(f"{self.control_url}/{path}", json=body, headers=self.headers, timeout=30)
                 if response.status_code < 500:
                     if response.status_code >= 400:
                         error = f"local control API refused the rows ({response.status_code}): {response.text[:200]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import itertools
 import json
 import os
@@ -27,6 +28,8 @@ from freshvec.config import ConfigError, PipelineConfig
 from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.filters import validate_filter
 from freshvec.keys import parse_vector_key, partition_key, vector_key
+from freshvec.state import CONTROL_TOKEN_HEADER
+from freshvec.state import local_state_path as _state_file_path
 
 ClientFactory = Callable[[str], Any]
 DEFAULT_LOCAL_STATE = Path(".freshvec") / "local.json"
@@ -54,6 +57,7 @@ class StackResources:
     config: PipelineConfig
     endpoint_url: str | None = None  # local mode: the moto server
     control_url: str | None = None  # local mode: the control API
+    control_token: str | None = None  # local mode: the control API's token (from the state file)
 
     @property
     def is_local(self) -> bool:
@@ -128,7 +132,7 @@ def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackRes
 
 
 def local_state_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get(LOCAL_STATE_ENV) or DEFAULT_LOCAL_STATE)
+    return _state_file_path(path)  # the one per-user state file that `freshvec local up` writes
 
 
 def load_local_state(path: str | Path | None = None) -> StackResources:
@@ -140,9 +144,11 @@ def load_local_state(path: str | Path | None = None) -> StackResources:
         state = json.loads(state_path.read_text(encoding="utf-8"))
         endpoint, control, region = state["endpoint"], state["control"], state["region"]
         outputs = {str(k): str(v) for k, v in state["outputs"].items()}
+        token = state.get("token")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OperatorError(f"{state_path} is not a freshvec local state file: {exc}") from exc
-    return StackResources.from_outputs("local", region, outputs, endpoint_url=endpoint, control_url=control)
+    resources = StackResources.from_outputs("local", region, outputs, endpoint_url=endpoint, control_url=control)
+    return dataclasses.replace(resources, control_token=str(token) if token else None)
 
 
 def make_client_factory(region: str, endpoint_url: str | None = None, session: Any = None) -> ClientFactory:
@@ -962,13 +968,18 @@ def _query_local(resources: StackResources, text: str, k: int, filter_doc: dict[
     return QueryResult(resources.config.vector_store.distance_metric, _hits(body.get("hits", []), resources.config))
 
 
+def control_headers(resources: StackResources) -> dict[str, str]:
+    """The header that authorises a call to the local control API (its token, from the state file)."""
+    return {CONTROL_TOKEN_HEADER: resources.control_token} if resources.control_token else {}
+
+
 def control_request(resources: StackResources, method: str, path: str, body: Any = None) -> dict[str, Any]:
     """One call to the local control API; a stopped local pipeline becomes a clear OperatorError."""
     import requests
 
     url = f"{(resources.control_url or '').rstrip('/')}/{path}"
     try:
-        response = requests.request(method, url, json=body, timeout=60)
+        response = requests.request(method, url, json=body, headers=control_headers(resources), timeout=60)
     except requests.ConnectionError as exc:
         raise OperatorError(
             f"local pipeline not reachable at {resources.control_url}; is `freshvec local up` running?"

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from freshvec.config import ConfigError
-from freshvec.local.control import ControlServer, state_path, write_state
+from freshvec.local.control import ControlServer
+from freshvec.state import local_state_path, write_local_state
 
 local_app = typer.Typer(
     name="local",
@@ -54,7 +55,11 @@ def up(
     config: ConfigOption = None,
     data: DataOption = None,
     state: Annotated[
-        Path | None, typer.Option(help="Where to write the stack's state file (default: .freshvec/local.json).")
+        Path | None,
+        typer.Option(
+            help="Where to write the stack's state file (default: $FRESHVEC_LOCAL_STATE, else "
+            "$XDG_STATE_HOME/freshvec/local.json or ~/.local/state/freshvec/local.json)."
+        ),
     ] = None,
     port: Annotated[int, typer.Option(help="Control API port on 127.0.0.1 (0: any free port).")] = 0,
 ) -> None:
@@ -63,7 +68,7 @@ def up(
     from freshvec.local.pipeline import LocalPipeline
 
     _quiet_logs()
-    path = state or state_path()
+    path = local_state_path(state)
     stopping = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started where SIGINT was ignored
         signal.signal(stop_signal, lambda *_: stopping.set())
@@ -74,7 +79,7 @@ def up(
         raise typer.Exit(2) from exc
     control = ControlServer(pipeline, port=port).start()
     try:
-        write_state(path, stack_state(pipeline, control.url))
+        write_local_state(path, stack_state(pipeline, control))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
         typer.echo(f"state file: {path} (removed on exit)")
         if data is not None:
@@ -92,12 +97,14 @@ def up(
         typer.echo("local stack stopped")
 
 
-def stack_state(pipeline: Any, control_url: str) -> dict[str, Any]:
-    """The state file's content: where moto is, the resource names (as stack outputs), the control URL."""
+def stack_state(pipeline: Any, control: ControlServer) -> dict[str, Any]:
+    """The state file's content: where moto is, the resource names (as stack outputs), the control URL and
+    the control API's token (a credential: write it with ``freshvec.state.write_local_state``, mode 0600)."""
     return {
         "endpoint": pipeline.server.endpoint,
         "region": pipeline.server.region,
-        "control": control_url,
+        "control": control.url,
+        "token": control.token,
         "outputs": pipeline.resources.outputs(pipeline.config),
         "started_at": time.time(),
     }

@@ -1,33 +1,41 @@
-"""The control API of a running local stack (``freshvec local up``), and the state file that points at it.
+"""The control API of a running local stack (``freshvec local up``).
 
-The state file (``.freshvec/local.json``, or ``$FRESHVEC_LOCAL_STATE``) tells ``freshvec --local ...``
-where the moto endpoint is, the resource names (the same keys as the CloudFormation outputs) and the
-control URL. The control API is a small JSON-over-HTTP server on 127.0.0.1:
+``freshvec local up`` writes the state file (``freshvec.state``: per-user, mode 0600) that tells
+``freshvec --local ...`` where the moto endpoint is, the resource names (the same keys as the CloudFormation
+outputs), the control URL and the control token. The control API is a small JSON-over-HTTP server on
+127.0.0.1:
 
 - ``POST /rows/upsert {"rows": [...]}`` and ``POST /rows/delete {"keys": [...]}`` -> ``{"changes": n}``
 - ``POST /query {"text": "...", "k": 5, "filter": {...}}`` -> ``{"hits": [...]}``
 - ``POST /sync {"timeout": 30}`` -> ``{"synced": true}`` or 504 with what is still pending
 - ``GET /stats`` -> the pipeline's counters
 
-Errors answer 400 (bad input, with the reason) or 500, always as ``{"error": "..."}``.
+Every request must carry the server's random token (``secrets.token_urlsafe(32)``, made at start and
+written to the state file) in the ``X-Freshvec-Token`` header (``freshvec.state.CONTROL_TOKEN_HEADER``),
+else 401: other users and processes on the machine cannot drive the pipeline. The Host header must name the
+server as a loopback address (``127.0.0.1:<port>``, ``localhost:<port>`` or ``[::1]:<port>``), else 403, so a
+web page in a browser cannot reach it through DNS rebinding.
+
+Errors answer 400 (bad input, with the reason), 401, 403, 404 or 500, always as ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-import os
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Protocol
+
+from freshvec.state import CONTROL_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
 
-ENV_LOCAL_STATE = "FRESHVEC_LOCAL_STATE"
-DEFAULT_STATE_PATH = Path(".freshvec") / "local.json"
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -39,31 +47,19 @@ class ControlledPipeline(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-def state_path() -> Path:
-    return Path(os.environ.get(ENV_LOCAL_STATE) or DEFAULT_STATE_PATH)
-
-
-def write_state(path: Path, state: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)  # readers never see a half-written file
-
-
-def read_state(path: Path | None = None) -> dict[str, Any]:
-    """The state of the running local stack; FileNotFoundError says how to start one."""
-    path = path or state_path()
-    if not path.exists():
-        raise FileNotFoundError(f"no local stack is running ({path} not found); start one with `freshvec local up`")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 class ControlServer:
-    """Serves the control API for one pipeline on 127.0.0.1 in a background thread."""
+    """Serves the control API for one pipeline on 127.0.0.1 in a background thread.
 
-    def __init__(self, pipeline: ControlledPipeline, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``token`` is the secret every request must send in ``CONTROL_TOKEN_HEADER``; a fresh random one is made
+    unless given. Write it to the state file (``freshvec.local.cli.stack_state``) for the CLI to find.
+    """
+
+    def __init__(
+        self, pipeline: ControlledPipeline, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None
+    ) -> None:
         self._pipeline = pipeline
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self._routes()))
+        self.token = token or secrets.token_urlsafe(32)
+        self._server = ThreadingHTTPServer((host, port), _handler_class(self._routes(), self.token))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -130,7 +126,21 @@ def _list_of_objects(body: Mapping[str, Any], name: str) -> list[dict[str, Any]]
     return items
 
 
-def _handler_class(routes: Mapping[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]]) -> type:
+def _token_matches(given: str | None, token: str) -> bool:
+    """Constant-time comparison, so the answer time tells nothing about how much of the token was right."""
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8"))
+
+
+def _host_allowed(host: str | None, port: int) -> bool:
+    """The Host header names this server by a loopback name and its port (DNS-rebinding protection)."""
+    if not host:
+        return False
+    return host.strip().lower() in {f"{name}:{port}" for name in _LOOPBACK_NAMES}
+
+
+def _handler_class(routes: Mapping[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]], token: str) -> type:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self._dispatch("GET")
@@ -138,7 +148,21 @@ def _handler_class(routes: Mapping[tuple[str, str], Callable[[dict[str, Any]], t
         def do_POST(self) -> None:
             self._dispatch("POST")
 
+        def _refusal(self) -> tuple[int, str] | None:
+            """Why this request may not be served, checked before its path or body are looked at."""
+            if not _host_allowed(self.headers.get("Host"), self.server.server_address[1]):
+                return HTTPStatus.FORBIDDEN, "the Host header must name this server as 127.0.0.1 or localhost"
+            if not _token_matches(self.headers.get(CONTROL_TOKEN_HEADER), token):
+                return HTTPStatus.UNAUTHORIZED, (
+                    f"missing or wrong control token: send the state file's token in the {CONTROL_TOKEN_HEADER} header"
+                )
+            return None
+
         def _dispatch(self, method: str) -> None:
+            refusal = self._refusal()
+            if refusal is not None:
+                self._answer(refusal[0], {"error": refusal[1]})
+                return
             route = routes.get((method, self.path.split("?")[0]))
             if route is None:
                 self._answer(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {method} {self.path}"})

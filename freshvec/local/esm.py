@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from freshvec.config import SinkConfig
+from freshvec.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,16 @@ class MappingSettings:
     bisect_on_error: bool = True
     parallelization_factor: int = 1
     poll_interval_s: float = 0.05  # how often an idle shard is polled (Lambda: about once a second)
-    retry_base_delay_s: float = 0.05  # first back-off after a failed invocation, doubled each retry
+    retry_base_delay_s: float = 0.05  # back-off ceiling after the first failed invocation, doubled each retry
     retry_max_delay_s: float = 2.0
+
+    def retry_policy(self) -> RetryPolicy:
+        """Retries of a failed invocation: ``retry_attempts`` retries after the first try, with full jitter."""
+        return RetryPolicy(
+            attempts=self.retry_attempts + 1,
+            base_delay_s=self.retry_base_delay_s,
+            max_delay_s=self.retry_max_delay_s,
+        )
 
     @classmethod
     def from_sink_config(cls, sink: SinkConfig, **overrides: Any) -> MappingSettings:
@@ -143,6 +152,7 @@ class KinesisEventSourceMapping:
         self._stream_name = stream_name
         self._handler_factory = handler_factory
         self._settings = settings
+        self._retry = settings.retry_policy()
         self._on_failure = on_failure
         self._function_arn = function_arn
         self._on_done = on_done
@@ -347,7 +357,6 @@ class KinesisEventSourceMapping:
 
     def _deliver(self, handler: Handler, shard_id: str, batch: list[dict[str, Any]], attempts: int = 0) -> None:
         """Invoke until the batch is applied or parked; never returns with a record unaccounted for."""
-        delay = self._settings.retry_base_delay_s
         while batch and not self._stop.is_set():
             batch = self._drop_aged(shard_id, batch, attempts)
             if not batch:
@@ -376,12 +385,11 @@ class KinesisEventSourceMapping:
                 reason = f"batchItemFailures from {batch[failed_from]['kinesis']['sequenceNumber']}"
             batch = batch[failed_from:]
             attempts += 1
-            if attempts > self._settings.retry_attempts:
+            if self._retry.exhausted(attempts):
                 self._park(shard_id, batch, CONDITION_RETRIES_EXHAUSTED, attempts, reason)
                 return
             self.stats.add(retries=1)
-            self._stop.wait(delay)
-            delay = min(delay * 2, self._settings.retry_max_delay_s)
+            self._stop.wait(self._retry.delay(attempts))  # interruptible: stop() ends the wait at once
 
     def _invoke(self, handler: Handler, batch: list[dict[str, Any]]) -> int | None:
         """Index of the first record to retry, or None when the whole batch succeeded."""

@@ -24,6 +24,7 @@ from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
+from freshvec.state import write_local_state
 
 runner = CliRunner()
 CONFIG = copy.deepcopy(DEFAULT_CONFIG)
@@ -35,7 +36,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
     state = tmp_path_factory.mktemp("local") / "local.json"
     with LocalPipeline.start(CONFIG) as running, pytest.MonkeyPatch.context() as env:
         control = ControlServer(running).start()
-        state.write_text(json.dumps(stack_state(running, control.url)))
+        write_local_state(state, stack_state(running, control))
         env.setenv("FRESHVEC_LOCAL_STATE", str(state))
         try:
             yield running

@@ -59,7 +59,13 @@ def local(moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     pipeline = RecordingPipeline()
     server = ControlServer(pipeline).start()
     state = tmp_path / "local.json"
-    doc = {"endpoint": moto.endpoint, "region": moto.region, "control": server.url, "outputs": created.outputs(config)}
+    doc = {
+        "endpoint": moto.endpoint,
+        "region": moto.region,
+        "control": server.url,
+        "token": server.token,
+        "outputs": created.outputs(config),
+    }
     state.write_text(json.dumps(doc))
     monkeypatch.setenv("FRESHVEC_LOCAL_STATE", str(state))
     monkeypatch.setattr(cli.out, "width", 250)

@@ -17,6 +17,7 @@ import requests
 
 from freshvec import constants as c
 from freshvec.cli import operations
+from freshvec.state import CONTROL_TOKEN_HEADER
 
 OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_")]
 FRESHVEC = Path(sys.executable).with_name("freshvec")
@@ -44,8 +45,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             process.wait(10)
 
 
+def authorised(stack: dict[str, Any]) -> dict[str, str]:
+    return {CONTROL_TOKEN_HEADER: stack["state"]["token"]}
+
+
 def call(stack: dict[str, Any], method: str, path: str, body: Any = None) -> requests.Response:
-    return requests.request(method, f"{stack['state']['control']}/{path}", json=body, timeout=60)
+    url = f"{stack['state']['control']}/{path}"
+    return requests.request(method, url, json=body, headers=authorised(stack), timeout=60)
 
 
 def test_state_file_holds_the_endpoint_the_control_url_and_every_output(stack: dict[str, Any]) -> None:
@@ -109,9 +115,45 @@ def test_bad_requests_get_a_400_with_the_reason(stack: dict[str, Any], path: str
 
 def test_unknown_endpoints_and_bad_json_are_refused(stack: dict[str, Any]) -> None:
     assert call(stack, "GET", "nothing").status_code == 404
-    response = requests.post(f"{stack['state']['control']}/query", data=b"{not json", timeout=10)
+    response = requests.post(
+        f"{stack['state']['control']}/query", data=b"{not json", headers=authorised(stack), timeout=10
+    )
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]
+
+
+def test_state_file_is_private_and_holds_a_random_token(stack: dict[str, Any]) -> None:
+    assert stack["path"].stat().st_mode & 0o777 == 0o600
+    assert len(stack["state"]["token"]) >= 32
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong", "x" * 43])
+def test_requests_without_the_right_token_get_a_401(stack: dict[str, Any], token: str | None) -> None:
+    headers = {} if token is None else {CONTROL_TOKEN_HEADER: token}
+    changes_before = call(stack, "GET", "stats").json()["changes"]
+    for method, path, body in [("GET", "stats", None), ("POST", "rows/upsert", {"rows": [{"title": "Intruder"}]})]:
+        response = requests.request(
+            method, f"{stack['state']['control']}/{path}", json=body, headers=headers, timeout=10
+        )
+        assert response.status_code == 401
+        assert CONTROL_TOKEN_HEADER in response.json()["error"]
+    assert call(stack, "GET", "stats").json()["changes"] == changes_before  # nothing was written
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1", "127.0.0.1:1", "0.0.0.0:{port}"])
+def test_a_foreign_host_header_gets_a_403_even_with_the_token(stack: dict[str, Any], host: str) -> None:
+    port = stack["state"]["control"].rsplit(":", 1)[1]
+    headers = {**authorised(stack), "Host": host.format(port=port)}
+    response = requests.get(f"{stack['state']['control']}/stats", headers=headers, timeout=10)
+    assert response.status_code == 403
+    assert "Host" in response.json()["error"]
+
+
+def test_loopback_names_are_accepted_as_host(stack: dict[str, Any]) -> None:
+    port = stack["state"]["control"].rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        headers = {**authorised(stack), "Host": host}
+        assert requests.get(f"{stack['state']['control']}/stats", headers=headers, timeout=10).status_code == 200
 
 
 def test_ctrl_c_stops_the_stack_and_removes_the_state_file(stack: dict[str, Any]) -> None:

@@ -295,3 +295,10 @@ def test_parallelization_runs_lanes_side_by_side_and_keeps_each_key_in_order(aws
         assert len(lanes_with_key) == 1  # one key, one lane
         order = [int(p.split(":")[1]) for p in lanes_with_key[0] if p.startswith(f"k{key}:")]
         assert order == sorted(order)
+
+
+def test_retries_follow_the_one_retry_policy() -> None:
+    policy = MappingSettings(retry_attempts=2, retry_base_delay_s=0.5, retry_max_delay_s=1.5).retry_policy()
+    assert (policy.attempts, policy.base_delay_s, policy.max_delay_s) == (3, 0.5, 1.5)  # the first try + 2 retries
+    assert not policy.exhausted(2) and policy.exhausted(3)
+    assert all(0 <= policy.delay(retry) <= min(1.5, 0.5 * 2 ** (retry - 1)) for retry in range(1, 6))

@@ -1,0 +1,215 @@
+"""The soak run: write the workload through the local pipeline while faults hit every boundary, then judge it.
+
+``run(changes=...)`` returns a ``SoakReport`` (``report.ok`` is the verdict); ``bench/soak.py`` (``make soak``)
+runs it at full size and prints the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from freshvec.config import PipelineConfig
+from freshvec.testing.faults import Chaos, FaultPlan
+from freshvec.testing.soak.config import FULL_CHANGES, MAPPING_OVERRIDES, SOAK_CONFIG
+from freshvec.testing.soak.oracle import (
+    DlqReader,
+    SoakReport,
+    build_expectations,
+    compare_dlq,
+    compare_index,
+    read_index,
+)
+from freshvec.testing.soak.workload import Workload, Write, generate_workload
+
+
+@dataclass
+class _Disruptions:
+    """Shard splits, merges and iterator expiries in the Keyspaces stand-in, spread over the run."""
+
+    plan: FaultPlan
+    calls: int
+    rng: random.Random
+    schedule: dict[int, list[str]] = field(default_factory=dict)
+    split_children: list[tuple[str, str]] = field(default_factory=list)
+    done: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        def at(fraction: float, what: str) -> None:
+            self.schedule.setdefault(min(self.calls - 1, int(fraction * self.calls)), []).append(what)
+
+        for i in range(self.plan.shard_splits):
+            at(0.1 + 0.5 * i / max(1, self.plan.shard_splits), "split")
+        for i in range(self.plan.shard_merges):
+            at(0.7 + 0.2 * i / max(1, self.plan.shard_merges), "merge")
+        for i in range(self.plan.iterator_expiries):
+            at((i + 1) / (self.plan.iterator_expiries + 1), "expire_iterators")
+
+    def apply(self, call_index: int, streams: Any, stream_arn: str) -> None:
+        for what in self.schedule.get(call_index, []):
+            if what == "split":
+                shard = self.rng.choice(streams.shard_ids(stream_arn, open_only=True))
+                self.split_children.append(streams.split_shard(stream_arn, shard))
+            elif what == "merge":
+                open_shards = set(streams.shard_ids(stream_arn, open_only=True))
+                pairs = [p for p in self.split_children if p[0] in open_shards and p[1] in open_shards]
+                if not pairs:
+                    continue
+                pair = pairs.pop(0)
+                self.split_children.remove(pair)
+                streams.merge_shards(stream_arn, *pair)
+            else:
+                streams.expire_iterators()
+            self.done[what] += 1
+
+
+def _put_raw(kinesis: Any, stream_name: str, writes: Sequence[Write]) -> None:
+    """Put raw records, re-sending any the stream did not accept (none should fail: no faults here)."""
+    pending = [{"Data": w.raw, "PartitionKey": w.partition_key} for w in writes]
+    while pending:
+        response = kinesis.put_records(StreamName=stream_name, Records=pending)
+        pending = [r for r, entry in zip(pending, response["Records"], strict=True) if "ErrorCode" in entry]
+
+
+def _wait_quiet(pipeline: Any, deadline: float, quiet_s: float = 1.0) -> None:
+    """Until nothing moves: the mapping idle and no change forwarded or invocation made for ``quiet_s``."""
+
+    def snapshot() -> tuple[int, int]:
+        stats = pipeline.stats()
+        return stats["changes_forwarded"], stats["mapping"]["invocations"]
+
+    last, since = snapshot(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = snapshot()
+        if now != last or not pipeline.mapping.idle():
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+
+
+def run(
+    changes: int = FULL_CHANGES,
+    *,
+    keys: int | None = None,
+    plan: FaultPlan | None = None,
+    seed: int = 7,
+    timeout_s: float = 540.0,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+    chaos: Chaos | None = None,
+) -> SoakReport:
+    """Run the soak and return its report (``report.ok`` is the verdict).
+
+    ``chaos`` replaces the fault injector built from ``plan`` (tests hand in one that breaks the pipeline
+    on purpose, to show the oracle notices).
+    """
+    from freshvec.local.pipeline import LocalPipeline
+
+    started = time.monotonic()
+    deadline = started + timeout_s
+    plan = plan or FaultPlan(seed=seed)
+    config = PipelineConfig.from_dict(SOAK_CONFIG)
+    workload = generate_workload(config, changes, keys=keys, seed=seed)
+    chaos = chaos or Chaos(plan)
+    plan = chaos.plan
+    report = SoakReport(changes=workload.changes, kinds=workload.kinds())
+    log(f"soak: {workload.changes} changes in {len(workload.calls)} calls, faults: {plan.to_dict()}")
+    removed: list[dict[str, Any]] = []
+    with LocalPipeline.start(config, faults=chaos, mapping_overrides=MAPPING_OVERRIDES) as pipeline:
+        streams, arn = pipeline.streams, pipeline.stream_arn
+        if plan.keyspaces_throttle:
+            streams.throttle(plan.keyspaces_throttle, seed=plan.seed)
+        producer = pipeline.stream_producer()
+        disruptions = _Disruptions(plan, len(workload.calls), random.Random(seed))
+        progress_step = max(1, len(workload.calls) // 10)
+        for index, call in enumerate(workload.calls):
+            disruptions.apply(index, streams, arn)
+            kind, ttl_s = call[0].call
+            if kind == "raw":
+                _put_raw(producer, pipeline.resources.stream_name, call)
+            elif kind == "delete":
+                keys_to_delete = [w.row for w in call if w.row is not None]
+                pipeline.delete(keys_to_delete)
+                removed.extend(keys_to_delete)
+            else:
+                pipeline.upsert([w.row for w in call if w.row is not None], ttl_s=ttl_s)
+            if index % progress_step == 0:
+                log(f"  {index}/{len(workload.calls)} calls written, {pipeline.stats()['pending']} changes pending")
+        log(f"soak: all changes written after {time.monotonic() - started:.1f} s; disruptions {dict(disruptions.done)}")
+        _wait_for_ttl(pipeline, workload.ttl_keys, deadline)
+        removed.extend(workload.ttl_keys)
+        report.ttl_rows_left = sum(1 for key in workload.ttl_keys if pipeline.table.get(key) is not None)
+        report.sync_timeout = _wait_synced(pipeline, deadline, log, started)
+        dlq = DlqReader(pipeline.server.client("sqs"), pipeline.resources.dlq_url)
+        _wait_for_raw_poison(dlq, workload.poison_raw, deadline)
+        _wait_quiet(pipeline, deadline)
+        state = "in sync" if report.sync_timeout is None else "NOT in sync"
+        log(f"soak: {state} after {time.monotonic() - started:.1f} s; comparing with the oracle")
+        final_rows = list(pipeline.table.rows())
+        expectations = build_expectations(config, final_rows, removed, workload.poison_raw)
+        index = read_index(
+            pipeline.server.client("s3vectors"), pipeline.resources.vector_bucket, pipeline.resources.vector_index
+        )
+        report.rows_final = len(final_rows)
+        compare_index(expectations, index, pipeline.embedder.embed_documents, report)
+        compare_dlq(config, expectations, dlq.drain(), report)
+        stats = pipeline.stats()
+        report.parked_records = stats["records_to_on_failure_destination"]
+        report.pipeline = {k: v for k, v in stats.items() if k != "mapping"} | {"mapping": stats["mapping"]}
+        report.pipeline["keyspaces_streams"] = streams.counters()
+        report.pipeline["disruptions"] = dict(disruptions.done)
+    report.faults = chaos.counts()
+    report.seconds = time.monotonic() - started
+    _check_workload(workload, report)
+    return report
+
+
+def _wait_synced(pipeline: Any, deadline: float, log: Callable[[str], None], started: float) -> str | None:
+    """Wait for the pipeline to apply or park every change, logging progress; the reason if it never did."""
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            pipeline.wait_synced(timeout=max(0.1, min(10.0, remaining)))
+            return None
+        except TimeoutError as exc:
+            if remaining <= 10.0:
+                return str(exc)
+            stats = pipeline.stats()
+            log(
+                f"  {time.monotonic() - started:.0f} s: {stats['pending']} changes pending, "
+                f"{stats['mapping']['invocations']} sink invocations, {stats['forwarder_crashes']} forwarder crashes"
+            )
+
+
+def _wait_for_ttl(pipeline: Any, ttl_keys: Sequence[Mapping[str, Any]], deadline: float) -> None:
+    """Until every row written with a TTL has expired (the pipeline's TTL loop removes due rows)."""
+    while time.monotonic() < deadline:
+        if all(pipeline.table.get(key) is None for key in ttl_keys):
+            return
+        time.sleep(0.2)
+
+
+def _wait_for_raw_poison(dlq: DlqReader, payloads: Sequence[bytes], deadline: float) -> None:
+    """Raw records have no source position to wait for: wait until the DLQ holds each of them."""
+    wanted = {base64.b64encode(p).decode("ascii") for p in payloads}
+    while time.monotonic() < deadline:
+        seen = {body.get("payload_b64") for body in dlq.drain()}
+        if wanted <= seen:
+            return
+        time.sleep(0.2)
+
+
+def _check_workload(workload: Workload, report: SoakReport) -> None:
+    """The workload must have exercised every kind of change it claims to (a soak that skipped deletes proves
+    nothing about deletes)."""
+    wanted = {"insert", "text_update", "metadata_update", "partial_update", "duplicate", "delete", "ttl_insert"}
+    if workload.changes >= 300:
+        missing = sorted(wanted - set(report.kinds))
+        if missing:
+            report.differences.append(f"workload did not exercise: {', '.join(missing)}")
+            report.sync_timeout = report.sync_timeout or "incomplete workload"

@@ -1,0 +1,409 @@
+"""The soak's workload: random values of every CQL type, and a seeded mix of changes (``WorkloadGenerator``).
+
+Inserts, text updates, metadata-only updates (whole rows and partial CQL upserts), duplicate writes, deletes,
+re-inserts, TTL inserts, empty and null texts, and about 1% poison changes on keys of their own (rows the sink
+must refuse, and raw Kinesis records no forwarder would write).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from freshvec.config import PipelineConfig
+from freshvec.events import format_timestamp
+from freshvec.sources.keyspaces.cqltypes import CqlType
+
+POISON_RATE = 0.01
+TTL_SECONDS = (1, 2, 3)
+
+_WORD_TEXT = (
+    "amber anchor apple arctic atlas autumn badge bamboo basket beacon berry blanket bloom border breeze bridge "
+    "bronze bubble cabin cactus camera candle canyon carbon castle cedar cherry circuit cliff cloud clover coffee "
+    "comet copper coral cotton crystal dawn delta desert diamond dragon dune eagle echo ember engine falcon "
+    "feather fern festival field flame forest fossil fountain galaxy garden garnet glacier granite harbor hazel "
+    "helmet honey horizon island ivory jacket jasmine jungle kettle lagoon lantern lemon lighthouse lily marble "
+    "meadow melody meteor mirror mountain nectar needle ocean olive orbit orchard otter paper pepper pebble "
+    "piano planet prairie quartz quill rabbit rainbow raven reef ribbon river rocket saddle salmon sapphire "
+    "satellite shadow silver spice spiral summit sunset tiger timber tulip tundra valley velvet violet volcano "
+    "walnut whale willow window winter wolf yarn zebra"
+)
+_WORDS = tuple(_WORD_TEXT.split())
+_NAMES = ("Ada", "Brook", "Cyrus", "Dana", "Elio", "Fern", "Gale", "Hana", "Ivo", "June")
+
+
+# ---------------------------------------------------------------------------------------------
+# Values of every CQL type, as change-event JSON values
+# ---------------------------------------------------------------------------------------------
+def random_value(cql_type: CqlType, rng: random.Random) -> Any:
+    """A random value of ``cql_type`` in the change-event JSON form (docs/change-event.md)."""
+    name = cql_type.base.name
+    base = cql_type.base
+    if name in ("text", "varchar"):
+        return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+    if name == "ascii":
+        return f"SKU-{rng.randint(0, 99_999):05d}"
+    if name == "int":
+        return rng.randint(-(2**31), 2**31 - 1)
+    if name == "bigint":
+        return rng.randint(-(2**63), 2**63 - 1)
+    if name == "smallint":
+        return rng.randint(-(2**15), 2**15 - 1)
+    if name == "tinyint":
+        return rng.randint(-128, 127)
+    if name == "varint":
+        return rng.choice((rng.randint(-1000, 1000), rng.randint(2**60, 2**80)))
+    if name == "float":
+        return rng.randint(-(10**6), 10**6) / 64  # exact in binary: survives the float32 round trip
+    if name == "double":
+        return round(rng.uniform(-1e6, 1e6), 6)
+    if name == "decimal":
+        return f"{rng.randint(-99_999, 99_999)}.{rng.randint(0, 9999):04d}"
+    if name == "boolean":
+        return rng.random() < 0.5
+    if name == "date":
+        return (date(1970, 1, 1) + timedelta(days=rng.randint(0, 25_000))).isoformat()
+    if name == "timestamp":
+        moment = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(milliseconds=rng.randint(0, 10**12))
+        return format_timestamp(moment)
+    if name == "time":
+        return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}"
+    if name == "duration":
+        return f"{rng.randint(0, 48)}h{rng.randint(0, 59)}m"
+    if name == "inet":
+        if rng.random() < 0.8:
+            return ".".join(str(rng.randint(1, 254)) for _ in range(4))
+        return f"2001:db8::{rng.randint(1, 0xFFFF):x}"
+    if name == "uuid":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    if name == "timeuuid":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=1))
+    if name == "blob":
+        return base64.b64encode(rng.randbytes(rng.randint(1, 24))).decode("ascii")
+    if name == "list":
+        return [random_value(base.params[0], rng) for _ in range(rng.randint(1, 4))]
+    if name == "set":
+        return sorted({json.dumps(random_value(base.params[0], rng)) for _ in range(rng.randint(1, 4))})
+    if name == "map":
+        key_type, value_type = base.params
+        entries = {json.dumps(random_value(key_type, rng)): random_value(value_type, rng) for _ in range(3)}
+        if key_type.is_text:
+            return {json.loads(k): v for k, v in entries.items()}
+        return [[json.loads(k), v] for k, v in entries.items()]
+    if name == "tuple":
+        return [random_value(param, rng) for param in base.params]
+    if name == "udt":
+        return {"name": rng.choice(_NAMES), "age": rng.randint(18, 90)}
+    raise ValueError(f"the soak has no generator for CQL type {cql_type}")
+
+
+def _set_value(cql_type: CqlType, rng: random.Random) -> Any:
+    value = random_value(cql_type, rng)
+    if cql_type.base.name == "set":  # random_value keeps set members as JSON text to de-duplicate them
+        return [json.loads(item) for item in value]
+    return value
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 14)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The workload
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Write:
+    """One change: a row written (``row``), a key deleted (``row`` = the key), or a raw Kinesis record."""
+
+    kind: str
+    row: dict[str, Any] | None = None
+    ttl_s: int | None = None
+    raw: bytes | None = None
+    partition_key: str | None = None
+
+    @property
+    def call(self) -> tuple[str, int | None]:
+        """Writes with the same call signature go to the table in one call."""
+        if self.raw is not None:
+            return ("raw", None)
+        if self.kind == "delete":
+            return ("delete", None)
+        return ("upsert", self.ttl_s)
+
+
+@dataclass
+class Workload:
+    writes: list[Write]
+    calls: list[list[Write]]
+    poison_rows: list[dict[str, Any]]  # keys of the rows that must be rejected (one change each)
+    poison_raw: list[bytes]  # raw Kinesis payloads that must be rejected
+    ttl_keys: list[dict[str, Any]]
+
+    @property
+    def changes(self) -> int:
+        return len(self.writes)
+
+    def kinds(self) -> dict[str, int]:
+        return dict(sorted(Counter(w.kind for w in self.writes).items()))
+
+
+class _Bag:
+    """A set with O(1) random choice (the generator picks live keys at random thousands of times)."""
+
+    def __init__(self) -> None:
+        self._items: list[str] = []
+        self._where: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, item: str) -> None:
+        if item not in self._where:
+            self._where[item] = len(self._items)
+            self._items.append(item)
+
+    def remove(self, item: str) -> None:
+        index = self._where.pop(item)
+        last = self._items.pop()
+        if index < len(self._items):
+            self._items[index] = last
+            self._where[last] = index
+
+    def choice(self, rng: random.Random) -> str:
+        return self._items[rng.randrange(len(self._items))]
+
+
+_WEIGHTS = {
+    "insert": 0.27,
+    "text_update": 0.20,
+    "metadata_update": 0.13,
+    "partial_update": 0.06,
+    "duplicate": 0.07,
+    "delete": 0.10,
+    "ttl_insert": 0.05,
+    "empty_text": 0.03,
+    "reinsert": 0.04,
+    "key_text_change": 0.04,
+    "poison": POISON_RATE,
+}
+
+
+class WorkloadGenerator:
+    """A seeded mix of changes over ``keys`` composite keys; it tracks the rows it wrote to pick sensible ops."""
+
+    def __init__(self, config: PipelineConfig, *, keys: int, seed: int) -> None:
+        self.config = config
+        self.types = config.column_types
+        self.rng = random.Random(seed)
+        self.key_columns = config.primary_key
+        self.text = config.embedding_field
+        self.value_columns = [c for c in config.columns if c not in self.key_columns and c != self.text]
+        self.fresh = [self._new_key(i) for i in range(keys)]
+        self.rng.shuffle(self.fresh)
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.live = _Bag()
+        self.deleted = _Bag()
+        self._raw_count = 0
+
+    def _new_key(self, index: int) -> dict[str, Any]:
+        return {
+            "tenant": f"tenant-{index % 23:02d}",
+            "item_id": self.rng.randint(1, 2**62),
+            "variant": random_value(self.types["variant"], self.rng),
+        }
+
+    @staticmethod
+    def _id(key: Mapping[str, Any]) -> str:
+        return json.dumps([key["tenant"], key["item_id"], key["variant"]])
+
+    def _key_of(self, key_id: str) -> dict[str, Any]:
+        tenant, item_id, variant = json.loads(key_id)
+        return {"tenant": tenant, "item_id": item_id, "variant": variant}
+
+    def _full_row(self, key: Mapping[str, Any]) -> dict[str, Any]:
+        row = dict(key)
+        row[self.text] = sentence(self.rng)
+        for column in self.value_columns:
+            row[column] = _set_value(self.types[column], self.rng)
+        return row
+
+    def generate(self, changes: int) -> Workload:
+        writes: list[Write] = []
+        poison_rows: list[dict[str, Any]] = []
+        poison_raw: list[bytes] = []
+        ttl_keys: list[dict[str, Any]] = []
+        kinds = list(_WEIGHTS)
+        weights = list(_WEIGHTS.values())
+        while len(writes) < changes:
+            kind = self._feasible(self.rng.choices(kinds, weights)[0])
+            write = getattr(self, f"_{kind}")()
+            writes.append(write)
+            if write.kind.startswith("poison_raw"):
+                assert write.raw is not None
+                poison_raw.append(write.raw)
+            elif write.kind.startswith("poison"):
+                assert write.row is not None
+                poison_rows.append({k: write.row[k] for k in self.key_columns})
+            elif write.kind == "ttl_insert":
+                assert write.row is not None
+                ttl_keys.append({k: write.row[k] for k in self.key_columns})
+        return Workload(writes, self._group(writes), poison_rows, poison_raw, ttl_keys)
+
+    def _feasible(self, kind: str) -> str:
+        needs_live = {"text_update", "metadata_update", "partial_update", "duplicate", "delete", "empty_text"}
+        needs_live.add("key_text_change")
+        if kind in needs_live and not self.live:
+            kind = "insert"
+        if kind == "reinsert" and not self.deleted:
+            kind = "insert"
+        if kind in ("insert", "ttl_insert") and not self.fresh:
+            kind = "reinsert" if self.deleted else "text_update"
+        if kind == "text_update" and not self.live:
+            kind = "poison"
+        return kind
+
+    def _group(self, writes: Sequence[Write]) -> list[list[Write]]:
+        """Consecutive writes of one kind of call, with distinct keys, in calls of 1 to 30 changes."""
+        calls: list[list[Write]] = []
+        current: list[Write] = []
+        keys: set[str] = set()
+        limit = self.rng.randint(1, 30)
+        for write in writes:
+            key = self._id(write.row) if write.row is not None and "tenant" in write.row else None
+            if current and (write.call != current[0].call or len(current) >= limit or (key and key in keys)):
+                calls.append(current)
+                current, keys, limit = [], set(), self.rng.randint(1, 30)
+            current.append(write)
+            if key:
+                keys.add(key)
+        if current:
+            calls.append(current)
+        return calls
+
+    # ---- one generator per kind of change ----------------------------------------------------
+    def _insert(self) -> Write:
+        row = self._full_row(self.fresh.pop())
+        self._remember(row)
+        return Write("insert", row)
+
+    def _reinsert(self) -> Write:
+        key_id = self.deleted.choice(self.rng)
+        self.deleted.remove(key_id)
+        row = self._full_row(self._key_of(key_id))
+        self._remember(row)
+        return Write("reinsert", row)
+
+    def _ttl_insert(self) -> Write:
+        # Rows with a TTL get no later writes: each of them must expire.
+        return Write("ttl_insert", self._full_row(self.fresh.pop()), ttl_s=self.rng.choice(TTL_SECONDS))
+
+    def _text_update(self) -> Write:
+        key_id = self.live.choice(self.rng)
+        change = {**self._key_of(key_id), self.text: sentence(self.rng)}
+        self.rows[key_id].update(change)
+        return Write("text_update", change)
+
+    def _key_text_change(self) -> Write:
+        """Text and several other columns in one write."""
+        key_id = self.live.choice(self.rng)
+        change = {**self._key_of(key_id), self.text: sentence(self.rng)}
+        for column in self.rng.sample(self.value_columns, 4):
+            change[column] = _set_value(self.types[column], self.rng)
+        self.rows[key_id].update(change)
+        return Write("key_text_change", change)
+
+    def _metadata_update(self) -> Write:
+        """The whole row written again with the same text and new values elsewhere (no embedding needed)."""
+        key_id = self.live.choice(self.rng)
+        row = dict(self.rows[key_id])
+        for column in self.rng.sample(self.value_columns, self.rng.randint(1, 5)):
+            row[column] = _set_value(self.types[column], self.rng)
+        self.rows[key_id] = row
+        return Write("metadata_update", dict(row))
+
+    def _partial_update(self) -> Write:
+        """A CQL upsert of a few columns (the others keep their values); sometimes one is set to null."""
+        key_id = self.live.choice(self.rng)
+        change = self._key_of(key_id)
+        for column in self.rng.sample(self.value_columns, self.rng.randint(1, 3)):
+            change[column] = None if self.rng.random() < 0.15 else _set_value(self.types[column], self.rng)
+        self.rows[key_id].update(change)
+        return Write("partial_update", change)
+
+    def _duplicate(self) -> Write:
+        key_id = self.live.choice(self.rng)
+        return Write("duplicate", dict(self.rows[key_id]))
+
+    def _empty_text(self) -> Write:
+        key_id = self.live.choice(self.rng)
+        change = {**self._key_of(key_id), self.text: "" if self.rng.random() < 0.5 else None}
+        self.rows[key_id].update(change)
+        return Write("empty_text", change)
+
+    def _delete(self) -> Write:
+        key_id = self.live.choice(self.rng)
+        self.live.remove(key_id)
+        self.deleted.add(key_id)
+        del self.rows[key_id]
+        return Write("delete", self._key_of(key_id))
+
+    def _poison(self) -> Write:
+        kind = self.rng.choice(("long_key", "oversize_metadata", "raw"))
+        if kind == "raw":
+            return self._poison_raw()
+        key = self._new_key(self.rng.randrange(10**6))
+        row = self._full_row(key)
+        if kind == "long_key":
+            # The vector key (JSON of the primary key) goes over S3 Vectors' 1,024 characters.
+            row["tenant"] = f"tenant-{self.rng.getrandbits(40):x}-" + "long" * 260
+        else:
+            # A filterable column larger than the 2 KB S3 Vectors allows for filterable metadata.
+            row["title"] = " ".join(self.rng.choice(_WORDS) for _ in range(420))
+        return Write(f"poison_{kind}", row)
+
+    def _poison_raw(self) -> Write:
+        self._raw_count += 1
+        n = self._raw_count
+        base = {
+            "v": 1,
+            "source": "keyspaces",
+            "keyspace": self.config.keyspace,
+            "table": self.config.table,
+            "op": "INSERT",
+            "key": {"tenant": f"raw-{n}", "item_id": n, "variant": str(uuid.UUID(int=n, version=1))},
+            "new": {"body": "written by a foreign producer"},
+            "old": None,
+            "seq": f"foreign-{n}",
+            "shard": "foreign",
+            "ts": "2026-01-01T00:00:00.000Z",
+            "origin": "USER",
+        }
+        variant = self.rng.choice(("bad_json", "bad_version", "empty_key", "not_utf8"))
+        if variant == "bad_json":
+            payload = json.dumps(base).encode()[:-7]
+        elif variant == "bad_version":
+            payload = json.dumps({**base, "v": 99}).encode()
+        elif variant == "empty_key":
+            payload = json.dumps({**base, "key": {}}).encode()
+        else:
+            payload = b"\xff\xfe" + json.dumps(base).encode("utf-16-le")
+        return Write(f"poison_raw_{variant}", raw=payload, partition_key=f"foreign-{n}")
+
+    def _remember(self, row: dict[str, Any]) -> None:
+        key_id = self._id(row)
+        self.rows[key_id] = dict(row)
+        self.live.add(key_id)
+
+
+def generate_workload(config: PipelineConfig, changes: int, *, keys: int | None = None, seed: int = 7) -> Workload:
+    """A seeded workload of exactly ``changes`` changes over ``keys`` composite keys (default: changes / 3)."""
+    if changes < 1:
+        raise ValueError("changes must be at least 1")
+    return WorkloadGenerator(config, keys=keys or max(10, changes // 3), seed=seed).generate(changes)
