@@ -17,9 +17,7 @@ import csv
 import ipaddress
 import json
 import math
-import random
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from freshvec.events import format_timestamp
+from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.cqltypes import CqlType
+
+# Driver writes: retryable errors (timeouts, unavailable, overloaded) are retried up to 6 attempts in all.
+DRIVER_RETRY = RetryPolicy(attempts=6, base_delay_s=0.05, max_delay_s=5.0)
+# Local control API: connection errors and 5xx answers, up to 4 attempts.
+CONTROL_API_RETRY = RetryPolicy(attempts=4, base_delay_s=0.2, max_delay_s=2.0)
 
 _INT_RANGES = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
 _TRUE = {"true", "yes", "1"}
@@ -508,19 +512,6 @@ def _retryable_driver_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter: attempt n waits a random time up to base * 2**(n-1), capped."""
-
-    base_s: float = 0.05
-    cap_s: float = 5.0
-    max_attempts: int = 6
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
-
-
 class CassandraRowWriter:
     """Asynchronous writes through a Cassandra session, at most ``max_in_flight`` at once.
 
@@ -534,7 +525,7 @@ class CassandraRowWriter:
         schema: TableSchema,
         *,
         max_in_flight: int = 64,
-        backoff: Backoff | None = None,
+        retry: RetryPolicy = DRIVER_RETRY,
         consistency_level: Any = None,
     ) -> None:
         if max_in_flight < 1:
@@ -542,7 +533,7 @@ class CassandraRowWriter:
         self.session = session
         self.schema = schema
         self.max_in_flight = max_in_flight
-        self.backoff = backoff or Backoff()
+        self.retry = retry
         self.consistency_level = consistency_level
         self._prepared: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -586,8 +577,8 @@ class CassandraRowWriter:
         future.add_callbacks(callback=lambda _rows: self._done(job, None), errback=lambda exc: self._failed(exc, job))
 
     def _failed(self, exc: BaseException, job: _Job) -> None:
-        if isinstance(exc, self._retryable) and job.attempt < self.backoff.max_attempts:
-            delay = self.backoff.delay(job.attempt)
+        if isinstance(exc, self._retryable) and not self.retry.exhausted(job.attempt):
+            delay = self.retry.delay(job.attempt)
             job.attempt += 1
             timer = threading.Timer(delay, self._send, (job,))
             timer.daemon = True
@@ -620,12 +611,19 @@ class ControlApiRowWriter:
     """Writes rows to a running local mode through its control API, in batches, retrying connection errors."""
 
     def __init__(
-        self, control_url: str, schema: TableSchema, *, batch_size: int = 200, backoff: Backoff | None = None
+        self,
+        control_url: str,
+        schema: TableSchema,
+        *,
+        batch_size: int = 200,
+        retry: RetryPolicy = CONTROL_API_RETRY,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.control_url = control_url.rstrip("/")
         self.schema = schema
         self.batch_size = batch_size
-        self.backoff = backoff or Backoff(base_s=0.2, cap_s=2.0, max_attempts=4)
+        self.retry = retry
+        self.headers = dict(headers or {})
 
     def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
         batch: list[WriteOp] = []
@@ -648,7 +646,7 @@ class ControlApiRowWriter:
         attempt = 1
         while True:
             try:
-                response = requests.post(f"{self.control_url}/{path}", json=body, timeout=30)
+                response = requests.post(f"{self.control_url}/{path}", json=body, headers=self.headers, timeout=30)
                 if response.status_code < 500:
                     if response.status_code >= 400:
                         error = f"local control API refused the rows ({response.status_code}): {response.text[:200]}"
@@ -656,9 +654,9 @@ class ControlApiRowWriter:
                 error = f"local control API failed ({response.status_code})"
             except requests.ConnectionError as exc:
                 error = f"local control API unreachable at {self.control_url}: {type(exc).__name__}"
-            if attempt >= self.backoff.max_attempts:
+            if self.retry.exhausted(attempt):
                 break
-            time.sleep(self.backoff.delay(attempt))
+            self.retry.sleep(self.retry.delay(attempt))
             attempt += 1
             error = None
         for op in batch:
@@ -727,58 +725,3 @@ def load_rows(
     report.skipped.sort(key=lambda e: e.line)
     report.failed.sort(key=lambda e: e.line)
     return report
-
-
-# ---- Amazon Keyspaces connection ---------------------------------------------------------------
-
-KEYSPACES_PORT = 9142
-
-
-def keyspaces_host(region: str) -> str:
-    return f"cassandra.{region}.amazonaws.com"
-
-
-def tls_context(ca_bundle: str | Path | None = None) -> Any:
-    """A TLS client context that verifies the server certificate and host name.
-
-    Default trust store: the ``certifi`` bundle (Mozilla's roots), which holds Amazon Root CA 1-4 that
-    Amazon Keyspaces certificates chain to. Pass ``ca_bundle`` (e.g. AWS's ``keyspaces-bundle.pem`` with
-    the Starfield Class 2 root) where an endpoint still presents the older chain.
-    """
-    import ssl
-
-    import certifi
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname on, CERT_REQUIRED
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(cafile=str(ca_bundle) if ca_bundle else certifi.where())
-    return context
-
-
-def connect_keyspaces(
-    region: str, boto_session: Any, *, ca_bundle: str | Path | None = None, request_timeout_s: float = 20.0
-) -> tuple[Any, Any]:
-    """(cluster, session) for Amazon Keyspaces: TLS verified, SigV4 auth, LOCAL_QUORUM, rows as dicts."""
-    from cassandra import ConsistencyLevel
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy
-    from cassandra.query import dict_factory
-    from cassandra_sigv4.auth import SigV4AuthProvider
-
-    host = keyspaces_host(region)
-    profile = ExecutionProfile(
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=region),
-        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
-        request_timeout=request_timeout_s,
-        row_factory=dict_factory,
-    )
-    cluster = Cluster(
-        [host],
-        port=KEYSPACES_PORT,
-        ssl_context=tls_context(ca_bundle),
-        ssl_options={"server_hostname": host},
-        auth_provider=SigV4AuthProvider(boto_session),
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=4,
-    )
-    return cluster, cluster.connect()
