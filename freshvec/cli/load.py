@@ -31,11 +31,6 @@ from freshvec.events import format_timestamp
 from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.cqltypes import CqlType
 
-# Driver writes: retryable errors (timeouts, unavailable, overloaded) are retried up to 6 attempts in all.
-DRIVER_RETRY = RetryPolicy(attempts=6, base_delay_s=0.05, max_delay_s=5.0)
-# Local control API: connection errors and 5xx answers, up to 4 attempts.
-CONTROL_API_RETRY = RetryPolicy(attempts=4, base_delay_s=0.2, max_delay_s=2.0)
-
 _INT_RANGES = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -510,6 +505,12 @@ def _retryable_driver_errors() -> tuple[type[BaseException], ...]:
         OverloadedErrorMessage,
         ServerError,
     )
+
+
+# Driver writes: retryable errors (timeouts, unavailable, overloaded) are retried up to 6 attempts in all.
+DRIVER_RETRY = RetryPolicy(attempts=6, base_delay_s=0.05, max_delay_s=5.0)
+# Local control API: connection errors and 5xx answers, up to 4 attempts.
+CONTROL_API_RETRY = RetryPolicy(attempts=4, base_delay_s=0.2, max_delay_s=2.0)
 
 
 class CassandraRowWriter:
