@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,12 +22,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.driver import (
     CellError,
     TableSchema,
     convert_row,
     row_to_json,
-    to_json_value,  # noqa: F401 - re-exported for freshvec.cli.operations
+    to_json_value,  # noqa: F401 - re-exported for the CLI's backfill
 )
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -252,17 +251,10 @@ def _retryable_driver_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter: attempt n waits a random time up to base * 2**(n-1), capped."""
-
-    base_s: float = 0.05
-    cap_s: float = 5.0
-    max_attempts: int = 6
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
+# Driver writes: retryable errors (timeouts, unavailable, overloaded) are retried up to 6 attempts in all.
+DRIVER_RETRY = RetryPolicy(attempts=6, base_delay_s=0.05, max_delay_s=5.0)
+# Local control API: connection errors and 5xx answers, up to 4 attempts.
+CONTROL_API_RETRY = RetryPolicy(attempts=4, base_delay_s=0.2, max_delay_s=2.0)
 
 
 class CassandraRowWriter:
@@ -278,7 +270,7 @@ class CassandraRowWriter:
         schema: TableSchema,
         *,
         max_in_flight: int = 64,
-        backoff: Backoff | None = None,
+        retry: RetryPolicy = DRIVER_RETRY,
         consistency_level: Any = None,
     ) -> None:
         if max_in_flight < 1:
@@ -286,7 +278,7 @@ class CassandraRowWriter:
         self.session = session
         self.schema = schema
         self.max_in_flight = max_in_flight
-        self.backoff = backoff or Backoff()
+        self.retry = retry
         self.consistency_level = consistency_level
         self._prepared: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -330,8 +322,8 @@ class CassandraRowWriter:
         future.add_callbacks(callback=lambda _rows: self._done(job, None), errback=lambda exc: self._failed(exc, job))
 
     def _failed(self, exc: BaseException, job: _Job) -> None:
-        if isinstance(exc, self._retryable) and job.attempt < self.backoff.max_attempts:
-            delay = self.backoff.delay(job.attempt)
+        if isinstance(exc, self._retryable) and not self.retry.exhausted(job.attempt):
+            delay = self.retry.delay(job.attempt)
             job.attempt += 1
             timer = threading.Timer(delay, self._send, (job,))
             timer.daemon = True
@@ -369,14 +361,15 @@ class ControlApiRowWriter:
         schema: TableSchema,
         *,
         batch_size: int = 200,
-        backoff: Backoff | None = None,
-        headers: dict[str, str] | None = None,
+        retry: RetryPolicy = CONTROL_API_RETRY,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.control_url = control_url.rstrip("/")
         self.headers = dict(headers or {})  # the control token header
         self.schema = schema
         self.batch_size = batch_size
-        self.backoff = backoff or Backoff(base_s=0.2, cap_s=2.0, max_attempts=4)
+        self.retry = retry
+        self.headers = dict(headers or {})
 
     def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
         batch: list[WriteOp] = []
@@ -407,9 +400,9 @@ class ControlApiRowWriter:
                 error = f"local control API failed ({response.status_code})"
             except requests.ConnectionError as exc:
                 error = f"local control API unreachable at {self.control_url}: {type(exc).__name__}"
-            if attempt >= self.backoff.max_attempts:
+            if self.retry.exhausted(attempt):
                 break
-            time.sleep(self.backoff.delay(attempt))
+            self.retry.sleep(self.retry.delay(attempt))
             attempt += 1
             error = None
         for op in batch:
@@ -478,58 +471,3 @@ def load_rows(
     report.skipped.sort(key=lambda e: e.line)
     report.failed.sort(key=lambda e: e.line)
     return report
-
-
-# ---- Amazon Keyspaces connection ---------------------------------------------------------------
-
-KEYSPACES_PORT = 9142
-
-
-def keyspaces_host(region: str) -> str:
-    return f"cassandra.{region}.amazonaws.com"
-
-
-def tls_context(ca_bundle: str | Path | None = None) -> Any:
-    """A TLS client context that verifies the server certificate and host name.
-
-    Default trust store: the ``certifi`` bundle (Mozilla's roots), which holds Amazon Root CA 1-4 that
-    Amazon Keyspaces certificates chain to. Pass ``ca_bundle`` (e.g. AWS's ``keyspaces-bundle.pem`` with
-    the Starfield Class 2 root) where an endpoint still presents the older chain.
-    """
-    import ssl
-
-    import certifi
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname on, CERT_REQUIRED
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(cafile=str(ca_bundle) if ca_bundle else certifi.where())
-    return context
-
-
-def connect_keyspaces(
-    region: str, boto_session: Any, *, ca_bundle: str | Path | None = None, request_timeout_s: float = 20.0
-) -> tuple[Any, Any]:
-    """(cluster, session) for Amazon Keyspaces: TLS verified, SigV4 auth, LOCAL_QUORUM, rows as dicts."""
-    from cassandra import ConsistencyLevel
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy
-    from cassandra.query import dict_factory
-    from cassandra_sigv4.auth import SigV4AuthProvider
-
-    host = keyspaces_host(region)
-    profile = ExecutionProfile(
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=region),
-        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
-        request_timeout=request_timeout_s,
-        row_factory=dict_factory,
-    )
-    cluster = Cluster(
-        [host],
-        port=KEYSPACES_PORT,
-        ssl_context=tls_context(ca_bundle),
-        ssl_options={"server_hostname": host},
-        auth_provider=SigV4AuthProvider(boto_session),
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=4,
-    )
-    return cluster, cluster.connect()

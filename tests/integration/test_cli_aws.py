@@ -17,9 +17,13 @@ from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
 from freshvec import constants as c
+from freshvec.adapters.kinesis import KinesisWriter
 from freshvec.cli import app as cli
-from freshvec.cli import operations
+from freshvec.cli import backfill, console, keyspaces, redrive
+from freshvec.cli import stack as cli_stack
+from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import CassandraRowWriter, load_rows, read_records
+from freshvec.cli.load_command import SAMPLE_DATA
 from freshvec.config import default_config
 from freshvec.events import parse_event
 from freshvec.keys import partition_key, vector_key
@@ -34,7 +38,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[operations.StackResources]:
+def stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[cli_stack.StackResources]:
     """Real resources in moto, described by a CloudFormation stack's outputs (with the Titan config)."""
     created = create_resources(moto.client, local_config(default_config()))
     outputs = created.outputs(default_config())
@@ -46,9 +50,9 @@ def stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[operati
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
     monkeypatch.setenv("AWS_REGION", moto.region)
     monkeypatch.setenv(cli.STACK_ENV, STACK)
-    monkeypatch.setattr(cli.out, "width", 250)  # a wide terminal: tables print without folding
-    monkeypatch.setattr(operations, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
-    yield operations.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
+    monkeypatch.setattr(console.out, "width", 250)  # a wide terminal: tables print without folding
+    monkeypatch.setattr(redrive, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
+    yield cli_stack.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
 
 
 def invoke(*args: str) -> Any:
@@ -96,13 +100,13 @@ def _visible(moto: MotoServer, url: str) -> int:
 # ---- finding the stack -------------------------------------------------------------------------
 
 
-def test_stack_outputs_resolve_into_resources(stack: operations.StackResources) -> None:
+def test_stack_outputs_resolve_into_resources(stack: cli_stack.StackResources) -> None:
     assert stack.stream_name == "freshvec-changes"
     assert stack.config.embedding.provider == "titan" and stack.config.key_columns == ("title",)
     assert stack.vector_index == "movies" and stack.dlq_url.endswith("freshvec-sink-dlq")
 
 
-def test_missing_stack_is_one_clear_line(stack: operations.StackResources) -> None:
+def test_missing_stack_is_one_clear_line(stack: cli_stack.StackResources) -> None:
     result = invoke("--stack", "nope", "status", "--no-rows")
     assert result.exit_code == 1
     assert (
@@ -111,7 +115,7 @@ def test_missing_stack_is_one_clear_line(stack: operations.StackResources) -> No
     )
 
 
-def test_stack_without_freshvec_outputs_is_explained(moto: MotoServer, stack: operations.StackResources) -> None:
+def test_stack_without_freshvec_outputs_is_explained(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "other"}}}}
     moto.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(template))
     result = invoke("--stack", "other", "redrive", "list")
@@ -121,7 +125,7 @@ def test_stack_without_freshvec_outputs_is_explained(moto: MotoServer, stack: op
 # ---- redrive -----------------------------------------------------------------------------------
 
 
-def test_redrive_dlq_list_dry_run_and_send(moto: MotoServer, stack: operations.StackResources) -> None:
+def test_redrive_dlq_list_dry_run_and_send(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     sqs = moto.client("sqs")
     events = [b'{"op": "INSERT", "n": 1}', b'{"op": "UPDATE", "n": 2}']
     for n, payload in enumerate(events):
@@ -149,7 +153,7 @@ def test_redrive_dlq_list_dry_run_and_send(moto: MotoServer, stack: operations.S
     assert left["Body"] == "not json at all"
 
 
-def test_redrive_show_prints_the_payload(moto: MotoServer, stack: operations.StackResources) -> None:
+def test_redrive_show_prints_the_payload(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     sqs = moto.client("sqs")
     message_id = sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(b'{"title": "Jaws"}', '["Jaws"]'))[
         "MessageId"
@@ -209,7 +213,7 @@ def _invocation_record(records: list[tuple[str, bytes, str]], *, as_string: bool
     return json.dumps(doc).encode()
 
 
-def test_redrive_on_failure_objects_in_sequence_order(moto: MotoServer, stack: operations.StackResources) -> None:
+def test_redrive_on_failure_objects_in_sequence_order(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     s3 = moto.client("s3")
     key = "aws/lambda/1f2e-esm/shardId-000000000000/2026/11/22/2026-11-22T10.00.06-c9b8fa9f"
     batch = [("300", b"third", '["b"]'), ("100", b"first", '["a"]'), ("200", b"second", '["a"]')]
@@ -229,20 +233,79 @@ def test_redrive_on_failure_objects_in_sequence_order(moto: MotoServer, stack: o
         (b"third", '["b"]'),
     ]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]}
-    assert keys == {operations.REDRIVEN_PREFIX + key, "aws/lambda/x/meta-only"}
+    assert keys == {redrive.REDRIVEN_PREFIX + key, "aws/lambda/x/meta-only"}
     again = invoke("redrive", "send", "--source", "on-failure")
     assert "1 parked, 0 re-sent" in again.output  # moved objects are not sent twice
 
 
+class _RecordingKinesis:
+    """A moto Kinesis client that notes the partition keys of every PutRecords call."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[list[str]] = []
+
+    def put_records(self, **kwargs: Any) -> Any:
+        self.calls.append([entry["PartitionKey"] for entry in kwargs["Records"]])
+        return self._client.put_records(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _recording_clients(moto: MotoServer) -> tuple[_RecordingKinesis, Any]:
+    kinesis = _RecordingKinesis(moto.client("kinesis"))
+    return kinesis, lambda service: kinesis if service == "kinesis" else moto.client(service)
+
+
+def _assert_one_change_per_row_per_call(kinesis: _RecordingKinesis) -> None:
+    assert kinesis.calls
+    for call in kinesis.calls:
+        assert len(call) == len(set(call)), f"two changes of one row in one PutRecords call: {call}"
+
+
+def test_redrive_never_puts_two_changes_of_one_row_in_one_call(
+    moto: MotoServer, stack: cli_stack.StackResources
+) -> None:
+    batch = [("100", b"a1", '["a"]'), ("200", b"b1", '["b"]'), ("300", b"a2", '["a"]'), ("400", b"a3", '["a"]')]
+    moto.client("s3").put_object(
+        Bucket=stack.on_failure_bucket, Key="aws/lambda/x/batch", Body=_invocation_record(batch)
+    )
+    sqs = moto.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(f"c{n}".encode(), '["c"]'))
+    kinesis, clients = _recording_clients(moto)
+    report = redrive.redrive(clients, stack, source="all")
+    assert report.sent_items == 4 and report.sent_records == 7
+    _assert_one_change_per_row_per_call(kinesis)
+    assert ['["a"]', '["b"]'] in kinesis.calls  # rows that differ still share a call
+    stream = _read_stream(moto, stack.stream_name)
+    assert [r["Data"] for r in stream if r["PartitionKey"] == '["a"]'] == [b"a1", b"a2", b"a3"]
+
+
+def test_backfill_sends_one_change_per_row_per_call(
+    moto: MotoServer, stack: cli_stack.StackResources, tmp_path: Any
+) -> None:
+    session = _seeded_session(limit=30)
+    kinesis, _clients = _recording_clients(moto)
+    state = backfill.BackfillState.open(tmp_path / "state.json", 2)
+    report = backfill.backfill(session, kinesis, stack, state, workers=2, page_rows=7)
+    assert report.sent == 30 and state.complete
+    _assert_one_change_per_row_per_call(kinesis)
+    assert sum(len(call) for call in kinesis.calls) == 30
+
+
 def test_object_payload_form_is_accepted() -> None:
-    item = operations.read_on_failure_object(_invocation_record([("1", b"x", "k")], as_string=False), "key")
-    assert item.unreadable is None and item.records == [operations.OutRecord(b"x", "k")]
+    item = redrive.read_on_failure_object(_invocation_record([("1", b"x", "k")], as_string=False), "key")
+    assert item.unreadable is None and [(r.data, r.partition_key, r.sequence_number) for r in item.records] == [
+        (b"x", "k", "1")
+    ]
 
 
 # ---- status ------------------------------------------------------------------------------------
 
 
-def test_status_one_screen(moto: MotoServer, stack: operations.StackResources) -> None:
+def test_status_one_screen(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     moto.client("sqs").send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(b"{}", '["x"]'))
     moto.client("s3vectors").put_vectors(
         vectorBucketName=stack.vector_bucket,
@@ -274,10 +337,10 @@ def test_status_one_screen(moto: MotoServer, stack: operations.StackResources) -
 
 
 def test_status_counts_rows_through_the_session(
-    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch
+    moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = _seeded_session(limit=40)
-    monkeypatch.setattr(cli, "_connect_table", lambda _region, _ca: (_Cluster(), session))
+    monkeypatch.setattr(keyspaces, "connect_table", lambda _region, _ca: (_Cluster(), session))
     result = invoke("status", "--json")
     assert json.loads(result.output)["rows"] == 40
 
@@ -294,17 +357,17 @@ def _seeded_session(limit: int | None = None) -> FakeSession:
     schema = TableSchema.from_config(default_config())
     session = FakeSession(primary_key=schema.primary_key, partition_key=schema.partition_key, latency_s=0)
     report = load_rows(
-        read_records(cli.SAMPLE_DATA, schema.column_types), schema, CassandraRowWriter(session, schema), limit=limit
+        read_records(SAMPLE_DATA, schema.column_types), schema, CassandraRowWriter(session, schema), limit=limit
     )
     assert report.ok
     return session
 
 
 def test_backfill_sends_every_row_as_a_backfill_event(
-    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     session = _seeded_session()
-    monkeypatch.setattr(cli, "_connect_table", lambda _region, _ca: (_Cluster(), session))
+    monkeypatch.setattr(keyspaces, "connect_table", lambda _region, _ca: (_Cluster(), session))
     state = tmp_path / "backfill.json"
     result = invoke("backfill", "--segments", "8", "--workers", "3", "--rate", "100000", "--state", str(state))
     assert result.exit_code == 0, result.output
@@ -326,7 +389,7 @@ def test_backfill_sends_every_row_as_a_backfill_event(
 
 
 def test_backfill_resumes_after_an_interruption(
-    moto: MotoServer, stack: operations.StackResources, tmp_path: Any
+    moto: MotoServer, stack: cli_stack.StackResources, tmp_path: Any
 ) -> None:
     session = _seeded_session()
     kinesis = moto.client("kinesis")
@@ -334,33 +397,33 @@ def test_backfill_resumes_after_an_interruption(
     class Interrupted(Exception):
         pass
 
-    class FlakySender(operations.KinesisSender):
+    class FlakyWriter(KinesisWriter):
         calls = 0
 
-        def send(self, records: Any) -> None:
-            FlakySender.calls += 1
-            if FlakySender.calls == 4:
+        def put(self, records: Any) -> int:
+            FlakyWriter.calls += 1
+            if FlakyWriter.calls == 4:
                 raise Interrupted
-            super().send(records)
+            return super().put(records)
 
     path = tmp_path / "state.json"
-    state = operations.BackfillState.open(path, 4)
+    state = backfill.BackfillState.open(path, 4)
     with pytest.raises(Interrupted):
-        operations.backfill(
-            session, kinesis, stack, state, workers=1, page_rows=10, sender=FlakySender(kinesis, stack.stream_name)
+        backfill.backfill(
+            session, kinesis, stack, state, workers=1, page_rows=10, writer=FlakyWriter(kinesis, stack.stream_name)
         )
     saved = json.loads(path.read_text())
     assert saved["sent"] == 30 and saved["positions"]
 
-    resumed = operations.BackfillState.open(path, 4)
-    report = operations.backfill(session, kinesis, stack, resumed, workers=2, page_rows=10)
+    resumed = backfill.BackfillState.open(path, 4)
+    report = backfill.backfill(session, kinesis, stack, resumed, workers=2, page_rows=10)
     assert report.resumed and resumed.complete
     sent_keys = [r["PartitionKey"] for r in _read_stream(moto, stack.stream_name)]
     expected = {f'["{key[0]}"]' for key in session.rows}
     assert set(sent_keys) == expected  # nothing lost
     assert len(sent_keys) <= len(expected) + 1  # at most the row at the saved position is sent twice
-    with pytest.raises(operations.OperatorError, match="pass --segments 4 to resume"):
-        operations.BackfillState.open(path, 8)
+    with pytest.raises(OperatorError, match="pass --segments 4 to resume"):
+        backfill.BackfillState.open(path, 8)
 
 
 # ---- query -------------------------------------------------------------------------------------
@@ -394,7 +457,7 @@ def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stu
 
 
 def test_query_embeds_like_the_sink_and_prints_a_table(
-    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch
+    moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bedrock = FakeBedrockRuntime()
     client, stubber = _stubbed_s3vectors(moto)
@@ -412,7 +475,7 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
         "filter": {"vote_count": {"$gte": 100}},
     }
     stubber.add_response("query_vectors", {"vectors": hits, "distanceMetric": "cosine"}, expected_request)
-    monkeypatch.setattr(operations, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
+    monkeypatch.setattr(cli_stack, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
     with stubber:
         result = invoke("query", "dinosaurs escape", "--k", "2", "--filter", '{"vote_count": {"$gte": 100}}')
     assert result.exit_code == 0, result.output
@@ -427,13 +490,13 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
     stubber.assert_no_pending_responses()
 
 
-def test_query_json_output(moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch) -> None:
     bedrock = FakeBedrockRuntime()
     client, stubber = _stubbed_s3vectors(moto)
     stubber.add_response(
         "query_vectors", {"vectors": [{"key": '["Jaws"]', "distance": 0.5, "metadata": {}}], "distanceMetric": "cosine"}
     )
-    monkeypatch.setattr(operations, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
+    monkeypatch.setattr(cli_stack, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
     with stubber:
         result = invoke("query", "shark", "--json")
     doc = json.loads(result.output)
@@ -444,11 +507,11 @@ def test_query_json_output(moto: MotoServer, stack: operations.StackResources, m
 
 
 def test_query_dimension_mismatch(
-    moto: MotoServer, stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch
+    moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, stubber = _stubbed_s3vectors(moto, dimension=1024)
     monkeypatch.setattr(
-        operations, "make_client_factory", lambda *_a, **_k: _query_clients(moto, FakeBedrockRuntime(), client)
+        cli_stack, "make_client_factory", lambda *_a, **_k: _query_clients(moto, FakeBedrockRuntime(), client)
     )
     with stubber:
         result = invoke("query", "shark")
@@ -459,14 +522,14 @@ def test_query_dimension_mismatch(
     )
 
 
-def test_query_index_missing(moto: MotoServer, stack: operations.StackResources) -> None:
+def test_query_index_missing(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     moto.client("s3vectors").delete_index(vectorBucketName=stack.vector_bucket, indexName=stack.vector_index)
     result = invoke("query", "shark")
     assert result.exit_code == 1
     assert result.output.strip() == "error: vector index 'movies' not found in bucket 'freshvec-local'"
 
 
-def test_query_bad_filter_fails_before_any_call(stack: operations.StackResources) -> None:
+def test_query_bad_filter_fails_before_any_call(stack: cli_stack.StackResources) -> None:
     result = invoke("query", "shark", "--filter", '{"vote_count": {"$gte": "100"}}')
     assert result.exit_code == 1
     assert result.output.strip() == "error: invalid filter at vote_count.$gte: $gte takes a number, got a string"
@@ -478,11 +541,11 @@ def test_query_bad_filter_fails_before_any_call(stack: operations.StackResources
 
 
 def test_load_update_and_delete_through_the_session(
-    stack: operations.StackResources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     schema = TableSchema.from_config(stack.config)
     session = FakeSession(primary_key=schema.primary_key, partition_key=schema.partition_key, latency_s=0)
-    monkeypatch.setattr(cli, "_connect_table", lambda _region, _ca: (_Cluster(), session))
+    monkeypatch.setattr(keyspaces, "connect_table", lambda _region, _ca: (_Cluster(), session))
     loaded = invoke("load", "--limit", "5")
     assert (
         loaded.exit_code == 0 and "5 row(s) written to media.movies in us-east-1; 0 skipped, 0 failed" in loaded.output

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from freshvec.cli import app as cli
+from freshvec.cli import console
 from freshvec.config import default_config
 from freshvec.local.control import ControlServer
 from freshvec.local.moto_server import MotoServer
@@ -68,7 +69,7 @@ def local(moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     }
     state.write_text(json.dumps(doc))
     monkeypatch.setenv("FRESHVEC_LOCAL_STATE", str(state))
-    monkeypatch.setattr(cli.out, "width", 250)
+    monkeypatch.setattr(console.out, "width", 250)
     try:
         yield pipeline
     finally:

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from freshvec import constants as c
-from freshvec.cli import operations
+from freshvec.cli import local_client
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_")]
@@ -68,7 +68,7 @@ def test_state_file_holds_the_endpoint_the_control_url_and_every_output(stack: d
         "max_concurrency": 8,
     }
     # The operator CLI reads the same file.
-    resources = operations.load_local_state(stack["path"])
+    resources = local_client.load_local_state(stack["path"])
     assert resources.is_local
 
 
@@ -92,7 +92,7 @@ def test_rows_written_through_the_api_become_searchable(stack: dict[str, Any]) -
     assert stats["pending"] == 0
     assert stats["vectors_deleted"] >= 1
     # What `freshvec --local status` shows comes from the same endpoint.
-    assert operations.control_request(operations.load_local_state(stack["path"]), "GET", "stats")["changes"] >= 3
+    assert local_client.control_request(local_client.load_local_state(stack["path"]), "GET", "stats")["changes"] >= 3
 
 
 @pytest.mark.parametrize(

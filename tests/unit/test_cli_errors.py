@@ -13,7 +13,7 @@ from cassandra.cluster import NoHostAvailable
 from typer.testing import CliRunner
 
 from freshvec.cli import app as cli
-from freshvec.cli import operations
+from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import LoaderFileError
 from freshvec.config import default_config
 from freshvec.errors import MisconfigurationError
@@ -58,7 +58,7 @@ def _client_error(code: str, message: str, operation: str = "DescribeStacks") ->
         ),
         (FilterError("year.$gt", "$gt takes a number, got a string"), "invalid filter at year.$gt: $gt takes a number"),
         (LoaderFileError("rows.csv: no such file"), "rows.csv: no such file"),
-        (operations.OperatorError("stack 'x' not found"), "stack 'x' not found"),
+        (OperatorError("stack 'x' not found"), "stack 'x' not found"),
         (MisconfigurationError("S3 Vectors QueryVectors failed: denied"), "S3 Vectors QueryVectors failed: denied"),
         (AuthenticationFailed("Failed to authenticate"), "Amazon Keyspaces: AuthenticationFailed"),
         (FileNotFoundError(2, "No such file or directory", "x.pem"), "No such file or directory"),

@@ -14,8 +14,10 @@ from cassandra import InvalidRequest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from freshvec.cli.keyspaces import tls_context
 from freshvec.cli.load import (
-    Backoff,
+    CONTROL_API_RETRY,
+    DRIVER_RETRY,
     CassandraRowWriter,
     LoaderFileError,
     WriteOp,
@@ -24,9 +26,9 @@ from freshvec.cli.load import (
     load_rows,
     plan_writes,
     read_records,
-    tls_context,
 )
 from freshvec.config import PipelineConfig, default_config
+from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.cqltypes import parse_cql_type
 from freshvec.sources.keyspaces.driver import (
     CellError,
@@ -51,8 +53,8 @@ def _session(schema: TableSchema, **kwargs) -> FakeSession:
     return FakeSession(primary_key=schema.primary_key, partition_key=schema.partition_key, **kwargs)
 
 
-def _fast_backoff(attempts: int = 4) -> Backoff:
-    return Backoff(base_s=0.001, cap_s=0.002, max_attempts=attempts)
+def _fast_retry(attempts: int = 4) -> RetryPolicy:
+    return RetryPolicy(attempts=attempts, base_delay_s=0.001, max_delay_s=0.002)
 
 
 # ---- conversion --------------------------------------------------------------------------------
@@ -276,7 +278,7 @@ def test_in_flight_writes_never_exceed_the_bound(schema: TableSchema) -> None:
 @pytest.mark.parametrize("error", [write_timeout(), unavailable(), timed_out()])
 def test_retryable_errors_are_retried_with_backoff(schema: TableSchema, error: Exception) -> None:
     session = _session(schema, fail=fail_times(2, error))
-    writer = CassandraRowWriter(session, schema, max_in_flight=4, backoff=_fast_backoff())
+    writer = CassandraRowWriter(session, schema, max_in_flight=4, retry=_fast_retry())
     report = load_rows(read_records(SAMPLE, schema.column_types), schema, writer, limit=30)
     assert report.written == 30 and report.retried == 30 and not report.failed
     assert all(count == 3 for count in session.attempts.values())
@@ -285,7 +287,7 @@ def test_retryable_errors_are_retried_with_backoff(schema: TableSchema, error: E
 
 def test_writes_fail_after_the_last_attempt_and_are_reported(schema: TableSchema) -> None:
     session = _session(schema, fail=fail_times(10, write_timeout()))
-    writer = CassandraRowWriter(session, schema, backoff=_fast_backoff(attempts=3))
+    writer = CassandraRowWriter(session, schema, retry=_fast_retry(attempts=3))
     report = load_rows(read_records(SAMPLE, schema.column_types), schema, writer, limit=3)
     assert report.written == 0 and len(report.failed) == 3
     assert report.failed[0].line == 1 and "WriteTimeout" in report.failed[0].reason
@@ -294,17 +296,22 @@ def test_writes_fail_after_the_last_attempt_and_are_reported(schema: TableSchema
 
 def test_non_retryable_errors_fail_at_once(schema: TableSchema) -> None:
     session = _session(schema, fail=fail_times(1, InvalidRequest("unconfigured table movies")))
-    writer = CassandraRowWriter(session, schema, backoff=_fast_backoff())
+    writer = CassandraRowWriter(session, schema, retry=_fast_retry())
     report = load_rows(read_records(SAMPLE, schema.column_types), schema, writer, limit=2)
     assert len(report.failed) == 2 and "unconfigured table" in report.failed[0].reason
     assert all(count == 1 for count in session.attempts.values())
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    backoff = Backoff(base_s=0.1, cap_s=0.5)
+    backoff = RetryPolicy(base_delay_s=0.1, max_delay_s=0.5)
     assert all(0 <= backoff.delay(1) <= 0.1 for _ in range(50))
     assert all(0 <= backoff.delay(10) <= 0.5 for _ in range(50))
     assert max(backoff.delay(3) for _ in range(200)) > 0.1  # later attempts may wait longer
+
+
+def test_writers_retry_with_the_one_retry_policy() -> None:
+    assert DRIVER_RETRY.attempts == 6 and DRIVER_RETRY.base_delay_s == 0.05 and DRIVER_RETRY.max_delay_s == 5.0
+    assert CONTROL_API_RETRY.attempts == 4 and CONTROL_API_RETRY.max_delay_s == 2.0
 
 
 def test_tls_context_verifies_server_and_host() -> None:

@@ -1,0 +1,318 @@
+"""``freshvec backfill``: send every existing row to the change stream as an INSERT event (origin BACKFILL).
+
+The table is read in token-range segments, in parallel, with progress saved after every page Kinesis
+accepted, so an interrupted backfill resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from freshvec.cli import console, keyspaces
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.load import TableSchema, quote, to_json_value
+from freshvec.cli.send import ChangeStreamSender, RateLimiter
+from freshvec.cli.settings import settings
+from freshvec.cli.stack import StackResources
+from freshvec.config import PipelineConfig
+from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.keys import partition_key, vector_key
+from freshvec.outgoing import OutgoingRecord
+from freshvec.ports import ChangeStreamWriter
+
+MIN_TOKEN = -(2**63)
+MAX_TOKEN = 2**63 - 1
+
+
+def token_segments(count: int) -> list[tuple[int, int]]:
+    """``count`` contiguous (low, high] token ranges covering the whole Murmur3 ring."""
+    if count < 1:
+        raise ValueError("at least one segment")
+    span = (MAX_TOKEN - MIN_TOKEN) // count
+    bounds = [MIN_TOKEN + i * span for i in range(count)] + [MAX_TOKEN]
+    return list(itertools.pairwise(bounds))
+
+
+def build_range_select(
+    keyspace: str, table: str, partition_key: Sequence[str], columns: Sequence[str], *, inclusive: bool
+) -> str:
+    token = f"token({', '.join(quote(k) for k in partition_key)})"
+    selected = ", ".join(quote(col) for col in columns)
+    low = ">=" if inclusive else ">"
+    # Identifiers come from the validated config and are quoted; token bounds are bound values.
+    return (
+        f"SELECT {token} AS fv_token, {selected} FROM {quote(keyspace)}.{quote(table)} "  # noqa: S608
+        f"WHERE {token} {low} ? AND {token} <= ?"
+    )
+
+
+@dataclass
+class BackfillState:
+    """Progress that survives an interruption: per segment, the last token fully sent, or done."""
+
+    path: Path
+    segments: int
+    started_ms: int
+    positions: dict[int, int] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+    sent: int = 0
+
+    @classmethod
+    def open(cls, path: Path, segments: int, *, restart: bool = False) -> BackfillState:
+        if path.is_file() and not restart:
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                if raw["segments"] != segments:
+                    raise OperatorError(
+                        f"{path} is a backfill over {raw['segments']} segments; pass --segments "
+                        f"{raw['segments']} to resume it, or --restart to start over"
+                    )
+                return cls(
+                    path,
+                    segments,
+                    int(raw["started_ms"]),
+                    {int(k): int(v) for k, v in raw["positions"].items()},
+                    {int(s) for s in raw["done"]},
+                    int(raw["sent"]),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise OperatorError(f"{path} is not a backfill state file ({exc}); pass --restart") from exc
+        return cls(path, segments, int(time.time() * 1000))
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == self.segments
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "segments": self.segments,
+            "started_ms": self.started_ms,
+            "positions": {str(k): v for k, v in sorted(self.positions.items())},
+            "done": sorted(self.done),
+            "sent": self.sent,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+@dataclass
+class BackfillReport:
+    sent: int = 0
+    segments_done: int = 0
+    segments: int = 0
+    resumed: bool = False
+
+
+def backfill(
+    session: Any,
+    kinesis: Any,
+    resources: StackResources,
+    state: BackfillState,
+    *,
+    workers: int = 4,
+    rate_per_s: float = 500.0,
+    page_rows: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+    writer: ChangeStreamWriter | None = None,
+) -> BackfillReport:
+    """Send every existing row as an INSERT change event (origin BACKFILL) to the change stream.
+
+    Token-range segments are read in parallel; after each page of rows Kinesis accepted, the segment's
+    last token is saved, so a rerun resumes there (re-sending at most the rows of that token: the sink
+    is idempotent). When one segment fails, the others stop at their next page. Pages go through
+    ``writer`` (default: the Kinesis writer on the stack's stream) in the calls ``plan_calls`` plans.
+    """
+    run = _BackfillRun(
+        session,
+        resources,
+        state,
+        sender=(
+            ChangeStreamSender(writer, resources.stream_name)
+            if writer is not None
+            else ChangeStreamSender.for_kinesis(kinesis, resources.stream_name)
+        ),
+        limiter=RateLimiter(rate_per_s),
+        page_rows=page_rows,
+        on_progress=on_progress,
+    )
+    return run.run(workers)
+
+
+class _BackfillRun:
+    def __init__(
+        self,
+        session: Any,
+        resources: StackResources,
+        state: BackfillState,
+        *,
+        sender: ChangeStreamSender,
+        limiter: RateLimiter,
+        page_rows: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        self.session = session
+        self.config = resources.config
+        self.schema = TableSchema.from_config(self.config)
+        self.state = state
+        self.sender = sender
+        self.limiter = limiter
+        self.page_rows = page_rows
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        # Digits only, so anything that orders sequence numbers numerically still can: run start, then a counter.
+        self.seq_base = state.started_ms * 10**9 + state.sent
+        self.counter = itertools.count(1)
+        c_ = self.config
+        self.statements = {
+            inclusive: session.prepare(
+                build_range_select(c_.keyspace, c_.table, c_.partition_key, list(c_.columns), inclusive=inclusive)
+            )
+            for inclusive in (False, True)
+        }
+
+    def run(self, workers: int) -> BackfillReport:
+        state = self.state
+        resumed = bool(state.positions or state.done)
+        todo = [(i, lo, hi) for i, (lo, hi) in enumerate(token_segments(state.segments)) if i not in state.done]
+        before = state.sent
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill") as pool:
+            futures = [pool.submit(self._segment, *segment) for segment in todo]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # a failed segment or Ctrl-C: the others stop after their current page
+                self.stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return BackfillReport(state.sent - before, len(state.done), state.segments, resumed)
+
+    def _segment(self, index: int, low: int, high: int) -> None:
+        try:
+            if not self.stop.is_set() and self._read(index, low, high):
+                with self.lock:
+                    self.state.done.add(index)
+                    self.state.save()
+        except BaseException:
+            self.stop.set()
+            raise
+
+    def _read(self, index: int, low: int, high: int) -> bool:
+        """Send the segment page by page; False when stopped early because another segment failed."""
+        resume_at = self.state.positions.get(index)
+        statement = self.statements[resume_at is not None]
+        page: list[OutgoingRecord] = []
+        last_token: int | None = None
+        for row in self.session.execute(statement, (low if resume_at is None else resume_at, high)):
+            last_token = row.pop("fv_token")
+            with self.lock:
+                seq = str(self.seq_base + next(self.counter))
+            page.append(_backfill_record(row, self.schema, self.config, seq))
+            if len(page) >= self.page_rows:
+                if self.stop.is_set():
+                    return False
+                self._flush(index, page, last_token)
+                page = []
+        if self.stop.is_set():
+            return False
+        if page:
+            self._flush(index, page, last_token)
+        return True
+
+    def _flush(self, index: int, page: list[OutgoingRecord], last_token: int | None) -> None:
+        self.limiter.acquire(len(page))
+        self.sender.send(page)
+        with self.lock:
+            self.state.sent += len(page)
+            if last_token is not None:
+                self.state.positions[index] = last_token
+            self.state.save()
+        if self.on_progress is not None:
+            self.on_progress(len(page))
+
+
+def _backfill_record(row: dict[str, Any], schema: TableSchema, config: PipelineConfig, seq: str) -> OutgoingRecord:
+    new = {name: to_json_value(value, schema.column_types[name]) for name, value in row.items()}
+    key = {name: new[name] for name in config.primary_key}
+    now = datetime.now(UTC)
+    event = ChangeEvent(
+        keyspace=config.keyspace,
+        table=config.table,
+        op="INSERT",
+        key=key,
+        new=new,
+        old=None,
+        seq=seq,
+        shard="backfill",
+        ts=format_timestamp(now),
+        origin="BACKFILL",
+    )
+    return OutgoingRecord(
+        event.to_bytes(), partition_key(vector_key(key, config.key_columns)), seq, changed_at=now.timestamp()
+    )
+
+
+def default_backfill_state_path(stack_name: str) -> Path:
+    return Path(".freshvec") / f"backfill-{stack_name}.json"
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def backfill_command(
+    *,
+    segments: Annotated[
+        int, typer.Option("--segments", min=1, max=4096, help="Token ranges to split the table into")
+    ] = 16,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Token ranges read in parallel")] = 4,
+    rate: Annotated[float, typer.Option("--rate", min=1, help="At most this many records per second to Kinesis")] = 500,
+    state_file: Annotated[
+        Path | None, typer.Option("--state", help="Progress file for resuming [.freshvec/backfill-<stack>.json]")
+    ] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Ignore saved progress and start over")] = False,
+    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
+) -> None:
+    """Send every existing row to the change stream (CDC only captures changes made after it was enabled)."""
+    s = settings()
+    res = s.resources()
+    if res.is_local:
+        raise OperatorError("backfill reads Amazon Keyspaces; local mode starts empty and needs none")
+    path = state_file or default_backfill_state_path(res.stack_name)
+    state = BackfillState.open(path, segments, restart=restart)
+    if state.complete:
+        console.out.print(f"backfill already complete ({state.sent} rows sent); pass --restart to run it again")
+        return
+    cluster, session = keyspaces.connect_table(res.region, ca_bundle)
+    try:
+        with console.progress() as progress:
+            task = progress.add_task("backfill", total=None, completed=state.sent)
+            report = backfill(
+                session,
+                s.clients()("kinesis"),
+                res,
+                state,
+                workers=workers,
+                rate_per_s=rate,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    finally:
+        cluster.shutdown()
+    resumed = " (resumed)" if report.resumed else ""
+    console.out.print(
+        f"backfill{resumed}: {report.sent} row(s) sent to {res.stream_name}; "
+        f"{report.segments_done}/{report.segments} token ranges done; progress in {path}"
+    )

@@ -1,0 +1,89 @@
+"""``freshvec load``: write the rows of a CSV or JSON Lines file into the table, or change or delete them.
+
+The loading itself is ``freshvec.cli.load``; this is the command: where the rows go (Amazon Keyspaces, or
+the local pipeline's control API), progress, and the summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from freshvec.cli import console, keyspaces, local_client
+from freshvec.cli import load as loader
+from freshvec.cli.settings import settings
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent.parent / "data" / "movies.jsonl"
+
+UpdateMode = Annotated[
+    str | None,
+    typer.Option(
+        "--update",
+        help="ratings: change only numeric columns (no re-embedding expected); text: revise the embedded text",
+        case_sensitive=False,
+    ),
+]
+
+
+def load_command(
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="CSV or JSON Lines file whose columns match the table")
+    ] = SAMPLE_DATA,
+    *,
+    update: UpdateMode = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the file's rows (by primary key)")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N good rows")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Writes in flight")] = 64,
+    ca_bundle: Annotated[
+        Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS [default: certifi]")
+    ] = None,
+) -> None:
+    """Write rows into the table (Amazon Keyspaces, LOCAL_QUORUM, TLS verified, SigV4), or change/delete them."""
+    if update is not None and update.lower() not in loader.UPDATE_MODES:
+        raise typer.BadParameter(f"choose one of: {', '.join(loader.UPDATE_MODES)}", param_hint="--update")
+    if update is not None and delete:
+        raise typer.BadParameter("use --update or --delete, not both", param_hint="--delete")
+    res = settings().resources()
+    schema = loader.TableSchema.from_config(res.config)
+    records = loader.read_records(file, schema.column_types)
+    verb = "deleting" if delete else f"updating ({update})" if update else "loading"
+    cluster = None
+    if res.is_local:
+        writer: loader.RowWriter = loader.ControlApiRowWriter(
+            res.control_url or "", schema, headers=local_client.control_headers(res)
+        )
+        target = "the local pipeline"
+    else:
+        cluster, session = keyspaces.connect_table(res.region, ca_bundle)
+        writer = loader.CassandraRowWriter(session, schema, max_in_flight=concurrency)
+        target = f"{res.config.keyspace}.{res.config.table} in {res.region}"
+    try:
+        with console.progress() as progress:
+            task = progress.add_task(f"{verb} {file.name}", total=limit)
+            report = loader.load_rows(
+                records,
+                schema,
+                writer,
+                update=update.lower() if update else None,
+                delete=delete,
+                limit=limit,
+                on_progress=lambda r: progress.update(task, completed=r.written + len(r.failed)),
+            )
+            progress.update(task, total=report.written + len(report.failed))
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+    for problem in report.skipped:
+        console.err.print(Text(f"skipped {file.name}:{problem.line}: {problem.reason}"))
+    for problem in report.failed:
+        console.err.print(Text(f"failed {file.name}:{problem.line}: {problem.reason}"))
+    done = "deleted from" if delete else "written to"
+    console.out.print(
+        f"{report.written} row(s) {done} {target}; {len(report.skipped)} skipped, {len(report.failed)} failed"
+        + (f", {report.retried} retried" if report.retried else "")
+    )
+    if report.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,62 @@
+"""The CLI's side of local mode: the resources of a running ``freshvec local up`` and its control API.
+
+The state file (``freshvec.state``) names the moto endpoint, the resource names, the control API's URL and
+the token the control API requires; every request sends that token in ``state.CONTROL_TOKEN_HEADER``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from freshvec import state
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.stack import StackResources
+
+
+def load_local_state(path: str | Path | None = None) -> StackResources:
+    """The resources of a running ``freshvec local up``, from the state file it writes."""
+    state_path = state.local_state_path(path)
+    try:
+        doc = state.read_local_state(state_path)
+    except (FileNotFoundError, ValueError) as exc:  # both say what is wrong and what to do
+        raise OperatorError(str(exc)) from exc
+    try:
+        endpoint, control, region = doc["endpoint"], doc["control"], doc["region"]
+        outputs = {str(k): str(v) for k, v in doc["outputs"].items()}
+        token = doc.get("token")
+        if token is not None and not isinstance(token, str):
+            raise TypeError("the token is not a string")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise OperatorError(f"{state_path} is not a freshvec local state file: {exc}") from exc
+    return StackResources.from_outputs(
+        "local", region, outputs, endpoint_url=endpoint, control_url=control, control_token=token or None
+    )
+
+
+def control_headers(resources: StackResources) -> dict[str, str]:
+    """The headers every control API request carries: the token from the state file, when it has one."""
+    return {state.CONTROL_TOKEN_HEADER: resources.control_token} if resources.control_token else {}
+
+
+def control_request(resources: StackResources, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """One call to the local control API; a stopped local pipeline becomes a clear OperatorError."""
+    import requests
+
+    url = f"{(resources.control_url or '').rstrip('/')}/{path}"
+    try:
+        response = requests.request(method, url, json=body, headers=control_headers(resources), timeout=60)
+    except requests.ConnectionError as exc:
+        raise OperatorError(
+            f"local pipeline not reachable at {resources.control_url}; is `freshvec local up` running?"
+        ) from exc
+    if response.status_code >= 400:
+        try:
+            reason = response.json().get("error") or response.text
+        except ValueError:
+            reason = response.text
+        raise OperatorError(f"local pipeline refused {path} ({response.status_code}): {str(reason).strip()[:200]}")
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise OperatorError(f"local pipeline answered {path} with something that is not JSON") from exc

@@ -1,0 +1,190 @@
+"""``freshvec query``: embed the text like the sink does and search the index; print the nearest rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from freshvec import constants as c
+from freshvec.cli import console, local_client
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.settings import settings
+from freshvec.cli.stack import ClientFactory, StackResources
+from freshvec.config import PipelineConfig
+from freshvec.filters import parse_filter, validate_filter
+from freshvec.keys import parse_vector_key
+
+
+@dataclass(frozen=True)
+class QueryHit:
+    rank: int
+    key: str
+    key_values: dict[str, Any]
+    distance: float | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    metric: str
+    hits: list[QueryHit]
+
+
+def _hits(raw: Iterable[dict[str, Any]], config: PipelineConfig) -> list[QueryHit]:
+    hits = []
+    for rank, item in enumerate(raw, start=1):
+        key = item["key"]
+        try:
+            key_values = parse_vector_key(key, config.key_columns)
+        except ValueError:
+            key_values = {}
+        distance = item.get("distance")
+        hits.append(
+            QueryHit(rank, key, key_values, None if distance is None else float(distance), item.get("metadata") or {})
+        )
+    return hits
+
+
+def check_index(store: Any, resources: StackResources) -> Any:
+    """The index's ``IndexInfo``; OperatorError when it is missing or its dimension differs from the config."""
+    from freshvec.errors import MisconfigurationError, error_code
+
+    try:
+        info = store.describe()
+    except MisconfigurationError as exc:
+        if error_code(exc.__cause__) in ("NotFoundException", "NoSuchIndex", "NoSuchVectorBucket"):
+            raise OperatorError(
+                f"vector index {resources.vector_index!r} not found in bucket {resources.vector_bucket!r}"
+            ) from exc
+        raise
+    expected = resources.config.embedding.dimensions
+    if info.dimension != expected:
+        raise OperatorError(
+            f"dimension mismatch: index {resources.vector_index!r} has {info.dimension} dimensions but "
+            f"{resources.config.embedding.model_id} is configured for {expected}"
+        )
+    return info
+
+
+def query_index(
+    clients: ClientFactory,
+    resources: StackResources,
+    text: str,
+    *,
+    k: int = 10,
+    filter_doc: dict[str, Any] | None = None,
+    embedder: Any = None,
+) -> QueryResult:
+    """Embed ``text`` like the sink does (queries as ``search_query`` for Cohere) and search the index."""
+    if not 1 <= k <= c.S3V_MAX_TOP_K:
+        raise OperatorError(f"--k must be between 1 and {c.S3V_MAX_TOP_K}, got {k}")
+    if not text.strip():
+        raise OperatorError("the query text is empty")
+    if filter_doc is not None:
+        validate_filter(filter_doc)
+    if resources.is_local:
+        return _query_local(resources, text, k, filter_doc)
+    from freshvec.adapters.s3vectors import S3VectorsStore
+
+    store = S3VectorsStore(clients("s3vectors"), resources.vector_bucket, resources.vector_index)
+    info = check_index(store, resources)
+    if embedder is None:
+        from freshvec.adapters.bedrock import make_embedder
+
+        embedder = make_embedder(resources.config.embedding, clients("bedrock-runtime"))
+    vector = embedder.embed_query(text)
+    if len(vector) != info.dimension:
+        raise OperatorError(
+            f"dimension mismatch: the model returned {len(vector)} values, the index takes {info.dimension}"
+        )
+    hits = store.query(vector, k, filter_doc)
+    return QueryResult(info.distance_metric, _hits(hits, resources.config))
+
+
+def _query_local(resources: StackResources, text: str, k: int, filter_doc: dict[str, Any] | None) -> QueryResult:
+    body = local_client.control_request(resources, "POST", "query", {"text": text, "k": k, "filter": filter_doc})
+    return QueryResult(resources.config.vector_store.distance_metric, _hits(body.get("hits", []), resources.config))
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def query_command(
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="What to search for")],
+    k: Annotated[int, typer.Option("--k", min=1, max=c.S3V_MAX_TOP_K, help="How many results (at most 100)")] = 10,
+    filter_json: Annotated[
+        str | None, typer.Option("--filter", help='S3 Vectors metadata filter, e.g. \'{"vote_count": {"$gte": 100}}\'')
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", help="Comma-separated metadata columns to show [default: configured]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Search the index with the same embedding model and dimensions as the pipeline."""
+    filter_doc = parse_filter(filter_json) if filter_json is not None else None
+    s = settings()
+    res = s.resources()
+    result = query_index(s.clients() if not res.is_local else _no_clients, res, text, k=k, filter_doc=filter_doc)
+    if as_json:
+        console.out.print_json(json.dumps(query_json(result), default=str))
+        return
+    shown = query_columns(res.config, columns)
+    console.out.print(render_query_table(result, shown, res.config.column_types))
+
+
+def _no_clients(service: str) -> Any:
+    raise OperatorError(f"local mode answers queries through its control API, not {service}")
+
+
+def query_columns(config: Any, columns: str | None) -> list[str]:
+    if columns is None:
+        return [name for name in config.metadata_fields if name not in config.key_columns]
+    return [name.strip() for name in columns.split(",") if name.strip()]
+
+
+def query_json(result: QueryResult) -> dict[str, Any]:
+    return {
+        "distance_metric": result.metric,
+        "score": "distance",  # S3 Vectors returns a distance: 0 = identical, lower is closer
+        "hits": [asdict(hit) for hit in result.hits],
+    }
+
+
+def render_query_table(result: QueryResult, columns: list[str], column_types: dict[str, Any] | None = None) -> Table:
+    """Nearest first. Dates and timestamps, stored as numbers so range filters work, are shown as dates."""
+    types = column_types or {}
+    title = f"{len(result.hits)} result(s), by {result.metric} distance (0 = identical, lower = closer)"
+    table = Table(title=title, title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("key", overflow="fold", min_width=16)
+    table.add_column("distance", justify="right")
+    for name in columns:
+        table.add_column(name, overflow="fold", max_width=60)
+    for hit in result.hits:
+        key = ", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key
+        distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
+        values = [_display(hit.metadata.get(n), types.get(n)) for n in columns]
+        table.add_row(str(hit.rank), key, distance, *values)
+    return table
+
+
+def _display(value: Any, cql: Any) -> str:
+    from freshvec.metadata import date_from_metadata, timestamp_from_metadata
+
+    if value is None:
+        return ""
+    kind = cql.base.name if cql is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            if kind == "date":
+                return date_from_metadata(value).isoformat()
+            if kind == "timestamp":
+                return timestamp_from_metadata(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        except (ValueError, OverflowError):
+            return str(value)
+    return str(value)

@@ -1,0 +1,335 @@
+"""``freshvec redrive``: list, show and re-send parked changes (the sink DLQ and the on-failure bucket).
+
+A DLQ message holds one change the sink could not apply; an on-failure object is the invocation record
+Lambda wrote for a discarded batch. Re-sent records go back onto the change stream; each item leaves its
+parking place only after Kinesis accepted all of its records.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from freshvec.cli import console
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.send import ChangeStreamSender
+from freshvec.cli.settings import settings
+from freshvec.cli.stack import ClientFactory, StackResources
+from freshvec.outgoing import OutgoingRecord
+from freshvec.ports import ChangeStreamWriter
+
+DLQ_RECEIVE_WAIT_S = 1  # long polling: a short poll may miss messages on other SQS servers
+REDRIVEN_PREFIX = "redriven/"  # where redriven on-failure objects are moved, so they are not sent twice
+
+
+@dataclass
+class ParkedItem:
+    """One parked change: where it waits, why, and what would be re-sent."""
+
+    source: str  # "dlq" | "on-failure"
+    ref: str  # SQS message id, or S3 object key
+    records: list[OutgoingRecord]
+    reason: str
+    failed_at: str | None
+    position: str  # shard and sequence number(s) where it was read
+    handle: str = ""  # SQS receipt handle, or the S3 key
+    unreadable: str | None = None  # why it cannot be re-sent (left where it is)
+
+
+@dataclass
+class RedriveReport:
+    found: int = 0
+    sent_items: int = 0
+    sent_records: int = 0
+    unreadable: int = 0
+    dry_run: bool = False
+
+
+def decode_dlq_body(body: str) -> tuple[list[OutgoingRecord], str, str | None, str, str | None]:
+    """(records, reason, failed_at, position, unreadable) of a sink DLQ message."""
+    try:
+        doc = json.loads(body)
+        payload = base64.b64decode(doc["payload_b64"], validate=True)
+        key = doc["partition_key"]
+        if not isinstance(key, str) or not key:
+            raise ValueError("empty partition key")
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        return [], "", None, "", f"not a freshvec DLQ message: {exc}"
+    reason = f"{doc.get('error_class', '?')}: {doc.get('error_message', '')}".strip()
+    position = f"{doc.get('kinesis_shard_id', '?')}/{doc.get('kinesis_sequence_number', '?')}"
+    sequence_number = str(doc.get("kinesis_sequence_number") or "")
+    return [OutgoingRecord(payload, key, sequence_number)], reason, doc.get("failed_at"), position, None
+
+
+def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 300) -> list[ParkedItem]:
+    """Take up to ``limit`` DLQ messages out of sight for ``visibility_s`` (release or delete them after)."""
+    items: list[ParkedItem] = []
+    while len(items) < limit:
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, limit - len(items)),
+            VisibilityTimeout=visibility_s,
+            WaitTimeSeconds=DLQ_RECEIVE_WAIT_S,
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            records, reason, failed_at, position, unreadable = decode_dlq_body(message.get("Body", ""))
+            items.append(
+                ParkedItem(
+                    "dlq",
+                    message["MessageId"],
+                    records,
+                    reason,
+                    failed_at,
+                    position,
+                    message["ReceiptHandle"],
+                    unreadable,
+                )
+            )
+    return items
+
+
+def release_dlq(sqs: Any, queue_url: str, items: Iterable[ParkedItem]) -> None:
+    """Make received messages visible again at once (listing must not hide them for long)."""
+    entries = [{"Id": str(i), "ReceiptHandle": item.handle, "VisibilityTimeout": 0} for i, item in enumerate(items)]
+    for start in range(0, len(entries), 10):
+        sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries[start : start + 10])
+
+
+def read_on_failure_object(body: bytes, key: str) -> ParkedItem:
+    """An invocation record Lambda wrote for a discarded Kinesis batch, with the batch's records.
+
+    S3 destinations hold the metadata (``requestContext``, ``responseContext``, ``KinesisBatchInfo``) and
+    the invocation payload under ``payload``, a JSON string of ``{"Records": [{"kinesis": {"data",
+    "partitionKey", "sequenceNumber", ...}, ...}]}`` (an object is accepted too).
+    """
+    try:
+        doc = json.loads(body)
+        info = doc.get("KinesisBatchInfo") or {}
+        context = doc.get("requestContext") or {}
+        reason = (
+            f"{context.get('condition', 'discarded')} after {context.get('approximateInvokeCount', '?')} invocation(s)"
+        )
+        response = doc.get("responseContext") or {}
+        if response.get("functionError"):
+            reason += f" ({response['functionError']})"
+        position = (
+            f"{info.get('shardId', '?')}/{info.get('startSequenceNumber', '?')}..{info.get('endSequenceNumber', '?')}"
+        )
+        payload = doc.get("payload")
+        if payload is None:
+            missing = "no payload: only the sequence range is known; read it from the stream while retained"
+            return ParkedItem("on-failure", key, [], reason, doc.get("timestamp"), position, key, missing)
+        if isinstance(payload, str):
+            payload = json.loads(payload)
+        kinesis_records = [r["kinesis"] for r in payload["Records"]]
+        kinesis_records.sort(key=lambda r: int(r.get("sequenceNumber", 0)))
+        records = [
+            OutgoingRecord(
+                base64.b64decode(r["data"], validate=True), r["partitionKey"], str(r.get("sequenceNumber", ""))
+            )
+            for r in kinesis_records
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        return ParkedItem("on-failure", key, [], "", None, "", key, f"not a Lambda invocation record: {exc}")
+    return ParkedItem("on-failure", key, records, reason, doc.get("timestamp"), position, key)
+
+
+def list_on_failure(s3: Any, bucket: str, *, limit: int) -> list[ParkedItem]:
+    items: list[ParkedItem] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            if obj["Key"].startswith(REDRIVEN_PREFIX):
+                continue
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            items.append(read_on_failure_object(body, obj["Key"]))
+            if len(items) >= limit:
+                return items
+    return items
+
+
+def move_redriven(s3: Any, bucket: str, key: str) -> None:
+    """Copy to ``redriven/<key>``, then delete: the object stays for audit but is not sent again."""
+    s3.copy_object(Bucket=bucket, Key=REDRIVEN_PREFIX + key, CopySource={"Bucket": bucket, "Key": key})
+    s3.delete_object(Bucket=bucket, Key=key)
+
+
+def peek_parked(clients: ClientFactory, resources: StackResources, *, source: str, limit: int) -> list[ParkedItem]:
+    """Parked items for listing/showing; DLQ messages are made visible again before returning."""
+    items: list[ParkedItem] = []
+    if source in ("dlq", "all"):
+        sqs = clients("sqs")
+        received = receive_dlq(sqs, resources.dlq_url, limit=limit, visibility_s=30)
+        release_dlq(sqs, resources.dlq_url, received)
+        items.extend(received)
+    if source in ("on-failure", "all"):
+        items.extend(list_on_failure(clients("s3"), resources.on_failure_bucket, limit=limit))
+    return items
+
+
+def redrive(
+    clients: ClientFactory,
+    resources: StackResources,
+    *,
+    source: str = "all",
+    limit: int = 1000,
+    dry_run: bool = False,
+    on_item: Callable[[ParkedItem, str], None] | None = None,
+    writer: ChangeStreamWriter | None = None,
+) -> RedriveReport:
+    """Re-send parked records to the change stream; remove each from its parking place only after
+    Kinesis accepted all of its records (a DLQ message is deleted, an on-failure object moved).
+
+    An item's records go through ``writer`` (default: the Kinesis writer on the stack's stream) in the calls
+    ``plan_calls`` plans, so two changes of one row never share a PutRecords call."""
+    report = RedriveReport(dry_run=dry_run)
+    if writer is None:
+        sender = ChangeStreamSender.for_kinesis(clients("kinesis"), resources.stream_name)
+    else:
+        sender = ChangeStreamSender(writer, resources.stream_name)
+
+    def handle(item: ParkedItem, remove: Callable[[], None]) -> bool:
+        report.found += 1
+        if item.unreadable:
+            report.unreadable += 1
+            _notify(on_item, item, "unreadable")
+            return False
+        if dry_run:
+            _notify(on_item, item, "would send")
+            return False
+        sender.send(item.records)
+        remove()
+        report.sent_items += 1
+        report.sent_records += len(item.records)
+        _notify(on_item, item, "sent")
+        return True
+
+    if source in ("dlq", "all"):
+        sqs = clients("sqs")
+        received = receive_dlq(sqs, resources.dlq_url, limit=limit)
+        deleted: set[str] = set()
+        try:
+            for item in received:
+
+                def delete(item: ParkedItem = item) -> None:
+                    sqs.delete_message(QueueUrl=resources.dlq_url, ReceiptHandle=item.handle)
+
+                if handle(item, delete):
+                    deleted.add(item.ref)
+        finally:  # whatever was not re-sent becomes visible again at once, also after an error
+            rest = [item for item in received if item.ref not in deleted]
+            if rest:
+                release_dlq(sqs, resources.dlq_url, rest)
+    if source in ("on-failure", "all"):
+        s3 = clients("s3")
+        bucket = resources.on_failure_bucket
+        for item in list_on_failure(s3, bucket, limit=limit):
+            handle(item, lambda item=item: move_redriven(s3, bucket, item.handle))
+    return report
+
+
+def _notify(on_item: Callable[[ParkedItem, str], None] | None, item: ParkedItem, outcome: str) -> None:
+    if on_item is not None:
+        on_item(item, outcome)
+
+
+# ---- the commands -----------------------------------------------------------------------------
+
+Source = Annotated[str, typer.Option("--source", help="dlq, on-failure or all")]
+Limit = Annotated[int, typer.Option("--max", min=1, max=100_000, help="At most this many parked items")]
+
+
+def _check_source(source: str) -> str:
+    if source not in ("dlq", "on-failure", "all"):
+        raise typer.BadParameter("choose one of: dlq, on-failure, all", param_hint="--source")
+    return source
+
+
+def redrive_list(source: Source = "all", limit: Limit = 100) -> None:
+    """List parked changes with their reason (DLQ messages stay in the queue)."""
+    s = settings()
+    items = peek_parked(s.clients(), s.resources(), source=_check_source(source), limit=limit)
+    table = Table(title=f"{len(items)} parked item(s)", title_justify="left")
+    for name in ("source", "id", "records", "failed at", "position", "reason"):
+        table.add_column(name, overflow="fold")
+    for item in items:
+        table.add_row(
+            item.source,
+            item.ref,
+            str(len(item.records)),
+            item.failed_at or "",
+            item.position,
+            item.unreadable or item.reason,
+        )
+    console.out.print(table)
+
+
+def redrive_show(
+    ref: Annotated[
+        str, typer.Argument(metavar="ID", help="DLQ message id or on-failure object key (from `redrive list`)")
+    ],
+    source: Source = "all",
+    limit: Limit = 1000,
+) -> None:
+    """Show one parked item with its full payload."""
+    s = settings()
+    items = peek_parked(s.clients(), s.resources(), source=_check_source(source), limit=limit)
+    match = [item for item in items if item.ref == ref]
+    if not match:
+        raise OperatorError(f"no parked item {ref!r} (looked at {len(items)}); list them with `freshvec redrive list`")
+    item = match[0]
+    console.out.print_json(json.dumps(item_json(item), default=str))
+
+
+def item_json(item: ParkedItem) -> dict[str, Any]:
+    def payload(data: bytes) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data.decode("utf-8", errors="replace")
+
+    return {
+        "source": item.source,
+        "id": item.ref,
+        "failed_at": item.failed_at,
+        "position": item.position,
+        "reason": item.reason,
+        "unreadable": item.unreadable,
+        "records": [{"partition_key": r.partition_key, "payload": payload(r.data)} for r in item.records],
+    }
+
+
+def redrive_send(
+    source: Source = "all",
+    limit: Limit = 1000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing")] = False,
+) -> None:
+    """Re-send parked changes to the change stream; each leaves its parking place only after Kinesis took it."""
+    s = settings()
+    res = s.resources()
+
+    def on_item(item: ParkedItem, outcome: str) -> None:
+        detail = f": {item.unreadable}" if item.unreadable else ""
+        console.err.print(Text(f"{outcome:>10}  {item.source} {item.ref} ({len(item.records)} record(s)){detail}"))
+
+    report = redrive(s.clients(), res, source=_check_source(source), limit=limit, dry_run=dry_run, on_item=on_item)
+    if dry_run:
+        console.out.print(
+            f"dry run: {report.found} parked, {report.found - report.unreadable} would be sent, "
+            f"{report.unreadable} unreadable"
+        )
+    else:
+        console.out.print(
+            f"{report.found} parked, {report.sent_items} re-sent ({report.sent_records} record(s)) to "
+            f"{res.stream_name}, {report.unreadable} unreadable (left in place)"
+        )
