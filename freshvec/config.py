@@ -7,6 +7,7 @@ there is a fixed set, the allowed values.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -20,7 +21,9 @@ from freshvec.sources.keyspaces.cqltypes import CqlType, CqlTypeError, parse_cql
 CONTEXT_KEY = "freshvec"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # Keyspaces keyspace/table/column names
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_INDEX_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3 Vectors index names are 3-63 characters; the deployed name appends "-<hash>" (see vector_index_name).
+_INDEX_NAME_BASE_MAX = c.S3V_INDEX_NAME_MAX_CHARS - 1 - c.S3V_INDEX_SETTINGS_HASH_CHARS
+_INDEX_RE = re.compile(rf"^[a-z0-9][a-z0-9.-]{{1,{_INDEX_NAME_BASE_MAX - 2}}}[a-z0-9]$")
 _STACK_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -47,7 +50,8 @@ class VectorStoreConfig:
     bucket_name: str | None = None  # None: CloudFormation names it (local mode uses "freshvec-local")
     index_name: str = "movies"
     distance_metric: str = "cosine"
-    non_filterable_keys: tuple[str, ...] | None = None  # None: the embedding field (its text is stored)
+    # EXTRA non-filterable keys only: the embedding field and c.PIPELINE_NON_FILTERABLE_KEYS are always added.
+    non_filterable_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ class ForwarderConfig:
     lease_duration_s: int = 60
     memory_mb: int = 512
     timeout_s: int = 70  # one invocation per scheduled minute, looping until shortly before this
+    # None: no reservation. The DynamoDB shard leases already keep two runs from reading one shard twice, and a
+    # reservation must leave 100 of the account's concurrency unreserved, which a new account's quota of 10 cannot
+    # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,16 +125,34 @@ class PipelineConfig:
 
     @property
     def non_filterable_keys(self) -> tuple[str, ...]:
-        configured = self.vector_store.non_filterable_keys
-        return configured if configured is not None else (self.embedding_field,)
+        """The index's non-filterable keys: the embedded text, the pipeline's own keys, then the user's extras."""
+        keys = (self.embedding_field, *c.PIPELINE_NON_FILTERABLE_KEYS, *self.vector_store.non_filterable_keys)
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def vector_index_name(self) -> str:
+        """The deployed S3 Vectors index name: ``vector_store.index_name`` + ``-`` + a hash of its create-only settings.
+
+        Dimension, distance metric and non-filterable keys cannot change on an existing index, and the model decides
+        what the stored vectors mean; a change of any of them yields a new name, so CloudFormation creates a new
+        index (and deletes the old one) instead of failing to replace a custom-named resource.
+        """
+        settings = {
+            "dimension": self.embedding.dimensions,
+            "distance_metric": self.vector_store.distance_metric,
+            "non_filterable_keys": sorted(self.non_filterable_keys),
+            "model_id": self.embedding.model_id,
+        }
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return f"{self.vector_store.index_name}-{digest[: c.S3V_INDEX_SETTINGS_HASH_CHARS]}"
 
     @property
     def metadata_keys(self) -> tuple[str, ...]:
-        """Every metadata key a vector carries: configured columns, the embedded text, source position."""
+        """Every metadata key a vector carries: configured columns, the embedded text, the pipeline's own keys."""
         keys = list(self.metadata_fields)
         if self.embedding_field not in keys:
             keys.append(self.embedding_field)
-        return (*keys, c.META_SEQUENCE, c.META_CHANGED_AT, c.META_FINGERPRINT, c.META_VERSION)
+        return (*keys, *c.PIPELINE_NON_FILTERABLE_KEYS)
 
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -235,22 +261,27 @@ class PipelineConfig:
         if not _INDEX_RE.match(v.index_name):
             raise ConfigError(
                 "vector_store.index_name",
-                f"{v.index_name!r}: 3-63 characters of lowercase letters, digits, dots and hyphens",
+                f"{v.index_name!r}: 3-{_INDEX_NAME_BASE_MAX} characters of lowercase letters, digits, dots and "
+                f"hyphens (the deployed name adds '-' and {c.S3V_INDEX_SETTINGS_HASH_CHARS} hex digits)",
             )
         _one_of("vector_store.distance_metric", v.distance_metric, c.S3V_DISTANCE_METRICS)
+        path = "vector_store.non_filterable_keys"
+        low, high = c.S3V_METADATA_KEY_CHARS
+        known = set(self.metadata_keys)
+        for key in v.non_filterable_keys:
+            if not low <= len(key) <= high:
+                raise ConfigError(path, f"{key!r}: an S3 Vectors metadata key has {low} to {high} characters")
+            if key not in known:
+                raise ConfigError(path, f"{key!r} is not a metadata key; allowed: {', '.join(sorted(known))}")
         keys = self.non_filterable_keys
         if len(keys) > c.S3V_MAX_NON_FILTERABLE_KEYS:
+            always = (self.embedding_field, *c.PIPELINE_NON_FILTERABLE_KEYS)
             raise ConfigError(
-                "vector_store.non_filterable_keys",
-                f"{len(keys)} keys given; an S3 Vectors index allows at most {c.S3V_MAX_NON_FILTERABLE_KEYS}",
+                path,
+                f"{len(keys)} non-filterable keys in total; an S3 Vectors index allows at most "
+                f"{c.S3V_MAX_NON_FILTERABLE_KEYS}, and {len(always)} are always included ({', '.join(always)}), "
+                f"so list at most {c.S3V_MAX_NON_FILTERABLE_KEYS - len(always)} extra keys",
             )
-        known = set(self.metadata_keys)
-        for key in keys:
-            if key not in known:
-                raise ConfigError(
-                    "vector_store.non_filterable_keys",
-                    f"{key!r} is not a metadata key; allowed: {', '.join(sorted(known))}",
-                )
 
     def _validate_stream_and_lambdas(self) -> None:
         s, k, f = self.sink, self.stream, self.forwarder
@@ -267,7 +298,7 @@ class PipelineConfig:
         _in_range("sink.memory_mb", s.memory_mb, c.LAMBDA_MEMORY_MB)
         _in_range("sink.timeout_s", s.timeout_s, c.LAMBDA_TIMEOUT_S)
         if s.reserved_concurrency is not None:
-            _in_range("sink.reserved_concurrency", s.reserved_concurrency, (1, 1000))
+            _in_range("sink.reserved_concurrency", s.reserved_concurrency, c.LAMBDA_RESERVED_CONCURRENCY)
         _in_range("sink.dlq_retention_days", s.dlq_retention_days, c.SQS_RETENTION_DAYS)
         _in_range("forwarder.schedule_minutes", f.schedule_minutes, (1, 60))
         _in_range("forwarder.poll_interval_ms", f.poll_interval_ms, (10, 60_000))
@@ -276,6 +307,10 @@ class PipelineConfig:
         _in_range("forwarder.lease_duration_s", f.lease_duration_s, (10, 900))
         _in_range("forwarder.memory_mb", f.memory_mb, c.LAMBDA_MEMORY_MB)
         _in_range("forwarder.timeout_s", f.timeout_s, (30, 900))
+        if f.reserved_concurrency is not None:
+            # Lambda keeps at least 100 of the account's concurrency unreserved; an account at the default quota
+            # of 1000 can reserve up to 900 (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+            _in_range("forwarder.reserved_concurrency", f.reserved_concurrency, c.LAMBDA_RESERVED_CONCURRENCY)
 
 
 def load_config(context: Mapping[str, Any]) -> PipelineConfig:

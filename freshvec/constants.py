@@ -25,7 +25,13 @@ S3V_GET_BATCH = 100  # GetVectors keys per call
 S3V_MAX_TOP_K = 100
 S3V_MAX_FILTERABLE_METADATA_BYTES = 2048
 S3V_MAX_TOTAL_METADATA_BYTES = 40 * 1024
+# CreateIndex metadataConfiguration.nonFilterableMetadataKeys: 1 to 10 keys of 1 to 63 characters each
+# (botocore's s3vectors model; https://docs.aws.amazon.com/AmazonS3/latest/API/API_S3VectorBuckets_MetadataConfiguration.html).
 S3V_MAX_NON_FILTERABLE_KEYS = 10
+S3V_METADATA_KEY_CHARS = (1, 63)
+S3V_INDEX_NAME_MAX_CHARS = 63
+# The index name is the configured name plus "-" and this many hex digits of a hash of its create-only settings.
+S3V_INDEX_SETTINGS_HASH_CHARS = 8
 S3V_DISTANCE_METRICS = ("cosine", "euclidean")
 # Metadata keys the sink adds to every vector: where the change came from and when it happened.
 META_SEQUENCE = "_seq"
@@ -34,6 +40,10 @@ META_CHANGED_AT = "_changed_at"
 # the source row version the vector reflects (a decimal string: versions can pass 2**53).
 META_FINGERPRINT = "_fp"
 META_VERSION = "_ver"
+# Metadata keys the pipeline writes for itself (provenance, never filters): always non-filterable, added to the
+# index's nonFilterableMetadataKeys ahead of the user's extra keys. Everything (config validation, the index
+# schema and its name hash, the sink's size checks) derives from this one tuple.
+PIPELINE_NON_FILTERABLE_KEYS = (META_SEQUENCE, META_CHANGED_AT, META_FINGERPRINT, META_VERSION)
 
 # --- Amazon Bedrock embedding models: allowed output dimensions and input limits ---
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
@@ -69,6 +79,9 @@ ESM_MAX_RECORD_AGE_S = (60, 604_800)
 SQS_RETENTION_DAYS = (1, 14)
 LAMBDA_MEMORY_MB = (128, 10_240)
 LAMBDA_TIMEOUT_S = (1, 900)
+# A reservation must leave 100 unreserved; at the default account quota of 1000 that is at most 900
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+LAMBDA_RESERVED_CONCURRENCY = (1, 900)
 
 # --- CloudFormation outputs the CLI reads (stack outputs are the CLI's only source of resource names) ---
 OUT_REGION = "Region"
@@ -85,6 +98,7 @@ OUT_CHECKPOINT_TABLE = "CheckpointTableName"
 OUT_FORWARDER_FUNCTION = "ForwarderFunctionName"
 OUT_SINK_FUNCTION = "SinkFunctionName"
 OUT_DASHBOARD = "DashboardName"
+OUT_OPERATOR_POLICY_ARN = "OperatorPolicyArn"  # the managed policy an operator attaches to run the CLI
 OUT_PIPELINE_CONFIG = "PipelineConfig"  # the validated config JSON, so the CLI embeds queries like the sink
 
 # --- Checkpoint/lease table (DynamoDB) key schema ---

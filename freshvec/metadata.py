@@ -17,7 +17,9 @@ Conversions (event cell value, see docs/change-event.md -> metadata value; each 
 - empty collections and nulls -> the key is left out (Cassandra stores an empty collection as null)
 - an unknown cell type (``{"$unknown": tag, "value": text}``) -> its raw text
 
-The sink adds ``_seq`` (source sequence number, string) and ``_changed_at`` (epoch milliseconds). The
+The sink adds ``_seq`` (source sequence number, string) and ``_changed_at`` (epoch milliseconds): provenance,
+not filters, so both are always non-filterable (``c.PIPELINE_NON_FILTERABLE_KEYS``) and never count against
+the 2 KB of filterable metadata. The
 embedded text is stored under the embedding field's name as a prefix of at most ``MAX_STORED_TEXT_BYTES``
 (and never more than what the other fields leave of the 40 KB total), so a long text can never make a row
 unstorable; the whole text stays in the table, which the vector key points back to.

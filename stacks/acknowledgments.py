@@ -21,8 +21,38 @@ PYTHON_RUNTIME_REASON = (
 )
 
 
+SYSTEM_KEYSPACE_FINDING = (
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cassandra:<AWS::Region>:<AWS::AccountId>:/keyspace/system*]"
+)
+
+
 def acknowledge_findings(stack: PipelineStack) -> None:
-    forwarder, sink = stack.forwarder, stack.sink
+    forwarder, sink, operator = stack.forwarder, stack.sink, stack.operator
+    _ack(
+        forwarder.function.role,
+        SYSTEM_KEYSPACE_FINDING,
+        "Listing and viewing Keyspaces CDC streams requires read access to the system keyspaces "
+        "(configure-cdc-permissions in the Keyspaces guide); the grant is cassandra:Select only, on the "
+        "system* keyspaces that hold schema and stream metadata, never on user keyspaces.",
+    )
+    _ack(
+        operator.policy,
+        SYSTEM_KEYSPACE_FINDING,
+        "Every Cassandra driver reads the system keyspaces (peers, schema) when it connects, and Keyspaces "
+        "authorizes that as cassandra:Select on system*; the grant is Select only and names no user keyspace.",
+    )
+    _ack(
+        operator.policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "cloudwatch:GetMetricData and cloudwatch:GetMetricStatistics define no resource type in IAM and can only "
+        "be granted on '*'; they are the only actions in that statement and read metrics, never change anything.",
+    )
+    _ack(
+        operator.policy,
+        f"AwsSolutions-IAM5[Resource::<{_logical_id(stack, sink.on_failure_bucket)}.Arn>/*]",
+        "`freshvec redrive` reads each object Lambda wrote for a failed batch (keys chosen by Lambda), then moves "
+        "it under redriven/ (copy + delete); Get/Put/DeleteObject only, on this one bucket.",
+    )
     _ack(
         stack.change_stream.stream,
         "AwsSolutions-KDS3",

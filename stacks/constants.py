@@ -30,9 +30,6 @@ PIP_PLATFORM_ARGS = (
 # --- Lambda functions ---
 FORWARDER_HANDLER = "lambdas.forwarder.handler.handler"
 SINK_HANDLER = "lambdas.sink.handler.handler"
-# Shards are leased, so extra concurrent forwarders only wait for leases; two lets a run that overlaps the
-# next scheduled tick finish while the new one starts.
-FORWARDER_RESERVED_CONCURRENCY = 2
 LOG_RETENTION = RetentionDays.ONE_MONTH
 LAMBDA_ENV_MAX_BYTES = 4096  # Lambda's limit for all environment variables of one function together
 CFN_OUTPUT_MAX_CHARS = 4096  # CloudFormation's limit for one output value
@@ -44,6 +41,7 @@ KMS_PRODUCER_ACTIONS = ("kms:GenerateDataKey",)  # Kinesis PutRecords, S3 PutObj
 KMS_SQS_SEND_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 KMS_DYNAMODB_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 KMS_CONSUMER_ACTIONS = ("kms:Decrypt",)  # Kinesis event source mapping reading an encrypted stream
+KMS_READ_ACTIONS = ("kms:Decrypt",)  # SQS ReceiveMessage, S3 GetObject, DynamoDB Query/Scan of encrypted data
 
 # --- Keyspaces ---
 KEYSPACES_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
@@ -52,7 +50,12 @@ CLUSTERING_ORDER = "ASC"
 
 # --- On-failure bucket (Kinesis ESM records of batches that exhausted their retries) ---
 ON_FAILURE_EXPIRY_DAYS = 30
-ON_FAILURE_METRICS_FILTER_ID = "EntireBucket"
+# Lambda names each on-failure object "aws/lambda/<ESM UUID>/<shard ID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<UUID>"
+# (https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html, "Amazon S3 destinations").
+# The request-metrics filter counts only those keys, so `freshvec redrive` moving an object to "redriven/..."
+# (a PUT of its own) does not fire the FailedBatches alarm.
+ON_FAILURE_LAMBDA_PREFIX = "aws/lambda/"
+ON_FAILURE_METRICS_FILTER_ID = "LambdaOnFailureDeliveries"
 
 # --- Alarms ---
 ALARM_PERIOD_MINUTES = 1

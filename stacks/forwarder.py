@@ -13,27 +13,23 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from freshvec import constants as c
+from freshvec.adapters.dynamodb import ATTR_EXPIRES_AT
 from freshvec.config import PipelineConfig
 from stacks import constants as k
 from stacks.function import grant_key_use, python_function
 from stacks.source_table import SourceTable
 
-# Keyspaces Streams read actions; each takes the stream ARN as its resource.
+# Keyspaces CDC permissions (https://docs.aws.amazon.com/keyspaces/latest/devguide/configure-cdc-permissions.html):
+# reading a stream takes GetStream/GetShardIterator/GetRecords on the stream ARN; listing and viewing streams also
+# takes read access to the system keyspace (cassandra:Select on ".../keyspace/system*").
 KEYSPACES_STREAM_READ_ACTIONS = ("cassandra:GetStream", "cassandra:GetShardIterator", "cassandra:GetRecords")
-CHECKPOINT_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "dynamodb:BatchGetItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:DescribeTable",
-)
+KEYSPACES_SYSTEM_READ_ACTIONS = ("cassandra:Select",)
 # ListStreams has no resource type in IAM: it can only be granted on "*".
 KEYSPACES_LIST_STREAMS_ACTION = "cassandra:ListStreams"
+# The lease/checkpoint store (freshvec/adapters/dynamodb.py) calls only Query, PutItem and UpdateItem.
+CHECKPOINT_TABLE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem")
+# The Kinesis writer (freshvec/adapters/kinesis.py) calls only PutRecords.
+FORWARD_ACTIONS = ("kinesis:PutRecords",)
 
 
 class Forwarder(Construct):
@@ -62,6 +58,8 @@ class Forwarder(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
+            # The sink's tombstones in the same table expire by themselves (freshvec.adapters.dynamodb).
+            time_to_live_attribute=ATTR_EXPIRES_AT,
             # Checkpoints only matter while the stack runs: a new stack starts from the stream's trim horizon.
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -79,7 +77,7 @@ class Forwarder(Construct):
                 c.ENV_STREAM_NAME: stream.stream_name,
                 c.ENV_CHECKPOINT_TABLE: self.checkpoints.table_name,
             },
-            reserved_concurrency=k.FORWARDER_RESERVED_CONCURRENCY,
+            reserved_concurrency=settings.reserved_concurrency,
         )
         # A failed run is retried by the next scheduled run from its checkpoints; async retries would only overlap.
         self.function.configure_async_invoke(retry_attempts=0)
@@ -107,8 +105,13 @@ class Forwarder(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="ForwardChanges", actions=["kinesis:PutRecord", "kinesis:PutRecords"], resources=[stream.stream_arn]
+                sid="ViewCdcStreamsThroughSystemKeyspace",
+                actions=list(KEYSPACES_SYSTEM_READ_ACTIONS),
+                resources=[source.system_keyspace_arn],
             )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ForwardChanges", actions=list(FORWARD_ACTIONS), resources=[stream.stream_arn])
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(

@@ -19,6 +19,7 @@ from freshvec.config import PipelineConfig
 from stacks import constants as k
 
 _PERIOD = Duration.minutes(k.ALARM_PERIOD_MINUTES)
+CLOUDWATCH_ALARM_KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 
 class Monitoring(Construct):
@@ -36,12 +37,13 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", display_name="freshvec alarms", master_key=key, enforce_ssl=True)
-        # CloudWatch publishes alarm notifications to the encrypted topic and needs the key for that.
+        # CloudWatch publishes alarm notifications to the encrypted topic and needs the key for that; actions named
+        # (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchAlarmsToPublish",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                actions=list(CLOUDWATCH_ALARM_KMS_ACTIONS),
                 resources=["*"],  # in a key policy "*" means this key
                 conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
             )

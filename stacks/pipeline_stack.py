@@ -15,6 +15,7 @@ from stacks.acknowledgments import acknowledge_findings
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
 from stacks.monitoring import Monitoring
+from stacks.operator_policy import OperatorPolicy
 from stacks.sink import Sink, check_deployable_embedding
 from stacks.source_table import SourceTable, check_cloudformation_names
 from stacks.vector_store import VectorStore
@@ -67,6 +68,7 @@ class PipelineStack(Stack):
             "Sink",
             config=config,
             stream=self.change_stream.stream,
+            checkpoints=self.forwarder.checkpoints,
             vectors=self.vectors,
             key=self.key,
             code=code,
@@ -82,6 +84,18 @@ class PipelineStack(Stack):
             sink=self.sink.function,
             dlq=self.sink.dlq,
             on_failure_bucket=self.sink.on_failure_bucket,
+        )
+        self.operator = OperatorPolicy(
+            self,
+            "Operator",
+            config=config,
+            source=self.source,
+            stream=self.change_stream.stream,
+            vectors=self.vectors,
+            dlq=self.sink.dlq,
+            on_failure_bucket=self.sink.on_failure_bucket,
+            checkpoints=self.forwarder.checkpoints,
+            key=self.key,
         )
         self._outputs()
         acknowledge_findings(self)
@@ -103,6 +117,7 @@ class PipelineStack(Stack):
             c.OUT_FORWARDER_FUNCTION: self.forwarder.function.function_name,
             c.OUT_SINK_FUNCTION: self.sink.function.function_name,
             c.OUT_DASHBOARD: self.monitoring.dashboard.dashboard_name,
+            c.OUT_OPERATOR_POLICY_ARN: self.operator.policy.managed_policy_arn,
             c.OUT_PIPELINE_CONFIG: self.config.to_json(),
         }
         for name, value in values.items():

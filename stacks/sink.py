@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import jsii
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -27,6 +27,23 @@ VECTOR_WRITE_ACTIONS = (
     "s3vectors:DeleteVectors",
     "s3vectors:GetIndex",
 )
+# What the Kinesis event source mapping calls with the function's role to read the stream with a standard iterator
+# (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-create.html). SubscribeToShard is only for
+# enhanced fan-out consumers, which this mapping does not use; CDK's KinesisEventSource would also add ListStreams
+# and DescribeStreamConsumer, so the mapping is declared directly with exactly these.
+ESM_STREAM_READ_ACTIONS = (
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+)
+# The DLQ adapter (freshvec/adapters/sqs.py) calls SendMessageBatch, authorized by sqs:SendMessage.
+DLQ_SEND_ACTIONS = ("sqs:SendMessage",)
+# Tombstones (freshvec/adapters/dynamodb.py, DynamoDbTombstones): BatchWriteItem is authorized per item by
+# dynamodb:BatchWriteItem (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html),
+# BatchGetItem by dynamodb:BatchGetItem.
+TOMBSTONE_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:BatchGetItem")
 
 
 def check_deployable_embedding(config: PipelineConfig) -> None:
@@ -47,6 +64,7 @@ class Sink(Construct):
         *,
         config: PipelineConfig,
         stream: kinesis.IStream,
+        checkpoints: dynamodb.ITable,
         vectors: VectorStore,
         key: kms.IKey,
         code: lambda_.Code,
@@ -76,8 +94,9 @@ class Sink(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(id="ExpireFailedBatches", expiration=Duration.days(k.ON_FAILURE_EXPIRY_DAYS))
             ],
-            # Request metrics make each arriving object visible as a PutRequests data point (alarmed in monitoring).
-            metrics=[s3.BucketMetrics(id=k.ON_FAILURE_METRICS_FILTER_ID)],
+            # Request metrics make each object Lambda delivers a PutRequests data point (alarmed in monitoring);
+            # the prefix leaves out the copies `freshvec redrive` makes under "redriven/".
+            metrics=[s3.BucketMetrics(id=k.ON_FAILURE_METRICS_FILTER_ID, prefix=k.ON_FAILURE_LAMBDA_PREFIX)],
             removal_policy=removal,
             auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
@@ -95,12 +114,16 @@ class Sink(Construct):
                 c.ENV_VECTOR_BUCKET: vectors.bucket_name,
                 c.ENV_VECTOR_INDEX: vectors.index_name,
                 c.ENV_DLQ_URL: self.dlq.queue_url,
+                c.ENV_CHECKPOINT_TABLE: checkpoints.table_name,
             },
             reserved_concurrency=settings.reserved_concurrency,
         )
         self._grant(config, vectors, key)
-        self.event_source = sources.KinesisEventSource(
-            stream,
+        self._grant_tombstones(checkpoints, key)
+        self._grant_stream_read(stream, key)
+        self.event_source = self.function.add_event_source_mapping(
+            "KinesisEventSource",
+            event_source_arn=stream.stream_arn,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
             batch_size=settings.batch_size,
             max_batching_window=Duration.seconds(settings.batching_window_s),
@@ -111,7 +134,6 @@ class Sink(Construct):
             report_batch_item_failures=True,
             on_failure=FailedBatchesBucket(self.on_failure_bucket, key),
         )
-        self.function.add_event_source(self.event_source)
 
     def _grant(self, config: PipelineConfig, vectors: VectorStore, key: kms.IKey) -> None:
         role = self.function.role
@@ -124,9 +146,30 @@ class Sink(Construct):
             iam.PolicyStatement(sid="WriteOneIndex", actions=list(VECTOR_WRITE_ACTIONS), resources=[vectors.index_arn])
         )
         role.add_to_principal_policy(
-            iam.PolicyStatement(sid="ParkPoisonRecords", actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn])
+            iam.PolicyStatement(sid="ParkPoisonRecords", actions=list(DLQ_SEND_ACTIONS), resources=[self.dlq.queue_arn])
         )
-        grant_key_use(role, key, *k.KMS_SQS_SEND_ACTIONS, *k.KMS_CONSUMER_ACTIONS)
+        grant_key_use(role, key, *k.KMS_SQS_SEND_ACTIONS)
+
+    def _grant_tombstones(self, checkpoints: dynamodb.ITable, key: kms.IKey) -> None:
+        role = self.function.role
+        assert role is not None
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="KeepTombstones", actions=list(TOMBSTONE_ACTIONS), resources=[checkpoints.table_arn]
+            )
+        )
+        grant_key_use(role, key, *k.KMS_DYNAMODB_ACTIONS)
+
+    def _grant_stream_read(self, stream: kinesis.IStream, key: kms.IKey) -> None:
+        role = self.function.role
+        assert role is not None
+        statement = iam.PolicyStatement(
+            sid="ReadChangeStream", actions=list(ESM_STREAM_READ_ACTIONS), resources=[stream.stream_arn]
+        )
+        role.add_to_principal_policy(statement)
+        # Consumers of a KMS-encrypted stream need kms:Decrypt
+        # (https://docs.aws.amazon.com/streams/latest/dev/permissions-user-key-KMS.html).
+        grant_key_use(role, key, *k.KMS_CONSUMER_ACTIONS)
 
 
 @jsii.implements(lambda_.IEventSourceDlq)

@@ -13,6 +13,12 @@ from constructs import Construct
 from freshvec.config import ConfigError, PipelineConfig
 from stacks import constants as k
 
+# The custom resource makes one call, Keyspaces UpdateTable, which the Service Authorization Reference maps to
+# cassandra:Alter and cassandra:AlterMultiRegionResource
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonkeyspacesforapachecassandra.html).
+# It never calls GetTable, so it needs no cassandra:Select.
+ROW_TTL_ACTIONS = ("cassandra:Alter", "cassandra:AlterMultiRegionResource")
+
 
 class SourceTable(Construct):
     """Keyspace + table built from the config's columns and primary key."""
@@ -68,6 +74,9 @@ class SourceTable(Construct):
         )
         # The stream label is only known once CDC is on (and changes if CDC is re-enabled), hence the wildcard.
         self.stream_arn_pattern = f"{self.table_arn}/stream/*"
+        # The system keyspaces (system, system_schema, system_schema_mcs, ...) drivers and CDC listing read
+        # (https://docs.aws.amazon.com/keyspaces/latest/devguide/security_iam_service-with-iam.html).
+        self.system_keyspace_arn = f"arn:{Aws.PARTITION}:cassandra:{Aws.REGION}:{Aws.ACCOUNT_ID}:/keyspace/system*"
         self._enable_row_ttl(config)
 
     def _enable_row_ttl(self, config: PipelineConfig) -> None:
@@ -101,7 +110,7 @@ class SourceTable(Construct):
             role=role,
             log_group=log_group,
             policy=cr.AwsCustomResourcePolicy.from_statements(
-                [iam.PolicyStatement(actions=["cassandra:Alter"], resources=[self.table_arn])]
+                [iam.PolicyStatement(actions=list(ROW_TTL_ACTIONS), resources=[self.table_arn])]
             ),
             install_latest_aws_sdk=False,
         )

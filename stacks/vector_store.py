@@ -38,7 +38,8 @@ class VectorStore(Construct):
             self,
             "Index",
             vector_bucket_arn=self.bucket.attr_vector_bucket_arn,
-            index_name=store.index_name,
+            # Derived from the index's create-only settings: a change creates a new index instead of failing.
+            index_name=config.vector_index_name,
             data_type=INDEX_DATA_TYPE,
             dimension=config.embedding.dimensions,
             distance_metric=store.distance_metric,
@@ -49,7 +50,7 @@ class VectorStore(Construct):
         # A vector bucket can only be deleted once its indexes are gone: delete the index first.
         self.index.add_resource_dependency(self.bucket, "delete the index before its vector bucket")
         self.index.apply_removal_policy(removal)
-        self.index_name = store.index_name
+        self.index_name = config.vector_index_name
         self.index_arn = self.index.attr_index_arn
         self._allow_background_indexing(key)
 

@@ -114,13 +114,13 @@ def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalRes
     s3vectors.create_vector_bucket(vectorBucketName=bucket)
     s3vectors.create_index(
         vectorBucketName=bucket,
-        indexName=store.index_name,
+        indexName=config.vector_index_name,  # named like the stack's: the configured name + a settings hash
         dataType="float32",
         dimension=config.embedding.dimensions,
         distanceMetric=store.distance_metric,
         metadataConfiguration={"nonFilterableMetadataKeys": list(config.non_filterable_keys)},
     )
-    index = s3vectors.get_index(vectorBucketName=bucket, indexName=store.index_name)["index"]
+    index = s3vectors.get_index(vectorBucketName=bucket, indexName=config.vector_index_name)["index"]
     account = stream_arn.split(":")[4]
     region = stream_arn.split(":")[3]
     return LocalResources(
@@ -133,6 +133,6 @@ def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalRes
         dlq_arn=dlq_arn,
         on_failure_bucket=on_failure_bucket,
         vector_bucket=bucket,
-        vector_index=store.index_name,
+        vector_index=config.vector_index_name,
         vector_index_arn=index["indexArn"],
     )

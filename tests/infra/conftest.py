@@ -95,7 +95,7 @@ VARIANT_OVERRIDES: dict[str, Any] = {
             "reserved_concurrency": 12,
             "dlq_retention_days": 4,
         },
-        "forwarder": {"schedule_minutes": 2, "memory_mb": 256, "timeout_s": 100},
+        "forwarder": {"schedule_minutes": 2, "memory_mb": 256, "timeout_s": 100, "reserved_concurrency": 3},
         "removal_policy": "retain",
         "alarm_email": "oncall@example.com",
     }

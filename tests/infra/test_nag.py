@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cdk_nag import AwsSolutionsChecks
 
+from stacks.acknowledgments import SYSTEM_KEYSPACE_FINDING
 from tests.infra.conftest import Synth
 
 ACKNOWLEDGED = "aws:cdk:acknowledged-rules"  # construct metadata written by Validations.of(...).acknowledge
@@ -16,6 +17,10 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cassandra:<AWS::Region>:<AWS::AccountId>:"
         "/keyspace/media/table/movies/stream/*]",
     ),
+    ("Forwarder/Role", SYSTEM_KEYSPACE_FINDING),
+    ("Operator/Policy", SYSTEM_KEYSPACE_FINDING),
+    ("Operator/Policy", "AwsSolutions-IAM5[Resource::*]"),
+    ("Operator/Policy", "AwsSolutions-IAM5[Resource::<SinkFailedBatches16F480FE.Arn>/*]"),
     ("Forwarder/Function", "AwsSolutions-L1"),
     ("Sink/Function", "AwsSolutions-L1"),
     ("Sink/Role", "AwsSolutions-IAM5[Resource::<SinkFailedBatches16F480FE.Arn>/*]"),

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from freshvec import constants as c
+from freshvec.cli.redrive import REDRIVEN_PREFIX
 from freshvec.config import PipelineConfig
 from stacks import constants as k
 from tests.infra.conftest import Synth, statements
@@ -72,6 +73,7 @@ def test_per_row_ttl_is_switched_on_once_after_the_table_exists(synth: Synth) ->
     assert "Delete" not in custom["Properties"]  # TTL cannot be switched off again
     assert synth.logical_id(synth.stack.source.table) in custom["DependsOn"]
     ttl_policy = statement_with(role_statements(synth, synth.stack.source.row_ttl.grant_principal), "cassandra:Alter")
+    assert ttl_policy["Action"] == ["cassandra:Alter", "cassandra:AlterMultiRegionResource"]  # UpdateTable's actions
     assert ttl_policy["Resource"]["Fn::Join"][1][-1] == ":/keyspace/media/table/movies"
 
 
@@ -104,8 +106,11 @@ def test_index_matches_the_embedding_model_and_is_deleted_before_its_bucket(synt
     assert props["DataType"] == "float32"
     assert props["Dimension"] == synth.config.embedding.dimensions == 256
     assert props["DistanceMetric"] == "cosine"
-    assert props["IndexName"] == "movies"
-    assert props["MetadataConfiguration"] == {"NonFilterableMetadataKeys": ["overview"]}
+    assert props["IndexName"] == synth.config.vector_index_name
+    assert props["IndexName"].startswith("movies-")
+    assert props["MetadataConfiguration"] == {
+        "NonFilterableMetadataKeys": ["overview", *c.PIPELINE_NON_FILTERABLE_KEYS]
+    }
     bucket_id = synth.logical_id(synth.stack.vectors.bucket)
     assert props["VectorBucketArn"] == {"Fn::GetAtt": [bucket_id, "VectorBucketArn"]}
     assert bucket_id in index["DependsOn"]
@@ -115,7 +120,8 @@ def test_variant_index_uses_cohere_dimensions_metric_and_bucket_name(variant: Sy
     props = variant.one("AWS::S3Vectors::Index")["Properties"]
     assert props["Dimension"] == 1024
     assert props["DistanceMetric"] == "euclidean"
-    assert props["MetadataConfiguration"] == {"NonFilterableMetadataKeys": ["body"]}
+    assert props["MetadataConfiguration"] == {"NonFilterableMetadataKeys": ["body", *c.PIPELINE_NON_FILTERABLE_KEYS]}
+    assert props["IndexName"] == variant.config.vector_index_name
     assert variant.one("AWS::S3Vectors::VectorBucket")["Properties"]["VectorBucketName"] == "shop-reviews-vectors"
 
 
@@ -160,7 +166,8 @@ def test_forwarder_function_runtime_sizes_environment_and_concurrency(synth: Syn
     assert props["Handler"] == "lambdas.forwarder.handler.handler"
     assert props["MemorySize"] == 512
     assert props["Timeout"] == 70
-    assert props["ReservedConcurrentExecutions"] == k.FORWARDER_RESERVED_CONCURRENCY
+    # No reservation by default: a new account's concurrency quota of 10 leaves no room for one.
+    assert "ReservedConcurrentExecutions" not in props
     assert props["Layers"] == [{"Ref": synth.logical_id(synth.stack.node.find_child("Dependencies"))}]
     env = props["Environment"]["Variables"]
     assert PipelineConfig.from_json(env[c.ENV_CONFIG]) == synth.config
@@ -189,8 +196,10 @@ def test_forwarder_iam_reads_this_tables_streams_and_writes_this_stream_and_tabl
     assert sorted(read["Action"]) == ["cassandra:GetRecords", "cassandra:GetShardIterator", "cassandra:GetStream"]
     assert read["Resource"]["Fn::Join"][1][-1] == ":/keyspace/media/table/movies/stream/*"
     assert statement_with(stmts, "cassandra:ListStreams")["Resource"] == "*"
+    system = statement_with(stmts, "cassandra:Select")
+    assert system["Resource"]["Fn::Join"][1][-1] == ":/keyspace/system*"
     put = statement_with(stmts, "kinesis:PutRecords")
-    assert sorted(put["Action"]) == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert put["Action"] == "kinesis:PutRecords"
     assert put["Resource"] == ref_arn(synth, synth.stack.change_stream.stream)
     ddb = statement_with(stmts, "dynamodb:UpdateItem")
     assert ddb["Resource"] == ref_arn(synth, synth.stack.forwarder.checkpoints)
@@ -226,6 +235,7 @@ def test_variant_event_source_mapping_follows_the_config(variant: Synth) -> None
     assert (sink["MemorySize"], sink["Timeout"]) == (2048, 300)
     forwarder = _function(variant, variant.stack.forwarder.function)
     assert (forwarder["MemorySize"], forwarder["Timeout"]) == (256, 100)
+    assert forwarder["ReservedConcurrentExecutions"] == 3  # forwarder.reserved_concurrency, when set
 
 
 def test_sink_function_environment_and_no_reserved_concurrency_by_default(synth: Synth) -> None:
@@ -237,7 +247,7 @@ def test_sink_function_environment_and_no_reserved_concurrency_by_default(synth:
     assert "ReservedConcurrentExecutions" not in props
     env = props["Environment"]["Variables"]
     assert PipelineConfig.from_json(env[c.ENV_CONFIG]) == synth.config
-    assert env[c.ENV_VECTOR_INDEX] == "movies"
+    assert env[c.ENV_VECTOR_INDEX] == synth.config.vector_index_name
     assert env[c.ENV_VECTOR_BUCKET] == {
         "Fn::Select": [1, {"Fn::Split": ["/", ref_arn(synth, synth.stack.vectors.bucket, "VectorBucketArn")]}]
     }
@@ -311,7 +321,9 @@ def test_on_failure_bucket_is_encrypted_private_tls_only_expiring_and_metered(sy
     assert props["LifecycleConfiguration"]["Rules"] == [
         {"ExpirationInDays": k.ON_FAILURE_EXPIRY_DAYS, "Id": "ExpireFailedBatches", "Status": "Enabled"}
     ]
-    assert props["MetricsConfigurations"] == [{"Id": k.ON_FAILURE_METRICS_FILTER_ID}]
+    # Only what Lambda delivers (aws/lambda/...), not the copies `freshvec redrive` makes under redriven/.
+    assert props["MetricsConfigurations"] == [{"Id": k.ON_FAILURE_METRICS_FILTER_ID, "Prefix": "aws/lambda/"}]
+    assert not REDRIVEN_PREFIX.startswith(k.ON_FAILURE_LAMBDA_PREFIX)
     _assert_denies_insecure_transport(synth.one("AWS::S3::BucketPolicy")["Properties"]["PolicyDocument"])
 
 
@@ -388,7 +400,9 @@ def test_every_cli_output_is_present_and_config_round_trips(synth: Synth) -> Non
     assert outputs[c.OUT_REGION]["Value"] == {"Ref": "AWS::Region"}
     assert outputs[c.OUT_KEYSPACE]["Value"] == "media"
     assert outputs[c.OUT_TABLE]["Value"] == "movies"
-    assert outputs[c.OUT_VECTOR_INDEX]["Value"] == "movies"
+    assert outputs[c.OUT_VECTOR_INDEX]["Value"] == synth.config.vector_index_name
+    operator_policy = synth.stack.operator.policy.node.default_child
+    assert outputs[c.OUT_OPERATOR_POLICY_ARN]["Value"] == {"Ref": synth.logical_id(operator_policy)}
     assert outputs[c.OUT_VECTOR_INDEX_ARN]["Value"] == ref_arn(synth, synth.stack.vectors.index, "IndexArn")
     assert outputs[c.OUT_SINK_DLQ_URL]["Value"] == {"Ref": synth.logical_id(synth.stack.sink.dlq)}
     assert outputs[c.OUT_FORWARDER_FUNCTION]["Value"] == {"Ref": synth.logical_id(synth.stack.forwarder.function)}

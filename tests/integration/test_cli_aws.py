@@ -34,6 +34,8 @@ from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
 from freshvec.testing.fakes.cassandra import FakeSession
 
 STACK = "freshvec-test"
+# The deployed index name: the configured "movies" plus the hash of its create-only settings.
+INDEX = local_config(default_config()).vector_index_name  # the resources here are made by local mode
 runner = CliRunner()
 
 
@@ -103,7 +105,7 @@ def _visible(moto: MotoServer, url: str) -> int:
 def test_stack_outputs_resolve_into_resources(stack: cli_stack.StackResources) -> None:
     assert stack.stream_name == "freshvec-changes"
     assert stack.config.embedding.provider == "titan" and stack.config.key_columns == ("title",)
-    assert stack.vector_index == "movies" and stack.dlq_url.endswith("freshvec-sink-dlq")
+    assert stack.vector_index == INDEX and stack.dlq_url.endswith("freshvec-sink-dlq")
 
 
 def test_missing_stack_is_one_clear_line(stack: cli_stack.StackResources) -> None:
@@ -445,14 +447,14 @@ def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stu
     stubber = Stubber(client)
     index = {
         "vectorBucketName": "freshvec-local",
-        "indexName": "movies",
-        "indexArn": "arn:aws:s3vectors:us-east-1:123456789012:bucket/freshvec-local/index/movies",
+        "indexName": INDEX,
+        "indexArn": f"arn:aws:s3vectors:us-east-1:123456789012:bucket/freshvec-local/index/{INDEX}",
         "creationTime": datetime(2026, 11, 22, tzinfo=UTC),
         "dataType": "float32",
         "dimension": dimension,
         "distanceMetric": "cosine",
     }
-    stubber.add_response("get_index", {"index": index}, {"vectorBucketName": "freshvec-local", "indexName": "movies"})
+    stubber.add_response("get_index", {"index": index}, {"vectorBucketName": "freshvec-local", "indexName": INDEX})
     return client, stubber
 
 
@@ -467,7 +469,7 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
     ]
     expected_request = {
         "vectorBucketName": "freshvec-local",
-        "indexName": "movies",
+        "indexName": INDEX,
         "topK": 2,
         "queryVector": {"float32": ANY},
         "returnMetadata": True,
@@ -517,7 +519,7 @@ def test_query_dimension_mismatch(
         result = invoke("query", "shark")
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "error: dimension mismatch: index 'movies' has 1024 dimensions "
+        f"error: dimension mismatch: index '{INDEX}' has 1024 dimensions "
         "but amazon.titan-embed-text-v2:0 is configured for 256"
     )
 
@@ -526,7 +528,7 @@ def test_query_index_missing(moto: MotoServer, stack: cli_stack.StackResources) 
     moto.client("s3vectors").delete_index(vectorBucketName=stack.vector_bucket, indexName=stack.vector_index)
     result = invoke("query", "shark")
     assert result.exit_code == 1
-    assert result.output.strip() == "error: vector index 'movies' not found in bucket 'freshvec-local'"
+    assert result.output.strip() == f"error: vector index '{INDEX}' not found in bucket 'freshvec-local'"
 
 
 def test_query_bad_filter_fails_before_any_call(stack: cli_stack.StackResources) -> None:

@@ -19,7 +19,8 @@ from freshvec import constants as c
 from freshvec.cli import local_client
 from freshvec.state import CONTROL_TOKEN_HEADER
 
-OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_")]
+# Every stack output but the operator policy: local mode has no IAM.
+OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_") and name != "OUT_OPERATOR_POLICY_ARN"]
 FRESHVEC = Path(sys.executable).with_name("freshvec")
 
 

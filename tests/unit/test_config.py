@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, default_config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def test_cdk_json_holds_the_default_movie_config():
     assert config.embedding.model_id == "amazon.titan-embed-text-v2:0"
     assert config.embedding.dimensions == 256
     assert config.vector_store.distance_metric == "cosine"
-    assert config.non_filterable_keys == ("overview",)
+    assert config.non_filterable_keys == ("overview", *c.PIPELINE_NON_FILTERABLE_KEYS)
 
 
 def test_json_round_trip_keeps_every_setting():
@@ -69,10 +70,19 @@ def test_whole_config_can_be_replaced_by_a_json_string():
         (_with(embedding_field="vote_count"), "embedding_field", "must be a text type"),
         (_with(embedding__dimensions=300), "embedding.dimensions", "allowed: 256, 512, 1024"),
         (
-            _with(vector_store__non_filterable_keys=[f"k{i}" for i in range(11)]),
+            # 5 always included + 6 extra = 11 > 10
+            _with(
+                columns={**DEFAULT_CONFIG["columns"], **{f"col{i}": "text" for i in range(8)}},
+                metadata_fields=[*DEFAULT_CONFIG["metadata_fields"], *(f"col{i}" for i in range(8))],
+                vector_store__non_filterable_keys=[f"col{i}" for i in range(6)],
+            ),
             "vector_store.non_filterable_keys",
-            "at most 10",
+            "at most 5 extra keys",
         ),
+        (_with(vector_store__non_filterable_keys=[""]), "vector_store.non_filterable_keys", "1 to 63 characters"),
+        (_with(vector_store__index_name="a" * 55), "vector_store.index_name", "3-54 characters"),
+        (_with(forwarder__reserved_concurrency=0), "forwarder.reserved_concurrency", "allowed: 1 to 900"),
+        (_with(forwarder__reserved_concurrency=901), "forwarder.reserved_concurrency", "allowed: 1 to 900"),
         (_with(vector_store__non_filterable_keys=["nope"]), "vector_store.non_filterable_keys", "not a metadata key"),
         (_with(sink__batch_size=0), "sink.batch_size", "allowed: 1 to 10000"),
         (_with(sink__batch_size=10_001), "sink.batch_size", "allowed: 1 to 10000"),
@@ -126,3 +136,49 @@ def test_composite_primary_key_and_custom_vector_key_order():
     assert config.primary_key == ("shop", "sku", "day")
     assert config.key_columns == ("day", "shop", "sku")
     assert str(config.column_types["tags"]) == "set<text>"
+
+
+def test_non_filterable_keys_always_hold_the_text_and_pipeline_keys_and_may_add_none():
+    # An empty list used to reach the index as [] (S3 Vectors requires at least one key); now it adds no extras.
+    config = PipelineConfig.from_dict(_with(vector_store__non_filterable_keys=[]))
+    assert config.non_filterable_keys == ("overview", *c.PIPELINE_NON_FILTERABLE_KEYS)
+    assert 1 <= len(config.non_filterable_keys) <= c.S3V_MAX_NON_FILTERABLE_KEYS
+    extra = PipelineConfig.from_dict(_with(vector_store__non_filterable_keys=["title", "overview"]))
+    assert extra.non_filterable_keys == ("overview", *c.PIPELINE_NON_FILTERABLE_KEYS, "title")  # no duplicates
+    assert set(c.PIPELINE_NON_FILTERABLE_KEYS) <= set(config.metadata_keys)
+
+
+def test_five_extra_keys_fit_with_the_five_always_included():
+    columns = {**DEFAULT_CONFIG["columns"], **{f"col{i}": "text" for i in range(5)}}
+    raw = _with(
+        columns=columns,
+        metadata_fields=[*DEFAULT_CONFIG["metadata_fields"], *(f"col{i}" for i in range(5))],
+        vector_store__non_filterable_keys=[f"col{i}" for i in range(5)],
+    )
+    assert len(PipelineConfig.from_dict(raw).non_filterable_keys) == c.S3V_MAX_NON_FILTERABLE_KEYS
+
+
+def test_index_name_changes_exactly_when_a_create_only_setting_changes():
+    base = PipelineConfig.from_dict(DEFAULT_CONFIG)
+    assert base.vector_index_name.startswith("movies-")
+    assert len(base.vector_index_name) == len("movies-") + c.S3V_INDEX_SETTINGS_HASH_CHARS
+    assert PipelineConfig.from_dict(DEFAULT_CONFIG).vector_index_name == base.vector_index_name  # stable
+    changed = [
+        _with(embedding__dimensions=512),
+        _with(vector_store__distance_metric="euclidean"),
+        _with(vector_store__non_filterable_keys=["title"]),
+        _with(embedding={"provider": "cohere", "model_id": c.COHERE_EN_V3, "dimensions": 1024}),
+        _with(embedding={"provider": "cohere", "model_id": c.COHERE_MULTI_V3, "dimensions": 1024}),
+    ]
+    names = {PipelineConfig.from_dict(raw).vector_index_name for raw in changed}
+    assert len(names) == len(changed) and base.vector_index_name not in names
+    # Settings that do not shape the index keep its name.
+    same = [_with(sink__batch_size=7), _with(metadata_fields=["title"]), _with(vector_store__bucket_name="my-vectors")]
+    assert {PipelineConfig.from_dict(raw).vector_index_name for raw in same} == {base.vector_index_name}
+    longest = PipelineConfig.from_dict(_with(vector_store__index_name="a" * 54)).vector_index_name
+    assert len(longest) == c.S3V_INDEX_NAME_MAX_CHARS
+
+
+def test_forwarder_has_no_reserved_concurrency_unless_configured():
+    assert PipelineConfig.from_dict(DEFAULT_CONFIG).forwarder.reserved_concurrency is None
+    assert PipelineConfig.from_dict(_with(forwarder__reserved_concurrency=2)).forwarder.reserved_concurrency == 2
