@@ -24,8 +24,8 @@ import typer
 from freshvec import state
 from freshvec.cli import backfill, load_command, query, redrive, settings, status
 from freshvec.cli.errors import OperatorError
-from freshvec.cli.load import LoaderFileError
 from freshvec.config import ConfigError
+from freshvec.datafiles import LoaderFileError
 from freshvec.errors import MisconfigurationError, error_code
 from freshvec.filters import FilterError
 
@@ -48,17 +48,6 @@ redrive_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(redrive_app, name="redrive")
-
-
-def _register_local_mode() -> None:
-    """``freshvec local ...`` lives in freshvec/local/cli.py; the CLI works without it."""
-    try:
-        from freshvec.local.cli import local_app
-    except ModuleNotFoundError as exc:
-        if exc.name != "freshvec.local.cli":
-            raise
-        return
-    app.add_typer(local_app, name="local")
 
 
 # ---- global options ----------------------------------------------------------------------------
@@ -191,13 +180,3 @@ redrive_app.command("list")(expected_failures(redrive.redrive_list))
 redrive_app.command("show")(expected_failures(redrive.redrive_show))
 redrive_app.command("send")(expected_failures(redrive.redrive_send))
 app.command("status")(expected_failures(status.status_command))
-_register_local_mode()
-
-
-def main() -> None:
-    """Console entry point (``freshvec``)."""
-    app(prog_name="freshvec")
-
-
-if __name__ == "__main__":
-    main()

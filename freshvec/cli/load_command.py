@@ -15,6 +15,7 @@ from rich.text import Text
 from freshvec.cli import console, keyspaces, local_client
 from freshvec.cli import load as loader
 from freshvec.cli.settings import settings
+from freshvec.datafiles import read_records
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent.parent / "data" / "movies.jsonl"
 
@@ -48,7 +49,7 @@ def load_command(
         raise typer.BadParameter("use --update or --delete, not both", param_hint="--delete")
     res = settings().resources()
     schema = loader.TableSchema.from_config(res.config)
-    records = loader.read_records(file, schema.column_types)
+    records = read_records(file, schema.column_types)
     verb = "deleting" if delete else f"updating ({update})" if update else "loading"
     cluster = None
     if res.is_local:

@@ -18,8 +18,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from freshvec.cli.load import read_records
 from freshvec.config import PipelineConfig
+from freshvec.datafiles import read_records
 from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
 from freshvec.sources.keyspaces.driver import CellError, TableSchema, convert_row, row_to_json

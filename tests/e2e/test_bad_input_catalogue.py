@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from freshvec.cli import app as cli
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
+from freshvec.main import app as command
 from freshvec.state import write_local_state
 
 runner = CliRunner()
@@ -45,7 +45,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
 
 
 def freshvec(*args: str) -> Any:
-    result = runner.invoke(cli.app, list(args))
+    result = runner.invoke(command, list(args))
     assert "Traceback" not in result.output, result.output
     return result
 

@@ -22,9 +22,10 @@ from freshvec.cli import app as cli
 from freshvec.cli import backfill, console, keyspaces, redrive
 from freshvec.cli import stack as cli_stack
 from freshvec.cli.errors import OperatorError
-from freshvec.cli.load import CassandraRowWriter, load_rows, read_records
+from freshvec.cli.load import CassandraRowWriter, load_rows
 from freshvec.cli.load_command import SAMPLE_DATA
 from freshvec.config import default_config
+from freshvec.datafiles import read_records
 from freshvec.events import parse_event
 from freshvec.keys import partition_key, vector_key
 from freshvec.local.moto_server import MotoServer

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from freshvec.cli import app as cli
 from freshvec.cli.errors import OperatorError
-from freshvec.cli.load import LoaderFileError
 from freshvec.config import default_config
+from freshvec.datafiles import LoaderFileError
 from freshvec.errors import MisconfigurationError
 from freshvec.filters import FilterError
 

@@ -19,15 +19,14 @@ from freshvec.cli.load import (
     CONTROL_API_RETRY,
     DRIVER_RETRY,
     CassandraRowWriter,
-    LoaderFileError,
     WriteOp,
     build_delete,
     build_insert,
     load_rows,
     plan_writes,
-    read_records,
 )
 from freshvec.config import PipelineConfig, default_config
+from freshvec.datafiles import LoaderFileError, read_records
 from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.cqltypes import parse_cql_type
 from freshvec.sources.keyspaces.driver import (

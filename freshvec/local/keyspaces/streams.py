@@ -13,7 +13,7 @@ increasing per shard, 24 h retention and explicit trims (``TrimmedDataAccess``),
 15 minutes (``ExpiredIterator``), pagination tokens that expire (``ExpiredNextToken``), throttling and
 latency injection, and call counters. Time comes from an injectable clock so tests can jump hours ahead.
 
-Why this module is over 500 lines: it is one class, the service stand-in, whose API calls, control surface
+Size: over 500 lines because it is one class, the service stand-in, whose API calls, control surface
 (enable, split, merge, trim, fault injection) and internals share one lock and one state; the data model
 (records, shards, streams) already lives in ``freshvec.local.keyspaces.model`` and the table in
 ``freshvec.local.keyspaces.table``. Cutting the class into mixins would scatter that state, not simplify it.
