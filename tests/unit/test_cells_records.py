@@ -8,7 +8,7 @@ import pytest
 
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
-from freshvec.sources.keyspaces.cells import record_to_event
+from freshvec.sources.keyspaces.cells import record_to_event, to_micros
 
 SEQ = "100000000000000000042"
 SHARD = "shardId-00000001795000000000-0a1b2c3d"
@@ -64,9 +64,32 @@ def test_keys_only_record_is_a_delete_of_the_key():
     assert (event.op, event.new, event.old, event.key["n"]) == ("DELETE", None, None, 7)
 
 
-def test_origin_ttl_is_an_expire_even_with_a_new_image():
+def test_a_ttl_record_with_a_new_image_is_an_update_a_column_expired_the_row_remains():
     event = convert(record(origin="TTL"))
-    assert (event.op, event.new, event.origin, event.old["note"]) == ("EXPIRE", None, "TTL", "old")
+    assert (event.op, event.new["note"], event.origin, event.old["note"]) == ("UPDATE", "new", "TTL", "old")
+
+
+def test_a_ttl_record_without_a_new_image_is_an_expiry():
+    event = convert(record(origin="TTL", newImage=None))
+    assert (event.op, event.new, event.origin) == ("EXPIRE", None, "TTL")
+
+
+def test_the_version_is_the_newest_write_time_of_the_new_image():
+    cells = {"shop": {"value": {"textT": "s-1"}, "metadata": {"writeTime": "1795000000000007"}}}
+    cells["note"] = {"value": {"textT": "n"}, "metadata": {"writeTime": "1795000000000042"}}
+    new = {"valueCells": cells, "rowMetadata": {"writeTime": "1795000000000001"}}
+    assert convert(record(newImage=new)).version == 1_795_000_000_000_042
+
+
+def test_a_removal_orders_after_what_it_removes():
+    # createdAt (2026-11-22T00:15:03Z, see CREATED) is older than the removed cells' write time here.
+    old = {"valueCells": {}, "rowMetadata": {"writeTime": "1900000000000000"}}
+    assert convert(record(newImage=None, oldImage=old)).version == 1_900_000_000_000_000
+    assert convert(record(newImage=None, oldImage=None)).version == 1_795_342_503_120_000  # CREATED in µs
+
+
+def test_write_times_in_other_units_are_read_as_microseconds():
+    assert to_micros("1795000000") == to_micros("1795000000000") == to_micros(1_795_000_000_000_000)
 
 
 def test_replication_origin_is_kept():

@@ -27,6 +27,12 @@ class _Row:
     values: dict[str, Any]
     written_at: float
     expires_at: float | None
+    write_times: dict[str, int]  # per column: microseconds, as CQL's WRITETIME keeps them per cell
+
+    @property
+    def version(self) -> int:
+        """The newest cell write time: the row state's version, as Keyspaces orders writes."""
+        return max(self.write_times.values())
 
 
 class LocalTable:
@@ -69,6 +75,7 @@ class LocalTable:
         self._clock = clock
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
+        self._last_write_us = 0
 
     @property
     def primary_key(self) -> tuple[str, ...]:
@@ -93,10 +100,14 @@ class LocalTable:
                 key_id = self._key_id(row)
                 old = self._rows.get(key_id)
                 merged = {**(old.values if old else {}), **row}
+                values = {column: value for column, value in merged.items() if value is not None}
+                written_us = self._write_time(now)
+                times = {**(old.write_times if old else {}), **dict.fromkeys(row, written_us)}
                 new = _Row(
-                    values={column: value for column, value in merged.items() if value is not None},
+                    values=values,
                     written_at=now,
                     expires_at=None if ttl_s is None else now + ttl_s,
+                    write_times={column: times[column] for column in values},
                 )
                 self._rows[key_id] = new
                 sequences.append(self._emit(self._record(new=new, old=old, origin=origin, now=now)))
@@ -137,6 +148,20 @@ class LocalTable:
                 old = self._rows.pop(key_id)
                 sequences.append(self._emit(self._record(new=None, old=old, origin="TTL", now=now)))
         return sequences
+
+    def read(self, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, int | None]:
+        """The row and its version (the newest WRITETIME of its cells), as a re-sync reads it; (None, None)
+        when there is no row."""
+        key_id = self._key_id(self._canonical_key(key, "key"))
+        with self._lock:
+            row = self._rows.get(key_id)
+            return (_copy(row.values), row.version) if row is not None else (None, None)
+
+    def rows_with_versions(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """Every row with its version (a snapshot taken when iteration starts), for backfill and reconcile."""
+        with self._lock:
+            snapshot = [(_copy(row.values), row.version) for row in self._rows.values()]
+        return iter(snapshot)
 
     def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """The row with this primary key, or None."""
@@ -190,6 +215,12 @@ class LocalTable:
         except ValueError as exc:
             raise ValueError(f"{where}: column '{column}' ({cql_type}): {exc}") from exc
 
+    def _write_time(self, now: float) -> int:
+        """Microseconds, strictly increasing per table: two writes never share a timestamp (Keyspaces would
+        order equal ones by value; the stand-in keeps it simple)."""
+        self._last_write_us = max(int(now * 1_000_000), self._last_write_us + 1)
+        return self._last_write_us
+
     def _key_id(self, row: Mapping[str, Any]) -> str:
         return json.dumps([row[column] for column in self.primary_key], separators=(",", ":"), ensure_ascii=False)
 
@@ -222,7 +253,10 @@ class LocalTable:
 
     def _image(self, row: _Row) -> dict[str, Any]:
         image = row_to_image(row.values, self.column_types)
-        metadata = {"writeTime": str(int(row.written_at * 1_000_000))}  # CQL WRITETIME: microseconds
+        for cells in (image.get("valueCells", {}), image.get("staticCells", {})):
+            for column, cell in cells.items():
+                cell["metadata"] = {"writeTime": str(row.write_times[column])}  # CQL WRITETIME: microseconds
+        metadata = {"writeTime": str(row.version)}
         if row.expires_at is not None:
             metadata["expirationTime"] = str(int(row.expires_at))  # epoch seconds, as CQL keeps TTL deadlines
         image["rowMetadata"] = metadata

@@ -25,6 +25,8 @@ from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.sources.keyspaces.cqltypes import CqlType
 from freshvec.sources.keyspaces.types import UNKNOWN_TAG, as_datetime, cell_to_json, json_to_value, value_to_json
 
+STREAM_ORIGINS = tuple(o for o in ORIGINS if o in ("USER", "REPLICATION", "TTL"))  # what Keyspaces writes
+
 __all__ = [
     "UNKNOWN_TAG",
     "cell_to_json",
@@ -67,7 +69,9 @@ def record_to_event(
 ) -> ChangeEvent:
     """One Keyspaces Streams record as a change event.
 
-    ``op``: origin TTL -> EXPIRE; no new image -> DELETE; no old image -> INSERT; else UPDATE.
+    ``op``: no new image -> EXPIRE for origin TTL, else DELETE; no old image -> INSERT; else UPDATE. A TTL
+    record that still carries a new image (a column expired, the row remains) is an UPDATE with origin TTL.
+    ``version`` is the row state's order (``record_version``).
     ``key`` holds the partition then the clustering columns (or ``key_columns`` order when given); the key
     columns are also put into each image so ``new``/``old`` are whole rows. Raises PoisonRecordError for a
     record that cannot become an event (no sequence number, no key, no time, an unknown origin).
@@ -76,7 +80,7 @@ def record_to_event(
     if not seq:
         raise PoisonRecordError(f"stream record in shard {shard_id} has no sequenceNumber")
     origin = record.get("origin") or "USER"
-    if origin not in ORIGINS:
+    if origin not in STREAM_ORIGINS:
         raise PoisonRecordError(f"stream record {seq} has origin {origin!r}, not one of USER, REPLICATION, TTL")
     key = {**keys_to_json(record.get("partitionKeys")), **keys_to_json(record.get("clusteringKeys"))}
     if not key:
@@ -96,10 +100,8 @@ def record_to_event(
 
     new = image_to_row(record.get("newImage"))
     old = image_to_row(record.get("oldImage"))
-    if origin == "TTL":
-        op, new = "EXPIRE", None
-    elif new is None:
-        op = "DELETE"
+    if new is None:
+        op = "EXPIRE" if origin == "TTL" else "DELETE"
     elif old is None:
         op = "INSERT"
     else:
@@ -115,7 +117,63 @@ def record_to_event(
         shard=shard_id,
         ts=ts,
         origin=origin,
+        version=record_version(record),
     )
+
+
+def record_version(record: Mapping[str, Any]) -> int | None:
+    """The row state a record reflects, as Keyspaces orders writes: the newest write time (microseconds).
+
+    With a new image: the newest ``writeTime`` of its cells and row. A removal carries no write time of its
+    own, so its version is its ``createdAt`` (the service's time of the change), and never below the newest
+    write time of the state it removes (so a delete always orders after what it deletes). None when the record
+    carries no usable time at all.
+    """
+    new_image = record.get("newImage")
+    if new_image:
+        return _newest_write(new_image)
+    created = record.get("createdAt")
+    try:
+        created_us = to_micros(created) if created is not None else None
+    except (ValueError, TypeError, OverflowError):
+        created_us = None
+    removed = _newest_write(record.get("oldImage"))
+    candidates = [v for v in (created_us, removed) if v is not None]
+    return max(candidates) if candidates else None
+
+
+def _newest_write(image: Mapping[str, Any] | None) -> int | None:
+    if not image:
+        return None
+    times = [(image.get("rowMetadata") or {}).get("writeTime")]
+    for cells_name in ("staticCells", "valueCells"):
+        times.extend((cell.get("metadata") or {}).get("writeTime") for cell in (image.get(cells_name) or {}).values())
+    parsed = []
+    for raw in times:
+        if raw is None:
+            continue
+        try:
+            parsed.append(to_micros(raw))
+        except (ValueError, TypeError, OverflowError):
+            continue
+    return max(parsed) if parsed else None
+
+
+def to_micros(value: Any) -> int:
+    """A write time as microseconds since the epoch: CQL's WRITETIME unit.
+
+    Accepts an integer or digit string in microseconds (WRITETIME), an ISO 8601 text or a datetime
+    (``createdAt``); digit strings too short to be microseconds are read as milliseconds or seconds.
+    """
+    if isinstance(value, int | str) and str(value).lstrip("-").isdigit():
+        number = int(value)
+        if abs(number) < 10**11:  # seconds (until the year 5138)
+            return number * 1_000_000
+        if abs(number) < 10**14:  # milliseconds
+            return number * 1_000
+        return number
+    moment = as_datetime(value)
+    return int(moment.timestamp() * 1_000_000)
 
 
 # ---------------------------------------------------------------------------------------------
