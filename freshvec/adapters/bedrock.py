@@ -32,9 +32,12 @@ from freshvec.errors import (
 from freshvec.ports import Embedder, EmbedResult
 from freshvec.retry import RetryPolicy
 
-# Titan also stops at 8,192 tokens. When it refuses a long text, try once more with a prefix that stays
-# under that for any ordinary text (about 3 characters per token at worst), and count it as truncated.
-TITAN_TOKEN_SAFE_CHARS = 8_192 * 3
+# Titan also stops at 8,192 tokens, and characters per token vary by script (about 4 for English prose, about
+# 1 for CJK). Start from a prefix that fits English, and on the model's "too many tokens" refusal halve it, a
+# bounded number of times: 32,768 -> 16,384 -> 8,192 -> 4,096 characters, which fits any script at about
+# 2 tokens per character or fewer. The prefix depends only on the text, so its fingerprint stays true.
+TITAN_START_CHARS = 8_192 * 4
+TITAN_SHORTENINGS = 3
 _JSON = "application/json"
 
 
@@ -98,11 +101,15 @@ class TitanEmbedder(BaseEmbedder):
 
     def _embed_one(self, text: str) -> EmbedResult:
         text = text[: self.max_input_chars]
-        result = _guarded(lambda: self._invoke(text))
-        if isinstance(result.error, PoisonRecordError) and len(text) > TITAN_TOKEN_SAFE_CHARS:
-            shorter = _guarded(lambda: self._invoke(text[:TITAN_TOKEN_SAFE_CHARS]))
-            return EmbedResult(shorter.vector, shorter.error, truncated=shorter.vector is not None)
-        return result
+        limit = min(len(text), TITAN_START_CHARS)
+        for _ in range(TITAN_SHORTENINGS + 1):
+            prefix = text[:limit]
+            result = _guarded(lambda prefix=prefix: self._invoke(prefix))
+            too_long = isinstance(result.error, PoisonRecordError) and _is_token_limit(result.error)
+            if not too_long or limit <= 1:
+                break
+            limit //= 2
+        return EmbedResult(result.vector, result.error, truncated=result.vector is not None and limit < len(text))
 
     def _invoke(self, text: str) -> list[float]:
         body = json.dumps({"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize})
@@ -213,6 +220,11 @@ def _classified(exc: Exception) -> FreshvecError:
             raise exc
         raise MisconfigurationError(f"Bedrock: {exc}") from exc
     return exc if isinstance(exc, FreshvecError) else kind(str(exc))
+
+
+def _is_token_limit(error: BaseException) -> bool:
+    """Titan's refusal of an input over its token limit ("Too many input tokens ...")."""
+    return "token" in str(error).lower()
 
 
 def _guarded(call: Callable[[], list[float]]) -> EmbedResult:

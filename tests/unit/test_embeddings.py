@@ -12,7 +12,6 @@ from botocore.response import StreamingBody
 
 from freshvec import constants as c
 from freshvec.adapters.bedrock import (
-    TITAN_TOKEN_SAFE_CHARS,
     CohereEmbedder,
     TitanEmbedder,
     make_embedder,
@@ -135,13 +134,36 @@ def test_a_refused_text_is_poison_for_its_row_only() -> None:
         TitanEmbedder(fake, retry=no_wait()).embed_documents(["refused"])
 
 
-def test_too_many_tokens_retries_once_with_a_shorter_prefix_and_says_so() -> None:
+def test_a_long_english_text_is_sent_from_a_prefix_that_fits_in_one_call() -> None:
     fake = FakeBedrockRuntime()
-    text = "x" * 40_000  # under 50,000 characters, over 8,192 tokens for the model
+    text = "word " * 9_000  # 45,000 characters: under the 50,000-character cut, over 8,192 tokens whole
     [result] = TitanEmbedder(fake, retry=no_wait()).try_embed_documents([text])
-    assert result.vector == pytest.approx(fake_vector(text[:TITAN_TOKEN_SAFE_CHARS], 256))
+    assert result.vector == pytest.approx(fake_vector(text[:32_768], 256))
     assert result.truncated
-    assert [call["error"] for call in fake.calls] == ["ValidationException", None]
+    assert [call["error"] for call in fake.calls] == [None]
+
+
+def test_a_long_cjk_text_is_shortened_on_the_token_error_and_never_parked() -> None:
+    fake = FakeBedrockRuntime()
+    text = "恐竜が公園に戻ってきた。" * 2_000  # 24,000 characters at about one token each
+    [result] = TitanEmbedder(fake, retry=no_wait()).try_embed_documents([text])
+    assert result.error is None and result.truncated
+    sent = [len(call["body"]["inputText"]) for call in fake.calls]
+    assert sent == [24_000, 12_000, 6_000]  # halved on each "too many tokens" until it fits 8,192 tokens
+    assert result.vector == pytest.approx(fake_vector(text[:6_000], 256))
+    assert [call["error"] for call in fake.calls] == ["ValidationException", "ValidationException", None]
+
+
+def test_shortening_is_bounded_and_only_for_the_token_limit() -> None:
+    fake = FakeBedrockRuntime()
+    fake.fail("ValidationException", times=-1, message="Too many input tokens")  # refuses every length
+    [result] = TitanEmbedder(fake, retry=no_wait()).try_embed_documents(["x" * 40_000])
+    assert isinstance(result.error, PoisonRecordError)
+    assert len(fake.calls) == 4  # the start and three halvings, then the row is parked with the reason
+    other = FakeBedrockRuntime()
+    other.fail("ValidationException", times=-1, message="Malformed input request")
+    [refused] = TitanEmbedder(other, retry=no_wait()).try_embed_documents(["x" * 40_000])
+    assert isinstance(refused.error, PoisonRecordError) and len(other.calls) == 1
 
 
 @pytest.mark.parametrize("code", ["AccessDeniedException", "ResourceNotFoundException"])

@@ -36,8 +36,10 @@ COHERE_DIMENSIONS = 1024
 
 
 def approximate_tokens(text: str) -> int:
-    """A stand-in token count: about four characters per token, like English prose."""
-    return max(1, math.ceil(len(text) / 4))
+    """A stand-in token count: about four ASCII characters per token, like English prose, and one token per
+    other character (CJK scripts run close to that)."""
+    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
+    return max(1, math.ceil(ascii_chars / 4) + (len(text) - ascii_chars))
 
 
 def fake_vector(text: str, dimensions: int, normalize: bool = True) -> list[float]:
