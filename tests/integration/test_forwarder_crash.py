@@ -9,9 +9,10 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from freshvec.adapters.dynamodb import ATTR_LEASE_EXPIRES_AT, ATTR_LEASE_OWNER
+from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
 from freshvec.forwarder import STEP_AFTER_CHECKPOINT, STEP_AFTER_LEASE, STEP_AFTER_PUT, STEP_AFTER_READ
-from tests.integration.test_forwarder_stream import CHECKPOINT_TABLE, Harness, pipeline_config
+from tests.integration.test_forwarder_stream import CHECKPOINT_TABLE, KINESIS_STREAM, Harness, pipeline_config
 
 
 class Crash(Exception):
@@ -148,4 +149,63 @@ def test_two_forwarders_at_once_never_read_the_same_shard_and_lose_nothing(moto)
     assert {owner for owner, _ in reads} == {"early", "late"}
     assert all(len(owners) <= 2 for owners in readers_per_shard.values())
     assert results["early"].changes_forwarded + results["late"].changes_forwarded > 0
+    h.assert_delivered_in_order()
+
+
+class StalledPuts:
+    """Kinesis for a forwarder that stalls: PutRecords is throttled, each attempt takes 4 s of the shared clock
+    (the forwarder renews its lease between them), and the third hangs for 12 s — longer than the lease —
+    while another forwarder takes the shard and runs (``meanwhile``). After a few attempts the throttling
+    stops, so a forwarder that kept no fence would write its old records after the new owner's."""
+
+    def __init__(self, harness: Harness, meanwhile: Any, throttled_attempts: int = 6) -> None:
+        self._h = harness
+        self._meanwhile = meanwhile
+        self._left = throttled_attempts
+        self.attempts = 0
+
+    def put_records(self, **params: Any) -> dict[str, Any]:
+        self.attempts += 1
+        self._h.clock.advance(12.0 if self.attempts == 3 else 4.0)
+        if self.attempts == 3 and self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()  # the lease (10 s) ran out during the stall: the next owner takes the shard now
+        if self._left > 0:
+            self._left -= 1
+            return {
+                "FailedRecordCount": len(params["Records"]),
+                "Records": [
+                    {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"}
+                    for _ in params["Records"]
+                ],
+            }
+        return self._h.kinesis.put_records(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._h.kinesis, name)
+
+
+def test_an_owner_stalled_in_a_throttled_put_stops_writing_when_the_next_owner_takes_the_shard(moto):
+    h = Harness.create(moto, shards=1, config=pipeline_config(lease_duration_s=10))
+    h.write(30, rows=6, seed=3, ttl_share=0)
+    new_owner = h.forwarder("new-owner")
+    stalled = StalledPuts(h, meanwhile=lambda: h.drain(new_owner))
+    old_owner = keyspaces_forwarder(
+        h.config,
+        h.streams,
+        stalled,
+        h.dynamodb,
+        stream_name=KINESIS_STREAM,
+        checkpoint_table=CHECKPOINT_TABLE,
+        owner_id="old-owner",
+        clock=h.clock,
+        sleep=h.clock.advance,
+        monotonic=h.clock,
+    )
+    stats = old_owner.run_once()
+    assert stats.changes_forwarded == 0  # it lost the lease before any of its calls went through
+    assert old_owner.owned_shards == []  # and dropped the shard at once
+    assert stalled.attempts < 6  # it stopped inside its retries, not when Kinesis let it through
+    h.write(20, rows=6, seed=4, ttl_share=0)
+    h.drain(new_owner)
     h.assert_delivered_in_order()
