@@ -63,9 +63,6 @@ _STREAM_ROUNDS = 8  # one refresh may finish this many drained streams and move 
 # the invocation's deadline bounds it).
 _SHARD_BACKOFF = RetryPolicy(attempts=1_000_000, base_delay_s=0.05, max_delay_s=5.0)
 
-__all__ = ["STEP_AFTER_CHECKPOINT", "STEP_AFTER_LEASE", "STEP_AFTER_PUT", "STEP_AFTER_READ", "STEP_AFTER_SHARD_END"]
-__all__ += ["Forwarder", "ForwarderStats", "LostRange"]
-
 
 # ---------------------------------------------------------------------------------------------
 # Results

@@ -59,9 +59,6 @@ from freshvec.ports import (
 # the time between a re-sync read and its put to the change stream.
 TOMBSTONE_MARGIN_S = 3600
 
-__all__ = ["Action", "KeyPlan", "ParsedRecord", "Sink", "SinkResult", "SinkStats", "coalesce", "has_text"]
-__all__ += ["plan_key"]
-
 
 # ---- results ---------------------------------------------------------------------------------------
 @dataclass
