@@ -33,8 +33,6 @@ SINK_HANDLER = "lambdas.sink.handler.handler"
 LOG_RETENTION = RetentionDays.ONE_MONTH
 LAMBDA_ENV_MAX_BYTES = 4096  # Lambda's limit for all environment variables of one function together
 CFN_OUTPUT_MAX_CHARS = 4096  # CloudFormation's limit for one output value
-# CloudFormation's column-name pattern is stricter than CQL's: at least two characters.
-CFN_KEYSPACES_NAME_MIN_CHARS = 2
 
 # --- KMS actions a service needs on the caller's behalf (named, never wildcards) ---
 KMS_PRODUCER_ACTIONS = ("kms:GenerateDataKey",)  # Kinesis PutRecords, S3 PutObject into a KMS-encrypted target
