@@ -110,7 +110,7 @@ def test_stack_outputs_resolve_into_resources(stack: cli_stack.StackResources) -
 
 
 def test_missing_stack_is_one_clear_line(stack: cli_stack.StackResources) -> None:
-    result = invoke("--stack", "nope", "status", "--no-rows")
+    result = invoke("--stack", "nope", "status")
     assert result.exit_code == 1
     assert (
         result.output.strip()
@@ -327,7 +327,7 @@ def test_status_one_screen(moto: MotoServer, stack: cli_stack.StackResources) ->
             }
         ],
     )
-    result = invoke("status", "--no-rows")
+    result = invoke("status", "--count-vectors")
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "forwarder lag │ 2.5 s" in text
@@ -335,7 +335,7 @@ def test_status_one_screen(moto: MotoServer, stack: cli_stack.StackResources) ->
     assert "vectors in index │ 7" in text and "rows in table │ not counted" in text
     assert "PoisonRecordError: metadata over 2 KB" in text
 
-    as_json = json.loads(invoke("status", "--no-rows", "--json").output)
+    as_json = json.loads(invoke("status", "--count-vectors", "--json").output)
     assert as_json["vectors"] == 7 and as_json["dlq_visible"] == 1 and as_json["forwarder_lag_ms"] == 2500.0
 
 
@@ -344,7 +344,7 @@ def test_status_counts_rows_through_the_session(
 ) -> None:
     session = _seeded_session(limit=40)
     monkeypatch.setattr(keyspaces, "connect_table", lambda _region, _ca: (_Cluster(), session))
-    result = invoke("status", "--json")
+    result = invoke("status", "--count-rows", "--json")
     assert json.loads(result.output)["rows"] == 40
 
 
