@@ -237,7 +237,9 @@ def status_command(
 
             notes.append(f"table rows: {explain(exc) or exc}")
     try:
-        report = collect_status(s.clients(), res, session=session, local_stats=local_stats, vector_count=count_vectors)
+        report = collect_status(
+            s.clients(), res, session=session, local_stats=local_stats, vector_count=count_vectors or res.is_local
+        )
     finally:
         if cluster is not None:
             cluster.shutdown()

@@ -247,7 +247,7 @@ def test_fake_answers_match_the_botocore_models(account: Account) -> None:
     assert_matches_output_shape("bedrock", "ListFoundationModels", listed)
     assert {m["modelId"] for m in listed["modelSummaries"]} == {c.COHERE_EN_V3, c.COHERE_MULTI_V3}
     with pytest.raises(ValueError, match="invalid ListStreams parameters"):
-        account.streams.list_streams(maxResults=1000)
+        account.streams.list_streams(maxResults=0)
 
 
 def test_the_command_prints_one_line_per_check_and_exits_1_on_a_failure(
