@@ -16,16 +16,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from freshvec.config import DEFAULT_CONFIG, default_config
+from freshvec.datafiles import sample_movies
 from freshvec.local.demo import read_rows
 from freshvec.local.pipeline import LocalPipeline
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "movies.jsonl"
+DATA = sample_movies()
 RATE_PER_S = 50
 DURATION_S = 30
 BASELINE_CHANGES = 20

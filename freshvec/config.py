@@ -2,7 +2,10 @@
 
 It is read from ``cdk.json`` context (key ``freshvec``), overridable with ``cdk -c freshvec.a.b=value``,
 and travels to the Lambdas as JSON in one environment variable. Every error names the field and, where
-there is a fixed set, the allowed values.
+there is a fixed set, the allowed values. ``check_deployable`` adds the rules only a deployed stack has (the
+CDK app runs it at synth, ``freshvec preflight`` before a first deploy).
+
+Size: one module holds every config rule, so synth, the Lambdas, the CLI and local mode cannot disagree.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
+    # A config that names only the provider gets its default model (c.PROVIDER_DEFAULT_MODEL) and that model's
+    # first allowed dimensions (c.PROVIDER_MODELS); see _embedding_defaults.
     provider: str = "titan"
     model_id: str = c.TITAN_V2
     dimensions: int = 256
@@ -362,6 +367,8 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(f"{path}{'.' if path else ''}{unknown[0]}", f"unknown setting; allowed: {', '.join(known)}")
+    if cls is EmbeddingConfig:
+        raw = _embedding_defaults(raw)
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
         sub = f"{path}.{name}" if path else name
@@ -372,6 +379,21 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         missing = [f.name for f in fields(cls) if f.name not in kwargs and _is_required(f)]
         name = missing[0] if missing else "?"
         raise ConfigError(f"{path}{'.' if path else ''}{name}", "required setting is missing") from exc
+
+
+def _embedding_defaults(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Each provider's own default model, and a model's own default dimensions (a known provider/model only:
+    an unknown one is left for validation to name)."""
+    filled = dict(raw)
+    provider = filled.get("provider", EmbeddingConfig.provider)
+    if "model_id" not in filled and isinstance(provider, str) and provider in c.PROVIDER_DEFAULT_MODEL:
+        filled["model_id"] = c.PROVIDER_DEFAULT_MODEL[provider]
+    model = filled.get("model_id", EmbeddingConfig.model_id)
+    if "dimensions" not in filled and isinstance(provider, str) and isinstance(model, str):
+        allowed = c.PROVIDER_MODELS.get(provider, {}).get(model)
+        if allowed:
+            filled["dimensions"] = allowed[0]
+    return filled
 
 
 _NESTED = {
@@ -443,6 +465,34 @@ def _in_range(path: str, value: int, bounds: tuple[int, int]) -> None:
     low, high = bounds
     if not low <= value <= high:
         raise ConfigError(path, f"{value} is out of range; allowed: {low} to {high}")
+
+
+# ---- what only a deployed stack requires ------------------------------------------------------
+def check_deployable(config: PipelineConfig) -> None:
+    """The rules a valid config must also meet to be deployed (run at synth and by ``freshvec preflight``)."""
+    check_cloudformation_names(config)
+    check_deployable_embedding(config)
+
+
+def check_cloudformation_names(config: PipelineConfig) -> None:
+    """CloudFormation rejects one-character keyspace, table and column names that CQL would accept."""
+    least = c.CFN_KEYSPACES_NAME_MIN_CHARS
+    for path, name in (("keyspace", config.keyspace), ("table", config.table)):
+        if len(name) < least:
+            raise ConfigError(path, f"{name!r}: AWS::Cassandra names need at least {least}")
+    for name in config.columns:
+        if len(name) < least:
+            raise ConfigError(f"columns.{name}", f"{name!r}: AWS::Cassandra column names need at least {least}")
+
+
+def check_deployable_embedding(config: PipelineConfig) -> None:
+    """The local provider (WordLlama) exists for local mode only; a deployed sink embeds with Bedrock."""
+    if config.embedding.provider in c.LOCAL_ONLY_PROVIDERS:
+        deployable = ", ".join(p for p in c.PROVIDER_MODELS if p not in c.LOCAL_ONLY_PROVIDERS)
+        raise ConfigError(
+            "embedding.provider",
+            f"{config.embedding.provider!r} runs in local mode only and cannot be deployed; allowed: {deployable}",
+        )
 
 
 def default_config() -> PipelineConfig:

@@ -55,9 +55,17 @@ PROVIDER_MODELS: dict[str, dict[str, tuple[int, ...]]] = {
     "cohere": {COHERE_EN_V3: (1024,), COHERE_MULTI_V3: (1024,)},
     "local": {LOCAL_WORDLLAMA: (256,)},
 }
+# What a provider embeds with when the config names no model_id; a model without configured dimensions uses the
+# first of its allowed dimensions above.
+PROVIDER_DEFAULT_MODEL: dict[str, str] = {"titan": TITAN_V2, "cohere": COHERE_EN_V3, "local": LOCAL_WORDLLAMA}
+# Providers that run in local mode only (WordLlama in-process); a deployed sink embeds with Bedrock.
+LOCAL_ONLY_PROVIDERS = ("local",)
 TITAN_MAX_INPUT_CHARS = 50_000
 COHERE_MAX_TEXTS_PER_CALL = 96
 COHERE_MAX_INPUT_CHARS = 2_048
+
+# --- AWS CloudFormation (AWS::Cassandra::Keyspace / Table): names of fewer characters are refused ---
+CFN_KEYSPACES_NAME_MIN_CHARS = 2
 
 # --- Amazon Kinesis ---
 KINESIS_PUT_BATCH = 500

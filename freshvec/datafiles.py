@@ -13,8 +13,15 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+
+def sample_movies() -> Path:
+    """The sample movies (``media.movies``, the table ``cdk.json`` describes), shipped inside the package so the
+    default works in any install, not only in a checkout of the repository."""
+    return Path(str(resources.files("freshvec") / "data" / "movies.jsonl"))
 
 
 class LoaderFileError(ValueError):

@@ -9,8 +9,8 @@ from aws_cdk.aws_logs import RetentionDays
 # --- Repository layout the Lambda assets are built from ---
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_PACKAGE = "freshvec"
-# Not in the Lambda asset: the operator CLI, local mode (moto, in-memory Keyspaces) and the test kit.
-DOMAIN_EXCLUDED_DIRS = ("cli", "local", "testing")
+# Not in the Lambda asset: the operator CLI, local mode (moto, in-memory Keyspaces), the test kit and the sample data.
+DOMAIN_EXCLUDED_DIRS = ("cli", "local", "testing", "data")
 HANDLER_PACKAGE = "lambdas"
 LAMBDA_REQUIREMENTS = REPO_ROOT / "lambdas" / "requirements.txt"
 PREINSTALLED_DEPS = REPO_ROOT / ".build" / "lambda-deps" / "python"  # filled by `make setup`
@@ -33,8 +33,6 @@ SINK_HANDLER = "lambdas.sink.handler.handler"
 LOG_RETENTION = RetentionDays.ONE_MONTH
 LAMBDA_ENV_MAX_BYTES = 4096  # Lambda's limit for all environment variables of one function together
 CFN_OUTPUT_MAX_CHARS = 4096  # CloudFormation's limit for one output value
-# CloudFormation's column-name pattern is stricter than CQL's: at least two characters.
-CFN_KEYSPACES_NAME_MIN_CHARS = 2
 
 # --- KMS actions a service needs on the caller's behalf (named, never wildcards) ---
 KMS_PRODUCER_ACTIONS = ("kms:GenerateDataKey",)  # Kinesis PutRecords, S3 PutObject into a KMS-encrypted target

@@ -9,15 +9,15 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from freshvec import constants as c
-from freshvec.config import PipelineConfig
+from freshvec.config import PipelineConfig, check_deployable
 from stacks import bundling
 from stacks.acknowledgments import acknowledge_findings
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
 from stacks.monitoring import Monitoring
 from stacks.operator_policy import OperatorPolicy
-from stacks.sink import Sink, check_deployable_embedding
-from stacks.source_table import SourceTable, check_cloudformation_names
+from stacks.sink import Sink
+from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
 
 KEY_PENDING_WINDOW = Duration.days(7)
@@ -32,8 +32,7 @@ class PipelineStack(Stack):
             **kwargs,
         )
         # Fail on config the stack cannot deploy before any asset is built.
-        check_cloudformation_names(config)
-        check_deployable_embedding(config)
+        check_deployable(config)
         self.config = config
         retain = config.removal_policy == "retain"
         data_removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY

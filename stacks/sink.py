@@ -14,12 +14,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from freshvec import constants as c
-from freshvec.config import ConfigError, PipelineConfig
+from freshvec.config import PipelineConfig, check_deployable_embedding
 from stacks import constants as k
 from stacks.function import grant_key_use, python_function
 from stacks.vector_store import VectorStore
 
-LOCAL_ONLY_PROVIDERS = ("local",)
 # GetIndex: the sink checks once per container that the index's dimension matches the embedding model.
 VECTOR_WRITE_ACTIONS = (
     "s3vectors:PutVectors",
@@ -44,16 +43,6 @@ DLQ_SEND_ACTIONS = ("sqs:SendMessage",)
 # dynamodb:BatchWriteItem (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html),
 # BatchGetItem by dynamodb:BatchGetItem.
 TOMBSTONE_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:BatchGetItem")
-
-
-def check_deployable_embedding(config: PipelineConfig) -> None:
-    """The local provider (WordLlama) exists for local mode only; a deployed sink embeds with Bedrock."""
-    if config.embedding.provider in LOCAL_ONLY_PROVIDERS:
-        deployable = ", ".join(p for p in c.PROVIDER_MODELS if p not in LOCAL_ONLY_PROVIDERS)
-        raise ConfigError(
-            "embedding.provider",
-            f"{config.embedding.provider!r} runs in local mode only and cannot be deployed; allowed: {deployable}",
-        )
 
 
 class Sink(Construct):

@@ -10,7 +10,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from freshvec.config import ConfigError, PipelineConfig
+from freshvec.config import PipelineConfig, check_cloudformation_names
 from stacks import constants as k
 
 # The custom resource makes one call, Keyspaces UpdateTable, which the Service Authorization Reference maps to
@@ -115,16 +115,3 @@ class SourceTable(Construct):
             install_latest_aws_sdk=False,
         )
         self.row_ttl.node.add_dependency(self.table)
-
-
-def check_cloudformation_names(config: PipelineConfig) -> None:
-    """CloudFormation rejects one-character keyspace, table and column names that CQL would accept."""
-    for path, name in (("keyspace", config.keyspace), ("table", config.table)):
-        if len(name) < k.CFN_KEYSPACES_NAME_MIN_CHARS:
-            raise ConfigError(path, f"{name!r}: AWS::Cassandra names need at least {k.CFN_KEYSPACES_NAME_MIN_CHARS}")
-    for name in config.columns:
-        if len(name) < k.CFN_KEYSPACES_NAME_MIN_CHARS:
-            raise ConfigError(
-                f"columns.{name}",
-                f"{name!r}: AWS::Cassandra column names need at least {k.CFN_KEYSPACES_NAME_MIN_CHARS}",
-            )

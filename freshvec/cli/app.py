@@ -13,6 +13,7 @@ adds the traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import traceback
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from freshvec import state
-from freshvec.cli import backfill, load_command, query, redrive, settings, status
+from freshvec.cli import backfill, load_command, preflight, query, redrive, settings, status
 from freshvec.cli.errors import OperatorError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
@@ -171,12 +172,59 @@ def expected_failures(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# ---- where: --stack and --region after the command too ---------------------------------------------
+
+# No environment variable here: FRESHVEC_STACK/AWS_REGION are read by the options before the command, and a value
+# given after the command wins over both (as with the AWS CLI's --region).
+_LOCATION_OPTIONS = (
+    inspect.Parameter(
+        "fv_stack",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None, typer.Option("--stack", help="CloudFormation stack name (as before the command)")
+        ],
+    ),
+    inspect.Parameter(
+        "fv_region",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None, typer.Option("--region", help="AWS Region of the stack (as before the command)")
+        ],
+    ),
+)
+
+
+def location_options(command: F) -> F:
+    """Add ``--stack`` and ``--region`` to a command; given there, they override the global ones."""
+    signature = inspect.signature(command, eval_str=True)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, fv_stack: str | None = None, fv_region: str | None = None, **kwargs: Any) -> Any:
+        settings.override_location(fv_stack, fv_region)
+        return command(*args, **kwargs)
+
+    parameters = list(signature.parameters.values())
+    wrapper.__signature__ = signature.replace(parameters=[*parameters, *_LOCATION_OPTIONS])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {
+        **{p.name: p.annotation for p in parameters},
+        **{p.name: p.annotation for p in _LOCATION_OPTIONS},
+    }
+    return wrapper  # type: ignore[return-value]
+
+
+def operator_command(command: F) -> F:
+    return location_options(expected_failures(command))
+
+
 # ---- the commands ------------------------------------------------------------------------------
 
-app.command("load")(expected_failures(load_command.load_command))
-app.command("query")(expected_failures(query.query_command))
-app.command("backfill")(expected_failures(backfill.backfill_command))
-redrive_app.command("list")(expected_failures(redrive.redrive_list))
-redrive_app.command("show")(expected_failures(redrive.redrive_show))
-redrive_app.command("send")(expected_failures(redrive.redrive_send))
-app.command("status")(expected_failures(status.status_command))
+app.command("preflight")(operator_command(preflight.preflight_command))
+app.command("load")(operator_command(load_command.load_command))
+app.command("query")(operator_command(query.query_command))
+app.command("backfill")(operator_command(backfill.backfill_command))
+redrive_app.command("list")(operator_command(redrive.redrive_list))
+redrive_app.command("show")(operator_command(redrive.redrive_show))
+redrive_app.command("send")(operator_command(redrive.redrive_send))
+app.command("status")(operator_command(status.status_command))

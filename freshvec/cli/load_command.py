@@ -6,6 +6,7 @@ the local pipeline's control API), progress, and the summary.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +16,20 @@ from rich.text import Text
 from freshvec.cli import console, keyspaces, local_client
 from freshvec.cli import load as loader
 from freshvec.cli.settings import settings
-from freshvec.datafiles import read_records
+from freshvec.datafiles import read_records, sample_movies
 
-SAMPLE_DATA = Path(__file__).resolve().parent.parent.parent / "data" / "movies.jsonl"
+SAMPLE_DATA = sample_movies()
+
+
+class Update(StrEnum):
+    """What ``--update`` changes (the values of ``freshvec.cli.load.UPDATE_MODES``)."""
+
+    RATINGS = "ratings"
+    TEXT = "text"
+
 
 UpdateMode = Annotated[
-    str | None,
+    Update | None,
     typer.Option(
         "--update",
         help="ratings: change only numeric columns (no re-embedding expected); text: revise the embedded text",
@@ -31,8 +40,13 @@ UpdateMode = Annotated[
 
 def load_command(
     file: Annotated[
-        Path, typer.Argument(metavar="FILE", help="CSV or JSON Lines file whose columns match the table")
-    ] = SAMPLE_DATA,
+        Path | None,
+        typer.Argument(
+            metavar="FILE",
+            help="CSV or JSON Lines file whose columns match the table [default: the bundled sample movies]",
+            show_default=False,
+        ),
+    ] = None,
     *,
     update: UpdateMode = None,
     delete: Annotated[bool, typer.Option("--delete", help="Delete the file's rows (by primary key)")] = False,
@@ -43,14 +57,13 @@ def load_command(
     ] = None,
 ) -> None:
     """Write rows into the table (Amazon Keyspaces, LOCAL_QUORUM, TLS verified, SigV4), or change/delete them."""
-    if update is not None and update.lower() not in loader.UPDATE_MODES:
-        raise typer.BadParameter(f"choose one of: {', '.join(loader.UPDATE_MODES)}", param_hint="--update")
+    file = file if file is not None else SAMPLE_DATA
     if update is not None and delete:
         raise typer.BadParameter("use --update or --delete, not both", param_hint="--delete")
     res = settings().resources()
     schema = loader.TableSchema.from_config(res.config)
     records = read_records(file, schema.column_types)
-    verb = "deleting" if delete else f"updating ({update})" if update else "loading"
+    verb = "deleting" if delete else f"updating ({update.value})" if update else "loading"
     cluster = None
     if res.is_local:
         writer: loader.RowWriter = loader.ControlApiRowWriter(
@@ -68,7 +81,7 @@ def load_command(
                 records,
                 schema,
                 writer,
-                update=update.lower() if update else None,
+                update=update.value if update else None,
                 delete=delete,
                 limit=limit,
                 on_progress=lambda r: progress.update(task, completed=r.written + len(r.failed)),

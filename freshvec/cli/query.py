@@ -134,7 +134,7 @@ def query_command(
         console.out.print_json(json.dumps(query_json(result), default=str))
         return
     shown = query_columns(res.config, columns)
-    console.out.print(render_query_table(result, shown, res.config.column_types))
+    console.out.print(render_query_table(result, shown, res.config.column_types, width=console.out.width))
 
 
 def _no_clients(service: str) -> Any:
@@ -155,22 +155,51 @@ def query_json(result: QueryResult) -> dict[str, Any]:
     }
 
 
-def render_query_table(result: QueryResult, columns: list[str], column_types: dict[str, Any] | None = None) -> Table:
-    """Nearest first. Dates and timestamps, stored as numbers so range filters work, are shown as dates."""
+KEY_MIN_WIDTH = 16
+_CELL_PADDING = 3  # a column's left padding, right padding and border
+
+
+def render_query_table(
+    result: QueryResult,
+    columns: list[str],
+    column_types: dict[str, Any] | None = None,
+    *,
+    width: int | None = None,
+) -> Table:
+    """Nearest first. Dates and timestamps, stored as numbers so range filters work, are shown as dates.
+
+    ``rank`` and ``distance`` are never cut; the key folds onto more lines; metadata values are cut with an
+    ellipsis, and in a terminal too narrow for every header the metadata columns that do not fit are left out
+    (named in the caption).
+    """
     types = column_types or {}
     title = f"{len(result.hits)} result(s), by {result.metric} distance (0 = identical, lower = closer)"
-    table = Table(title=title, title_justify="left")
-    table.add_column("rank", justify="right")
-    table.add_column("key", overflow="fold", min_width=16)
-    table.add_column("distance", justify="right")
-    for name in columns:
-        table.add_column(name, overflow="fold", max_width=60)
+    shown, hidden = _fitting(columns, width)
+    caption = f"not shown at this width: {', '.join(hidden)} (see --columns or --json)" if hidden else None
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("rank", justify="right", no_wrap=True, min_width=len("rank"))
+    table.add_column("key", overflow="fold", min_width=KEY_MIN_WIDTH)
+    table.add_column("distance", justify="right", no_wrap=True, min_width=len("distance"))
+    for name in shown:
+        table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=len(name), max_width=60)
     for hit in result.hits:
         key = ", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key
         distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
-        values = [_display(hit.metadata.get(n), types.get(n)) for n in columns]
+        values = [_display(hit.metadata.get(n), types.get(n)) for n in shown]
         table.add_row(str(hit.rank), key, distance, *values)
     return table
+
+
+def _fitting(columns: list[str], width: int | None) -> tuple[list[str], list[str]]:
+    """The metadata columns whose whole header fits beside rank, key and distance (in order), and the rest."""
+    if width is None:
+        return columns, []
+    used = 1 + sum(w + _CELL_PADDING for w in (len("rank"), KEY_MIN_WIDTH, len("distance")))
+    for position, name in enumerate(columns):
+        used += len(name) + _CELL_PADDING
+        if used > width:
+            return columns[:position], columns[position:]
+    return columns, []
 
 
 def _display(value: Any, cql: Any) -> str:

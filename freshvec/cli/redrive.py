@@ -12,6 +12,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -27,6 +28,9 @@ from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import ChangeStreamWriter
 
 DLQ_RECEIVE_WAIT_S = 1  # long polling: a short poll may miss messages on other SQS servers
+# `redrive show` hides what it receives for at most this long while it looks further (a message released at once
+# would come back on the next receive), and releases every message it received as soon as it is done.
+DLQ_SHOW_VISIBILITY_S = 2
 REDRIVEN_PREFIX = "redriven/"  # where redriven on-failure objects are moved, so they are not sent twice
 
 
@@ -82,20 +86,7 @@ def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 300
         messages = response.get("Messages", [])
         if not messages:
             break
-        for message in messages:
-            records, reason, failed_at, position, unreadable = decode_dlq_body(message.get("Body", ""))
-            items.append(
-                ParkedItem(
-                    "dlq",
-                    message["MessageId"],
-                    records,
-                    reason,
-                    failed_at,
-                    position,
-                    message["ReceiptHandle"],
-                    unreadable,
-                )
-            )
+        items.extend(_received(message) for message in messages)
     return items
 
 
@@ -177,6 +168,63 @@ def peek_parked(clients: ClientFactory, resources: StackResources, *, source: st
     return items
 
 
+def find_parked(
+    clients: ClientFactory, resources: StackResources, ref: str, *, source: str, limit: int
+) -> tuple[ParkedItem | None, int]:
+    """The parked item ``ref`` (a DLQ message id or an on-failure object key) and how many items were looked at.
+
+    DLQ messages are received with a visibility of ``DLQ_SHOW_VISIBILITY_S`` and all made visible again at
+    once before returning, the sought one too: showing an item never hides the queue from the sink's operators.
+    An on-failure object is read by its key, not found by listing the bucket.
+    """
+    looked = 0
+    if source in ("dlq", "all"):
+        sqs = clients("sqs")
+        received: list[ParkedItem] = []
+        seen: set[str] = set()
+        try:
+            while len(seen) < limit:
+                messages = sqs.receive_message(
+                    QueueUrl=resources.dlq_url,
+                    MaxNumberOfMessages=min(10, limit - len(seen)),
+                    VisibilityTimeout=DLQ_SHOW_VISIBILITY_S,
+                    WaitTimeSeconds=DLQ_RECEIVE_WAIT_S,
+                ).get("Messages", [])
+                new = [m for m in messages if m["MessageId"] not in seen]
+                if not new:  # nothing left, or only messages whose short visibility has already run out
+                    release_dlq(sqs, resources.dlq_url, [_received(m) for m in messages])
+                    break
+                for message in new:
+                    seen.add(message["MessageId"])
+                    received.append(_received(message))
+                found = next((item for item in received if item.ref == ref), None)
+                if found is not None:
+                    return found, len(seen)
+        finally:
+            release_dlq(sqs, resources.dlq_url, received)
+        looked += len(seen)
+    if source in ("on-failure", "all") and not ref.startswith(REDRIVEN_PREFIX):
+        from botocore.exceptions import ClientError
+
+        s3 = clients("s3")
+        try:
+            body = s3.get_object(Bucket=resources.on_failure_bucket, Key=ref)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NotFound"):
+                raise
+        else:
+            return read_on_failure_object(body, ref), looked + 1
+        looked += 1
+    return None, looked
+
+
+def _received(message: dict[str, Any]) -> ParkedItem:
+    records, reason, failed_at, position, unreadable = decode_dlq_body(message.get("Body", ""))
+    return ParkedItem(
+        "dlq", message["MessageId"], records, reason, failed_at, position, message["ReceiptHandle"], unreadable
+    )
+
+
 def redrive(
     clients: ClientFactory,
     resources: StackResources,
@@ -245,20 +293,42 @@ def _notify(on_item: Callable[[ParkedItem, str], None] | None, item: ParkedItem,
 
 # ---- the commands -----------------------------------------------------------------------------
 
-Source = Annotated[str, typer.Option("--source", help="dlq, on-failure or all")]
-Limit = Annotated[int, typer.Option("--max", min=1, max=100_000, help="At most this many parked items")]
+
+class ParkedSource(StrEnum):
+    """Where ``--source`` looks for parked changes."""
+
+    DLQ = "dlq"
+    ON_FAILURE = "on-failure"
+    ALL = "all"
 
 
-def _check_source(source: str) -> str:
-    if source not in ("dlq", "on-failure", "all"):
-        raise typer.BadParameter("choose one of: dlq, on-failure, all", param_hint="--source")
-    return source
+Source = Annotated[
+    ParkedSource, typer.Option("--source", case_sensitive=False, help="Where to look: the sink DLQ, the bucket, both")
+]
 
 
-def redrive_list(source: Source = "all", limit: Limit = 100) -> None:
+def _limit_option(default: int, what: str = "parked items") -> Any:
+    return typer.Option("--limit", min=1, max=100_000, help=f"At most this many {what} [default: {default}]")
+
+
+# The name redrive used before every command said --limit; still accepted, not shown.
+OldLimit = Annotated[int | None, typer.Option("--max", min=1, max=100_000, hidden=True)]
+
+
+def _limit(limit: int | None, old: int | None, default: int) -> int:
+    if limit is not None and old is not None and limit != old:
+        raise typer.BadParameter("give --limit once (--max is its old name)", param_hint="--limit")
+    return limit if limit is not None else old if old is not None else default
+
+
+def redrive_list(
+    source: Source = ParkedSource.ALL,
+    limit: Annotated[int | None, _limit_option(100)] = None,
+    old_limit: OldLimit = None,
+) -> None:
     """List parked changes with their reason (DLQ messages stay in the queue)."""
     s = settings()
-    items = peek_parked(s.clients(), s.resources(), source=_check_source(source), limit=limit)
+    items = peek_parked(s.clients(), s.resources(), source=source.value, limit=_limit(limit, old_limit, 100))
     table = Table(title=f"{len(items)} parked item(s)", title_justify="left")
     for name in ("source", "id", "records", "failed at", "position", "reason"):
         table.add_column(name, overflow="fold")
@@ -278,16 +348,17 @@ def redrive_show(
     ref: Annotated[
         str, typer.Argument(metavar="ID", help="DLQ message id or on-failure object key (from `redrive list`)")
     ],
-    source: Source = "all",
-    limit: Limit = 1000,
+    source: Source = ParkedSource.ALL,
+    limit: Annotated[int | None, _limit_option(1000, "DLQ messages to look at")] = None,
+    old_limit: OldLimit = None,
 ) -> None:
-    """Show one parked item with its full payload."""
+    """Show one parked item with its full payload (every DLQ message looked at is visible again at once)."""
     s = settings()
-    items = peek_parked(s.clients(), s.resources(), source=_check_source(source), limit=limit)
-    match = [item for item in items if item.ref == ref]
-    if not match:
-        raise OperatorError(f"no parked item {ref!r} (looked at {len(items)}); list them with `freshvec redrive list`")
-    item = match[0]
+    item, looked = find_parked(
+        s.clients(), s.resources(), ref, source=source.value, limit=_limit(limit, old_limit, 1000)
+    )
+    if item is None:
+        raise OperatorError(f"no parked item {ref!r} (looked at {looked}); list them with `freshvec redrive list`")
     console.out.print_json(json.dumps(item_json(item), default=str))
 
 
@@ -310,8 +381,9 @@ def item_json(item: ParkedItem) -> dict[str, Any]:
 
 
 def redrive_send(
-    source: Source = "all",
-    limit: Limit = 1000,
+    source: Source = ParkedSource.ALL,
+    limit: Annotated[int | None, _limit_option(1000)] = None,
+    old_limit: OldLimit = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing")] = False,
 ) -> None:
     """Re-send parked changes to the change stream; each leaves its parking place only after Kinesis took it."""
@@ -322,7 +394,14 @@ def redrive_send(
         detail = f": {item.unreadable}" if item.unreadable else ""
         console.err.print(Text(f"{outcome:>10}  {item.source} {item.ref} ({len(item.records)} record(s)){detail}"))
 
-    report = redrive(s.clients(), res, source=_check_source(source), limit=limit, dry_run=dry_run, on_item=on_item)
+    report = redrive(
+        s.clients(),
+        res,
+        source=source.value,
+        limit=_limit(limit, old_limit, 1000),
+        dry_run=dry_run,
+        on_item=on_item,
+    )
     if dry_run:
         console.out.print(
             f"dry run: {report.found} parked, {report.found - report.unreadable} would be sent, "

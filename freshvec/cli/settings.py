@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,22 @@ def use(current: Settings) -> None:
     """The app callback's options, for the command that runs next."""
     global _settings  # noqa: PLW0603 - one invocation, one set of global options
     _settings = current
+
+
+def override_location(stack: str | None, region: str | None) -> None:
+    """``--stack``/``--region`` given after the command: they win over the ones before it (and the environment)."""
+    if stack is None and region is None:
+        return
+    current = settings()
+    use(
+        dataclasses.replace(
+            current,
+            stack=stack if stack is not None else current.stack,
+            region=region if region is not None else current.region,
+            _resources=None,
+            _clients=None,
+        )
+    )
 
 
 def settings() -> Settings:

@@ -22,6 +22,11 @@ from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
 from freshvec.events import format_timestamp
 
+# The opt-in counts stop here: S3 Vectors has no count call (ListVectors returns 1,000 keys a call), and counting
+# a Keyspaces table reads its rows.
+VECTOR_COUNT_CAP = 100_000
+ROW_COUNT_CAP = 20_000
+
 
 @dataclass
 class StatusReport:
@@ -57,7 +62,7 @@ def latest_metric(
     return float(points[-1]["Maximum"]) if points else None
 
 
-def count_vectors(s3vectors: Any, bucket: str, index: str, *, cap: int = 100_000) -> tuple[int, bool]:
+def count_vectors(s3vectors: Any, bucket: str, index: str, *, cap: int = VECTOR_COUNT_CAP) -> tuple[int, bool]:
     """Vectors in the index by listing keys (S3 Vectors has no count call); stops at ``cap``."""
     count = 0
     kwargs: dict[str, Any] = {"vectorBucketName": bucket, "indexName": index, "maxResults": 1000}
@@ -72,7 +77,7 @@ def count_vectors(s3vectors: Any, bucket: str, index: str, *, cap: int = 100_000
         kwargs["nextToken"] = token
 
 
-def estimate_rows(session: Any, config: PipelineConfig, *, cap: int = 20_000) -> tuple[int, bool]:
+def estimate_rows(session: Any, config: PipelineConfig, *, cap: int = ROW_COUNT_CAP) -> tuple[int, bool]:
     """Rows in the table: counted in token order; past ``cap`` rows, extrapolated from the ring covered."""
     statement = session.prepare(
         build_range_select(
@@ -96,8 +101,12 @@ def collect_status(
     *,
     session: Any = None,
     local_stats: dict[str, Any] | None = None,
+    vector_count: bool = False,
 ) -> StatusReport:
-    """One screen of pipeline health; each part that cannot be read is noted, not fatal."""
+    """One screen of pipeline health; each part that cannot be read is noted, not fatal.
+
+    The index is counted (by listing its keys) only with ``vector_count``; the table's rows only with a ``session``.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     report = StatusReport()
@@ -158,7 +167,8 @@ def collect_status(
     attempt("DLQ depth", dlq)
     attempt("DLQ messages", last_errors)
     attempt("on-failure bucket", on_failure)
-    attempt("vector count", vectors)
+    if vector_count:
+        attempt("vector count", vectors)
     if not resources.is_local:
         attempt("metrics", metrics)
     if session is not None:
@@ -186,11 +196,29 @@ def _short(exc: BaseException) -> str:
 
 
 def status_command(
-    rows: Annotated[bool, typer.Option("--rows/--no-rows", help="Count the table's rows (reads Keyspaces)")] = True,
+    count_rows: Annotated[
+        bool,
+        typer.Option(
+            "--count-rows",
+            help=f"Count the table's rows: reads up to {ROW_COUNT_CAP:,} rows from Keyspaces, then extrapolates "
+            "(can take tens of seconds)",
+        ),
+    ] = False,
+    count_vectors: Annotated[
+        bool,
+        typer.Option(
+            "--count-vectors",
+            help=f"Count the index's vectors by listing keys, up to {VECTOR_COUNT_CAP:,} (1,000 a call: up to "
+            f"{VECTOR_COUNT_CAP // 1000} calls, can take tens of seconds; always counted in local mode)",
+        ),
+    ] = False,
+    full: Annotated[bool, typer.Option("--full", help="Both counts (--count-rows --count-vectors)")] = False,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
-    """One screen: forwarder lag, sink iterator age, DLQ depths, vectors vs rows, last errors."""
+    """One screen: forwarder lag, sink iterator age, DLQ depths, last errors; vectors and rows when asked to count."""
+    count_rows = count_rows or full
+    count_vectors = count_vectors or full
     s = settings()
     res = s.resources()
     session = cluster = None
@@ -201,7 +229,7 @@ def status_command(
             local_stats = local_client.control_request(res, "GET", "stats")
         except OperatorError as exc:
             notes.append(f"local stats: {exc}")
-    elif rows:
+    elif count_rows:
         try:
             cluster, session = keyspaces.connect_table(res.region, ca_bundle)
         except Exception as exc:  # noqa: BLE001 - status still shows everything else
@@ -209,7 +237,9 @@ def status_command(
 
             notes.append(f"table rows: {explain(exc) or exc}")
     try:
-        report = collect_status(s.clients(), res, session=session, local_stats=local_stats)
+        report = collect_status(
+            s.clients(), res, session=session, local_stats=local_stats, vector_count=count_vectors or res.is_local
+        )
     finally:
         if cluster is not None:
             cluster.shutdown()
@@ -237,9 +267,17 @@ def render_status(report: StatusReport, res: StackResources) -> Table:
     table.add_row("sink DLQ", dlq)
     parked = "unknown" if report.on_failure_objects is None else f"{report.on_failure_objects} discarded batch(es)"
     table.add_row("on-failure bucket", parked)
-    vectors = "unknown" if report.vectors is None else f"{'≥' if report.vectors_capped else ''}{report.vectors:,}"
+    vectors = (
+        "not counted (--count-vectors)"
+        if report.vectors is None
+        else f"{'≥' if report.vectors_capped else ''}{report.vectors:,}"
+    )
     table.add_row("vectors in index", vectors)
-    rows = "not counted" if report.rows is None else f"{'~' if report.rows_estimated else ''}{report.rows:,}"
+    rows = (
+        "not counted (--count-rows)"
+        if report.rows is None
+        else f"{'~' if report.rows_estimated else ''}{report.rows:,}"
+    )
     table.add_row("rows in table", rows)
     for name, value in sorted(report.extra.items()):
         shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from freshvec.config import PipelineConfig
-from freshvec.datafiles import read_records
+from freshvec.datafiles import read_records, sample_movies
 from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
 from freshvec.sources.keyspaces.driver import CellError, TableSchema, convert_row, row_to_json
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "data" / "movies.jsonl"
+DEFAULT_DATA = sample_movies()
 MOVIE_QUERIES = (
     "dinosaurs",
     "a crew of thieves plans a heist",

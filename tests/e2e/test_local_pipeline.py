@@ -11,19 +11,19 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG
+from freshvec.datafiles import sample_movies
 from freshvec.local import LocalPipeline
 from freshvec.local.demo import read_rows
 from freshvec.local.tracker import WriteReceipt
 from tests.unit.test_sample_data import DINOSAUR_FILMS
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "movies.jsonl"
+DATA = sample_movies()
 SYNC_S = 30
 FRESHNESS: dict[str, float] = {}
 

@@ -6,10 +6,14 @@ from typing import Any
 
 import pytest
 
-from freshvec.config import DEFAULT_CONFIG, ConfigError, PipelineConfig
+from freshvec.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    PipelineConfig,
+    check_cloudformation_names,
+    check_deployable_embedding,
+)
 from stacks.function import check_environment_size
-from stacks.sink import check_deployable_embedding
-from stacks.source_table import check_cloudformation_names
 
 
 def _config(**changes: Any) -> PipelineConfig:

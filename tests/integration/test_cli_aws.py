@@ -110,7 +110,7 @@ def test_stack_outputs_resolve_into_resources(stack: cli_stack.StackResources) -
 
 
 def test_missing_stack_is_one_clear_line(stack: cli_stack.StackResources) -> None:
-    result = invoke("--stack", "nope", "status", "--no-rows")
+    result = invoke("--stack", "nope", "status")
     assert result.exit_code == 1
     assert (
         result.output.strip()
@@ -327,7 +327,7 @@ def test_status_one_screen(moto: MotoServer, stack: cli_stack.StackResources) ->
             }
         ],
     )
-    result = invoke("status", "--no-rows")
+    result = invoke("status", "--count-vectors")
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "forwarder lag │ 2.5 s" in text
@@ -335,7 +335,7 @@ def test_status_one_screen(moto: MotoServer, stack: cli_stack.StackResources) ->
     assert "vectors in index │ 7" in text and "rows in table │ not counted" in text
     assert "PoisonRecordError: metadata over 2 KB" in text
 
-    as_json = json.loads(invoke("status", "--no-rows", "--json").output)
+    as_json = json.loads(invoke("status", "--count-vectors", "--json").output)
     assert as_json["vectors"] == 7 and as_json["dlq_visible"] == 1 and as_json["forwarder_lag_ms"] == 2500.0
 
 
@@ -344,7 +344,7 @@ def test_status_counts_rows_through_the_session(
 ) -> None:
     session = _seeded_session(limit=40)
     monkeypatch.setattr(keyspaces, "connect_table", lambda _region, _ca: (_Cluster(), session))
-    result = invoke("status", "--json")
+    result = invoke("status", "--count-rows", "--json")
     assert json.loads(result.output)["rows"] == 40
 
 
@@ -570,3 +570,62 @@ def test_load_update_and_delete_through_the_session(
     assert missing.exit_code == 1 and missing.output.strip().startswith("error: ") and "no such file" in missing.output
     both = invoke("load", "--update", "text", "--delete")
     assert both.exit_code == 2
+
+
+# ---- the operator's first hour -------------------------------------------------------------------
+
+
+def test_stack_and_region_are_accepted_after_the_command(moto: MotoServer, stack: cli_stack.StackResources) -> None:
+    after = invoke("status", "--stack", "nope")
+    assert after.exit_code == 1 and "stack 'nope' not found in us-east-1" in after.output
+    wins = invoke("--stack", "nope", "redrive", "list", "--stack", STACK)  # the one after the command wins
+    assert wins.exit_code == 0 and "0 parked item(s)" in wins.output
+    region = invoke("query", "x", "--region", "eu-west-1")
+    assert region.exit_code == 1 and "not found in eu-west-1" in region.output
+
+
+def test_redrive_show_leaves_every_other_message_receivable(moto: MotoServer, stack: cli_stack.StackResources) -> None:
+    sqs = moto.client("sqs")
+    ids = [
+        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(f'{{"n": {n}}}'.encode(), f'["m{n}"]'))[
+            "MessageId"
+        ]
+        for n in range(25)
+    ]
+    shown = invoke("redrive", "show", ids[17], "--source", "dlq")
+    assert shown.exit_code == 0 and json.loads(shown.output)["records"][0]["payload"] == {"n": 17}
+    assert _visible(moto, stack.dlq_url) == 25  # at once, not after a visibility timeout
+    received: set[str] = set()
+    for _ in range(5):
+        batch = sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=30)
+        received.update(m["MessageId"] for m in batch.get("Messages", []))
+    assert received == set(ids)
+    # The old name of --limit still works; an unknown --source is refused by the enum with the choices.
+    sqs.purge_queue(QueueUrl=stack.dlq_url)
+    assert invoke("redrive", "list", "--max", "5").exit_code == 0
+    refused = invoke("redrive", "list", "--source", "elsewhere")
+    assert refused.exit_code == 2 and "'dlq', 'on-failure', 'all'" in refused.output
+
+
+def test_status_counts_nothing_expensive_unless_asked(moto: MotoServer, stack: cli_stack.StackResources) -> None:
+    calls: list[str] = []
+    real = cli_stack.make_client_factory
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        clients = real(*args, **kwargs)
+
+        def client(service: str) -> Any:
+            made = clients(service)
+            if service == "s3vectors":
+                made.meta.events.register("before-call.s3vectors.*", lambda model, **_: calls.append(model.name))
+            return made
+
+        return client
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli_stack, "make_client_factory", factory)
+        result = invoke("status")
+    assert result.exit_code == 0 and calls == []
+    text = " ".join(result.output.split())
+    assert "vectors in index │ not counted (--count-vectors)" in text
+    assert "rows in table │ not counted (--count-rows)" in text

@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,3 +246,54 @@ def test_status_screen() -> None:
         "metrics: unavailable (denied)",
     ):
         assert expected in text
+
+
+def test_query_table_fits_an_80_column_terminal() -> None:
+    config = default_config()
+    hits = [
+        query.QueryHit(
+            rank,
+            vector_key_text,
+            {"title": title},
+            0.123456 * rank,
+            {
+                "original_lang": "en",
+                "rel_date": 19930611,
+                "popularity": "48.312",
+                "vote_count": 16210,
+                "vote_average": "7.9",
+            },
+        )
+        for rank, (vector_key_text, title) in enumerate(
+            [('["Jurassic Park"]', "Jurassic Park"), ('["x"]', "The Lost World: Jurassic Park " * 3)], start=1
+        )
+    ]
+    narrow = Console(width=80, record=True)
+    narrow.print(
+        query.render_query_table(
+            query.QueryResult("cosine", hits), query.query_columns(config, None), config.column_types, width=80
+        )
+    )
+    lines = narrow.export_text().splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    header = next(line for line in lines if "rank" in line)
+    assert "┃ distance ┃" in header and "┃ rank ┃" in header and "original_lang" in header
+    assert any("0.1235" in line for line in lines) and any("0.2469" in line for line in lines)
+    assert any("title=Jurassic" in line for line in lines) and any("1993-06-11" in line for line in lines)
+    caption = " ".join(line.strip() for line in lines[-3:])
+    assert "not shown at this width:" in caption and "vote_average" in caption
+
+
+def test_load_help_shows_no_path_of_a_checkout_and_the_choices() -> None:
+    from typer.testing import CliRunner
+
+    import freshvec
+    from freshvec.cli.load import UPDATE_MODES
+    from freshvec.cli.load_command import SAMPLE_DATA, Update
+
+    text = " ".join(CliRunner().invoke(cli.app, ["load", "--help"]).output.split())
+    assert "[default: the bundled sample movies]" in text and str(SAMPLE_DATA) not in text
+    assert "--update <ratings|text>" in text
+    assert tuple(mode.value for mode in Update) == UPDATE_MODES
+    # The default is package data: found next to the installed package, wherever it is installed.
+    assert SAMPLE_DATA.is_file() and SAMPLE_DATA.parent.parent == Path(freshvec.__file__).parent

@@ -182,3 +182,28 @@ def test_index_name_changes_exactly_when_a_create_only_setting_changes():
 def test_forwarder_has_no_reserved_concurrency_unless_configured():
     assert PipelineConfig.from_dict(DEFAULT_CONFIG).forwarder.reserved_concurrency is None
     assert PipelineConfig.from_dict(_with(forwarder__reserved_concurrency=2)).forwarder.reserved_concurrency == 2
+
+
+@pytest.mark.parametrize(
+    ("embedding", "model_id", "dimensions"),
+    [
+        ({"provider": "local"}, "wordllama-l2-supercat", 256),
+        ({"provider": "cohere"}, "cohere.embed-english-v3", 1024),
+        ({"provider": "cohere", "model_id": "cohere.embed-multilingual-v3"}, "cohere.embed-multilingual-v3", 1024),
+        ({"provider": "titan"}, "amazon.titan-embed-text-v2:0", 256),
+        ({}, "amazon.titan-embed-text-v2:0", 256),
+        ({"provider": "titan", "dimensions": 1024}, "amazon.titan-embed-text-v2:0", 1024),
+    ],
+)
+def test_each_provider_has_its_own_default_model_and_dimensions(embedding, model_id, dimensions):
+    config = PipelineConfig.from_dict(_with(embedding=embedding))
+    assert (config.embedding.model_id, config.embedding.dimensions) == (model_id, dimensions)
+
+
+def test_a_model_of_another_provider_is_still_refused():
+    with pytest.raises(ConfigError) as raised:
+        PipelineConfig.from_dict(_with(embedding={"provider": "local", "model_id": c.TITAN_V2}))
+    assert raised.value.field == "embedding.model_id" and "allowed: wordllama-l2-supercat" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        PipelineConfig.from_dict(_with(embedding={"provider": "cohere", "dimensions": 256}))
+    assert raised.value.field == "embedding.dimensions" and "allowed: 1024" in str(raised.value)

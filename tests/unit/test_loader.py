@@ -26,7 +26,7 @@ from freshvec.cli.load import (
     plan_writes,
 )
 from freshvec.config import PipelineConfig, default_config
-from freshvec.datafiles import LoaderFileError, read_records
+from freshvec.datafiles import LoaderFileError, read_records, sample_movies
 from freshvec.retry import RetryPolicy
 from freshvec.sources.keyspaces.cqltypes import parse_cql_type
 from freshvec.sources.keyspaces.driver import (
@@ -40,7 +40,7 @@ from freshvec.sources.keyspaces.driver import (
 from freshvec.testing.fakes.cassandra import FakeSession, fail_times, timed_out, unavailable, write_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "movies.jsonl"
+SAMPLE = sample_movies()
 
 
 @pytest.fixture

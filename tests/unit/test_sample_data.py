@@ -19,12 +19,13 @@ import pytest
 import wordllama
 
 from freshvec.config import PipelineConfig, default_config
+from freshvec.datafiles import sample_movies
 from freshvec.events import parse_event, parse_timestamp
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.sources.keyspaces.cqltypes import FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES, CqlType, parse_cql_type
 
 DATA = Path(__file__).resolve().parents[2] / "data"
-MOVIES = DATA / "movies.jsonl"
+MOVIES = sample_movies()
 PRODUCTS = DATA / "examples" / "products.jsonl"
 PRODUCTS_CONFIG = DATA / "examples" / "products.config.json"
 
