@@ -118,7 +118,6 @@ class LocalPostgres:
             "max_replication_slots": "10",
             "max_wal_senders": "10",
             "fsync": "off",  # a throwaway server: durability across OS crashes is not needed
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "32MB",
             "max_connections": "40",
