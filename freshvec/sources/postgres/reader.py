@@ -286,7 +286,7 @@ class PostgresSlotSource:
 
     def _record(self, position: str, begin: po.Begin, index: int, row: _RowChange) -> PgChange:
         op, new, old, error = row
-        seq = f"{po.format_lsn(begin.final_lsn)}#{index}"
+        seq = f"{begin.xid}#{index}"  # the transaction id: what a writer knows of its own changes
         raw = {"xid": begin.xid, "commit_lsn": po.format_lsn(begin.final_lsn), "index": index, "op": op}
         if error is not None:
             raw["new"] = _json_safe(new)
@@ -369,7 +369,7 @@ class PostgresSlotSource:
             "source": SOURCE_NAME,
             "keyspace": self.schema,
             "table": self.table,
-            "seq": str(record.raw.get("commit_lsn", "")) + f"#{record.raw.get('index', 0)}",
+            "seq": f"{record.raw.get('xid')}#{record.raw.get('index', 0)}",
             "shard": self.slot,
             "error": f"forwarder could not convert this change: {reason}",
             "record": record.raw,
