@@ -60,7 +60,7 @@ class PgCluster:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     folder = Path(tempfile.mkdtemp(prefix="freshvec-pg-tls-"))
-    ca = make_ca(folder / "ca")
+    ca = make_ca(folder / "ca", hosts=("localhost",))  # not 127.0.0.1: a test connects there to see it refused
     wrong_ca = make_ca(folder / "other", name="some other CA")
     try:
         server = LocalPostgres(tls=TlsFiles(ca.cert_pem, ca.key_pem))
@@ -101,7 +101,7 @@ class PgDatabase:
         raw["metadata_fields"] = [name for name in columns if name != "body"]
         raw["forwarder"] = {"poll_interval_ms": 50, "lease_duration_s": 60}
         connection = {
-            "host": "127.0.0.1",
+            "host": "localhost",
             "port": self.server.port,
             "database": self.name,
             "user": "postgres",

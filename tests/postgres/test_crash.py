@@ -3,6 +3,7 @@ each row's changes in order, and the slot never moves past what Kinesis holds.""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 from collections import Counter, defaultdict
@@ -50,10 +51,8 @@ class Connections:
 
     def close(self) -> None:
         for conn in self.made:
-            try:
+            with contextlib.suppress(Exception):  # a connection a crashed forwarder left behind
                 conn.close()
-            except Exception:  # noqa: BLE001, S110 - a connection a crashed forwarder left behind
-                pass
 
 
 def test_crashes_at_every_step_lose_nothing_and_keep_each_row_in_order(pg, pipeline):

@@ -102,11 +102,13 @@ def test_an_unchanged_toasted_text_is_carried_whole(pg, pipeline):
     long_text = "".join(f"word{i} " for i in range(3000))  # ~25 KB of varied text: stored out of line (TOAST)
     pg.run("INSERT INTO docs VALUES (1, :t, 1)", t=long_text)
     pg.run("UPDATE docs SET n = 2 WHERE id = 1")
-    toasted = pg.run("SELECT pg_column_size(body) < octet_length(body) OR reltoastrelid <> 0 FROM docs, pg_class "
-                     "WHERE relname = 'docs'")[0][0]
+    toasted = pg.run(
+        "SELECT pg_column_size(body) < octet_length(body) OR reltoastrelid <> 0 FROM docs, pg_class "
+        "WHERE relname = 'docs'"
+    )[0][0]
     assert toasted
     drain(forwarder)
-    insert, update = sorted(events(p), key=lambda e: e.version)
+    _insert, update = sorted(events(p), key=lambda e: e.version)
     assert update.op == "UPDATE" and update.new == {"id": 1, "body": long_text, "n": 2}
     assert update.old == {"id": 1, "body": long_text, "n": 1}
     identity = pg.run("SELECT relreplident FROM pg_class WHERE relname = 'docs'")[0][0]
@@ -117,7 +119,9 @@ def test_a_transaction_of_many_rows_is_forwarded_whole_and_in_order(pg, pipeline
     p, forwarder = small(pg, pipeline, max_changes_per_read=50)
     pg.run("BEGIN")
     for i in range(1200):  # more than two PutRecords calls; rows repeat, so one call cannot hold them all
-        pg.run("INSERT INTO docs VALUES (:i, :b, 0) ON CONFLICT (id) DO UPDATE SET n = docs.n + 1", i=i % 400, b=f"t{i}")
+        pg.run(
+            "INSERT INTO docs VALUES (:i, :b, 0) ON CONFLICT (id) DO UPDATE SET n = docs.n + 1", i=i % 400, b=f"t{i}"
+        )
     pg.run("COMMIT")
     drain(forwarder)
     got = events(p)
