@@ -5,7 +5,8 @@ and travels to the Lambdas as JSON in one environment variable. Every error name
 there is a fixed set, the allowed values. ``check_deployable`` adds the rules only a deployed stack has (the
 CDK app runs it at synth, ``freshvec preflight`` before a first deploy).
 
-Size: one module holds every config rule, so synth, the Lambdas, the CLI and local mode cannot disagree.
+Size: one module holds every setting and its rule, so synth, the Lambdas, the CLI and local mode cannot
+disagree and a field's name, default and check are found together.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.sources.keyspaces.cqltypes import CqlType, CqlTypeError, parse_cql_type
+from freshvec.sources.postgres import types as pgtypes
 
 CONTEXT_KEY = "freshvec"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # Keyspaces keyspace/table/column names
@@ -29,6 +31,25 @@ _INDEX_NAME_BASE_MAX = c.S3V_INDEX_NAME_MAX_CHARS - 1 - c.S3V_INDEX_SETTINGS_HAS
 _INDEX_RE = re.compile(rf"^[a-z0-9][a-z0-9.-]{{1,{_INDEX_NAME_BASE_MAX - 2}}}[a-z0-9]$")
 _STACK_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PG_SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")  # replication slot names (PostgreSQL's own rule)
+_PG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")  # identifiers the pipeline quotes
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+_SSL_MODES = ("verify-full", "verify-ca", "require", "disable")
+SOURCE_KINDS = ("keyspaces", "postgres")
+# PostgreSQL type family -> the CQL type whose change-event JSON form is the same (for the shared checks:
+# the embedded text is text, key columns are scalars). Metadata of a PostgreSQL column is converted by its own
+# type (``freshvec.sources.postgres.types``), so json's stand-in only matters for those checks.
+_PG_CQL_EQUIVALENT = {
+    "text": "text",
+    "numeric": "decimal",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamp",
+    "uuid": "uuid",
+    "json": "list<text>",  # not a key column, not a text column; nothing else reads it
+    "bytea": "blob",
+}
 
 
 class ConfigError(ValueError):
@@ -96,6 +117,69 @@ class ForwarderConfig:
 
 
 @dataclass(frozen=True)
+class PostgresConnectionConfig:
+    host: str = "127.0.0.1"
+    port: int = 5432
+    database: str = "postgres"
+    user: str = "freshvec"
+    # In AWS the password comes from Secrets Manager (a plain secret string, or JSON with a "password" key);
+    # ``password`` is for local use only.
+    password_secret_arn: str | None = None
+    password: str | None = None
+    sslmode: str = "verify-full"  # the server certificate is checked against ca_bundle and the host name
+    ca_bundle: str | None = None  # PEM path; None: the system trust store (RDS: the global bundle, docs/sources.md)
+    connect_timeout_s: int = 10
+
+
+@dataclass(frozen=True)
+class PostgresNetworkConfig:
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    create_endpoints: bool = True  # interface endpoints (and the DynamoDB gateway) instead of a NAT gateway
+
+
+@dataclass(frozen=True)
+class PostgresSourceConfig:
+    table: str
+    columns: dict[str, str]  # column -> PostgreSQL type, e.g. {"id": "bigint", "body": "text"}
+    primary_key: tuple[str, ...]
+    schema: str = "public"
+    publication: str = "freshvec"
+    slot: str = "freshvec"
+    max_changes_per_read: int = 1000
+    # Unchanged TOASTed values (long texts) are only sent when the table's replica identity is FULL; the reader
+    # sets it when it is not (needs table ownership) or stops with an error saying so when this is false.
+    set_replica_identity_full: bool = True
+    connection: PostgresConnectionConfig = field(default_factory=PostgresConnectionConfig)
+    network: PostgresNetworkConfig = field(default_factory=PostgresNetworkConfig)
+
+    def cql_equivalents(self) -> dict[str, str]:
+        return {name: _cql_equivalent(type_text) for name, type_text in self.columns.items()}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = "keyspaces"
+    postgres: PostgresSourceConfig | None = None
+
+
+def _cql_equivalent(type_text: str) -> str:
+    kind = pgtypes.family(type_text)
+    if kind == "integer":
+        width = pgtypes.normalize_type(type_text)
+        return {"smallint": "smallint", "int2": "smallint", "bigint": "bigint", "int8": "bigint"}.get(width, "int")
+    if kind == "float":
+        return "float" if pgtypes.normalize_type(type_text) in ("real", "float4") else "double"
+    if kind == "array":
+        inner = _cql_equivalent(pgtypes.element_type(type_text))
+        return f"list<{inner if '<' not in inner else 'text'}>"
+    if kind is None:
+        return "blob"  # unknown: carried as a tagged value; never the embedded text, never a key
+    return _PG_CQL_EQUIVALENT[kind]
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     keyspace: str
     table: str
@@ -113,6 +197,23 @@ class PipelineConfig:
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     removal_policy: str = "destroy"
     alarm_email: str | None = None
+    # Where the rows come from. For "postgres" the top-level keyspace, table, columns and partition_key are
+    # derived from source.postgres: keyspace = the schema (change events keep their field names), columns =
+    # the CQL type with the same JSON form (docs/sources.md).
+    source: SourceConfig = field(default_factory=SourceConfig)
+
+    # ---- the source --------------------------------------------------------------------
+    @property
+    def postgres(self) -> PostgresSourceConfig:
+        """The PostgreSQL source settings; ConfigError when the source is not PostgreSQL."""
+        if self.source.kind != "postgres" or self.source.postgres is None:
+            raise ConfigError("source.kind", f"this operation needs a postgres source, not {self.source.kind}")
+        return self.source.postgres
+
+    @property
+    def pg_column_types(self) -> dict[str, str] | None:
+        """Column -> PostgreSQL type for a postgres source, else None."""
+        return dict(self.source.postgres.columns) if self.source.kind == "postgres" and self.source.postgres else None
 
     # ---- derived views -------------------------------------------------------------------
     @property
@@ -168,7 +269,7 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PipelineConfig:
-        config = _build(cls, raw, "")
+        config = _build(cls, _derive_postgres_fields(raw), "")
         config.validate()
         return config
 
@@ -194,6 +295,9 @@ class PipelineConfig:
 
     # ---- validation ----------------------------------------------------------------------
     def validate(self) -> None:  # noqa: PLR0912 - one flat list of rules reads best
+        _one_of("source.kind", self.source.kind, SOURCE_KINDS)
+        if self.source.kind == "postgres":
+            _validate_postgres(self.source.postgres)
         _check_name("keyspace", self.keyspace)
         _check_name("table", self.table)
         if not _STACK_RE.match(self.stack_name):
@@ -397,6 +501,10 @@ def _embedding_defaults(raw: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 _NESTED = {
+    "SourceConfig": SourceConfig,
+    "PostgresSourceConfig": PostgresSourceConfig,
+    "PostgresConnectionConfig": PostgresConnectionConfig,
+    "PostgresNetworkConfig": PostgresNetworkConfig,
     "EmbeddingConfig": EmbeddingConfig,
     "VectorStoreConfig": VectorStoreConfig,
     "StreamConfig": StreamConfig,
@@ -430,6 +538,86 @@ def _coerce(type_text: Any, value: Any, path: str) -> Any:
     if not isinstance(value, expected):
         raise ConfigError(path, f"expected {core}, got {value!r}")
     return value
+
+
+_DERIVED_FROM_POSTGRES = ("keyspace", "table", "columns", "partition_key", "clustering_key")
+
+
+def _derive_postgres_fields(raw: Any) -> Any:
+    """For a postgres source, fill the top-level table fields from ``source.postgres`` (see PipelineConfig)."""
+    if not isinstance(raw, Mapping):
+        return raw
+    source = raw.get("source")
+    if not isinstance(source, Mapping) or source.get("kind") != "postgres":
+        return raw
+    if not isinstance(source.get("postgres"), Mapping):
+        raise ConfigError("source.postgres", "required when source.kind is postgres")
+    pg = _build(PostgresSourceConfig, source["postgres"], "source.postgres")
+    derived = {
+        "keyspace": pg.schema,
+        "table": pg.table,
+        "columns": pg.cql_equivalents(),
+        "partition_key": list(pg.primary_key),
+        "clustering_key": [],
+    }
+    merged = dict(raw)
+    for name in _DERIVED_FROM_POSTGRES:
+        if name in raw and _plain(raw[name]) != derived[name]:
+            raise ConfigError(name, "with source.kind postgres this comes from source.postgres; leave it out")
+        merged[name] = derived[name]
+    return merged
+
+
+def _validate_postgres(pg: PostgresSourceConfig | None) -> None:  # noqa: PLR0912 - one flat list of rules
+    if pg is None:
+        raise ConfigError("source.postgres", "required when source.kind is postgres")
+    for path, name in (("source.postgres.schema", pg.schema), ("source.postgres.table", pg.table)):
+        if not _PG_NAME_RE.match(name):
+            raise ConfigError(path, f"{name!r}: start with a letter or _, then letters, digits or _, at most 63")
+    if not pg.columns:
+        raise ConfigError("source.postgres.columns", "the table needs at least one column")
+    for name, type_text in pg.columns.items():
+        if not _PG_NAME_RE.match(name):
+            raise ConfigError(f"source.postgres.columns.{name}", f"{name!r} is not a column name the pipeline reads")
+        if not type_text.strip():
+            raise ConfigError(f"source.postgres.columns.{name}", "the PostgreSQL type is empty")
+    if not pg.primary_key:
+        raise ConfigError("source.postgres.primary_key", "list the table's primary key columns")
+    for name in pg.primary_key:
+        if name not in pg.columns:
+            raise ConfigError(
+                "source.postgres.primary_key", f"unknown column {name!r}; columns: {', '.join(pg.columns)}"
+            )
+        if pgtypes.family(pg.columns[name]) in (None, "array", "json", "float"):
+            raise ConfigError("source.postgres.primary_key", f"column {name!r} ({pg.columns[name]}) cannot be a key")
+    for path, name in (("source.postgres.publication", pg.publication), ("source.postgres.slot", pg.slot)):
+        if not _PG_SLOT_RE.match(name):
+            raise ConfigError(path, f"{name!r}: 1-63 lowercase letters, digits or _")
+    _in_range("source.postgres.max_changes_per_read", pg.max_changes_per_read, (1, 100_000))
+    conn = pg.connection
+    if not conn.host.strip():
+        raise ConfigError("source.postgres.connection.host", "the host is empty")
+    _in_range("source.postgres.connection.port", conn.port, (1, 65535))
+    _in_range("source.postgres.connection.connect_timeout_s", conn.connect_timeout_s, (1, 120))
+    _one_of("source.postgres.connection.sslmode", conn.sslmode, _SSL_MODES)
+    if conn.password_secret_arn is not None and not _SECRET_ARN_RE.match(conn.password_secret_arn):
+        raise ConfigError("source.postgres.connection.password_secret_arn", "not a Secrets Manager secret ARN")
+    if conn.password_secret_arn is not None and conn.password is not None:
+        raise ConfigError("source.postgres.connection.password", "set password_secret_arn or password, not both")
+    net = pg.network
+    if net.vpc_id is not None and not re.match(r"^vpc-[0-9a-f]{8,17}$", net.vpc_id):
+        raise ConfigError("source.postgres.network.vpc_id", f"{net.vpc_id!r} is not a VPC id (vpc-...)")
+    for path, values, prefix in (
+        ("source.postgres.network.subnet_ids", net.subnet_ids, "subnet-"),
+        ("source.postgres.network.security_group_ids", net.security_group_ids, "sg-"),
+    ):
+        for value in values:
+            if not re.match(rf"^{prefix}[0-9a-f]{{8,17}}$", value):
+                raise ConfigError(path, f"{value!r} is not an id starting with {prefix}")
+    if net.vpc_id is not None and (not net.subnet_ids or not net.security_group_ids):
+        raise ConfigError("source.postgres.network", "with vpc_id, list subnet_ids and security_group_ids too")
+    if net.vpc_id is None and (net.subnet_ids or net.security_group_ids):
+        raise ConfigError("source.postgres.network.vpc_id", "subnet_ids and security_group_ids need the vpc_id")
 
 
 def _is_required(f: Any) -> bool:

@@ -130,6 +130,7 @@ SERVICE_FORWARDER = "forwarder"
 SERVICE_SINK = "sink"
 M_CHANGES_FORWARDED = "ChangesForwarded"
 M_FORWARDER_LAG_MS = "ForwarderLagMs"  # now minus the newest forwarded change time
+M_SLOT_LAG_BYTES = "SlotLagBytes"  # PostgreSQL: WAL bytes the replication slot holds back (current LSN - restart LSN)
 M_SHARDS_OWNED = "ShardsOwned"
 M_THROTTLES = "Throttles"
 M_TRIMMED_DATA_EVENTS = "TrimmedDataEvents"

@@ -45,6 +45,7 @@ from freshvec.sources.keyspaces.types import (
     timestamp_from_metadata,
     to_metadata_value,
 )
+from freshvec.sources.postgres.types import to_metadata as pg_to_metadata
 
 __all__ = [
     "MAX_STORED_TEXT_BYTES",
@@ -71,7 +72,12 @@ class MetadataBuilder:
 
     def __init__(self, config: PipelineConfig) -> None:
         types = config.column_types
-        self._fields = [(name, types[name]) for name in config.metadata_fields if name != config.embedding_field]
+        pg_types = config.pg_column_types  # a PostgreSQL source: each column converts by its own type
+        self._fields: list[tuple[str, Any]] = [
+            (name, pg_types[name] if pg_types is not None else types[name])
+            for name in config.metadata_fields
+            if name != config.embedding_field
+        ]
         self._text_field = config.embedding_field
         self._non_filterable = frozenset(config.non_filterable_keys)
         if len(config.metadata_keys) > S3V_MAX_METADATA_KEYS:
@@ -94,12 +100,15 @@ class MetadataBuilder:
         passes them, as do the tools that compare the index with the table.
         """
         metadata: dict[str, MetadataValue] = {}
-        for name, cql_type in self._fields:
+        for name, column_type in self._fields:
             value = row.get(name)
             try:
-                converted = convert_value(value, cql_type)
+                if isinstance(column_type, str):
+                    converted = pg_to_metadata(value, column_type)
+                else:
+                    converted = convert_value(value, column_type)
             except (TypeError, ValueError) as exc:
-                raise PoisonRecordError(f"column '{name}' ({cql_type}): {exc}") from exc
+                raise PoisonRecordError(f"column '{name}' ({column_type}): {exc}") from exc
             if converted is not None:
                 metadata[name] = converted
         metadata[c.META_SEQUENCE] = seq

@@ -10,9 +10,11 @@ from typing import Any
 
 from freshvec.adapters.dynamodb import CheckpointStore
 from freshvec.adapters.kinesis import KINESIS_RETRY, KinesisWriter
+from freshvec.adapters.postgres import connect as connect_postgres
 from freshvec.config import PipelineConfig
 from freshvec.forwarder import Forwarder, Hooks
 from freshvec.sources.keyspaces.streams import KeyspacesStreamsSource
+from freshvec.sources.postgres.reader import PostgresSlotSource
 
 
 def keyspaces_forwarder(
@@ -39,3 +41,35 @@ def keyspaces_forwarder(
     return Forwarder(
         config.forwarder, source, writer, leases, clock=clock, sleep=sleep, hooks=hooks, monotonic=monotonic
     )
+
+
+def postgres_forwarder(
+    config: PipelineConfig,
+    connect: Callable[[], Any],
+    kinesis: Any,
+    dynamodb: Any,
+    *,
+    stream_name: str,
+    checkpoint_table: str,
+    owner_id: str,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    hooks: Hooks | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Forwarder:
+    """A forwarder from a PostgreSQL table's logical replication slot (``connect()`` returns a pg8000 connection,
+    see ``freshvec.adapters.postgres.connect``) to a Kinesis stream, checkpoints and the lease in DynamoDB."""
+    leases = CheckpointStore(
+        dynamodb, checkpoint_table, owner_id=owner_id, lease_duration_s=config.forwarder.lease_duration_s, clock=clock
+    )
+    writer = KinesisWriter(kinesis, stream_name, retry=KINESIS_RETRY.with_(sleep=sleep))
+    source = PostgresSlotSource.for_config(connect, config)
+    return Forwarder(
+        config.forwarder, source, writer, leases, clock=clock, sleep=sleep, hooks=hooks, monotonic=monotonic
+    )
+
+
+def postgres_connector(config: PipelineConfig, password: str | None) -> Callable[[], Any]:
+    """``connect()`` for the config's PostgreSQL connection settings (TLS as configured)."""
+    settings = config.postgres.connection
+    return lambda: connect_postgres(settings, password)

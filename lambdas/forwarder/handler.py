@@ -1,5 +1,6 @@
-"""Forwarder Lambda: every scheduled minute, pull the Keyspaces CDC stream into Kinesis until shortly before
-the timeout, then release the shard leases and report.
+"""Forwarder Lambda: every scheduled minute, pull the source's changes (the Keyspaces CDC stream, or a PostgreSQL
+logical replication slot, by ``source.kind``) into Kinesis until shortly before the timeout, then release the
+leases and report (for PostgreSQL also the WAL the slot holds back, ``SlotLagBytes``).
 
 Thin on purpose: environment -> config and clients (once per container), Powertools logs and EMF metrics,
 one call into ``freshvec.forwarder.Forwarder.run``.
@@ -8,6 +9,7 @@ one call into ``freshvec.forwarder.Forwarder.run``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 import uuid
@@ -23,9 +25,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from freshvec import constants as c
-from freshvec.adapters.wiring import keyspaces_forwarder
+from freshvec.adapters.postgres import connect as connect_postgres
+from freshvec.adapters.wiring import keyspaces_forwarder, postgres_connector, postgres_forwarder
 from freshvec.config import PipelineConfig
-from freshvec.forwarder import ForwarderStats
+from freshvec.forwarder import Forwarder, ForwarderStats
+from freshvec.sources.postgres.session import slot_lag_bytes
 
 # Time kept back from the Lambda timeout for the last pass to finish its batch and the leases to be released.
 SAFETY_MARGIN_S = 10.0
@@ -41,7 +45,7 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, con
 
 @dataclass(frozen=True)
 class Clients:
-    streams: Any
+    streams: Any  # None for a PostgreSQL source
     kinesis: Any
     dynamodb: Any
 
@@ -53,8 +57,9 @@ def _config() -> PipelineConfig:
 
 @cache
 def _clients() -> Clients:
+    keyspaces = _config().source.kind == "keyspaces"
     return Clients(
-        streams=boto3.client("keyspacesstreams", config=_BOTO_CONFIG),
+        streams=boto3.client("keyspacesstreams", config=_BOTO_CONFIG) if keyspaces else None,
         kinesis=boto3.client("kinesis", config=_BOTO_CONFIG),
         dynamodb=boto3.client("dynamodb", config=_BOTO_CONFIG),
     )
@@ -63,19 +68,60 @@ def _clients() -> Clients:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    clients = _clients()
-    forwarder = keyspaces_forwarder(
-        _config(),
-        clients.streams,
-        clients.kinesis,
-        clients.dynamodb,
-        stream_name=os.environ[c.ENV_STREAM_NAME],
-        checkpoint_table=os.environ[c.ENV_CHECKPOINT_TABLE],
-        owner_id=OWNER_ID,
-    )
+    forwarder = _forwarder()
     budget_s = context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_S
     stats = forwarder.run(deadline_monotonic=time.monotonic() + max(budget_s, 0.0))
-    return _report(stats)
+    summary = _report(stats)
+    if _config().source.kind == "postgres":
+        summary["slot_lag_bytes"] = _report_slot_lag()
+    return summary
+
+
+def _forwarder() -> Forwarder:
+    clients, config = _clients(), _config()
+    where = {
+        "stream_name": os.environ[c.ENV_STREAM_NAME],
+        "checkpoint_table": os.environ[c.ENV_CHECKPOINT_TABLE],
+        "owner_id": OWNER_ID,
+    }
+    if config.source.kind == "postgres":
+        connect = postgres_connector(config, _postgres_password())
+        return postgres_forwarder(config, connect, clients.kinesis, clients.dynamodb, **where)
+    return keyspaces_forwarder(config, clients.streams, clients.kinesis, clients.dynamodb, **where)
+
+
+@cache
+def _postgres_password() -> str | None:
+    """From Secrets Manager when the config names a secret (a plain string, or JSON with "password", as RDS
+    managed secrets hold it); read once per container."""
+    connection = _config().postgres.connection
+    if connection.password_secret_arn is None:
+        return connection.password
+    secret = boto3.client("secretsmanager", config=_BOTO_CONFIG).get_secret_value(
+        SecretId=connection.password_secret_arn
+    )["SecretString"]
+    try:
+        document = json.loads(secret)
+    except json.JSONDecodeError:
+        return str(secret)
+    return str(document["password"]) if isinstance(document, dict) and "password" in document else str(secret)
+
+
+def _report_slot_lag() -> int | None:
+    """WAL bytes the slot retains (a stopped or slow reader makes this grow without bound: alarmed)."""
+    config = _config()
+    try:
+        conn = connect_postgres(config.postgres.connection, _postgres_password())
+        try:
+            lag = slot_lag_bytes(conn, config.postgres.slot)["retained_bytes"]
+        finally:
+            conn.close()
+    except Exception:  # the forwarding itself succeeded; a missing lag point is alarmed as missing data
+        logger.exception("could not measure the replication slot's lag")
+        return None
+    if lag is not None:
+        metrics.add_metric(name=c.M_SLOT_LAG_BYTES, unit=MetricUnit.Bytes, value=lag)
+    return lag
 
 
 def _report(stats: ForwarderStats) -> dict[str, Any]:
