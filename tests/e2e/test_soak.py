@@ -445,6 +445,10 @@ def test_dlq_check_tells_apart_two_poison_changes_of_a_live_key_and_accounts_for
     assert (report.dlq_expected, report.dlq_actual, report.dlq_redriven) == (5, 5, 1)
     report = _dlq_report(expectations, [*others, parked_second, parked_first], redriven=[parked_first])
     assert (report.dlq_actual, report.dlq_unexpected, report.differences) == (5, 0, [])
+    # A redrive that took out a change that was never poison is still an unexpected DLQ message.
+    good = _dead_letter(_poison_event(_key(1), "Lantern"))
+    report = _dlq_report(expectations, [*others, parked_second], redriven=[parked_first, good])
+    assert report.dlq_unexpected == 1 and not report.ok
 
 
 def test_dlq_check_recognises_the_forwarders_error_envelope() -> None:

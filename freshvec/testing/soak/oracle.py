@@ -302,7 +302,14 @@ def compare_dlq(
     redrive re-synced their keys from the table instead), though one may be parked again (a re-delivered
     copy, or a re-sync read while the row was still poison).
     """
-    gone = {identity for body in redriven if (identity := dlq_identity(rules, expectations, _payload(body)))}
+    gone: set[str] = set()
+    for body in redriven:
+        identity = dlq_identity(rules, expectations, _payload(body))
+        if identity is None:  # the redrive took out something that should never have been parked
+            report.dlq_unexpected += 1
+            report.differences.append(f"unexpected DLQ message (redriven): {_payload(body)[:160]!r}")
+        else:
+            gone.add(identity)
     expected = (set(expectations.poison) | {f"raw:{p.hex()}" for p in expectations.poison_raw}) - gone
     report.dlq_redriven = len(gone)
     report.dlq_expected = len(expected)
