@@ -137,7 +137,9 @@ def test_a_poisoned_live_key_gets_a_valid_change_next_and_lives_on() -> None:
         assert len(write.row["title"].encode()) > 2048
         later = [w for w in writes[position + 1 :] if key_of(w) == key_of(write)]
         assert later and later[0].kind.startswith("fix_"), later[:1]  # nothing else touches it until its fix
-        if later[0].kind != "fix_delete":
+        if later[0].kind == "fix_delete":
+            assert later[0].call == ("delete", None)  # a real delete, not an upsert of the key
+        else:
             assert len(later[0].row["title"].encode()) < 200
         lived_on += len(later) > 1 and later[0].kind == "fix_metadata"
     assert lived_on > 0  # metadata-only fixes followed by further changes of the key

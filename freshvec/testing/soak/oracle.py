@@ -251,7 +251,9 @@ def compare_index(
     for key in index:
         if key in expectations.absent:
             report.zombies += 1
-            report.differences.append(f"should be absent: {key}")
+            stored = index[key][1]
+            found = ", ".join(f"{k} {stored.get(k)}" for k in (c.META_VERSION, c.META_SEQUENCE) if k in stored)
+            report.differences.append(f"should be absent: {key} ({found})")
         elif key not in expectations.present:
             report.unknown_vectors += 1
             report.differences.append(f"unknown vector: {key}")

@@ -137,7 +137,7 @@ class Write:
         """Writes with the same call signature go to the table in one call."""
         if self.raw is not None:
             return ("raw", None)
-        if self.kind == "delete":
+        if self.kind in ("delete", "fix_delete"):
             return ("delete", None)
         return ("upsert", self.ttl_s)
 
