@@ -1,95 +1,111 @@
 """The soak's oracle: what the index and the DLQ must hold, built from the final table state, and the report.
 
-For every row left in the table, the vector is present, its data is the local embedder's embedding of the row's
-text (cosine >= 0.999) and its metadata equals what the sink's metadata mapping produces for the row (the source
-position keys aside); every deleted, expired, text-less or poison key is absent; every poison change is in the
-DLQ with its payload and a reason. Also here: reading the index and the DLQ with clients no fault touches.
+The expectations come from the table and the documented rules (``freshvec.testing.soak.rules``), never from the
+pipeline's own code: for every row left in the table, the vector is present, its data is the local model's
+embedding of the row's current text (cosine >= 0.999), its metadata is the documented mapping of the row's
+columns, its ``_fp`` the fingerprint of that text and its ``_ver`` the row's version (the newest cell write
+time); every deleted, expired, text-less or poison key is absent; every poison change is in the DLQ with its
+payload and a reason, except those a redrive took out of it. Also here: reading the index and the DLQ with
+clients no fault touches.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from freshvec import constants as c
-from freshvec.config import PipelineConfig
-from freshvec.errors import PoisonRecordError
-from freshvec.keys import vector_key
-from freshvec.metadata import MetadataBuilder
-from freshvec.sources.keyspaces.cells import image_to_row, keys_to_json, row_to_image
-from freshvec.sources.keyspaces.cqltypes import CqlType
+from freshvec.testing.soak.rules import Poison, SoakRules
+from freshvec.testing.soak.workload import PoisonChange
 
 COSINE_MIN = 0.999
 _SOURCE_POSITION_KEYS = (c.META_SEQUENCE, c.META_CHANGED_AT)
 _PIPELINE_KEYS = (*_SOURCE_POSITION_KEYS, c.META_FINGERPRINT, c.META_VERSION)
 
 
+@dataclass(frozen=True)
+class ExpectedVector:
+    text: str
+    metadata: dict[str, Any]  # the configured columns (without the text and the pipeline's keys)
+    fingerprint: str
+    version: int
+
+
 @dataclass
 class Expectations:
-    """What the index and the DLQ must hold, derived from the final table state and the raw poison."""
+    """What the index and the DLQ must hold, derived from the final table state and the workload's poison."""
 
-    present: dict[str, tuple[str, dict[str, Any]]]  # vector key -> (text, metadata without source position)
+    present: dict[str, ExpectedVector]  # vector key -> what its vector must be
     absent: set[str]  # vector keys that must not be in the index
-    poison_keys: dict[str, str]  # canonical JSON of a poison row's primary key -> why it is poison
+    poison: dict[str, str]  # DLQ identity of each poison change (``dlq_identity``) -> why it is poison
+    live_poison_keys: set[str]  # canonical keys poisoned while they live on: identities carry the title
     poison_raw: set[bytes]
 
+    @property
+    def poison_keys(self) -> dict[str, str]:
+        return self.poison
 
-def _event_row(row: Mapping[str, Any], types: Mapping[str, CqlType]) -> dict[str, Any]:
-    """A table row as the change event carries it (through Keyspaces cells and back, like the forwarder)."""
-    return image_to_row(row_to_image(row, types)) or {}
+
+def _title_mark(title: Any) -> str:
+    return hashlib.sha256(str(title).encode("utf-8")).hexdigest()[:16]
 
 
-def _canonical_key(key: Mapping[str, Any], columns: Sequence[str]) -> str:
-    return json.dumps([key.get(column) for column in columns], ensure_ascii=False)
+def poison_identity(canonical_key: str, title: Any, live: bool) -> str:
+    """A poison change's identity: its key, and for keys that live on (poisoned more than once, maybe) the
+    oversize title that made it poison."""
+    return f"row:{canonical_key}#{_title_mark(title)}" if live else f"row:{canonical_key}"
 
 
 def build_expectations(
-    config: PipelineConfig,
-    final_rows: Sequence[Mapping[str, Any]],
+    rules: SoakRules,
+    final_rows: Iterable[tuple[Mapping[str, Any], int]],
     removed_keys: Sequence[Mapping[str, Any]],
+    poison_changes: Sequence[PoisonChange],
     poison_raw: Sequence[bytes],
 ) -> Expectations:
-    """Apply the sink's own rules to the final table: key building, metadata mapping and limits, empty text."""
-    types = config.column_types
-    builder = MetadataBuilder(config)
-    present: dict[str, tuple[str, dict[str, Any]]] = {}
+    """Apply the documented rules to the final table (rows with their versions) and the workload's poison."""
+    present: dict[str, ExpectedVector] = {}
     absent: set[str] = set()
-    poison_keys: dict[str, str] = {}
-    now = datetime.now(UTC)
-    for table_row in final_rows:
-        row = _event_row(table_row, types)
+    live = {rules.canonical_key(p.key) for p in poison_changes if p.live}
+    poison = {
+        poison_identity(rules.canonical_key(p.key), p.title, p.live): "the workload wrote it as poison"
+        for p in poison_changes
+    }
+    for row, version in final_rows:
+        canonical = rules.canonical_key(row)
+        identity = poison_identity(canonical, row.get("title"), canonical in live)
         try:
-            key = vector_key(row, config.key_columns)
-        except PoisonRecordError as exc:
-            poison_keys[_canonical_key(row, config.primary_key)] = str(exc)
+            key = rules.vector_key(row)
+        except Poison as exc:
+            poison[identity] = str(exc)
             continue
         try:
-            metadata = builder.build(row, seq="0", changed_at=now)
-        except PoisonRecordError as exc:
-            poison_keys[_canonical_key(row, config.primary_key)] = str(exc)
+            metadata = rules.metadata(row)
+        except Poison as exc:
+            poison[identity] = str(exc)
             absent.add(key)
             continue
-        text = row.get(config.embedding_field)
-        if not text:
+        text = row.get(rules.text_field)
+        if not isinstance(text, str) or not text.strip():
             absent.add(key)
             continue
-        present[key] = (text, {k: v for k, v in metadata.items() if k not in _PIPELINE_KEYS})
+        present[key] = ExpectedVector(text, metadata, rules.fingerprint(text), version)
     for removed in removed_keys:
         try:
-            key = vector_key(_event_row(removed, types), config.key_columns)
-        except PoisonRecordError:
+            key = rules.vector_key(removed)
+        except Poison:
             continue
         if key not in present:
             absent.add(key)
-    return Expectations(present, absent - set(present), poison_keys, set(poison_raw))
+    return Expectations(present, absent - set(present), poison, live, set(poison_raw))
 
 
 @dataclass
@@ -101,7 +117,8 @@ class SoakReport:
     expected_absent: int = 0
     index_vectors: int = 0
     lost: int = 0  # a row's vector missing
-    stale_content: int = 0  # present with the wrong embedding or metadata
+    stale_content: int = 0  # present with the wrong embedding, metadata, fingerprint or version
+    old_versions: int = 0  # of those: a ``_ver`` other than the row's version
     zombies: int = 0  # present though deleted, expired, text-less or poison
     unknown_vectors: int = 0  # keys the workload never wrote
     dlq_expected: int = 0
@@ -110,6 +127,8 @@ class SoakReport:
     dlq_duplicates: int = 0  # the same poison change parked more than once (re-deliveries)
     dlq_unexpected: int = 0  # DLQ messages for changes that were not poison
     dlq_without_reason: int = 0
+    dlq_redriven: int = 0  # distinct poison changes a redrive took out of the DLQ (not expected there after)
+    resync: dict[str, int] = field(default_factory=dict)  # what the redrive and the backfill sent
     parked_records: int = 0  # records the mapping sent to its on-failure destination
     ttl_rows_left: int = 0
     seconds: float = 0.0
@@ -149,6 +168,8 @@ class SoakReport:
             "soak_dlq_actual": self.dlq_actual,
             "soak_dlq_duplicates": self.dlq_duplicates,
             "soak_parked_records": self.parked_records,
+            "soak_dlq_redriven": self.dlq_redriven,
+            "soak_resync_events": sum(v for k, v in self.resync.items() if k.endswith("_sent")),
             "soak_faults_injected": self.faults_injected,
             "soak_seconds": round(self.seconds, 1),
             "soak_ok": self.ok,
@@ -161,11 +182,13 @@ class SoakReport:
             f"vectors expected     {self.expected_present} present, {self.expected_absent} absent",
             f"vectors in the index {self.index_vectors}",
             f"lost                 {self.lost}",
-            f"stale                {self.stale}  (wrong content {self.stale_content}, should be gone "
-            f"{self.zombies}, unknown {self.unknown_vectors})",
+            f"stale                {self.stale}  (wrong content {self.stale_content} of which wrong version "
+            f"{self.old_versions}, should be gone {self.zombies}, unknown {self.unknown_vectors})",
             f"DLQ                  expected {self.dlq_expected}, found {self.dlq_actual} "
             f"({self.dlq_messages} messages, {self.dlq_duplicates} re-delivered duplicates, "
-            f"{self.dlq_unexpected} unexpected, {self.dlq_without_reason} without a reason)",
+            f"{self.dlq_unexpected} unexpected, {self.dlq_without_reason} without a reason; "
+            f"{self.dlq_redriven} redriven)",
+            f"re-syncs             {_counts_text(self.resync)}",
             f"on-failure parked    {self.parked_records} records",
             f"faults injected      {self.faults_injected}  ({_counts_text(self.faults)})",
             f"wall time            {self.seconds:.1f} s",
@@ -200,54 +223,98 @@ def _same_value(expected: Any, actual: Any) -> bool:
 
 
 def compare_index(
+    rules: SoakRules,
     expectations: Expectations,
     index: Mapping[str, tuple[Sequence[float], Mapping[str, Any]]],
     embed: Callable[[Sequence[str]], list[list[float]]],
     report: SoakReport,
 ) -> None:
-    """Count lost, stale and unexpected vectors (``index``: key -> (vector, metadata))."""
+    """Count lost, stale and unexpected vectors (``index``: key -> (vector, metadata)); ``embed`` is the model."""
     report.expected_present = len(expectations.present)
     report.expected_absent = len(expectations.absent)
     report.index_vectors = len(index)
     keys = sorted(expectations.present)
-    texts = [expectations.present[key][0] for key in keys]
+    texts = [expectations.present[key].text for key in keys]
     vectors = dict(zip(keys, embed(texts), strict=True)) if texts else {}
     for key in keys:
-        metadata = expectations.present[key][1]
+        expected = expectations.present[key]
         if key not in index:
             report.lost += 1
             report.differences.append(f"lost: {key}")
             continue
         stored_vector, stored_metadata = index[key]
-        similarity = _cosine(vectors[key], stored_vector)
-        stored = {k: v for k, v in stored_metadata.items() if k not in _PIPELINE_KEYS}
-        missing_position = [k for k in _SOURCE_POSITION_KEYS if k not in stored_metadata]
-        wrong = sorted(k for k in set(stored) | set(metadata) if not _same_value(metadata.get(k), stored.get(k)))
-        if similarity < COSINE_MIN or wrong or missing_position:
+        problems = _differences(rules, expected, vectors[key], stored_vector, stored_metadata)
+        if problems:
             report.stale_content += 1
-            detail = f"cosine {similarity:.4f}" if similarity < COSINE_MIN else ""
-            if wrong:
-                detail += f" metadata differs in {', '.join(wrong[:5])}"
-            if missing_position:
-                detail += f" no {', '.join(missing_position)}"
-            report.differences.append(f"stale: {key}:{detail}")
+            report.old_versions += any(p.startswith(c.META_VERSION) for p in problems)
+            report.differences.append(f"stale: {key}: {'; '.join(problems)}")
     for key in index:
         if key in expectations.absent:
             report.zombies += 1
-            report.differences.append(f"should be absent: {key}")
+            stored = index[key][1]
+            found = ", ".join(f"{k} {stored.get(k)}" for k in (c.META_VERSION, c.META_SEQUENCE) if k in stored)
+            report.differences.append(f"should be absent: {key} ({found})")
         elif key not in expectations.present:
             report.unknown_vectors += 1
             report.differences.append(f"unknown vector: {key}")
 
 
+def _differences(
+    rules: SoakRules,
+    expected: ExpectedVector,
+    vector: Sequence[float],
+    stored_vector: Sequence[float],
+    stored_metadata: Mapping[str, Any],
+) -> list[str]:
+    problems = []
+    similarity = _cosine(vector, stored_vector)
+    if similarity < COSINE_MIN:
+        problems.append(f"cosine {similarity:.4f} with the current text's embedding")
+    columns = {k: v for k, v in stored_metadata.items() if k not in _PIPELINE_KEYS and k != rules.text_field}
+    wrong = sorted(
+        k for k in set(columns) | set(expected.metadata) if not _same_value(expected.metadata.get(k), columns.get(k))
+    )
+    if wrong:
+        shown = ", ".join(f"{k} {columns.get(k)!r:.40} (table {expected.metadata.get(k)!r:.40})" for k in wrong[:4])
+        problems.append(f"metadata differs in {shown}")
+    if not rules.stored_text_ok(expected.text, stored_metadata.get(rules.text_field)):
+        problems.append(f"stored text {str(stored_metadata.get(rules.text_field))!r:.60} is not the row's")
+    if stored_metadata.get(c.META_FINGERPRINT) != expected.fingerprint:
+        problems.append(
+            f"{c.META_FINGERPRINT} {stored_metadata.get(c.META_FINGERPRINT)} (text's {expected.fingerprint})"
+        )
+    if stored_metadata.get(c.META_VERSION) != str(expected.version):
+        problems.append(f"{c.META_VERSION} {stored_metadata.get(c.META_VERSION)} (row's {expected.version})")
+    missing_position = [k for k in _SOURCE_POSITION_KEYS if k not in stored_metadata]
+    if missing_position:
+        problems.append(f"no {', '.join(missing_position)}")
+    return problems
+
+
 def compare_dlq(
-    config: PipelineConfig,
+    rules: SoakRules,
     expectations: Expectations,
     messages: Sequence[Mapping[str, Any]],
     report: SoakReport,
+    redriven: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Match DLQ messages (parsed bodies) to the expected poison changes, by payload."""
-    report.dlq_expected = len(expectations.poison_keys) + len(expectations.poison_raw)
+    """Match DLQ messages (parsed bodies) to the expected poison changes, by payload.
+
+    ``redriven``: the bodies a redrive took out of the DLQ. Their changes are no longer expected there (the
+    redrive re-synced their keys from the table instead), though one may be parked again (a re-delivered
+    copy, or a re-sync read while the row was still poison).
+    """
+    gone: set[str] = set()
+    for body in redriven:
+        identity = dlq_identity(rules, expectations, _payload(body))
+        if identity is None:  # the redrive took out something that should never have been parked
+            report.dlq_unexpected += 1
+            report.differences.append(f"unexpected DLQ message (redriven): {_payload(body)[:160]!r}")
+        else:
+            gone.add(identity)
+    expected = (set(expectations.poison) | {f"raw:{p.hex()}" for p in expectations.poison_raw}) - gone
+    report.dlq_redriven = len(gone)
+    report.dlq_expected = len(expected)
     report.dlq_messages = len(messages)
     found: Counter[str] = Counter()
     for body in messages:
@@ -258,11 +325,8 @@ def compare_dlq(
         ):
             report.dlq_without_reason += 1
             report.differences.append(f"DLQ message without payload or reason: {json.dumps(body)[:200]}")
-        try:
-            payload = base64.b64decode(body.get("payload_b64", ""), validate=True)
-        except ValueError:
-            payload = b""
-        identity = _dlq_identity(config, expectations, payload)
+        payload = _payload(body)
+        identity = dlq_identity(rules, expectations, payload)
         if identity is None:
             report.dlq_unexpected += 1
             report.differences.append(
@@ -270,17 +334,22 @@ def compare_dlq(
             )
             continue
         found[identity] += 1
-    report.dlq_actual = len(found)
+    report.dlq_actual = len(expected & set(found))
     report.dlq_duplicates = sum(found.values()) - len(found)
-    for key, reason in expectations.poison_keys.items():
-        if f"row:{key}" not in found:
-            report.differences.append(f"poison change not in the DLQ: {key[:120]} ({reason[:80]})")
-    for payload in expectations.poison_raw:
-        if f"raw:{payload.hex()}" not in found:
-            report.differences.append(f"raw poison record not in the DLQ: {payload[:80]!r}")
+    for identity in sorted(expected - set(found)):
+        reason = expectations.poison.get(identity, "raw record")
+        report.differences.append(f"poison change not in the DLQ: {identity[:120]} ({reason[:80]})")
 
 
-def _dlq_identity(config: PipelineConfig, expectations: Expectations, payload: bytes) -> str | None:
+def _payload(body: Mapping[str, Any]) -> bytes:
+    try:
+        return base64.b64decode(body.get("payload_b64", ""), validate=True)
+    except ValueError:
+        return b""
+
+
+def dlq_identity(rules: SoakRules, expectations: Expectations, payload: bytes) -> str | None:
+    """Which expected poison change a DLQ payload is (None: none of them)."""
     if payload in expectations.poison_raw:
         return f"raw:{payload.hex()}"
     try:
@@ -293,14 +362,28 @@ def _dlq_identity(config: PipelineConfig, expectations: Expectations, payload: b
     record = event.get("record")
     if not isinstance(key_values, dict) and isinstance(record, dict):
         # The forwarder's error envelope for a record that cannot become a change event: the raw stream record.
-        try:
-            key_values = {**keys_to_json(record.get("partitionKeys")), **keys_to_json(record.get("clusteringKeys"))}
-        except (TypeError, ValueError):
-            return None
+        key_values = _record_key(rules, record)
     if not isinstance(key_values, dict):
         return None
-    key = _canonical_key(key_values, config.primary_key)
-    return f"row:{key}" if key in expectations.poison_keys else None
+    canonical = rules.canonical_key(key_values)
+    title = (event.get("new") or {}).get("title") if isinstance(event.get("new"), dict) else None
+    identity = poison_identity(canonical, title, canonical in expectations.live_poison_keys)
+    return identity if identity in expectations.poison else None
+
+
+def _record_key(rules: SoakRules, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The primary key of a Keyspaces Streams record: each key cell holds one typed member (``{"textT": ..}``,
+    integers as decimal text)."""
+    cells = {**(record.get("partitionKeys") or {}), **(record.get("clusteringKeys") or {})}
+    key: dict[str, Any] = {}
+    for column in rules.key_columns:
+        cell = cells.get(column)
+        if not isinstance(cell, dict) or len(cell) != 1:
+            return None
+        value = next(iter(cell.values()))
+        is_integer = rules.columns[column] in ("int", "bigint", "smallint", "tinyint", "varint")
+        key[column] = int(value) if is_integer else value
+    return key
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """The soak run: write the workload through the local pipeline while faults hit every boundary, then judge it.
 
+While the changes flow, two re-syncs race them: a backfill reads every row with its version at 30% of the
+workload and sends them as BACKFILL events at 70% (after more live writes: many are stale by then), and at 55%
+a redrive takes the parked changes of keys that live on out of the DLQ and re-syncs each key from the table.
+
 ``run(changes=...)`` returns a ``SoakReport`` (``report.ok`` is the verdict); ``bench/soak.py`` (``make soak``)
 runs it at full size and prints the report.
 """
@@ -7,6 +11,7 @@ runs it at full size and prints the report.
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
 import time
 from collections import Counter
@@ -25,7 +30,13 @@ from freshvec.testing.soak.oracle import (
     compare_index,
     read_index,
 )
+from freshvec.testing.soak.resync import ResyncSender, backfill, event_key, receive_dlq, redrive, stored_versions
+from freshvec.testing.soak.rules import SoakRules
 from freshvec.testing.soak.workload import Workload, Write, generate_workload
+
+BACKFILL_READ_AT = 0.3
+REDRIVE_AT = 0.55
+BACKFILL_SEND_AT = 0.7
 
 
 @dataclass
@@ -120,15 +131,28 @@ def run(
     report = SoakReport(changes=workload.changes, kinds=workload.kinds())
     log(f"soak: {workload.changes} changes in {len(workload.calls)} calls, faults: {plan.to_dict()}")
     removed: list[dict[str, Any]] = []
+    rules = SoakRules(SOAK_CONFIG)
+    redriven: list[dict[str, Any]] = []
     with LocalPipeline.start(config, faults=chaos, mapping_overrides=MAPPING_OVERRIDES) as pipeline:
         streams, arn = pipeline.streams, pipeline.stream_arn
         if plan.keyspaces_throttle:
             streams.throttle(plan.keyspaces_throttle, seed=plan.seed)
         producer = pipeline.stream_producer()
+        sender = ResyncSender(pipeline.config, producer, pipeline.resources.stream_name)
         disruptions = _Disruptions(plan, len(workload.calls), random.Random(seed))
+        calls = len(workload.calls)
+        at = {int(fraction * calls): name for fraction, name in _RESYNCS}
+        snapshot: list[tuple[dict[str, Any], int]] = []
         progress_step = max(1, len(workload.calls) // 10)
         for index, call in enumerate(workload.calls):
             disruptions.apply(index, streams, arn)
+            if at.get(index) == "backfill_read":
+                snapshot = list(pipeline.table.rows_with_versions())
+            elif at.get(index) == "backfill_send":
+                report.resync["backfill_sent"] = backfill(sender, snapshot)
+            elif at.get(index) == "redrive":
+                redriven, counts = _redrive(pipeline, sender, rules, workload, deadline)
+                report.resync.update(counts)
             kind, ttl_s = call[0].call
             if kind == "raw":
                 _put_raw(producer, pipeline.resources.stream_name, call)
@@ -150,14 +174,14 @@ def run(
         _wait_quiet(pipeline, deadline)
         state = "in sync" if report.sync_timeout is None else "NOT in sync"
         log(f"soak: {state} after {time.monotonic() - started:.1f} s; comparing with the oracle")
-        final_rows = list(pipeline.table.rows())
-        expectations = build_expectations(config, final_rows, removed, workload.poison_raw)
+        final_rows = list(pipeline.table.rows_with_versions())
+        expectations = build_expectations(rules, final_rows, removed, workload.poison_changes, workload.poison_raw)
         index = read_index(
             pipeline.server.client("s3vectors"), pipeline.resources.vector_bucket, pipeline.resources.vector_index
         )
         report.rows_final = len(final_rows)
-        compare_index(expectations, index, pipeline.embedder.embed_documents, report)
-        compare_dlq(config, expectations, dlq.drain(), report)
+        compare_index(rules, expectations, index, pipeline.embedder.embed_documents, report)
+        compare_dlq(rules, expectations, dlq.drain(), report, redriven)
         stats = pipeline.stats()
         report.parked_records = stats["records_to_on_failure_destination"]
         report.pipeline = {k: v for k, v in stats.items() if k != "mapping"} | {"mapping": stats["mapping"]}
@@ -167,6 +191,35 @@ def run(
     report.seconds = time.monotonic() - started
     _check_workload(workload, report)
     return report
+
+
+_RESYNCS = ((BACKFILL_READ_AT, "backfill_read"), (REDRIVE_AT, "redrive"), (BACKFILL_SEND_AT, "backfill_send"))
+
+
+def _redrive(
+    pipeline: Any, sender: ResyncSender, rules: SoakRules, workload: Workload, deadline: float
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Take the parked changes of keys that live on out of the DLQ and re-sync those keys from the table.
+
+    The pipeline first catches up (bounded), so that some are parked by now. Returns the bodies taken out and
+    what was sent."""
+    with contextlib.suppress(TimeoutError):  # the redrive takes whatever is parked by then
+        pipeline.wait_synced(timeout=max(0.1, min(20.0, deadline - time.monotonic())))
+    live = {rules.canonical_key(p.key) for p in workload.poison_changes if p.live}
+
+    def take(body: Mapping[str, Any]) -> bool:
+        key = event_key(body)
+        return key is not None and rules.canonical_key(key) in live
+
+    taken = receive_dlq(pipeline.server.client("sqs"), pipeline.resources.dlq_url, take)
+    resources, s3vectors = pipeline.resources, pipeline.server.client("s3vectors")
+    counts = redrive(
+        sender,
+        pipeline.table.read,
+        lambda keys: stored_versions(s3vectors, resources.vector_bucket, resources.vector_index, keys),
+        [key for body in taken if (key := event_key(body)) is not None],
+    )
+    return taken, {"redrive_taken": len(taken), **counts}
 
 
 def _wait_synced(pipeline: Any, deadline: float, log: Callable[[str], None], started: float) -> str | None:

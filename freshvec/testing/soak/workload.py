@@ -1,8 +1,10 @@
 """The soak's workload: random values of every CQL type, and a seeded mix of changes (``WorkloadGenerator``).
 
 Inserts, text updates, metadata-only updates (whole rows and partial CQL upserts), duplicate writes, deletes,
-re-inserts, TTL inserts, empty and null texts, and about 1% poison changes on keys of their own (rows the sink
-must refuse, and raw Kinesis records no forwarder would write).
+re-inserts, TTL inserts, empty and null texts, about 1% poison changes on keys of their own (rows the sink
+must refuse, and raw Kinesis records no forwarder would write), and about 1% poison changes on live keys that
+keep changing: an oversize title written to a live row, followed some writes later by a valid change of the
+same key (a metadata-only update, a text update or a delete), after which the key lives on like any other.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from freshvec.events import format_timestamp
 from freshvec.sources.keyspaces.cqltypes import CqlType
 
 POISON_RATE = 0.01
+LIVE_POISON_RATE = 0.015
+FIX_CHANCE = 0.1  # per write, while a live key is poisoned: its fix comes about ten writes later
 TTL_SECONDS = (1, 2, 3)
 
 _WORD_TEXT = (
@@ -133,22 +137,36 @@ class Write:
         """Writes with the same call signature go to the table in one call."""
         if self.raw is not None:
             return ("raw", None)
-        if self.kind == "delete":
+        if self.kind in ("delete", "fix_delete"):
             return ("delete", None)
         return ("upsert", self.ttl_s)
+
+
+@dataclass(frozen=True)
+class PoisonChange:
+    """A row change the sink must refuse: its key, the oversize title it wrote (None: a long key), and whether the
+    key lives on (later valid changes follow) or stays poison in the table."""
+
+    key: dict[str, Any]
+    title: str | None
+    live: bool
 
 
 @dataclass
 class Workload:
     writes: list[Write]
     calls: list[list[Write]]
-    poison_rows: list[dict[str, Any]]  # keys of the rows that must be rejected (one change each)
+    poison_changes: list[PoisonChange]  # row changes that must be rejected (one DLQ entry each)
     poison_raw: list[bytes]  # raw Kinesis payloads that must be rejected
     ttl_keys: list[dict[str, Any]]
 
     @property
     def changes(self) -> int:
         return len(self.writes)
+
+    @property
+    def poison_rows(self) -> list[dict[str, Any]]:
+        return [p.key for p in self.poison_changes]
 
     def kinds(self) -> dict[str, int]:
         return dict(sorted(Counter(w.kind for w in self.writes).items()))
@@ -192,6 +210,7 @@ _WEIGHTS = {
     "reinsert": 0.04,
     "key_text_change": 0.04,
     "poison": POISON_RATE,
+    "poison_live": LIVE_POISON_RATE,
 }
 
 
@@ -210,6 +229,7 @@ class WorkloadGenerator:
         self.rows: dict[str, dict[str, Any]] = {}
         self.live = _Bag()
         self.deleted = _Bag()
+        self.poisoned = _Bag()  # live keys whose last write was poison: no other change until their fix
         self._raw_count = 0
 
     def _new_key(self, index: int) -> dict[str, Any]:
@@ -236,13 +256,20 @@ class WorkloadGenerator:
 
     def generate(self, changes: int) -> Workload:
         writes: list[Write] = []
-        poison_rows: list[dict[str, Any]] = []
+        poison_changes: list[PoisonChange] = []
         poison_raw: list[bytes] = []
         ttl_keys: list[dict[str, Any]] = []
         kinds = list(_WEIGHTS)
         weights = list(_WEIGHTS.values())
         while len(writes) < changes:
-            kind = self._feasible(self.rng.choices(kinds, weights)[0])
+            # Every poisoned live key gets its fix before the workload ends: the table's final state is valid.
+            must_fix = changes - len(writes) <= len(self.poisoned)
+            if self.poisoned and (must_fix or self.rng.random() < FIX_CHANCE):
+                kind = "fix"
+            else:
+                kind = self._feasible(self.rng.choices(kinds, weights)[0])
+                if kind == "poison_live" and changes - len(writes) <= len(self.poisoned) + 1:
+                    kind = self._feasible("insert")  # no room left for its fix
             write = getattr(self, f"_{kind}")()
             writes.append(write)
             if write.kind.startswith("poison_raw"):
@@ -250,11 +277,14 @@ class WorkloadGenerator:
                 poison_raw.append(write.raw)
             elif write.kind.startswith("poison"):
                 assert write.row is not None
-                poison_rows.append({k: write.row[k] for k in self.key_columns})
+                key = {k: write.row[k] for k in self.key_columns}
+                title = write.row.get("title") if write.kind.endswith("oversize_metadata") else None
+                poison_changes.append(PoisonChange(key, title, live=write.kind.startswith("poison_live")))
             elif write.kind == "ttl_insert":
                 assert write.row is not None
                 ttl_keys.append({k: write.row[k] for k in self.key_columns})
-        return Workload(writes, self._group(writes), poison_rows, poison_raw, ttl_keys)
+        assert not self.poisoned
+        return Workload(writes, self._group(writes), poison_changes, poison_raw, ttl_keys)
 
     def _feasible(self, kind: str) -> str:
         needs_live = {"text_update", "metadata_update", "partial_update", "duplicate", "delete", "empty_text"}
@@ -267,7 +297,19 @@ class WorkloadGenerator:
             kind = "reinsert" if self.deleted else "text_update"
         if kind == "text_update" and not self.live:
             kind = "poison"
+        if kind == "poison_live" and self._live_key_with_text() is None:
+            kind = "poison"
         return kind
+
+    def _live_key_with_text(self) -> str | None:
+        """A live key whose row has a text (a text-less row has no metadata to refuse); None if none is found."""
+        for _ in range(10):
+            if not self.live:
+                return None
+            key_id = self.live.choice(self.rng)
+            if self.rows[key_id].get(self.text):
+                return key_id
+        return None
 
     def _group(self, writes: Sequence[Write]) -> list[list[Write]]:
         """Consecutive writes of one kind of call, with distinct keys, in calls of 1 to 30 changes."""
@@ -365,8 +407,47 @@ class WorkloadGenerator:
             row["tenant"] = f"tenant-{self.rng.getrandbits(40):x}-" + "long" * 260
         else:
             # A filterable column larger than the 2 KB S3 Vectors allows for filterable metadata.
-            row["title"] = " ".join(self.rng.choice(_WORDS) for _ in range(420))
+            row["title"] = _oversize_title(self.rng)
         return Write(f"poison_{kind}", row)
+
+    def _poison_live(self) -> Write:
+        """An oversize title written to a live row (a partial upsert): refused, while the index keeps the row's
+        previous state until the key's next valid change."""
+        key_id = self._live_key_with_text()
+        if key_id is None:
+            return self._poison()
+        self.live.remove(key_id)
+        self.poisoned.add(key_id)
+        change = {**self._key_of(key_id), "title": _oversize_title(self.rng)}
+        self.rows[key_id].update(change)
+        return Write("poison_live_oversize_metadata", change)
+
+    def _fix(self) -> Write:
+        """The valid change that follows a poisoned live key: metadata only, a new text, or a delete."""
+        key_id = self.poisoned.choice(self.rng)
+        self.poisoned.remove(key_id)
+        roll = self.rng.random()
+        if roll < 0.15:
+            self.deleted.add(key_id)
+            del self.rows[key_id]
+            return Write("fix_delete", self._key_of(key_id))
+        self.live.add(key_id)
+        if roll < 0.45:
+            change = {
+                **self._key_of(key_id),
+                self.text: sentence(self.rng),
+                "title": random_value(self.types["title"], self.rng),
+            }
+            self.rows[key_id].update(change)
+            return Write("fix_text", change)
+        # The whole row again with the same text: no embedding needed, but the metadata must change.
+        row = dict(self.rows[key_id])
+        row["title"] = random_value(self.types["title"], self.rng)
+        for column in self.rng.sample(self.value_columns, self.rng.randint(0, 3)):
+            if column != "title":
+                row[column] = _set_value(self.types[column], self.rng)
+        self.rows[key_id] = row
+        return Write("fix_metadata", dict(row))
 
     def _poison_raw(self) -> Write:
         self._raw_count += 1
@@ -400,6 +481,11 @@ class WorkloadGenerator:
         key_id = self._id(row)
         self.rows[key_id] = dict(row)
         self.live.add(key_id)
+
+
+def _oversize_title(rng: random.Random) -> str:
+    """A title of about 2.9 KB: over the 2 KB S3 Vectors allows for filterable metadata, and unique."""
+    return " ".join(rng.choice(_WORDS) for _ in range(420))
 
 
 def generate_workload(config: PipelineConfig, changes: int, *, keys: int | None = None, seed: int = 7) -> Workload:
