@@ -87,7 +87,8 @@ def _steady_run(config: Any, duration: float) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     deployed = _steady_run(default_config(), DURATION_S)
-    nowindow = _steady_run({**DEFAULT_CONFIG, "sink": {**DEFAULT_CONFIG.get("sink", {}), "batching_window_s": 0}}, NOWINDOW_S)
+    no_window = {**DEFAULT_CONFIG, "sink": {**DEFAULT_CONFIG.get("sink", {}), "batching_window_s": 0}}
+    nowindow = _steady_run(no_window, NOWINDOW_S)
     freshness, bare = deployed["freshness"], nowindow["freshness"]
     p50, bare_p50 = float(np.percentile(freshness, 50)), float(np.percentile(bare, 50))
     stats = deployed["stats"]

@@ -35,7 +35,7 @@ def limiter(t: FakeTime, **kw: float) -> AdaptiveRateLimiter:
 def test_calls_are_not_paced_before_any_throttle() -> None:
     t = FakeTime()
     lim = limiter(t)
-    assert [lim.call(lambda: n) for n in range(5)] == [0, 1, 2, 3, 4]
+    assert [lim.call(lambda n=n: n) for n in range(5)] == [0, 1, 2, 3, 4]
     assert lim.rate is None and t.sleeps == []
 
 
