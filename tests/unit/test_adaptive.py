@@ -119,3 +119,26 @@ def test_the_quota_refuses_beyond_rate_and_burst() -> None:
     assert [quota.take() for _ in range(4)] == [True, True, True, False]
     t.now += 0.5  # one token back at 2 a second
     assert [quota.take(), quota.take()] == [True, False]
+
+
+def test_the_sink_parks_a_vector_that_is_not_finite_instead_of_writing_it() -> None:
+    from freshvec.adapters.memory import InProcessTombstones
+    from freshvec.config import default_config
+    from freshvec.ports import EmbedResult
+    from freshvec.sink import Sink
+    from freshvec.testing.builders import change, kinesis_record, movie
+    from freshvec.testing.fakes.memory import InMemoryDeadLetterQueue, InMemoryVectorStore, TableEmbedder
+
+    class NanEmbedder(TableEmbedder):
+        def try_embed_documents(self, texts: list[str]) -> list[EmbedResult]:  # type: ignore[override]
+            return [EmbedResult([float("nan")] * self.dimensions if "bad" in t else self.vector(t)) for t in texts]
+
+    config = default_config()
+    store, dlq = InMemoryVectorStore(config.embedding.dimensions), InMemoryDeadLetterQueue()
+    sink = Sink(config, NanEmbedder(config.embedding.dimensions), store, dlq, tombstones=InProcessTombstones())
+    records = [kinesis_record(change("INSERT", movie("a", "good text")), 1)]
+    records.append(kinesis_record(change("INSERT", movie("b", "bad text")), 2))
+    result = sink.process(records)
+    assert not result.batch_item_failures
+    assert set(store.snapshot()) == {'["a"]'}
+    assert len(dlq.entries) == 1 and "finite" in dlq.entries[0]["error_message"]
