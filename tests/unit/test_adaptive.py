@@ -142,3 +142,24 @@ def test_the_sink_parks_a_vector_that_is_not_finite_instead_of_writing_it() -> N
     assert not result.batch_item_failures
     assert set(store.snapshot()) == {'["a"]'}
     assert len(dlq.entries) == 1 and "finite" in dlq.entries[0]["error_message"]
+
+
+def test_coalescing_keeps_each_rows_last_state_and_order_and_the_first_old_image() -> None:
+    import json
+
+    from freshvec.outgoing import OutgoingRecord, coalesce_changes
+
+    def event(row: str, n: int, old: int | None) -> OutgoingRecord:
+        doc = {"key": {"title": row}, "new": {"n": n}, "old": None if old is None else {"n": old}, "version": n}
+        return OutgoingRecord(json.dumps(doc).encode(), f"pk-{row}", str(n))
+
+    records = [event("a", 1, None), event("b", 2, None), event("a", 3, 1), event("a", 4, 3), event("b", 5, 2)]
+    envelope = OutgoingRecord(b"not an event", "pk-b", "6")
+    records += [envelope, event("b", 7, 5)]
+    out = coalesce_changes(records, [True] * 5 + [False, True])
+    docs = [(json.loads(r.data) if r is not envelope else None, r.sequence_number, n) for r, n in out]
+    # a: 1, 3, 4 -> one change at 4's place, old image of 1 (none), new image and version of 4
+    assert docs[0] == ({"key": {"title": "a"}, "new": {"n": 4}, "old": None, "version": 4}, "4", 3)
+    assert docs[1] == ({"key": {"title": "b"}, "new": {"n": 5}, "old": None, "version": 5}, "5", 2)
+    assert docs[2] == (None, "6", 1)  # the envelope keeps its place and ends b's run
+    assert docs[3] == ({"key": {"title": "b"}, "new": {"n": 7}, "old": {"n": 5}, "version": 7}, "7", 1)
