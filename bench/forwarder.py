@@ -23,6 +23,8 @@ import threading
 import time
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
 from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
@@ -81,7 +83,20 @@ def _zipf_titles(changes: int, seed: int = 3) -> list[str]:
 def _setup(
     server: MotoServer, config: PipelineConfig, shards: int, changes: int, titles: list[str] | None = None
 ) -> tuple[Any, Any, Any]:
-    server.reset()
+    for attempt in range(3):  # moto sometimes answers 500 right after a reset
+        try:
+            server.reset()
+            return _create(server, config, shards, changes, titles)
+        except ClientError:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def _create(
+    server: MotoServer, config: PipelineConfig, shards: int, changes: int, titles: list[str] | None
+) -> tuple[Any, Any, Any]:
     kinesis = server.client("kinesis")
     kinesis.create_stream(StreamName=KINESIS_STREAM, ShardCount=4)
     kinesis.get_waiter("stream_exists").wait(StreamName=KINESIS_STREAM, WaiterConfig={"Delay": 0.1})
