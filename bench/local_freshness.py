@@ -4,11 +4,12 @@ The pipeline runs with the config as cdk.json ships it (so the event source mapp
 is part of the figure, as it is in AWS). After the sample movies are loaded, a writer changes rows at a
 steady rate, mixing text rewrites (re-embedded), rating updates (vector reused), deletes and re-inserts.
 Every change's freshness is the time from its write call until the sink applied it, measured by source
-position (see freshvec.local.tracker). Targets: p50 <= 1,000 ms, p99 <= 3,000 ms.
+position (see freshvec.local.tracker). The local event source mapping polls an idle shard once a second and
+reads again at once after a read that returned records, as Lambda does. Targets: p50 <= 2,000 ms,
+p99 <= 4,000 ms.
 
-The baseline measured in the same run is the bare loop round trip of one change with no waiting on a
-batching window (window 0): ``local_freshness_p50_over_baseline`` shows how much of the p50 the deployed
-mapping settings add.
+The baseline measured in the same run is the same steady load for 15 s with a batching window of 0 s
+(``local_freshness_nowindow_*``): ``local_freshness_p50_over_nowindow`` shows what the 1 s window adds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from freshvec.local.pipeline import LocalPipeline
 DATA = sample_movies()
 RATE_PER_S = 50
 DURATION_S = 30
-BASELINE_CHANGES = 20
+NOWINDOW_S = 15
+TARGET_P50_MS = 2_000
+TARGET_P99_MS = 4_000
 SYNC_TIMEOUT_S = 120
 
 
@@ -62,42 +65,45 @@ def _steady_writes(pipeline: LocalPipeline, rows: list[dict[str, Any]], rate: fl
     return receipts
 
 
-def _baseline_ms(rows: list[dict[str, Any]]) -> float:
-    config = {**DEFAULT_CONFIG, "sink": {"batching_window_s": 0}}
-    with LocalPipeline.start(config) as pipeline:
-        pipeline.wait_synced(SYNC_TIMEOUT_S, pipeline.upsert(rows))
-        figures = []
-        for step in range(BASELINE_CHANGES):
-            row = rows[step % len(rows)]
-            receipt = pipeline.upsert([{**row, "vote_count": int(row.get("vote_count") or 0) + step + 1}])
-            pipeline.wait_synced(SYNC_TIMEOUT_S, receipt)
-            figures.append(pipeline.freshness_ms(receipt))
-        return float(np.percentile(figures, 50))
-
-
-def run() -> dict[str, Any]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    config = default_config()
+def _steady_run(config: Any, duration: float) -> dict[str, Any]:
     with LocalPipeline.start(config) as pipeline:
         rows = read_rows(DATA, pipeline.config)
         pipeline.wait_synced(SYNC_TIMEOUT_S, pipeline.upsert(rows))
         started = time.monotonic()
-        receipts = _steady_writes(pipeline, rows, RATE_PER_S, DURATION_S)
+        receipts = _steady_writes(pipeline, rows, RATE_PER_S, duration)
         elapsed = time.monotonic() - started
         pipeline.wait_synced(SYNC_TIMEOUT_S)
         freshness = np.array([pipeline.freshness_ms(r) for r in receipts])
-        stats = pipeline.stats()
-    baseline = _baseline_ms(rows)
-    p50 = float(np.percentile(freshness, 50))
+        return {
+            "freshness": freshness,
+            "changes": len(receipts),
+            "rate": len(receipts) / elapsed,
+            "window_s": pipeline.config.sink.batching_window_s,
+            "poll_interval_s": pipeline.mapping.settings.poll_interval_s,
+            "stats": pipeline.stats(),
+        }
+
+
+def run() -> dict[str, Any]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    deployed = _steady_run(default_config(), DURATION_S)
+    no_window = {**DEFAULT_CONFIG, "sink": {**DEFAULT_CONFIG.get("sink", {}), "batching_window_s": 0}}
+    nowindow = _steady_run(no_window, NOWINDOW_S)
+    freshness, bare = deployed["freshness"], nowindow["freshness"]
+    p50, bare_p50 = float(np.percentile(freshness, 50)), float(np.percentile(bare, 50))
+    stats = deployed["stats"]
     return {
         "local_freshness_p50_ms": round(p50, 1),
         "local_freshness_p99_ms": round(float(np.percentile(freshness, 99)), 1),
         "local_freshness_max_ms": round(float(freshness.max()), 1),
-        "local_freshness_changes": len(receipts),
-        "local_freshness_rate_per_s": round(len(receipts) / elapsed, 1),
-        "local_freshness_batching_window_s": pipeline.config.sink.batching_window_s,
-        "local_freshness_baseline_p50_ms": round(baseline, 1),
-        "local_freshness_p50_over_baseline": round(p50 / baseline, 2) if baseline else None,
+        "local_freshness_changes": deployed["changes"],
+        "local_freshness_rate_per_s": round(deployed["rate"], 1),
+        "local_freshness_batching_window_s": deployed["window_s"],
+        "local_freshness_poll_interval_s": deployed["poll_interval_s"],
+        "local_freshness_nowindow_p50_ms": round(bare_p50, 1),
+        "local_freshness_nowindow_p99_ms": round(float(np.percentile(bare, 99)), 1),
+        "local_freshness_p50_over_nowindow": round(p50 / bare_p50, 2) if bare_p50 else None,
+        "local_freshness_targets_met": p50 <= TARGET_P50_MS and float(np.percentile(freshness, 99)) <= TARGET_P99_MS,
         "local_freshness_embeddings_computed": stats.get("embeddings_computed"),
         "local_freshness_embeddings_skipped": stats.get("embeddings_skipped"),
     }

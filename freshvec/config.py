@@ -68,7 +68,10 @@ class EmbeddingConfig:
     model_id: str = c.TITAN_V2
     dimensions: int = 256
     normalize: bool = True
-    max_concurrency: int = 8  # parallel Bedrock calls for one-text-per-call models
+    max_concurrency: int = 8  # parallel Bedrock calls for one-text-per-call models: the upper bound
+    # Pace Bedrock calls to the shared quota, adapting to throttles (freshvec.adapters.adaptive); False: only
+    # the fixed bound above.
+    adaptive_rate: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ class ForwarderConfig:
     poll_interval_ms: int = 250
     starting_position: str = "TRIM_HORIZON"
     max_concurrent_shards: int = 8
+    # A row's changes within one read go out as one change (old image of the first, everything else of the last):
+    # hot rows no longer cost a PutRecords call per change. Off by default: the change stream then carries every
+    # change, which other consumers may rely on. See docs/forwarder.md.
+    coalesce_changes: bool = False
     lease_duration_s: int = 60
     memory_mb: int = 512
     timeout_s: int = 70  # one invocation per scheduled minute, looping until shortly before this

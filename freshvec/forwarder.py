@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from freshvec.config import ForwarderConfig
 from freshvec.errors import MisconfigurationError, TransientError, classify, error_code
-from freshvec.outgoing import plan_calls
+from freshvec.outgoing import coalesce_changes, plan_calls
 from freshvec.ports import (
     ChangeSource,
     ChangeStreamWriter,
@@ -71,6 +71,7 @@ _SHARD_BACKOFF = RetryPolicy(attempts=1_000_000, base_delay_s=0.05, max_delay_s=
 class ForwarderStats:
     changes_forwarded: int = 0  # change events Kinesis accepted (repeats after a crash count again)
     unconvertible_forwarded: int = 0  # records sent as an error envelope the sink parks in its DLQ
+    changes_coalesced: int = 0  # source changes folded into a later change of the same row (coalesce_changes)
     newest_change_time: float | None = None  # epoch seconds of the newest change forwarded
     shards_owned: int = 0  # most shards held at once
     throttles: int = 0  # ThrottlingException from Keyspaces Streams, throttled PutRecords entries
@@ -88,6 +89,7 @@ class ForwarderStats:
     def merge(self, other: ForwarderStats) -> None:
         self.changes_forwarded += other.changes_forwarded
         self.unconvertible_forwarded += other.unconvertible_forwarded
+        self.changes_coalesced += other.changes_coalesced
         if other.newest_change_time is not None:
             self.newest_change_time = max(self.newest_change_time or other.newest_change_time, other.newest_change_time)
         self.shards_owned = max(self.shards_owned, other.shards_owned)
@@ -329,11 +331,18 @@ class Forwarder:
 
     def _forward(self, shard: _OwnedShard, records: Sequence[Any], stats: ForwarderStats) -> None:
         outgoing = []
+        events = []
         for record in records:
             converted, is_event = self._source.convert(record, shard.shard_id)
             outgoing.append(converted)
+            events.append(is_event)
             if not is_event:
                 stats.unconvertible_forwarded += 1
+        counts = [1] * len(outgoing)
+        if self._settings.coalesce_changes:
+            coalesced = coalesce_changes(outgoing, events)
+            outgoing, counts = [r for r, _ in coalesced], [n for _, n in coalesced]
+            stats.changes_coalesced += len(records) - len(outgoing)
         accepted = [False] * len(outgoing)
         prefix = 0  # records [0, prefix) are all accepted: the checkpoint may move to outgoing[prefix - 1]
         for call in plan_calls(outgoing):
@@ -346,7 +355,7 @@ class Forwarder:
             )
             for i in call:
                 accepted[i] = True
-            stats.changes_forwarded += len(call)
+            stats.changes_forwarded += sum(counts[i] for i in call)  # source changes, coalesced or not
             times = [outgoing[i].changed_at for i in call if outgoing[i].changed_at is not None]
             if times:
                 stats.newest_change_time = max(stats.newest_change_time or times[0], *times)

@@ -6,8 +6,9 @@ to one ``ChangeStreamWriter`` in the calls ``plan_calls`` groups them into.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from freshvec import constants as c
 
@@ -53,3 +54,39 @@ def plan_calls(
         sizes[target] += record.size
         last_call[record.partition_key] = target
     return calls
+
+
+def coalesce_changes(records: Sequence[OutgoingRecord], events: Sequence[bool]) -> list[tuple[OutgoingRecord, int]]:
+    """A row's changes within one read as one change: each with the number of source changes it stands for.
+
+    A row's run (its changes in ``records``, other rows' in between) becomes one change event: the last
+    one's op, new image, version, position and time, with the first one's old image. It goes out where the
+    last change was, so a checkpoint that passes it has passed every change it stands for. Records that are
+    not change events (``events[i]`` False: error envelopes) are sent as they are and end the run of their
+    partition key, so they keep their place in its order.
+    """
+    runs: list[list[int]] = []
+    open_run: dict[tuple[str, str], int] = {}  # (partition key, row key) -> index in runs
+    for index, record in enumerate(records):
+        if not events[index]:
+            for row in [row for row in open_run if row[0] == record.partition_key]:
+                del open_run[row]
+            runs.append([index])
+            continue
+        row = (record.partition_key, json.dumps(json.loads(record.data).get("key"), sort_keys=True))
+        if row in open_run:
+            runs[open_run[row]].append(index)
+        else:
+            open_run[row] = len(runs)
+            runs.append([index])
+    merged: list[tuple[int, OutgoingRecord, int]] = []
+    for run in runs:
+        last = records[run[-1]]
+        if len(run) > 1:
+            doc = json.loads(last.data)
+            doc["old"] = json.loads(records[run[0]].data).get("old")
+            data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            last = replace(last, data=data)
+        merged.append((run[-1], last, len(run)))
+    merged.sort(key=lambda item: item[0])
+    return [(record, count) for _, record, count in merged]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -318,6 +319,10 @@ class _Run:
         calls += [("tombstone", versioned)] if versioned else []
         calls += [("delete", deletes[i : i + c.S3V_PUT_BATCH]) for i in range(0, len(deletes), c.S3V_PUT_BATCH)]
         for position, (kind, chunk) in enumerate(calls):
+            if kind == "put":
+                chunk = self._valid_vectors(chunk)  # noqa: PLW2901 - the invalid ones go to the DLQ instead
+                if not chunk:
+                    continue
             try:
                 if kind == "put":
                     self.sink.store.put([self._vector(p) for p in chunk])
@@ -343,6 +348,28 @@ class _Run:
                 unwritten = [p for _, rest in calls[position:] for p in rest]
                 return min(limit, *(p.first_index for p in unwritten))
         return limit
+
+    def _valid_vectors(self, plans: list[KeyPlan]) -> list[KeyPlan]:
+        """The plans whose vector has the index's dimension and only finite floats; the others are poison.
+
+        S3 Vectors would refuse the others too, but the SDK's own validation of every float is turned off for
+        vector writes (it costs more CPU than the sink), so this check is the one that counts.
+        """
+        dimension = self.sink.embedder.dimensions
+        valid = []
+        for plan in plans:
+            vector = plan.vector or []
+            problem = None
+            if len(vector) != dimension:
+                problem = f"the vector has {len(vector)} dimensions; the index has {dimension}"
+            elif not all(math.isfinite(x) for x in vector):
+                problem = "the vector holds a value that is not a finite number"
+            if problem is None:
+                valid.append(plan)
+                continue
+            for record in plan.records:
+                record.error = PoisonRecordError(problem)
+        return valid
 
     @staticmethod
     def _vector(plan: KeyPlan) -> dict[str, Any]:

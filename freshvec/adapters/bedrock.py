@@ -1,10 +1,14 @@
 """Embedding providers behind one interface, chosen by ``config.embedding.provider``.
 
 - ``titan``: Amazon Titan Text Embeddings V2 on Bedrock. One text per InvokeModel call, so calls run
-  concurrently, at most ``embedding.max_concurrency`` at a time.
+  concurrently, at most ``embedding.max_concurrency`` at a time, paced to the account's quota by an
+  ``AdaptiveRateLimiter`` (``embedding.adaptive_rate``; several sink instances share one quota).
 - ``cohere``: Cohere Embed v3 on Bedrock. Up to 96 texts per call; rows are embedded as
   ``search_document``, queries as ``search_query`` (the model is trained for that asymmetry).
 - ``local``: WordLlama, offline: ``freshvec.local.embedder`` (local mode only, not in the Lambda asset).
+
+Both Bedrock providers go through the limiter when one is given: each ThrottlingException slows this
+instance down, successes speed it up again (``freshvec.adapters.adaptive``).
 
 Every provider checks that what the model returns has the configured dimension (else
 MisconfigurationError: the index was created for that dimension). Bedrock throttling and 5xx are retried
@@ -21,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from freshvec import constants as c
+from freshvec.adapters.adaptive import AdaptiveRateLimiter
 from freshvec.config import EmbeddingConfig
 from freshvec.errors import (
     FreshvecError,
@@ -79,6 +84,7 @@ class TitanEmbedder(BaseEmbedder):
         normalize: bool = True,
         max_concurrency: int = 8,
         retry: RetryPolicy | None = None,
+        limiter: AdaptiveRateLimiter | None = None,
     ) -> None:
         self._client = bedrock_client
         self.model_id = model_id
@@ -87,6 +93,7 @@ class TitanEmbedder(BaseEmbedder):
         self.max_concurrency = max_concurrency
         self.max_input_chars = c.TITAN_MAX_INPUT_CHARS
         self._retry = retry or RetryPolicy()
+        self.limiter = limiter
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
@@ -113,7 +120,7 @@ class TitanEmbedder(BaseEmbedder):
 
     def _invoke(self, text: str) -> list[float]:
         body = json.dumps({"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize})
-        payload = _invoke_model(self._client, self._retry, self.model_id, body)
+        payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
         return self._checked(payload.get("embedding"))
 
 
@@ -128,6 +135,7 @@ class CohereEmbedder(BaseEmbedder):
         dimensions: int = 1024,
         max_concurrency: int = 4,
         retry: RetryPolicy | None = None,
+        limiter: AdaptiveRateLimiter | None = None,
     ) -> None:
         self._client = bedrock_client
         self.model_id = model_id
@@ -135,6 +143,7 @@ class CohereEmbedder(BaseEmbedder):
         self.max_concurrency = max_concurrency
         self.max_input_chars = c.COHERE_MAX_INPUT_CHARS
         self._retry = retry or RetryPolicy()
+        self.limiter = limiter
 
     def embed_query(self, text: str) -> list[float]:
         return self._invoke([text], "search_query")[0]
@@ -161,7 +170,7 @@ class CohereEmbedder(BaseEmbedder):
         body = json.dumps(
             {"texts": [t[: self.max_input_chars] for t in texts], "input_type": input_type, "truncate": "END"}
         )
-        payload = _invoke_model(self._client, self._retry, self.model_id, body)
+        payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
         embeddings = payload.get("embeddings")
         if isinstance(embeddings, dict):  # response_type "embeddings_by_type"
             embeddings = embeddings.get("float")
@@ -179,6 +188,7 @@ def make_embedder(
         raise MisconfigurationError("embedding provider 'local' (WordLlama) runs only in local mode")
     if bedrock_client is None:
         raise MisconfigurationError(f"embedding provider {provider!r} needs a bedrock-runtime client")
+    limiter = AdaptiveRateLimiter(embedding_config.max_concurrency) if embedding_config.adaptive_rate else None
     if provider == "titan":
         return TitanEmbedder(
             bedrock_client,
@@ -187,6 +197,7 @@ def make_embedder(
             normalize=embedding_config.normalize,
             max_concurrency=embedding_config.max_concurrency,
             retry=retry,
+            limiter=limiter,
         )
     if provider == "cohere":
         return CohereEmbedder(
@@ -195,14 +206,19 @@ def make_embedder(
             dimensions=embedding_config.dimensions,
             max_concurrency=embedding_config.max_concurrency,
             retry=retry,
+            limiter=limiter,
         )
     raise MisconfigurationError(f"unknown embedding provider {provider!r}; allowed: {', '.join(c.PROVIDER_MODELS)}")
 
 
-def _invoke_model(client: Any, retry: RetryPolicy, model_id: str, body: str) -> dict[str, Any]:
+def _invoke_model(
+    client: Any, retry: RetryPolicy, model_id: str, body: str, limiter: AdaptiveRateLimiter | None = None
+) -> dict[str, Any]:
+    def invoke() -> Any:
+        return client.invoke_model(modelId=model_id, body=body, contentType=_JSON, accept=_JSON)
+
     response = retry.call(
-        lambda: client.invoke_model(modelId=model_id, body=body, contentType=_JSON, accept=_JSON),
-        f"Bedrock InvokeModel {model_id}",
+        (lambda: limiter.call(invoke)) if limiter is not None else invoke, f"Bedrock InvokeModel {model_id}"
     )
     payload = json.loads(response["body"].read())
     if not isinstance(payload, dict):

@@ -54,7 +54,10 @@ class MappingSettings:
     max_record_age_s: float = 3600
     bisect_on_error: bool = True
     parallelization_factor: int = 1
-    poll_interval_s: float = 0.05  # how often an idle shard is polled (Lambda: about once a second)
+    # An idle shard is polled once a second, as Lambda does for a standard (shared-throughput) Kinesis consumer
+    # (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#kinesis-polling-and-batching); a read
+    # that returned records is followed by the next one at once.
+    poll_interval_s: float = 1.0
     retry_base_delay_s: float = 0.05  # back-off ceiling after the first failed invocation, doubled each retry
     retry_max_delay_s: float = 2.0
 
@@ -169,6 +172,10 @@ class KinesisEventSourceMapping:
         self._region = self.stream_arn.split(":")[3]
         self._role_arn = f"arn:aws:iam::{self.stream_arn.split(':')[4]}:role/freshvec-sink-local"
         self._endings: dict[str, str] = {}  # shard id -> ending sequence number, once the shard is closed
+
+    @property
+    def settings(self) -> MappingSettings:
+        return self._settings
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:

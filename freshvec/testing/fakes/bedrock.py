@@ -4,7 +4,8 @@ It behaves like a boto3 ``bedrock-runtime`` client for ``invoke_model``: paramet
 the botocore service model, the response has the model's output shape (``body`` a ``StreamingBody``,
 ``contentType``), errors are ``ClientError`` with the real codes and HTTP statuses of the model. Vectors
 are derived from the text (same text -> same vector). Every call is logged; errors and latency can be
-injected.
+injected. A ``BedrockQuota`` shared by several clients stands for one account's on-demand quota: beyond it
+they answer ``ThrottlingException`` (HTTP 429), as the service does.
 """
 
 from __future__ import annotations
@@ -51,6 +52,36 @@ def fake_vector(text: str, dimensions: int, normalize: bool = True) -> list[floa
     return [float(x) for x in vector]
 
 
+THROTTLED_MESSAGE = "Too many requests, please wait before trying again."
+
+
+class BedrockQuota:
+    """Requests per minute with a burst: a token bucket, shared by every fake client of one account."""
+
+    def __init__(self, requests_per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate_per_s = requests_per_minute / 60
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+        self.granted = 0
+        self.refused = 0
+
+    def take(self) -> bool:
+        """One request: True if the quota allows it now (a token is spent), else False (throttled)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate_per_s)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self.granted += 1
+                return True
+            self.refused += 1
+            return False
+
+
 @dataclass
 class InjectedError:
     code: str
@@ -68,6 +99,7 @@ class FakeBedrockRuntime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _in_flight: int = 0
     max_in_flight: int = 0  # the highest number of concurrent calls seen
+    quota: BedrockQuota | None = None  # the account's quota, shared with other clients
 
     # ---- test controls ---------------------------------------------------------------------------
     def fail(
@@ -97,6 +129,10 @@ class FakeBedrockRuntime:
         if report.has_errors():
             raise ValueError(f"invalid InvokeModel parameters: {report.generate_report()}")
         body = json.loads(params["body"])
+        if self.quota is not None and not self.quota.take():
+            with self._lock:
+                self.calls.append({"modelId": params["modelId"], "body": body, "error": "ThrottlingException"})
+            raise _client_error("ThrottlingException", THROTTLED_MESSAGE)
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
