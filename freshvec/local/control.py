@@ -6,6 +6,11 @@ outputs), the control URL and the control token. The control API is a small JSON
 127.0.0.1:
 
 - ``POST /rows/upsert {"rows": [...]}`` and ``POST /rows/delete {"keys": [...]}`` -> ``{"changes": n}``
+- ``POST /rows/read {"keys": [...]}`` -> ``{"rows": [{"key", "row", "version"}, ...]}``: each key's current
+  row (None when there is none) and its version, the newest cell write time in microseconds (re-sync reads)
+- ``POST /rows/scan {"segment": i, "segments": n, "after": cursor, "limit": m}`` -> ``{"rows": [{"row",
+  "version"}, ...], "next": cursor}``: one page of the rows whose key hashes into segment i of n, in key
+  order after ``after`` (``next`` None: the segment is done); backfill and reconcile read the table with it
 - ``POST /query {"text": "...", "k": 5, "filter": {...}}`` -> ``{"hits": [...]}``
 - ``POST /sync {"timeout": 30}`` -> ``{"synced": true}`` or 504 with what is still pending
 - ``GET /stats`` -> the pipeline's counters
@@ -37,11 +42,14 @@ logger = logging.getLogger(__name__)
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+_MAX_SCAN_PAGE = 10_000  # rows per /rows/scan answer
 
 
 class ControlledPipeline(Protocol):
     def upsert(self, rows: list[dict[str, Any]]) -> Any: ...  # a receipt with ``changes``
     def delete(self, keys: list[dict[str, Any]]) -> Any: ...
+    def read_rows(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> Any: ...
     def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
     def wait_synced(self, timeout: float = 30) -> Any: ...
     def stats(self) -> dict[str, Any]: ...
@@ -88,6 +96,20 @@ class ControlServer:
         def delete(body: dict[str, Any]) -> tuple[int, Any]:
             return HTTPStatus.OK, {"changes": p.delete(_list_of_objects(body, "keys")).changes}
 
+        def read(body: dict[str, Any]) -> tuple[int, Any]:
+            return HTTPStatus.OK, {"rows": p.read_rows(_list_of_objects(body, "keys"))}
+
+        def scan(body: dict[str, Any]) -> tuple[int, Any]:
+            segments = _whole(body, "segments", 1, minimum=1)
+            segment = _whole(body, "segment", 0, minimum=0)
+            if segment >= segments:
+                raise ValueError("'segment' must be below 'segments'")
+            limit = _whole(body, "limit", 1000, minimum=1)
+            after = body.get("after")
+            if after is not None and not isinstance(after, str):
+                raise ValueError("'after' must be a cursor string from an earlier page, or null")
+            return HTTPStatus.OK, p.scan_rows(segment, segments, after, min(limit, _MAX_SCAN_PAGE))
+
         def query(body: dict[str, Any]) -> tuple[int, Any]:
             text = body.get("text")
             if not isinstance(text, str) or not text.strip():
@@ -113,10 +135,19 @@ class ControlServer:
         return {
             ("POST", "/rows/upsert"): upsert,
             ("POST", "/rows/delete"): delete,
+            ("POST", "/rows/read"): read,
+            ("POST", "/rows/scan"): scan,
             ("POST", "/query"): query,
             ("POST", "/sync"): sync,
             ("GET", "/stats"): stats,
         }
+
+
+def _whole(body: Mapping[str, Any], name: str, default: int, *, minimum: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"'{name}' must be a whole number of at least {minimum}")
+    return value
 
 
 def _list_of_objects(body: Mapping[str, Any], name: str) -> list[dict[str, Any]]:

@@ -380,8 +380,10 @@ def test_backfill_sends_every_row_as_a_backfill_event(
     seqs = set()
     for record in stream:
         event = parse_event(record["Data"])
-        assert (event.op, event.origin, event.shard, event.old) == ("INSERT", "BACKFILL", "backfill", None)
+        assert (event.op, event.origin, event.shard, event.old) == ("UPDATE", "BACKFILL", "backfill", None)
         assert record["PartitionKey"] == partition_key(vector_key(event.key, config.key_columns))
+        # the version read with the row: the newest write time of its cells, as the session recorded them
+        assert event.version == max(session.write_times[(event.key["title"],)].values())
         assert event.new is not None and isinstance(event.new["popularity"], str)  # decimals stay exact
         seqs.add(int(event.seq))
     assert len(seqs) == len(stream)
