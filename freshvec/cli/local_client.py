@@ -60,3 +60,21 @@ def control_request(resources: StackResources, method: str, path: str, body: Any
         return response.json()
     except ValueError as exc:
         raise OperatorError(f"local pipeline answered {path} with something that is not JSON") from exc
+
+
+def read_rows(resources: StackResources, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``POST /rows/read``: each key's current row (None when gone) and version, in the order of ``keys``."""
+    answer = control_request(resources, "POST", "rows/read", {"keys": keys})
+    rows = answer.get("rows")
+    if not isinstance(rows, list) or len(rows) != len(keys):
+        raise OperatorError("local pipeline answered rows/read with the wrong number of rows")
+    return rows
+
+
+def scan_rows(resources: StackResources, segment: int, segments: int, after: str | None, limit: int) -> dict[str, Any]:
+    """``POST /rows/scan``: one page of a key-hash segment's rows with versions, and the cursor after it."""
+    body = {"segment": segment, "segments": segments, "after": after, "limit": limit}
+    answer = control_request(resources, "POST", "rows/scan", body)
+    if not isinstance(answer.get("rows"), list):
+        raise OperatorError("local pipeline answered rows/scan without rows")
+    return answer

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from freshvec import constants as c
+from freshvec.cli import local_client
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import quote
-from freshvec.cli.local_client import control_request
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.stack import StackResources
 from freshvec.config import PipelineConfig
@@ -139,10 +139,7 @@ class LocalRowReader:
         reads: list[RowRead] = []
         for start in range(0, len(keys), LOCAL_READ_BATCH):
             chunk = [dict(key) for key in keys[start : start + LOCAL_READ_BATCH]]
-            answer = control_request(self.resources, "POST", "rows/read", {"keys": chunk})
-            rows = answer.get("rows")
-            if not isinstance(rows, list) or len(rows) != len(chunk):
-                raise OperatorError("local pipeline answered rows/read with the wrong number of rows")
+            rows = local_client.read_rows(self.resources, chunk)
             reads.extend((item.get("row"), item.get("version")) for item in rows)
         return reads
 
@@ -153,8 +150,7 @@ def local_scan_pages(
     """The pages of one key-hash segment of the local table (``POST /rows/scan``): rows with versions, and the
     cursor after the page (None after the last one)."""
     while True:
-        body = {"segment": segment, "segments": segments, "after": after, "limit": limit}
-        answer = control_request(resources, "POST", "rows/scan", body)
+        answer = local_client.scan_rows(resources, segment, segments, after, limit)
         after = answer.get("next")
         yield [(item["row"], item.get("version")) for item in answer.get("rows", [])], after
         if after is None:
