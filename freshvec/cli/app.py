@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from freshvec import state
-from freshvec.cli import backfill, load_command, query, redrive, settings, status
+from freshvec.cli import backfill, load_command, query, reconcile, redrive, settings, status
 from freshvec.cli.errors import OperatorError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
@@ -176,6 +176,7 @@ def expected_failures(command: F) -> F:
 app.command("load")(expected_failures(load_command.load_command))
 app.command("query")(expected_failures(query.query_command))
 app.command("backfill")(expected_failures(backfill.backfill_command))
+app.command("reconcile")(expected_failures(reconcile.reconcile_command))
 redrive_app.command("list")(expected_failures(redrive.redrive_list))
 redrive_app.command("show")(expected_failures(redrive.redrive_show))
 redrive_app.command("send")(expected_failures(redrive.redrive_send))
