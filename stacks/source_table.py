@@ -64,6 +64,11 @@ class SourceTable(Construct):
             ),
             # 0 = rows never expire by default; per-row TTL (USING TTL) is switched on below.
             default_time_to_live=0,
+            # Re-sync reads (backfill, redrive, reconcile) version each row by its cells' WRITETIME, which
+            # Keyspaces serves once client-side timestamps are on. It cannot be switched off again, and
+            # CloudFormation replaces the table to change it, so an existing table is altered once by hand
+            # (docs/deploy.md; https://docs.aws.amazon.com/keyspaces/latest/devguide/client-side-timestamps-how-to.html).
+            client_side_timestamps_enabled=True,
         )
         self.table.add_resource_dependency(self.keyspace, "a table is created in its keyspace")
         self.table.apply_removal_policy(removal)

@@ -41,6 +41,7 @@ def test_keyspaces_table_has_cdc_pitr_encryption_and_the_configured_schema(synth
     assert props["TableName"] == "movies"
     assert props["CdcSpecification"] == {"Status": "ENABLED", "ViewType": "NEW_AND_OLD_IMAGES"}
     assert props["PointInTimeRecoveryEnabled"] is True
+    assert props["ClientSideTimestampsEnabled"] is True  # re-sync reads version rows by WRITETIME
     assert props["EncryptionSpecification"] == {
         "EncryptionType": "CUSTOMER_MANAGED_KMS_KEY",
         "KmsKeyIdentifier": ref_arn(synth, synth.stack.key),
