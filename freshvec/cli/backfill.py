@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from freshvec.cli import console, keyspaces, resync
+from freshvec.cli import console, keyspaces, local_client, resync
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import quote
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
@@ -322,7 +322,7 @@ def backfill_command(
             task = progress.add_task("backfill", total=None, completed=state.sent)
             report = backfill(
                 session,
-                s.clients()("kinesis"),
+                local_client.LocalKinesis(res) if res.is_local else s.clients()("kinesis"),
                 res,
                 state,
                 workers=workers,

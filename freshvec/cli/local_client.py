@@ -6,6 +6,7 @@ the token the control API requires; every request sends that token in ``state.CO
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,25 @@ def scan_rows(resources: StackResources, segment: int, segments: int, after: str
     if not isinstance(answer.get("rows"), list):
         raise OperatorError("local pipeline answered rows/scan without rows")
     return answer
+
+
+class LocalKinesis:
+    """The ``put_records`` of a Kinesis client, through the control API (``POST /stream/put``).
+
+    The CLI's re-syncs go through the one writer (``KinesisWriter``) as against AWS; locally its calls reach
+    the stream through the pipeline's own producer, so they never race the forwarder's puts in moto.
+    """
+
+    def __init__(self, resources: StackResources) -> None:
+        self.resources = resources
+
+    def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        if StreamName != self.resources.stream_name:
+            raise OperatorError(f"the local pipeline's change stream is {self.resources.stream_name}, not {StreamName}")
+        body = {
+            "records": [
+                {"data_b64": base64.b64encode(r["Data"]).decode("ascii"), "partition_key": r["PartitionKey"]}
+                for r in Records
+            ]
+        }
+        return control_request(self.resources, "POST", "stream/put", body)

@@ -40,7 +40,6 @@ import typer
 
 from freshvec import constants as c
 from freshvec.cli import backfill, console, keyspaces, resync
-from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
@@ -415,7 +414,7 @@ def reconcile_command(
     try:
         resyncer = None
         if repair:
-            sender = ChangeStreamSender.for_kinesis(clients("kinesis"), res.stream_name)
+            sender = resync.change_stream_sender(res, clients)
             resyncer = resync.Resyncer(res.config, resync.row_reader(res, session), clients("s3vectors"), res, sender)
         sides = sides_for(res, clients, session, segments=segments, index_segments=index_segments)
         with console.progress() as progress:

@@ -255,7 +255,7 @@ def redrive(
             sender = (
                 ChangeStreamSender(writer, resources.stream_name)
                 if writer is not None
-                else ChangeStreamSender.for_kinesis(clients("kinesis"), resources.stream_name)
+                else resync.change_stream_sender(resources, clients)
             )
             resyncer = resync.Resyncer(config, reader, clients("s3vectors"), resources, sender)
             pairs = list(unique.values())

@@ -257,6 +257,12 @@ class Resyncer:
         return results
 
 
+def change_stream_sender(resources: StackResources, clients: Any) -> ChangeStreamSender:
+    """The one writer for re-syncs: Kinesis on AWS; locally the pipeline's producer through the control API."""
+    kinesis = local_client.LocalKinesis(resources) if resources.is_local else clients("kinesis")
+    return ChangeStreamSender.for_kinesis(kinesis, resources.stream_name)
+
+
 def row_reader(resources: StackResources, session: Any = None) -> RowReader:
     """The reader for the stack: the local control API, or the Keyspaces ``session`` (required against AWS)."""
     if resources.is_local:

@@ -134,6 +134,8 @@ def test_rows_read_back_with_versions_and_scanned_by_segment(stack: dict[str, An
         ("rows/scan", {"segments": 0}, "'segments' must be a whole number of at least 1"),
         ("rows/scan", {"limit": "all"}, "'limit'"),
         ("rows/scan", {"after": 7}, "'after'"),
+        ("stream/put", {"records": [{"data_b64": "!!", "partition_key": "k"}]}, "not base64"),
+        ("stream/put", {"records": [{"data_b64": "e30="}]}, "'partition_key'"),
     ],
 )
 def test_bad_requests_get_a_400_with_the_reason(stack: dict[str, Any], path: str, body: Any, message: str) -> None:
