@@ -63,6 +63,14 @@ LOCAL_ONLY_PROVIDERS = ("local",)
 TITAN_MAX_INPUT_CHARS = 50_000
 COHERE_MAX_TEXTS_PER_CALL = 96
 COHERE_MAX_INPUT_CHARS = 2_048
+# What each provider's embedder cuts a text to before embedding: part of every fingerprint, so the embedders
+# and the tools that recompute fingerprints (reconcile) read it from here. WordLlama has no hard limit; local
+# mode cuts like Titan.
+PROVIDER_MAX_INPUT_CHARS: dict[str, int] = {
+    "titan": TITAN_MAX_INPUT_CHARS,
+    "cohere": COHERE_MAX_INPUT_CHARS,
+    "local": TITAN_MAX_INPUT_CHARS,
+}
 
 # --- AWS CloudFormation (AWS::Cassandra::Keyspace / Table): names of fewer characters are refused ---
 CFN_KEYSPACES_NAME_MIN_CHARS = 2

@@ -62,3 +62,7 @@ FORWARDER_LAG_ALARM_MS = 5 * 60 * 1000  # newest forwarded change older than fiv
 FORWARDER_LAG_EVALUATION_PERIODS = 3
 DASHBOARD_WIDGET_WIDTH = 8
 DASHBOARD_WIDGET_HEIGHT = 6
+# CDK context: true for a table created by an earlier release, whose client-side timestamps were turned on by
+# hand (ALTER TABLE, docs/deploy.md); the property then stays out of the template, since adding it to a
+# deployed table's template makes CloudFormation replace the custom-named table, which fails.
+CTX_CLIENT_SIDE_TIMESTAMPS_BY_HAND = "freshvec:clientSideTimestampsByHand"

@@ -22,15 +22,17 @@ from freshvec.config import PipelineConfig
 from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
 
-# CQL through the SigV4 plugin (load writes rows, backfill/reconcile/status read them): cassandra:Modify and
-# cassandra:Select on the table, and cassandra:Select on the system keyspaces every driver reads on connect
+# CQL through the SigV4 plugin (load writes rows; backfill, redrive send, reconcile and status read them):
+# cassandra:Modify and cassandra:Select on the table, and cassandra:Select on the system keyspaces every driver reads
+# on connect
 # (https://docs.aws.amazon.com/keyspaces/latest/devguide/security_iam_service-with-iam.html).
 TABLE_ACTIONS = ("cassandra:Modify", "cassandra:Select")
 SYSTEM_KEYSPACE_ACTIONS = ("cassandra:Select",)
 # backfill, redrive send and reconcile re-send changes with PutRecords; a producer on a KMS-encrypted stream needs
 # kms:GenerateDataKey (https://docs.aws.amazon.com/streams/latest/dev/permissions-user-key-KMS.html).
 STREAM_ACTIONS = ("kinesis:PutRecords",)
-# query and reconcile read the index; status counts it (ListVectors) and query checks its dimension (GetIndex).
+# query reads the index (QueryVectors); reconcile lists it (ListVectors) and, with redrive send, reads the stored
+# version of rows that are gone (GetVectors); status counts it (ListVectors) and query checks its dimension (GetIndex).
 INDEX_ACTIONS = ("s3vectors:GetIndex", "s3vectors:GetVectors", "s3vectors:ListVectors", "s3vectors:QueryVectors")
 # query embeds the text with the configured model.
 MODEL_ACTIONS = ("bedrock:InvokeModel",)

@@ -35,6 +35,7 @@ class SourceTable(Construct):
         self.keyspace.apply_removal_policy(removal)
 
         key_columns = set(config.primary_key)
+        by_hand = bool(self.node.try_get_context(k.CTX_CLIENT_SIDE_TIMESTAMPS_BY_HAND))
         column = cassandra.CfnTable.ColumnProperty
         self.table = cassandra.CfnTable(
             self,
@@ -64,6 +65,11 @@ class SourceTable(Construct):
             ),
             # 0 = rows never expire by default; per-row TTL (USING TTL) is switched on below.
             default_time_to_live=0,
+            # Re-sync reads (backfill, redrive, reconcile) version each row by its cells' WRITETIME, which
+            # Keyspaces serves once client-side timestamps are on. It cannot be switched off again, and
+            # CloudFormation replaces the table to change it, so an existing table is altered once by hand
+            # (docs/deploy.md; https://docs.aws.amazon.com/keyspaces/latest/devguide/client-side-timestamps-how-to.html).
+            client_side_timestamps_enabled=None if by_hand else True,
         )
         self.table.add_resource_dependency(self.keyspace, "a table is created in its keyspace")
         self.table.apply_removal_policy(removal)

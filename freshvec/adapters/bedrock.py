@@ -91,7 +91,7 @@ class TitanEmbedder(BaseEmbedder):
         self.dimensions = dimensions
         self.normalize = normalize
         self.max_concurrency = max_concurrency
-        self.max_input_chars = c.TITAN_MAX_INPUT_CHARS
+        self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS["titan"]
         self._retry = retry or RetryPolicy()
         self.limiter = limiter
 
@@ -141,7 +141,7 @@ class CohereEmbedder(BaseEmbedder):
         self.model_id = model_id
         self.dimensions = dimensions
         self.max_concurrency = max_concurrency
-        self.max_input_chars = c.COHERE_MAX_INPUT_CHARS
+        self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS["cohere"]
         self._retry = retry or RetryPolicy()
         self.limiter = limiter
 

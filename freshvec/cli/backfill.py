@@ -1,7 +1,10 @@
-"""``freshvec backfill``: send every existing row to the change stream as an INSERT event (origin BACKFILL).
+"""``freshvec backfill``: send every existing row to the change stream as a re-sync event (origin BACKFILL).
 
-The table is read in token-range segments, in parallel, with progress saved after every page Kinesis
-accepted, so an interrupted backfill resumes where it stopped.
+Each row goes with the version it was read with (the newest cell WRITETIME, ``freshvec.cli.resync``), so a
+backfill never overwrites a newer change CDC delivered, and cannot bring back a row deleted after it was read:
+the sink's version rule and tombstones decide. The table is read in token-range segments (local mode: key-hash
+segments through the control API), in parallel, with progress saved after every page Kinesis accepted, so an
+interrupted backfill resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -10,24 +13,21 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from freshvec.cli import console, keyspaces
+from freshvec.cli import console, keyspaces, local_client, resync
 from freshvec.cli.errors import OperatorError
-from freshvec.cli.load import TableSchema, quote, to_json_value
+from freshvec.cli.load import quote
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import StackResources
 from freshvec.config import PipelineConfig
-from freshvec.events import ChangeEvent, format_timestamp
-from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import ChangeStreamWriter
 
@@ -45,10 +45,18 @@ def token_segments(count: int) -> list[tuple[int, int]]:
 
 
 def build_range_select(
-    keyspace: str, table: str, partition_key: Sequence[str], columns: Sequence[str], *, inclusive: bool
+    keyspace: str,
+    table: str,
+    partition_key: Sequence[str],
+    columns: Sequence[str],
+    *,
+    inclusive: bool,
+    versioned: Sequence[str] = (),
 ) -> str:
+    """A token-range select of ``columns``, then ``WRITETIME`` of each ``versioned`` column (``resync``'s aliases)."""
     token = f"token({', '.join(quote(k) for k in partition_key)})"
-    selected = ", ".join(quote(col) for col in columns)
+    times = [f"WRITETIME({quote(col)}) AS {resync.WRITETIME_PREFIX}{i}" for i, col in enumerate(versioned)]
+    selected = ", ".join([quote(col) for col in columns] + times)
     low = ">=" if inclusive else ">"
     # Identifiers come from the validated config and are quoted; token bounds are bound values.
     return (
@@ -59,12 +67,13 @@ def build_range_select(
 
 @dataclass
 class BackfillState:
-    """Progress that survives an interruption: per segment, the last token fully sent, or done."""
+    """Progress that survives an interruption: per segment, the last token fully sent (local mode: the scan
+    cursor), or done."""
 
     path: Path
     segments: int
     started_ms: int
-    positions: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int | str] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     sent: int = 0
 
@@ -82,7 +91,7 @@ class BackfillState:
                     path,
                     segments,
                     int(raw["started_ms"]),
-                    {int(k): int(v) for k, v in raw["positions"].items()},
+                    {int(k): v if isinstance(v, str) else int(v) for k, v in raw["positions"].items()},
                     {int(s) for s in raw["done"]},
                     int(raw["sent"]),
                 )
@@ -128,9 +137,10 @@ def backfill(
     on_progress: Callable[[int], None] | None = None,
     writer: ChangeStreamWriter | None = None,
 ) -> BackfillReport:
-    """Send every existing row as an INSERT change event (origin BACKFILL) to the change stream.
+    """Send every existing row, with the version it was read with, as a re-sync event (origin BACKFILL).
 
-    Token-range segments are read in parallel; after each page of rows Kinesis accepted, the segment's
+    ``session`` is the Keyspaces session (None in local mode: rows come from the control API). Token-range
+    segments are read in parallel; after each page of rows Kinesis accepted, the segment's
     last token is saved, so a rerun resumes there (re-sending at most the rows of that token: the sink
     is idempotent). When one segment fails, the others stop at their next page. Pages go through
     ``writer`` (default: the Kinesis writer on the stack's stream) in the calls ``plan_calls`` plans.
@@ -164,8 +174,8 @@ class _BackfillRun:
         on_progress: Callable[[int], None] | None,
     ) -> None:
         self.session = session
+        self.resources = resources
         self.config = resources.config
-        self.schema = TableSchema.from_config(self.config)
         self.state = state
         self.sender = sender
         self.limiter = limiter
@@ -177,12 +187,20 @@ class _BackfillRun:
         self.seq_base = state.started_ms * 10**9 + state.sent
         self.counter = itertools.count(1)
         c_ = self.config
-        self.statements = {
-            inclusive: session.prepare(
-                build_range_select(c_.keyspace, c_.table, c_.partition_key, list(c_.columns), inclusive=inclusive)
-            )
-            for inclusive in (False, True)
-        }
+        versioned = resync.versioned_columns(c_)
+        columns = list(c_.columns)
+        self.statements = (
+            {}
+            if resources.is_local
+            else {
+                inclusive: session.prepare(
+                    build_range_select(
+                        c_.keyspace, c_.table, c_.partition_key, columns, inclusive=inclusive, versioned=versioned
+                    )
+                )
+                for inclusive in (False, True)
+            }
+        )
 
     def run(self, workers: int) -> BackfillReport:
         state = self.state
@@ -213,25 +231,40 @@ class _BackfillRun:
 
     def _read(self, index: int, low: int, high: int) -> bool:
         """Send the segment page by page; False when stopped early because another segment failed."""
-        resume_at = self.state.positions.get(index)
-        statement = self.statements[resume_at is not None]
         page: list[OutgoingRecord] = []
-        last_token: int | None = None
-        for row in self.session.execute(statement, (low if resume_at is None else resume_at, high)):
-            last_token = row.pop("fv_token")
+        last: int | str | None = None
+        for raw, position in self._rows(index, low, high):
+            row, version = raw
+            last = position
             with self.lock:
                 seq = str(self.seq_base + next(self.counter))
-            page.append(_backfill_record(row, self.schema, self.config, seq))
+            page.append(_backfill_record(row, version, self.config, seq))
             if len(page) >= self.page_rows:
                 if self.stop.is_set():
                     return False
-                self._flush(index, page, last_token)
+                self._flush(index, page, last)
                 page = []
         if self.stop.is_set():
             return False
         if page:
-            self._flush(index, page, last_token)
+            self._flush(index, page, last)
         return True
+
+    def _rows(self, index: int, low: int, high: int) -> Iterator[tuple[resync.RowRead, int | str | None]]:
+        """(row and version, resume position) of each row of the segment, from where a previous run stopped."""
+        resume_at = self.state.positions.get(index)
+        if self.resources.is_local:
+            # Key-hash segments; the position is the scan cursor, so a resumed page starts after the saved row.
+            after = resume_at if isinstance(resume_at, str) else None
+            pages = resync.local_scan_pages(self.resources, index, self.state.segments, after=after)
+            for page, _cursor in pages:
+                for row, version in page:
+                    yield (row, version), _local_cursor(row, self.config)
+            return
+        statement = self.statements[resume_at is not None]
+        for raw in self.session.execute(statement, (low if resume_at is None else resume_at, high)):
+            token = raw.pop("fv_token")
+            yield resync.split_version(raw, self.config), token
 
     def _flush(self, index: int, page: list[OutgoingRecord], last_token: int | None) -> None:
         self.limiter.acquire(len(page))
@@ -245,25 +278,14 @@ class _BackfillRun:
             self.on_progress(len(page))
 
 
-def _backfill_record(row: dict[str, Any], schema: TableSchema, config: PipelineConfig, seq: str) -> OutgoingRecord:
-    new = {name: to_json_value(value, schema.column_types[name]) for name, value in row.items()}
-    key = {name: new[name] for name in config.primary_key}
-    now = datetime.now(UTC)
-    event = ChangeEvent(
-        keyspace=config.keyspace,
-        table=config.table,
-        op="INSERT",
-        key=key,
-        new=new,
-        old=None,
-        seq=seq,
-        shard="backfill",
-        ts=format_timestamp(now),
-        origin="BACKFILL",
-    )
-    return OutgoingRecord(
-        event.to_bytes(), partition_key(vector_key(key, config.key_columns)), seq, changed_at=now.timestamp()
-    )
+def _backfill_record(row: dict[str, Any], version: int | None, config: PipelineConfig, seq: str) -> OutgoingRecord:
+    key = {name: row[name] for name in config.primary_key}
+    return resync.resync_record(config, key, row, version, origin="BACKFILL", seq=seq, shard="backfill")
+
+
+def _local_cursor(row: dict[str, Any], config: PipelineConfig) -> str:
+    """The local table's scan cursor for a row: its primary key values as compact JSON (``LocalTable`` key id)."""
+    return json.dumps([row[name] for name in config.primary_key], separators=(",", ":"), ensure_ascii=False)
 
 
 def default_backfill_state_path(stack_name: str) -> Path:
@@ -289,20 +311,18 @@ def backfill_command(
     """Send every existing row to the change stream (CDC only captures changes made after it was enabled)."""
     s = settings()
     res = s.resources()
-    if res.is_local:
-        raise OperatorError("backfill reads Amazon Keyspaces; local mode starts empty and needs none")
     path = state_file or default_backfill_state_path(res.stack_name)
     state = BackfillState.open(path, segments, restart=restart)
     if state.complete:
         console.out.print(f"backfill already complete ({state.sent} rows sent); pass --restart to run it again")
         return
-    cluster, session = keyspaces.connect_table(res.region, ca_bundle)
+    cluster, session = (None, None) if res.is_local else keyspaces.connect_table(res.region, ca_bundle)
     try:
         with console.progress() as progress:
             task = progress.add_task("backfill", total=None, completed=state.sent)
             report = backfill(
                 session,
-                s.clients()("kinesis"),
+                local_client.LocalKinesis(res) if res.is_local else s.clients()("kinesis"),
                 res,
                 state,
                 workers=workers,
@@ -310,7 +330,8 @@ def backfill_command(
                 on_progress=lambda n: progress.advance(task, n),
             )
     finally:
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
     resumed = " (resumed)" if report.resumed else ""
     console.out.print(
         f"backfill{resumed}: {report.sent} row(s) sent to {res.stream_name}; "

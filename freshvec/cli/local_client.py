@@ -6,6 +6,7 @@ the token the control API requires; every request sends that token in ``state.CO
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,43 @@ def control_request(resources: StackResources, method: str, path: str, body: Any
         return response.json()
     except ValueError as exc:
         raise OperatorError(f"local pipeline answered {path} with something that is not JSON") from exc
+
+
+def read_rows(resources: StackResources, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``POST /rows/read``: each key's current row (None when gone) and version, in the order of ``keys``."""
+    answer = control_request(resources, "POST", "rows/read", {"keys": keys})
+    rows = answer.get("rows")
+    if not isinstance(rows, list) or len(rows) != len(keys):
+        raise OperatorError("local pipeline answered rows/read with the wrong number of rows")
+    return rows
+
+
+def scan_rows(resources: StackResources, segment: int, segments: int, after: str | None, limit: int) -> dict[str, Any]:
+    """``POST /rows/scan``: one page of a key-hash segment's rows with versions, and the cursor after it."""
+    body = {"segment": segment, "segments": segments, "after": after, "limit": limit}
+    answer = control_request(resources, "POST", "rows/scan", body)
+    if not isinstance(answer.get("rows"), list):
+        raise OperatorError("local pipeline answered rows/scan without rows")
+    return answer
+
+
+class LocalKinesis:
+    """The ``put_records`` of a Kinesis client, through the control API (``POST /stream/put``).
+
+    The CLI's re-syncs go through the one writer (``KinesisWriter``) as against AWS; locally its calls reach
+    the stream through the pipeline's own producer, so they never race the forwarder's puts in moto.
+    """
+
+    def __init__(self, resources: StackResources) -> None:
+        self.resources = resources
+
+    def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        if StreamName != self.resources.stream_name:
+            raise OperatorError(f"the local pipeline's change stream is {self.resources.stream_name}, not {StreamName}")
+        body = {
+            "records": [
+                {"data_b64": base64.b64encode(r["Data"]).decode("ascii"), "partition_key": r["PartitionKey"]}
+                for r in Records
+            ]
+        }
+        return control_request(self.resources, "POST", "stream/put", body)

@@ -1,8 +1,10 @@
-"""``freshvec redrive``: list, show and re-send parked changes (the sink DLQ and the on-failure bucket).
+"""``freshvec redrive``: list, show and re-sync parked changes (the sink DLQ and the on-failure bucket).
 
 A DLQ message holds one change the sink could not apply; an on-failure object is the invocation record
-Lambda wrote for a discarded batch. Re-sent records go back onto the change stream; each item leaves its
-parking place only after Kinesis accepted all of its records.
+Lambda wrote for a discarded batch. ``redrive send`` does not replay them: it reads the current row of each
+parked key from the table and sends that (origin REDRIVE, ``freshvec.cli.resync``), so a redrive can never
+write older state than the table holds. Each item leaves its parking place only after Kinesis accepted the
+re-sync of all of its keys; its payload stays readable with ``redrive show`` until then.
 """
 
 from __future__ import annotations
@@ -13,19 +15,23 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from freshvec.cli import console
+from freshvec.cli import console, keyspaces, resync
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
+from freshvec.config import PipelineConfig
+from freshvec.keys import vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import ChangeStreamWriter
+from freshvec.sources.keyspaces.cells import keys_to_json
 
 DLQ_RECEIVE_WAIT_S = 1  # long polling: a short poll may miss messages on other SQS servers
 # `redrive show` hides what it receives for at most this long while it looks further (a message released at once
@@ -50,11 +56,39 @@ class ParkedItem:
 
 @dataclass
 class RedriveReport:
-    found: int = 0
-    sent_items: int = 0
-    sent_records: int = 0
-    unreadable: int = 0
+    found: int = 0  # parked items looked at
+    resynced_items: int = 0  # items whose keys were all re-synced (and which left their parking place)
+    keys: int = 0  # distinct keys re-synced (duplicates collapsed)
+    updates: int = 0  # keys whose current row was sent
+    deletes: int = 0  # keys whose row is gone: a removal of the stored vector was sent
+    unchanged: int = 0  # keys with no row and no vector: nothing to send
+    unreadable: int = 0  # items that cannot be decoded (left in place)
+    keyless: int = 0  # items with a record whose key cannot be recovered (left in place)
     dry_run: bool = False
+
+
+def record_key(data: bytes, config: PipelineConfig) -> dict[str, Any] | None:
+    """The primary key a parked record is about: the change event's ``key``, or the raw stream record's keys in
+    the forwarder's error envelope; None when the payload names no key of this table."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or (doc.get("keyspace"), doc.get("table")) != (config.keyspace, config.table):
+        return None
+    key: Any = doc.get("key")
+    if not isinstance(key, dict) and isinstance(doc.get("record"), dict):
+        raw = doc["record"]
+        try:
+            key = {**keys_to_json(raw.get("partitionKeys")), **keys_to_json(raw.get("clusteringKeys"))}
+        except (AttributeError, TypeError, ValueError):
+            return None
+    if not isinstance(key, dict):
+        return None
+    primary = resync.key_of_row(key, config)
+    if primary is None or resync.checked_vector_key(primary, config) is None:
+        return None
+    return primary
 
 
 def decode_dlq_body(body: str) -> tuple[list[OutgoingRecord], str, str | None, str, str | None]:
@@ -228,6 +262,7 @@ def _received(message: dict[str, Any]) -> ParkedItem:
 def redrive(
     clients: ClientFactory,
     resources: StackResources,
+    reader: resync.RowReader,
     *,
     source: str = "all",
     limit: int = 1000,
@@ -235,55 +270,82 @@ def redrive(
     on_item: Callable[[ParkedItem, str], None] | None = None,
     writer: ChangeStreamWriter | None = None,
 ) -> RedriveReport:
-    """Re-send parked records to the change stream; remove each from its parking place only after
-    Kinesis accepted all of its records (a DLQ message is deleted, an on-failure object moved).
+    """Re-sync the keys of parked changes: read each key's current row and send it (origin REDRIVE).
 
-    An item's records go through ``writer`` (default: the Kinesis writer on the stack's stream) in the calls
-    ``plan_calls`` plans, so two changes of one row never share a PutRecords call."""
+    A parked payload is never replayed: an old change sent again could carry older state than the table holds.
+    Keys parked several times (re-delivered duplicates, several changes of one row) are re-synced once. An item
+    leaves its parking place (a DLQ message is deleted, an on-failure object moved under ``redriven/``) only
+    after Kinesis accepted the re-sync of every one of its keys; an item that cannot be decoded, or with a record
+    whose key cannot be recovered, stays where it is and is reported. Records go through ``writer`` (default:
+    the Kinesis writer on the stack's stream) in the calls ``plan_calls`` plans.
+    """
     report = RedriveReport(dry_run=dry_run)
-    if writer is None:
-        sender = ChangeStreamSender.for_kinesis(clients("kinesis"), resources.stream_name)
-    else:
-        sender = ChangeStreamSender(writer, resources.stream_name)
+    config = resources.config
+    sqs = clients("sqs") if source in ("dlq", "all") else None
+    received = receive_dlq(sqs, resources.dlq_url, limit=limit) if sqs is not None else []
+    removed: set[str] = set()
+    try:
+        items = list(received)
+        if source in ("on-failure", "all"):
+            items.extend(list_on_failure(clients("s3"), resources.on_failure_bucket, limit=limit))
+        report.found = len(items)
+        ready = _recoverable(items, config, report, on_item)
+        unique: dict[str, tuple[dict[str, Any], str]] = {}  # vector key -> (key, seq naming the first item)
+        for item, keys in ready:
+            for key in keys:
+                unique.setdefault(vector_key(key, config.key_columns), (key, f"redrive:{item.ref}"))
+        report.keys = len(unique)
+        if dry_run:
+            for item, _ in ready:
+                _notify(on_item, item, "would re-sync")
+            return report
+        if unique:
+            sender = (
+                ChangeStreamSender(writer, resources.stream_name)
+                if writer is not None
+                else resync.change_stream_sender(resources, clients)
+            )
+            resyncer = resync.Resyncer(config, reader, clients("s3vectors"), resources, sender)
+            pairs = list(unique.values())
+            results = resyncer.resync([key for key, _ in pairs], origin="REDRIVE", seqs=[seq for _, seq in pairs])
+            report.updates = sum(1 for r in results if r.action == "update")
+            report.deletes = sum(1 for r in results if r.action == "delete")
+            report.unchanged = sum(1 for r in results if r.action == "none")
+        for item, _ in ready:  # every key is re-synced: the item leaves its parking place
+            if item.source == "dlq" and sqs is not None:
+                sqs.delete_message(QueueUrl=resources.dlq_url, ReceiptHandle=item.handle)
+                removed.add(item.ref)
+            else:
+                move_redriven(clients("s3"), resources.on_failure_bucket, item.handle)
+            report.resynced_items += 1
+            _notify(on_item, item, "re-synced")
+        return report
+    finally:  # whatever was not re-synced becomes visible again at once, also after an error
+        rest = [item for item in received if item.ref not in removed]
+        if rest and sqs is not None:
+            release_dlq(sqs, resources.dlq_url, rest)
 
-    def handle(item: ParkedItem, remove: Callable[[], None]) -> bool:
-        report.found += 1
+
+def _recoverable(
+    items: list[ParkedItem],
+    config: PipelineConfig,
+    report: RedriveReport,
+    on_item: Callable[[ParkedItem, str], None] | None,
+) -> list[tuple[ParkedItem, list[dict[str, Any]]]]:
+    """The items every record of which names a key, with those keys; the others are counted and reported."""
+    ready: list[tuple[ParkedItem, list[dict[str, Any]]]] = []
+    for item in items:
+        keys = item_keys(item, config)
         if item.unreadable:
             report.unreadable += 1
             _notify(on_item, item, "unreadable")
-            return False
-        if dry_run:
-            _notify(on_item, item, "would send")
-            return False
-        sender.send(item.records)
-        remove()
-        report.sent_items += 1
-        report.sent_records += len(item.records)
-        _notify(on_item, item, "sent")
-        return True
-
-    if source in ("dlq", "all"):
-        sqs = clients("sqs")
-        received = receive_dlq(sqs, resources.dlq_url, limit=limit)
-        deleted: set[str] = set()
-        try:
-            for item in received:
-
-                def delete(item: ParkedItem = item) -> None:
-                    sqs.delete_message(QueueUrl=resources.dlq_url, ReceiptHandle=item.handle)
-
-                if handle(item, delete):
-                    deleted.add(item.ref)
-        finally:  # whatever was not re-sent becomes visible again at once, also after an error
-            rest = [item for item in received if item.ref not in deleted]
-            if rest:
-                release_dlq(sqs, resources.dlq_url, rest)
-    if source in ("on-failure", "all"):
-        s3 = clients("s3")
-        bucket = resources.on_failure_bucket
-        for item in list_on_failure(s3, bucket, limit=limit):
-            handle(item, lambda item=item: move_redriven(s3, bucket, item.handle))
-    return report
+        elif not keys or any(key is None for key in keys):
+            report.keyless += 1
+            item.unreadable = f"{sum(key is None for key in keys)} record(s) name no key of {config.table}"
+            _notify(on_item, item, "no key")
+        else:
+            ready.append((item, [key for key in keys if key is not None]))
+    return ready
 
 
 def _notify(on_item: Callable[[ParkedItem, str], None] | None, item: ParkedItem, outcome: str) -> None:
@@ -359,10 +421,12 @@ def redrive_show(
     )
     if item is None:
         raise OperatorError(f"no parked item {ref!r} (looked at {looked}); list them with `freshvec redrive list`")
-    console.out.print_json(json.dumps(item_json(item), default=str))
+    console.out.print_json(json.dumps(item_json(item, s.resources().config), default=str))
 
 
-def item_json(item: ParkedItem) -> dict[str, Any]:
+def item_json(item: ParkedItem, config: PipelineConfig | None = None) -> dict[str, Any]:
+    """The item as JSON; with ``config``, also the key each record is about (what ``redrive send`` re-syncs)."""
+
     def payload(data: bytes) -> Any:
         try:
             return json.loads(data)
@@ -377,38 +441,60 @@ def item_json(item: ParkedItem) -> dict[str, Any]:
         "reason": item.reason,
         "unreadable": item.unreadable,
         "records": [{"partition_key": r.partition_key, "payload": payload(r.data)} for r in item.records],
-    }
+    } | ({"keys": item_keys(item, config)} if config is not None else {})
+
+
+def item_keys(item: ParkedItem, config: PipelineConfig) -> list[dict[str, Any] | None]:
+    """The key each of the item's records is about (None: not recoverable), what ``redrive send`` re-syncs."""
+    return [record_key(record.data, config) for record in item.records]
 
 
 def redrive_send(
     source: Source = ParkedSource.ALL,
     limit: Annotated[int | None, _limit_option(1000)] = None,
     old_limit: OldLimit = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be re-synced; change nothing")] = False,
+    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
 ) -> None:
-    """Re-send parked changes to the change stream; each leaves its parking place only after Kinesis took it."""
+    """Re-sync the keys of parked changes from the table; each item leaves its parking place once Kinesis took them."""
     s = settings()
     res = s.resources()
 
     def on_item(item: ParkedItem, outcome: str) -> None:
         detail = f": {item.unreadable}" if item.unreadable else ""
-        console.err.print(Text(f"{outcome:>10}  {item.source} {item.ref} ({len(item.records)} record(s)){detail}"))
+        console.err.print(Text(f"{outcome:>13}  {item.source} {item.ref} ({len(item.records)} record(s)){detail}"))
 
-    report = redrive(
-        s.clients(),
-        res,
-        source=source.value,
-        limit=_limit(limit, old_limit, 1000),
-        dry_run=dry_run,
-        on_item=on_item,
-    )
+    cluster, session = (None, None) if res.is_local or dry_run else keyspaces.connect_table(res.region, ca_bundle)
+    try:
+        reader = resync.row_reader(res, session) if not dry_run else _NoReads()
+        report = redrive(
+            s.clients(),
+            res,
+            reader,
+            source=source.value,
+            limit=_limit(limit, old_limit, 1000),
+            dry_run=dry_run,
+            on_item=on_item,
+        )
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+    left = report.unreadable + report.keyless
     if dry_run:
         console.out.print(
-            f"dry run: {report.found} parked, {report.found - report.unreadable} would be sent, "
-            f"{report.unreadable} unreadable"
+            f"dry run: {report.found} parked, {report.found - left} would be re-synced ({report.keys} key(s)), "
+            f"{left} left in place"
         )
     else:
         console.out.print(
-            f"{report.found} parked, {report.sent_items} re-sent ({report.sent_records} record(s)) to "
-            f"{res.stream_name}, {report.unreadable} unreadable (left in place)"
+            f"{report.found} parked, {report.resynced_items} re-synced: {report.keys} key(s) read from the table "
+            f"({report.updates} row(s) sent, {report.deletes} removal(s), {report.unchanged} already gone) to "
+            f"{res.stream_name}; {left} left in place ({report.unreadable} unreadable, {report.keyless} without a key)"
         )
+
+
+class _NoReads:
+    """The reader of a dry run, which reads nothing."""
+
+    def read(self, keys: Any) -> list[resync.RowRead]:
+        raise AssertionError("a dry run reads no rows")

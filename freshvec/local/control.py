@@ -6,6 +6,14 @@ outputs), the control URL and the control token. The control API is a small JSON
 127.0.0.1:
 
 - ``POST /rows/upsert {"rows": [...]}`` and ``POST /rows/delete {"keys": [...]}`` -> ``{"changes": n}``
+- ``POST /rows/read {"keys": [...]}`` -> ``{"rows": [{"key", "row", "version"}, ...]}``: each key's current
+  row (None when there is none) and its version, the newest cell write time in microseconds (re-sync reads)
+- ``POST /rows/scan {"segment": i, "segments": n, "after": cursor, "limit": m}`` -> ``{"rows": [{"row",
+  "version"}, ...], "next": cursor}``: one page of the rows whose key hashes into segment i of n, in key
+  order after ``after`` (``next`` None: the segment is done); backfill and reconcile read the table with it
+- ``POST /stream/put {"records": [{"data_b64": "...", "partition_key": "..."}, ...]}`` -> the PutRecords
+  answer (``FailedRecordCount``, ``Records``): the CLI's re-syncs reach the change stream through the pipeline's
+  own producer, one put at a time with the forwarder's (moto numbers concurrent puts to a shard wrongly)
 - ``POST /query {"text": "...", "k": 5, "filter": {...}}`` -> ``{"hits": [...]}``
 - ``POST /sync {"timeout": 30}`` -> ``{"synced": true}`` or 504 with what is still pending
 - ``GET /stats`` -> the pipeline's counters
@@ -21,6 +29,8 @@ Errors answer 400 (bad input, with the reason), 401, 403, 404 or 500, always as 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -37,11 +47,15 @@ logger = logging.getLogger(__name__)
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+_MAX_SCAN_PAGE = 10_000  # rows per /rows/scan answer
 
 
 class ControlledPipeline(Protocol):
     def upsert(self, rows: list[dict[str, Any]]) -> Any: ...  # a receipt with ``changes``
     def delete(self, keys: list[dict[str, Any]]) -> Any: ...
+    def read_rows(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> Any: ...
+    def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]: ...
     def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
     def wait_synced(self, timeout: float = 30) -> Any: ...
     def stats(self) -> dict[str, Any]: ...
@@ -88,6 +102,32 @@ class ControlServer:
         def delete(body: dict[str, Any]) -> tuple[int, Any]:
             return HTTPStatus.OK, {"changes": p.delete(_list_of_objects(body, "keys")).changes}
 
+        def read(body: dict[str, Any]) -> tuple[int, Any]:
+            return HTTPStatus.OK, {"rows": p.read_rows(_list_of_objects(body, "keys"))}
+
+        def scan(body: dict[str, Any]) -> tuple[int, Any]:
+            segments = _whole(body, "segments", 1, minimum=1)
+            segment = _whole(body, "segment", 0, minimum=0)
+            if segment >= segments:
+                raise ValueError("'segment' must be below 'segments'")
+            limit = _whole(body, "limit", 1000, minimum=1)
+            after = body.get("after")
+            if after is not None and not isinstance(after, str):
+                raise ValueError("'after' must be a cursor string from an earlier page, or null")
+            return HTTPStatus.OK, p.scan_rows(segment, segments, after, min(limit, _MAX_SCAN_PAGE))
+
+        def put(body: dict[str, Any]) -> tuple[int, Any]:
+            records = []
+            for item in _list_of_objects(body, "records"):
+                data, key = item.get("data_b64"), item.get("partition_key")
+                if not isinstance(data, str) or not isinstance(key, str) or not key:
+                    raise ValueError("each record needs 'data_b64' (base64 text) and a non-empty 'partition_key'")
+                try:
+                    records.append({"Data": base64.b64decode(data, validate=True), "PartitionKey": key})
+                except (binascii.Error, ValueError) as exc:
+                    raise ValueError(f"'data_b64' is not base64: {exc}") from exc
+            return HTTPStatus.OK, p.put_stream_records(records)
+
         def query(body: dict[str, Any]) -> tuple[int, Any]:
             text = body.get("text")
             if not isinstance(text, str) or not text.strip():
@@ -113,10 +153,20 @@ class ControlServer:
         return {
             ("POST", "/rows/upsert"): upsert,
             ("POST", "/rows/delete"): delete,
+            ("POST", "/rows/read"): read,
+            ("POST", "/rows/scan"): scan,
+            ("POST", "/stream/put"): put,
             ("POST", "/query"): query,
             ("POST", "/sync"): sync,
             ("GET", "/stats"): stats,
         }
+
+
+def _whole(body: Mapping[str, Any], name: str, default: int, *, minimum: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"'{name}' must be a whole number of at least {minimum}")
+    return value
 
 
 def _list_of_objects(body: Mapping[str, Any], name: str) -> list[dict[str, Any]]:

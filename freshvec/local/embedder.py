@@ -12,7 +12,7 @@ from freshvec import constants as c
 from freshvec.adapters.bedrock import BaseEmbedder
 from freshvec.ports import EmbedResult
 
-LOCAL_MAX_INPUT_CHARS = c.TITAN_MAX_INPUT_CHARS  # WordLlama has no hard limit; keep local mode like Titan
+LOCAL_MAX_INPUT_CHARS = c.PROVIDER_MAX_INPUT_CHARS["local"]  # WordLlama has no hard limit; cut like Titan
 
 
 class LocalEmbedder(BaseEmbedder):

@@ -316,6 +316,29 @@ class LocalPipeline:
             self._count(ttl_expiries=receipt.changes)
         return receipt
 
+    def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """PutRecords to the change stream for another producer (the CLI's re-syncs), serialized with the
+        forwarder's puts; the answer keeps only what PutRecords callers read."""
+        response = self.stream_producer().put_records(StreamName=self.resources.stream_name, Records=records)
+        keep = ("SequenceNumber", "ShardId", "ErrorCode", "ErrorMessage")
+        return {
+            "FailedRecordCount": response.get("FailedRecordCount", 0),
+            "Records": [{k: v for k, v in r.items() if k in keep} for r in response.get("Records", [])],
+        }
+
+    def read_rows(self, keys: Iterable[Row]) -> list[dict[str, Any]]:
+        """Each key's current row and version (``{"key", "row", "version"}``; row None when there is none)."""
+        answers = []
+        for key in keys:
+            row, version = self.table.read(key)
+            answers.append({"key": dict(key), "row": row, "version": version})
+        return answers
+
+    def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
+        """One page of a segment's rows with their versions (``LocalTable.scan``) and the next cursor."""
+        page, cursor = self.table.scan(segment, segments, after=after, limit=limit)
+        return {"rows": [{"row": row, "version": version} for row, version in page], "next": cursor}
+
     @staticmethod
     def _positions(sequence_numbers: Iterable[str | None]) -> list[Position]:
         return [seq for seq in sequence_numbers if seq is not None]  # None: nothing captured

@@ -98,7 +98,9 @@ VARIANT_OVERRIDES: dict[str, Any] = {
         "forwarder": {"schedule_minutes": 2, "memory_mb": 256, "timeout_s": 100, "reserved_concurrency": 3},
         "removal_policy": "retain",
         "alarm_email": "oncall@example.com",
-    }
+    },
+    # a table from an earlier release, whose client-side timestamps were turned on by hand
+    "freshvec:clientSideTimestampsByHand": True,
 }
 
 

@@ -117,6 +117,8 @@ OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
         "kms:GenerateDataKey",
     ),
     "redrive send: kinesis:PutRecords": _KINESIS_SEND,
+    # re-syncs read the parked keys' rows, and the stored version of a row that is gone
+    "redrive send: CQL SELECT, s3vectors:GetVectors": (*_CQL_READ, "s3vectors:GetVectors"),
     "status: cloudwatch:GetMetricStatistics/GetMetricData": (
         "cloudwatch:GetMetricStatistics",
         "cloudwatch:GetMetricData",

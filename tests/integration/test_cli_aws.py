@@ -43,6 +43,11 @@ runner = CliRunner()
 @pytest.fixture
 def stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[cli_stack.StackResources]:
     """Real resources in moto, described by a CloudFormation stack's outputs (with the Titan config)."""
+    yield make_stack(moto, monkeypatch)
+
+
+def make_stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> cli_stack.StackResources:
+    """The ``stack`` fixture's work, for other modules' fixtures."""
     created = create_resources(moto.client, local_config(default_config()))
     outputs = created.outputs(default_config())
     template = {
@@ -55,7 +60,7 @@ def stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[cli_sta
     monkeypatch.setenv(cli.STACK_ENV, STACK)
     monkeypatch.setattr(console.out, "width", 250)  # a wide terminal: tables print without folding
     monkeypatch.setattr(redrive, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
-    yield cli_stack.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
+    return cli_stack.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
 
 
 def invoke(*args: str) -> Any:
@@ -128,34 +133,6 @@ def test_stack_without_freshvec_outputs_is_explained(moto: MotoServer, stack: cl
 # ---- redrive -----------------------------------------------------------------------------------
 
 
-def test_redrive_dlq_list_dry_run_and_send(moto: MotoServer, stack: cli_stack.StackResources) -> None:
-    sqs = moto.client("sqs")
-    events = [b'{"op": "INSERT", "n": 1}', b'{"op": "UPDATE", "n": 2}']
-    for n, payload in enumerate(events):
-        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(payload, f'["movie {n}"]'))
-    sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not json at all")
-
-    listed = invoke("redrive", "list", "--source", "dlq")
-    assert listed.exit_code == 0 and "3 parked item(s)" in listed.output
-    assert "metadata over 2 KB" in listed.output and "not a freshvec DLQ message" in listed.output
-    assert _visible(moto, stack.dlq_url) == 3  # listing leaves everything in the queue
-
-    dry = invoke("redrive", "send", "--dry-run")
-    assert dry.exit_code == 0 and "dry run: 3 parked, 2 would be sent, 1 unreadable" in dry.output
-    assert _read_stream(moto, stack.stream_name) == [] and _visible(moto, stack.dlq_url) == 3
-
-    sent = invoke("redrive", "send", "--source", "dlq")
-    assert sent.exit_code == 0 and "3 parked, 2 re-sent (2 record(s))" in sent.output
-    stream = _read_stream(moto, stack.stream_name)
-    assert sorted((r["Data"], r["PartitionKey"]) for r in stream) == [
-        (events[0], '["movie 0"]'),
-        (events[1], '["movie 1"]'),
-    ]
-    assert _visible(moto, stack.dlq_url) == 1  # only the unreadable message stays
-    [left] = sqs.receive_message(QueueUrl=stack.dlq_url)["Messages"]
-    assert left["Body"] == "not json at all"
-
-
 def test_redrive_show_prints_the_payload(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     sqs = moto.client("sqs")
     message_id = sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(b'{"title": "Jaws"}', '["Jaws"]'))[
@@ -216,31 +193,6 @@ def _invocation_record(records: list[tuple[str, bytes, str]], *, as_string: bool
     return json.dumps(doc).encode()
 
 
-def test_redrive_on_failure_objects_in_sequence_order(moto: MotoServer, stack: cli_stack.StackResources) -> None:
-    s3 = moto.client("s3")
-    key = "aws/lambda/1f2e-esm/shardId-000000000000/2026/11/22/2026-11-22T10.00.06-c9b8fa9f"
-    batch = [("300", b"third", '["b"]'), ("100", b"first", '["a"]'), ("200", b"second", '["a"]')]
-    s3.put_object(Bucket=stack.on_failure_bucket, Key=key, Body=_invocation_record(batch))
-    s3.put_object(Bucket=stack.on_failure_bucket, Key="aws/lambda/x/meta-only", Body=json.dumps({"version": "1.0"}))
-
-    listed = invoke("redrive", "list", "--source", "on-failure")
-    assert "RetryAttemptsExhausted after 6 invocation(s) (Unhandled)" in listed.output
-    assert "no payload" in listed.output
-
-    sent = invoke("redrive", "send", "--source", "on-failure")
-    assert sent.exit_code == 0 and "2 parked, 1 re-sent (3 record(s))" in sent.output
-    stream = _read_stream(moto, stack.stream_name)
-    assert [(r["Data"], r["PartitionKey"]) for r in stream] == [
-        (b"first", '["a"]'),
-        (b"second", '["a"]'),
-        (b"third", '["b"]'),
-    ]
-    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]}
-    assert keys == {redrive.REDRIVEN_PREFIX + key, "aws/lambda/x/meta-only"}
-    again = invoke("redrive", "send", "--source", "on-failure")
-    assert "1 parked, 0 re-sent" in again.output  # moved objects are not sent twice
-
-
 class _RecordingKinesis:
     """A moto Kinesis client that notes the partition keys of every PutRecords call."""
 
@@ -265,25 +217,6 @@ def _assert_one_change_per_row_per_call(kinesis: _RecordingKinesis) -> None:
     assert kinesis.calls
     for call in kinesis.calls:
         assert len(call) == len(set(call)), f"two changes of one row in one PutRecords call: {call}"
-
-
-def test_redrive_never_puts_two_changes_of_one_row_in_one_call(
-    moto: MotoServer, stack: cli_stack.StackResources
-) -> None:
-    batch = [("100", b"a1", '["a"]'), ("200", b"b1", '["b"]'), ("300", b"a2", '["a"]'), ("400", b"a3", '["a"]')]
-    moto.client("s3").put_object(
-        Bucket=stack.on_failure_bucket, Key="aws/lambda/x/batch", Body=_invocation_record(batch)
-    )
-    sqs = moto.client("sqs")
-    for n in range(3):
-        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(f"c{n}".encode(), '["c"]'))
-    kinesis, clients = _recording_clients(moto)
-    report = redrive.redrive(clients, stack, source="all")
-    assert report.sent_items == 4 and report.sent_records == 7
-    _assert_one_change_per_row_per_call(kinesis)
-    assert ['["a"]', '["b"]'] in kinesis.calls  # rows that differ still share a call
-    stream = _read_stream(moto, stack.stream_name)
-    assert [r["Data"] for r in stream if r["PartitionKey"] == '["a"]'] == [b"a1", b"a2", b"a3"]
 
 
 def test_backfill_sends_one_change_per_row_per_call(
@@ -380,8 +313,10 @@ def test_backfill_sends_every_row_as_a_backfill_event(
     seqs = set()
     for record in stream:
         event = parse_event(record["Data"])
-        assert (event.op, event.origin, event.shard, event.old) == ("INSERT", "BACKFILL", "backfill", None)
+        assert (event.op, event.origin, event.shard, event.old) == ("UPDATE", "BACKFILL", "backfill", None)
         assert record["PartitionKey"] == partition_key(vector_key(event.key, config.key_columns))
+        # the version read with the row: the newest write time of its cells, as the session recorded them
+        assert event.version == max(session.write_times[(event.key["title"],)].values())
         assert event.new is not None and isinstance(event.new["popularity"], str)  # decimals stay exact
         seqs.add(int(event.seq))
     assert len(seqs) == len(stream)

@@ -111,8 +111,3 @@ def test_status_reads_moto_and_the_local_counters(local: RecordingPipeline) -> N
     assert "vectors in index │ 0" in text and "sink DLQ │ 0 waiting, 0 in flight" in text
     assert "local: pending │ 0" in text
     assert "metrics" not in text  # CloudWatch is not part of local mode
-
-
-def test_backfill_is_refused_in_local_mode(local: RecordingPipeline) -> None:
-    result = invoke("backfill")
-    assert result.exit_code == 1 and "local mode starts empty" in result.output

@@ -97,6 +97,29 @@ def test_rows_written_through_the_api_become_searchable(stack: dict[str, Any]) -
     assert local_client.control_request(local_client.load_local_state(stack["path"]), "GET", "stats")["changes"] >= 3
 
 
+def test_rows_read_back_with_versions_and_scanned_by_segment(stack: dict[str, Any]) -> None:
+    rows = [{"title": f"Scan {n}", "overview": f"text {n}"} for n in range(9)]
+    call(stack, "POST", "rows/upsert", {"rows": rows})
+    answer = call(stack, "POST", "rows/read", {"keys": [{"title": "Scan 3"}, {"title": "No Such Row"}]}).json()
+    first, missing = answer["rows"]
+    assert first["row"]["overview"] == "text 3" and first["version"] > 1_600_000_000_000_000  # microseconds
+    assert missing == {"key": {"title": "No Such Row"}, "row": None, "version": None}
+    seen: list[str] = []
+    for segment in range(3):  # three segments, pages of two: every row once, in key order within a segment
+        after = None
+        while True:
+            body = {"segment": segment, "segments": 3, "after": after, "limit": 2}
+            page = call(stack, "POST", "rows/scan", body).json()
+            titles = [item["row"]["title"] for item in page["rows"]]
+            assert titles == sorted(titles) and all(item["version"] for item in page["rows"])
+            seen.extend(titles)
+            after = page["next"]
+            if after is None:
+                break
+    scanned = [title for title in seen if title.startswith("Scan ")]
+    assert sorted(scanned) == sorted(row["title"] for row in rows) and len(set(seen)) == len(seen)
+
+
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
@@ -107,6 +130,13 @@ def test_rows_written_through_the_api_become_searchable(stack: dict[str, Any]) -
         ("query", {"text": ""}, "'text'"),
         ("query", {"text": "x", "filter": {"year": {"$near": 1}}}, "$near"),
         ("query", {"text": "x", "k": 101}, "101"),
+        ("rows/read", {"keys": [{"overview": "no title"}]}, "title"),
+        ("rows/scan", {"segment": 3, "segments": 3}, "'segment' must be below 'segments'"),
+        ("rows/scan", {"segments": 0}, "'segments' must be a whole number of at least 1"),
+        ("rows/scan", {"limit": "all"}, "'limit'"),
+        ("rows/scan", {"after": 7}, "'after'"),
+        ("stream/put", {"records": [{"data_b64": "!!", "partition_key": "k"}]}, "not base64"),
+        ("stream/put", {"records": [{"data_b64": "e30="}]}, "'partition_key'"),
     ],
 )
 def test_bad_requests_get_a_400_with_the_reason(stack: dict[str, Any], path: str, body: Any, message: str) -> None:

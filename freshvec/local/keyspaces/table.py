@@ -7,6 +7,8 @@ produces.
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 import threading
 import time
@@ -75,6 +77,7 @@ class LocalTable:
         self._clock = clock
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
+        self._hashes: dict[str, int] = {}  # key id -> its scan-segment hash, computed once
         self._last_write_us = 0
 
     @property
@@ -127,6 +130,7 @@ class LocalTable:
             now = self._clock()
             for key in keys_given:
                 old = self._rows.pop(self._key_id(key), None)
+                self._hashes.pop(self._key_id(key), None)
                 if old is None and not self.record_missing_deletes:
                     continue
                 seq = self._emit(self._record(new=None, old=old, origin=origin, now=now, key=key))
@@ -162,6 +166,38 @@ class LocalTable:
         with self._lock:
             snapshot = [(_copy(row.values), row.version) for row in self._rows.values()]
         return iter(snapshot)
+
+    def scan(
+        self, segment: int, segments: int, *, after: str | None = None, limit: int = 1000
+    ) -> tuple[list[tuple[dict[str, Any], int]], str | None]:
+        """One page of the rows whose key hashes into ``segment`` of ``segments``, in key order after ``after``.
+
+        Returns the rows with their versions and the cursor to pass as ``after`` for the next page (None: this
+        was the last page). A segment is the stand-in's token range: rows written or deleted while a scan runs
+        are seen or not, as with paged CQL reads.
+        """
+        if segments < 1 or not 0 <= segment < segments:
+            raise ValueError(f"segment must be in 0..{segments - 1} and segments at least 1")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        with self._lock:
+            candidates = (
+                key_id
+                for key_id in self._rows
+                if (after is None or key_id > after) and self._segment_hash(key_id) % segments == segment
+            )
+            page_ids = heapq.nsmallest(limit + 1, candidates)
+            more = len(page_ids) > limit
+            page_ids = page_ids[:limit]
+            page = [(_copy(self._rows[key_id].values), self._rows[key_id].version) for key_id in page_ids]
+        return page, (page_ids[-1] if more else None)
+
+    def _segment_hash(self, key_id: str) -> int:
+        cached = self._hashes.get(key_id)
+        if cached is None:
+            cached = int.from_bytes(hashlib.sha256(key_id.encode("utf-8")).digest()[:8], "big")
+            self._hashes[key_id] = cached
+        return cached
 
     def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """The row with this primary key, or None."""

@@ -2,7 +2,8 @@
 
 It offers the methods freshvec uses (``prepare``, ``execute_async`` returning a future with
 ``add_callbacks``/``result``, ``execute``), keeps rows in memory, understands exactly the statements
-freshvec builds (INSERT, DELETE by key, SELECT over a token range), and fails writes on request with the
+freshvec builds (INSERT, DELETE by key, SELECT over a token range or by key, with ``WRITETIME(col) AS alias``
+columns answered from per-cell write times in microseconds, as CQL keeps them), and fails writes on request with the
 driver's own exception classes. Futures complete on worker threads, like the driver's event loop, so the
 number of writes in flight is real and recorded.
 """
@@ -23,6 +24,8 @@ from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTim
 _INSERT = re.compile(r'^INSERT INTO "(\w+)"\."(\w+)" \((.+)\) VALUES \((.+)\)$')
 _DELETE = re.compile(r'^DELETE FROM "(\w+)"\."(\w+)" WHERE (.+)$')
 _SELECT = re.compile(r'^SELECT (.+) FROM "(\w+)"\."(\w+)" WHERE token\((.+)\) (>=?) \? AND token\(.+\) <= \?$')
+_KEY_SELECT = re.compile(r'^SELECT (.+) FROM "(\w+)"\."(\w+)" WHERE ("\w+" = \?(?: AND "\w+" = \?)*)$')
+_WRITETIME = re.compile(r'^WRITETIME\("(\w+)"\) AS (\w+)$')
 
 
 def fake_token(partition_values: tuple[Any, ...]) -> int:
@@ -85,6 +88,9 @@ class FakeSession:
     max_in_flight_seen: int = 0
     page_size: int = 5000
     selects: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    # per row, per column: the write time in microseconds (strictly increasing over the session's writes)
+    write_times: dict[tuple[Any, ...], dict[str, int]] = field(default_factory=dict)
+    _last_write_us: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -92,7 +98,7 @@ class FakeSession:
 
     # ---- the driver surface -------------------------------------------------------------------
     def prepare(self, query: str) -> FakePrepared:
-        if not (_INSERT.match(query) or _DELETE.match(query) or _SELECT.match(query)):
+        if not (_INSERT.match(query) or _DELETE.match(query) or _SELECT.match(query) or _KEY_SELECT.match(query)):
             raise ValueError(f"the fake session does not understand: {query}")
         self.prepared.append(query)
         return FakePrepared(query)
@@ -106,6 +112,9 @@ class FakeSession:
         return future
 
     def execute(self, statement: FakePrepared, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        by_key = _KEY_SELECT.match(statement.query_string)
+        if by_key is not None:
+            return self._select_key(by_key, tuple(params))
         match = _SELECT.match(statement.query_string)
         if match is None:
             future = self.execute_async(statement, list(params))
@@ -131,8 +140,10 @@ class FakeSession:
                     self.executed.append((kind, values))
                     if kind == "insert":
                         self.rows.setdefault(key, {}).update(values)
+                        self._record_write_times(key, values)
                     else:
                         self.rows.pop(key, None)
+                        self.write_times.pop(key, None)
         except Exception as exc:  # anything unexpected reaches the caller through the future
             error = exc
         with self._lock:
@@ -149,6 +160,43 @@ class FakeSession:
         columns = [part.split("=")[0].strip().strip('"') for part in delete.group(3).split(" AND ")]
         return "delete", dict(zip(columns, params, strict=True))
 
+    def _record_write_times(self, key: tuple[Any, ...], values: dict[str, Any]) -> None:
+        """Called under the lock: each written non-key cell gets this write's time; a null clears the cell."""
+        self._last_write_us = max(int(time.time() * 1_000_000), self._last_write_us + 1)
+        times = self.write_times.setdefault(key, {})
+        for column, value in values.items():
+            if column in self.primary_key:
+                continue
+            if value is None:
+                times.pop(column, None)
+            else:
+                times[column] = self._last_write_us
+
+    def _project(self, key: tuple[Any, ...], selected: str) -> dict[str, Any]:
+        row = self.rows[key]
+        out: dict[str, Any] = {}
+        for item in (part.strip() for part in selected.split(",")):
+            writetime = _WRITETIME.match(item)
+            if writetime is not None:
+                if writetime.group(1) in self.primary_key:
+                    raise ValueError(
+                        f"cannot use selection function writeTime on PRIMARY KEY part {writetime.group(1)}"
+                    )
+                out[writetime.group(2)] = self.write_times.get(key, {}).get(writetime.group(1))
+            else:
+                out[item.strip('"')] = row.get(item.strip('"'))
+        return out
+
+    def _select_key(self, match: re.Match[str], params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        self.selects.append((match.group(0), params))
+        columns = [part.split("=")[0].strip().strip('"') for part in match.group(4).split(" AND ")]
+        if sorted(columns) != sorted(self.primary_key):
+            raise ValueError("a select by key must restrict every primary key column")
+        given = dict(zip(columns, params, strict=True))
+        key = tuple(given[c] for c in self.primary_key)
+        with self._lock:
+            return [self._project(key, match.group(1))] if key in self.rows else []
+
     def _select(self, match: re.Match[str], params: tuple[Any, ...]) -> list[dict[str, Any]]:
         low, high = params
         inclusive = match.group(5) == ">="
@@ -157,14 +205,13 @@ class FakeSession:
         with_token = selected.startswith("token(")
         if with_token:
             selected = selected.split(" AS fv_token, ", 1)[1]
-        columns = [c.strip().strip('"') for c in selected.split(",")]
         result = []
         for key in sorted(self.rows, key=lambda k: self._token_of(self.rows[k])):
             row = self.rows[key]
             token = self._token_of(row)
             if (token >= low if inclusive else token > low) and token <= high:
                 out = {"fv_token": token} if with_token else {}
-                out.update({column: row.get(column) for column in columns})
+                out.update(self._project(key, selected))
                 result.append(out)
         return result
 

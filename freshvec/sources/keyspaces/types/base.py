@@ -211,5 +211,10 @@ def expect(value: Any, kind: type, type_name: str) -> Any:
     return value
 
 
+# One encoder for every call: json.dumps with non-default options builds a new encoder each time, and metadata
+# sizes are measured entry by entry (the sink and reconcile call this several times per metadata key).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)

@@ -1,0 +1,462 @@
+"""``freshvec reconcile``: compare the table with the index key by key; ``--repair`` re-syncs what differs.
+
+Per vector key the table says what the index should hold (``expected_vectors``: a row can expect several
+vector keys, so chunked rows fit the same comparison) and the index says what it holds. Drift comes in four
+kinds:
+
+- **missing**: a row with text and no vector;
+- **stale**: the stored ``_fp`` is not the fingerprint of the row's text under the configured model;
+- **metadata**: the stored metadata is not the row's mapped metadata (``_seq``, ``_changed_at``, ``_fp`` and
+  ``_ver`` are the pipeline's provenance and are not compared);
+- **orphan**: a vector with no row (or with a row that has no text).
+
+Memory stays bounded whatever the table's size: both sides are read in parallel (token ranges of the table,
+ListVectors segments of the index) and spilled to temporary files in ``buckets`` partitions by key hash
+(sha256 of the vector key); then each partition is compared alone, holding one partition of the index side in
+memory (about 300 bytes a vector: 10 million vectors in 256 partitions is ~12 MB at a time).
+
+``--repair`` sends a re-sync event (origin RECONCILE, ``freshvec.cli.resync``) for every differing key through
+the one Kinesis writer: the row read again with its version, or for a row gone a removal at the stored
+``_ver``, so the sink orders the repair with live CDC. A key that changes while reconcile runs may be reported;
+repairing it is harmless. A vector whose ``_ver`` is newer than its row's version (a table restored to an older
+point in time) is left alone by the sink and reported again on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from freshvec import constants as c
+from freshvec.cli import backfill, console, keyspaces, resync
+from freshvec.cli.settings import settings
+from freshvec.cli.stack import ClientFactory, StackResources
+from freshvec.config import PipelineConfig
+from freshvec.errors import PoisonRecordError
+from freshvec.keys import parse_vector_key
+from freshvec.metadata import MetadataBuilder
+from freshvec.plan import fingerprint, has_text
+
+KINDS = ("missing", "stale", "metadata", "orphan")
+S3V_MAX_LIST_SEGMENTS = 16  # ListVectors segmentCount (https://docs.aws.amazon.com/AmazonS3/latest/API/API_S3VectorBuckets_ListVectors.html)
+S3V_LIST_PAGE = 1000  # ListVectors maxResults
+_UNINDEXABLE = "!"  # the table side's fingerprint for a row whose metadata the sink would refuse
+_SPILL_FLUSH_LINES = 20_000  # buffered spill lines (both sides) before they are appended to their files
+_REPAIR_BATCH = 500  # keys read and re-synced at a time
+_IGNORED_METADATA = frozenset(c.PIPELINE_NON_FILTERABLE_KEYS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# ---- what a row expects, what a vector holds -------------------------------------------------------------
+def canonical(value: Any) -> Any:
+    """Metadata as compared: whole floats as integers (a JSON round trip may turn 7.0 into 7), lists in place."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    return value
+
+
+def metadata_digest(metadata: Mapping[str, Any]) -> str:
+    compared = {key: canonical(value) for key, value in metadata.items() if key not in _IGNORED_METADATA}
+    text = json.dumps(compared, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class Expectation:
+    """What the sink would store for a row: per vector key, the fingerprint and the metadata digest."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.builder = MetadataBuilder(config)
+        self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS[config.embedding.provider]
+
+    def fingerprint(self, text: str) -> str:
+        e = self.config.embedding
+        return fingerprint(
+            model_id=e.model_id,
+            dimensions=e.dimensions,
+            normalize=e.normalize,
+            max_input_chars=self.max_input_chars,
+            text=text,
+        )
+
+    def expected_vectors(self, row: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """``{vector key: (fingerprint, metadata digest)}`` for a row; empty when it has no text to embed.
+
+        One key per row today; a chunking sink would return one per chunk. A row whose metadata the sink
+        would refuse (too large) expects its key with the fingerprint ``"!"``: it is reported, not repaired.
+        """
+        key = resync.checked_vector_key(row, self.config)
+        text = row.get(self.config.embedding_field)
+        if key is None or not isinstance(text, str) or not has_text(text):
+            return {}
+        fp = self.fingerprint(text)
+        try:
+            metadata = self.builder.build(row, seq="", changed_at=_EPOCH, fingerprint=fp)
+        except PoisonRecordError:
+            return {key: (_UNINDEXABLE, "")}
+        return {key: (fp, metadata_digest(metadata))}
+
+
+def stored_entry(vector: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(vector key, stored fingerprint, metadata digest) of a listed vector."""
+    metadata = vector.get("metadata") or {}
+    fp = metadata.get(c.META_FINGERPRINT)
+    return vector["key"], fp if isinstance(fp, str) else "", metadata_digest(metadata)
+
+
+# ---- spilling both sides to partitions ---------------------------------------------------------------------
+def bucket_of(key: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % buckets
+
+
+class Spill:
+    """One side's (key, fingerprint, digest) entries, appended to one file per key-hash bucket."""
+
+    def __init__(self, directory: Path, side: str, buckets: int) -> None:
+        self.paths = [directory / f"{side}-{i}.jsonl" for i in range(buckets)]
+        self._buffers: list[list[str]] = [[] for _ in range(buckets)]
+        self._buffered = 0
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, entries: Iterable[tuple[str, str, str]]) -> None:
+        lines = [(bucket_of(e[0], len(self.paths)), json.dumps(e, ensure_ascii=False)) for e in entries]
+        with self._lock:
+            for bucket, line in lines:
+                self._buffers[bucket].append(line)
+            self._buffered += len(lines)
+            self.count += len(lines)
+            if self._buffered >= _SPILL_FLUSH_LINES:
+                self._flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        for path, buffer in zip(self.paths, self._buffers, strict=True):
+            if buffer:
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.write("\n".join(buffer) + "\n")
+                buffer.clear()
+        self._buffered = 0
+
+    def read(self, bucket: int) -> Iterator[tuple[str, str, str]]:
+        path = self.paths[bucket]
+        if not path.exists():
+            return
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                key, fp, digest = json.loads(line)
+                yield key, fp, digest
+
+
+# ---- reading both sides -------------------------------------------------------------------------------------
+def table_pages(
+    resources: StackResources, session: Any, segments: int
+) -> list[Callable[[], Iterator[list[resync.RowRead]]]]:
+    """One page source per segment of the table: token ranges in Keyspaces, key-hash segments locally."""
+    config = resources.config
+    if resources.is_local:
+        return [
+            (lambda i=i: (page for page, _ in resync.local_scan_pages(resources, i, segments))) for i in range(segments)
+        ]
+    statement = session.prepare(
+        backfill.build_range_select(
+            config.keyspace,
+            config.table,
+            config.partition_key,
+            list(config.columns),
+            inclusive=False,
+            versioned=resync.versioned_columns(config),
+        )
+    )
+
+    def pages(low: int, high: int) -> Iterator[list[resync.RowRead]]:
+        page: list[resync.RowRead] = []
+        for raw in session.execute(statement, (low, high)):  # the driver pages the read (fetch_size)
+            raw.pop("fv_token", None)
+            page.append(resync.split_version(raw, config))
+            if len(page) >= S3V_LIST_PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    return [(lambda lo=lo, hi=hi: pages(lo, hi)) for lo, hi in backfill.token_segments(segments)]
+
+
+def index_pages(s3vectors: Any, resources: StackResources, segments: int) -> list[Callable[[], Iterator[list[Any]]]]:
+    """One page source per ListVectors segment (metadata, no data, 1,000 a page)."""
+
+    def pages(index: int) -> Iterator[list[Any]]:
+        kwargs: dict[str, Any] = {
+            "vectorBucketName": resources.vector_bucket,
+            "indexName": resources.vector_index,
+            "maxResults": S3V_LIST_PAGE,
+            "returnMetadata": True,
+            "returnData": False,
+        }
+        if segments > 1:
+            kwargs.update(segmentCount=segments, segmentIndex=index)
+        while True:
+            response = s3vectors.list_vectors(**kwargs)
+            yield response.get("vectors", [])
+            token = response.get("nextToken")
+            if not token:
+                return
+            kwargs["nextToken"] = token
+
+    return [(lambda i=i: pages(i)) for i in range(segments)]
+
+
+# ---- the comparison -----------------------------------------------------------------------------------------
+@dataclass
+class ReconcileReport:
+    rows: int = 0
+    vectors: int = 0
+    in_sync: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    examples: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    unindexable: int = 0  # rows whose metadata the sink refuses (parked in its DLQ): not drift
+    repaired: dict[str, int] | None = None  # with --repair: keys re-synced, by what was sent
+    seconds: float = 0.0
+
+    @property
+    def drift(self) -> int:
+        return sum(self.counts.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "vectors": self.vectors,
+            "in_sync": self.in_sync,
+            **self.counts,
+            "unindexable": self.unindexable,
+            "drift": self.drift,
+            "examples": self.examples,
+            "repaired": self.repaired,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def compare_bucket(
+    table: Iterable[tuple[str, str, str]],
+    index: Iterable[tuple[str, str, str]],
+    report: ReconcileReport,
+    show: int,
+    on_drift: Callable[[str, str], None],
+) -> int:
+    """Compare one partition: the index side in memory, the table side streamed past it; returns the number
+    of distinct vectors the partition holds."""
+    stored: dict[str, tuple[str, str]] = {key: (fp, digest) for key, fp, digest in index}  # duplicates collapse
+    vectors = len(stored)
+    for key, fp, digest in table:
+        found = stored.pop(key, None)
+        if fp == _UNINDEXABLE:
+            report.unindexable += 1
+            continue
+        kind = "missing" if found is None else "stale" if found[0] != fp else "metadata" if found[1] != digest else ""
+        if kind:
+            _drift(report, kind, key, show, on_drift)
+        else:
+            report.in_sync += 1
+    for key in stored:
+        _drift(report, "orphan", key, show, on_drift)
+    return vectors
+
+
+def _drift(report: ReconcileReport, kind: str, key: str, show: int, on_drift: Callable[[str, str], None]) -> None:
+    report.counts[kind] += 1
+    if len(report.examples[kind]) < show:
+        report.examples[kind].append(key)
+    on_drift(kind, key)
+
+
+@dataclass
+class Sides:
+    """Page sources of both sides (from ``table_pages`` and ``index_pages``)."""
+
+    table: list[Callable[[], Iterator[list[resync.RowRead]]]]
+    index: list[Callable[[], Iterator[list[Any]]]]
+
+
+def reconcile(
+    resources: StackResources,
+    sides: Sides,
+    *,
+    buckets: int = 256,
+    show: int = 10,
+    workers: int = 8,
+    resyncer: resync.Resyncer | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+    workdir: Path | None = None,
+) -> ReconcileReport:
+    """Read both sides in parallel into key-hash partitions, compare each partition, and (with ``resyncer``)
+    re-sync every differing key. ``on_progress(side, n)`` is told of every page read."""
+    started = time.monotonic()
+    expectation = Expectation(resources.config)
+    report = ReconcileReport()
+    with tempfile.TemporaryDirectory(prefix="freshvec-reconcile-", dir=workdir) as tmp:
+        directory = Path(tmp)
+        table_spill, index_spill = Spill(directory, "table", buckets), Spill(directory, "index", buckets)
+
+        def read_table(source: Callable[[], Iterator[list[resync.RowRead]]]) -> int:
+            rows = 0
+            for page in source():
+                entries = [(k, fp, d) for row, _ in page for k, (fp, d) in expectation.expected_vectors(row).items()]
+                table_spill.add(entries)
+                rows += len(page)
+                if on_progress:
+                    on_progress("table", len(page))
+            return rows
+
+        def read_index(source: Callable[[], Iterator[list[Any]]]) -> int:
+            for page in source():
+                index_spill.add(stored_entry(vector) for vector in page)
+                if on_progress:
+                    on_progress("index", len(page))
+            return 0
+
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="reconcile") as pool:
+            table_futures = [pool.submit(read_table, source) for source in sides.table]
+            index_futures = [pool.submit(read_index, source) for source in sides.index]
+            report.rows = sum(f.result() for f in table_futures)
+            for future in index_futures:
+                future.result()
+        table_spill.close()
+        index_spill.close()
+
+        repair_path = directory / "repair.jsonl"
+        with repair_path.open("w", encoding="utf-8") as repair:
+
+            def note(_kind: str, key: str) -> None:
+                repair.write(json.dumps(key, ensure_ascii=False) + "\n")
+
+            for bucket in range(buckets):
+                report.vectors += compare_bucket(table_spill.read(bucket), index_spill.read(bucket), report, show, note)
+        if resyncer is not None:
+            report.repaired = repair_keys(repair_path, resources.config, resyncer)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def repair_keys(path: Path, config: PipelineConfig, resyncer: resync.Resyncer) -> dict[str, int]:
+    """Re-sync every key listed in ``path`` (one JSON vector key a line), a batch at a time."""
+    done = {"update": 0, "delete": 0, "none": 0, "unparseable": 0}
+
+    def flush(batch: list[dict[str, Any]]) -> None:
+        for result in resyncer.resync(batch, origin="RECONCILE"):
+            done[result.action] += 1
+
+    batch: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                batch.append(parse_vector_key(json.loads(line), config.key_columns))
+            except (ValueError, TypeError):  # a vector no freshvec sink wrote: it cannot name a row
+                done["unparseable"] += 1
+                continue
+            if len(batch) >= _REPAIR_BATCH:
+                flush(batch)
+                batch = []
+    if batch:
+        flush(batch)
+    return done
+
+
+def sides_for(
+    resources: StackResources, clients: ClientFactory, session: Any, *, segments: int, index_segments: int
+) -> Sides:
+    # moto (local mode) ignores ListVectors segments and would answer every segment with the whole index.
+    index_count = 1 if resources.is_local else index_segments
+    return Sides(table_pages(resources, session, segments), index_pages(clients("s3vectors"), resources, index_count))
+
+
+# ---- the command --------------------------------------------------------------------------------------------
+def reconcile_command(
+    *,
+    repair: Annotated[bool, typer.Option("--repair", help="Re-sync every differing key from the table")] = False,
+    show: Annotated[int, typer.Option("--show", min=0, max=10_000, help="Examples to print per kind of drift")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    segments: Annotated[
+        int, typer.Option("--segments", min=1, max=4096, help="Token ranges of the table read in parallel")
+    ] = 16,
+    index_segments: Annotated[
+        int, typer.Option("--index-segments", min=1, max=S3V_MAX_LIST_SEGMENTS, help="ListVectors segments")
+    ] = 8,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Reads in flight")] = 8,
+    buckets: Annotated[
+        int, typer.Option("--buckets", min=1, max=65_536, help="Key-hash partitions compared one at a time")
+    ] = 256,
+    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
+) -> None:
+    """Compare the table with the index; exit 0 when in sync, 1 when drift was found."""
+    s = settings()
+    res = s.resources()
+    clients = s.clients()
+    cluster, session = (None, None) if res.is_local else keyspaces.connect_table(res.region, ca_bundle)
+    try:
+        resyncer = None
+        if repair:
+            sender = resync.change_stream_sender(res, clients)
+            resyncer = resync.Resyncer(res.config, resync.row_reader(res, session), clients("s3vectors"), res, sender)
+        sides = sides_for(res, clients, session, segments=segments, index_segments=index_segments)
+        with console.progress() as progress:
+            tasks = {"table": progress.add_task("table rows", total=None), "index": progress.add_task("vectors")}
+            lock = threading.Lock()
+
+            def advance(side: str, n: int) -> None:
+                with lock:
+                    progress.advance(tasks[side], n)
+
+            report = reconcile(
+                res, sides, buckets=buckets, show=show, workers=workers, resyncer=resyncer, on_progress=advance
+            )
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+    if as_json:
+        console.out.print_json(json.dumps(report.as_json()))
+    else:
+        _print(report, res)
+    if report.drift:
+        raise typer.Exit(1)
+
+
+def _print(report: ReconcileReport, res: StackResources) -> None:
+    where = "the local pipeline" if res.is_local else f"{res.config.keyspace}.{res.config.table} / {res.vector_index}"
+    console.out.print(
+        f"reconcile {where}: {report.rows} row(s), {report.vectors} vector(s), {report.in_sync} in sync "
+        f"({report.seconds:.1f} s)"
+    )
+    for kind in KINDS:
+        line = f"  {kind:<9} {report.counts[kind]}"
+        if report.examples[kind]:
+            line += "  e.g. " + ", ".join(report.examples[kind])
+        console.out.print(line, markup=False)
+    if report.unindexable:
+        console.out.print(f"  {report.unindexable} row(s) have metadata the sink refuses (see `freshvec redrive list`)")
+    if report.repaired is not None:
+        r = report.repaired
+        console.out.print(
+            f"repair: {r['update']} row(s) re-sent, {r['delete']} removal(s), {r['none']} already gone, "
+            f"{r['unparseable']} vector key(s) that name no row; run reconcile again once the pipeline caught up"
+        )
+    elif not report.drift:
+        console.out.print("in sync")

@@ -1,0 +1,286 @@
+"""Re-sync reads: a key's current row, read from the table with its version, as the change event to send.
+
+Backfill, redrive and reconcile never replay history: they read what the table holds now and send it as a
+change event with origin BACKFILL, REDRIVE or RECONCILE through the one Kinesis writer
+(``freshvec.cli.send.ChangeStreamSender``: ``KinesisWriter`` in the calls ``plan_calls`` plans), so the
+sink's version rule orders them with live changes:
+
+- a row that exists becomes an UPDATE whose ``new`` is the row and whose ``version`` is the newest write
+  time of its cells (CQL ``WRITETIME``, microseconds);
+- a row that no longer exists becomes a DELETE whose ``version`` is the stored vector's ``_ver`` (delete only
+  what was seen: a newer put that lands first is not removed); no row and no vector: nothing to send.
+
+Against Amazon Keyspaces the read is ``SELECT <columns>, WRITETIME(<col>) ... FROM ks.t WHERE <key> = ?``.
+CQL serves WRITETIME for regular columns only, and not for collections, so the version is the newest write
+time over the non-key, non-collection columns that hold a value (an update that only touches a collection
+column is not reflected in it; the embedded text is always a scalar column, so its change always is). A
+row with no such column has no version, and the sink then cannot order it (it is applied). Keyspaces
+serves WRITETIME once client-side timestamps are on for the table (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from freshvec import constants as c
+from freshvec.cli import local_client
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.load import quote
+from freshvec.cli.send import ChangeStreamSender
+from freshvec.cli.stack import StackResources
+from freshvec.config import PipelineConfig
+from freshvec.errors import PoisonRecordError
+from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.keys import partition_key, vector_key
+from freshvec.outgoing import OutgoingRecord
+from freshvec.plan import stored_version
+from freshvec.sources.keyspaces.types import CellError, to_driver_value, to_json_value
+
+WRITETIME_PREFIX = "fv_wt_"  # aliases of the WRITETIME columns in a re-sync select
+# Collections and UDTs (frozen or not, and tuples): CQL's WRITETIME is for plain cells, so the version is taken
+# over the scalar columns only (the conservative reading of what Keyspaces accepts).
+_UNVERSIONED_TYPES = ("list", "set", "map", "tuple", "udt", "frozen")
+LOCAL_READ_BATCH = 500  # keys per /rows/read call
+LOCAL_SCAN_PAGE = 5000  # rows per /rows/scan call
+
+Row = dict[str, Any]
+RowRead = tuple[Row | None, int | None]  # (the row as change-event JSON values or None, its version)
+
+
+# ---- what a re-sync select reads ---------------------------------------------------------------------------
+def versioned_columns(config: PipelineConfig) -> list[str]:
+    """The columns whose WRITETIME makes up a row's version: regular (non-key) columns that are not collections."""
+    key = set(config.primary_key)
+    types = config.column_types
+    return [name for name in config.columns if name not in key and types[name].name not in _UNVERSIONED_TYPES]
+
+
+def select_list(config: PipelineConfig) -> str:
+    """``"a", "b", WRITETIME("b") AS fv_wt_0, ...``: every configured column, then the write times."""
+    columns = [quote(name) for name in config.columns]
+    times = [f"WRITETIME({quote(name)}) AS {WRITETIME_PREFIX}{i}" for i, name in enumerate(versioned_columns(config))]
+    return ", ".join(columns + times)
+
+
+def build_key_select(config: PipelineConfig) -> str:
+    where = " AND ".join(f"{quote(name)} = ?" for name in config.primary_key)
+    # Identifiers come from the validated config and are quoted; key values are bound.
+    return f"SELECT {select_list(config)} FROM {quote(config.keyspace)}.{quote(config.table)} WHERE {where}"  # noqa: S608
+
+
+def split_version(raw: Mapping[str, Any], config: PipelineConfig) -> RowRead:
+    """A driver row of a re-sync select as (change-event JSON row, version): the newest write time read."""
+    types = config.column_types
+    row: Row = {}
+    times: list[int] = []
+    for name, value in raw.items():
+        if name.startswith(WRITETIME_PREFIX):
+            if value is not None:
+                times.append(int(value))
+        elif name in types:
+            row[name] = to_json_value(value, types[name])
+    return row, (max(times) if times else None)
+
+
+def driver_key(key: Mapping[str, Any], config: PipelineConfig) -> list[Any]:
+    """Bind values for ``build_key_select`` from a change-event key; OperatorError naming a bad column."""
+    types = config.column_types
+    values = []
+    for name in config.primary_key:
+        if key.get(name) is None:
+            raise OperatorError(f"key {dict(key)} lacks primary key column {name!r}")
+        try:
+            values.append(to_driver_value(key[name], types[name]))
+        except CellError as exc:
+            raise OperatorError(f"key {dict(key)}: column {name!r}: {exc}") from exc
+    return values
+
+
+# ---- reading rows -------------------------------------------------------------------------------------------
+class RowReader(Protocol):
+    def read(self, keys: Sequence[Row]) -> list[RowRead]: ...
+
+
+class KeyspacesRowReader:
+    """Reads rows by primary key from Amazon Keyspaces, a few keys at a time in parallel."""
+
+    def __init__(self, session: Any, config: PipelineConfig, *, workers: int = 8) -> None:
+        self.session = session
+        self.config = config
+        self.workers = workers
+        self.statement = session.prepare(build_key_select(config))
+
+    def read(self, keys: Sequence[Row]) -> list[RowRead]:
+        binds = [driver_key(key, self.config) for key in keys]
+
+        def one(values: list[Any]) -> RowRead:
+            rows = list(self.session.execute(self.statement, values))
+            return split_version(rows[0], self.config) if rows else (None, None)
+
+        if len(binds) <= 1:
+            return [one(values) for values in binds]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(binds)), thread_name_prefix="resync-read") as pool:
+            return list(pool.map(one, binds))
+
+
+class LocalRowReader:
+    """Reads rows through the local control API (``POST /rows/read``); the CLI never imports local mode."""
+
+    def __init__(self, resources: StackResources) -> None:
+        self.resources = resources
+
+    def read(self, keys: Sequence[Row]) -> list[RowRead]:
+        reads: list[RowRead] = []
+        for start in range(0, len(keys), LOCAL_READ_BATCH):
+            chunk = [dict(key) for key in keys[start : start + LOCAL_READ_BATCH]]
+            rows = local_client.read_rows(self.resources, chunk)
+            reads.extend((item.get("row"), item.get("version")) for item in rows)
+        return reads
+
+
+def local_scan_pages(
+    resources: StackResources, segment: int, segments: int, *, after: str | None = None, limit: int = LOCAL_SCAN_PAGE
+) -> Iterator[tuple[list[RowRead], str | None]]:
+    """The pages of one key-hash segment of the local table (``POST /rows/scan``): rows with versions, and the
+    cursor after the page (None after the last one)."""
+    while True:
+        answer = local_client.scan_rows(resources, segment, segments, after, limit)
+        after = answer.get("next")
+        yield [(item["row"], item.get("version")) for item in answer.get("rows", [])], after
+        if after is None:
+            return
+
+
+# ---- what the index holds -----------------------------------------------------------------------------------
+def stored_metadata(s3vectors: Any, resources: StackResources, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The metadata of the stored vectors among ``keys`` (GetVectors, 100 keys a call); absent keys are left out."""
+    found: dict[str, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), c.S3V_GET_BATCH):
+        response = s3vectors.get_vectors(
+            vectorBucketName=resources.vector_bucket,
+            indexName=resources.vector_index,
+            keys=unique[start : start + c.S3V_GET_BATCH],
+            returnData=False,
+            returnMetadata=True,
+        )
+        for vector in response.get("vectors", []):
+            found[vector["key"]] = vector.get("metadata") or {}
+    return found
+
+
+# ---- events -------------------------------------------------------------------------------------------------
+def resync_record(
+    config: PipelineConfig, key: Row, row: Row | None, version: int | None, *, origin: str, seq: str, shard: str
+) -> OutgoingRecord:
+    """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with ``version``."""
+    now = datetime.now(UTC)
+    full_key = {name: (row or key)[name] for name in config.primary_key}
+    event = ChangeEvent(
+        keyspace=config.keyspace,
+        table=config.table,
+        op="DELETE" if row is None else "UPDATE",
+        key=full_key,
+        new=None if row is None else row,
+        old=None,
+        seq=seq,
+        shard=shard,
+        ts=format_timestamp(now),
+        origin=origin,
+        version=version,
+    )
+    return OutgoingRecord(
+        event.to_bytes(), partition_key(vector_key(full_key, config.key_columns)), seq, changed_at=now.timestamp()
+    )
+
+
+@dataclass
+class Resynced:
+    """What a re-sync did for one key."""
+
+    key: Row
+    vector_key: str
+    action: str  # "update" (row sent), "delete" (removal sent), "none" (no row and no vector)
+    version: int | None
+
+
+class Resyncer:
+    """Reads keys' current rows (and, for rows gone, the stored vectors' versions) and sends re-sync events."""
+
+    def __init__(
+        self, config: PipelineConfig, reader: RowReader, s3vectors: Any, resources: StackResources, sender: Any
+    ) -> None:
+        self.config = config
+        self.reader = reader
+        self.s3vectors = s3vectors
+        self.resources = resources
+        self.sender: ChangeStreamSender = sender
+        self._run = f"{int(time.time() * 1000)}"
+        self._counter = itertools.count(1)
+
+    def plan(
+        self, keys: Sequence[Row], *, origin: str, seqs: Sequence[str] | None = None
+    ) -> tuple[list[OutgoingRecord], list[Resynced]]:
+        """The records to send for ``keys`` (one per key that needs one) and what each key amounts to."""
+        if origin not in c.RESYNC_ORIGINS:
+            raise ValueError(f"{origin} is not a re-sync origin")
+        vector_keys = [vector_key(key, self.config.key_columns) for key in keys]
+        reads = self.reader.read(keys)
+        gone = [vk for vk, (row, _) in zip(vector_keys, reads, strict=True) if row is None]
+        stored = stored_metadata(self.s3vectors, self.resources, gone) if gone else {}
+        records: list[OutgoingRecord] = []
+        results: list[Resynced] = []
+        shard = origin.lower()
+        for position, (key, vk, (row, read_version)) in enumerate(zip(keys, vector_keys, reads, strict=True)):
+            seq = seqs[position] if seqs is not None else f"{shard}:{self._run}:{next(self._counter)}"
+            version = read_version
+            if row is None:
+                if vk not in stored:
+                    results.append(Resynced(dict(key), vk, "none", None))
+                    continue
+                version = stored_version({"metadata": stored[vk]})
+            records.append(resync_record(self.config, dict(key), row, version, origin=origin, seq=seq, shard=shard))
+            results.append(Resynced(dict(key), vk, "delete" if row is None else "update", version))
+        return records, results
+
+    def resync(self, keys: Sequence[Row], *, origin: str, seqs: Sequence[str] | None = None) -> list[Resynced]:
+        """Read, then send every record through the one writer; returns what was done per key."""
+        records, results = self.plan(keys, origin=origin, seqs=seqs)
+        if records:
+            self.sender.send(records)
+        return results
+
+
+def change_stream_sender(resources: StackResources, clients: Any) -> ChangeStreamSender:
+    """The one writer for re-syncs: Kinesis on AWS; locally the pipeline's producer through the control API."""
+    kinesis = local_client.LocalKinesis(resources) if resources.is_local else clients("kinesis")
+    return ChangeStreamSender.for_kinesis(kinesis, resources.stream_name)
+
+
+def row_reader(resources: StackResources, session: Any = None) -> RowReader:
+    """The reader for the stack: the local control API, or the Keyspaces ``session`` (required against AWS)."""
+    if resources.is_local:
+        return LocalRowReader(resources)
+    if session is None:
+        raise OperatorError("reading rows from Amazon Keyspaces needs a session")
+    return KeyspacesRowReader(session, resources.config)
+
+
+def key_of_row(row: Mapping[str, Any], config: PipelineConfig) -> Row | None:
+    """The primary key of a change-event row, or None when a key column is missing."""
+    if any(row.get(name) is None for name in config.primary_key):
+        return None
+    return {name: row[name] for name in config.primary_key}
+
+
+def checked_vector_key(key: Mapping[str, Any], config: PipelineConfig) -> str | None:
+    try:
+        return vector_key(key, config.key_columns)
+    except PoisonRecordError:
+        return None
