@@ -26,6 +26,7 @@ _INDEX_NAME_BASE_MAX = c.S3V_INDEX_NAME_MAX_CHARS - 1 - c.S3V_INDEX_SETTINGS_HAS
 _INDEX_RE = re.compile(rf"^[a-z0-9][a-z0-9.-]{{1,{_INDEX_NAME_BASE_MAX - 2}}}[a-z0-9]$")
 _STACK_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_MIN_CHUNK_CHARS = 50  # below this a chunk holds a few words: too little meaning for an embedding
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,13 @@ class EmbeddingConfig:
     dimensions: int = 256
     normalize: bool = True
     max_concurrency: int = 8  # parallel Bedrock calls for one-text-per-call models
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:  # how a row's text becomes vectors (freshvec.chunking)
+    strategy: str = "recursive"  # "none": one vector per row, the text cut to the model's input limit
+    max_chars: int = 1000  # bound, overlap included: fits every model (Cohere: 2,048); a sample movie is 1 chunk
+    overlap_chars: int = 0  # the end of chunk n-1 repeated at the start of chunk n; below max_chars
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class PipelineConfig:
     stack_name: str = "freshvec"
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
@@ -152,7 +161,7 @@ class PipelineConfig:
         keys = list(self.metadata_fields)
         if self.embedding_field not in keys:
             keys.append(self.embedding_field)
-        return (*keys, *c.PIPELINE_NON_FILTERABLE_KEYS)
+        return (*keys, *c.PIPELINE_NON_FILTERABLE_KEYS, *c.PIPELINE_FILTERABLE_KEYS)
 
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -232,6 +241,7 @@ class PipelineConfig:
                 f"must list every primary key column exactly once (in any order): {', '.join(self.primary_key)}",
             )
         self._validate_embedding()
+        self._validate_chunking()
         self._validate_vector_store()
         self._validate_stream_and_lambdas()
         _one_of("removal_policy", self.removal_policy, ("destroy", "retain"))
@@ -250,6 +260,17 @@ class PipelineConfig:
                 f"{e.dimensions} is not allowed for {e.model_id}; allowed: {', '.join(map(str, allowed))}",
             )
         _in_range("embedding.max_concurrency", e.max_concurrency, (1, 64))
+
+    def _validate_chunking(self) -> None:
+        ch = self.chunking
+        _one_of("chunking.strategy", ch.strategy, ("none", "recursive"))
+        limit = c.PROVIDER_MAX_INPUT_CHARS[self.embedding.provider]
+        if not _MIN_CHUNK_CHARS <= ch.max_chars <= limit:
+            why = f"(the input limit of {self.embedding.model_id}, in characters)"
+            raise ConfigError("chunking.max_chars", f"{ch.max_chars} is out of range; allowed: 50 to {limit} {why}")
+        if not 0 <= ch.overlap_chars < ch.max_chars:
+            why = f"allowed: 0 to {ch.max_chars - 1} (below chunking.max_chars)"
+            raise ConfigError("chunking.overlap_chars", f"{ch.overlap_chars} is out of range; {why}")
 
     def _validate_vector_store(self) -> None:
         v = self.vector_store
@@ -377,6 +398,7 @@ def _build(cls: type, raw: Any, path: str) -> Any:
 _NESTED = {
     "EmbeddingConfig": EmbeddingConfig,
     "VectorStoreConfig": VectorStoreConfig,
+    "ChunkingConfig": ChunkingConfig,
     "StreamConfig": StreamConfig,
     "SinkConfig": SinkConfig,
     "ForwarderConfig": ForwarderConfig,

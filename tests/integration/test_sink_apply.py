@@ -165,6 +165,8 @@ def test_inserts_embed_and_store_vectors_with_converted_metadata(pipe: Pipeline)
         c.META_SEQUENCE: doc["seq"],
         c.META_CHANGED_AT: 1795306503120,  # 2026-11-22T00:15:03.120Z
         c.META_FINGERPRINT: titan_fingerprint("Dinosaurs return."),
+        c.META_CHUNK: 0,  # a short text is one chunk: chunk 0 under the row's key, with the count
+        c.META_CHUNKS: 1,
     }
     assert result.stats.embeddings_computed == 1
     assert result.stats.vectors_put == 1
@@ -309,7 +311,10 @@ def test_writes_and_reads_are_chunked_to_the_service_limits(pipe: Pipeline) -> N
     assert len(pipe.vectors()) == 250
 
 
-def test_long_text_is_truncated_for_the_model_and_counted(pipe: Pipeline) -> None:
+def test_without_chunking_a_long_text_is_truncated_for_the_model_and_counted(moto: MotoServer) -> None:
+    pipe = make_pipeline(
+        moto, PipelineConfig.from_dict({**default_config().to_dict(), "chunking": {"strategy": "none"}})
+    )
     text = "word " * 12_000  # 60,000 characters: over Titan's 50,000-character limit
     result = pipe.sink.process(batch(change("INSERT", movie("Long", text))))
     assert result.stats.texts_truncated == 1
