@@ -271,9 +271,9 @@ class _Run:
     def _read_stored(self, plans: list[KeyPlan]) -> None:
         """GetVectors (data and metadata, 100 keys a call) for every planned row's chunk 0, then the other
         stored chunks of the rows put (chunk 0 says how many), then the tombstones needed."""
-        # A delete is checked against the stored version only when it has one; every put needs the stored
-        # vectors, to reuse those whose fingerprint matches.
-        needed = [p for p in plans if p.action is Action.PUT or p.version is not None]
+        # Every put needs the stored vectors, to reuse those whose fingerprint matches; every delete needs chunk
+        # 0's count, to remove all of the row's chunks (and its version, when the delete has one).
+        needed = [p for p in plans if p.action is not Action.SKIP]
         missing = [p.key for p in needed if p.key not in self.stored and p.key not in self.read_failed]
         found = self._get(missing, missing)
         self.stored.update({key: found.get(key) for key in missing if key not in self.read_failed})
