@@ -44,14 +44,18 @@ class QueryResult:
     hits: list[QueryHit]
 
 
+def _key_values(key: str, config: PipelineConfig) -> dict[str, Any]:
+    try:
+        return parse_vector_key(key, config.key_columns)
+    except ValueError:
+        return {}
+
+
 def _hits(raw: Iterable[dict[str, Any]], config: PipelineConfig, k: int) -> list[QueryHit]:
     """Chunks (QueryVectors answers, best first) -> ``k`` rows, best first."""
     hits = []
     for rank, row in enumerate(group_hits(raw, k, config.embedding_field), start=1):
-        try:
-            key_values = parse_vector_key(row.key, config.key_columns)
-        except ValueError:
-            key_values = {}
+        key_values = _key_values(row.key, config)
         chunks = [asdict(chunk) for chunk in row.chunks]
         hits.append(QueryHit(rank, row.key, key_values, row.distance, row.metadata, row.chunk, row.passage, chunks))
     return hits
@@ -61,7 +65,7 @@ def _rows(raw: Iterable[dict[str, Any]], config: PipelineConfig, k: int) -> list
     """Rows the local control API already grouped (``LocalPipeline.query``)."""
     hits = []
     for rank, item in enumerate(raw, start=1):
-        key_values = item.get("primary_key") or {}
+        key_values = item.get("primary_key") or _key_values(item["key"], config)
         distance = item.get("distance")
         hits.append(
             QueryHit(

@@ -35,7 +35,7 @@ from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
-from freshvec.constants import S3V_GET_BATCH
+from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
 from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.embedder import LocalEmbedder
@@ -350,6 +350,8 @@ class LocalPipeline:
         """
         if not text or not text.strip():
             raise ValueError("the query text is empty")
+        if not 1 <= k <= S3V_MAX_TOP_K:
+            raise ValueError(f"k must be between 1 and {S3V_MAX_TOP_K}, got {k}")
         vector = self.embedder.embed_query(text)
         hits = self._search.query(vector, query_top_k(k), dict(filter) if filter is not None else None)
         rows = []

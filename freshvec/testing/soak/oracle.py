@@ -72,7 +72,8 @@ def build_expectations(
             poison_keys[_canonical_key(row, config.primary_key)] = str(exc)
             continue
         try:
-            metadata = builder.build(row, seq="0", changed_at=now)
+            # The workload's texts are single sentences, far below the chunk bound: one chunk, chunk 0, per row.
+            metadata = builder.build(row, seq="0", changed_at=now, chunk=(0, 1))
         except PoisonRecordError as exc:
             poison_keys[_canonical_key(row, config.primary_key)] = str(exc)
             absent.add(key)
