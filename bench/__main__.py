@@ -10,7 +10,14 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
 # Each module exposes run() -> dict of figures; ratios are measured against a baseline in the same run.
-BENCHMARKS = ("bench.forwarder", "bench.sink", "bench.bedrock_quota", "bench.local_freshness", "bench.reconcile")
+BENCHMARKS = (
+    "bench.forwarder",
+    "bench.sink",
+    "bench.bedrock_quota",
+    "bench.local_freshness",
+    "bench.reconcile",
+    "bench.chunking",
+)
 
 
 def write_results(figures: dict) -> None:

@@ -50,6 +50,7 @@ _PG_CQL_EQUIVALENT = {
     "json": "list<text>",  # not a key column, not a text column; nothing else reads it
     "bytea": "blob",
 }
+_MIN_CHUNK_CHARS = 50  # below this a chunk holds a few words: too little meaning for an embedding
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,13 @@ class EmbeddingConfig:
     # Pace Bedrock calls to the shared quota, adapting to throttles (freshvec.adapters.adaptive); False: only
     # the fixed bound above.
     adaptive_rate: bool = True
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:  # how a row's text becomes vectors (freshvec.chunking)
+    strategy: str = "recursive"  # "none": one vector per row, the text cut to the model's input limit
+    max_chars: int = 1000  # bound, overlap included: fits every model (Cohere: 2,048); a sample movie is 1 chunk
+    overlap_chars: int = 0  # the end of chunk n-1 repeated at the start of chunk n; below max_chars
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,7 @@ class PipelineConfig:
     stack_name: str = "freshvec"
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
@@ -265,7 +274,7 @@ class PipelineConfig:
         keys = list(self.metadata_fields)
         if self.embedding_field not in keys:
             keys.append(self.embedding_field)
-        return (*keys, *c.PIPELINE_NON_FILTERABLE_KEYS)
+        return (*keys, *c.PIPELINE_NON_FILTERABLE_KEYS, *c.PIPELINE_FILTERABLE_KEYS)
 
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -348,6 +357,7 @@ class PipelineConfig:
                 f"must list every primary key column exactly once (in any order): {', '.join(self.primary_key)}",
             )
         self._validate_embedding()
+        self._validate_chunking()
         self._validate_vector_store()
         self._validate_stream_and_lambdas()
         _one_of("removal_policy", self.removal_policy, ("destroy", "retain"))
@@ -366,6 +376,17 @@ class PipelineConfig:
                 f"{e.dimensions} is not allowed for {e.model_id}; allowed: {', '.join(map(str, allowed))}",
             )
         _in_range("embedding.max_concurrency", e.max_concurrency, (1, 64))
+
+    def _validate_chunking(self) -> None:
+        ch = self.chunking
+        _one_of("chunking.strategy", ch.strategy, ("none", "recursive"))
+        limit = c.PROVIDER_MAX_INPUT_CHARS[self.embedding.provider]
+        if not _MIN_CHUNK_CHARS <= ch.max_chars <= limit:
+            why = f"(the input limit of {self.embedding.model_id}, in characters)"
+            raise ConfigError("chunking.max_chars", f"{ch.max_chars} is out of range; allowed: 50 to {limit} {why}")
+        if not 0 <= ch.overlap_chars < ch.max_chars:
+            why = f"allowed: 0 to {ch.max_chars - 1} (below chunking.max_chars)"
+            raise ConfigError("chunking.overlap_chars", f"{ch.overlap_chars} is out of range; {why}")
 
     def _validate_vector_store(self) -> None:
         v = self.vector_store
@@ -514,6 +535,7 @@ _NESTED = {
     "PostgresNetworkConfig": PostgresNetworkConfig,
     "EmbeddingConfig": EmbeddingConfig,
     "VectorStoreConfig": VectorStoreConfig,
+    "ChunkingConfig": ChunkingConfig,
     "StreamConfig": StreamConfig,
     "SinkConfig": SinkConfig,
     "ForwarderConfig": ForwarderConfig,

@@ -40,10 +40,18 @@ META_CHANGED_AT = "_changed_at"
 # the source row version the vector reflects (a decimal string: versions can pass 2**53).
 META_FINGERPRINT = "_fp"
 META_VERSION = "_ver"
+# Chunked rows (freshvec.chunking): every vector carries its chunk number, chunk 0 also the row's chunk count.
+# The count is provenance (non-filterable); the number is a small filterable integer, so a query can ask for
+# one vector per row (``{"_chunk": 0}``) without spending a non-filterable slot.
+META_CHUNK = "_chunk"
+META_CHUNKS = "_chunks"
+CHUNK_KEY_SEPARATOR = "#"  # chunk n > 0 of a row is stored under "<row key>#<n>" (a row key always ends with "]")
 # Metadata keys the pipeline writes for itself (provenance, never filters): always non-filterable, added to the
 # index's nonFilterableMetadataKeys ahead of the user's extra keys. Everything (config validation, the index
 # schema and its name hash, the sink's size checks) derives from this one tuple.
-PIPELINE_NON_FILTERABLE_KEYS = (META_SEQUENCE, META_CHANGED_AT, META_FINGERPRINT, META_VERSION)
+PIPELINE_NON_FILTERABLE_KEYS = (META_SEQUENCE, META_CHANGED_AT, META_FINGERPRINT, META_VERSION, META_CHUNKS)
+# Metadata keys the pipeline writes that stay filterable (each a few bytes of the 2 KB filterable budget).
+PIPELINE_FILTERABLE_KEYS = (META_CHUNK,)
 
 # --- Amazon Bedrock embedding models: allowed output dimensions and input limits ---
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
@@ -145,6 +153,9 @@ M_TRIMMED_DATA_EVENTS = "TrimmedDataEvents"
 M_CHANGES_RECEIVED = "ChangesReceived"
 M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
 M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call
+M_CHUNKS_EMBEDDED = "ChunksEmbedded"  # chunk vectors that came from the model
+M_CHUNKS_REUSED = "ChunksReused"  # chunk vectors reused from the index (same fingerprint, any position of the row)
+M_CHUNKS_DELETED = "ChunksDeleted"  # surplus chunks removed because a row's text shrank
 M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"
 M_TEXTS_TRUNCATED = "TextsTruncated"

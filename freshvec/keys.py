@@ -3,7 +3,8 @@
 A vector key is the compact JSON array of the key column values in the configured order, e.g.
 ``["Jurassic Park"]`` or ``["shop-1",42,"2026-01-31"]``: deterministic (same row -> same key), reversible
 with the config's key columns, and unambiguous for any value (quotes and commas are escaped by JSON).
-Because the key always ends with ``]``, a suffix such as ``#2`` stays free for chunked vectors later.
+Because the key always ends with ``]``, a suffix is free for chunked rows: chunk 0 of a row is stored under
+the row's key, chunk *n* > 0 under ``<row key>#<n>`` (``chunk_key``), and ``split_chunk_key`` reads both back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from freshvec.constants import KINESIS_MAX_PARTITION_KEY_CHARS, S3V_MAX_KEY_CHARS
+from freshvec.constants import CHUNK_KEY_SEPARATOR, KINESIS_MAX_PARTITION_KEY_CHARS, S3V_MAX_KEY_CHARS
 from freshvec.errors import PoisonRecordError
 
 
@@ -37,6 +38,26 @@ def parse_vector_key(key: str, key_columns: Sequence[str]) -> dict[str, Any]:
     if not isinstance(values, list) or len(values) != len(key_columns):
         raise ValueError(f"{key!r} is not a vector key for columns {', '.join(key_columns)}")
     return dict(zip(key_columns, values, strict=True))
+
+
+def chunk_key(row_key: str, number: int) -> str:
+    """The vector key of chunk ``number`` of the row ``row_key``; PoisonRecordError past the key length limit."""
+    if number < 0:
+        raise ValueError(f"chunk numbers start at 0, got {number}")
+    key = row_key if number == 0 else f"{row_key}{CHUNK_KEY_SEPARATOR}{number}"
+    if len(key) > S3V_MAX_KEY_CHARS:
+        raise PoisonRecordError(
+            f"vector key of chunk {number} is {len(key)} characters; S3 Vectors allows at most {S3V_MAX_KEY_CHARS}"
+        )
+    return key
+
+
+def split_chunk_key(key: str) -> tuple[str, int]:
+    """``(row key, chunk number)`` of a stored vector key (a key without a suffix is chunk 0)."""
+    row_key, separator, suffix = key.rpartition(CHUNK_KEY_SEPARATOR)
+    if separator and row_key.endswith("]") and suffix.isdigit() and not suffix.startswith("0"):
+        return row_key, int(suffix)
+    return key, 0
 
 
 def partition_key(vector_key_text: str) -> str:

@@ -93,11 +93,15 @@ class MetadataBuilder:
         changed_at: datetime,
         fingerprint: str | None = None,
         version: int | None = None,
+        chunk: tuple[int, int] | None = None,
+        text: str | None = None,
     ) -> dict[str, MetadataValue]:
         """Metadata for ``row``; PoisonRecordError naming the column or limit when it cannot be stored.
 
         ``fingerprint`` and ``version`` (``freshvec.plan``) are what keeps the index exact; the sink always
-        passes them, as do the tools that compare the index with the table.
+        passes them, as do the tools that compare the index with the table. For one chunk of a row
+        (``freshvec.chunking``), ``chunk`` is (its number, the row's chunk count) and ``text`` its own text,
+        stored in place of the row's; chunk 0 also carries the count.
         """
         metadata: dict[str, MetadataValue] = {}
         for name, column_type in self._fields:
@@ -117,7 +121,13 @@ class MetadataBuilder:
             metadata[c.META_FINGERPRINT] = fingerprint
         if version is not None:
             metadata[c.META_VERSION] = str(version)
-        text = row.get(self._text_field)
+        if chunk is not None:
+            number, count = chunk
+            metadata[c.META_CHUNK] = number
+            if number == 0:
+                metadata[c.META_CHUNKS] = count
+        if text is None:
+            text = row.get(self._text_field)
         if isinstance(text, str) and text:
             budget = min(MAX_STORED_TEXT_BYTES, c.S3V_MAX_TOTAL_METADATA_BYTES - metadata_bytes(metadata))
             metadata[self._text_field] = text_prefix(self._text_field, text, budget)

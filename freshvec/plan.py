@@ -11,6 +11,10 @@ Change history is not trusted to describe the index; what is stored is. Two fact
   older than the stored version is skipped and counted. A delete leaves a tombstone (with a bounded
   lifetime) so that a re-sync put read before the delete cannot bring the row back.
 
+A row's text may be stored as several vectors (``freshvec.chunking``): each chunk has its own fingerprint,
+and a chunk whose fingerprint equals that of ANY stored chunk of the same row reuses that vector, whatever
+its position. The version rule and tombstones apply to the row as a whole (chunk 0 holds its ``_ver``).
+
 The functions here are pure: the sink fetches what is stored and applies what they decide.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 from freshvec import constants as c
 from freshvec.errors import FreshvecError
 from freshvec.events import ChangeEvent
+from freshvec.keys import chunk_key
 
 _FINGERPRINT_HEX_CHARS = 32  # 128 bits: collisions are out of reach, and the metadata stays small
 
@@ -64,6 +69,19 @@ def has_text(text: str | None) -> bool:
 
 
 @dataclass
+class ChunkPlan:
+    """One vector of a row: chunk ``number`` of its text, stored under ``key``."""
+
+    number: int
+    key: str
+    text: str
+    fingerprint: str
+    metadata: dict[str, Any]
+    vector: list[float] | None = None  # filled in before writing
+    reused: bool = False  # the vector came from the index (a stored chunk of the row with this fingerprint)
+
+
+@dataclass
 class ParsedRecord:
     index: int  # position in the batch
     sequence_number: str  # Kinesis sequence number
@@ -73,8 +91,9 @@ class ParsedRecord:
     key: str | None = None
     text: str | None = None  # the new image's embedded text (None for removals)
     metadata: dict[str, Any] | None = None  # metadata of the new image, when it has text
-    fingerprint: str | None = None  # of ``text``, when it has text
+    fingerprint: str | None = None  # of ``text`` (of its chunk 0 when chunked), when it has text
     error: FreshvecError | None = None  # set when the record is poison
+    chunks: list[ChunkPlan] = field(default_factory=list)  # the vectors of the new image, in order
 
     @property
     def usable(self) -> bool:
@@ -98,8 +117,25 @@ class KeyPlan:
     records: list[ParsedRecord]  # every usable record of the key in this batch, in order
     effective: ParsedRecord  # the newest of them: the state the index should end in
     stale: list[ParsedRecord] = field(default_factory=list)  # records skipped as older than another
-    vector: list[float] | None = None  # filled in before writing a put
-    reused: bool = False  # the vector came from the index, not from the model
+    chunks: list[ChunkPlan] = field(default_factory=list)  # a put's vectors (the effective record's chunks)
+    stored_count: int = 0  # chunks the index holds for the row (read from chunk 0; 0: none)
+
+    @property
+    def vector(self) -> list[float] | None:
+        """Chunk 0's vector (a one-chunk row's only one)."""
+        return self.chunks[0].vector if self.chunks else None
+
+    @property
+    def reused(self) -> bool:
+        """Every vector of the put came from the index: the model is not needed."""
+        return bool(self.chunks) and all(chunk.reused for chunk in self.chunks)
+
+    @property
+    def surplus_keys(self) -> list[str]:
+        """Stored chunk keys a put no longer has (the text shrank); a delete's keys: every stored chunk, 0 last."""
+        keep = len(self.chunks) if self.action is Action.PUT else 0
+        surplus = [chunk_key(self.key, n) for n in range(max(keep, 1), self.stored_count)]
+        return surplus + ([self.key] if self.action is Action.DELETE else [])
 
     @property
     def first_index(self) -> int:
@@ -155,16 +191,45 @@ def plan_key(key: str, records: list[ParsedRecord]) -> KeyPlan:
             effective = record
     assert effective.event is not None
     removal = effective.event.is_removal or not has_text(effective.text)
-    return KeyPlan(key, Action.DELETE if removal else Action.PUT, records, effective, stale)
+    plan = KeyPlan(key, Action.DELETE if removal else Action.PUT, records, effective, stale)
+    if plan.action is Action.PUT:
+        plan.chunks = [_fresh(chunk) for chunk in effective.chunks] or [_single_chunk(key, effective)]
+    return plan
 
 
-def decide(plan: KeyPlan, stored: Mapping[str, Any] | None, tombstone: int | None) -> None:
-    """Settle ``plan`` against the stored vector and the key's tombstone version (None: none).
+def _fresh(chunk: ChunkPlan) -> ChunkPlan:
+    """A copy without a vector: a record's chunks are planned again after a failure shrinks the batch."""
+    return ChunkPlan(chunk.number, chunk.key, chunk.text, chunk.fingerprint, chunk.metadata)
+
+
+def _single_chunk(key: str, record: ParsedRecord) -> ChunkPlan:
+    assert record.text is not None and record.fingerprint is not None
+    return ChunkPlan(0, key, record.text, record.fingerprint, record.metadata or {})
+
+
+def reuse_pool(stored_chunks: Iterable[Mapping[str, Any] | None]) -> dict[str, list[float]]:
+    """Fingerprint -> vector of every stored chunk of one row (those without data or fingerprint left out)."""
+    pool: dict[str, list[float]] = {}
+    for stored in stored_chunks:
+        fp = stored_fingerprint(stored)
+        if stored and fp is not None and stored.get("data"):
+            pool.setdefault(fp, [float(x) for x in stored["data"]])
+    return pool
+
+
+def decide(
+    plan: KeyPlan,
+    stored: Mapping[str, Any] | None,
+    tombstone: int | None,
+    pool: Mapping[str, list[float]] | None = None,
+) -> None:
+    """Settle ``plan`` against the row's stored chunk 0, its tombstone version (None: none) and the vectors of
+    all its stored chunks by fingerprint (``pool``; None: chunk 0's only).
 
     - older than the stored vector: skip;
     - no stored vector: a re-sync put at or below a tombstone's version was read before the delete: skip;
       a delete at or below the tombstone adds nothing: skip;
-    - a put whose fingerprint matches the stored one reuses the stored vector (set here).
+    - each chunk of a put whose fingerprint matches a stored chunk's reuses that vector (set here).
     """
     if plan.action is Action.SKIP:
         return
@@ -175,13 +240,12 @@ def decide(plan: KeyPlan, stored: Mapping[str, Any] | None, tombstone: int | Non
     if buried and (plan.action is Action.DELETE or plan.is_resync):
         plan.skip()
         return
-    matches = stored is not None and bool(stored.get("data")) and stored_fingerprint(stored) == plan.fingerprint
-    if plan.action is Action.PUT and matches:
-        assert stored is not None
-        plan.vector = [float(x) for x in stored["data"]]
-        plan.reused = True
+    if plan.action is not Action.PUT:
         return
-    plan.vector, plan.reused = None, False
+    vectors = reuse_pool([stored]) if pool is None else pool
+    for chunk in plan.chunks:
+        found = vectors.get(chunk.fingerprint)
+        chunk.vector, chunk.reused = (list(found), True) if found is not None else (None, False)
 
 
 def needs_tombstone_lookup(plan: KeyPlan, stored: Mapping[str, Any] | None) -> bool:

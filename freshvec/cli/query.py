@@ -1,4 +1,9 @@
-"""``freshvec query``: embed the text like the sink does and search the index; print the nearest rows."""
+"""``freshvec query``: embed the text like the sink does and search the index; print the nearest rows.
+
+A long row is stored as several chunks (``freshvec.chunking``): the query over-fetches chunks
+(``query_top_k``), groups them by row and returns ``k`` rows, best first, each with its best passage and that
+chunk's number; ``--json`` also lists every matching chunk of each row.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import typer
 from rich.table import Table
 
 from freshvec import constants as c
+from freshvec.chunking import group_hits, query_top_k
 from freshvec.cli import console, local_client
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.settings import settings
@@ -27,6 +33,9 @@ class QueryHit:
     key_values: dict[str, Any]
     distance: float | None
     metadata: dict[str, Any]
+    chunk: int = 0  # the best matching chunk of the row
+    passage: str = ""  # its text
+    chunks: list[dict[str, Any]] | None = None  # every matching chunk of the row: chunk, key, distance, passage
 
 
 @dataclass(frozen=True)
@@ -35,19 +44,42 @@ class QueryResult:
     hits: list[QueryHit]
 
 
-def _hits(raw: Iterable[dict[str, Any]], config: PipelineConfig) -> list[QueryHit]:
+def _key_values(key: str, config: PipelineConfig) -> dict[str, Any]:
+    try:
+        return parse_vector_key(key, config.key_columns)
+    except ValueError:
+        return {}
+
+
+def _hits(raw: Iterable[dict[str, Any]], config: PipelineConfig, k: int) -> list[QueryHit]:
+    """Chunks (QueryVectors answers, best first) -> ``k`` rows, best first."""
+    hits = []
+    for rank, row in enumerate(group_hits(raw, k, config.embedding_field), start=1):
+        key_values = _key_values(row.key, config)
+        chunks = [asdict(chunk) for chunk in row.chunks]
+        hits.append(QueryHit(rank, row.key, key_values, row.distance, row.metadata, row.chunk, row.passage, chunks))
+    return hits
+
+
+def _rows(raw: Iterable[dict[str, Any]], config: PipelineConfig, k: int) -> list[QueryHit]:
+    """Rows the local control API already grouped (``LocalPipeline.query``)."""
     hits = []
     for rank, item in enumerate(raw, start=1):
-        key = item["key"]
-        try:
-            key_values = parse_vector_key(key, config.key_columns)
-        except ValueError:
-            key_values = {}
+        key_values = item.get("primary_key") or _key_values(item["key"], config)
         distance = item.get("distance")
         hits.append(
-            QueryHit(rank, key, key_values, None if distance is None else float(distance), item.get("metadata") or {})
+            QueryHit(
+                rank,
+                item["key"],
+                key_values,
+                None if distance is None else float(distance),
+                item.get("metadata") or {},
+                int(item.get("chunk", 0)),
+                str(item.get("passage", "")),
+                item.get("chunks"),
+            )
         )
-    return hits
+    return hits[:k]
 
 
 def check_index(store: Any, resources: StackResources) -> Any:
@@ -102,13 +134,14 @@ def query_index(
         raise OperatorError(
             f"dimension mismatch: the model returned {len(vector)} values, the index takes {info.dimension}"
         )
-    hits = store.query(vector, k, filter_doc)
-    return QueryResult(info.distance_metric, _hits(hits, resources.config))
+    hits = store.query(vector, query_top_k(k), filter_doc)
+    return QueryResult(info.distance_metric, _hits(hits, resources.config, k))
 
 
 def _query_local(resources: StackResources, text: str, k: int, filter_doc: dict[str, Any] | None) -> QueryResult:
     body = local_client.control_request(resources, "POST", "query", {"text": text, "k": k, "filter": filter_doc})
-    return QueryResult(resources.config.vector_store.distance_metric, _hits(body.get("hits", []), resources.config))
+    rows = _rows(body.get("hits", []), resources.config, k)
+    return QueryResult(resources.config.vector_store.distance_metric, rows)
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -116,7 +149,7 @@ def _query_local(resources: StackResources, text: str, k: int, filter_doc: dict[
 
 def query_command(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="What to search for")],
-    k: Annotated[int, typer.Option("--k", min=1, max=c.S3V_MAX_TOP_K, help="How many results (at most 100)")] = 10,
+    k: Annotated[int, typer.Option("--k", min=1, max=c.S3V_MAX_TOP_K, help="How many rows (at most 100)")] = 10,
     filter_json: Annotated[
         str | None, typer.Option("--filter", help='S3 Vectors metadata filter, e.g. \'{"vote_count": {"$gte": 100}}\'')
     ] = None,
@@ -155,6 +188,7 @@ def query_json(result: QueryResult) -> dict[str, Any]:
     }
 
 
+PASSAGE_MIN_WIDTH = 20  # the best matching passage, folded over lines
 KEY_MIN_WIDTH = 16
 _CELL_PADDING = 3  # a column's left padding, right padding and border
 
@@ -180,26 +214,34 @@ def render_query_table(
     table.add_column("rank", justify="right", no_wrap=True, min_width=len("rank"))
     table.add_column("key", overflow="fold", min_width=KEY_MIN_WIDTH)
     table.add_column("distance", justify="right", no_wrap=True, min_width=len("distance"))
+    table.add_column("chunk", justify="right", no_wrap=True, min_width=len("chunk"))
+    table.add_column("passage", overflow="fold", min_width=PASSAGE_MIN_WIDTH, max_width=60)
     for name in shown:
         table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=len(name), max_width=60)
     for hit in result.hits:
         key = ", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key
         distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
         values = [_display(hit.metadata.get(n), types.get(n)) for n in shown]
-        table.add_row(str(hit.rank), key, distance, *values)
+        table.add_row(str(hit.rank), key, distance, str(hit.chunk), _excerpt(hit.passage), *values)
     return table
 
 
 def _fitting(columns: list[str], width: int | None) -> tuple[list[str], list[str]]:
-    """The metadata columns whose whole header fits beside rank, key and distance (in order), and the rest."""
+    """The metadata columns whose whole header fits beside rank, key, distance, chunk and passage (in order),
+    and the rest."""
     if width is None:
         return columns, []
-    used = 1 + sum(w + _CELL_PADDING for w in (len("rank"), KEY_MIN_WIDTH, len("distance")))
+    fixed = (len("rank"), KEY_MIN_WIDTH, len("distance"), len("chunk"), PASSAGE_MIN_WIDTH)
+    used = 1 + sum(w + _CELL_PADDING for w in fixed)
     for position, name in enumerate(columns):
         used += len(name) + _CELL_PADDING
         if used > width:
             return columns[:position], columns[position:]
     return columns, []
+
+
+def _excerpt(passage: str, limit: int = 200) -> str:
+    return passage if len(passage) <= limit else passage[: limit - 1].rstrip() + "…"
 
 
 def _display(value: Any, cql: Any) -> str:

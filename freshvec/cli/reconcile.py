@@ -39,14 +39,15 @@ from typing import Annotated, Any
 import typer
 
 from freshvec import constants as c
+from freshvec.chunking import expected_chunks
 from freshvec.cli import backfill, console, keyspaces, resync
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
-from freshvec.keys import parse_vector_key
+from freshvec.keys import parse_vector_key, split_chunk_key
 from freshvec.metadata import MetadataBuilder
-from freshvec.plan import fingerprint, has_text
+from freshvec.plan import has_text
 
 KINDS = ("missing", "stale", "metadata", "orphan")
 S3V_MAX_LIST_SEGMENTS = 16  # ListVectors segmentCount (https://docs.aws.amazon.com/AmazonS3/latest/API/API_S3VectorBuckets_ListVectors.html)
@@ -84,32 +85,34 @@ class Expectation:
         self.builder = MetadataBuilder(config)
         self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS[config.embedding.provider]
 
-    def fingerprint(self, text: str) -> str:
-        e = self.config.embedding
-        return fingerprint(
-            model_id=e.model_id,
-            dimensions=e.dimensions,
-            normalize=e.normalize,
-            max_input_chars=self.max_input_chars,
-            text=text,
-        )
-
     def expected_vectors(self, row: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-        """``{vector key: (fingerprint, metadata digest)}`` for a row; empty when it has no text to embed.
+        """``{vector key: (fingerprint, metadata digest)}`` for a row: one entry per chunk of its text (one with
+        chunking off or a short text); empty when it has no text to embed.
 
-        One key per row today; a chunking sink would return one per chunk. A row whose metadata the sink
-        would refuse (too large) expects its key with the fingerprint ``"!"``: it is reported, not repaired.
+        A missing chunk is then **missing** and a surplus stored chunk an **orphan**, like whole rows. A row
+        whose metadata the sink would refuse (too large) expects its key with the fingerprint ``"!"``: it is
+        reported, not repaired.
         """
         key = resync.checked_vector_key(row, self.config)
         text = row.get(self.config.embedding_field)
         if key is None or not isinstance(text, str) or not has_text(text):
             return {}
-        fp = self.fingerprint(text)
         try:
-            metadata = self.builder.build(row, seq="", changed_at=_EPOCH, fingerprint=fp)
+            chunks = expected_chunks(self.config, key, text, max_input_chars=self.max_input_chars)
+            expected = {}
+            for chunk in chunks:
+                metadata = self.builder.build(
+                    row,
+                    seq="",
+                    changed_at=_EPOCH,
+                    fingerprint=chunk.fingerprint,
+                    chunk=(chunk.number, len(chunks)),
+                    text=chunk.text,
+                )
+                expected[chunk.key] = (chunk.fingerprint, metadata_digest(metadata))
+            return expected
         except PoisonRecordError:
             return {key: (_UNINDEXABLE, "")}
-        return {key: (fp, metadata_digest(metadata))}
 
 
 def stored_entry(vector: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -365,10 +368,15 @@ def repair_keys(path: Path, config: PipelineConfig, resyncer: resync.Resyncer) -
             done[result.action] += 1
 
     batch: list[dict[str, Any]] = []
+    seen: set[str] = set()  # row keys already sent (memory: one key per differing row)
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             try:
-                batch.append(parse_vector_key(json.loads(line), config.key_columns))
+                row_key, _chunk = split_chunk_key(json.loads(line))  # a chunk's drift re-syncs its whole row
+                if row_key in seen:
+                    continue
+                seen.add(row_key)
+                batch.append(parse_vector_key(row_key, config.key_columns))
             except (ValueError, TypeError):  # a vector no freshvec sink wrote: it cannot name a row
                 done["unparseable"] += 1
                 continue

@@ -5,12 +5,15 @@ table and shows the index follow: a text rewritten (the row moves in the results
 other columns updated (new metadata, no embedding computed). Every step reports its freshness: from the
 write call until the change is searchable.
 
-With the sample movies it tells a small story (dinosaurs); with any other config and data it picks its
-rows and queries from the data itself, so users can watch their own table before deploying.
+With the sample movies it tells a small story (dinosaurs), then adds one long document (the bundled long documents) to
+show chunking: a question about a passage in the middle of the text finds it, and an edit of one paragraph
+re-embeds one chunk. With any other config and data it picks its rows and queries from the data itself, so
+users can watch their own table before deploying.
 """
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +28,9 @@ from freshvec.local.resources import local_config
 from freshvec.sources.keyspaces.driver import CellError, TableSchema, convert_row, row_to_json
 
 DEFAULT_DATA = sample_movies()
+LONG_DOCUMENT = DEFAULT_DATA.parent / "longdocs" / "documents.jsonl"  # its first row: a 16-paragraph history
+LONG_QUESTION = "Who relit the light after the storm broke the lantern glass?"  # answered in paragraph 7 of 16
+LONG_EDITED_PARAGRAPH = 12
 MOVIE_QUERIES = (
     "dinosaurs",
     "a crew of thieves plans a heist",
@@ -103,6 +109,8 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
         for text in script.queries:
             demo.show_hits(text)
         demo.change_steps(script)
+        if script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive":
+            demo.long_text_step(read_rows(LONG_DOCUMENT, effective, echo)[0])
         demo.summary(effective)
     echo(f"\nDone in {time.monotonic() - started:.1f} s.")
     return demo.steps
@@ -178,6 +186,34 @@ class _Demo:
             shown = ", ".join(f"{column}={stored['metadata'].get(column)!r}" for column in script.update)
             self.echo(f"  metadata now: {shown}")
 
+    def long_text_step(self, document: Row) -> None:
+        text_column = self.config.embedding_field
+        paragraphs = str(document[text_column]).split("\n\n")
+        name = self.label(document)
+        self.echo(
+            f"\n6. Long text: add {name!r} ({len(paragraphs)} paragraphs, {len(document[text_column])} characters)"
+        )
+        self.step("long text added", lambda: self.pipeline.upsert([document]))
+        chunks = self.pipeline.indexed_chunks(self.key(document))
+        self.echo(f"  stored as {len(chunks)} chunks (vectors), each with the row's columns")
+        self.echo(f"  {LONG_QUESTION!r}")
+        hits = self.pipeline.query(LONG_QUESTION, k=3)
+        for rank, hit in enumerate(hits, start=1):
+            label = self.label({**hit["metadata"], **hit["primary_key"]})
+            self.echo(f"    {rank}. {label}  ({hit['distance']:.3f}), best passage: chunk {hit['chunk']}")
+        if hits:  # the passage that matched, whole: the answer may sit anywhere in it
+            self.echo(textwrap.indent(textwrap.fill(hits[0]["passage"], width=92), " " * 7))
+        edited = list(paragraphs)
+        edited[LONG_EDITED_PARAGRAPH] += " A second keeper's log, found in 2019, confirms the date."
+        before = self.pipeline.stats()
+        self.step(
+            "one paragraph edited", lambda: self.pipeline.upsert([{**document, text_column: "\n\n".join(edited)}])
+        )
+        after = self.pipeline.stats()
+        embedded = after.get("chunks_embedded", 0) - before.get("chunks_embedded", 0)
+        reused = after.get("chunks_reused", 0) - before.get("chunks_reused", 0)
+        self.echo(f"  paragraph {LONG_EDITED_PARAGRAPH + 1} edited: chunks embedded {embedded}, reused {reused}")
+
     def summary(self, config: PipelineConfig) -> None:
         self.echo("\nFreshness, write -> searchable:")
         for done in self.steps:
@@ -193,6 +229,8 @@ class _Demo:
             "changes_forwarded",
             "embeddings_computed",
             "embeddings_skipped",
+            "chunks_embedded",
+            "chunks_reused",
             "vectors_put",
             "vectors_deleted",
             "dlq_records",

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +33,9 @@ from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.adapters.wiring import keyspaces_forwarder
+from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
+from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
 from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.embedder import LocalEmbedder
@@ -56,6 +59,9 @@ _SINK_COUNTERS = (
     "changes_received",
     "embeddings_computed",
     "embeddings_skipped",
+    "chunks_embedded",
+    "chunks_reused",
+    "chunks_deleted",
     "texts_truncated",
     "vectors_put",
     "vectors_deleted",
@@ -358,18 +364,41 @@ class LocalPipeline:
         return self._tracker.latencies_ms()
 
     def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Nearest rows first: ``[{"key", "primary_key", "distance", "metadata"}]``.
+        """Nearest rows first (``k`` rows, not chunks): ``[{"key", "primary_key", "distance", "metadata",
+        "chunk", "passage", "chunks"}]`` — the row's best chunk (its number, text and metadata) and every
+        matching chunk of the row (``[{"chunk", "key", "distance", "passage"}]``, best first).
 
         The text is embedded like the sink embeds rows; the search is exact, with the index's metric
-        and the S3 Vectors filter operators.
+        and the S3 Vectors filter operators; it over-fetches chunks (``query_top_k``) to fill ``k`` rows.
         """
         if not text or not text.strip():
             raise ValueError("the query text is empty")
+        if not 1 <= k <= S3V_MAX_TOP_K:
+            raise ValueError(f"k must be between 1 and {S3V_MAX_TOP_K}, got {k}")
         vector = self.embedder.embed_query(text)
-        hits = self._search.query(vector, k, dict(filter) if filter is not None else None)
-        for hit in hits:
-            hit["primary_key"] = parse_vector_key(hit["key"], self.config.key_columns)
-        return hits
+        hits = self._search.query(vector, query_top_k(k), dict(filter) if filter is not None else None)
+        rows = []
+        for row in group_hits(hits, k, self.config.embedding_field):
+            found = asdict(row)
+            found["primary_key"] = parse_vector_key(row.key, self.config.key_columns)
+            rows.append(found)
+        return rows
+
+    def indexed_chunks(self, key: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every stored chunk of one row, in chunk order (chunk 0's ``_chunks`` says how many)."""
+        chunk0 = self.indexed(key)
+        keys = chunk_keys(vector_key(key, self.config.key_columns), stored_chunk_count(chunk0), start=1)
+        by_key: dict[str, Any] = {}
+        for start in range(0, len(keys), S3V_GET_BATCH):
+            found = self._s3vectors.get_vectors(
+                vectorBucketName=self.resources.vector_bucket,
+                indexName=self.resources.vector_index,
+                keys=keys[start : start + S3V_GET_BATCH],
+                returnData=False,
+                returnMetadata=True,
+            )["vectors"]
+            by_key.update({v["key"]: v for v in found})
+        return ([chunk0] if chunk0 else []) + [by_key[k] for k in keys if k in by_key]
 
     def indexed(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """The stored vector of one row (``{"key", "data", "metadata"}``), or None when it is not indexed."""

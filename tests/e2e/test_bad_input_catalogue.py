@@ -260,15 +260,18 @@ def test_key_longer_than_s3_vectors_allows_is_parked(pipeline: LocalPipeline) ->
     assert "vector key is" in entry["error_message"] and "at most 1024" in entry["error_message"]
 
 
-def test_text_longer_than_the_model_accepts_is_truncated_and_still_indexed(pipeline: LocalPipeline) -> None:
+def test_text_longer_than_the_model_accepts_is_chunked_whole_not_truncated(pipeline: LocalPipeline) -> None:
+    # With chunking on (the default) no text reaches the model past its limit; strategy "none" truncates and
+    # counts it (tests/integration/test_sink_apply.py).
     before = pipeline.stats()["texts_truncated"]
     overview = "An endless saga of sailing ships and storms. " * 2000  # 90,000 characters
     receipt = pipeline.upsert([{"title": "Catalogue Long Text", "overview": overview}])
     pipeline.wait_synced(timeout=60, receipt=receipt)
-    stored = pipeline.indexed({"title": "Catalogue Long Text"})
-    assert stored is not None
-    assert pipeline.stats()["texts_truncated"] == before + 1
-    assert overview.startswith(stored["metadata"]["overview"])  # a bounded prefix is stored with the vector
+    chunks = pipeline.indexed_chunks({"title": "Catalogue Long Text"})
+    assert len(chunks) >= len(overview) // pipeline.config.chunking.max_chars
+    assert all(len(ch["metadata"]["overview"]) <= pipeline.config.chunking.max_chars for ch in chunks)
+    assert " ".join(ch["metadata"]["overview"] for ch in chunks).split() == overview.split()
+    assert pipeline.stats()["texts_truncated"] == before
 
 
 @pytest.mark.parametrize(

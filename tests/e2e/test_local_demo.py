@@ -35,8 +35,11 @@ def test_the_movie_demo_tells_its_story(tmp_path: Path) -> None:
     assert after_delete.strip() == "not in the index"
     assert "embeddings computed for this change: 0; stored vector reused: 1" in out
     assert "vote_average=9.9" in out
-    for step in ("load", "overview rewritten", "row deleted", "other columns updated"):
+    for step in ("load", "overview rewritten", "row deleted", "other columns updated", "long text added"):
         assert f"  {step}: " in out
+    long_text = out.split("6. Long text: add 'Varna Point Lighthouse'")[1]
+    assert "1. Varna Point Lighthouse" in long_text and "Mira Halloway" in long_text  # the passage in the middle
+    assert "chunks embedded 1, reused" in long_text
 
 
 def test_the_demo_runs_on_another_table_with_its_own_data() -> None:

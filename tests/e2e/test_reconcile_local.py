@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +14,14 @@ from typer.testing import CliRunner
 from freshvec import constants as c
 from freshvec.cli import app as cli
 from freshvec.config import DEFAULT_CONFIG
+from freshvec.datafiles import sample_movies
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
 from freshvec.local.demo import read_rows
 from freshvec.state import write_local_state
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "movies.jsonl"
+DATA = sample_movies()
 ROWS = 40
 SYNC_S = 30
 runner = CliRunner()

@@ -272,6 +272,8 @@ def _correct_index(table: LocalTable, embedder) -> dict:
                 c.META_CHANGED_AT: 1714979289123,
                 c.META_FINGERPRINT: _documented_fingerprint(text),
                 c.META_VERSION: str(version),
+                c.META_CHUNK: 0,  # a one-sentence text is one chunk: chunk 0 of 1
+                c.META_CHUNKS: 1,
             },
         )
     return index
@@ -556,3 +558,8 @@ def test_soak_reports_writes_that_were_silently_dropped() -> None:
     assert not report.ok
     assert report.lost + report.stale > 0
     assert any(d.startswith(("lost", "stale", "should be absent")) for d in report.differences)
+
+
+def test_oracle_flags_a_row_stored_as_several_chunks_when_one_was_due(embedder) -> None:
+    report = _broken(embedder, lambda v, m: (v, {**m, c.META_CHUNKS: 2}))
+    assert report.stale_content == 1 and c.META_CHUNKS in report.differences[0]

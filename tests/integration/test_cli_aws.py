@@ -399,14 +399,17 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
 ) -> None:
     bedrock = FakeBedrockRuntime()
     client, stubber = _stubbed_s3vectors(moto)
-    hits = [
-        {"key": '["Jurassic Park"]', "distance": 0.1234, "metadata": {"original_lang": "en", "vote_count": 16210}},
+    park = {"original_lang": "en", "vote_count": 16210}
+    hits = [  # chunks, best first: two of one row, then another row, then one past the k rows asked for
+        {"key": '["Jurassic Park"]#2', "distance": 0.1234, "metadata": {**park, "overview": "Raptors in the kitchen."}},
+        {"key": '["Jurassic Park"]', "distance": 0.2, "metadata": {**park, "overview": "A theme park."}},
         {"key": '["Jaws"]', "distance": 0.3, "metadata": {"original_lang": "en", "vote_count": 9000}},
+        {"key": '["Alien"]', "distance": 0.4, "metadata": {"original_lang": "en", "vote_count": 1}},
     ]
     expected_request = {
         "vectorBucketName": "freshvec-local",
         "indexName": INDEX,
-        "topK": 2,
+        "topK": 8,  # over-fetched: k rows may need several chunks each
         "queryVector": {"float32": ANY},
         "returnMetadata": True,
         "returnDistance": True,
@@ -418,6 +421,8 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
         result = invoke("query", "dinosaurs escape", "--k", "2", "--filter", '{"vote_count": {"$gte": 100}}')
     assert result.exit_code == 0, result.output
     assert "title=Jurassic Park" in result.output and "0.1234" in result.output
+    assert "Raptors in the kitchen." in result.output and "Alien" not in result.output
+    assert "2 result(s)" in result.output
     assert "by cosine distance (0 = identical, lower = closer)" in result.output
     [call] = bedrock.calls
     assert call["modelId"] == c.TITAN_V2 and call["body"] == {
@@ -431,16 +436,30 @@ def test_query_embeds_like_the_sink_and_prints_a_table(
 def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch) -> None:
     bedrock = FakeBedrockRuntime()
     client, stubber = _stubbed_s3vectors(moto)
-    stubber.add_response(
-        "query_vectors", {"vectors": [{"key": '["Jaws"]', "distance": 0.5, "metadata": {}}], "distanceMetric": "cosine"}
-    )
+    vectors = [
+        {"key": '["Jaws"]#1', "distance": 0.5, "metadata": {"overview": "The shark returns."}},
+        {"key": '["Jaws"]', "distance": 0.7, "metadata": {"overview": "A beach town."}},
+    ]
+    stubber.add_response("query_vectors", {"vectors": vectors, "distanceMetric": "cosine"})
     monkeypatch.setattr(cli_stack, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
     with stubber:
         result = invoke("query", "shark", "--json")
     doc = json.loads(result.output)
     assert doc["distance_metric"] == "cosine" and doc["score"] == "distance"
     assert doc["hits"] == [
-        {"rank": 1, "key": '["Jaws"]', "key_values": {"title": "Jaws"}, "distance": 0.5, "metadata": {}}
+        {
+            "rank": 1,
+            "key": '["Jaws"]',
+            "key_values": {"title": "Jaws"},
+            "distance": 0.5,
+            "metadata": {"overview": "The shark returns."},
+            "chunk": 1,
+            "passage": "The shark returns.",
+            "chunks": [
+                {"chunk": 1, "key": '["Jaws"]#1', "distance": 0.5, "passage": "The shark returns."},
+                {"chunk": 0, "key": '["Jaws"]', "distance": 0.7, "passage": "A beach town."},
+            ],
+        }
     ]
 
 

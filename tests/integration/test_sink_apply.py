@@ -165,6 +165,8 @@ def test_inserts_embed_and_store_vectors_with_converted_metadata(pipe: Pipeline)
         c.META_SEQUENCE: doc["seq"],
         c.META_CHANGED_AT: 1795306503120,  # 2026-11-22T00:15:03.120Z
         c.META_FINGERPRINT: titan_fingerprint("Dinosaurs return."),
+        c.META_CHUNK: 0,  # a short text is one chunk: chunk 0 under the row's key, with the count
+        c.META_CHUNKS: 1,
     }
     assert result.stats.embeddings_computed == 1
     assert result.stats.vectors_put == 1
@@ -303,13 +305,16 @@ def test_writes_and_reads_are_chunked_to_the_service_limits(pipe: Pipeline) -> N
     deletes = [change("DELETE", None, movie(f"m{i}")) for i in range(250, 1100)]
     pipe.tap.sizes.clear()
     result = pipe.sink.process(batch(*updates, *deletes, start=2000))
-    assert pipe.tap.sizes["GetVectors"] == [100, 100, 50]
+    assert pipe.tap.sizes["GetVectors"] == [100] * 11  # puts, to reuse; deletes, to learn the row's chunk count
     assert pipe.tap.sizes["DeleteVectors"] == [500, 350]
     assert result.stats.embeddings_skipped == 250
     assert len(pipe.vectors()) == 250
 
 
-def test_long_text_is_truncated_for_the_model_and_counted(pipe: Pipeline) -> None:
+def test_without_chunking_a_long_text_is_truncated_for_the_model_and_counted(moto: MotoServer) -> None:
+    pipe = make_pipeline(
+        moto, PipelineConfig.from_dict({**default_config().to_dict(), "chunking": {"strategy": "none"}})
+    )
     text = "word " * 12_000  # 60,000 characters: over Titan's 50,000-character limit
     result = pipe.sink.process(batch(change("INSERT", movie("Long", text))))
     assert result.stats.texts_truncated == 1
@@ -468,16 +473,17 @@ def test_dead_letters_are_sent_ten_to_a_call(pipe: Pipeline) -> None:
 
 def test_get_vectors_outage_fails_from_the_first_key_that_needed_it(pipe: Pipeline) -> None:
     pipe.sink.process(batch(change("INSERT", movie("Seen", "before"))))
+    pipe.tap.calls.clear()
     pipe.tap.fail("GetVectors", "InternalServerException", 500, times=NO_WAIT.attempts)
     records = batch(
-        change("DELETE", None, movie("Old")),
+        change("DELETE", None, movie("Old")),  # a delete reads chunk 0 too: the row's chunk count
         change("UPDATE", movie("Seen", "before", vote_count=1), movie("Seen", "before")),
         change("UPDATE", movie("New", "changed"), movie("New", "was")),
         start=5,
     )
     result = pipe.sink.process(records)
-    assert result.batch_item_failures == [{"itemIdentifier": records[1]["kinesis"]["sequenceNumber"]}]
-    assert pipe.tap.calls["DeleteVectors"] == 1  # the change before the failure is applied
+    assert result.batch_item_failures == [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]
+    assert pipe.tap.calls["DeleteVectors"] == 0 and pipe.tap.calls["PutVectors"] == 0
     assert key_of("New") not in pipe.vectors()
 
 

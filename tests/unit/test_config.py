@@ -10,6 +10,7 @@ import pytest
 
 from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, default_config, load_config
+from freshvec.datafiles import sample_movies
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +78,7 @@ def test_whole_config_can_be_replaced_by_a_json_string():
                 vector_store__non_filterable_keys=[f"col{i}" for i in range(6)],
             ),
             "vector_store.non_filterable_keys",
-            "at most 5 extra keys",
+            "at most 4 extra keys",
         ),
         (_with(vector_store__non_filterable_keys=[""]), "vector_store.non_filterable_keys", "1 to 63 characters"),
         (_with(vector_store__index_name="a" * 55), "vector_store.index_name", "3-54 characters"),
@@ -148,14 +149,30 @@ def test_non_filterable_keys_always_hold_the_text_and_pipeline_keys_and_may_add_
     assert set(c.PIPELINE_NON_FILTERABLE_KEYS) <= set(config.metadata_keys)
 
 
-def test_five_extra_keys_fit_with_the_five_always_included():
-    columns = {**DEFAULT_CONFIG["columns"], **{f"col{i}": "text" for i in range(5)}}
+def test_four_extra_keys_fit_with_the_six_always_included():
+    # The text, _seq, _changed_at, _fp, _ver and _chunks (the chunk count) are always non-filterable.
+    columns = {**DEFAULT_CONFIG["columns"], **{f"col{i}": "text" for i in range(4)}}
     raw = _with(
         columns=columns,
-        metadata_fields=[*DEFAULT_CONFIG["metadata_fields"], *(f"col{i}" for i in range(5))],
-        vector_store__non_filterable_keys=[f"col{i}" for i in range(5)],
+        metadata_fields=[*DEFAULT_CONFIG["metadata_fields"], *(f"col{i}" for i in range(4))],
+        vector_store__non_filterable_keys=[f"col{i}" for i in range(4)],
     )
     assert len(PipelineConfig.from_dict(raw).non_filterable_keys) == c.S3V_MAX_NON_FILTERABLE_KEYS
+
+
+def test_chunking_defaults_on_and_keeps_every_sample_movie_at_one_chunk():
+    from freshvec.chunking import chunk_text
+
+    config = PipelineConfig.from_dict(DEFAULT_CONFIG)
+    assert (config.chunking.strategy, config.chunking.max_chars, config.chunking.overlap_chars) == (
+        "recursive",
+        1000,
+        0,
+    )
+    movies = [json.loads(line) for line in sample_movies().read_text().splitlines() if line.strip()]
+    assert len(movies) > 100
+    assert all(len(chunk_text(m["overview"], config.chunking)) == 1 for m in movies if (m["overview"] or "").strip())
+    assert max(len(m["overview"] or "") for m in movies) < config.chunking.max_chars
 
 
 def test_index_name_changes_exactly_when_a_create_only_setting_changes():

@@ -13,7 +13,7 @@ import pytest
 from freshvec import constants as c
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.cli import reconcile
-from freshvec.config import EmbeddingConfig, default_config
+from freshvec.config import ChunkingConfig, EmbeddingConfig, default_config
 from freshvec.metadata import MetadataBuilder
 from freshvec.sink import Sink
 from freshvec.testing.builders import movie
@@ -37,8 +37,9 @@ def _sink_fingerprint(config: Any, text: str) -> str:
     ],
 )
 def test_the_expected_fingerprint_is_the_one_the_sink_stores(embedding: EmbeddingConfig) -> None:
-    config = dataclasses.replace(CONFIG, embedding=embedding)
-    row = movie("Jaws", "A shark. " * 400)  # longer than Cohere's input limit: the cut is part of it
+    # One vector per row (chunking off), so the text is cut to the model's limit: the cut is part of it.
+    config = dataclasses.replace(CONFIG, embedding=embedding, chunking=ChunkingConfig(strategy="none"))
+    row = movie("Jaws", "A shark. " * 400)  # longer than Cohere's input limit
     [(key, (fp, _digest))] = reconcile.Expectation(config).expected_vectors(row).items()
     assert key == '["Jaws"]' and fp == _sink_fingerprint(config, row["overview"])
 
@@ -48,7 +49,13 @@ def test_provenance_keys_do_not_count_but_every_mapped_value_does() -> None:
     [(fp, digest)] = reconcile.Expectation(CONFIG).expected_vectors(row).values()
     builder = MetadataBuilder(CONFIG)
     stored = builder.build(
-        row, seq="49590", changed_at=datetime(2026, 5, 1, tzinfo=UTC), fingerprint=fp, version=1_790_000_000_000_000
+        row,
+        seq="49590",
+        changed_at=datetime(2026, 5, 1, tzinfo=UTC),
+        fingerprint=fp,
+        version=1_790_000_000_000_000,
+        chunk=(0, 1),
+        text=row["overview"],
     )
     # what a JSON round trip through S3 Vectors may do to a whole number
     stored = json.loads(json.dumps({k: (7 if v == 7.0 and not isinstance(v, bool) else v) for k, v in stored.items()}))
@@ -106,3 +113,20 @@ def test_spill_puts_each_key_in_its_hash_bucket(tmp_path: Path, monkeypatch: pyt
     for bucket, found in back.items():
         assert all(reconcile.bucket_of(key, 5) == bucket for key, _, _ in found)
     assert len([b for b in back.values() if b]) > 1
+
+
+def test_a_long_row_expects_one_vector_per_chunk_so_a_missing_chunk_is_missing_and_a_surplus_one_an_orphan() -> None:
+    paragraphs = [f"Paragraph {n} tells its own part of a long story. " * 12 for n in range(6)]
+    row = movie("Epic", "\n\n".join(paragraphs))  # about 3,600 characters: several chunks of at most 1,000
+    expected = reconcile.Expectation(CONFIG).expected_vectors(row)
+    keys = list(expected)
+    assert len(keys) > 2
+    assert keys[0] == '["Epic"]' and keys[1] == '["Epic"]#1'  # chunk 0 keeps the row's key; chunk n adds #n
+    table = [(key, fp, digest) for key, (fp, digest) in expected.items()]
+    index = [entry for entry in table if entry[0] != keys[1]]  # chunk 1 never arrived
+    index.append(('["Epic"]#99', "f" * 32, "d" * 32))  # a chunk left over from a longer text
+    report = reconcile.ReconcileReport()
+    noted: list[tuple[str, str]] = []
+    reconcile.compare_bucket(table, index, report, show=5, on_drift=lambda kind, key: noted.append((kind, key)))
+    assert sorted(noted) == [("missing", '["Epic"]#1'), ("orphan", '["Epic"]#99')]
+    assert report.in_sync == len(keys) - 1

@@ -28,7 +28,9 @@ from freshvec.testing.soak.workload import PoisonChange
 
 COSINE_MIN = 0.999
 _SOURCE_POSITION_KEYS = (c.META_SEQUENCE, c.META_CHANGED_AT)
-_PIPELINE_KEYS = (*_SOURCE_POSITION_KEYS, c.META_FINGERPRINT, c.META_VERSION)
+_PIPELINE_KEYS = (*_SOURCE_POSITION_KEYS, c.META_FINGERPRINT, c.META_VERSION, c.META_CHUNK, c.META_CHUNKS)
+# The workload's texts are single sentences, far below the chunk bound: each row is one vector, chunk 0 of 1.
+_ONE_CHUNK = {c.META_CHUNK: 0, c.META_CHUNKS: 1}
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,9 @@ def _differences(
         )
     if stored_metadata.get(c.META_VERSION) != str(expected.version):
         problems.append(f"{c.META_VERSION} {stored_metadata.get(c.META_VERSION)} (row's {expected.version})")
+    for key, value in _ONE_CHUNK.items():
+        if stored_metadata.get(key) != value:
+            problems.append(f"{key} {stored_metadata.get(key)!r} (one chunk: {value})")
     missing_position = [k for k in _SOURCE_POSITION_KEYS if k not in stored_metadata]
     if missing_position:
         problems.append(f"no {', '.join(missing_position)}")
