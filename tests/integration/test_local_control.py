@@ -67,6 +67,7 @@ def test_state_file_holds_the_endpoint_the_control_url_and_every_output(stack: d
         "dimensions": 256,
         "normalize": True,
         "max_concurrency": 8,
+        "adaptive_rate": True,
     }
     # The operator CLI reads the same file.
     resources = local_client.load_local_state(stack["path"])
