@@ -27,6 +27,9 @@ unstorable; the whole text stays in the table, which the vector key points back 
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -126,25 +129,31 @@ class MetadataBuilder:
             metadata[c.META_CHUNK] = number
             if number == 0:
                 metadata[c.META_CHUNKS] = count
+        sizes = {k: entry_bytes(k, v) for k, v in metadata.items()}  # each entry measured once
         if text is None:
             text = row.get(self._text_field)
         if isinstance(text, str) and text:
-            budget = min(MAX_STORED_TEXT_BYTES, c.S3V_MAX_TOTAL_METADATA_BYTES - metadata_bytes(metadata))
-            metadata[self._text_field] = text_prefix(self._text_field, text, budget)
-        self.check_limits(metadata)
+            budget = min(MAX_STORED_TEXT_BYTES, c.S3V_MAX_TOTAL_METADATA_BYTES - sum(sizes.values()))
+            stored_text = text_prefix(self._text_field, text, budget)
+            metadata[self._text_field] = stored_text
+            sizes[self._text_field] = entry_bytes(self._text_field, stored_text)
+        self.check_limits(metadata, sizes)
         return metadata
 
-    def check_limits(self, metadata: Mapping[str, Any]) -> None:
-        filterable = {k: v for k, v in metadata.items() if k not in self._non_filterable}
-        filterable_size = metadata_bytes(filterable)
+    def check_limits(self, metadata: Mapping[str, Any], sizes: Mapping[str, int] | None = None) -> None:
+        """PoisonRecordError if ``metadata`` exceeds S3 Vectors' limits; ``sizes``: its ``entry_bytes``, if known."""
+        if sizes is None:
+            sizes = {k: entry_bytes(k, v) for k, v in metadata.items()}
+        filterable = [k for k in metadata if k not in self._non_filterable]
+        filterable_size = sum(sizes[k] for k in filterable)
         if filterable_size > c.S3V_MAX_FILTERABLE_METADATA_BYTES:
-            largest = sorted(filterable, key=lambda k: -entry_bytes(k, filterable[k]))[:3]
+            largest = sorted(filterable, key=lambda k: -sizes[k])[:3]
             raise PoisonRecordError(
                 f"filterable metadata is {filterable_size} bytes; S3 Vectors allows "
                 f"{c.S3V_MAX_FILTERABLE_METADATA_BYTES} (largest: {', '.join(largest)}; list long columns in "
                 "vector_store.non_filterable_keys)"
             )
-        total = metadata_bytes(metadata)
+        total = sum(sizes.values())
         if total > c.S3V_MAX_TOTAL_METADATA_BYTES:
             raise PoisonRecordError(
                 f"metadata is {total} bytes; S3 Vectors allows {c.S3V_MAX_TOTAL_METADATA_BYTES} in total"
@@ -165,7 +174,29 @@ def convert_value(value: Any, cql_type: CqlType) -> MetadataValue | None:
 
 def entry_bytes(key: str, value: Any) -> int:
     """Size of one metadata entry as JSON text (key and value), the measure the limits are checked with."""
-    return len(compact_json(key).encode("utf-8")) + 1 + len(compact_json(value).encode("utf-8"))
+    return _key_bytes(key) + 1 + _json_bytes(value)
+
+
+@functools.lru_cache(maxsize=1024)  # the keys are the config's few columns and the pipeline's own
+def _key_bytes(key: str) -> int:
+    return _json_bytes(key)
+
+
+_encode_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) encodes a str with
+
+
+def _json_bytes(value: Any) -> int:
+    """``len(compact_json(value).encode())``, with the common scalars encoded as json does without its setup."""
+    kind = type(value)
+    if kind is str:
+        text = _encode_string(value)
+    elif kind is int:
+        text = int.__repr__(value)
+    elif kind is float and math.isfinite(value):
+        text = float.__repr__(value)
+    else:
+        text = compact_json(value)
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def metadata_bytes(metadata: Mapping[str, Any]) -> int:

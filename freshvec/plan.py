@@ -20,6 +20,7 @@ The functions here are pure: the sink fetches what is stored and applies what th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,9 +37,23 @@ _FINGERPRINT_HEX_CHARS = 32  # 128 bits: collisions are out of reach, and the me
 
 
 def fingerprint(*, model_id: str, dimensions: int, normalize: bool, max_input_chars: int, text: str) -> str:
-    """The hash of what embedding ``text`` sends to the model, and how (the cut to the limit is part of it)."""
-    material = json.dumps([model_id, dimensions, normalize, max_input_chars, text], ensure_ascii=False)
+    """The hash of what embedding ``text`` sends to the model, and how (the cut to the limit is part of it).
+
+    The material is ``json.dumps([model_id, dimensions, normalize, max_input_chars, text], ensure_ascii=False)``;
+    it is assembled from the (cached) encoding of the first four and the text's, which gives the same bytes.
+    """
+    material = _fingerprint_head(model_id, dimensions, normalize, max_input_chars) + _encode_string(text) + "]"
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:_FINGERPRINT_HEX_CHARS]
+
+
+_encode_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) encodes a str with
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint_head(model_id: str, dimensions: int, normalize: bool, max_input_chars: int) -> str:
+    if not isinstance(model_id, str):  # the head must be JSON exactly as json.dumps writes it
+        raise TypeError(f"model_id must be a string, not {type(model_id).__name__}")
+    return json.dumps([model_id, dimensions, normalize, max_input_chars], ensure_ascii=False)[:-1] + ", "
 
 
 def stored_version(stored: Mapping[str, Any] | None) -> int | None:
@@ -65,7 +80,8 @@ def older(version: int | None, than: int | None) -> bool:
 
 
 def has_text(text: str | None) -> bool:
-    return text is not None and bool(text.strip())
+    """Not None, and not only whitespace (what ``text.strip()`` would leave empty), without copying the text."""
+    return text is not None and text != "" and not text.isspace()
 
 
 @dataclass
@@ -213,7 +229,7 @@ def reuse_pool(stored_chunks: Iterable[Mapping[str, Any] | None]) -> dict[str, l
     for stored in stored_chunks:
         fp = stored_fingerprint(stored)
         if stored and fp is not None and stored.get("data"):
-            pool.setdefault(fp, [float(x) for x in stored["data"]])
+            pool.setdefault(fp, list(map(float, stored["data"])))
     return pool
 
 

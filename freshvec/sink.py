@@ -423,7 +423,8 @@ class _Run:
                 vector = chunk.vector or []
                 if len(vector) != dimension:
                     problem = f"the vector has {len(vector)} dimensions; the index has {dimension}"
-                elif not all(math.isfinite(x) for x in vector):
+                # A non-finite value makes the sum non-finite; only then (or on overflow) is each value checked.
+                elif not math.isfinite(sum(vector)) and not all(math.isfinite(x) for x in vector):
                     problem = "the vector holds a value that is not a finite number"
                 if problem:
                     break

@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from freshvec import state
-from freshvec.cli import backfill, load_command, preflight, query, reconcile, redrive, settings, status
+from freshvec.cli import backfill, load_command, preflight, query, reconcile, redrive, settings, status, wait
 from freshvec.cli.errors import OperatorError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
@@ -222,6 +222,7 @@ def operator_command(command: F) -> F:
 
 app.command("preflight")(operator_command(preflight.preflight_command))
 app.command("load")(operator_command(load_command.load_command))
+app.command("wait")(operator_command(wait.wait_command))
 app.command("query")(operator_command(query.query_command))
 app.command("backfill")(operator_command(backfill.backfill_command))
 app.command("reconcile")(operator_command(reconcile.reconcile_command))

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from freshvec.cli import console, keyspaces, local_client
+from freshvec.cli import console, keyspaces, local_client, wait
 from freshvec.cli import load as loader
 from freshvec.cli.settings import settings
 from freshvec.datafiles import read_records, sample_movies
@@ -55,6 +55,12 @@ def load_command(
     ca_bundle: Annotated[
         Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS [default: certifi]")
     ] = None,
+    wait_visible: Annotated[
+        bool, typer.Option("--wait", help="Then wait until every change is searchable; print the latency")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="With --wait: give up after this many seconds")
+    ] = wait.DEFAULT_TIMEOUT_S,
 ) -> None:
     """Write rows into the table (Amazon Keyspaces, LOCAL_QUORUM, TLS verified, SigV4), or change/delete them."""
     file = file if file is not None else SAMPLE_DATA
@@ -74,6 +80,8 @@ def load_command(
         cluster, session = keyspaces.connect_table(res.region, ca_bundle)
         writer = loader.CassandraRowWriter(session, schema, max_in_flight=concurrency)
         target = f"{res.config.keyspace}.{res.config.table} in {res.region}"
+    recorder = wait.RecordingWriter(writer, wait.Expectations(res.config, schema)) if wait_visible else None
+    writer = recorder or writer
     try:
         with console.progress() as progress:
             task = progress.add_task(f"{verb} {file.name}", total=limit)
@@ -101,3 +109,4 @@ def load_command(
     )
     if report.failed:
         raise typer.Exit(1)
+    wait.after_load(report, recorder, timeout, file=str(file), delete=delete)

@@ -188,7 +188,7 @@ def query_json(result: QueryResult) -> dict[str, Any]:
     }
 
 
-PASSAGE_MIN_WIDTH = 20  # the best matching passage, folded over lines
+PASSAGE_MIN_WIDTH = 10  # the best matching passage (its chunk number when not 0), folded over lines
 KEY_MIN_WIDTH = 16
 _CELL_PADDING = 3  # a column's left padding, right padding and border
 
@@ -214,7 +214,6 @@ def render_query_table(
     table.add_column("rank", justify="right", no_wrap=True, min_width=len("rank"))
     table.add_column("key", overflow="fold", min_width=KEY_MIN_WIDTH)
     table.add_column("distance", justify="right", no_wrap=True, min_width=len("distance"))
-    table.add_column("chunk", justify="right", no_wrap=True, min_width=len("chunk"))
     table.add_column("passage", overflow="fold", min_width=PASSAGE_MIN_WIDTH, max_width=60)
     for name in shown:
         table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=len(name), max_width=60)
@@ -222,16 +221,17 @@ def render_query_table(
         key = ", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key
         distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
         values = [_display(hit.metadata.get(n), types.get(n)) for n in shown]
-        table.add_row(str(hit.rank), key, distance, str(hit.chunk), _excerpt(hit.passage), *values)
+        passage = _excerpt(hit.passage) if not hit.chunk else f"[chunk {hit.chunk}] {_excerpt(hit.passage)}"
+        table.add_row(str(hit.rank), key, distance, passage, *values)
     return table
 
 
 def _fitting(columns: list[str], width: int | None) -> tuple[list[str], list[str]]:
-    """The metadata columns whose whole header fits beside rank, key, distance, chunk and passage (in order),
-    and the rest."""
+    """The metadata columns whose whole header fits beside rank, key, distance and passage (in order), and the
+    rest."""
     if width is None:
         return columns, []
-    fixed = (len("rank"), KEY_MIN_WIDTH, len("distance"), len("chunk"), PASSAGE_MIN_WIDTH)
+    fixed = (len("rank"), KEY_MIN_WIDTH, len("distance"), PASSAGE_MIN_WIDTH)
     used = 1 + sum(w + _CELL_PADDING for w in fixed)
     for position, name in enumerate(columns):
         used += len(name) + _CELL_PADDING

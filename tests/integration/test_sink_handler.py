@@ -127,3 +127,35 @@ def test_handler_fails_loudly_when_the_index_is_missing(deployed: dict[str, Any]
 def test_an_empty_event_is_a_no_op(deployed: dict[str, Any]) -> None:
     assert sink_handler.handler({"Records": []}, Context()) == {"batchItemFailures": []}
     assert deployed["bedrock"].calls == []
+
+
+def test_the_s3vectors_client_skips_sdk_parameter_validation_and_the_others_keep_it(
+    moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real boto3 clients from the handler, sent a wrongly typed parameter: with validation botocore refuses the
+    # call before sending it; without it (s3vectors only: the sink checks vectors itself) the request goes out.
+    from botocore.exceptions import ClientError, ParamValidationError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)  # anything that is sent goes to moto
+    monkeypatch.setenv("AWS_DEFAULT_REGION", moto.region)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    moto.client("s3vectors").create_vector_bucket(vectorBucketName=BUCKET)
+    calls = {
+        "s3vectors": lambda client: client.list_indexes(vectorBucketName=BUCKET, maxResults="ten"),
+        "sqs": lambda client: client.list_queues(MaxResults="ten"),
+        "dynamodb": lambda client: client.list_tables(Limit="ten"),
+        "bedrock-runtime": lambda client: client.invoke_model(modelId=7, body=b"{}"),
+    }
+    refused_before_sending = {}
+    for service, call in calls.items():
+        try:
+            call(sink_handler._client(service))
+            refused_before_sending[service] = False
+        except ParamValidationError:
+            refused_before_sending[service] = True
+        except ClientError:  # sent, and the server answered
+            refused_before_sending[service] = False
+    assert refused_before_sending == {"s3vectors": False, "sqs": True, "dynamodb": True, "bedrock-runtime": True}
+    config = sink_handler._client("s3vectors").meta.config  # the rest of the handler's client config stays
+    assert (config.connect_timeout, config.read_timeout) == (5, 60)

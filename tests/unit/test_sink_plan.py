@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from freshvec import constants as c
+from freshvec.adapters.memory import InProcessTombstones
 from freshvec.config import default_config
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
@@ -25,6 +29,7 @@ from freshvec.plan import (
 )
 from freshvec.sink import Sink
 from freshvec.testing.builders import change, key_of, kinesis_record, movie
+from freshvec.testing.fakes.memory import InMemoryDeadLetterQueue, InMemoryVectorStore, TableEmbedder
 
 TEXT = "overview"
 
@@ -224,3 +229,66 @@ def test_a_delete_needs_no_text_or_metadata(parse) -> None:
     record = parse(0, kinesis_record(change("DELETE", None, movie("A", popularity="not a number")), 1))
     assert record.usable and record.text is None and record.metadata is None
     assert base64.b64decode(record.raw["kinesis"]["data"])
+
+
+@given(
+    text=st.text(),
+    model_id=st.sampled_from([c.TITAN_V2, c.COHERE_EN_V3, 'a "quoted" model']),
+    dimensions=st.sampled_from([256, 1024]),
+    normalize=st.booleans(),
+    max_input_chars=st.sampled_from([c.TITAN_MAX_INPUT_CHARS, c.COHERE_MAX_INPUT_CHARS]),
+)
+def test_the_fingerprint_is_the_documented_hash(
+    text: str, model_id: str, dimensions: int, normalize: bool, max_input_chars: int
+) -> None:
+    # The definition in docs and the soak's oracle: sha256 of the JSON array, first 32 hex characters.
+    material = json.dumps([model_id, dimensions, normalize, max_input_chars, text], ensure_ascii=False)
+    expected = hashlib.sha256(material.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+    try:
+        actual = fingerprint(
+            model_id=model_id, dimensions=dimensions, normalize=normalize, max_input_chars=max_input_chars, text=text
+        )
+    except UnicodeEncodeError:  # a lone surrogate cannot be UTF-8; such text never arrives from JSON events
+        assert any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+        return
+    assert actual == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(None, False), ("", False), (" \t\n", False), ("\u3000", False), (" a ", True), ("x", True)]
+)
+def test_has_text_means_something_besides_whitespace(text: str | None, expected: bool) -> None:
+    assert has_text(text) is expected
+
+
+class _FixedEmbedder(TableEmbedder):
+    """The table embedder, except for texts given a vector of their own (a model answering nonsense)."""
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        super().__init__(4)
+        self.vectors = vectors
+
+    def vector(self, text: str) -> list[float]:
+        return list(self.vectors[text]) if text in self.vectors else super().vector(text)
+
+
+def test_only_vectors_of_the_index_dimension_and_finite_floats_are_written() -> None:
+    huge = 1.5e308  # finite, but two of them overflow a sum
+    vectors = {
+        "nan": [0.1, math.nan, 0.2, 0.3],
+        "inf": [math.inf, 0.1, 0.2, 0.3],
+        "both infinities": [math.inf, -math.inf, 0.1, 0.2],
+        "short": [0.1, 0.2, 0.3],
+        "huge but finite": [huge, huge, -huge, 0.5],
+        "fine": [0.1, -0.2, 0.3, 0.4],
+    }
+    store, dlq = InMemoryVectorStore(4), InMemoryDeadLetterQueue()
+    sink = Sink(default_config(), _FixedEmbedder(vectors), store, dlq, tombstones=InProcessTombstones())
+    records = [kinesis_record(change("INSERT", movie(name, name)), i + 1) for i, name in enumerate(vectors)]
+    result = sink.process(records)
+    assert not result.batch_item_failures
+    assert set(store.get([key_of(n) for n in vectors], return_data=True)) == {key_of("huge but finite"), key_of("fine")}
+    parked = sorted(entry["error_message"] for entry in dlq.entries)
+    assert parked == sorted(
+        ["the vector holds a value that is not a finite number"] * 3 + ["the vector has 3 dimensions; the index has 4"]
+    )

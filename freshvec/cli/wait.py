@@ -1,0 +1,318 @@
+"""``freshvec load --wait`` and ``freshvec wait``: poll the index until each write is searchable, and how long it took.
+
+A write is visible when the index holds what the sink would write for it: a put when the key's vector carries
+the fingerprint (``_fp``) of the text written (``freshvec.plan.fingerprint``, with the config's model,
+dimensions and normalisation and the provider's input limit), a delete (or an update to empty text) when the
+key has no vector. Keys known only by their primary key (``freshvec wait`` with a keys file) are visible when a
+vector exists (or, with ``--delete``, when none does).
+
+Polling is GetVectors of the pending keys (at most 100 a call, metadata only) until every write is visible
+or the timeout passes; latency is from the write (its acknowledgement, for ``load --wait``; the change's time
+``_changed_at`` from the vector, or the start of waiting for deletes, for ``freshvec wait``) to the first poll
+that saw it. The same code serves AWS and local mode: local mode polls the moto endpoint of the state file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from freshvec import constants as c
+from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.cli import console
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.load import LoadReport, RowWriter, WriteOp, WriteResult
+from freshvec.cli.settings import settings
+from freshvec.config import PipelineConfig
+from freshvec.datafiles import read_records
+from freshvec.keys import vector_key
+from freshvec.plan import fingerprint, has_text
+from freshvec.sources.keyspaces.driver import CellError, TableSchema, convert_row, row_to_json
+
+PRESENT = object()  # expectation of a key known only by its primary key: any vector
+POLL_INTERVAL_S = 0.25
+DEFAULT_TIMEOUT_S = 120.0
+
+# The input limit each provider cuts texts to (it is part of the fingerprint): freshvec.adapters.bedrock's
+# embedders; local mode's WordLlama keeps Titan's (freshvec.local.embedder.LOCAL_MAX_INPUT_CHARS).
+PROVIDER_MAX_INPUT_CHARS = {
+    "titan": c.TITAN_MAX_INPUT_CHARS,
+    "cohere": c.COHERE_MAX_INPUT_CHARS,
+    "local": c.TITAN_MAX_INPUT_CHARS,
+}
+
+
+@dataclass
+class Expected:
+    """What the index should show for one key, and when the write happened (``written_at``: epoch seconds)."""
+
+    key: str
+    fingerprint: str | object | None  # a fingerprint, None (no vector) or PRESENT (any vector)
+    written_at: float | None = None  # None: take the vector's _changed_at (else the start of waiting)
+
+
+@dataclass
+class WaitOutcome:
+    latencies_ms: list[float] = field(default_factory=list)
+    never_visible: list[str] = field(default_factory=list)
+    polls: int = 0
+
+    def percentile(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ``values`` (nan for none)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def max_input_chars(config: PipelineConfig) -> int:
+    try:
+        return PROVIDER_MAX_INPUT_CHARS[config.embedding.provider]
+    except KeyError:
+        raise OperatorError(f"embedding.provider {config.embedding.provider!r}: its input limit is unknown") from None
+
+
+class Expectations:
+    """Turns rows (driver values, as the loader writes them) into what the index should show."""
+
+    def __init__(self, config: PipelineConfig, schema: TableSchema) -> None:
+        self.config = config
+        self.schema = schema
+        self._limit = max_input_chars(config)
+
+    def fingerprint(self, text: str) -> str:
+        e = self.config.embedding
+        return fingerprint(
+            model_id=e.model_id,
+            dimensions=e.dimensions,
+            normalize=e.normalize,
+            max_input_chars=self._limit,
+            text=text,
+        )
+
+    def of(self, row: Mapping[str, Any], *, delete: bool, written_at: float | None) -> Expected:
+        values = row_to_json(row, self.schema)
+        key = vector_key(values, self.config.key_columns)
+        if delete:
+            return Expected(key, None, written_at)
+        if self.schema.text_column not in values:
+            return Expected(key, PRESENT, written_at)
+        text = values.get(self.schema.text_column)
+        # An update to empty text removes the vector, as the sink does.
+        return Expected(key, self.fingerprint(text) if has_text(text) else None, written_at)
+
+
+class RecordingWriter:
+    """A ``RowWriter`` that remembers when each write was acknowledged (the start of its freshness)."""
+
+    def __init__(self, inner: RowWriter, expectations: Expectations, clock: Callable[[], float] = time.time) -> None:
+        self.inner = inner
+        self.expectations = expectations
+        self.clock = clock
+        self.expected: dict[str, Expected] = {}  # by key: the last write of each key is the one to see
+
+    def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
+        def recorded(result: WriteResult) -> None:
+            if result.error is None:
+                expected = self.expectations.of(
+                    result.op.row, delete=result.op.kind == "delete", written_at=self.clock()
+                )
+                self.expected.pop(expected.key, None)
+                self.expected[expected.key] = expected
+            report(result)
+
+        self.inner.write(ops, recorded)
+
+
+def visible(expected: Expected, stored: Mapping[str, Any] | None) -> bool:
+    if expected.fingerprint is None:
+        return stored is None
+    if stored is None:
+        return False
+    if expected.fingerprint is PRESENT:
+        return True
+    return (stored.get("metadata") or {}).get(c.META_FINGERPRINT) == expected.fingerprint
+
+
+def wait_visible(
+    expected: Sequence[Expected],
+    get: Callable[[list[str]], Mapping[str, Any]],
+    *,
+    timeout_s: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    interval_s: float = POLL_INTERVAL_S,
+    on_poll: Callable[[int, int], None] | None = None,
+) -> WaitOutcome:
+    """Poll ``get`` (GetVectors: key -> stored vector with metadata) until each expectation holds or time is up."""
+    started = clock()
+    deadline = started + timeout_s
+    pending = {e.key: e for e in expected}
+    outcome = WaitOutcome()
+    while pending:
+        keys = list(pending)
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), c.S3V_GET_BATCH):
+            found.update(get(keys[start : start + c.S3V_GET_BATCH]))
+        seen_at = clock()
+        outcome.polls += 1
+        for key in keys:
+            e = pending[key]
+            stored = found.get(key)
+            if visible(e, stored):
+                since = e.written_at if e.written_at is not None else _changed_at(stored, started)
+                outcome.latencies_ms.append(max(0.0, (seen_at - since) * 1000))
+                del pending[key]
+        if on_poll is not None:
+            on_poll(len(expected) - len(pending), len(expected))
+        if not pending or clock() >= deadline:
+            break
+        sleep(min(interval_s, max(0.0, deadline - clock())))
+    outcome.never_visible = sorted(pending)
+    return outcome
+
+
+def _changed_at(stored: Mapping[str, Any] | None, default: float) -> float:
+    raw = (stored or {}).get("metadata", {}).get(c.META_CHANGED_AT)
+    return raw / 1000 if isinstance(raw, int | float) and not isinstance(raw, bool) else default
+
+
+# ---- the commands' side ------------------------------------------------------------------------------
+
+
+def index_reader() -> Callable[[list[str]], Mapping[str, Any]]:
+    """GetVectors (metadata only) on the stack's index; in local mode on the moto endpoint of the state file."""
+    res = settings().resources()
+    store = S3VectorsStore(settings().clients()("s3vectors"), res.vector_bucket, res.vector_index)
+    return lambda keys: store.get(keys, return_data=False, return_metadata=True)
+
+
+def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: str = "write → searchable") -> None:
+    """Wait with a progress bar, print p50/p95/max; exit 1 naming how many writes never became visible."""
+    if not expected:
+        console.out.print("nothing to wait for")
+        return
+    get = index_reader()
+    with console.progress() as progress:
+        task = progress.add_task("waiting until searchable", total=len(expected))
+        outcome = wait_visible(
+            expected, get, timeout_s=timeout_s, on_poll=lambda done, _n: progress.update(task, completed=done)
+        )
+    seen = len(outcome.latencies_ms)
+    if seen:
+        console.out.print(
+            f"{seen} change(s) searchable; {label}: p50 {outcome.percentile(50):.0f} ms, "
+            f"p95 {outcome.percentile(95):.0f} ms, max {max(outcome.latencies_ms):.0f} ms"
+        )
+    if outcome.never_visible:
+        sample = ", ".join(outcome.never_visible[:3])
+        console.err.print(
+            f"error: {len(outcome.never_visible)} of {len(expected)} change(s) did not become searchable within "
+            f"{timeout_s:g} s (e.g. {sample}); see `freshvec status` and `freshvec redrive list`"
+        )
+        raise typer.Exit(1)
+
+
+def after_load(
+    report: LoadReport, recorder: RecordingWriter | None, timeout_s: float, *, file: str, delete: bool
+) -> None:
+    """``load``'s last words: wait (``--wait``), or say when the changes become searchable and how to wait."""
+    if recorder is not None:
+        wait_and_report(list(recorder.expected.values()), timeout_s)
+    elif report.written:
+        again = " --delete" if delete else ""
+        console.out.print(
+            "the changes become searchable in a few seconds; to wait for them: "
+            f"`freshvec load {file}{again} --wait` or `freshvec wait --keys-file {file}{again}`"
+        )
+
+
+def expectations_from_file(path: Path, expectations: Expectations, *, delete: bool) -> list[Expected]:
+    """Keys from a CSV/JSON Lines data file (text given: its fingerprint is expected) or JSON Lines of keys."""
+    records = read_records(path, expectations.schema.column_types)
+    return _expected(((r.line, r.values, r.error) for r in records), expectations, delete=delete, source=path.name)
+
+
+def expectations_from_lines(lines: Iterable[str], expectations: Expectations, *, delete: bool) -> list[Expected]:
+    """JSON Lines (objects of key columns, or whole rows) read from stdin."""
+
+    def parsed() -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                yield number, None, f"not JSON: {exc}"
+                continue
+            if not isinstance(value, dict):
+                yield number, None, "not a JSON object of primary key columns"
+                continue
+            yield number, value, None
+
+    return _expected(parsed(), expectations, delete=delete, source="stdin")
+
+
+def _expected(
+    rows: Iterable[tuple[int, Mapping[str, Any] | None, str | None]],
+    expectations: Expectations,
+    *,
+    delete: bool,
+    source: str,
+) -> list[Expected]:
+    found: dict[str, Expected] = {}
+    known = expectations.schema.column_types
+    for line, values, error in rows:
+        if values is None:
+            raise OperatorError(f"{source}:{line}: {error or 'unreadable'}")
+        unknown = [name for name in values if name not in known]
+        if unknown:
+            raise OperatorError(f"{source}:{line}: unknown column {unknown[0]!r}")
+        try:
+            row = convert_row(values, expectations.schema)
+        except CellError as exc:
+            raise OperatorError(f"{source}:{line}: {exc}") from exc
+        e = expectations.of(row, delete=delete, written_at=None)
+        found.pop(e.key, None)
+        found[e.key] = e
+    return list(found.values())
+
+
+def wait_command(
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys-file",
+            help="JSON Lines of primary keys, or the CSV/JSON Lines data file that was loaded [default: stdin]",
+        ),
+    ] = None,
+    *,
+    delete: Annotated[bool, typer.Option("--delete", help="The rows were deleted: wait until they are gone")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Give up after this many seconds")
+    ] = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Wait until rows written by other means are searchable (or gone); print write → searchable latency."""
+    res = settings().resources()
+    expectations = Expectations(res.config, TableSchema.from_config(res.config))
+    if keys_file is not None:
+        expected = expectations_from_file(keys_file, expectations, delete=delete)
+    else:
+        if sys.stdin.isatty():
+            raise typer.BadParameter(
+                "give --keys-file FILE or primary keys as JSON Lines on stdin", param_hint="--keys-file"
+            )
+        expected = expectations_from_lines(sys.stdin, expectations, delete=delete)
+    wait_and_report(expected, timeout, label="change → searchable")

@@ -1,0 +1,142 @@
+"""``freshvec --local load --wait`` and ``freshvec --local wait`` against a real local pipeline.
+
+The same forwarder and sink code as in AWS applies the writes; the CLI only polls the index on the moto
+endpoint of the state file, so what is asserted is what a user sees: the latency line once every change is
+searchable, and exit 1 naming how many never were.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from freshvec.config import DEFAULT_CONFIG
+from freshvec.local import LocalPipeline
+from freshvec.local.cli import stack_state
+from freshvec.local.control import ControlServer
+from freshvec.main import app as command
+from freshvec.state import write_local_state
+
+runner = CliRunner()
+CONFIG = copy.deepcopy(DEFAULT_CONFIG)
+CONFIG["sink"] = {"batching_window_s": 0}
+LATENCY = re.compile(r"(\d+) change\(s\) searchable; write → searchable: p50 (\d+) ms, p95 (\d+) ms, max (\d+) ms")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    state = tmp_path_factory.mktemp("local") / "local.json"
+    with LocalPipeline.start(CONFIG) as running, pytest.MonkeyPatch.context() as env:
+        control = ControlServer(running).start()
+        write_local_state(state, stack_state(running, control))
+        env.setenv("FRESHVEC_LOCAL_STATE", str(state))
+        try:
+            yield running
+        finally:
+            control.stop()
+
+
+def freshvec(*args: str, stdin: str | None = None) -> Any:
+    result = runner.invoke(command, ["--local", *args], input=stdin)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def rows_file(tmp_path: Path, name: str, rows: list[dict[str, Any]]) -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def movie(title: str, overview: str, votes: int = 10) -> dict[str, Any]:
+    return {"title": title, "overview": overview, "original_lang": "en", "vote_count": votes}
+
+
+def stored(pipeline: LocalPipeline, titles: list[str]) -> dict[str, Any]:
+    client = pipeline.server.client("s3vectors")
+    keys = [json.dumps([t]) for t in titles]
+    vectors = client.get_vectors(
+        vectorBucketName=pipeline.resources.vector_bucket,
+        indexName=pipeline.resources.vector_index,
+        keys=keys,
+        returnMetadata=True,
+    )["vectors"]
+    return {v["key"]: v["metadata"] for v in vectors}
+
+
+def test_load_wait_returns_once_every_change_is_searchable_and_prints_the_latency(
+    pipeline: LocalPipeline, tmp_path: Path
+) -> None:
+    titles = [f"Wait film {i}" for i in range(5)]
+    first = rows_file(tmp_path, "first.jsonl", [movie(t, f"A story about {t}.") for t in titles])
+    result = freshvec("load", str(first), "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    found = LATENCY.search(result.output)
+    assert found, result.output
+    count, p50, p95, worst = map(int, found.groups())
+    assert count == 5 and p50 <= p95 <= worst < 60_000
+    # Right after it returns, every row is in the index (no polling by the test).
+    assert set(stored(pipeline, titles)) == {json.dumps([t]) for t in titles}
+
+    # New texts: --wait returns only when the new vectors (by fingerprint) are there, not the old ones.
+    revised = rows_file(tmp_path, "revised.jsonl", [movie(t, f"A different story about {t}.") for t in titles])
+    before = {k: m["_fp"] for k, m in stored(pipeline, titles).items()}
+    result = freshvec("load", str(revised), "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    after = {k: m["_fp"] for k, m in stored(pipeline, titles).items()}
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)
+
+    result = freshvec("load", str(revised), "--delete", "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert LATENCY.search(result.output), result.output
+    assert stored(pipeline, titles) == {}
+
+
+def test_load_without_wait_says_how_to_wait(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    path = rows_file(tmp_path, "hint.jsonl", [movie("Hint film", "A film about hints.")])
+    result = freshvec("load", str(path))
+    assert result.exit_code == 0, result.output
+    assert "searchable in a few seconds" in result.output
+    assert f"freshvec load {path} --wait" in result.output
+    assert f"freshvec wait --keys-file {path}" in result.output
+
+
+def test_wait_with_a_keys_file_or_stdin_sees_rows_written_another_way(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    rows = [movie("Elsewhere film", "Written by another tool."), movie("Elsewhere two", "Also elsewhere.")]
+    pipeline.upsert(rows)  # not through the CLI
+    data = rows_file(tmp_path, "elsewhere.jsonl", rows)
+    result = freshvec("wait", "--keys-file", str(data), "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert "2 change(s) searchable; change → searchable: p50" in result.output
+    keys = "".join(json.dumps({"title": r["title"]}) + "\n" for r in rows)
+    assert freshvec("wait", "--timeout", "60", stdin=keys).exit_code == 0
+
+    pipeline.delete([{"title": r["title"]} for r in rows])
+    result = freshvec("wait", "--delete", "--timeout", "60", stdin=keys)
+    assert result.exit_code == 0, result.output
+    assert stored(pipeline, [r["title"] for r in rows]) == {}
+
+
+def test_a_change_that_never_becomes_searchable_fails_after_the_timeout(
+    pipeline: LocalPipeline, tmp_path: Path
+) -> None:
+    never = rows_file(tmp_path, "never.jsonl", [movie("Never written", "Nobody loaded this.")])
+    result = freshvec("wait", "--keys-file", str(never), "--timeout", "1")
+    assert result.exit_code == 1
+    assert "1 of 1 change(s) did not become searchable within 1 s" in result.output
+    assert '["Never written"]' in result.output
+
+
+def test_bad_keys_on_stdin_are_named(pipeline: LocalPipeline) -> None:
+    result = freshvec("wait", stdin='{"title": "ok"}\nnot json\n')
+    assert result.exit_code == 1
+    assert "error: stdin:2: not JSON" in result.output
+    result = freshvec("wait", stdin='{"nope": 1}\n')
+    assert result.exit_code == 1 and "stdin:1: unknown column 'nope'" in result.output
