@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from freshvec import constants as c
+from freshvec import truncate
 from freshvec.config import PipelineConfig
 from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
 from freshvec.events import format_timestamp, parse_event
@@ -113,6 +114,8 @@ class Sink:
         self._index_checked = False
 
     def process(self, records: list[dict[str, Any]]) -> SinkResult:
+        if truncate.in_batch(records):  # a TRUNCATE splits the batch: what is before it is applied first
+            return truncate.process_split(self, _in_sequence_order(records))
         started = self.clock()
         self._check_index()
         stats = SinkStats(changes_received=len(records))
