@@ -8,6 +8,14 @@ tombstone at that version for each, so a re-sync put read before the TRUNCATE ca
 Vectors at or above its version stay: those rows were written after the TRUNCATE (on another Kinesis shard,
 applied first).
 
+A TRUNCATE's partition key is the table, so it may travel on another Kinesis shard than the row changes
+before it, and be applied before them (or before their re-sent copies after a forwarder crash). So it also
+leaves a table-wide tombstone (the *floor*, kept as long as a per-key one): with a PostgreSQL source the sink
+sets aside every change older than the floor (``set_aside_older``, which also deletes what such a change
+may have written), and re-reads the floor after its puts (``recheck``) to undo a put that raced a TRUNCATE
+being applied. The floor is written before the index is listed, so a put either sees the floor or is seen
+by the listing.
+
 The index is listed whole (ListVectors pages of 1,000 with metadata) before anything is deleted, so the
 deletes cannot disturb the listing; tombstones go first, then DeleteVectors in calls of at most 500. A
 transient failure leaves the TRUNCATE (and what follows it) to re-delivery; everything it did is idempotent.
@@ -25,7 +33,7 @@ from freshvec import constants as c
 from freshvec.errors import PoisonRecordError, TransientError
 from freshvec.events import ChangeEvent, parse_event
 from freshvec.metadata import epoch_millis
-from freshvec.plan import ParsedRecord, stored_version
+from freshvec.plan import Action, KeyPlan, ParsedRecord, stored_version
 from freshvec.ports import DeadLetterSendError
 
 if TYPE_CHECKING:
@@ -43,6 +51,60 @@ _COUNTERS = (
     "tombstones_written",
     "vectors_read",
 )
+
+
+def floor_key(keyspace: str, table: str) -> str:
+    """The tombstone key of a table's last TRUNCATE (vector keys are JSON arrays: no vector key looks like it)."""
+    return f"{TABLE_KEY}:{keyspace}.{table}"
+
+
+def set_aside_older(sink: Sink, parsed: Sequence[ParsedRecord]) -> int:
+    """Make the changes older than the table's last TRUNCATE unusable (they describe rows it removed) and delete
+    what an earlier attempt may have written for them; returns how many were set aside. PostgreSQL only."""
+    if sink.config.source.kind != "postgres":
+        return 0
+    candidates = [r for r in parsed if r.usable and r.version is not None]
+    floor = _floor(sink) if candidates else None
+    if floor is None:
+        return 0
+    older = [r for r in candidates if r.version is not None and r.version < floor]
+    keys = sorted({r.key for r in older if r.key is not None})
+    if keys:
+        stored = sink.store.get(keys, return_data=False, return_metadata=True)
+        _remove(sink, [k for k in keys if k in stored and _older_than(stored[k], floor)], floor)
+    for record in older:
+        record.key = None  # no longer usable: not coalesced, not written, not parked
+    return len(older)
+
+
+def recheck(sink: Sink, written: Sequence[KeyPlan]) -> None:
+    """After the puts: delete any put older than a TRUNCATE applied meanwhile (from another shard)."""
+    if sink.config.source.kind != "postgres":
+        return
+    puts = [p for p in written if p.action is Action.PUT and p.version is not None]
+    floor = _floor(sink) if puts else None
+    if floor is not None:
+        _remove(sink, [p.key for p in puts if p.version is not None and p.version < floor], floor)
+
+
+def _floor(sink: Sink) -> int | None:
+    key = floor_key(sink.config.keyspace, sink.config.table)
+    return sink.tombstones.get([key]).get(key)
+
+
+def _remove(sink: Sink, keys: list[str], version: int, stats: SinkStats | None = None) -> None:
+    """Tombstones at ``version`` first, then DeleteVectors in calls of at most 500."""
+    if not keys:
+        return
+    expires_at = sink.clock() + sink.config.sink.max_record_age_s + _tombstone_margin_s()
+    sink.tombstones.put(dict.fromkeys(keys, version), expires_at)
+    if stats is not None:
+        stats.tombstones_written += len(keys)
+    for start in range(0, len(keys), c.S3V_PUT_BATCH):
+        chunk = keys[start : start + c.S3V_PUT_BATCH]
+        sink.store.delete(chunk)
+        if stats is not None:
+            stats.vectors_deleted += len(chunk)
 
 
 def is_truncate(record: Mapping[str, Any]) -> bool:
@@ -108,20 +170,17 @@ def _apply(sink: Sink, index: int, record: Mapping[str, Any], stats: SinkStats, 
         return _park(sink, index, record, exc, stats=stats, dead=dead)
     assert event.version is not None  # parse_event requires it for TRUNCATE
     try:
+        floor = _floor(sink)
+        if floor is None or floor < event.version:  # a re-delivered older TRUNCATE never lowers it
+            expires_at = sink.clock() + sink.config.sink.max_record_age_s + _tombstone_margin_s()
+            sink.tombstones.put({floor_key(sink.config.keyspace, sink.config.table): event.version}, expires_at)
         doomed = [
             vector["key"]
             for page in sink.store.scan(return_metadata=True)
             for vector in page
             if _older_than(vector, event.version)
         ]
-        if doomed:
-            expires_at = sink.clock() + sink.config.sink.max_record_age_s + _tombstone_margin_s()
-            sink.tombstones.put(dict.fromkeys(doomed, event.version), expires_at)  # before the deletes, as for DELETE
-            stats.tombstones_written += len(doomed)
-            for start in range(0, len(doomed), c.S3V_PUT_BATCH):
-                chunk = doomed[start : start + c.S3V_PUT_BATCH]
-                sink.store.delete(chunk)
-                stats.vectors_deleted += len(chunk)
+        _remove(sink, doomed, event.version, stats)
     except TransientError:
         return False
     stats.freshness_ms.append(sink.clock() * 1000 - epoch_millis(event.changed_at))

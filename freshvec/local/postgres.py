@@ -8,6 +8,7 @@ forwarder reads its replication slot with the same ``PostgresSlotSource`` as in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,7 +18,7 @@ from freshvec.adapters.postgres import connect
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
 from freshvec.local.pgserver import LocalPostgres
 from freshvec.sources.postgres import types as pgtypes
-from freshvec.sources.postgres.session import prepare_session, qualified, quote_ident
+from freshvec.sources.postgres.session import prepare_session, quote_ident
 from freshvec.sources.postgres.writer import PgTableWriter
 
 Row = dict[str, Any]
@@ -50,13 +51,13 @@ class LocalPostgresTable:
         self.config = config  # with the local connection once started
         self._lock = threading.Lock()  # one connection for writes, used by one caller at a time
         self._conn: Any = None
-        self._made: list[Any] = []  # every connection handed out, closed at stop
+        self._readers: list[Any] = []  # the slot reader's connection
 
     def start(self) -> LocalPostgresTable:
         self.server.start()
         try:
             self.config = with_local_connection(self._config, self.server)
-            self._conn = self.connect()
+            self._conn = self._new_connection()
             if self.writer.schema != "public":
                 self._conn.run(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.writer.schema)}")
             self.writer.create(self._conn, self._publication)
@@ -68,10 +69,17 @@ class LocalPostgresTable:
         return self
 
     def connect(self) -> Any:
-        """A new connection to the local server (the forwarder's ``connect``)."""
+        """A new connection for the slot reader (the forwarder's ``connect``). Local mode runs one forwarder at a
+        time, so an earlier reader connection is closed: its forwarder crashed, or dropped it after an error."""
+        for earlier in self._readers:
+            with contextlib.suppress(Exception):
+                earlier.close()
+        self._readers = [self._new_connection()]
+        return self._readers[0]
+
+    def _new_connection(self) -> Any:
         conn = connect(self.config.postgres.connection, self.server.password)
         prepare_session(conn)
-        self._made.append(conn)
         return conn
 
     # ---- the table, like LocalTable ------------------------------------------------------------
@@ -101,7 +109,7 @@ class LocalPostgresTable:
         names = list(self.writer.columns)
         select = ", ".join(f"{quote_ident(n)}::text" for n in names)
         with self._lock:
-            found = self._conn.run(f"SELECT {select} FROM {qualified(self.writer.schema, self.writer.table)}")
+            found = self._conn.run(f"SELECT {select} FROM {self.writer.name}")  # noqa: S608 - quoted names
         for values in found:
             yield {n: pgtypes.from_text(v, self.writer.columns[n]) for n, v in zip(names, values, strict=True)}
 
@@ -110,11 +118,8 @@ class LocalPostgresTable:
         return next((row for row in self.rows() if {k: row[k] for k in wanted} == wanted), None)
 
     def stop(self) -> None:
-        self._conn = None
-        made, self._made = self._made, []
-        for conn in made:
-            try:
+        made, self._readers, self._conn = [*self._readers, self._conn], [], None
+        for conn in (c for c in made if c is not None):
+            with contextlib.suppress(Exception):  # closed already, or the server is going away anyway
                 conn.close()
-            except Exception:  # noqa: BLE001 - closed already, or the server is going away anyway
-                pass
         self.server.stop()

@@ -161,3 +161,37 @@ def test_a_truncate_it_cannot_apply_goes_to_the_dlq(moto: MotoServer) -> None:
     for expected in ("has no 'version'", "this sink serves public.articles", "TRUNCATE key must be"):
         assert sum(expected in reason for reason in reasons) == 1, (expected, reasons)
     assert result.stats.dlq_records == 3
+
+
+def test_a_change_from_before_the_truncate_arriving_later_is_set_aside(moto: MotoServer) -> None:
+    """The TRUNCATE travels on the table's shard; a row's older change (or its re-sent copy) may come after it."""
+    pipe = make_pipeline(moto, pg_config())
+    pipe.sink.process(records(event("TRUNCATE", None, 300)))
+    late = pipe.sink.process(records(event("INSERT", 1, 100, body="first"), start=10))
+    assert late.batch_item_failures == []
+    assert late.stats.stale_skipped == 1
+    assert late.stats.vectors_put == 0
+    assert stored(pipe) == {}
+    newer = pipe.sink.process(records(event("UPDATE", 1, 400, body="after"), start=20))
+    assert stored(pipe) == {key(1): "400"}
+    assert newer.stats.stale_skipped == 0
+
+
+def test_a_put_that_slipped_past_the_truncate_is_removed_when_its_change_comes_again(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    pipe.sink.process(records(event("TRUNCATE", None, 300)))
+    put_raw(pipe, {1: 100})  # written by a sink that read no floor yet, after the TRUNCATE listed the index
+    again = pipe.sink.process(records(event("INSERT", 1, 100, body="first"), start=10))  # its re-delivery
+    assert again.batch_item_failures == []
+    assert stored(pipe) == {}
+
+
+def test_keyspaces_batches_do_not_read_a_floor(moto: MotoServer) -> None:
+    from freshvec.testing.builders import batch, change, movie
+
+    pipe = make_pipeline(moto)
+    reads: list[list[str]] = []
+    original = pipe.sink.tombstones.get
+    pipe.sink.tombstones.get = lambda keys: reads.append(list(keys)) or original(keys)  # type: ignore[method-assign]
+    pipe.sink.process(batch(change("INSERT", movie("Heat", "A heist."))))
+    assert reads == []

@@ -10,6 +10,7 @@ reader builds), so a caller can tell when each change reached the index.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,8 @@ class PgTableWriter:
                     params[name] = self._text(key, column, i)
                     parts.append(f"{quote_ident(column)} = CAST(:{name} AS {self.columns[column]})")
                 matches.append("(" + " AND ".join(parts) + ")")
-            statements.append((f"DELETE FROM {self.name} WHERE " + " OR ".join(matches) + " RETURNING 1", params))
+            where = " OR ".join(matches)
+            statements.append((f"DELETE FROM {self.name} WHERE {where} RETURNING 1", params))  # noqa: S608 - quoted
         return self._in_transaction(conn, statements)
 
     def truncate(self, conn: Any) -> list[str]:
@@ -78,7 +80,7 @@ class PgTableWriter:
         return self._in_transaction(conn, [(f"TRUNCATE {self.name}", {})], counted=False)
 
     def count(self, conn: Any) -> int:
-        return int(conn.run(f"SELECT count(*) FROM {self.name}")[0][0])
+        return int(conn.run(f"SELECT count(*) FROM {self.name}")[0][0])  # noqa: S608 - a quoted name
 
     # ---- helpers -------------------------------------------------------------------------------
     def _groups(self, rows: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
@@ -116,8 +118,9 @@ class PgTableWriter:
         others = [c for c in columns if c not in self.primary_key]
         # DO UPDATE even with nothing else to set, so every row makes exactly one change (one position).
         assignments = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in others or self.primary_key)
+        # Names are quoted identifiers and types come from the config; values are bound parameters.
         sql = (
-            f"INSERT INTO {self.name} ({names}) VALUES {', '.join(tuples)} "
+            f"INSERT INTO {self.name} ({names}) VALUES {', '.join(tuples)} "  # noqa: S608
             f"ON CONFLICT ({keys}) DO UPDATE SET {assignments} RETURNING 1"
         )
         return sql, params
@@ -148,10 +151,8 @@ class PgTableWriter:
                 changes += len(result or []) if counted else 1
             conn.run("COMMIT")
         except BaseException as exc:
-            try:
+            with contextlib.suppress(Exception):  # the connection broke: the server rolls back itself
                 conn.run("ROLLBACK")
-            except Exception:  # noqa: BLE001 - the connection broke: the server rolls back itself
-                pass
             code = sqlstate(exc)
             if code is not None and code[:2] in _BAD_VALUE_CLASSES:
                 raise RowValueError(f"PostgreSQL refused the rows: {server_message(exc)}") from exc
