@@ -10,7 +10,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
 # Each module exposes run() -> dict of figures; ratios are measured against a baseline in the same run.
-BENCHMARKS = ("bench.forwarder", "bench.sink", "bench.local_freshness")
+BENCHMARKS = ("bench.forwarder", "bench.sink", "bench.local_freshness", "bench.pg_forwarder")
 
 
 def write_results(figures: dict) -> None:
