@@ -291,6 +291,10 @@ def backfill_command(
     res = s.resources()
     if res.is_local:
         raise OperatorError("backfill reads Amazon Keyspaces; local mode starts empty and needs none")
+    if res.config.source.kind == "postgres":  # one snapshot: nothing to resume (a rerun is harmless)
+        from freshvec.cli import postgres
+
+        return postgres.backfill_command(res, s.clients(), rate_per_s=rate)
     path = state_file or default_backfill_state_path(res.stack_name)
     state = BackfillState.open(path, segments, restart=restart)
     if state.complete:
