@@ -33,8 +33,9 @@ from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.keyspaces.driver import row_to_json
 from freshvec.sources.postgres import types as pgtypes
+from freshvec.sources.postgres.errors import PostgresError
 from freshvec.sources.postgres.pgoutput import format_lsn, parse_lsn
-from freshvec.sources.postgres.session import ensure_slot, prepare_session, quote_ident
+from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified, quote_ident
 from freshvec.sources.postgres.writer import PgTableWriter, RowValueError
 
 PASSWORD_ENV = "FRESHVEC_PG_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -74,6 +75,66 @@ def connect_source(config: PipelineConfig, clients: Callable[[str], Any] | None)
 def table_writer(config: PipelineConfig) -> PgTableWriter:
     pg = config.postgres
     return PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
+
+
+# ---- preflight -------------------------------------------------------------------------------
+def check_source(config: PipelineConfig, clients: Callable[[str], Any] | None) -> str:
+    """What the forwarder checks at start, without changing anything: TLS connection, wal_level, the table, its
+    columns and primary key, the publication, the replica identity, the slot (if it exists), the role's rights.
+    Returns a summary; PostgresError (what to fix) or OperatorError (cannot reach it) otherwise."""
+    pg = config.postgres
+    conn = connect_source(config, clients)
+    try:
+        try:
+            check_table(
+                conn,
+                schema=pg.schema,
+                table=pg.table,
+                columns=pg.columns,
+                primary_key=pg.primary_key,
+                publication=pg.publication,
+                set_replica_identity_full=False,  # preflight changes nothing
+            )
+            identity = "replica identity FULL"
+        except PostgresError as exc:
+            # check_table tests the replica identity last: everything else passed. The forwarder sets FULL
+            # at start when allowed to and the role owns the table.
+            owner = conn.run(
+                "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :s AND c.relname = :t",
+                s=pg.schema,
+                t=pg.table,
+            )
+            if "REPLICA IDENTITY FULL" not in str(exc) or not pg.set_replica_identity_full or not owner[0][0]:
+                raise
+            identity = "replica identity not FULL yet: the forwarder sets it at start (this role owns the table)"
+        _check_rights(conn, pg.schema, pg.table, pg.slot, pg.connection.database)
+        version = conn.run("SHOW server_version")[0][0]
+    finally:
+        conn.close()
+    return f"PostgreSQL {version}: wal_level logical, publication {pg.publication}, {identity}"
+
+
+def _check_rights(conn: Any, schema: str, table: str, slot: str, database: str) -> None:
+    name = qualified(schema, table)
+    if not conn.run("SELECT has_table_privilege(:t, 'SELECT')", t=name)[0][0]:
+        raise PostgresError(
+            f"this role may not SELECT {schema}.{table} (backfill reads it): GRANT SELECT ON {name} TO ..."
+        )
+    replication = conn.run(
+        "SELECT r.rolreplication OR r.rolsuper OR pg_has_role(r.oid, 'rds_replication', 'MEMBER') "
+        "FROM pg_roles r WHERE r.rolname = current_user"
+        if conn.run("SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication'")
+        else "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    )[0][0]
+    if not replication:
+        raise PostgresError(
+            "this role may not use replication slots: ALTER ROLE ... REPLICATION "
+            "(RDS/Aurora: GRANT rds_replication TO ...)"
+        )
+    rows = conn.run("SELECT plugin, database FROM pg_replication_slots WHERE slot_name = :s", s=slot)
+    if rows and (rows[0][0] != "pgoutput" or rows[0][1] != database):
+        raise PostgresError(f"replication slot {slot!r} exists with plugin {rows[0][0]!r} in database {rows[0][1]!r}")
 
 
 # ---- load ------------------------------------------------------------------------------------

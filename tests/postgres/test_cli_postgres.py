@@ -186,3 +186,49 @@ def test_backfill_gives_up_on_a_transaction_that_stays_open(pg, pipeline) -> Non
         other.run("ROLLBACK")
         other.close()
         conn.close()
+
+
+# ---- preflight ---------------------------------------------------------------------------------
+def test_preflight_passes_a_ready_source_and_changes_nothing(pg) -> None:
+    from freshvec.cli import preflight
+
+    pg.create_table(ARTICLES)
+    check = preflight.check_postgres(None, pg.config(columns=ARTICLES))
+    assert check.status == preflight.OK, check
+    assert "wal_level logical" in check.detail
+    assert "the forwarder sets it at start" in check.detail
+    identity = pg.run("SELECT relreplident FROM pg_class WHERE relname = 'docs'")[0][0]
+    assert identity == "d"  # preflight did not set FULL itself
+    assert pg.run("SELECT count(*) FROM pg_replication_slots")[0][0] == 0  # nor create the slot
+
+
+def test_preflight_names_what_is_missing(pg) -> None:
+    from freshvec.cli import preflight
+
+    pg.run(f"CREATE TABLE docs ({', '.join(f'{n} {t}' for n, t in ARTICLES.items())}, PRIMARY KEY (id))")
+    check = preflight.check_postgres(None, pg.config(columns=ARTICLES))
+    assert check.status == preflight.FAIL
+    assert "publication 'freshvec' does not exist" in check.detail
+
+    pg.run("CREATE PUBLICATION freshvec FOR TABLE docs")
+    pg.run("ALTER TABLE docs REPLICA IDENTITY FULL")
+    pg.run("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'")
+    pg.run("GRANT SELECT ON docs TO reader")
+    as_reader = pg.config(columns=ARTICLES, connection={"user": "reader", "password": "reader-pw"})
+    check = preflight.check_postgres(None, as_reader)
+    assert check.status == preflight.FAIL
+    assert "may not use replication slots" in check.detail
+    pg.run("ALTER ROLE reader REPLICATION")
+    assert preflight.check_postgres(None, as_reader).status == preflight.OK
+    pg.run("DROP OWNED BY reader")
+    pg.run("DROP ROLE reader")
+
+
+def test_preflight_skips_a_database_it_cannot_reach(pg) -> None:
+    from freshvec.cli import preflight
+    from freshvec.local.pgserver import free_port
+
+    config = pg.config(columns=ARTICLES, connection={"port": free_port(), "connect_timeout_s": 2})
+    check = preflight.check_postgres(None, config)
+    assert check.status == preflight.SKIP
+    assert "run preflight where it is reachable" in check.detail
