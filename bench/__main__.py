@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench.local_freshness",
     "bench.reconcile",
     "bench.chunking",
+    "bench.pg_forwarder",
 )
 
 

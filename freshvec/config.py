@@ -34,6 +34,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PG_SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")  # replication slot names (PostgreSQL's own rule)
 _PG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")  # identifiers the pipeline quotes
 _SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")
 _SSL_MODES = ("verify-full", "verify-ca", "require", "disable")
 SOURCE_KINDS = ("keyspaces", "postgres")
 # PostgreSQL type family -> the CQL type whose change-event JSON form is the same (for the shared checks:
@@ -140,6 +141,9 @@ class PostgresConnectionConfig:
     # In AWS the password comes from Secrets Manager (a plain secret string, or JSON with a "password" key);
     # ``password`` is for local use only.
     password_secret_arn: str | None = None
+    # The KMS key the secret is encrypted with, when it is a customer managed key: the forwarder may then
+    # kms:Decrypt with it (the AWS managed aws/secretsmanager key needs no grant).
+    password_secret_kms_key_arn: str | None = None
     password: str | None = None
     sslmode: str = "verify-full"  # the server certificate is checked against ca_bundle and the host name
     ca_bundle: str | None = None  # PEM path; None: the system trust store (RDS: the global bundle, docs/sources.md)
@@ -152,6 +156,7 @@ class PostgresNetworkConfig:
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     create_endpoints: bool = True  # interface endpoints (and the DynamoDB gateway) instead of a NAT gateway
+    route_table_ids: tuple[str, ...] = ()  # the subnets' route tables, for the DynamoDB gateway endpoint
 
 
 @dataclass(frozen=True)
@@ -631,6 +636,11 @@ def _validate_postgres(pg: PostgresSourceConfig | None) -> None:  # noqa: PLR091
     _one_of("source.postgres.connection.sslmode", conn.sslmode, _SSL_MODES)
     if conn.password_secret_arn is not None and not _SECRET_ARN_RE.match(conn.password_secret_arn):
         raise ConfigError("source.postgres.connection.password_secret_arn", "not a Secrets Manager secret ARN")
+    key_arn = conn.password_secret_kms_key_arn
+    if key_arn is not None and not _KMS_KEY_ARN_RE.match(key_arn):
+        raise ConfigError("source.postgres.connection.password_secret_kms_key_arn", "not a KMS key ARN (...:key/<id>)")
+    if key_arn is not None and conn.password_secret_arn is None:
+        raise ConfigError("source.postgres.connection.password_secret_kms_key_arn", "needs password_secret_arn")
     if conn.password_secret_arn is not None and conn.password is not None:
         raise ConfigError("source.postgres.connection.password", "set password_secret_arn or password, not both")
     net = pg.network
@@ -639,6 +649,7 @@ def _validate_postgres(pg: PostgresSourceConfig | None) -> None:  # noqa: PLR091
     for path, values, prefix in (
         ("source.postgres.network.subnet_ids", net.subnet_ids, "subnet-"),
         ("source.postgres.network.security_group_ids", net.security_group_ids, "sg-"),
+        ("source.postgres.network.route_table_ids", net.route_table_ids, "rtb-"),
     ):
         for value in values:
             if not re.match(rf"^{prefix}[0-9a-f]{{8,17}}$", value):
@@ -687,8 +698,28 @@ def _in_range(path: str, value: int, bounds: tuple[int, int]) -> None:
 # ---- what only a deployed stack requires ------------------------------------------------------
 def check_deployable(config: PipelineConfig) -> None:
     """The rules a valid config must also meet to be deployed (run at synth and by ``freshvec preflight``)."""
-    check_cloudformation_names(config)
+    if config.source.kind == "postgres":
+        check_deployable_postgres(config)
+    else:
+        check_cloudformation_names(config)
     check_deployable_embedding(config)
+
+
+def check_deployable_postgres(config: PipelineConfig) -> None:
+    """A deployed forwarder reads its password from Secrets Manager, never from the config (which travels in
+    its environment); a DynamoDB gateway endpoint needs the route tables of the forwarder's subnets."""
+    pg = config.postgres
+    if pg.connection.password is not None or pg.connection.password_secret_arn is None:
+        raise ConfigError(
+            "source.postgres.connection.password_secret_arn",
+            "a deployed pipeline reads the password from Secrets Manager: set password_secret_arn, leave password out",
+        )
+    net = pg.network
+    if net.vpc_id is not None and net.create_endpoints and not net.route_table_ids:
+        raise ConfigError(
+            "source.postgres.network.route_table_ids",
+            "create_endpoints adds a DynamoDB gateway endpoint, which needs the subnets' route tables (rtb-...)",
+        )
 
 
 def check_cloudformation_names(config: PipelineConfig) -> None:

@@ -13,7 +13,7 @@ METRICS_NAMESPACE = "freshvec"
 
 # --- Change-event contract ---
 EVENT_VERSION = 1
-OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE")
+OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE", "TRUNCATE")  # TRUNCATE: every row of the table (PostgreSQL)
 ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL", "REDRIVE", "RECONCILE")
 RESYNC_ORIGINS = ("BACKFILL", "REDRIVE", "RECONCILE")  # a row read from the table, not a live change
 
@@ -22,6 +22,8 @@ S3V_MAX_DIMENSION = 4096
 S3V_MAX_KEY_CHARS = 1024
 S3V_PUT_BATCH = 500  # PutVectors / DeleteVectors keys per call (the SDK does not enforce it)
 S3V_GET_BATCH = 100  # GetVectors keys per call
+# ListVectors page size at most (https://docs.aws.amazon.com/AmazonS3/latest/API/API_S3VectorBuckets_ListVectors.html)
+S3V_LIST_PAGE = 1000
 S3V_MAX_TOP_K = 100
 S3V_MAX_FILTERABLE_METADATA_BYTES = 2048
 S3V_MAX_TOTAL_METADATA_BYTES = 40 * 1024

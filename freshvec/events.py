@@ -24,7 +24,7 @@ Row = dict[str, Any]
 class ChangeEvent:
     keyspace: str
     table: str
-    op: str  # INSERT | UPDATE | DELETE | EXPIRE
+    op: str  # INSERT | UPDATE | DELETE | EXPIRE | TRUNCATE (the whole table; key {"$table": ...})
     key: Row  # partition + clustering columns, in primary-key order
     new: Row | None  # whole row after the change (None for DELETE/EXPIRE)
     old: Row | None  # whole row before the change (None for INSERT, or unknown)
@@ -120,7 +120,7 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
     new, old = doc.get("new"), doc.get("old")
     if doc["op"] in ("INSERT", "UPDATE") and new is None:
         raise PoisonRecordError(f"{doc['op']} change event has no 'new' image")
-    version = _version(doc.get("version"))
+    version = _version(doc.get("version"), doc["op"])
     try:
         parse_timestamp(doc["ts"])
     except ValueError as exc:
@@ -143,7 +143,9 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
     )
 
 
-def _version(value: Any) -> int | None:
+def _version(value: Any, op: str) -> int | None:
+    if op == "TRUNCATE" and value is None:
+        raise PoisonRecordError("TRUNCATE change event has no 'version': what it removes cannot be told apart")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise PoisonRecordError(f"change event 'version' must be a non-negative integer, got {value!r}")
     return value

@@ -15,7 +15,7 @@ serves which port — happens in the Lambda handlers, the operator CLI and local
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,6 +77,10 @@ class VectorStore(Protocol):
 
     def get(self, keys: Sequence[str], *, return_data: bool = True, return_metadata: bool = True) -> dict[str, Any]:
         """``{key: {"data": [...], "metadata": {...}}}``; keys that are not stored are absent."""
+        ...
+
+    def scan(self, *, return_metadata: bool = True) -> Iterator[list[dict[str, Any]]]:
+        """Every stored vector, one ListVectors page (at most 1,000) at a time: ``[{"key", "metadata"}]``."""
         ...
 
     def query(

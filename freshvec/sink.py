@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from freshvec import constants as c
+from freshvec import truncate
 from freshvec.chunking import chunk_keys, expected_chunks, stored_chunk_count
 from freshvec.config import PipelineConfig
 from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
@@ -123,13 +124,17 @@ class Sink:
         self._index_checked = False
 
     def process(self, records: list[dict[str, Any]]) -> SinkResult:
+        if truncate.in_batch(records):  # a TRUNCATE splits the batch: what is before it is applied first
+            return truncate.process_split(self, _in_sequence_order(records))
         started = self.clock()
         self._check_index()
         stats = SinkStats(changes_received=len(records))
         parsed = [self._parse(index, record) for index, record in enumerate(_in_sequence_order(records))]
+        truncated = truncate.set_aside_older(self, parsed)  # older than the table's last TRUNCATE (PostgreSQL)
         run = _Run(self, stats)
         limit = run.prepare(parsed)  # parks the poison records, before any write
         limit = run.write(limit)
+        truncate.recheck(self, run.written)  # a TRUNCATE applied meanwhile on another shard
         limit = run.dead_letter(parsed, limit)  # vectors S3 Vectors refused while writing
         now_ms = self.clock() * 1000
         for plan in run.written:
@@ -137,7 +142,7 @@ class Sink:
                 applied = record.index < limit and record.error is None and record not in plan.stale
                 if applied and record.event is not None:
                     stats.freshness_ms.append(now_ms - epoch_millis(record.event.changed_at))
-        stats.stale_skipped = sum(
+        stats.stale_skipped = truncated + sum(
             1 for plan in run.plans for record in plan.stale if record.index < limit and record.error is None
         )
         stats.transient_failures = len(parsed) - limit

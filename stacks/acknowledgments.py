@@ -26,21 +26,15 @@ SYSTEM_KEYSPACE_FINDING = (
 )
 
 
+ENI_FINDING = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]"
+
+
 def acknowledge_findings(stack: PipelineStack) -> None:
     forwarder, sink, operator = stack.forwarder, stack.sink, stack.operator
-    _ack(
-        forwarder.function.role,
-        SYSTEM_KEYSPACE_FINDING,
-        "Listing and viewing Keyspaces CDC streams requires read access to the system keyspaces "
-        "(configure-cdc-permissions in the Keyspaces guide); the grant is cassandra:Select only, on the "
-        "system* keyspaces that hold schema and stream metadata, never on user keyspaces.",
-    )
-    _ack(
-        operator.policy,
-        SYSTEM_KEYSPACE_FINDING,
-        "Every Cassandra driver reads the system keyspaces (peers, schema) when it connects, and Keyspaces "
-        "authorizes that as cassandra:Select on system*; the grant is Select only and names no user keyspace.",
-    )
+    if stack.source is not None:
+        _acknowledge_keyspaces(stack)
+    elif stack.config.postgres.network.vpc_id is not None:
+        _acknowledge_postgres_vpc(stack)
     _ack(
         operator.policy,
         "AwsSolutions-IAM5[Resource::*]",
@@ -58,19 +52,6 @@ def acknowledge_findings(stack: PipelineStack) -> None:
         "AwsSolutions-KDS3",
         "The stream is encrypted with the stack's customer managed key (rotated, policy under the stack's control, "
         "shared with the table, index and queues) rather than the aws/kinesis AWS managed key.",
-    )
-    _ack(
-        forwarder.function.role,
-        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cassandra:<AWS::Region>:<AWS::AccountId>:"
-        f"/keyspace/{stack.config.keyspace}/table/{stack.config.table}/stream/*]",
-        "Keyspaces names a CDC stream by a label assigned when CDC is enabled (and re-assigned when it is "
-        "re-enabled); the grant is limited to this one table's streams and to GetStream/GetShardIterator/GetRecords.",
-    )
-    _ack(
-        forwarder.function.role,
-        "AwsSolutions-IAM5[Resource::*]",
-        "cassandra:ListStreams defines no resource type in IAM and can only be granted on '*'; it is the only "
-        "action in that statement and returns stream ARNs, not data.",
     )
     _ack(forwarder.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
     _ack(sink.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
@@ -92,6 +73,54 @@ def acknowledge_findings(stack: PipelineStack) -> None:
         "Only the sink's event source mapping writes here; every arrival is alarmed through S3 request metrics "
         f"and objects expire after {k.ON_FAILURE_EXPIRY_DAYS} days. Server access logs would need a second bucket "
         "for no added signal.",
+    )
+
+
+def _acknowledge_postgres_vpc(stack: PipelineStack) -> None:
+    role = stack.forwarder.function.role
+    _ack(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ec2:DescribeNetworkInterfaces and ec2:DescribeSubnets support no resource-level permissions; Lambda needs "
+        "them with the execution role to place the forwarder in the configured subnets (configuration-vpc in the "
+        "Lambda guide). They are the only actions in that statement and change nothing.",
+    )
+    _ack(
+        role,
+        ENI_FINDING,
+        "Lambda names the network interfaces it creates for the forwarder itself, so the grant covers this "
+        "account's interfaces in this Region; creating one is further limited to the configured subnets and "
+        "security groups, and only create/delete/assign/unassign-address actions are granted.",
+    )
+
+
+def _acknowledge_keyspaces(stack: PipelineStack) -> None:
+    forwarder, operator = stack.forwarder, stack.operator
+    _ack(
+        forwarder.function.role,
+        SYSTEM_KEYSPACE_FINDING,
+        "Listing and viewing Keyspaces CDC streams requires read access to the system keyspaces "
+        "(configure-cdc-permissions in the Keyspaces guide); the grant is cassandra:Select only, on the "
+        "system* keyspaces that hold schema and stream metadata, never on user keyspaces.",
+    )
+    _ack(
+        operator.policy,
+        SYSTEM_KEYSPACE_FINDING,
+        "Every Cassandra driver reads the system keyspaces (peers, schema) when it connects, and Keyspaces "
+        "authorizes that as cassandra:Select on system*; the grant is Select only and names no user keyspace.",
+    )
+    _ack(
+        forwarder.function.role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cassandra:<AWS::Region>:<AWS::AccountId>:"
+        f"/keyspace/{stack.config.keyspace}/table/{stack.config.table}/stream/*]",
+        "Keyspaces names a CDC stream by a label assigned when CDC is enabled (and re-assigned when it is "
+        "re-enabled); the grant is limited to this one table's streams and to GetStream/GetShardIterator/GetRecords.",
+    )
+    _ack(
+        forwarder.function.role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "cassandra:ListStreams defines no resource type in IAM and can only be granted on '*'; it is the only "
+        "action in that statement and returns stream ARNs, not data.",
     )
 
 

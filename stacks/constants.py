@@ -60,6 +60,10 @@ ALARM_PERIOD_MINUTES = 1
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000  # sink falls five minutes behind the Kinesis stream
 FORWARDER_LAG_ALARM_MS = 5 * 60 * 1000  # newest forwarded change older than five minutes
 FORWARDER_LAG_EVALUATION_PERIODS = 3
+# PostgreSQL: WAL the replication slot holds back; a healthy forwarder keeps it near zero (it advances the slot
+# after every read, and past other tables' WAL at the tip).
+SLOT_LAG_ALARM_BYTES = 1024 * 2**20
+SLOT_LAG_EVALUATION_PERIODS = 5  # the forwarder reports once per scheduled run (each minute)
 DASHBOARD_WIDGET_WIDTH = 8
 DASHBOARD_WIDGET_HEIGHT = 6
 # CDK context: true for a table created by an earlier release, whose client-side timestamps were turned on by

@@ -1,4 +1,8 @@
-"""The forwarder: a scheduled Lambda that pulls the Keyspaces CDC stream into Kinesis, with its lease table."""
+"""The forwarder: a scheduled Lambda that pulls the source's changes into Kinesis, with its lease table.
+
+The source is the Keyspaces table's CDC stream, or (``source`` None) a PostgreSQL replication slot, whose
+network placement and password grant ``stacks.postgres_source`` adds.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class Forwarder(Construct):
         construct_id: str,
         *,
         config: PipelineConfig,
-        source: SourceTable,
+        source: SourceTable | None,
         stream: kinesis.IStream,
         key: kms.IKey,
         code: lambda_.Code,
@@ -66,7 +70,11 @@ class Forwarder(Construct):
         self.function = python_function(
             self,
             service=c.SERVICE_FORWARDER,
-            description="freshvec forwarder: Keyspaces CDC stream -> Kinesis",
+            description=(
+                "freshvec forwarder: Keyspaces CDC stream -> Kinesis"
+                if source is not None
+                else "freshvec forwarder: PostgreSQL replication slot -> Kinesis"
+            ),
             handler=k.FORWARDER_HANDLER,
             code=code,
             layer=layer,
@@ -90,9 +98,25 @@ class Forwarder(Construct):
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
 
-    def _grant(self, source: SourceTable, stream: kinesis.IStream, key: kms.IKey) -> None:
+    def _grant(self, source: SourceTable | None, stream: kinesis.IStream, key: kms.IKey) -> None:
         role = self.function.role
         assert role is not None  # python_function always creates one
+        if source is not None:
+            self._grant_keyspaces(role, source)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ForwardChanges", actions=list(FORWARD_ACTIONS), resources=[stream.stream_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="LeaseAndCheckpointShards",
+                actions=list(CHECKPOINT_TABLE_ACTIONS),
+                resources=[self.checkpoints.table_arn],
+            )
+        )
+        grant_key_use(role, key, *k.KMS_PRODUCER_ACTIONS, *k.KMS_DYNAMODB_ACTIONS)
+
+    @staticmethod
+    def _grant_keyspaces(role: iam.IRole, source: SourceTable) -> None:
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadThisTablesCdcStreams",
@@ -110,14 +134,3 @@ class Forwarder(Construct):
                 resources=[source.system_keyspace_arn],
             )
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(sid="ForwardChanges", actions=list(FORWARD_ACTIONS), resources=[stream.stream_arn])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="LeaseAndCheckpointShards",
-                actions=list(CHECKPOINT_TABLE_ACTIONS),
-                resources=[self.checkpoints.table_arn],
-            )
-        )
-        grant_key_use(role, key, *k.KMS_PRODUCER_ACTIONS, *k.KMS_DYNAMODB_ACTIONS)

@@ -77,13 +77,28 @@ class Monitoring(Construct):
             "The newest change forwarded to Kinesis is more than five minutes old.",
             evaluation_periods=k.FORWARDER_LAG_EVALUATION_PERIODS,
         )
-        self._alarm(
-            "TrimmedData",
-            trimmed,
-            1,
-            "The forwarder fell more than 24 h behind a Keyspaces shard: changes were trimmed before being read. "
-            "Backfill the table (freshvec backfill) to repair the index.",
-        )
+        postgres = config.source.kind == "postgres"
+        slot_lag = _custom(c.M_SLOT_LAG_BYTES, c.SERVICE_FORWARDER, "Maximum")
+        if postgres:
+            # The forwarder reports the lag after every run: no data means it is not running or cannot reach
+            # the database, while the slot keeps WAL growing on the server's disk.
+            self._alarm(
+                "SlotLag",
+                slot_lag,
+                k.SLOT_LAG_ALARM_BYTES,
+                f"The PostgreSQL replication slot holds back {k.SLOT_LAG_ALARM_BYTES // 2**20} MiB of WAL or more, or "
+                "the forwarder stopped reporting it: WAL grows on the database's disk until the slot is read.",
+                evaluation_periods=k.SLOT_LAG_EVALUATION_PERIODS,
+                missing=cw.TreatMissingData.BREACHING,
+            )
+        else:
+            self._alarm(
+                "TrimmedData",
+                trimmed,
+                1,
+                "The forwarder fell more than 24 h behind a Keyspaces shard: changes were trimmed before being read. "
+                "Backfill the table (freshvec backfill) to repair the index.",
+            )
         self._alarm(
             "PoisonRecords", dlq_depth, 1, "Change events were parked in the sink DLQ; inspect and `freshvec redrive`."
         )
@@ -126,7 +141,13 @@ class Monitoring(Construct):
                 ],
             ),
             _graph(
-                "Parked and lost", [dlq_depth, failed_batches, trimmed, _custom(c.M_DLQ_RECORDS, c.SERVICE_SINK, "Sum")]
+                "Parked and lost",
+                [
+                    dlq_depth,
+                    failed_batches,
+                    slot_lag if postgres else trimmed,
+                    _custom(c.M_DLQ_RECORDS, c.SERVICE_SINK, "Sum"),
+                ],
             ),
             _graph(
                 "Lambda errors and throttles",
@@ -147,7 +168,14 @@ class Monitoring(Construct):
         )
 
     def _alarm(
-        self, name: str, metric: cw.IMetric, threshold: float, description: str, *, evaluation_periods: int = 1
+        self,
+        name: str,
+        metric: cw.IMetric,
+        threshold: float,
+        description: str,
+        *,
+        evaluation_periods: int = 1,
+        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
     ) -> None:
         alarm = cw.Alarm(
             self,
@@ -157,8 +185,8 @@ class Monitoring(Construct):
             threshold=threshold,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=evaluation_periods,
-            # No data means nothing happened: no lag reported, no object arrived, no error.
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            # No data means nothing happened (no lag reported, no object arrived, no error), unless said otherwise.
+            treat_missing_data=missing,
         )
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         alarm.add_ok_action(cw_actions.SnsAction(self.topic))

@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from freshvec.config import PipelineConfig
+from stacks.postgres_source import SECRET_ACTIONS, SECRET_KEY_ACTIONS
 from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
 
@@ -67,7 +68,7 @@ class OperatorPolicy(Construct):
         construct_id: str,
         *,
         config: PipelineConfig,
-        source: SourceTable,
+        source: SourceTable | None,
         stream: kinesis.IStream,
         vectors: VectorStore,
         dlq: sqs.IQueue,
@@ -79,8 +80,14 @@ class OperatorPolicy(Construct):
         model_arn = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{config.embedding.model_id}"
         statements = [
             ("ReadStackOutputs", STACK_ACTIONS, [Aws.STACK_ID]),
-            ("ReadAndWriteTheTable", TABLE_ACTIONS, [source.table_arn]),
-            ("ReadSystemKeyspaces", SYSTEM_KEYSPACE_ACTIONS, [source.system_keyspace_arn]),
+            *(
+                [
+                    ("ReadAndWriteTheTable", TABLE_ACTIONS, [source.table_arn]),
+                    ("ReadSystemKeyspaces", SYSTEM_KEYSPACE_ACTIONS, [source.system_keyspace_arn]),
+                ]
+                if source is not None
+                else _postgres_statements(config)
+            ),
             ("ResendChanges", STREAM_ACTIONS, [stream.stream_arn]),
             ("ReadTheIndex", INDEX_ACTIONS, [vectors.index_arn]),
             ("EmbedQueries", MODEL_ACTIONS, [model_arn]),
@@ -100,3 +107,14 @@ class OperatorPolicy(Construct):
                 for sid, actions, resources in statements
             ],
         )
+
+
+def _postgres_statements(config: PipelineConfig) -> list[tuple[str, tuple[str, ...], list[str]]]:
+    """load and backfill connect to PostgreSQL with the password in the configured secret (SQL needs no IAM)."""
+    connection = config.postgres.connection
+    if connection.password_secret_arn is None:
+        return []
+    found = [("ReadTheDatabasePassword", SECRET_ACTIONS, [connection.password_secret_arn])]
+    if connection.password_secret_kms_key_arn is not None:
+        found.append(("DecryptTheDatabasePassword", SECRET_KEY_ACTIONS, [connection.password_secret_kms_key_arn]))
+    return found

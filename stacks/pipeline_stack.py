@@ -16,6 +16,7 @@ from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
 from stacks.monitoring import Monitoring
 from stacks.operator_policy import OperatorPolicy
+from stacks.postgres_source import PostgresSource
 from stacks.sink import Sink
 from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
@@ -28,7 +29,11 @@ class PipelineStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            description="freshvec: keeps an S3 Vectors index fresh while an Amazon Keyspaces table changes",
+            description=(
+                "freshvec: keeps an S3 Vectors index fresh while a PostgreSQL table changes"
+                if config.source.kind == "postgres"
+                else "freshvec: keeps an S3 Vectors index fresh while an Amazon Keyspaces table changes"
+            ),
             **kwargs,
         )
         # Fail on config the stack cannot deploy before any asset is built.
@@ -49,7 +54,11 @@ class PipelineStack(Stack):
         code = bundling.function_code()
         layer = bundling.dependencies_layer(self, "Dependencies")
 
-        self.source = SourceTable(self, "Source", config=config, key=self.key, removal=data_removal)
+        postgres = config.source.kind == "postgres"
+        # PostgreSQL: the database is the operator's (docs/deploy.md); no table construct.
+        self.source = (
+            None if postgres else SourceTable(self, "Source", config=config, key=self.key, removal=data_removal)
+        )
         self.change_stream = ChangeStream(self, "ChangeStream", config=config, key=self.key)
         self.vectors = VectorStore(self, "Vectors", config=config, key=self.key, removal=data_removal)
         self.forwarder = Forwarder(
@@ -61,6 +70,9 @@ class PipelineStack(Stack):
             key=self.key,
             code=code,
             layer=layer,
+        )
+        self.postgres = (
+            PostgresSource(self, "Postgres", config=config, function=self.forwarder.function) if postgres else None
         )
         self.sink = Sink(
             self,

@@ -1,9 +1,9 @@
 """The ``VectorStore`` port over a boto3 ``s3vectors`` client (AWS, or moto in local mode and tests).
 
 ``S3VectorsStore`` keeps to the service limits the SDK does not enforce (PutVectors and DeleteVectors
-at most 500 keys a call, GetVectors 100), retries throttling (429) and 5xx with backoff and jitter, and
-turns a missing index or denied access into MisconfigurationError. Writes are idempotent: putting a
-vector replaces the one with the same key, deleting a missing key is not an error.
+at most 500 keys a call, GetVectors 100, ListVectors pages of 1,000), retries throttling (429) and 5xx
+with backoff and jitter, and turns a missing index or denied access into MisconfigurationError. Writes
+are idempotent: putting a vector replaces the one with the same key, deleting a missing key is not an error.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ class S3VectorsStore:
                     "metadata": vector.get("metadata") or {},
                 }
         return found
+
+    def scan(self, *, return_metadata: bool = True) -> Iterator[list[dict[str, Any]]]:
+        """ListVectors page by page (``maxResults`` 1,000, the service's most); a page is yielded as soon as read."""
+        params: dict[str, Any] = {"maxResults": c.S3V_LIST_PAGE, "returnData": False, "returnMetadata": return_metadata}
+        while True:
+            response = self._call("ListVectors", self._client.list_vectors, **params)
+            yield [{"key": v["key"], "metadata": v.get("metadata") or {}} for v in response.get("vectors", [])]
+            token = response.get("nextToken")
+            if not token:
+                return
+            params["nextToken"] = token
 
     def query(
         self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True

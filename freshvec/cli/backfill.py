@@ -311,6 +311,10 @@ def backfill_command(
     """Send every existing row to the change stream (CDC only captures changes made after it was enabled)."""
     s = settings()
     res = s.resources()
+    if res.config.source.kind == "postgres":  # one snapshot: nothing to resume (a rerun is harmless)
+        from freshvec.cli import postgres
+
+        return postgres.backfill_command(res, s.clients(), rate_per_s=rate)
     path = state_file or default_backfill_state_path(res.stack_name)
     state = BackfillState.open(path, segments, restart=restart)
     if state.complete:

@@ -76,6 +76,13 @@ def load_command(
             res.control_url or "", schema, headers=local_client.control_headers(res)
         )
         target = "the local pipeline"
+    elif res.config.source.kind == "postgres":
+        from freshvec.cli import postgres
+
+        writer = cluster = postgres.PostgresRowWriter(
+            postgres.connect_source(res.config, settings().clients()), res.config, schema
+        )
+        target = f"{res.config.keyspace}.{res.config.table} on {res.config.postgres.connection.host}"
     else:
         cluster, session = keyspaces.connect_table(res.region, ca_bundle)
         writer = loader.CassandraRowWriter(session, schema, max_in_flight=concurrency)

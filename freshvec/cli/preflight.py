@@ -5,7 +5,11 @@ deploy", lists the same):
 
 1. config            — the pipeline config passes the same validation as ``cdk synth`` (``load_config`` with the
                        ``-c`` overrides, then ``check_deployable``).
-2. keyspaces-cdc     — the Region offers Amazon Keyspaces CDC streams (Keyspaces Streams ListStreams answers).
+2. keyspaces-cdc     — the Region offers Amazon Keyspaces CDC streams (Keyspaces Streams ListStreams answers);
+   postgres          — for a PostgreSQL source instead: it connects with TLS as configured (password from the
+                       secret) and checks what the forwarder checks at start, changing nothing: wal_level, the
+                       table, columns and primary key, the publication, the replica identity, the slot, the
+                       role's REPLICATION and SELECT.
 3. s3-vectors        — the Region offers Amazon S3 Vectors (ListVectorBuckets answers).
 4. bedrock-model     — the Region offers the configured Bedrock model (GetFoundationModel).
 5. model-access      — this account may use it (GetFoundationModelAvailability: agreement, authorization,
@@ -147,6 +151,22 @@ def check_keyspaces_cdc(clients: ClientFactory, region: str, config: PipelineCon
         "cassandra:ListStreams",
         lambda: clients("keyspacesstreams").list_streams(**params),
     )
+
+
+def check_postgres(clients: ClientFactory, config: PipelineConfig | None) -> Check:
+    """The PostgreSQL source, as the forwarder checks it at start (freshvec.cli.postgres.check_source)."""
+    from freshvec.cli import postgres
+    from freshvec.errors import MisconfigurationError
+
+    assert config is not None
+    where = f"{config.postgres.connection.host}:{config.postgres.connection.port}"
+    try:
+        detail = postgres.check_source(config, clients)
+    except OperatorError as exc:  # not reachable from here (the database may be in a private subnet)
+        return Check("postgres", SKIP, f"cannot reach {where} from here ({exc}); run preflight where it is reachable")
+    except MisconfigurationError as exc:
+        return Check("postgres", FAIL, str(exc), "see docs/deploy.md, PostgreSQL")
+    return Check("postgres", OK, detail)
 
 
 def check_s3_vectors(clients: ClientFactory, region: str) -> Check:
@@ -325,9 +345,10 @@ def run_preflight(clients: ClientFactory, region: str, source: ConfigSource, acc
     qualifier = CDK_DEFAULT_QUALIFIER
     with contextlib.suppress(ConfigError):  # an unreadable file: the config check has said why
         qualifier = str(source.context().get(CDK_QUALIFIER_CONTEXT) or CDK_DEFAULT_QUALIFIER)
+    postgres = config is not None and config.source.kind == "postgres"
     return [
         config_check,
-        check_keyspaces_cdc(clients, region, config),
+        check_postgres(clients, config) if postgres else check_keyspaces_cdc(clients, region, config),
         check_s3_vectors(clients, region),
         check_bedrock_model(clients, region, config),
         check_model_access(clients, region, config),

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,42 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Pipeline config JSON (bare or a whole cdk.json); default: cdk.json."),
 ]
 DataOption = Annotated[Path | None, typer.Option("--data", "-d", help="CSV or JSON Lines rows to load.")]
+EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
+
+
+class Source(StrEnum):
+    """Where the local rows live: the in-memory Keyspaces stand-in, or a throwaway PostgreSQL on 127.0.0.1."""
+
+    KEYSPACES = "keyspaces"
+    POSTGRES = "postgres"
+
+
+SourceOption = Annotated[
+    Source | None,
+    typer.Option(
+        "--source",
+        help="keyspaces: the in-memory Keyspaces stand-in; postgres: a local PostgreSQL (without --config: "
+        "the sample articles, data/examples/articles.*) [default: the config's source.kind]",
+        case_sensitive=False,
+    ),
+]
+
+
+def resolve_source(source: Source | None, config: Path | None, data: Path | None) -> tuple[Any, Path | None]:
+    """The config and data for ``--source``; typer.BadParameter when they disagree."""
+    from freshvec.local.pipeline import load_pipeline_config
+
+    if source is Source.POSTGRES and config is None:
+        config_path, rows = EXAMPLES / "articles.config.json", EXAMPLES / "articles.jsonl"
+        if not config_path.is_file():
+            raise typer.BadParameter(f"{config_path} is missing; pass --config and --data", param_hint="--source")
+        return load_pipeline_config(config_path), data if data is not None else rows
+    loaded = load_pipeline_config(config)
+    if source is not None and loaded.source.kind != source.value:
+        raise typer.BadParameter(
+            f"the config's source.kind is {loaded.source.kind}, not {source.value}", param_hint="--source"
+        )
+    return loaded, data
 
 
 def _quiet_logs() -> None:
@@ -35,13 +72,14 @@ def _quiet_logs() -> None:
 
 
 @local_app.command()
-def demo(config: ConfigOption = None, data: DataOption = None) -> None:
-    """Load the sample movies, query them, change the table and watch the index follow (about a minute)."""
+def demo(config: ConfigOption = None, data: DataOption = None, source: SourceOption = None) -> None:
+    """Load the sample movies (or articles), query them, change the table and watch the index follow (a minute)."""
     from freshvec.local.demo import run_demo
 
     _quiet_logs()
     try:
-        run_demo(config, data, echo=typer.echo)
+        loaded, rows = resolve_source(source, config, data)
+        run_demo(loaded, rows, echo=typer.echo)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
@@ -62,6 +100,7 @@ def up(
         ),
     ] = None,
     port: Annotated[int, typer.Option(help="Control API port on 127.0.0.1 (0: any free port).")] = 0,
+    source: SourceOption = None,
 ) -> None:
     """Keep a local stack running (Ctrl-C stops it); `freshvec --local load/query/status` talk to it."""
     from freshvec.local.demo import read_rows
@@ -73,7 +112,8 @@ def up(
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started where SIGINT was ignored
         signal.signal(stop_signal, lambda *_: stopping.set())
     try:
-        pipeline = LocalPipeline.start(config)
+        loaded, data = resolve_source(source, config, data)
+        pipeline = LocalPipeline.start(loaded)
     except (ConfigError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc

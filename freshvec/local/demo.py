@@ -95,7 +95,8 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
     texted = [row for row in rows if str(row.get(effective.embedding_field) or "").strip()]
     if len(texted) < 2:
         raise ValueError(f"{data_path} needs at least two rows with text in {effective.embedding_field!r}")
-    echo("Starting the local pipeline (moto server, local table, forwarder, event source mapping, sink) ...")
+    table = "PostgreSQL on 127.0.0.1" if effective.source.kind == "postgres" else "local table"
+    echo(f"Starting the local pipeline (moto server, {table}, forwarder, event source mapping, sink) ...")
     with LocalPipeline.start(effective) as pipeline:
         echo(f"  ready in {time.monotonic() - started:.1f} s; embeddings: WordLlama, 256 dimensions (offline)")
         demo = _Demo(pipeline, echo)

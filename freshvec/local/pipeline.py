@@ -5,7 +5,8 @@ the sink (``freshvec.sink``: coalescing, re-embedding only changed text, S3 Vect
 metadata mapping, the change-event contract. What stands in:
 
 - Amazon Keyspaces + Keyspaces Streams -> ``freshvec.local.keyspaces`` (rows in memory, change records in
-  the exact Keyspaces Streams shape, shards, TTL expiries)
+  the exact Keyspaces Streams shape, shards, TTL expiries); with ``source.kind = postgres`` nothing stands
+  in: a throwaway PostgreSQL on 127.0.0.1 (``freshvec.local.postgres``), read through its replication slot
 - Kinesis, DynamoDB, SQS, S3, S3 Vectors -> moto server on 127.0.0.1
 - Amazon Bedrock -> WordLlama, 256 dimensions, offline (whatever the config's provider)
 - the EventBridge schedule -> a thread calling the forwarder's ``run_once`` every ``poll_interval_ms``
@@ -14,6 +15,10 @@ metadata mapping, the change-event contract. What stands in:
 
 ``faults`` (optional) wraps every client and the embedder the pipeline hands to freshvec's code, and is
 the forwarder's ``hooks``; a step that crashes is retried, never skipped.
+
+Size: one class, the local stack: starting and stopping its servers, the wiring of every adapter, the loops,
+and the public API (upsert, delete, truncate, query, wait, stats) share one lifecycle and one state; the
+stand-ins themselves live in their own modules.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any, Protocol
 from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
-from freshvec.adapters.wiring import keyspaces_forwarder
+from freshvec.adapters.wiring import keyspaces_forwarder, postgres_forwarder
 from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
 from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
@@ -43,6 +48,7 @@ from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnF
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_process import MotoProcess
 from freshvec.local.moto_server import MotoServer
+from freshvec.local.postgres import LocalPostgresTable
 from freshvec.local.resources import LocalResources, create_resources, local_config
 from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
@@ -104,6 +110,7 @@ class LocalPipeline:
         reset_on_stop: bool,
         faults: FaultInjector | None,
         mapping_settings: MappingSettings,
+        postgres: LocalPostgresTable | None = None,
     ) -> None:
         self.config = config
         self.server = server
@@ -122,9 +129,10 @@ class LocalPipeline:
         self.embedder = LocalEmbedder(config.embedding.dimensions)
         self._s3vectors = server.client("s3vectors")
         self._search = ExactVectorSearch(self._s3vectors, resources.vector_bucket, resources.vector_index)
+        self.postgres = postgres
         self.streams = LocalKeyspacesStreams()
         self.stream_arn = self.streams.enable_stream(config.keyspace, config.table, SOURCE_SHARDS)
-        self.table = LocalTable(
+        self.table: LocalTable | LocalPostgresTable = postgres or LocalTable(
             config.keyspace,
             config.table,
             config.column_types,
@@ -165,15 +173,24 @@ class LocalPipeline:
         the config's mapping settings.
         """
         effective = local_config(load_pipeline_config(config))
+        postgres = None
+        if effective.source.kind == "postgres":  # a real server stands in for nothing: the rows live there
+            postgres = LocalPostgresTable(effective).start()
+            effective = postgres.config
         owns_server = server is None
-        if server is not None:
-            running = server
-        elif isolated:
-            child = MotoProcess()
-            LocalEmbedder(effective.embedding.dimensions)  # load the model while the child starts
-            running = child.wait_ready()
-        else:
-            running = MotoServer.start()
+        try:
+            if server is not None:
+                running = server
+            elif isolated:
+                child = MotoProcess()
+                LocalEmbedder(effective.embedding.dimensions)  # load the model while the child starts
+                running = child.wait_ready()
+            else:
+                running = MotoServer.start()
+        except BaseException:
+            if postgres is not None:
+                postgres.stop()
+            raise
         try:
             resources = create_resources(running.client, effective)
             settings = MappingSettings.from_sink_config(effective.sink)
@@ -187,11 +204,14 @@ class LocalPipeline:
                 reset_on_stop=server is None and not isolated,
                 faults=faults,
                 mapping_settings=settings,
+                postgres=postgres,
             )
             pipeline._start_loops()
         except BaseException:
             if owns_server:
                 running.stop()
+            if postgres is not None:
+                postgres.stop()
             raise
         return pipeline
 
@@ -236,6 +256,18 @@ class LocalPipeline:
 
     # ---- loops -------------------------------------------------------------------------------
     def _new_forwarder(self, owner_id: str) -> Forwarder:
+        if self.postgres is not None:
+            return postgres_forwarder(
+                self.config,
+                self.postgres.connect,
+                self._client("kinesis"),
+                self._client("dynamodb"),
+                stream_name=self.resources.stream_name,
+                checkpoint_table=self.resources.checkpoint_table,
+                owner_id=owner_id,
+                sleep=self._stop.wait,
+                hooks=self._faults.forwarder_hook if self._faults else None,
+            )
         return keyspaces_forwarder(
             self.config,
             self.streams,
@@ -311,6 +343,14 @@ class LocalPipeline:
             at = self._tracker.now()
             records = self.table.delete(keys)
             return self._tracker.written(self._positions(records), at)
+
+    def truncate(self) -> WriteReceipt:
+        """TRUNCATE the table (PostgreSQL only): one change; the sink removes every vector older than it."""
+        if self.postgres is None:
+            raise ValueError("TRUNCATE needs a postgres source (source.kind = postgres)")
+        with self._write_lock:
+            at = self._tracker.now()
+            return self._tracker.written(self.postgres.truncate(), at)
 
     def expire_due(self) -> WriteReceipt:
         """Expire rows whose TTL has passed now (the TTL loop also does this a few times a second)."""
@@ -436,6 +476,8 @@ class LocalPipeline:
         self.mapping.stop()
         for thread in self._threads:
             thread.join(10)
+        if self.postgres is not None:
+            self.postgres.stop()  # after the forwarder stopped reading the slot
         if self._owns_server:
             if self._reset_on_stop:
                 # moto keeps its state per process: forget it, so a later pipeline here starts from nothing.

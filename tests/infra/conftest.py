@@ -104,6 +104,56 @@ VARIANT_OVERRIDES: dict[str, Any] = {
 }
 
 
+# A PostgreSQL source in a VPC, with the endpoints, a secret under a customer managed key.
+PG_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:freshvec-pg-AbCdEf"
+PG_SECRET_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+POSTGRES_OVERRIDES: dict[str, Any] = {
+    "freshvec": {
+        "stack_name": "freshvec-articles",
+        "source": {
+            "kind": "postgres",
+            "postgres": {
+                "table": "articles",
+                "columns": {"id": "bigint", "title": "text", "body": "text", "published": "date", "tags": "text[]"},
+                "primary_key": ["id"],
+                "connection": {
+                    "host": "mydb.cluster-abc.eu-west-1.rds.amazonaws.com",
+                    "database": "app",
+                    "user": "freshvec",
+                    "password_secret_arn": PG_SECRET_ARN,
+                    "password_secret_kms_key_arn": PG_SECRET_KEY_ARN,
+                    "ca_bundle": "global-bundle.pem",
+                },
+                "network": {
+                    "vpc_id": "vpc-0123456789abcdef0",
+                    "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+                    "security_group_ids": ["sg-0123456789abcdef0"],
+                    "route_table_ids": ["rtb-0123456789abcdef0"],
+                },
+            },
+        },
+        "embedding_field": "body",
+        "metadata_fields": ["title", "published", "tags"],
+        "embedding": {"provider": "titan", "model_id": "amazon.titan-embed-text-v2:0", "dimensions": 256},
+        "vector_store": {"index_name": "articles"},
+    }
+}
+
+
+def postgres_context() -> dict[str, Any]:
+    """The default context with the movie table's keys replaced by a postgres source."""
+    base = {k: v for k, v in default_context()["freshvec"].items() if k not in _KEYSPACES_TABLE_KEYS}
+    return {"freshvec": {**base, **POSTGRES_OVERRIDES["freshvec"]}}
+
+
+_KEYSPACES_TABLE_KEYS = ("keyspace", "table", "columns", "partition_key", "clustering_key", "metadata_fields")
+
+
+@pytest.fixture(scope="session")
+def pg_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(tmp_path_factory, postgres_context())
+
+
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(tmp_path_factory)

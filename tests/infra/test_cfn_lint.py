@@ -20,8 +20,8 @@ def _lint(template: dict, tmp_path: Path) -> list:
     return lint(path.read_text(encoding="utf-8"), config=ManualArgs(regions=["us-east-1"]))
 
 
-def test_templates_have_no_cfn_lint_errors(synth: Synth, variant: Synth, tmp_path: Path) -> None:
-    for result in (synth, variant):
+def test_templates_have_no_cfn_lint_errors(synth: Synth, variant: Synth, pg_synth: Synth, tmp_path: Path) -> None:
+    for result in (synth, variant, pg_synth):
         matches = _lint(result.template, tmp_path)
         errors = [f"{m.rule.id} {m.message}" for m in matches if m.rule.id.startswith("E")]
         assert errors == []

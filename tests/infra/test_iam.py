@@ -17,7 +17,12 @@ WILDCARD_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("cassandra:ListStreams", "*"): "ListStreams defines no resource type in IAM; it can only be granted on '*'.",
     ("cloudwatch:GetMetricData", "*"): "CloudWatch metric reads define no resource type; `freshvec status` reads lag.",
     ("cloudwatch:GetMetricStatistics", "*"): "CloudWatch metric reads define no resource type; `freshvec status`.",
+    # A forwarder in a VPC (PostgreSQL source): Lambda describes the network with the execution role, and these
+    # define no resource type (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html).
+    ("ec2:DescribeNetworkInterfaces", "*"): "EC2 Describe actions support no resource-level permissions.",
+    ("ec2:DescribeSubnets", "*"): "EC2 Describe actions support no resource-level permissions.",
 }
+_ENI = (":network-interface/*",)  # Lambda names the forwarder's network interfaces itself
 # Resources ending in "/*" that name the children of one resource this stack owns, by the action allowed.
 CHILD_WILDCARDS: dict[str, tuple[str, ...]] = {
     # Stream labels are assigned by Keyspaces when CDC is enabled; the prefix pins keyspace and table.
@@ -31,6 +36,10 @@ CHILD_WILDCARDS: dict[str, tuple[str, ...]] = {
     # Listing/viewing CDC streams and every CQL driver connection read the system keyspaces
     # (https://docs.aws.amazon.com/keyspaces/latest/devguide/configure-cdc-permissions.html).
     "cassandra:Select": (":/keyspace/system*",),
+    "ec2:CreateNetworkInterface": _ENI,
+    "ec2:DeleteNetworkInterface": _ENI,
+    "ec2:AssignPrivateIpAddresses": _ENI,
+    "ec2:UnassignPrivateIpAddresses": _ENI,
 }
 # The one key-policy statement allowed a wildcard action: KMS's default statement giving the account (root) full
 # access, which is what lets IAM policies grant use of the key at all; without it the key can become unmanageable
@@ -59,6 +68,20 @@ FORWARDER_CALLS: dict[str, tuple[str, ...]] = {
     "dynamodb:Query": ("dynamodb:Query", *DDB_KMS),
     "dynamodb:PutItem": ("dynamodb:PutItem", *DDB_KMS),
     "dynamodb:UpdateItem": ("dynamodb:UpdateItem", *DDB_KMS),
+}
+# The forwarder reading a PostgreSQL slot (SQL needs no IAM): Kinesis and DynamoDB as above, the password from
+# Secrets Manager under a customer managed key, and the network interfaces Lambda makes in the configured VPC.
+PG_FORWARDER_CALLS: dict[str, tuple[str, ...]] = {
+    **{name: actions for name, actions in FORWARDER_CALLS.items() if not name.startswith("keyspacesstreams")},
+    "secretsmanager:GetSecretValue": ("secretsmanager:GetSecretValue", "kms:Decrypt"),
+    "Lambda service: the function's network interfaces": (
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ),
 }
 SINK_CALLS: dict[str, tuple[str, ...]] = {
     "Lambda runtime: write logs": LOGS,
@@ -134,6 +157,17 @@ OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
         *_KINESIS_SEND,
     ),
 }
+# With a PostgreSQL source, load and backfill speak SQL (no IAM) with the password from the configured secret.
+PG_OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
+    **{name: actions for name, actions in OPERATOR_CALLS.items() if "CQL" not in name},
+    "backfill: kinesis:PutRecords": _KINESIS_SEND,
+    "reconcile: s3vectors:ListVectors, GetVectors, PutRecords": (
+        "s3vectors:ListVectors",
+        "s3vectors:GetVectors",
+        *_KINESIS_SEND,
+    ),
+    "load, backfill: secretsmanager:GetSecretValue": ("secretsmanager:GetSecretValue", "kms:Decrypt"),
+}
 # CDK's own provider for emptying the on-failure bucket on `cdk destroy` (removal_policy "destroy" only): its
 # role and bucket-policy grant are fixed by CDK and need to list and delete every object to empty the bucket.
 AUTO_DELETE_PROVIDER_ROLE = "CustomS3AutoDeleteObjectsCustomResourceProviderRole3B1BD092"
@@ -191,8 +225,8 @@ def _wildcard_problems(lid: str, statement: dict[str, Any]) -> list[str]:
     return problems
 
 
-def test_no_identity_policy_uses_a_wildcard_it_does_not_need(synth: Synth, variant: Synth) -> None:
-    for result in (synth, variant):
+def test_no_identity_policy_uses_a_wildcard_it_does_not_need(synth: Synth, variant: Synth, pg_synth: Synth) -> None:
+    for result in (synth, variant, pg_synth):
         problems = [p for lid, s in identity_statements(result.template) for p in _wildcard_problems(lid, s)]
         assert problems == []
 
@@ -254,8 +288,8 @@ def _key_policy_problems(lid: str, statement: dict[str, Any]) -> list[str]:
     return [f"{lid}: wildcard action {a} in key policy" for a in _as_list(statement["Action"]) if "*" in a]
 
 
-def test_key_policies_name_every_action(synth: Synth, variant: Synth) -> None:
-    for result in (synth, variant):
+def test_key_policies_name_every_action(synth: Synth, variant: Synth, pg_synth: Synth) -> None:
+    for result in (synth, variant, pg_synth):
         assert [p for lid, s in key_policy_statements(result.template) for p in _key_policy_problems(lid, s)] == []
 
 
@@ -307,11 +341,23 @@ def test_each_role_holds_exactly_what_its_calls_need(synth: Synth, variant: Synt
             assert (name, _differences(held, calls)) == (name, NO_DIFFERENCE)
 
 
-def test_operator_policy_holds_exactly_what_the_cli_calls_need(synth: Synth) -> None:
-    policy = synth.template["Resources"][synth.logical_id(synth.stack.operator.policy)]
-    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
-    held = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in _as_list(s["Action"])}
-    assert _differences(held, OPERATOR_CALLS) == NO_DIFFERENCE
+def test_postgres_roles_hold_exactly_what_their_calls_need(pg_synth: Synth) -> None:
+    stack = pg_synth.stack
+    assert stack.source is None
+    for name, role, calls in (
+        ("forwarder", stack.forwarder.function.role, PG_FORWARDER_CALLS),
+        ("sink", stack.sink.function.role, SINK_CALLS),
+    ):
+        held = role_actions(pg_synth.template, pg_synth.logical_id(role))
+        assert (name, _differences(held, calls)) == (name, NO_DIFFERENCE)
+
+
+def test_operator_policy_holds_exactly_what_the_cli_calls_need(synth: Synth, pg_synth: Synth) -> None:
+    for result, calls in ((synth, OPERATOR_CALLS), (pg_synth, PG_OPERATOR_CALLS)):
+        policy = result.template["Resources"][result.logical_id(result.stack.operator.policy)]
+        assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+        held = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in _as_list(s["Action"])}
+        assert _differences(held, calls) == NO_DIFFERENCE
 
 
 def test_the_call_check_reports_both_directions() -> None:

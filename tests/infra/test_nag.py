@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.acknowledgments import SYSTEM_KEYSPACE_FINDING
+from stacks.acknowledgments import ENI_FINDING, SYSTEM_KEYSPACE_FINDING
 from tests.infra.conftest import Synth
 
 ACKNOWLEDGED = "aws:cdk:acknowledged-rules"  # construct metadata written by Validations.of(...).acknowledge
@@ -42,8 +42,8 @@ def _acknowledgments(synth: Synth) -> dict[tuple[str, str], str]:
     return found
 
 
-def test_aws_solutions_reports_no_unacknowledged_finding(synth: Synth, variant: Synth) -> None:
-    for result in (synth, variant):
+def test_aws_solutions_reports_no_unacknowledged_finding(synth: Synth, variant: Synth, pg_synth: Synth) -> None:
+    for result in (synth, variant, pg_synth):
         report = AwsSolutionsChecks(result.stack).validate_scope(result.stack)
         findings = [
             f"{violation.rule_name} at {resource.construct_path}"
@@ -57,6 +57,22 @@ def test_aws_solutions_reports_no_unacknowledged_finding(synth: Synth, variant: 
 def test_each_acknowledgment_is_expected_and_gives_a_specific_reason(synth: Synth) -> None:
     acknowledgments = _acknowledgments(synth)
     assert set(acknowledgments) == EXPECTED_ACKNOWLEDGMENTS
+    for (path, rule), reason in acknowledgments.items():
+        assert len(reason) > 80, f"{rule} on {path}: the reason must explain the specific case"
+
+
+# A PostgreSQL source in a VPC: no Keyspaces findings; the network-interface grants instead.
+EXPECTED_POSTGRES_ACKNOWLEDGMENTS = {
+    entry for entry in EXPECTED_ACKNOWLEDGMENTS if "cassandra" not in entry[1] and entry[0] != "Forwarder/Role"
+} | {
+    ("Forwarder/Role", "AwsSolutions-IAM5[Resource::*]"),
+    ("Forwarder/Role", ENI_FINDING),
+}
+
+
+def test_postgres_acknowledgments_are_expected_and_specific(pg_synth: Synth) -> None:
+    acknowledgments = _acknowledgments(pg_synth)
+    assert set(acknowledgments) == EXPECTED_POSTGRES_ACKNOWLEDGMENTS
     for (path, rule), reason in acknowledgments.items():
         assert len(reason) > 80, f"{rule} on {path}: the reason must explain the specific case"
 

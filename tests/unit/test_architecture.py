@@ -4,7 +4,7 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
 
 0. contract — what every part speaks: constants, errors, retry, events, keys, outgoing, ports, filters, state
 1. sources  — ``freshvec.sources.*``: each source's reading and type conversions
-2. domain   — config, metadata, plan, chunking, the sink, the forwarder, data files
+2. domain   — config, metadata, plan, chunking, the sink (and its TRUNCATE), the forwarder, data files
 3. adapters — ``freshvec.adapters.*``: the boto3-facing implementations of the ports
 4. runners  — the Lambda handlers, the operator CLI and local mode, none of which imports another;
               ``freshvec.main``, the ``freshvec`` command, is the one module that puts the CLI and local mode
@@ -29,7 +29,7 @@ from stacks import constants as k
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state"}
-DOMAIN = {"config", "metadata", "plan", "chunking", "sink", "sink_calls", "forwarder", "datafiles"}
+DOMAIN = {"config", "metadata", "plan", "chunking", "sink", "sink_calls", "truncate", "forwarder", "datafiles"}
 ENTRY = "freshvec.main"
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
 MAX_MODULE_LINES = 500

@@ -1,0 +1,307 @@
+"""The operator CLI against a PostgreSQL source: the connection, ``freshvec load``'s writer, ``freshvec backfill``.
+
+- Connection: the config's ``source.postgres.connection`` (TLS as configured: ``verify-full`` by default),
+  the password from the config or ``FRESHVEC_PG_PASSWORD`` (local use), else the Secrets Manager secret
+  (``password_secret_arn``: a plain string, or JSON with a ``password`` key as RDS-managed secrets hold it).
+- Load: rows in batches of ``LOAD_BATCH_ROWS``, each one ``INSERT ... ON CONFLICT (<primary key>) DO UPDATE``
+  in its own transaction (``freshvec.sources.postgres.writer``); a batch PostgreSQL refuses is written again
+  row by row, so only the bad rows fail, each with the server's reason.
+- Backfill without a gap: the slot first (changes after it are in it), then a snapshot whose every
+  invisible transaction commits after a WAL position ``L``; every row read carries ``L`` as its version and
+  goes through the one Kinesis writer (``ChangeStreamSender``) as a BACKFILL event. A change the snapshot
+  missed reaches the slot with a commit LSN above ``L`` and wins; a row the snapshot saw changed after ``L``
+  arrives twice, and versions make the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from freshvec.adapters.postgres import connect
+from freshvec.cli.errors import OperatorError
+from freshvec.cli.load import TableSchema, WriteOp, WriteResult
+from freshvec.cli.send import ChangeStreamSender, RateLimiter
+from freshvec.config import PipelineConfig
+from freshvec.errors import TransientError
+from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.keys import partition_key, vector_key
+from freshvec.outgoing import OutgoingRecord
+from freshvec.sources.keyspaces.driver import row_to_json
+from freshvec.sources.postgres import types as pgtypes
+from freshvec.sources.postgres.errors import PostgresError
+from freshvec.sources.postgres.pgoutput import format_lsn, parse_lsn
+from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified, quote_ident
+from freshvec.sources.postgres.writer import PgTableWriter, RowValueError
+
+PASSWORD_ENV = "FRESHVEC_PG_PASSWORD"  # noqa: S105 - the variable's name, not a password
+LOAD_BATCH_ROWS = 500
+BACKFILL_PAGE_ROWS = 500
+SNAPSHOT_WAIT_S = 60.0  # how long a backfill waits for transactions open when it started
+_POLL_S = 0.05
+
+
+# ---- connection ------------------------------------------------------------------------------
+def password(config: PipelineConfig, clients: Callable[[str], Any] | None) -> str | None:
+    connection = config.postgres.connection
+    if connection.password is not None:
+        return connection.password
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if connection.password_secret_arn is None or clients is None:
+        return None
+    secret = clients("secretsmanager").get_secret_value(SecretId=connection.password_secret_arn)["SecretString"]
+    try:
+        document = json.loads(secret)
+    except ValueError:
+        return str(secret)
+    return str(document["password"]) if isinstance(document, dict) and "password" in document else str(secret)
+
+
+def connect_source(config: PipelineConfig, clients: Callable[[str], Any] | None) -> Any:
+    """A pg8000 connection to the config's PostgreSQL (TLS as configured), session settings applied."""
+    try:
+        conn = connect(config.postgres.connection, password(config, clients))
+    except TransientError as exc:
+        raise OperatorError(str(exc)) from exc
+    prepare_session(conn)
+    return conn
+
+
+def table_writer(config: PipelineConfig) -> PgTableWriter:
+    pg = config.postgres
+    return PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
+
+
+# ---- preflight -------------------------------------------------------------------------------
+def check_source(config: PipelineConfig, clients: Callable[[str], Any] | None) -> str:
+    """What the forwarder checks at start, without changing anything: TLS connection, wal_level, the table, its
+    columns and primary key, the publication, the replica identity, the slot (if it exists), the role's rights.
+    Returns a summary; PostgresError (what to fix) or OperatorError (cannot reach it) otherwise."""
+    pg = config.postgres
+    conn = connect_source(config, clients)
+    try:
+        try:
+            check_table(
+                conn,
+                schema=pg.schema,
+                table=pg.table,
+                columns=pg.columns,
+                primary_key=pg.primary_key,
+                publication=pg.publication,
+                set_replica_identity_full=False,  # preflight changes nothing
+            )
+            identity = "replica identity FULL"
+        except PostgresError as exc:
+            # check_table tests the replica identity last: everything else passed. The forwarder sets FULL
+            # at start when allowed to and the role owns the table.
+            owner = conn.run(
+                "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :s AND c.relname = :t",
+                s=pg.schema,
+                t=pg.table,
+            )
+            if "REPLICA IDENTITY FULL" not in str(exc) or not pg.set_replica_identity_full or not owner[0][0]:
+                raise
+            identity = "replica identity not FULL yet: the forwarder sets it at start (this role owns the table)"
+        _check_rights(conn, pg.schema, pg.table, pg.slot, pg.connection.database)
+        version = conn.run("SHOW server_version")[0][0]
+    finally:
+        conn.close()
+    return f"PostgreSQL {version}: wal_level logical, publication {pg.publication}, {identity}"
+
+
+def _check_rights(conn: Any, schema: str, table: str, slot: str, database: str) -> None:
+    name = qualified(schema, table)
+    if not conn.run("SELECT has_table_privilege(:t, 'SELECT')", t=name)[0][0]:
+        raise PostgresError(
+            f"this role may not SELECT {schema}.{table} (backfill reads it): GRANT SELECT ON {name} TO ..."
+        )
+    replication = conn.run(
+        "SELECT r.rolreplication OR r.rolsuper OR pg_has_role(r.oid, 'rds_replication', 'MEMBER') "
+        "FROM pg_roles r WHERE r.rolname = current_user"
+        if conn.run("SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication'")
+        else "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    )[0][0]
+    if not replication:
+        raise PostgresError(
+            "this role may not use replication slots: ALTER ROLE ... REPLICATION "
+            "(RDS/Aurora: GRANT rds_replication TO ...)"
+        )
+    rows = conn.run("SELECT plugin, database FROM pg_replication_slots WHERE slot_name = :s", s=slot)
+    if rows and (rows[0][0] != "pgoutput" or rows[0][1] != database):
+        raise PostgresError(f"replication slot {slot!r} exists with plugin {rows[0][0]!r} in database {rows[0][1]!r}")
+
+
+# ---- load ------------------------------------------------------------------------------------
+class PostgresRowWriter:
+    """``RowWriter`` for ``freshvec load``: batched upserts and deletes, one transaction per batch."""
+
+    def __init__(self, conn: Any, config: PipelineConfig, schema: TableSchema, *, batch_rows: int = LOAD_BATCH_ROWS):
+        self._conn = conn
+        self._schema = schema
+        self._writer = table_writer(config)
+        self._batch_rows = batch_rows
+
+    def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
+        batch: list[WriteOp] = []
+        for op in ops:
+            if batch and (op.kind != batch[0].kind or len(batch) >= self._batch_rows):
+                self._flush(batch, report)
+                batch = []
+            batch.append(op)
+        if batch:
+            self._flush(batch, report)
+
+    def _flush(self, batch: list[WriteOp], report: Callable[[WriteResult], None]) -> None:
+        try:
+            self._apply(batch)
+        except RowValueError as exc:
+            if len(batch) == 1:
+                report(WriteResult(batch[0], str(exc)))
+                return
+            for op in batch:  # find the rows PostgreSQL refuses; the others are written
+                self._flush([op], report)
+            return
+        except TransientError as exc:
+            raise OperatorError(f"writing to PostgreSQL failed: {exc}") from exc
+        for op in batch:
+            report(WriteResult(op))
+
+    def _apply(self, batch: list[WriteOp]) -> None:
+        rows = [row_to_json(op.row, self._schema) for op in batch]
+        if batch[0].kind == "delete":
+            self._writer.delete(self._conn, rows)
+        else:
+            self._writer.upsert(self._conn, rows)
+
+    def shutdown(self) -> None:
+        self._conn.close()
+
+
+# ---- backfill --------------------------------------------------------------------------------
+def backfill(
+    conn: Any,
+    config: PipelineConfig,
+    sender: ChangeStreamSender,
+    *,
+    rate_per_s: float = 500.0,
+    page_rows: int = BACKFILL_PAGE_ROWS,
+    on_progress: Callable[[int], None] | None = None,
+    wait_s: float = SNAPSHOT_WAIT_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, int]:
+    """Send every row as a BACKFILL INSERT with one version; returns (rows sent, that version)."""
+    pg = config.postgres
+    ensure_slot(conn, pg.slot, database=pg.connection.database)  # first: what changes from now on is kept
+    version = _gap_free_position(conn, wait_s, sleep)
+    limiter = RateLimiter(rate_per_s)
+    sent = 0
+    for page in _snapshot_pages(conn, config, page_rows):
+        records = [_record(row, config, version, sent + i) for i, row in enumerate(page)]
+        limiter.acquire(len(records))
+        sender.send(records)
+        sent += len(records)
+        if on_progress is not None:
+            on_progress(len(records))
+    return sent, version
+
+
+def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: float) -> None:
+    """``freshvec backfill`` for a postgres source (``res``: the stack's ``StackResources``)."""
+    from freshvec.cli import console
+
+    conn = connect_source(res.config, clients)
+    try:
+        sender = ChangeStreamSender.for_kinesis(clients("kinesis"), res.stream_name)
+        with console.progress() as progress:
+            task = progress.add_task("backfill", total=None)
+            sent, version = backfill(
+                conn, res.config, sender, rate_per_s=rate_per_s, on_progress=lambda n: progress.advance(task, n)
+            )
+    finally:
+        conn.close()
+    console.out.print(
+        f"backfill: {sent} row(s) of {res.config.keyspace}.{res.config.table} sent to {res.stream_name}, "
+        f"read in one snapshot at WAL position {format_lsn(version)}"
+    )
+
+
+def _gap_free_position(conn: Any, wait_s: float, sleep: Callable[[float], None]) -> int:
+    """A WAL position ``L`` such that every transaction a snapshot taken after this returns cannot see
+    commits after ``L``. Read ``L``, then (in one statement, left to right) the running transactions and a
+    new transaction id ``N``: every transaction that committed before ``L`` has an id below ``N``; wait until
+    each of those still running has ended, so the next snapshot sees all of them."""
+    lsn, snapshot, next_xid = conn.run(
+        "SELECT pg_current_wal_lsn()::text, pg_current_snapshot()::text, pg_current_xact_id()::text"
+    )[0]
+    xmax, running = _parse_snapshot(snapshot)
+    waiting = sorted(set(running) | set(range(xmax, int(next_xid))))
+    deadline = time.monotonic() + wait_s
+    while waiting:
+        waiting = [
+            xid
+            for xid in waiting
+            if conn.run("SELECT pg_xact_status(CAST(:x AS xid8))", x=str(xid))[0][0] == "in progress"
+        ]
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            raise OperatorError(
+                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a backfill waits "
+                "for the transactions open when it starts (see pg_stat_activity), then reads the table"
+            )
+        sleep(_POLL_S)
+    return parse_lsn(lsn)
+
+
+def _parse_snapshot(text: str) -> tuple[int, list[int]]:
+    """xmax and the running ids of ``xmin:xmax:xip,xip`` (pg_snapshot's text form)."""
+    _, xmax, running = text.split(":")
+    return int(xmax), [int(x) for x in running.split(",") if x]
+
+
+def _snapshot_pages(conn: Any, config: PipelineConfig, page_rows: int) -> Iterator[list[dict[str, Any]]]:
+    """The table's rows in one REPEATABLE READ snapshot, a page at a time (a server-side cursor)."""
+    pg = config.postgres
+    names = list(pg.columns)
+    select = ", ".join(f"{quote_ident(n)}::text" for n in names)
+    writer = table_writer(config)
+    conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        conn.run(f"DECLARE freshvec_backfill NO SCROLL CURSOR FOR SELECT {select} FROM {writer.name}")  # noqa: S608
+        while True:
+            rows = conn.run(f"FETCH {int(page_rows)} FROM freshvec_backfill")
+            if not rows:
+                break
+            yield [{n: pgtypes.from_text(v, pg.columns[n]) for n, v in zip(names, row, strict=True)} for row in rows]
+    finally:
+        conn.run("ROLLBACK")  # read only: nothing to keep
+
+
+def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: int) -> OutgoingRecord:
+    key = {name: row[name] for name in config.primary_key}
+    now = datetime.now(UTC)
+    seq = f"backfill:{format_lsn(version)}#{index}"
+    event = ChangeEvent(
+        keyspace=config.keyspace,
+        table=config.table,
+        op="INSERT",
+        key=key,
+        new=row,
+        old=None,
+        seq=seq,
+        shard="backfill",
+        ts=format_timestamp(now),
+        origin="BACKFILL",
+        source="postgres",
+        version=version,
+    )
+    # The partition key the forwarder gives the row's live changes: one Kinesis shard per row.
+    return OutgoingRecord(
+        event.to_bytes(), partition_key(vector_key(key, config.key_columns)), seq, changed_at=now.timestamp()
+    )

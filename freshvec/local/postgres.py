@@ -1,0 +1,125 @@
+"""Local mode's PostgreSQL source: a throwaway server on 127.0.0.1 with the config's table and publication.
+
+Nothing stands in here: the rows live in a real PostgreSQL (``LocalPostgres``, ``wal_level = logical``), the
+forwarder reads its replication slot with the same ``PostgresSlotSource`` as in AWS, and writes go through SQL
+(``PgTableWriter``). The server listens on 127.0.0.1 only, with a random password, so plain TCP
+(``sslmode = disable``) is used; the config's own connection settings are replaced by the local server's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from freshvec.adapters.postgres import connect
+from freshvec.config import PipelineConfig, PostgresConnectionConfig
+from freshvec.local.pgserver import LocalPostgres
+from freshvec.sources.postgres import types as pgtypes
+from freshvec.sources.postgres.session import prepare_session, quote_ident
+from freshvec.sources.postgres.writer import PgTableWriter
+
+Row = dict[str, Any]
+
+
+def with_local_connection(config: PipelineConfig, server: LocalPostgres) -> PipelineConfig:
+    """``config`` with its PostgreSQL connection pointing at ``server`` (superuser, plain TCP on 127.0.0.1)."""
+    pg = config.postgres
+    connection = PostgresConnectionConfig(
+        host=server.host,
+        port=server.port,
+        database=server.database,
+        user=server.user,
+        password=server.password,
+        sslmode="disable",  # loopback only
+    )
+    source = dataclasses.replace(config.source, postgres=dataclasses.replace(pg, connection=connection))
+    return dataclasses.replace(config, source=source)
+
+
+class LocalPostgresTable:
+    """The config's table in a local PostgreSQL: started and created by ``start``, removed by ``stop``."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        pg = config.postgres
+        self.writer = PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
+        self._publication = pg.publication
+        self._config = config
+        self.server = LocalPostgres(wal_level="logical")
+        self.config = config  # with the local connection once started
+        self._lock = threading.Lock()  # one connection for writes, used by one caller at a time
+        self._conn: Any = None
+        self._readers: list[Any] = []  # the slot reader's connection
+
+    def start(self) -> LocalPostgresTable:
+        self.server.start()
+        try:
+            self.config = with_local_connection(self._config, self.server)
+            self._conn = self._new_connection()
+            if self.writer.schema != "public":
+                self._conn.run(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.writer.schema)}")
+            self.writer.create(self._conn, self._publication)
+            # The slot before the first write: a change made before it exists would never reach the index.
+            self._conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=self._config.postgres.slot)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def connect(self) -> Any:
+        """A new connection for the slot reader (the forwarder's ``connect``). Local mode runs one forwarder at a
+        time, so an earlier reader connection is closed: its forwarder crashed, or dropped it after an error."""
+        for earlier in self._readers:
+            with contextlib.suppress(Exception):
+                earlier.close()
+        self._readers = [self._new_connection()]
+        return self._readers[0]
+
+    def _new_connection(self) -> Any:
+        conn = connect(self.config.postgres.connection, self.server.password)
+        prepare_session(conn)
+        return conn
+
+    # ---- the table, like LocalTable ------------------------------------------------------------
+    def upsert(self, rows: Iterable[Mapping[str, Any]], ttl_s: float | None = None) -> list[str]:
+        if ttl_s is not None:
+            raise ValueError("PostgreSQL has no row TTL; write without ttl_s")
+        with self._lock:
+            return self.writer.upsert(self._conn, rows)
+
+    def delete(self, keys: Iterable[Mapping[str, Any]]) -> list[str]:
+        with self._lock:
+            return self.writer.delete(self._conn, keys)
+
+    def truncate(self) -> list[str]:
+        with self._lock:
+            return self.writer.truncate(self._conn)
+
+    def expire_due(self) -> list[str]:
+        return []  # no TTL in PostgreSQL
+
+    def count(self) -> int:
+        with self._lock:
+            return self.writer.count(self._conn)
+
+    def rows(self) -> Iterator[Row]:
+        """Every row, in the change-event JSON forms (what the index should hold)."""
+        names = list(self.writer.columns)
+        select = ", ".join(f"{quote_ident(n)}::text" for n in names)
+        with self._lock:
+            found = self._conn.run(f"SELECT {select} FROM {self.writer.name}")  # noqa: S608 - quoted names
+        for values in found:
+            yield {n: pgtypes.from_text(v, self.writer.columns[n]) for n, v in zip(names, values, strict=True)}
+
+    def get(self, key: Mapping[str, Any]) -> Row | None:
+        wanted = {k: key.get(k) for k in self.writer.primary_key}
+        return next((row for row in self.rows() if {k: row[k] for k in wanted} == wanted), None)
+
+    def stop(self) -> None:
+        made, self._readers, self._conn = [*self._readers, self._conn], [], None
+        for conn in (c for c in made if c is not None):
+            with contextlib.suppress(Exception):  # closed already, or the server is going away anyway
+                conn.close()
+        self.server.stop()

@@ -1,0 +1,197 @@
+"""TRUNCATE through the real sink against moto S3 Vectors: what it removes, what it keeps, where it splits a batch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from freshvec import constants as c
+from freshvec.config import DEFAULT_CONFIG, PipelineConfig
+from freshvec.keys import vector_key
+from freshvec.local.moto_server import MotoServer
+from freshvec.testing.builders import kinesis_record
+from tests.integration.test_sink_apply import BUCKET, INDEX, Pipeline, make_pipeline
+
+COLUMNS = {"id": "bigint", "body": "text", "section": "text"}
+_seq = iter(range(1, 1_000_000))
+
+
+def pg_config() -> PipelineConfig:
+    raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    for name in ("keyspace", "table", "columns", "partition_key", "clustering_key"):
+        raw.pop(name)
+    raw["embedding_field"] = "body"
+    raw["metadata_fields"] = ["section"]
+    raw["source"] = {
+        "kind": "postgres",
+        "postgres": {"table": "articles", "columns": COLUMNS, "primary_key": ["id"], "connection": {"host": "db"}},
+    }
+    return PipelineConfig.from_dict(raw)
+
+
+def event(op: str, row_id: int | None, version: int | None, *, body: str = "", origin: str = "USER", **over: Any):
+    doc: dict[str, Any] = {
+        "v": 1,
+        "source": "postgres",
+        "keyspace": "public",
+        "table": "articles",
+        "op": op,
+        "key": {"$table": "public.articles"} if op == "TRUNCATE" else {"id": row_id},
+        "new": {"id": row_id, "body": body, "section": "news"} if op in ("INSERT", "UPDATE") else None,
+        "old": None,
+        "seq": f"{next(_seq)}#0",
+        "shard": "freshvec",
+        "ts": "2026-11-22T00:15:03.120Z",
+        "origin": origin,
+    }
+    if version is not None:
+        doc["version"] = version
+    doc.update(over)
+    return doc
+
+
+def records(*docs: dict[str, Any], start: int = 1) -> list[dict[str, Any]]:
+    return [kinesis_record(doc, start + i) for i, doc in enumerate(docs)]
+
+
+def key(row_id: int) -> str:
+    return vector_key({"id": row_id}, ("id",))
+
+
+def stored(pipe: Pipeline) -> dict[str, str | None]:
+    """Every vector's key and ``_ver``, listed page by page with the test's own client."""
+    found: dict[str, str | None] = {}
+    params: dict[str, Any] = {"vectorBucketName": BUCKET, "indexName": INDEX, "returnMetadata": True}
+    while True:
+        page = pipe.s3vectors.list_vectors(**params)
+        found.update({v["key"]: (v.get("metadata") or {}).get(c.META_VERSION) for v in page["vectors"]})
+        if not page.get("nextToken"):
+            return found
+        params["nextToken"] = page["nextToken"]
+
+
+def put_raw(pipe: Pipeline, versions: dict[int, int | None]) -> None:
+    """Vectors as an earlier sink run left them (with ``_ver`` where given), written straight to the index."""
+    vectors = [
+        {
+            "key": key(row_id),
+            "data": {"float32": [0.5] * 256},
+            "metadata": {"section": "news"} | ({c.META_VERSION: str(v)} if v is not None else {}),
+        }
+        for row_id, v in versions.items()
+    ]
+    for start in range(0, len(vectors), 500):
+        pipe.s3vectors.put_vectors(vectorBucketName=BUCKET, indexName=INDEX, vectors=vectors[start : start + 500])
+
+
+def test_truncate_removes_what_is_older_and_splits_the_batch(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    put_raw(pipe, {7: 50, 8: None, 9: 900})  # 9 was written after the TRUNCATE (applied from another shard)
+    result = pipe.sink.process(
+        records(
+            event("INSERT", 1, 100, body="first"),
+            event("INSERT", 2, 200, body="second"),
+            event("TRUNCATE", None, 300),
+            event("INSERT", 3, 400, body="third"),
+        )
+    )
+    assert result.batch_item_failures == []
+    assert stored(pipe) == {key(3): "400", key(9): "900"}
+    assert result.stats.vectors_put == 3
+    assert result.stats.vectors_deleted == 4  # 1, 2 (from this batch), 7 (older), 8 (no version)
+    assert result.stats.tombstones_written == 4
+    assert result.stats.changes_received == 4
+
+
+def test_a_resync_read_before_the_truncate_does_not_bring_a_row_back(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    pipe.sink.process(records(event("INSERT", 1, 100, body="first")))
+    pipe.sink.process(records(event("TRUNCATE", None, 300), start=10))
+    late = pipe.sink.process(records(event("INSERT", 1, 250, body="first", origin="BACKFILL"), start=20))
+    assert stored(pipe) == {}
+    assert late.stats.stale_skipped == 1
+    newer = pipe.sink.process(records(event("INSERT", 1, 350, body="again"), start=30))
+    assert newer.batch_item_failures == []
+    assert stored(pipe) == {key(1): "350"}
+
+
+def test_truncate_lists_in_pages_and_deletes_in_calls_of_at_most_500(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    put_raw(pipe, dict.fromkeys(range(1, 1_201), 10))
+    pipe.tap.calls.clear()
+    pipe.tap.sizes.clear()
+    result = pipe.sink.process(records(event("TRUNCATE", None, 20)))
+    assert result.batch_item_failures == []
+    assert stored(pipe) == {}
+    assert pipe.tap.calls["ListVectors"] >= 2  # 1,200 vectors do not fit one page of 1,000
+    assert pipe.tap.sizes["DeleteVectors"] == [500, 500, 200]
+    assert result.stats.vectors_deleted == 1_200
+
+
+def test_a_transient_failure_leaves_the_truncate_and_what_follows_to_redelivery(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    batch = records(
+        event("INSERT", 1, 100, body="first"), event("TRUNCATE", None, 300), event("INSERT", 2, 400, body="second")
+    )
+    pipe.tap.fail("ListVectors", "ServiceUnavailableException", 503, times=3)  # more than the retries
+    result = pipe.sink.process(batch)
+    assert result.batch_item_failures == [{"itemIdentifier": batch[1]["kinesis"]["sequenceNumber"]}]
+    assert result.stats.transient_failures == 2
+    assert stored(pipe) == {key(1): "100"}  # applied before the TRUNCATE; nothing after it
+    again = pipe.sink.process(batch[1:])  # the event source mapping re-delivers from the TRUNCATE
+    assert again.batch_item_failures == []
+    assert stored(pipe) == {key(2): "400"}
+
+
+def test_a_truncate_it_cannot_apply_goes_to_the_dlq(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    pipe.sink.process(records(event("INSERT", 1, 100, body="first")))
+    result = pipe.sink.process(
+        records(
+            event("TRUNCATE", None, None),  # no version: what it removes cannot be told
+            event("TRUNCATE", None, 300, table="other"),
+            event("TRUNCATE", None, 300, key={"$table": "public.other"}),
+            start=10,
+        )
+    )
+    assert result.batch_item_failures == []
+    assert stored(pipe) == {key(1): "100"}
+    reasons = [letter["error_message"] for letter in pipe.dead_letters()]
+    assert len(reasons) == 3
+    for expected in ("has no 'version'", "this sink serves public.articles", "TRUNCATE key must be"):
+        assert sum(expected in reason for reason in reasons) == 1, (expected, reasons)
+    assert result.stats.dlq_records == 3
+
+
+def test_a_change_from_before_the_truncate_arriving_later_is_set_aside(moto: MotoServer) -> None:
+    """The TRUNCATE travels on the table's shard; a row's older change (or its re-sent copy) may come after it."""
+    pipe = make_pipeline(moto, pg_config())
+    pipe.sink.process(records(event("TRUNCATE", None, 300)))
+    late = pipe.sink.process(records(event("INSERT", 1, 100, body="first"), start=10))
+    assert late.batch_item_failures == []
+    assert late.stats.stale_skipped == 1
+    assert late.stats.vectors_put == 0
+    assert stored(pipe) == {}
+    newer = pipe.sink.process(records(event("UPDATE", 1, 400, body="after"), start=20))
+    assert stored(pipe) == {key(1): "400"}
+    assert newer.stats.stale_skipped == 0
+
+
+def test_a_put_that_slipped_past_the_truncate_is_removed_when_its_change_comes_again(moto: MotoServer) -> None:
+    pipe = make_pipeline(moto, pg_config())
+    pipe.sink.process(records(event("TRUNCATE", None, 300)))
+    put_raw(pipe, {1: 100})  # written by a sink that read no floor yet, after the TRUNCATE listed the index
+    again = pipe.sink.process(records(event("INSERT", 1, 100, body="first"), start=10))  # its re-delivery
+    assert again.batch_item_failures == []
+    assert stored(pipe) == {}
+
+
+def test_keyspaces_batches_do_not_read_a_floor(moto: MotoServer) -> None:
+    from freshvec.testing.builders import batch, change, movie
+
+    pipe = make_pipeline(moto)
+    reads: list[list[str]] = []
+    original = pipe.sink.tombstones.get
+    pipe.sink.tombstones.get = lambda keys: reads.append(list(keys)) or original(keys)  # type: ignore[method-assign]
+    pipe.sink.process(batch(change("INSERT", movie("Heat", "A heist."))))
+    assert reads == []
