@@ -22,8 +22,8 @@ batches per lane, so the rate is not one batch's latency chain); the sequential 
 depend on the count). Every rate is changes over seconds of its own run.
 
 Every final index must equal the others on the same changes (keys, vectors within 1e-6, metadata without the
-pipeline's own ``_seq``/``_changed_at``/``_fp``/``_ver``): ``naive_concurrent`` against the sink's full run,
-and ``naive`` against a second, untimed sink run on the same prefix into its own index. A difference makes
+pipeline's own keys: ``_seq``, ``_changed_at``, ``_fp``, ``_ver``, ``_chunk(s)``): ``naive_concurrent`` against
+the sink's full run, and ``naive`` against a second, untimed sink run on the same prefix into its own index. A difference makes
 ``run`` raise, and ``python -m bench`` exit 1.
 
 CPU per change is measured twice with ``time.process_time``: with in-memory ports and no latency
@@ -76,7 +76,7 @@ CPU_TABLE, CPU_CHANGES = 2_000, 6_000
 SDK_TABLE, SDK_CHANGES = 500, 1_500
 DIMENSION = 256
 _WRITES = ("PutVectors", "DeleteVectors")
-_PIPELINE_KEYS = set(c.PIPELINE_NON_FILTERABLE_KEYS)
+_PIPELINE_KEYS = {*c.PIPELINE_NON_FILTERABLE_KEYS, *c.PIPELINE_FILTERABLE_KEYS}  # provenance and chunk numbers
 TOLERANCE = 1e-6
 
 
