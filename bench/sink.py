@@ -23,8 +23,8 @@ depend on the count). Every rate is changes over seconds of its own run.
 
 Every final index must equal the others on the same changes (keys, vectors within 1e-6, metadata without the
 pipeline's own keys: ``_seq``, ``_changed_at``, ``_fp``, ``_ver``, ``_chunk(s)``): ``naive_concurrent`` against
-the sink's full run, and ``naive`` against a second, untimed sink run on the same prefix into its own index. A difference makes
-``run`` raise, and ``python -m bench`` exit 1.
+the sink's full run, and ``naive`` against a second, untimed sink run on the same prefix into its own index. A
+difference makes ``run`` raise, and ``python -m bench`` exit 1.
 
 CPU per change is measured twice with ``time.process_time``: with in-memory ports and no latency
 (``sink_cpu_us_per_change``: the sink's own work), and with real boto3 clients against a moto server in
