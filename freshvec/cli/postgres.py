@@ -256,8 +256,9 @@ def _gap_free_position(conn: Any, wait_s: float, sleep: Callable[[float], None])
             break
         if time.monotonic() > deadline:
             raise OperatorError(
-                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a backfill waits "
-                "for the transactions open when it starts (see pg_stat_activity), then reads the table"
+                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a snapshot read "
+                "(backfill, redrive, reconcile --repair) waits for the transactions open when it starts (see "
+                "pg_stat_activity), then reads the table"
             )
         sleep(_POLL_S)
     return parse_lsn(lsn)
