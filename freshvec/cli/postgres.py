@@ -11,6 +11,9 @@
   goes through the one Kinesis writer (``ChangeStreamSender``) as a BACKFILL event. A change the snapshot
   missed reaches the slot with a commit LSN above ``L`` and wins; a row the snapshot saw changed after ``L``
   arrives twice, and versions make the repeat harmless.
+- Re-sync reads (``PostgresRowReader``, for redrive and reconcile's repair): the same argument per batch of
+  keys; reconcile's table side is one snapshot through a server-side cursor (``table_rows``); status counts
+  rows with ``SELECT count(*)`` (``count_rows``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,11 +39,12 @@ from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.errors import PostgresError
 from freshvec.sources.postgres.pgoutput import format_lsn, parse_lsn
 from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified, quote_ident
-from freshvec.sources.postgres.writer import PgTableWriter, RowValueError
+from freshvec.sources.postgres.writer import MAX_ROWS_PER_STATEMENT, PgTableWriter, RowValueError
 
 PASSWORD_ENV = "FRESHVEC_PG_PASSWORD"  # noqa: S105 - the variable's name, not a password
 LOAD_BATCH_ROWS = 500
 BACKFILL_PAGE_ROWS = 500
+RECONCILE_PAGE_ROWS = 1000  # rows per FETCH of reconcile's table side
 SNAPSHOT_WAIT_S = 60.0  # how long a backfill waits for transactions open when it started
 _POLL_S = 0.05
 
@@ -252,8 +256,9 @@ def _gap_free_position(conn: Any, wait_s: float, sleep: Callable[[float], None])
             break
         if time.monotonic() > deadline:
             raise OperatorError(
-                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a backfill waits "
-                "for the transactions open when it starts (see pg_stat_activity), then reads the table"
+                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a snapshot read "
+                "(backfill, redrive, reconcile --repair) waits for the transactions open when it starts (see "
+                "pg_stat_activity), then reads the table"
             )
         sleep(_POLL_S)
     return parse_lsn(lsn)
@@ -266,7 +271,8 @@ def _parse_snapshot(text: str) -> tuple[int, list[int]]:
 
 
 def _snapshot_pages(conn: Any, config: PipelineConfig, page_rows: int) -> Iterator[list[dict[str, Any]]]:
-    """The table's rows in one REPEATABLE READ snapshot, a page at a time (a server-side cursor)."""
+    """The table's rows in one REPEATABLE READ snapshot, a page at a time (a server-side cursor), as change-event
+    JSON values (``types.from_text`` of each column's text form, as the slot reader converts them)."""
     pg = config.postgres
     names = list(pg.columns)
     select = ", ".join(f"{quote_ident(n)}::text" for n in names)
@@ -305,3 +311,87 @@ def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: in
     return OutgoingRecord(
         event.to_bytes(), partition_key(vector_key(key, config.key_columns)), seq, changed_at=now.timestamp()
     )
+
+
+# ---- re-sync reads (redrive, reconcile --repair) and reconcile's table side -------------------------------
+class PostgresRowReader:
+    """``RowReader`` for redrive and reconcile's repair: a batch of keys' current rows in one REPEATABLE READ
+    transaction, every row with the version ``L``.
+
+    ``L`` is read like backfill's: ``pg_current_wal_lsn()``, then a wait for every transaction open at that
+    moment to end, then the snapshot. Every commit at or before ``L`` is in the snapshot, so a change the read
+    missed commits after ``L`` and reaches the sink through the slot with a higher version, and wins. A key
+    with no row reads as ``(None, None)``; the re-sync then removes the vector at its stored ``_ver``.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        config: PipelineConfig,
+        *,
+        wait_s: float = SNAPSHOT_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.conn = conn
+        self.config = config
+        self.wait_s = wait_s
+        self.sleep = sleep
+
+    def read(self, keys: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, int | None]]:
+        if not keys:
+            return []
+        pg = self.config.postgres
+        statements = [self._select(keys[start : start + MAX_ROWS_PER_STATEMENT], start)
+                      for start in range(0, len(keys), MAX_ROWS_PER_STATEMENT)]  # fmt: skip
+        names = list(pg.columns)
+        version = _gap_free_position(self.conn, self.wait_s, self.sleep)
+        found: dict[int, dict[str, Any]] = {}
+        self.conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            for sql, params in statements:
+                for position, *cells in self.conn.run(sql, **params):
+                    found[int(position)] = {
+                        n: pgtypes.from_text(v, pg.columns[n]) for n, v in zip(names, cells, strict=True)
+                    }
+        finally:
+            self.conn.run("ROLLBACK")  # read only: nothing to keep
+        return [(found[i], version) if i in found else (None, None) for i in range(len(keys))]
+
+    def _select(self, keys: Sequence[Mapping[str, Any]], first: int) -> tuple[str, dict[str, Any]]:
+        """``SELECT k.fv_i, <columns>::text FROM (VALUES (i, CAST(:k AS type), ...), ...) k JOIN t ON <key>``:
+        each row comes back with the position of the key that asked for it (no comparison of value forms)."""
+        pg = self.config.postgres
+        params: dict[str, Any] = {}
+        tuples = []
+        for offset, key in enumerate(keys):
+            cells = [str(first + offset)]
+            for j, column in enumerate(pg.primary_key):
+                if key.get(column) is None:
+                    raise OperatorError(f"key {dict(key)} lacks primary key column {column!r}")
+                try:
+                    params[f"k{offset}_{j}"] = pgtypes.to_text(key[column], pg.columns[column])
+                except pgtypes.PgTypeError as exc:
+                    raise OperatorError(f"key {dict(key)}: column {column!r}: {exc}") from exc
+                cells.append(f"CAST(:k{offset}_{j} AS {pg.columns[column]})")
+            tuples.append("(" + ", ".join(cells) + ")")
+        aliases = ", ".join(["fv_i", *(f"fv_k{j}" for j in range(len(pg.primary_key)))])
+        join = " AND ".join(f"t.{quote_ident(col)} = k.fv_k{j}" for j, col in enumerate(pg.primary_key))
+        select = ", ".join(f"t.{quote_ident(n)}::text" for n in pg.columns)
+        # Names are quoted identifiers and types come from the validated config; key values are bound.
+        sql = (
+            f"SELECT k.fv_i, {select} FROM (VALUES {', '.join(tuples)}) AS k({aliases}) "  # noqa: S608
+            f"JOIN {table_writer(self.config).name} AS t ON {join}"
+        )
+        return sql, params
+
+
+def table_rows(conn: Any, config: PipelineConfig, *, page_rows: int = RECONCILE_PAGE_ROWS) -> Iterator[list[Any]]:
+    """Reconcile's table side: the whole table in one REPEATABLE READ snapshot through a server-side cursor,
+    ``page_rows`` a page, as ``(row, None)`` reads (one segment; reconcile compares rows, not versions)."""
+    for page in _snapshot_pages(conn, config, page_rows):
+        yield [(row, None) for row in page]
+
+
+def count_rows(conn: Any, config: PipelineConfig) -> int:
+    """``SELECT count(*)``: an exact count (a sequential scan; ``reltuples`` would only be an estimate)."""
+    return table_writer(config).count(conn)

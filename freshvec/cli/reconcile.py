@@ -40,7 +40,7 @@ import typer
 
 from freshvec import constants as c
 from freshvec.chunking import expected_chunks
-from freshvec.cli import backfill, console, keyspaces, resync
+from freshvec.cli import backfill, console, resync
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
@@ -173,12 +173,20 @@ class Spill:
 def table_pages(
     resources: StackResources, session: Any, segments: int
 ) -> list[Callable[[], Iterator[list[resync.RowRead]]]]:
-    """One page source per segment of the table: token ranges in Keyspaces, key-hash segments locally."""
+    """One page source per segment of the table: token ranges in Keyspaces, key-hash segments locally.
+
+    A PostgreSQL table is read as ONE segment whatever ``segments`` says: one REPEATABLE READ snapshot through a
+    server-side cursor, 1,000 rows a page, on the connection ``session`` (one connection serves one cursor).
+    """
     config = resources.config
     if resources.is_local:
         return [
             (lambda i=i: (page for page, _ in resync.local_scan_pages(resources, i, segments))) for i in range(segments)
         ]
+    if config.source.kind == "postgres":
+        from freshvec.cli import postgres  # deferred: only PostgreSQL sources load the driver
+
+        return [lambda: postgres.table_rows(session, config, page_rows=S3V_LIST_PAGE)]
     statement = session.prepare(
         backfill.build_range_select(
             config.keyspace,
@@ -403,7 +411,8 @@ def reconcile_command(
     show: Annotated[int, typer.Option("--show", min=0, max=10_000, help="Examples to print per kind of drift")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     segments: Annotated[
-        int, typer.Option("--segments", min=1, max=4096, help="Token ranges of the table read in parallel")
+        int,
+        typer.Option("--segments", min=1, max=4096, help="Token ranges of the table read in parallel (Keyspaces)"),
     ] = 16,
     index_segments: Annotated[
         int, typer.Option("--index-segments", min=1, max=S3V_MAX_LIST_SEGMENTS, help="ListVectors segments")
@@ -418,7 +427,7 @@ def reconcile_command(
     s = settings()
     res = s.resources()
     clients = s.clients()
-    cluster, session = (None, None) if res.is_local else keyspaces.connect_table(res.region, ca_bundle)
+    close, session = (None, None) if res.is_local else resync.connect_table(res, clients, ca_bundle)
     try:
         resyncer = None
         if repair:
@@ -437,8 +446,8 @@ def reconcile_command(
                 res, sides, buckets=buckets, show=show, workers=workers, resyncer=resyncer, on_progress=advance
             )
     finally:
-        if cluster is not None:
-            cluster.shutdown()
+        if close is not None:
+            close()
     if as_json:
         console.out.print_json(json.dumps(report.as_json()))
     else:

@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from freshvec.cli import console, keyspaces, resync
+from freshvec.cli import console, resync
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.settings import settings
@@ -464,7 +464,7 @@ def redrive_send(
         detail = f": {item.unreadable}" if item.unreadable else ""
         console.err.print(Text(f"{outcome:>13}  {item.source} {item.ref} ({len(item.records)} record(s)){detail}"))
 
-    cluster, session = (None, None) if res.is_local or dry_run else keyspaces.connect_table(res.region, ca_bundle)
+    close, session = (None, None) if res.is_local or dry_run else resync.connect_table(res, s.clients(), ca_bundle)
     try:
         reader = resync.row_reader(res, session) if not dry_run else _NoReads()
         report = redrive(
@@ -477,8 +477,8 @@ def redrive_send(
             on_item=on_item,
         )
     finally:
-        if cluster is not None:
-            cluster.shutdown()
+        if close is not None:
+            close()
     left = report.unreadable + report.keyless
     if dry_run:
         console.out.print(

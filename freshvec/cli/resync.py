@@ -16,20 +16,24 @@ time over the non-key, non-collection columns that hold a value (an update that 
 column is not reflected in it; the embedded text is always a scalar column, so its change always is). A
 row with no such column has no version, and the sink then cannot order it (it is applied). Keyspaces
 serves WRITETIME once client-side timestamps are on for the table (docs/deploy.md).
+
+Against PostgreSQL (``freshvec.cli.postgres.PostgresRowReader``) a batch of keys is read in one REPEATABLE READ
+transaction and every row carries the WAL position read before it (after the transactions open then ended),
+so a change the read missed reaches the sink through the slot with a higher version.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from freshvec import constants as c
-from freshvec.cli import local_client
+from freshvec.cli import keyspaces, local_client
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import quote
 from freshvec.cli.send import ChangeStreamSender
@@ -193,6 +197,7 @@ def resync_record(
         shard=shard,
         ts=format_timestamp(now),
         origin=origin,
+        source=config.source.kind,
         version=version,
     )
     return OutgoingRecord(
@@ -264,12 +269,31 @@ def change_stream_sender(resources: StackResources, clients: Any) -> ChangeStrea
 
 
 def row_reader(resources: StackResources, session: Any = None) -> RowReader:
-    """The reader for the stack: the local control API, or the Keyspaces ``session`` (required against AWS)."""
+    """The reader for the stack: the local control API, else the table's ``session`` (from ``connect_table``):
+    a PostgreSQL connection for a postgres source, a Keyspaces session otherwise."""
     if resources.is_local:
         return LocalRowReader(resources)
+    source = resources.config.source.kind
     if session is None:
-        raise OperatorError("reading rows from Amazon Keyspaces needs a session")
+        raise OperatorError(f"reading rows from {'PostgreSQL' if source == 'postgres' else 'Amazon Keyspaces'} "
+                            "needs a connection")  # fmt: skip
+    if source == "postgres":
+        from freshvec.cli import postgres  # deferred: only PostgreSQL sources load the driver
+
+        return postgres.PostgresRowReader(session, resources.config)
     return KeyspacesRowReader(session, resources.config)
+
+
+def connect_table(resources: StackResources, clients: Any, ca_bundle: Any = None) -> tuple[Callable[[], None], Any]:
+    """``(close, session)`` for reading the stack's table: a PostgreSQL connection (TLS and password as
+    ``freshvec.cli.postgres`` takes them) for a postgres source, else a Keyspaces session."""
+    if resources.config.source.kind == "postgres":
+        from freshvec.cli import postgres
+
+        conn = postgres.connect_source(resources.config, clients)
+        return conn.close, conn
+    cluster, session = keyspaces.connect_table(resources.region, ca_bundle)
+    return cluster.shutdown, session
 
 
 def key_of_row(row: Mapping[str, Any], config: PipelineConfig) -> Row | None:

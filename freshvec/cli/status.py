@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from freshvec import constants as c
-from freshvec.cli import console, keyspaces, local_client
+from freshvec.cli import console, local_client, resync
 from freshvec.cli.backfill import MAX_TOKEN, MIN_TOKEN, build_range_select
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.redrive import REDRIVEN_PREFIX, decode_dlq_body
@@ -95,6 +95,15 @@ def estimate_rows(session: Any, config: PipelineConfig, *, cap: int = ROW_COUNT_
     return count, False
 
 
+def table_rows(session: Any, config: PipelineConfig) -> tuple[int, bool]:
+    """(rows, estimated?): PostgreSQL counts exactly (``SELECT count(*)``), Keyspaces by ``estimate_rows``."""
+    if config.source.kind == "postgres":
+        from freshvec.cli import postgres  # deferred: only PostgreSQL sources load the driver
+
+        return postgres.count_rows(session, config), False
+    return estimate_rows(session, config)
+
+
 def collect_status(
     clients: ClientFactory,
     resources: StackResources,
@@ -173,7 +182,7 @@ def collect_status(
         attempt("metrics", metrics)
     if session is not None:
         try:
-            report.rows, report.rows_estimated = estimate_rows(session, resources.config)
+            report.rows, report.rows_estimated = table_rows(session, resources.config)
         except Exception as exc:  # noqa: BLE001 - any driver error only hides this one line of the status
             report.notes.append(f"table rows: unavailable ({_short(exc)})")
     if local_stats:
@@ -201,7 +210,7 @@ def status_command(
         typer.Option(
             "--count-rows",
             help=f"Count the table's rows: reads up to {ROW_COUNT_CAP:,} rows from Keyspaces, then extrapolates "
-            "(can take tens of seconds)",
+            "(can take tens of seconds); PostgreSQL: SELECT count(*), exact",
         ),
     ] = False,
     count_vectors: Annotated[
@@ -221,7 +230,7 @@ def status_command(
     count_vectors = count_vectors or full
     s = settings()
     res = s.resources()
-    session = cluster = None
+    session = close = None
     local_stats = None
     notes: list[str] = []
     if res.is_local:
@@ -231,7 +240,7 @@ def status_command(
             notes.append(f"local stats: {exc}")
     elif count_rows:
         try:
-            cluster, session = keyspaces.connect_table(res.region, ca_bundle)
+            close, session = resync.connect_table(res, s.clients(), ca_bundle)
         except Exception as exc:  # noqa: BLE001 - status still shows everything else
             from freshvec.cli.app import explain  # the app imports this module; explain lives there
 
@@ -241,8 +250,8 @@ def status_command(
             s.clients(), res, session=session, local_stats=local_stats, vector_count=count_vectors or res.is_local
         )
     finally:
-        if cluster is not None:
-            cluster.shutdown()
+        if close is not None:
+            close()
     report.notes[:0] = notes
     if as_json:
         console.out.print_json(json.dumps(asdict(report), default=str))

@@ -1,0 +1,231 @@
+"""`freshvec redrive send`, `freshvec reconcile` and `freshvec status` with a PostgreSQL source: a real PostgreSQL
+(TLS verified), the stack's resources in moto, the index filled by the real sink from a real backfill."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from freshvec.adapters.bedrock import make_embedder
+from freshvec.adapters.memory import InProcessTombstones
+from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.adapters.sqs import SqsDeadLetterQueue
+from freshvec.cli import app as cli
+from freshvec.cli import console, redrive
+from freshvec.cli import postgres as cli_pg
+from freshvec.cli import stack as cli_stack
+from freshvec.cli.send import ChangeStreamSender
+from freshvec.config import PipelineConfig
+from freshvec.events import ChangeEvent, parse_event
+from freshvec.local.moto_server import MotoServer
+from freshvec.local.resources import create_resources, local_config
+from freshvec.retry import RetryPolicy
+from freshvec.sink import Sink
+from freshvec.sources.postgres.pgoutput import parse_lsn
+from freshvec.testing.builders import kinesis_record
+from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
+from tests.integration.test_cli_aws import _dlq_body, _read_stream, _visible, invoke
+
+STACK = "freshvec-pg-test"
+COLUMNS = {"id": "bigint", "body": "text", "section": "text"}
+NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _s: None)
+
+
+@pytest.fixture
+def stack(moto: MotoServer, pg: Any, monkeypatch: pytest.MonkeyPatch) -> cli_stack.StackResources:
+    """A deployed-looking stack whose pipeline config has a postgres source (the password from the environment,
+    as a deployed config holds none)."""
+    pg.create_table(COLUMNS)
+    config = pg.config(columns=COLUMNS, connection={"password": None})
+    created = create_resources(moto.client, local_config(config))
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "marker"}}},
+        "Outputs": {name: {"Value": value} for name, value in created.outputs(config).items()},
+    }
+    moto.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
+    monkeypatch.setenv("AWS_REGION", moto.region)
+    monkeypatch.setenv(cli.STACK_ENV, STACK)
+    monkeypatch.setenv(cli_pg.PASSWORD_ENV, pg.server.password)
+    monkeypatch.setattr(console.out, "width", 250)
+    monkeypatch.setattr(redrive, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
+    resources = cli_stack.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
+    assert resources.config.source.kind == "postgres"
+    return resources
+
+
+def _lsn(pg: Any) -> int:
+    return parse_lsn(pg.run("SELECT pg_current_wal_lsn()::text")[0][0])
+
+
+def _event(config: PipelineConfig, key: int, *, op: str = "UPDATE", body: str = "a parked old text") -> bytes:
+    return ChangeEvent(
+        keyspace=config.keyspace,
+        table=config.table,
+        op=op,
+        key={"id": key},
+        new=None if op == "DELETE" else {"id": key, "body": body, "section": "old"},
+        old=None,
+        seq="1234#0",
+        shard="postgres",
+        ts="2026-11-22T10:00:00.000Z",
+        source="postgres",
+        version=5,
+    ).to_bytes()
+
+
+# ---- redrive ---------------------------------------------------------------------------------------------
+def test_redrive_re_syncs_the_current_row_from_postgresql(moto: MotoServer, pg: Any, stack: Any) -> None:
+    config = stack.config
+    pg.run("INSERT INTO docs (id, body, section) VALUES (1, 'The current text.', 'news'), (2, 'Two.', 'misc')")
+    sqs = moto.client("sqs")
+    bodies = [
+        _dlq_body(_event(config, 1), "[1]"),
+        _dlq_body(_event(config, 3, op="DELETE"), "[3]"),  # no row, a stored vector: removed at its _ver
+        _dlq_body(_event(config, 4), "[4]"),  # no row, no vector: nothing to send
+    ]
+    for body in bodies:
+        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body)
+    moto.client("s3vectors").put_vectors(
+        vectorBucketName=stack.vector_bucket,
+        indexName=stack.vector_index,
+        vectors=[{"key": "[3]", "data": {"float32": fake_vector("3", 256)}, "metadata": {"_ver": "777"}}],
+    )
+    before = _lsn(pg)
+    result = invoke("redrive", "send", "--source", "dlq")
+    after = _lsn(pg)
+    assert result.exit_code == 0, result.output
+    assert "3 parked, 3 re-synced: 3 key(s) read from the table (1 row(s) sent, 1 removal(s), 1 already gone)" in (
+        " ".join(result.output.split())
+    )
+    events = {r["PartitionKey"]: parse_event(r["Data"]) for r in _read_stream(moto, stack.stream_name)}
+    assert sorted(events) == ["[1]", "[3]"]
+    row = events["[1]"]
+    assert (row.op, row.origin, row.source) == ("UPDATE", "REDRIVE", "postgres")
+    assert row.new == {"id": 1, "body": "The current text.", "section": "news"}  # the table's row, not the parked
+    assert row.version is not None and before <= row.version <= after  # a WAL position read by this run
+    gone = events["[3]"]
+    assert (gone.op, gone.origin, gone.version, gone.key) == ("DELETE", "REDRIVE", 777, {"id": 3})
+    assert _visible(moto, stack.dlq_url) == 0
+
+
+def test_a_re_sync_read_waits_for_a_transaction_open_when_it_starts(pg: Any) -> None:
+    pg.create_table(COLUMNS)
+    config = pg.config(columns=COLUMNS)
+    pg.run("INSERT INTO docs (id, body) VALUES (1, 'Before.'), (2, 'Two.')")
+    other = pg8000.native.Connection(
+        "postgres", host="127.0.0.1", port=pg.server.port, password=pg.server.password, database=pg.name
+    )
+    other.run("BEGIN")
+    other.run("UPDATE docs SET body = 'Committed while the read starts.' WHERE id = 1")
+    commit_lsn: list[int] = []
+
+    def commit_later() -> None:
+        time.sleep(0.6)
+        other.run("COMMIT")
+        commit_lsn.append(_lsn(pg))
+
+    thread = threading.Thread(target=commit_later)
+    conn = cli_pg.connect_source(config, None)
+    try:
+        reader = cli_pg.PostgresRowReader(conn, config)
+        thread.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        reads = reader.read([{"id": 2}, {"id": 1}, {"id": 9}])
+        waited = time.monotonic() - started
+    finally:
+        thread.join()
+        conn.close()
+        other.close()
+    # The read waited for the open transaction, so its snapshot holds the committed row...
+    assert waited >= 0.4
+    assert [row for row, _ in reads] == [
+        {"id": 2, "body": "Two.", "section": None},
+        {"id": 1, "body": "Committed while the read starts.", "section": None},
+        None,
+    ]
+    # ...with the one version of the batch, read before that commit; the missing key has none.
+    assert reads[0][1] == reads[1][1] and reads[1][1] is not None and reads[1][1] <= commit_lsn[0]
+    assert reads[2][1] is None
+
+
+# ---- reconcile and status --------------------------------------------------------------------------------
+def _sink(moto: MotoServer, stack: Any) -> Sink:
+    return Sink(
+        stack.config,
+        make_embedder(stack.config.embedding, FakeBedrockRuntime(), NO_WAIT),
+        S3VectorsStore(moto.client("s3vectors"), stack.vector_bucket, stack.vector_index, NO_WAIT),
+        SqsDeadLetterQueue(moto.client("sqs"), stack.dlq_url, NO_WAIT),
+        tombstones=InProcessTombstones(),
+    )
+
+
+def _apply_stream(moto: MotoServer, stack: Any, sink: Sink, origin: str) -> int:
+    """Feed the stream's records of one origin to the sink, as the event source mapping would."""
+    records = [r for r in _read_stream(moto, stack.stream_name) if parse_event(r["Data"]).origin == origin]
+    batch = [kinesis_record(r["Data"], int(r["SequenceNumber"])) for r in records]
+    for start in range(0, len(batch), 100):
+        result = sink.process(batch[start : start + 100])
+        assert result.batch_item_failures == [] and result.dead_letters == []
+    return len(records)
+
+
+def test_reconcile_finds_drift_in_a_postgres_backed_index_and_repairs_it(moto: MotoServer, pg: Any, stack: Any) -> None:
+    pg.run(
+        "INSERT INTO docs (id, body, section) SELECT i, 'Article ' || i || '.', 'news' "
+        "FROM generate_series(1, 1205) AS i"  # more than one 1,000-row page of the cursor
+    )
+    conn = cli_pg.connect_source(stack.config, None)
+    try:
+        sent, _ = cli_pg.backfill(conn, stack.config, ChangeStreamSender.for_kinesis(moto.client("kinesis"),
+                                                                                     stack.stream_name))  # fmt: skip
+    finally:
+        conn.close()
+    assert sent == 1205
+    sink = _sink(moto, stack)
+    assert _apply_stream(moto, stack, sink, "BACKFILL") == 1205
+
+    clean = invoke("reconcile", "--json")
+    assert clean.exit_code == 0, clean.output
+    report = json.loads(clean.stdout)
+    assert (report["rows"], report["vectors"], report["in_sync"], report["drift"]) == (1205, 1205, 1205, 0)
+
+    # Drift the pipeline never saw (no forwarder runs here): a new row, a row gone, a changed text.
+    pg.run("INSERT INTO docs (id, body, section) VALUES (5000, 'Never indexed.', 'news')")
+    pg.run("DELETE FROM docs WHERE id = 7")
+    pg.run("UPDATE docs SET body = 'Rewritten.' WHERE id = 9")
+    found = invoke("reconcile", "--json")
+    assert found.exit_code == 1, found.output
+    report = json.loads(found.stdout)
+    assert (report["missing"], report["orphan"], report["stale"], report["metadata"]) == (1, 1, 1, 0)
+    assert report["examples"]["missing"] == ["[5000]"] and report["examples"]["orphan"] == ["[7]"]
+    assert report["examples"]["stale"] == ["[9]"]
+
+    repaired = invoke("reconcile", "--repair", "--json")
+    assert repaired.exit_code == 1, repaired.output  # it reports the drift it repaired
+    assert json.loads(repaired.stdout)["repaired"] == {"update": 2, "delete": 1, "none": 0, "unparseable": 0}
+    repairs = [parse_event(r["Data"]) for r in _read_stream(moto, stack.stream_name)]
+    repairs = [e for e in repairs if e.origin != "BACKFILL"]
+    assert sorted((e.key["id"], e.op, e.origin) for e in repairs) == [
+        (7, "DELETE", "RECONCILE"),
+        (9, "UPDATE", "RECONCILE"),
+        (5000, "UPDATE", "RECONCILE"),
+    ]
+    rewritten = next(e for e in repairs if e.key["id"] == 9)
+    assert rewritten.new is not None and rewritten.new["body"] == "Rewritten." and rewritten.source == "postgres"
+    assert _apply_stream(moto, stack, sink, "RECONCILE") == 3
+    again = invoke("reconcile", "--json")
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert (report["rows"], report["vectors"], report["drift"]) == (1205, 1205, 0)
+
+    status = invoke("status", "--count-rows", "--json")
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["rows"] == 1205
+    assert json.loads(status.stdout)["rows_estimated"] is False
