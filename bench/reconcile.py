@@ -95,7 +95,10 @@ def _setup() -> tuple[LocalTable, list[dict[str, Any]]]:
             max_input_chars=c.PROVIDER_MAX_INPUT_CHARS[e.provider],
             text=row["overview"],
         )
-        metadata = builder.build(row, seq=str(position), changed_at=changed_at, fingerprint=fp, version=version)
+        # The bench rows' overviews are short: one chunk each, chunk 0 of 1, as the sink stores them.
+        metadata = builder.build(
+            row, seq=str(position), changed_at=changed_at, fingerprint=fp, version=version, chunk=(0, 1)
+        )
         vectors.append({"key": vector_key(row, config.key_columns), "metadata": metadata})
     return table, vectors
 
