@@ -33,10 +33,10 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, con
 # botocore's client-side parameter validation walks every float of every vector; for s3vectors it is off.
 # Measured by bench/sink.py (bench-results.json: sink_sdk_cpu_us_per_change against
 # sink_sdk_cpu_us_per_change_novalidation, real boto3 against moto): the saving is small and noisy — 5 µs of
-# ~530 µs per change on a quiet machine, 40-210 µs on a loaded one — but never negative beyond noise. Safe because the sink checks what it would: key length
-# (freshvec.keys.vector_key), dimension and finite floats (freshvec.sink._Run._valid_vectors), metadata size and
-# key count (freshvec.metadata.MetadataBuilder), and S3 Vectors still validates every request itself. The other
-# clients keep it: their calls are few and small.
+# ~530 µs per change on a quiet machine, 40-210 µs on a loaded one — never a cost. Safe because the sink checks
+# what it would: key length (freshvec.keys.vector_key), dimension and finite floats
+# (freshvec.sink._Run._valid_vectors), metadata size and key count (freshvec.metadata.MetadataBuilder), and S3
+# Vectors still validates every request itself. The other clients keep it: their calls are few and small.
 _S3VECTORS_CONFIG = _BOTO_CONFIG.merge(Config(parameter_validation=False))
 _RETRY = RetryPolicy()
 
