@@ -53,6 +53,18 @@ class WriteOp:
     row: dict[str, Any]
 
 
+def batches_of_one_kind(ops: Iterable[WriteOp], size: int) -> Iterator[list[WriteOp]]:
+    """Consecutive writes in batches of at most ``size``, a batch never mixing upserts and deletes (order kept)."""
+    batch: list[WriteOp] = []
+    for op in ops:
+        if batch and (op.kind != batch[0].kind or len(batch) >= size):
+            yield batch
+            batch = []
+        batch.append(op)
+    if batch:
+        yield batch
+
+
 def plan_writes(
     rows: Iterable[tuple[int, dict[str, Any]]],
     schema: TableSchema,
@@ -262,20 +274,13 @@ class ControlApiRowWriter:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.control_url = control_url.rstrip("/")
-        self.headers = dict(headers or {})  # the control token header
         self.schema = schema
         self.batch_size = batch_size
         self.retry = retry
         self.headers = dict(headers or {})
 
     def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
-        batch: list[WriteOp] = []
-        for op in ops:
-            if batch and (op.kind != batch[0].kind or len(batch) >= self.batch_size):
-                self._flush(batch, report)
-                batch = []
-            batch.append(op)
-        if batch:
+        for batch in batches_of_one_kind(ops, self.batch_size):
             self._flush(batch, report)
 
     def _flush(self, batch: list[WriteOp], report: Callable[[WriteResult], None]) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import OperatorError
-from freshvec.cli.load import TableSchema, WriteOp, WriteResult
+from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import PipelineConfig
 from freshvec.errors import TransientError
@@ -152,13 +152,7 @@ class PostgresRowWriter:
         self._batch_rows = batch_rows
 
     def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
-        batch: list[WriteOp] = []
-        for op in ops:
-            if batch and (op.kind != batch[0].kind or len(batch) >= self._batch_rows):
-                self._flush(batch, report)
-                batch = []
-            batch.append(op)
-        if batch:
+        for batch in batches_of_one_kind(ops, self._batch_rows):
             self._flush(batch, report)
 
     def _flush(self, batch: list[WriteOp], report: Callable[[WriteResult], None]) -> None:
