@@ -135,15 +135,21 @@ def _forwarder_rate(
         checkpoint_table=CHECKPOINT_TABLE,
         owner_id="bench",
     )
+    rate, elapsed = drain_rate(forwarder, changes)
+    if titles:
+        _check_order(kinesis, titles)
+    return rate, kinesis.busy_s / elapsed
+
+
+def drain_rate(forwarder: Any, changes: int) -> tuple[float, float]:
+    """Passes until ``changes`` were forwarded, then the leases go back: (changes per second, seconds)."""
     forwarded = 0
     started = time.perf_counter()
     while forwarded < changes:
         forwarded += forwarder.run_once().changes_forwarded
     elapsed = time.perf_counter() - started
     forwarder.release()
-    if titles:
-        _check_order(kinesis, titles)
-    return forwarded / elapsed, kinesis.busy_s / elapsed
+    return forwarded / elapsed, elapsed
 
 
 def _check_order(kinesis: Any, titles: list[str]) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.forwarder import PUT_RECORDS_LATENCY_S, SlowKinesis
+from bench.forwarder import PUT_RECORDS_LATENCY_S, SlowKinesis, drain_rate
 from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
 from freshvec.adapters.postgres import connect
 from freshvec.adapters.wiring import postgres_forwarder
@@ -110,13 +110,7 @@ def _forwarder_rate(server: MotoServer, config: PipelineConfig) -> float:
         checkpoint_table=CHECKPOINT_TABLE,
         owner_id="bench",
     )
-    forwarded = 0
-    started = time.perf_counter()
-    while forwarded < CHANGES:
-        forwarded += forwarder.run_once().changes_forwarded
-    elapsed = time.perf_counter() - started
-    forwarder.release()
-    return forwarded / elapsed
+    return drain_rate(forwarder, CHANGES)[0]
 
 
 def _baseline_rate(server: MotoServer, config: PipelineConfig) -> float:
