@@ -93,6 +93,15 @@ class VectorStoreConfig:
 
 
 @dataclass(frozen=True)
+class TextSearchConfig:  # full-text (BM25) and hybrid search on the index (docs/deploy.md, README "Query modes")
+    enabled: bool = False
+    keys: tuple[str, ...] = ()  # metadata keys made full-text searchable; empty: the embedded text (each passage)
+    language: str | None = None  # analyzer of every key: one of c.S3V_TEXT_LANGUAGES; None: the standard analyzer
+    languages: dict[str, str] = field(default_factory=dict)  # per-key analyzer, over ``language``
+    index_mode: str = "ENHANCED"  # CLASSIC only for an index without full-text search, in an older bucket
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     mode: str = "ON_DEMAND"
     shard_count: int = 1  # PROVISIONED only
@@ -213,6 +222,7 @@ class PipelineConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    text_search: TextSearchConfig = field(default_factory=TextSearchConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
@@ -272,6 +282,14 @@ class PipelineConfig:
         }
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         return f"{self.vector_store.index_name}-{digest[: c.S3V_INDEX_SETTINGS_HASH_CHARS]}"
+
+    @property
+    def text_search_keys(self) -> dict[str, str | None]:
+        """Full-text searchable metadata key -> analyzer language (None: standard); empty when text search is off."""
+        ts = self.text_search
+        if not ts.enabled:
+            return {}
+        return {key: ts.languages.get(key, ts.language) for key in ts.keys or (self.embedding_field,)}
 
     @property
     def metadata_keys(self) -> tuple[str, ...]:
@@ -364,6 +382,7 @@ class PipelineConfig:
         self._validate_embedding()
         self._validate_chunking()
         self._validate_vector_store()
+        self._validate_text_search()
         self._validate_stream_and_lambdas()
         _one_of("removal_policy", self.removal_policy, ("destroy", "retain"))
         if self.alarm_email is not None and not _EMAIL_RE.match(self.alarm_email):
@@ -424,6 +443,34 @@ class PipelineConfig:
                 f"{c.S3V_MAX_NON_FILTERABLE_KEYS}, and {len(always)} are always included ({', '.join(always)}), "
                 f"so list at most {c.S3V_MAX_NON_FILTERABLE_KEYS - len(always)} extra keys",
             )
+
+    def _validate_text_search(self) -> None:
+        ts = self.text_search
+        _one_of("text_search.index_mode", ts.index_mode, c.S3V_INDEX_MODES)
+        if ts.language is not None:
+            _one_of("text_search.language", ts.language, c.S3V_TEXT_LANGUAGES)
+        keys = ts.keys or (self.embedding_field,)
+        for key, language in ts.languages.items():
+            if key not in keys:
+                raise ConfigError(f"text_search.languages.{key}", f"{key!r} is not in text_search.keys")
+            _one_of(f"text_search.languages.{key}", language, c.S3V_TEXT_LANGUAGES)
+        if len(set(keys)) != len(keys):
+            raise ConfigError("text_search.keys", "a key is listed twice")
+        if len(keys) > c.S3V_MAX_TEXT_SEARCH_KEYS:
+            raise ConfigError(
+                "text_search.keys", f"{len(keys)} keys; an index has at most {c.S3V_MAX_TEXT_SEARCH_KEYS}"
+            )
+        types = self.column_types
+        stored = set(self.metadata_fields) | {self.embedding_field}
+        for key in keys:
+            if key not in stored:
+                raise ConfigError(
+                    "text_search.keys", f"{key!r} is not a metadata key; allowed: {', '.join(sorted(stored))}"
+                )
+            if not types[key].is_text:
+                raise ConfigError("text_search.keys", f"{key!r} is {types[key]}; full-text search needs a text column")
+        if ts.enabled and ts.index_mode != "ENHANCED":
+            raise ConfigError("text_search.index_mode", "full-text search needs an ENHANCED index")
 
     def _validate_stream_and_lambdas(self) -> None:
         s, k, f = self.sink, self.stream, self.forwarder
@@ -541,6 +588,7 @@ _NESTED = {
     "EmbeddingConfig": EmbeddingConfig,
     "VectorStoreConfig": VectorStoreConfig,
     "ChunkingConfig": ChunkingConfig,
+    "TextSearchConfig": TextSearchConfig,
     "StreamConfig": StreamConfig,
     "SinkConfig": SinkConfig,
     "ForwarderConfig": ForwarderConfig,

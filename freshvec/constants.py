@@ -35,6 +35,12 @@ S3V_INDEX_NAME_MAX_CHARS = 63
 # The index name is the configured name plus "-" and this many hex digits of a hash of its create-only settings.
 S3V_INDEX_SETTINGS_HASH_CHARS = 8
 S3V_DISTANCE_METRICS = ("cosine", "euclidean")
+# Full-text search (docs "Configuring full-text search", TextSearchConfiguration; botocore 1.44.5 LanguageCode).
+S3V_TEXT_LANGUAGES = ("en", "fr", "es", "pt", "it", "de", "nl", "zh", "ja", "ko")
+S3V_MAX_TEXT_SEARCH_KEYS = 10  # textSearchConfigurations per index; also queryTexts per query
+S3V_MAX_QUERY_TEXT_CHARS = 1024  # QueryText.text
+S3V_INDEX_MODES = ("ENHANCED", "CLASSIC")
+S3V_MAX_TOP_K_PAGED = 10_000  # QueryVectors topK; answers come in pages joined by nextToken
 # Metadata keys the sink adds to every vector: where the change came from and when it happened.
 META_SEQUENCE = "_seq"
 META_CHANGED_AT = "_changed_at"

@@ -11,7 +11,8 @@ metadata mapping, the change-event contract. What stands in:
 - Amazon Bedrock -> WordLlama, 256 dimensions, offline (whatever the config's provider)
 - the EventBridge schedule -> a thread calling the forwarder's ``run_once`` every ``poll_interval_ms``
 - the Lambda event source mapping -> ``freshvec.local.esm`` with the config's mapping settings
-- QueryVectors (moto lacks it) -> an exact nearest-neighbour search (``freshvec.local.search``)
+- QueryVectors, index modes and full-text search (moto lacks them) -> the S3 Vectors front on moto's endpoint
+  (``freshvec.local.vectors``): exact vector, BM25 and hybrid search with the service's filter semantics
 
 ``faults`` (optional) wraps every client and the embedder the pipeline hands to freshvec's code, and is
 the forwarder's ``hooks``; a step that crashes is retried, never skipped.
@@ -50,8 +51,8 @@ from freshvec.local.moto_process import MotoProcess
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.postgres import LocalPostgresTable
 from freshvec.local.resources import LocalResources, create_resources, local_config
-from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
+from freshvec.search import needs_vector, query_texts, resolve_mode
 from freshvec.sink import Sink, SinkStats
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class LocalPipeline:
 
         self.embedder = LocalEmbedder(config.embedding.dimensions)
         self._s3vectors = server.client("s3vectors")
-        self._search = ExactVectorSearch(self._s3vectors, resources.vector_bucket, resources.vector_index)
+        self._store = S3VectorsStore(self._s3vectors, resources.vector_bucket, resources.vector_index)
         self.postgres = postgres
         self.streams = LocalKeyspacesStreams()
         self.stream_arn = self.streams.enable_stream(config.keyspace, config.table, SOURCE_SHARDS)
@@ -182,11 +183,11 @@ class LocalPipeline:
             if server is not None:
                 running = server
             elif isolated:
-                child = MotoProcess()
+                child = MotoProcess(legacy_buckets=effective.text_search.index_mode == "CLASSIC")
                 LocalEmbedder(effective.embedding.dimensions)  # load the model while the child starts
                 running = child.wait_ready()
             else:
-                running = MotoServer.start()
+                running = MotoServer.start(legacy_buckets=effective.text_search.index_mode == "CLASSIC")
         except BaseException:
             if postgres is not None:
                 postgres.stop()
@@ -403,20 +404,26 @@ class LocalPipeline:
         """Write-to-searchable time of every change finished so far, in ms."""
         return self._tracker.latencies_ms()
 
-    def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Nearest rows first (``k`` rows, not chunks): ``[{"key", "primary_key", "distance", "metadata",
-        "chunk", "passage", "chunks"}]`` — the row's best chunk (its number, text and metadata) and every
-        matching chunk of the row (``[{"chunk", "key", "distance", "passage"}]``, best first).
+    def query(
+        self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None, mode: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Best rows first (``k`` rows, not chunks): ``[{"key", "primary_key", "distance", "metadata", "chunk",
+        "passage", "chunks", "scores"}]`` — the row's best chunk (its number, text, metadata and scores) and every
+        matching chunk of the row (``[{"chunk", "key", "distance", "passage", "scores"}]``, best first).
 
-        The text is embedded like the sink embeds rows; the search is exact, with the index's metric
-        and the S3 Vectors filter operators; it over-fetches chunks (``query_top_k``) to fill ``k`` rows.
+        ``mode`` (``freshvec.search``): ``vector``, ``text`` or ``hybrid`` (default: hybrid where text search is
+        configured). The text is embedded like the sink embeds rows; QueryVectors is asked through the local S3
+        Vectors endpoint, over-fetching chunks (``query_top_k``) to fill ``k`` rows.
         """
         if not text or not text.strip():
             raise ValueError("the query text is empty")
         if not 1 <= k <= S3V_MAX_TOP_K:
             raise ValueError(f"k must be between 1 and {S3V_MAX_TOP_K}, got {k}")
-        vector = self.embedder.embed_query(text)
-        hits = self._search.query(vector, query_top_k(k), dict(filter) if filter is not None else None)
+        chosen = resolve_mode(self.config, mode)
+        texts = query_texts(self.config, text, chosen)
+        vector = self.embedder.embed_query(text) if needs_vector(chosen) else None
+        filter_doc = dict(filter) if filter is not None else None
+        hits = self._store.query(vector, query_top_k(k), filter_doc, texts=texts, return_scores=bool(texts))
         rows = []
         for row in group_hits(hits, k, self.config.embedding_field):
             found = asdict(row)

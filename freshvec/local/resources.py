@@ -76,6 +76,15 @@ def local_config(config: PipelineConfig) -> PipelineConfig:
     return effective
 
 
+def index_metadata_configuration(config: PipelineConfig) -> dict[str, Any]:
+    """CreateIndex's ``metadataConfiguration``: the non-filterable keys and the full-text searchable ones."""
+    configuration: dict[str, Any] = {"nonFilterableMetadataKeys": list(config.non_filterable_keys)}
+    text = [{"metadataKey": k, **({"language": lang} if lang else {})} for k, lang in config.text_search_keys.items()]
+    if text:
+        configuration["textSearchConfigurations"] = text
+    return configuration
+
+
 def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalResources:
     """Create the stream, checkpoint table, DLQ, on-failure bucket and vector index described by ``config``.
 
@@ -118,9 +127,13 @@ def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalRes
         dataType="float32",
         dimension=config.embedding.dimensions,
         distanceMetric=store.distance_metric,
-        metadataConfiguration={"nonFilterableMetadataKeys": list(config.non_filterable_keys)},
+        metadataConfiguration=index_metadata_configuration(config),
     )
     index = s3vectors.get_index(vectorBucketName=bucket, indexName=config.vector_index_name)["index"]
+    if index.get("indexMode") != config.text_search.index_mode:  # what the stack's index settings resource does
+        s3vectors.update_index_mode(
+            vectorBucketName=bucket, indexName=config.vector_index_name, indexMode=config.text_search.index_mode
+        )
     account = stream_arn.split(":")[4]
     region = stream_arn.split(":")[3]
     return LocalResources(

@@ -445,7 +445,7 @@ def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, mo
     with stubber:
         result = invoke("query", "shark", "--json")
     doc = json.loads(result.output)
-    assert doc["distance_metric"] == "cosine" and doc["score"] == "distance"
+    assert doc["distance_metric"] == "cosine" and doc["score"] == "distance" and doc["mode"] == "vector"
     assert doc["hits"] == [
         {
             "rank": 1,
@@ -456,9 +456,10 @@ def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, mo
             "chunk": 1,
             "passage": "The shark returns.",
             "chunks": [
-                {"chunk": 1, "key": '["Jaws"]#1', "distance": 0.5, "passage": "The shark returns."},
-                {"chunk": 0, "key": '["Jaws"]', "distance": 0.7, "passage": "A beach town."},
+                {"chunk": 1, "key": '["Jaws"]#1', "distance": 0.5, "passage": "The shark returns.", "scores": None},
+                {"chunk": 0, "key": '["Jaws"]', "distance": 0.7, "passage": "A beach town.", "scores": None},
             ],
+            "scores": {"distance": 0.5, "bm25": {}, "fused": None},
         }
     ]
 

@@ -29,7 +29,18 @@ from stacks import constants as k
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state"}
-DOMAIN = {"config", "metadata", "plan", "chunking", "sink", "sink_calls", "truncate", "forwarder", "datafiles"}
+DOMAIN = {
+    "config",
+    "metadata",
+    "plan",
+    "chunking",
+    "sink",
+    "sink_calls",
+    "truncate",
+    "forwarder",
+    "datafiles",
+    "search",
+}
 ENTRY = "freshvec.main"
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
 MAX_MODULE_LINES = 500
