@@ -42,6 +42,7 @@ from freshvec.adapters.wiring import keyspaces_forwarder, postgres_forwarder
 from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
 from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
+from freshvec.filters import validate_filter
 from freshvec.forwarder import Forwarder
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.embedder import LocalEmbedder
@@ -421,6 +422,8 @@ class LocalPipeline:
             raise ValueError(f"k must be between 1 and {S3V_MAX_TOP_K}, got {k}")
         chosen = resolve_mode(self.config, mode)
         texts = query_texts(self.config, text, chosen)
+        if filter is not None:  # a bad filter is the caller's mistake (400), not the endpoint's
+            validate_filter(filter, enhanced=self.config.text_search.index_mode == "ENHANCED")
         vector = self.embedder.embed_query(text) if needs_vector(chosen) else None
         filter_doc = dict(filter) if filter is not None else None
         hits = self._store.query(vector, query_top_k(k), filter_doc, texts=texts, return_scores=bool(texts))

@@ -163,7 +163,10 @@ def test_a_plain_boto3_client_queries_every_mode_with_pages(pipeline: LocalPipel
 def test_a_text_edit_is_found_by_its_new_words_and_no_longer_by_its_old(pipeline: LocalPipeline) -> None:
     [row] = [r for r in read_rows(sample_movies(), pipeline.config) if r["title"] == "Jaws"]
     assert titles(pipeline.query("grizzled fisherman", k=1, mode="text")) == ["Jaws"]
-    edited = {**row, "overview": "A harbour town hires a zeppelin pilot to chase a rogue glacier calf away from the ferry."}
+    edited = {
+        **row,
+        "overview": "A harbour town hires a zeppelin pilot to chase a rogue glacier calf away from the ferry.",
+    }
     receipt = pipeline.upsert([edited])
     pipeline.wait_synced(timeout=SYNC_S, receipt=receipt)  # the vector path's own freshness
     assert titles(pipeline.query("zeppelin glacier", k=1, mode="text")) == ["Jaws"]

@@ -116,8 +116,13 @@ def make_pipeline(server: MotoServer, config: PipelineConfig | None = None, dime
     for client in (s3vectors, sqs):
         client.meta.events.register("before-send", tap.before_send)
     s3vectors.create_vector_bucket(vectorBucketName=BUCKET)
-    s3vectors.create_index(
-        vectorBucketName=BUCKET, indexName=INDEX, dataType="float32", dimension=dimension, distanceMetric="cosine"
+    s3vectors.create_index(  # as the stack creates it: the text and the pipeline's own keys non-filterable
+        vectorBucketName=BUCKET,
+        indexName=INDEX,
+        dataType="float32",
+        dimension=dimension,
+        distanceMetric="cosine",
+        metadataConfiguration={"nonFilterableMetadataKeys": list(config.non_filterable_keys)},
     )
     queue_url = sqs.create_queue(QueueName="freshvec-sink-dlq")["QueueUrl"]
     bedrock = FakeBedrockRuntime()
