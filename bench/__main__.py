@@ -19,6 +19,7 @@ BENCHMARKS = (
     "bench.chunking",
     "bench.pg_forwarder",
     "bench.cold_start",
+    "bench.hybrid",
 )
 
 

@@ -78,6 +78,8 @@ class SinkStats:
     chunks_reused: int = 0  # chunk vectors reused from a stored chunk of the same row
     chunks_deleted: int = 0  # surplus chunks removed because a row's text shrank
     texts_truncated: int = 0
+    # chunks whose stored passage (the searchable text) is shorter than their text: over the metadata limits
+    searchable_text_cut: int = 0
     vectors_put: int = 0  # vectors written (every chunk)
     vectors_deleted: int = 0  # vectors removed (every chunk: of deleted rows and surplus ones)
     stale_skipped: int = 0  # changes older than the index, a tombstone or a newer change in the batch
@@ -371,6 +373,7 @@ class _Run:
                 if kind == "put":
                     self.sink.store.put(items)
                     self.stats.vectors_put += len(items)
+                    self.stats.searchable_text_cut += self._passages_cut(plans, items)
                     self._written(plans)
                 elif kind == "tombstone":
                     expires_at = self.sink.clock() + self.sink.config.sink.max_record_age_s + TOMBSTONE_MARGIN_S
@@ -388,6 +391,17 @@ class _Run:
                 return min(limit, *(p.first_index for p in unwritten))
             position += 1
         return limit
+
+    def _passages_cut(self, plans: list[KeyPlan], items: list[dict[str, Any]]) -> int:
+        """Chunks of this put whose passage did not fit the metadata whole (``MetadataBuilder`` stored a prefix)."""
+        field_name = self.sink.config.embedding_field
+        written = {item["key"] for item in items}
+        return sum(
+            1
+            for plan in plans
+            for chunk in plan.chunks
+            if chunk.key in written and chunk.metadata.get(field_name, "") != chunk.text
+        )
 
     def _refused(self, plans: list[KeyPlan], items: list[dict[str, Any]], exc: RejectedVectorsError) -> list[Any]:
         """Rows with a refused chunk are parked; chunks they added beyond the stored count are removed again

@@ -45,6 +45,7 @@ _COUNTERS = (
     "embeddings_computed",
     "embeddings_skipped",
     "texts_truncated",
+    "searchable_text_cut",
     "vectors_put",
     "vectors_deleted",
     "stale_skipped",

@@ -130,6 +130,14 @@ class S3VectorsStore:
             add={"textSearchConfigurations": entries},
         )
 
+    def delete_text_search(self, keys: list[str]) -> None:
+        """Stop full-text search on metadata keys (``UpdateMetadataConfiguration`` delete); the values stay."""
+        self._call(
+            "UpdateMetadataConfiguration",
+            self._client.update_metadata_configuration,
+            delete={"textSearchConfigurations": [{"metadataKey": key} for key in keys]},
+        )
+
     def _put_isolating_rejects(self, vectors: list[Vector]) -> dict[str, str]:
         """Put ``vectors``; on a ValidationException split the call in halves to find the vectors refused."""
         try:

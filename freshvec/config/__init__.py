@@ -30,6 +30,7 @@ from freshvec.config.sections import (
     SinkConfig,
     SourceConfig,
     StreamConfig,
+    TextSearchConfig,
     VectorStoreConfig,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "SinkConfig",
     "SourceConfig",
     "StreamConfig",
+    "TextSearchConfig",
     "VectorStoreConfig",
     "check_cloudformation_names",
     "check_deployable",

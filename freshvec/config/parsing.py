@@ -22,6 +22,7 @@ from freshvec.config.sections import (
     SinkConfig,
     SourceConfig,
     StreamConfig,
+    TextSearchConfig,
     VectorStoreConfig,
 )
 
@@ -81,6 +82,7 @@ _NESTED = {
     "EmbeddingConfig": EmbeddingConfig,
     "VectorStoreConfig": VectorStoreConfig,
     "ChunkingConfig": ChunkingConfig,
+    "TextSearchConfig": TextSearchConfig,
     "StreamConfig": StreamConfig,
     "SinkConfig": SinkConfig,
     "ForwarderConfig": ForwarderConfig,

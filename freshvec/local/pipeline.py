@@ -71,6 +71,7 @@ _SINK_COUNTERS = (
     "chunks_reused",
     "chunks_deleted",
     "texts_truncated",
+    "searchable_text_cut",
     "vectors_put",
     "vectors_deleted",
     "dlq_records",

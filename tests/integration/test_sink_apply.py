@@ -323,6 +323,7 @@ def test_without_chunking_a_long_text_is_truncated_for_the_model_and_counted(mot
     text = "word " * 12_000  # 60,000 characters: over Titan's 50,000-character limit
     result = pipe.sink.process(batch(change("INSERT", movie("Long", text))))
     assert result.stats.texts_truncated == 1
+    assert result.stats.searchable_text_cut == 1  # the passage, 60,000 characters, is stored as a 32 KB prefix
     sent = pipe.bedrock.texts_embedded()
     assert len(sent) == 1 and len(sent[0]) <= c.TITAN_MAX_INPUT_CHARS
     metadata = pipe.vectors()[key_of("Long")]["metadata"]

@@ -40,6 +40,7 @@ DOMAIN = {
     "forwarder",
     "datafiles",
     "search",
+    "index_settings",
 }
 ENTRY = "freshvec.main"
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")

@@ -293,12 +293,15 @@ class IndexState:
         return [(i, float(distances[i])) for i in order]
 
     def _distances(self, vector: np.ndarray) -> np.ndarray:
+        # einsum, not BLAS: a matrix-vector product this small is slower across BLAS threads than in one loop
         assert self._data is not None
         stored = self._data[: len(self._keys)]
         if self.metric == "euclidean":
-            return np.linalg.norm(stored - vector, axis=1)
-        norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(vector)
-        similarity = np.divide(stored @ vector, norms, out=np.zeros(len(stored), dtype=np.float32), where=norms > 0)
+            difference = stored - vector
+            return np.sqrt(np.einsum("ij,ij->i", difference, difference))
+        norms = np.sqrt(np.einsum("ij,ij->i", stored, stored)) * float(np.sqrt(vector @ vector))
+        dots = np.einsum("ij,j->i", stored, vector)
+        similarity = np.divide(dots, norms, out=np.zeros(len(stored), dtype=np.float32), where=norms > 0)
         return 1.0 - similarity
 
     def _bm25_scores(self, key: str, terms: list[str]) -> np.ndarray:
