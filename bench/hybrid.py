@@ -25,14 +25,13 @@ import statistics
 import time
 from typing import Any
 
-import boto3
 import ir_measures
 import numpy as np
 from ir_measures import R
 
 from freshvec.datafiles import product_set
 from freshvec.local.embedder import LocalEmbedder
-from freshvec.local.vectors.server import LocalAwsServer
+from freshvec.local.moto_server import MotoServer
 
 BUCKET = "bench-hybrid"
 K = 5
@@ -44,16 +43,6 @@ PUT_BATCH = 500
 
 def _read(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (product_set() / name).read_text().splitlines() if line.strip()]
-
-
-def _client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3vectors",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _create_index(s3v: Any, name: str) -> None:
@@ -162,14 +151,11 @@ def _speed(s3v: Any, embedder: LocalEmbedder) -> dict[str, float]:
 
 def run() -> dict[str, Any]:
     embedder = LocalEmbedder(256)
-    server = LocalAwsServer().start()
-    try:
-        s3v = _client(server.endpoint)
+    with MotoServer.start() as server:  # moto behind the local S3 Vectors front, as local mode runs it
+        s3v = server.client("s3vectors")  # a plain boto3 client on the local endpoint
         s3v.create_vector_bucket(vectorBucketName=BUCKET)
         figures = _recall(s3v, embedder)
         figures.update(_speed(s3v, embedder))
-    finally:
-        server.stop()
     hybrid = figures["hybrid_recall_at_5"]
     assert hybrid > figures["vector_recall_at_5"] and hybrid > figures["text_recall_at_5"], figures
     lead = figures["hybrid_recall_at_5_exact_terms"] - figures["vector_recall_at_5_exact_terms"]

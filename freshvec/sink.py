@@ -39,7 +39,7 @@ from freshvec.config import PipelineConfig
 from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
 from freshvec.events import format_timestamp, parse_event
 from freshvec.keys import split_chunk_key, vector_key
-from freshvec.metadata import MetadataBuilder, epoch_millis
+from freshvec.metadata import MetadataBuilder, epoch_millis, passages_cut
 from freshvec.plan import (
     Action,
     ChunkPlan,
@@ -373,7 +373,8 @@ class _Run:
                 if kind == "put":
                     self.sink.store.put(items)
                     self.stats.vectors_put += len(items)
-                    self.stats.searchable_text_cut += self._passages_cut(plans, items)
+                    cut = passages_cut(items, [c for p in plans for c in p.chunks], self.sink.config.embedding_field)
+                    self.stats.searchable_text_cut += cut
                     self._written(plans)
                 elif kind == "tombstone":
                     expires_at = self.sink.clock() + self.sink.config.sink.max_record_age_s + TOMBSTONE_MARGIN_S
@@ -391,17 +392,6 @@ class _Run:
                 return min(limit, *(p.first_index for p in unwritten))
             position += 1
         return limit
-
-    def _passages_cut(self, plans: list[KeyPlan], items: list[dict[str, Any]]) -> int:
-        """Chunks of this put whose passage did not fit the metadata whole (``MetadataBuilder`` stored a prefix)."""
-        field_name = self.sink.config.embedding_field
-        written = {item["key"] for item in items}
-        return sum(
-            1
-            for plan in plans
-            for chunk in plan.chunks
-            if chunk.key in written and chunk.metadata.get(field_name, "") != chunk.text
-        )
 
     def _refused(self, plans: list[KeyPlan], items: list[dict[str, Any]], exc: RejectedVectorsError) -> list[Any]:
         """Rows with a refused chunk are parked; chunks they added beyond the stored count are removed again

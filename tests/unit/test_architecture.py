@@ -227,7 +227,7 @@ def test_only_handlers_cli_and_local_mode_construct_aws_clients() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("handler", [k.FORWARDER_HANDLER, k.SINK_HANDLER])
+@pytest.mark.parametrize("handler", [k.FORWARDER_HANDLER, k.SINK_HANDLER, k.INDEX_SETTINGS_HANDLER])
 def test_a_handler_reaches_only_the_asset_the_layer_and_the_standard_library(handler: str) -> None:
     asset = {_module_name(source) for source, _target in bundling.code_files() if source.suffix == ".py"}
     layer_dir = ROOT / ".build" / "lambda-deps" / k.LAYER_PYTHON_DIR

@@ -23,6 +23,7 @@ class LocalAwsServer:
             legacy_buckets=legacy_buckets,
             analyzer_build_seconds=analyzer_build_seconds,
         )
+
         class Handler(MotoRequestHandler):
             # Headers and body go out in separate writes; with Nagle's algorithm and the client's delayed ACK each
             # answer would wait ~40 ms on loopback.
