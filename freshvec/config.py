@@ -385,7 +385,7 @@ class PipelineConfig:
     def _validate_chunking(self) -> None:
         ch = self.chunking
         _one_of("chunking.strategy", ch.strategy, ("none", "recursive"))
-        limit = c.PROVIDER_MAX_INPUT_CHARS[self.embedding.provider]
+        limit = c.input_char_limit(self.embedding.provider, self.embedding.model_id)
         if not _MIN_CHUNK_CHARS <= ch.max_chars <= limit:
             why = f"(the input limit of {self.embedding.model_id}, in characters)"
             raise ConfigError("chunking.max_chars", f"{ch.max_chars} is out of range; allowed: 50 to {limit} {why}")

@@ -1,4 +1,10 @@
-"""WordLlama as the local stand-in for Bedrock: 256 dimensions, offline, loaded from the installed wheel."""
+"""WordLlama as the local stand-in for Bedrock: offline, loaded from the installed wheel.
+
+The wheel ships one 256-dimension model trained with matryoshka representation learning: its first 128 or 64
+dimensions are embeddings too (WordLlama's own ``trunc_dim`` keeps exactly that prefix). Local mode offers all
+three (``constants.PROVIDER_MODELS["local"]``), so an index generation with other dimensions can be tried with
+no account: each vector is the prefix, normalized again.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from freshvec import constants as c
 from freshvec.adapters.bedrock import BaseEmbedder
 from freshvec.ports import EmbedResult
@@ -16,9 +24,12 @@ LOCAL_MAX_INPUT_CHARS = c.PROVIDER_MAX_INPUT_CHARS["local"]  # WordLlama has no 
 
 
 class LocalEmbedder(BaseEmbedder):
-    """WordLlama ``l2_supercat`` (256 dimensions), loaded from the installed wheel without any download."""
+    """WordLlama ``l2_supercat`` at 256, 128 or 64 dimensions, loaded from the installed wheel without download."""
 
     def __init__(self, dimensions: int = 256) -> None:
+        allowed = c.PROVIDER_MODELS["local"][c.LOCAL_WORDLLAMA]
+        if dimensions not in allowed:
+            raise ValueError(f"WordLlama dimensions {dimensions} not offered; allowed: {', '.join(map(str, allowed))}")
         self.model_id = c.LOCAL_WORDLLAMA
         self.dimensions = dimensions
         self.max_input_chars = LOCAL_MAX_INPUT_CHARS
@@ -31,8 +42,11 @@ class LocalEmbedder(BaseEmbedder):
         if not texts:
             return []
         with _WORDLLAMA_LOCK:
-            matrix = self._model.embed([t[: self.max_input_chars] for t in texts], norm=True)
-        return [EmbedResult(self._checked(row.tolist())) for row in matrix]
+            matrix = self._model.embed([t[: self.max_input_chars] for t in texts], norm=False)
+        prefix = np.asarray(matrix, dtype=np.float32)[:, : self.dimensions]
+        norms = np.linalg.norm(prefix, axis=1, keepdims=True)
+        prefix = prefix / np.where(norms == 0, 1, norms)
+        return [EmbedResult(self._checked(row.tolist())) for row in prefix]
 
 
 _WORDLLAMA_LOCK = threading.Lock()  # one model (and tokenizer) per process, shared by every LocalEmbedder
