@@ -150,6 +150,20 @@ BATCH_RESULT_STATES = ("Completed", "PartiallyCompleted")  # output files exist 
 # the length bound is freshvec's own, generous for a counter.
 BATCH_RECORD_ID_RE = r"^[A-Za-z0-9]{1,64}$"
 BATCH_RECORD_ID_MAX_CHARS = 64
+# Records per job when Service Quotas cannot be read: the documented defaults of "Minimum number of records per
+# batch inference job" and "Records per (input file per) batch inference job"
+# (https://docs.aws.amazon.com/general/latest/gr/bedrock.html#limits_bedrock).
+BATCH_DEFAULT_RECORDS = (100, 50_000)
+# How Service Quotas names each model in its batch quotas ("... per batch inference job for <name>").
+BATCH_QUOTA_MODEL_NAMES = {
+    TITAN_V2: "Titan Text Embeddings V2",
+    COHERE_EN_V3: "Cohere Embed English",
+    COHERE_MULTI_V3: "Cohere Embed Multilingual",
+    COHERE_V4: "Cohere Embed V4",
+    NOVA_MME: "Nova 2 Multimodal Embeddings V1",
+}
+# Concurrent jobs per base model ("Sum of in-progress and submitted batch inference jobs using a base model").
+BATCH_DEFAULT_ACTIVE_JOBS = 20
 # A submission's name leaves room for "-<part>" within the 63-character job name (ModelInvocationJobName).
 BATCH_SUBMISSION_NAME_RE = r"^[a-zA-Z0-9](-?[a-zA-Z0-9]){0,55}$"
 
