@@ -161,6 +161,7 @@ BATCH_QUOTA_MODEL_NAMES = {
     COHERE_MULTI_V3: "Cohere Embed Multilingual",
     COHERE_V4: "Cohere Embed V4",
     NOVA_MME: "Nova 2 Multimodal Embeddings V1",
+    LOCAL_WORDLLAMA: "WordLlama L2 Supercat",  # local mode's stand-in answers under this name
 }
 # Concurrent jobs per base model ("Sum of in-progress and submitted batch inference jobs using a base model").
 BATCH_DEFAULT_ACTIVE_JOBS = 20
@@ -210,6 +211,8 @@ OUT_FORWARDER_FUNCTION = "ForwarderFunctionName"
 OUT_SINK_FUNCTION = "SinkFunctionName"
 OUT_DASHBOARD = "DashboardName"
 OUT_OPERATOR_POLICY_ARN = "OperatorPolicyArn"  # the managed policy an operator attaches to run the CLI
+OUT_BATCH_BUCKET = "BatchBucketName"  # Bedrock batch inference job files (stacks/batch_inference.py)
+OUT_BATCH_ROLE_ARN = "BatchRoleArn"  # the service role Bedrock assumes to read and write them
 OUT_PIPELINE_CONFIG = "PipelineConfig"  # the validated config JSON, so the CLI embeds queries like the sink
 
 # --- Checkpoint/lease table (DynamoDB) key schema ---

@@ -8,6 +8,7 @@ no account: each vector is the prefix, normalized again.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from functools import cache
@@ -61,3 +62,31 @@ def _wordllama() -> Any:
 
     package = Path(wordllama.__file__).resolve().parent
     return WordLlama.load("l2_supercat", cache_dir=package, dim=256, disable_download=True)
+
+
+def invoke_local_model(model_id: str, body: str) -> dict[str, Any]:
+    """WordLlama behind the batch stand-in: ``{"inputText", "dimensions"}`` -> ``{"embedding"}`` (freshvec's own
+    shape, ``bedrock_models.LocalBody``), checked as strictly as a Bedrock model checks its body: anything else is
+    the record's ValidationException."""
+    from botocore.exceptions import ClientError
+
+    def refused(message: str) -> ClientError:
+        return ClientError(
+            {
+                "Error": {"Code": "ValidationException", "Message": f"Malformed input request: {message}"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "InvokeModel",
+        )
+
+    if model_id != c.LOCAL_WORDLLAMA:
+        raise refused(f"local mode embeds only with {c.LOCAL_WORDLLAMA}, not {model_id}")
+    request = json.loads(body)
+    if not isinstance(request, dict) or set(request) - {"inputText", "dimensions"}:
+        raise refused("the body holds inputText and dimensions only")
+    text, dimensions = request.get("inputText"), request.get("dimensions", 256)
+    if not isinstance(text, str) or not text:
+        raise refused("inputText is required")
+    if dimensions not in c.PROVIDER_MODELS["local"][c.LOCAL_WORDLLAMA]:
+        raise refused(f"dimensions {dimensions} not offered")
+    return {"embedding": LocalEmbedder(dimensions).embed_documents([text])[0]}
