@@ -124,6 +124,11 @@ def up(
         write_local_state(path, stack_state(pipeline, control, batch))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
         typer.echo(f"state file: {path} (removed on exit)")
+        resources = pipeline.resources
+        typer.echo(  # what an application's own S3 Vectors client needs (docs/integrations.md)
+            f"for your application: AWS_ENDPOINT_URL_S3VECTORS={pipeline.server.endpoint} "
+            f"FRESHVEC_VECTOR_BUCKET={resources.vector_bucket} FRESHVEC_VECTOR_INDEX={resources.vector_index}"
+        )
         if data is not None:
             rows = read_rows(data, pipeline.config, typer.echo)
             receipt = pipeline.upsert(rows)
