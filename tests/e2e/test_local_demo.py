@@ -40,6 +40,10 @@ def test_the_movie_demo_tells_its_story(tmp_path: Path) -> None:
     long_text = out.split("6. Long text: add 'Varna Point Lighthouse'")[1]
     assert "1. Varna Point Lighthouse" in long_text and "Mira Halloway" in long_text  # the passage in the middle
     assert "chunks embedded 1, reused" in long_text
+    hybrid = out.split("7. An exact title, 'Jurassic World Dominion'")[1]
+    assert "vector ranks another film first" in hybrid
+    assert "hybrid ranks the film named first" in hybrid
+    assert "1. Jurassic World Dominion  (fused " in hybrid.split("  hybrid:")[1]
 
 
 def test_the_demo_runs_on_another_table_with_its_own_data() -> None:

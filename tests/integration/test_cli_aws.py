@@ -580,7 +580,8 @@ def test_status_counts_nothing_expensive_unless_asked(moto: MotoServer, stack: c
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli_stack, "make_client_factory", factory)
         result = invoke("status")
-    assert result.exit_code == 0 and calls == []
+    assert result.exit_code == 0 and calls == ["GetIndex"]  # one cheap read: the index mode and its analyzers
     text = " ".join(result.output.split())
+    assert "index search │ ENHANCED; full-text search off" in text
     assert "vectors in index │ not counted (--count-vectors)" in text
     assert "rows in table │ not counted (--count-rows)" in text
