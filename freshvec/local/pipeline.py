@@ -129,6 +129,7 @@ class LocalPipeline:
         self._counters_lock = threading.Lock()
         self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
         self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
+        self._forwarder_lag_ms: float | None = None  # the last pass's, as the Lambda's metric
 
         self.embedder = LocalEmbedder(config.embedding.dimensions)
         self._s3vectors = server.client("s3vectors")
@@ -309,12 +310,23 @@ class LocalPipeline:
                 self._stop.wait(_CRASH_BACKOFF_S)
                 continue
             self._count(forwarder_passes=1, changes_forwarded=stats.changes_forwarded)
+            self._record_lag(stats)
             if stats.at_tip:  # at the tip: next pass one interval after this one started
                 self._stop.wait(max(0.0, interval - (time.monotonic() - pass_started)))
         try:
             forwarder.release()
         except Exception:
             logger.exception("releasing the forwarder's leases failed")
+
+    def _record_lag(self, stats: Any) -> None:
+        """The forwarder lag as the Lambda reports it (``ForwarderLagMs``): now minus the newest change forwarded,
+        0 when nothing new and every shard is at its tip, unchanged otherwise."""
+        lag = stats.lag_ms(time.time())
+        if lag is None and stats.at_tip:
+            lag = 0.0
+        if lag is not None:
+            with self._counters_lock:
+                self._forwarder_lag_ms = lag
 
     def _ttl_loop(self) -> None:
         while not self._stop.wait(_TTL_INTERVAL_S):
@@ -493,8 +505,11 @@ class LocalPipeline:
         with self._counters_lock:
             counters = dict(self._counters)
             sink_totals = dict(self._sink_totals)
+            lag = self._forwarder_lag_ms
         mapping = self.mapping.stats.as_dict()
         return {
+            "forwarder_lag_ms": lag,
+            "sink_iterator_age_ms": mapping.pop("iterator_age_ms"),
             "rows": self.table.count(),
             "changes": len(self._tracker.pending()) + sum(self._tracker.outcomes().values()),
             "pending": len(self._tracker.pending()),
