@@ -193,6 +193,7 @@ def query_json(result: QueryResult) -> dict[str, Any]:
 PASSAGE_MIN_WIDTH = 30
 PASSAGE_MAX_WIDTH = 60
 KEY_MAX_WIDTH = 24  # the key folds onto more lines beyond this; a short key takes only its own width
+METADATA_MIN_WIDTH = 10  # a metadata column narrower than this shows too little of its values to be worth a place
 _CELL_PADDING = 3  # a column's left padding, right padding and border
 
 
@@ -224,7 +225,8 @@ def render_query_table(
     # Metadata values are cut, never wrapped: each column gets its header's width and a share of what is left.
     share = PASSAGE_MAX_WIDTH if spare is None else spare // max(1, len(shown))
     for name in shown:
-        table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=len(name), max_width=len(name) + share)
+        least = _metadata_width(name)
+        table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=least, max_width=least + share)
     for hit, key in zip(result.hits, keys, strict=True):
         distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
         values = [_display(hit.metadata.get(n), types.get(n)) for n in shown]
@@ -250,10 +252,14 @@ def _fitting(
     fixed = (len("rank"), key_width, len("distance"), passage_width)
     used = 1 + sum(w + _CELL_PADDING for w in fixed)
     for position, name in enumerate(columns):
-        if used + len(name) + _CELL_PADDING > width:
+        if used + _metadata_width(name) + _CELL_PADDING > width:
             return columns[:position], columns[position:], width - used
-        used += len(name) + _CELL_PADDING
+        used += _metadata_width(name) + _CELL_PADDING
     return columns, [], width - used
+
+
+def _metadata_width(name: str) -> int:
+    return max(len(name), METADATA_MIN_WIDTH)
 
 
 def _excerpt(passage: str, limit: int = 200) -> str:

@@ -175,9 +175,7 @@ def up(
         write_local_state(path, stack_state(pipeline, control))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
         typer.echo(f"state file: {path} (removed on exit)")
-        if pipeline.postgres is not None:
-            where = "your server" if attachment is not None else "the throwaway server"
-            typer.echo(f"psql on {where}: {pipeline.postgres.psql_command()}")
+        _announce_postgres(pipeline, attachment, loaded, samples=source is Source.POSTGRES and config is None)
         if pipeline.initial_fill is not None:
             fill = pipeline.initial_fill
             pipeline.wait_synced(timeout=300, receipt=fill)
@@ -196,6 +194,19 @@ def up(
         control.stop()
         pipeline.stop()
         typer.echo("local stack stopped")
+
+
+def _announce_postgres(pipeline: Any, attachment: Any, loaded: Any, *, samples: bool) -> None:
+    """How to reach the table's server with psql; with a throwaway server for a config of one's own, how to use
+    the server the config names instead."""
+    if pipeline.postgres is None:
+        return
+    where = "your server" if attachment is not None else "the throwaway server"
+    typer.echo(f"psql on {where}: {pipeline.postgres.psql_command()}")
+    if attachment is None and not samples:
+        named = loaded.postgres.connection
+        typer.echo(f"(a throwaway server with an empty {loaded.postgres.table} table; --attach uses "
+                   f"{named.host}:{named.port}/{named.database} from the config, as it is)")  # fmt: skip
 
 
 def stack_state(pipeline: Any, control: ControlServer) -> dict[str, Any]:

@@ -34,6 +34,9 @@ MORE_BOOKS = (
 )
 
 
+READY_LINE = "Ctrl-C to stop"
+
+
 class Newcomer:
     """The walkthrough's state: the server, the working folder (config, state file), the running ``local up``."""
 
@@ -46,6 +49,7 @@ class Newcomer:
         self.up_output: list[str] = []
         self._up_lines = threading.Condition()
         self._reading = True  # the output of local up is still being read
+        self.ready_at: float | None = None  # when local up said it is up (monotonic)
 
     # ---- the user's server -----------------------------------------------------------------------
     def start_server(self) -> None:
@@ -96,8 +100,9 @@ class Newcomer:
     def init(self) -> subprocess.CompletedProcess[str]:
         return self.freshvec("init", "--pg-url", self.url, "--table", "books", "--output", str(self.config_path))
 
-    def local_up(self, timeout: float = 180) -> None:
-        """``freshvec local up --attach``, returning once it says it is up (its output kept in ``up_output``)."""
+    def local_up(self, timeout: float = 180, *, wait: bool = True) -> None:
+        """``freshvec local up --attach``, returning once it says it is up (its output kept in ``up_output``), or
+        at once with ``wait=False``."""
         self.up = subprocess.Popen(  # noqa: S603 - this interpreter, freshvec's own entry point
             [sys.executable, "-m", "freshvec.main", "local", "up", "--attach", "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
@@ -107,9 +112,15 @@ class Newcomer:
             cwd=self.workdir,
         )
         threading.Thread(target=self._read_up, daemon=True).start()
+        if wait:
+            self.local_up_wait_ready(timeout)
+
+    def local_up_wait_ready(self, timeout: float = 180) -> None:
+        """Until ``local up`` says it is up; RuntimeError with its output when it exits instead."""
+        assert self.up is not None
         deadline = time.monotonic() + timeout
         with self._up_lines:
-            while not any("Ctrl-C to stop" in line for line in self.up_output):
+            while self.ready_at is None:
                 if self.up.poll() is not None and not self._reading:
                     raise RuntimeError("local up exited:\n" + "".join(self.up_output))
                 left = deadline - time.monotonic()
@@ -121,6 +132,8 @@ class Newcomer:
         assert self.up is not None and self.up.stdout is not None
         for line in self.up.stdout:
             with self._up_lines:
+                if READY_LINE in line and self.ready_at is None:
+                    self.ready_at = time.monotonic()
                 self.up_output.append(line)
                 self._up_lines.notify_all()
         with self._up_lines:
@@ -132,6 +145,18 @@ class Newcomer:
         if done.returncode != 0:
             raise RuntimeError(f"query failed: {done.stderr.strip()}")
         return list(json.loads(done.stdout)["hits"])
+
+    def first_hit(self, text: str) -> list[dict[str, Any]]:
+        """The control API's answer to a query, without starting a command: for timing to the first searchable row
+        (empty while ``local up`` is starting or the index is empty)."""
+        from freshvec.cli.errors import OperatorError
+        from freshvec.cli.local_client import control_request, load_local_state
+
+        try:
+            answer = control_request(load_local_state(self.state_path), "POST", "query", {"text": text, "k": 1})
+        except OperatorError:  # no state file yet, or the control API not listening yet
+            return []
+        return list(answer.get("hits") or [])
 
     def status(self) -> dict[str, Any]:
         done = self.freshvec("--local", "status", "--json")

@@ -314,6 +314,7 @@ def test_at_80_columns_the_passage_reads_as_phrases_not_one_word_a_line() -> Non
     assert " ".join(body) == BOOK  # the whole passage, folded
     assert len(body) <= 6 and all(len(part.split()) >= 3 for part in body[:-1])  # phrases, not single words
     assert "name" in header  # a short key leaves room for some metadata beside the passage
+    assert any("│ Dune " in line for line in lines)
 
 
 def test_load_help_shows_no_path_of_a_checkout_and_the_choices() -> None:
