@@ -3,7 +3,7 @@
 
 The user's server is a ``LocalPostgres`` (on 127.0.0.1, stopped at the end); everything else runs as the user
 runs it: the table made with their own DDL and INSERTs through ``psql`` over TCP with ``PGPASSWORD``, and each
-freshvec command a process of its own (``python -m freshvec.main``), its output read as the user reads it.
+freshvec command a process of its own (``python -m freshvec.command``), its output read as the user reads it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Newcomer:
     # ---- freshvec, as commands -------------------------------------------------------------------------
     def freshvec(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - this interpreter, freshvec's own entry point
-            [sys.executable, "-m", "freshvec.main", *args],
+            [sys.executable, "-m", "freshvec.command", *args],
             capture_output=True,
             text=True,
             env=self.env(),
@@ -104,7 +104,7 @@ class Newcomer:
         """``freshvec local up --attach``, returning once it says it is up (its output kept in ``up_output``), or
         at once with ``wait=False``."""
         self.up = subprocess.Popen(  # noqa: S603 - this interpreter, freshvec's own entry point
-            [sys.executable, "-m", "freshvec.main", "local", "up", "--attach", "--config", str(self.config_path)],
+            [sys.executable, "-m", "freshvec.command", "local", "up", "--attach", "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
