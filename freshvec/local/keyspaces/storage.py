@@ -80,14 +80,16 @@ class Cell:
 class Collection:
     """A non-frozen list, set or map: one cell per element, and the newest whole-collection tombstone.
 
-    Element ids: a list element's id is its insertion order (timestamp, then a counter, as Cassandra's
-    timeuuid element keys sort); a set element's id is its value; a map entry's id is its key.
+    Element ids: a list element's id is its insertion order (Cassandra keys list elements by a timeuuid the
+    coordinator makes when the write arrives, whatever the write's timestamp, so two appends always make two
+    elements); a set element's id is its value; a map entry's id is its key.
     """
 
     kind: str
     cleared_us: int = NO_TIMESTAMP
     elements: dict[str, Cell] = field(default_factory=dict)
     keys: dict[str, Any] = field(default_factory=dict)  # element id -> set element or map key
+    appended: int = 0  # list elements made so far: the next one's insertion order
 
     def clear(self, written_us: int) -> None:
         self.cleared_us = max(self.cleared_us, written_us)
@@ -151,10 +153,11 @@ def write_cell(cells: dict[str, Cell], column: str, cell: Cell) -> None:
         cells[column] = cell
 
 
-def element_id(kind: str, element: Any, written_us: int, position: int) -> str:
-    """A collection element's id (see ``Collection``)."""
-    if kind == "list":
-        return f"{written_us + 2**63:020d}-{position:06d}"
+def element_id(collection: Collection, element: Any) -> str:
+    """A collection element's id (see ``Collection``); a list element gets the next insertion order."""
+    if collection.kind == "list":
+        collection.appended += 1
+        return f"{collection.appended:012d}"
     return json.dumps(element, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -188,10 +191,10 @@ def _add_elements(collection: Collection, value: Any, written_us: int, expires_a
     if collection.kind == "map":
         entries = value.items() if isinstance(value, Mapping) else [tuple(pair) for pair in value]
         for key, item in entries:
-            collection.put(element_id("map", key, written_us, 0), Cell(item, written_us, expires_at), key)
+            collection.put(element_id(collection, key), Cell(item, written_us, expires_at), key)
         return
-    for position, element in enumerate(value):
-        eid = element_id(collection.kind, element, written_us, position)
+    for element in value:
+        eid = element_id(collection, element)
         stored = True if collection.kind == "set" else element
         collection.put(eid, Cell(stored, written_us, expires_at), element)
 
@@ -204,7 +207,7 @@ def _remove_elements(collection: Collection, value: Any, written_us: int) -> Non
                 collection.put(eid, Cell(None, written_us), collection.keys.get(eid))
         return
     for element in value:
-        collection.put(element_id(collection.kind, element, written_us, 0), Cell(None, written_us), element)
+        collection.put(element_id(collection, element), Cell(None, written_us), element)
 
 
 def tombstone(row: StoredRow, *, written_us: int) -> None:
@@ -223,3 +226,12 @@ def purge(cells: dict[str, Cell], collections: Mapping[str, Collection], now: fl
     for collection in collections.values():
         for eid in collection.expired(now):
             collection.elements[eid] = Cell(None, collection.elements[eid].written_us)
+
+
+def ttl_deadlines(partition: StoredPartition, row_id: str | None) -> list[float]:
+    """The TTL deadlines of a row's values not purged yet (``row_id`` None: the partition's static row)."""
+    row = partition.rows[row_id] if row_id is not None else None
+    cells = [*row.cells.values(), row.marker] if row else list(partition.static.values())
+    collections = row.collections if row else partition.static_collections
+    cells += [cell for collection in collections.values() for cell in collection.elements.values()]
+    return [cell.expires_at for cell in cells if cell is not None and cell.value is not None and cell.expires_at]

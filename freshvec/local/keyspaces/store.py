@@ -169,6 +169,12 @@ class StreamStore:
             stream = self._streams[stream_arn]
             return [shard.shard_id for shard in stream.shards.values() if shard.is_open or not open_only]
 
+    def last_sequence_number(self, stream_arn: str, shard_id: str) -> str | None:
+        """The newest record's sequence number in a shard (trimmed or not), None when it never had one."""
+        with self._lock:
+            newest = self._streams[stream_arn].shards[shard_id].last_assigned
+            return None if newest is None else str(newest)
+
     def record_count(self, stream_arn: str) -> int:
         """Records still held (not trimmed) across the stream's shards."""
         with self._lock:

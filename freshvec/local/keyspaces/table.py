@@ -34,6 +34,7 @@ from freshvec.local.keyspaces.storage import (
     expired_parts,
     purge,
     tombstone,
+    ttl_deadlines,
 )
 from freshvec.sources.keyspaces.cqltypes import CqlType
 
@@ -173,11 +174,12 @@ class LocalTable:
         return self._delete_rows(partition_key, {}, timestamp_us, whole_partition=True)
 
     def expire_due(self) -> list[str | None]:
-        """Purge cells whose TTL has passed, with an origin-TTL record per row (and static row) they leave."""
+        """Purge cells whose TTL has passed, with an origin-TTL record per row (and static row) they leave, in
+        the order of their deadlines (then keys)."""
         sequences: list[str | None] = []
         with self._lock:
             now = self._clock()
-            for partition_id, row_id in sorted(self._expiring, key=str):
+            for _, partition_id, row_id in sorted((self._deadline(*entry), *entry) for entry in self._expiring):
                 partition = self._partitions[partition_id]
                 key = dict(zip(self.partition_key, json.loads(partition_id), strict=True))
                 if row_id is None:
@@ -265,18 +267,19 @@ class LocalTable:
 
     def expires_at(self, key: Mapping[str, Any]) -> float | None:
         """When the row stops existing if nothing else is written (epoch seconds): the latest TTL deadline of
-        its live marker and cells, or None when something in it has no TTL or there is no row."""
+        its marker and cells not purged yet (a deadline may have passed), or None when something in it has no
+        TTL or there is no row."""
         key = self.schema.canonical_key(key, "key")
         with self._lock:
-            now = self._clock()
             stored = self._partitions.get(self.schema.id_of(key, self.partition_key))
             row = stored.rows.get(self.schema.id_of(key, self.clustering_key)) if stored else None
             if stored is None or row is None:
                 return None
-            shadow = max(row.deleted_us, stored.deleted_us)
-            live = [cell for cell in (row.marker, *row.cells.values()) if cell is not None and cell.live(now, shadow)]
+            shadow, unpurged = max(row.deleted_us, stored.deleted_us), float("-inf")  # expired, not purged: counted
+            cells = (row.marker, *row.cells.values())
+            live = [cell for cell in cells if cell is not None and cell.live(unpurged, shadow)]
             for collection in row.collections.values():
-                live.extend(cell for _, cell in collection.live_elements(now, shadow))
+                live.extend(cell for _, cell in collection.live_elements(unpurged, shadow))
             if not live or any(cell.expires_at is None for cell in live):
                 return None
             return max(cell.expires_at for cell in live if cell.expires_at is not None)
@@ -425,7 +428,7 @@ class LocalTable:
         before = self._records.snapshot(partition, row, now, expired_view=True)
         purge(row.cells, row.collections, now)
         if row.marker is not None and row.marker.expired(now):
-            row.marker = None
+            row.marker = Cell(None, row.marker.written_us)  # an expired marker still outranks older writes
         after = self._records.snapshot(partition, row, now)
         self._note_expiring(partition, key, row_id)
         if before is None:
@@ -443,19 +446,14 @@ class LocalTable:
             return []
         return [self._emit(self._records.record(pk, after, before, "TTL", self.clocks.created_at(now), static=True))]
 
+    def _deadline(self, partition_id: str, row_id: str | None) -> tuple[float, str]:
+        """The earliest TTL deadline in an expiring row (``row_id`` None: the partition's static row)."""
+        deadlines = ttl_deadlines(self._partitions[partition_id], row_id)
+        return (min(deadlines) if deadlines else float("inf")), row_id or ""
+
     def _note_expiring(self, partition: StoredPartition, key: Mapping[str, Any], row_id: str | None) -> None:
         entry = (self.schema.id_of(key, self.partition_key), row_id)
-        if row_id is None:
-            cells, collections, marker = partition.static, partition.static_collections, None
-        else:
-            row = partition.rows[row_id]
-            cells, collections, marker = row.cells, row.collections, row.marker
-        pending = any(c.value is not None and c.expires_at is not None for c in cells.values()) or any(
-            c.value is not None and c.expires_at is not None
-            for col in collections.values()
-            for c in col.elements.values()
-        )
-        (self._expiring.add if pending or (marker and marker.expires_at) else self._expiring.discard)(entry)
+        (self._expiring.add if ttl_deadlines(partition, row_id) else self._expiring.discard)(entry)
 
     # ---- internals: what a row is at a moment ------------------------------------------------------
     def _read(self, key_id: str, now: float) -> tuple[dict[str, Any] | None, int | None]:
