@@ -18,7 +18,7 @@ from typing import Any
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
 from freshvec.sources.postgres import catalog
 from freshvec.sources.postgres import types as pgtypes
-from freshvec.sources.postgres.errors import PostgresError
+from freshvec.sources.postgres.errors import PostgresError, server_message
 from freshvec.sources.postgres.session import qualified, quote_ident
 
 LOCAL_SLOT_SUFFIX = "_local"
@@ -119,7 +119,14 @@ def make_slot(conn: Any, slot: str, say: Say) -> None:
     if conn.run("SELECT 1 FROM pg_replication_slots WHERE slot_name = :s", s=slot):
         say(f"replication slot {slot}: left by an earlier local run: dropping it")
         conn.run("SELECT pg_drop_replication_slot(:s)", s=slot)
-    conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=slot)
+    try:
+        conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=slot)
+    except Exception as exc:
+        raise PostgresError(
+            f"could not create replication slot {slot} ({server_message(exc)}); the role needs REPLICATION "
+            "(ALTER ROLE ... REPLICATION; RDS/Aurora: GRANT rds_replication TO ...) and a free slot "
+            "(max_replication_slots)"
+        ) from exc
     say(f"replication slot {slot}: created (dropped when local mode stops)")
 
 

@@ -132,3 +132,14 @@ def test_the_throwaway_servers_psql_line_connects_without_showing_the_password(p
     finally:
         table.stop()
     assert table.passfile is None
+
+
+def test_attach_with_a_role_that_may_not_replicate_says_what_to_grant(pg) -> None:
+    books(pg)
+    pg.run("ALTER TABLE books REPLICA IDENTITY FULL")
+    pg.run("CREATE PUBLICATION freshvec FOR TABLE books")
+    pg.run("CREATE ROLE reader LOGIN PASSWORD 'pw-reader'")
+    pg.run("GRANT SELECT ON books TO reader")
+    config = books_config(pg, connection={"user": "reader"})
+    with pytest.raises(PostgresError, match=r"could not create replication slot freshvec_local .*ALTER ROLE"):
+        LocalPostgresTable(config, attach=Attachment(config.postgres.connection, "pw-reader")).start()
