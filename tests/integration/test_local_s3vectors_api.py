@@ -311,6 +311,8 @@ def test_text_search_keys_are_added_and_deleted_in_place_and_build_first() -> No
         assert "textSearchConfigurations" not in index["metadataConfiguration"]
         with pytest.raises(ClientError, match="CLASSIC is only"):
             s3v.update_index_mode(vectorBucketName=OTHER, indexName=INDEX, indexMode="CLASSIC")
+        with pytest.raises(ClientError, match="CLASSIC is only"):
+            s3v.put_vector_bucket_default_index_mode(vectorBucketName=OTHER, defaultIndexMode="CLASSIC")
     finally:
         server.stop()
 
@@ -341,6 +343,12 @@ def test_classic_indexes_filter_during_the_search_and_have_no_starts_with() -> N
             )
         s3v.update_index_mode(vectorBucketName=LEGACY, indexName=INDEX, indexMode="ENHANCED")
         assert keys(query(s3v, LEGACY, topK=2, queryVector=vector, filter={"kind": "far"})) == ["far"]
+        # the bucket's default applies to indexes created after it is set, not to existing ones
+        s3v.put_vector_bucket_default_index_mode(vectorBucketName=LEGACY, defaultIndexMode="ENHANCED")
+        s3v.create_index(
+            vectorBucketName=LEGACY, indexName="later", dataType="float32", dimension=2, distanceMetric="cosine"
+        )
+        assert s3v.get_index(vectorBucketName=LEGACY, indexName="later")["index"]["indexMode"] == "ENHANCED"
         assert keys(query(s3v, LEGACY, topK=2, queryVector=vector, filter={"kind": {"$startsWith": "f"}})) == ["far"]
     finally:
         server.stop()
