@@ -378,7 +378,7 @@ def _query_clients(moto: MotoServer, bedrock: FakeBedrockRuntime, stubbed: Any) 
     return factory
 
 
-def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stubber]:
+def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256, mode: str | None = None) -> tuple[Any, Stubber]:
     client = moto.client("s3vectors")
     stubber = Stubber(client)
     index = {
@@ -389,6 +389,7 @@ def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stu
         "dataType": "float32",
         "dimension": dimension,
         "distanceMetric": "cosine",
+        **({"indexMode": mode} if mode else {}),
     }
     stubber.add_response("get_index", {"index": index}, {"vectorBucketName": "freshvec-local", "indexName": INDEX})
     return client, stubber
@@ -462,6 +463,21 @@ def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, mo
             "scores": {"distance": 0.5, "bm25": {}, "fused": None},
         }
     ]
+
+
+def test_starts_with_is_refused_in_one_line_on_a_classic_index(
+    moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bedrock = FakeBedrockRuntime()
+    client, stubber = _stubbed_s3vectors(moto, mode="CLASSIC")  # GetIndex only: nothing else may be sent
+    monkeypatch.setattr(cli_stack, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
+    with stubber:
+        result = invoke("query", "park", "--filter", '{"title": {"$startsWith": "Jurassic"}}')
+    assert result.exit_code != 0 and bedrock.calls == []
+    assert result.output.strip() == (
+        "error: invalid filter at title.$startsWith: $startsWith needs an ENHANCED index; this index is CLASSIC"
+    )
+    stubber.assert_no_pending_responses()
 
 
 def test_query_dimension_mismatch(
