@@ -166,3 +166,17 @@ M_VECTORS_DELETED = "VectorsDeleted"
 M_DLQ_RECORDS = "DlqRecords"
 M_FRESHNESS_MS = "FreshnessMs"  # now minus change time, per applied change
 M_BATCH_DURATION_MS = "BatchDurationMs"
+
+# --- Index generations (freshvec.generations, docs/migrations.md) ---
+# Optional change-event fields of a re-sync: the generations it is for (absent: every live one), and vectors a
+# Bedrock batch job computed for its chunks ({fingerprint: base64 little-endian float32}).
+EVENT_GENERATIONS = "generations"
+EVENT_VECTORS = "vectors"
+GENERATION_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+DEFAULT_GENERATION = "g1"
+# Readers re-read the index pointer this often: a cutover or rollback reaches every reader within it.
+POINTER_CACHE_TTL_S = 10.0
+OUT_INDEX_POINTER_PARAMETER = "IndexPointerParameter"  # the SSM parameter naming the active generation
+ENV_INDEX_POINTER_PARAMETER = "FRESHVEC_INDEX_POINTER_PARAMETER"
+# S3 Vectors per-index write limit (vectors a second; docs s3-vectors-limitations): a migration's ceiling.
+S3V_INDEX_VECTORS_PER_S = 2500
