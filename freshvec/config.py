@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,17 @@ class VectorStoreConfig:
     distance_metric: str = "cosine"
     # EXTRA non-filterable keys only: the embedding field and c.PIPELINE_NON_FILTERABLE_KEYS are always added.
     non_filterable_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """The next index generation during a migration: its own model, dimensions, chunking and index settings
+    (``freshvec.generations``; docs/migrations.md). The bucket is the active generation's."""
+
+    name: str
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,10 @@ class PipelineConfig:
     # derived from source.postgres: keyspace = the schema (change events keep their field names), columns =
     # the CQL type with the same JSON form (docs/sources.md).
     source: SourceConfig = field(default_factory=SourceConfig)
+    # Index generations (docs/migrations.md): the name of the generation embedding, chunking and vector_store
+    # describe, and during a migration the next one. The sink keeps both exact.
+    generation: str = c.DEFAULT_GENERATION
+    next_generation: GenerationConfig | None = None
 
     # ---- the source --------------------------------------------------------------------
     @property
@@ -364,6 +379,7 @@ class PipelineConfig:
         self._validate_embedding()
         self._validate_chunking()
         self._validate_vector_store()
+        self._validate_generations()
         self._validate_stream_and_lambdas()
         _one_of("removal_policy", self.removal_policy, ("destroy", "retain"))
         if self.alarm_email is not None and not _EMAIL_RE.match(self.alarm_email):
@@ -381,6 +397,40 @@ class PipelineConfig:
                 f"{e.dimensions} is not allowed for {e.model_id}; allowed: {', '.join(map(str, allowed))}",
             )
         _in_range("embedding.max_concurrency", e.max_concurrency, (1, 64))
+
+    def _validate_generations(self) -> None:
+        if not re.match(c.GENERATION_NAME_PATTERN, self.generation):
+            raise ConfigError(
+                "generation", f"{self.generation!r}: a lowercase letter, then letters, digits or -, at most 16"
+            )
+        nxt = self.next_generation
+        if nxt is None:
+            return
+        if not re.match(c.GENERATION_NAME_PATTERN, nxt.name):
+            raise ConfigError(
+                "next_generation.name", f"{nxt.name!r}: a lowercase letter, then letters, digits or -, at most 16"
+            )
+        if nxt.name == self.generation:
+            raise ConfigError("next_generation.name", f"{nxt.name!r} is already the name of the active generation")
+        if nxt.vector_store.bucket_name not in (None, self.vector_store.bucket_name):
+            raise ConfigError(
+                "next_generation.vector_store.bucket_name", "every generation lives in the same bucket; leave it out"
+            )
+        store = replace(nxt.vector_store, bucket_name=self.vector_store.bucket_name)
+        view = replace(self, generation=nxt.name, embedding=nxt.embedding, chunking=nxt.chunking, vector_store=store,
+                       next_generation=None)  # fmt: skip
+        try:
+            view._validate_embedding()
+            view._validate_chunking()
+            view._validate_vector_store()
+        except ConfigError as exc:
+            raise ConfigError(f"next_generation.{exc.field}", str(exc).split(": ", 1)[1]) from exc
+        if view.vector_index_name == self.vector_index_name:
+            raise ConfigError(
+                "next_generation.vector_store.index_name",
+                "the next generation has the same model and index settings as the active one, so the same index "
+                "name; give it another vector_store.index_name (e.g. a chunking-only change)",
+            )
 
     def _validate_chunking(self) -> None:
         ch = self.chunking
@@ -539,6 +589,7 @@ _NESTED = {
     "PostgresConnectionConfig": PostgresConnectionConfig,
     "PostgresNetworkConfig": PostgresNetworkConfig,
     "EmbeddingConfig": EmbeddingConfig,
+    "GenerationConfig": GenerationConfig,
     "VectorStoreConfig": VectorStoreConfig,
     "ChunkingConfig": ChunkingConfig,
     "StreamConfig": StreamConfig,

@@ -181,6 +181,7 @@ M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
 M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call
 M_CHUNKS_EMBEDDED = "ChunksEmbedded"  # chunk vectors that came from the model
 M_CHUNKS_REUSED = "ChunksReused"  # chunk vectors reused from the index (same fingerprint, any position of the row)
+M_CHUNKS_COPIED = "ChunksCopied"  # chunk vectors copied from another index generation or a batch job, not embedded
 M_CHUNKS_DELETED = "ChunksDeleted"  # surplus chunks removed because a row's text shrank
 M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"

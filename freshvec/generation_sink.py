@@ -95,7 +95,9 @@ class CopyingEmbedder:
         self.stats.copied += len(texts) - len(missing)
         if missing:
             self.stats.embedded += len(missing)
-            for position, result in zip(missing, self.inner.try_embed_documents([texts[i] for i in missing]), strict=True):
+            for position, result in zip(
+                missing, self.inner.try_embed_documents([texts[i] for i in missing]), strict=True
+            ):
                 results[position] = result
         return [r for r in results if r is not None]
 
@@ -220,7 +222,9 @@ class GenerationSink:
         rows = sorted({k for k in (_row_key(r, lane.generation) for r in routes if r.has_text) if k is not None})
         for donor in donors:
             if rows:
-                known.update({fp: v for fp, v in _stored_by_fingerprint(donor.sink.store, rows).items() if fp not in known})
+                known.update(
+                    {fp: v for fp, v in _stored_by_fingerprint(donor.sink.store, rows).items() if fp not in known}
+                )
         return known
 
 

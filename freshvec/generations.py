@@ -81,7 +81,12 @@ def same_fingerprint_space(a: PipelineConfig, b: PipelineConfig) -> bool:
     the other can be copied instead of embedded; across models or dimensions no fingerprint ever matches.
     """
     ea, eb = a.embedding, b.embedding
-    return (ea.provider, ea.model_id, ea.dimensions, ea.normalize) == (eb.provider, eb.model_id, eb.dimensions, eb.normalize)
+    return (ea.provider, ea.model_id, ea.dimensions, ea.normalize) == (
+        eb.provider,
+        eb.model_id,
+        eb.dimensions,
+        eb.normalize,
+    )
 
 
 # ---- the index pointer ------------------------------------------------------------------------------------
@@ -253,4 +258,26 @@ class GenerationReport:
 
 
 def pointer_summary(pointer: IndexPointer) -> Mapping[str, Any]:
-    return {"active": pointer.active, "previous": pointer.previous, "indexes": {k: v.index for k, v in pointer.generations.items()}}
+    return {
+        "active": pointer.active,
+        "previous": pointer.previous,
+        "indexes": {k: v.index for k, v in pointer.generations.items()},
+    }
+
+
+def promoted(config: PipelineConfig) -> PipelineConfig:
+    """The config after a finished migration: the next generation is the only one (what ``migrate finish``
+    tells the user to deploy, and what local mode runs on)."""
+    nxt = config.next_generation
+    if nxt is None:
+        raise ConfigError("next_generation", "there is no next generation to promote")
+    store = dataclasses.replace(nxt.vector_store, bucket_name=config.vector_store.bucket_name)
+    return dataclasses.replace(
+        config, generation=nxt.name, embedding=nxt.embedding, chunking=nxt.chunking, vector_store=store,
+        next_generation=None,
+    )  # fmt: skip
+
+
+def abandoned(config: PipelineConfig) -> PipelineConfig:
+    """The config after a migration was abandoned (rolled back and the next generation retired)."""
+    return dataclasses.replace(config, next_generation=None)
