@@ -535,6 +535,11 @@ def load_config(context: Mapping[str, Any]) -> PipelineConfig:
     return PipelineConfig.from_dict(merged)
 
 
+def parse_generation(raw: Mapping[str, Any]) -> GenerationConfig:
+    """A ``next_generation`` object (checked by path; its rules against a pipeline run when it is added)."""
+    return _build(GenerationConfig, raw, "next_generation")
+
+
 # ---- helpers ------------------------------------------------------------------------------
 def _parse_override(value: Any) -> Any:
     if not isinstance(value, str):

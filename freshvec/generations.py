@@ -126,7 +126,7 @@ class IndexPointer:
     def entry(self, name: str | None = None) -> PointerEntry:
         wanted = name or self.active
         if wanted not in self.generations:
-            raise KeyError(f"the index pointer knows no generation {wanted!r}; known: {', '.join(self.generations)}")
+            raise ValueError(f"the index pointer knows no generation {wanted!r}; known: {', '.join(self.generations)}")
         return self.generations[wanted]
 
     def switched_to(self, name: str, now: float | None = None) -> IndexPointer:

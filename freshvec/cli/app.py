@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from freshvec import state
-from freshvec.cli import backfill, load_command, preflight, query, reconcile, redrive, settings, status, wait
+from freshvec.cli import backfill, load_command, migrate, preflight, query, reconcile, redrive, settings, status, wait
 from freshvec.cli.errors import OperatorError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
@@ -230,3 +230,4 @@ redrive_app.command("list")(operator_command(redrive.redrive_list))
 redrive_app.command("show")(operator_command(redrive.redrive_show))
 redrive_app.command("send")(operator_command(redrive.redrive_send))
 app.command("status")(operator_command(status.status_command))
+migrate.register(app, operator_command)

@@ -137,6 +137,7 @@ def backfill(
     on_progress: Callable[[int], None] | None = None,
     writer: ChangeStreamWriter | None = None,
     generations: Sequence[str] | None = None,
+    vectors_for: Callable[[dict[str, Any]], dict[str, str]] | None = None,
 ) -> BackfillReport:
     """Send every existing row, with the version it was read with, as a re-sync event (origin BACKFILL).
 
@@ -145,7 +146,8 @@ def backfill(
     last token is saved, so a rerun resumes there (re-sending at most the rows of that token: the sink
     is idempotent). When one segment fails, the others stop at their next page. Pages go through
     ``writer`` (default: the Kinesis writer on the stack's stream) in the calls ``plan_calls`` plans. With
-    ``generations`` the re-syncs are for those index generations only.
+    ``generations`` the re-syncs are for those index generations only; ``vectors_for(row)`` adds precomputed
+    vectors of the row's chunks (a migration's batch jobs).
     """
     run = _BackfillRun(
         session,
@@ -160,6 +162,7 @@ def backfill(
         page_rows=page_rows,
         on_progress=on_progress,
         generations=generations,
+        vectors_for=vectors_for,
     )
     return run.run(workers)
 
@@ -176,8 +179,10 @@ class _BackfillRun:
         page_rows: int,
         on_progress: Callable[[int], None] | None,
         generations: Sequence[str] | None = None,
+        vectors_for: Callable[[dict[str, Any]], dict[str, str]] | None = None,
     ) -> None:
         self.generations = generations
+        self.vectors_for = vectors_for
         self.session = session
         self.resources = resources
         self.config = resources.config
@@ -243,7 +248,8 @@ class _BackfillRun:
             last = position
             with self.lock:
                 seq = str(self.seq_base + next(self.counter))
-            page.append(_backfill_record(row, version, self.config, seq, self.generations))
+            vectors = self.vectors_for(row) if self.vectors_for is not None else None
+            page.append(_backfill_record(row, version, self.config, seq, self.generations, vectors=vectors))
             if len(page) >= self.page_rows:
                 if self.stop.is_set():
                     return False
@@ -284,12 +290,19 @@ class _BackfillRun:
 
 
 def _backfill_record(
-    row: dict[str, Any], version: int | None, config: PipelineConfig, seq: str, generations: Sequence[str] | None
+    row: dict[str, Any],
+    version: int | None,
+    config: PipelineConfig,
+    seq: str,
+    generations: Sequence[str] | None,
+    *,
+    vectors: dict[str, str] | None = None,
 ) -> OutgoingRecord:
     key = {name: row[name] for name in config.primary_key}
     return resync.resync_record(
-        config, key, row, version, origin="BACKFILL", seq=seq, shard="backfill", generations=generations
-    )
+        config, key, row, version, origin="BACKFILL", seq=seq, shard="backfill", generations=generations,
+        vectors=vectors,
+    )  # fmt: skip
 
 
 def _local_cursor(row: dict[str, Any], config: PipelineConfig) -> str:

@@ -42,7 +42,10 @@ def targets(resources: StackResources, names: list[str] | None) -> list[str] | N
 
 
 def resources_for(resources: StackResources, generation: Generation) -> StackResources:
-    """The stack as one generation sees it: its config (model, chunking, index settings) and its index."""
+    """The stack as one generation sees it: its config (model, chunking, index settings) and its index (the
+    stack's output for the config's own generation, the name the stack gives it for the next one)."""
+    if generation.name == resources.config.generation and resources.outputs.get(c.OUT_VECTOR_INDEX):
+        return dataclasses.replace(resources, config=generation.config)
     outputs = {**resources.outputs, c.OUT_VECTOR_INDEX: generation.index_name}
     return dataclasses.replace(resources, config=generation.config, outputs=outputs)
 

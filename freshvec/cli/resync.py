@@ -190,9 +190,11 @@ def resync_record(
     seq: str,
     shard: str,
     generations: Sequence[str] | None = None,
+    vectors: Mapping[str, str] | None = None,
 ) -> OutgoingRecord:
     """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with ``version``; with
-    ``generations``, for those index generations only (``freshvec.generation_sink``)."""
+    ``generations``, for those index generations only, and with ``vectors`` (fingerprint -> base64 float32)
+    precomputed vectors of its chunks (``freshvec.generation_sink``)."""
     now = datetime.now(UTC)
     full_key = {name: (row or key)[name] for name in config.primary_key}
     event = ChangeEvent(
@@ -208,7 +210,10 @@ def resync_record(
         origin=origin,
         source=config.source.kind,
         version=version,
-        extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
+        extra={
+            **({c.EVENT_GENERATIONS: list(generations)} if generations else {}),
+            **({c.EVENT_VECTORS: dict(vectors)} if vectors else {}),
+        },
     )
     return OutgoingRecord(
         event.to_bytes(), partition_key(vector_key(full_key, config.key_columns)), seq, changed_at=now.timestamp()

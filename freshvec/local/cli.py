@@ -118,6 +118,8 @@ def up(
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     control = ControlServer(pipeline, port=port).start()
+    # A migration step changes the live generations: the CLI reads them (and the index names) from the state file.
+    pipeline.generations.on_change(lambda: write_local_state(path, stack_state(pipeline, control)))
     try:
         write_local_state(path, stack_state(pipeline, control))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")

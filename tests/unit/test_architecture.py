@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state"}
 DOMAIN = {
     "config", "metadata", "plan", "chunking", "sink", "sink_calls", "truncate", "forwarder", "datafiles",
-    "generations", "generation_sink",
+    "generations", "generation_sink", "migration", "pricing",
 }  # fmt: skip
 ENTRY = "freshvec.main"
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
