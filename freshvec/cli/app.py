@@ -23,7 +23,19 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from freshvec import state
-from freshvec.cli import backfill, load_command, migrate, preflight, query, reconcile, redrive, settings, status, wait
+from freshvec.cli import (
+    backfill,
+    init,
+    load_command,
+    migrate,
+    preflight,
+    query,
+    reconcile,
+    redrive,
+    settings,
+    status,
+    wait,
+)
 from freshvec.cli.errors import OperatorError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
@@ -220,6 +232,7 @@ def operator_command(command: F) -> F:
 
 # ---- the commands ------------------------------------------------------------------------------
 
+app.command("init")(expected_failures(init.init_command))
 app.command("preflight")(operator_command(preflight.preflight_command))
 app.command("load")(operator_command(load_command.load_command))
 app.command("wait")(operator_command(wait.wait_command))

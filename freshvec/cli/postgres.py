@@ -379,7 +379,7 @@ class PostgresRowReader:
                     params[f"k{offset}_{j}"] = pgtypes.to_text(key[column], pg.columns[column])
                 except pgtypes.PgTypeError as exc:
                     raise OperatorError(f"key {dict(key)}: column {column!r}: {exc}") from exc
-                cells.append(f"CAST(:k{offset}_{j} AS {pg.columns[column]})")
+                cells.append(f"CAST(:k{offset}_{j} AS {pgtypes.storage_type(pg.columns[column])})")
             tuples.append("(" + ", ".join(cells) + ")")
         aliases = ", ".join(["fv_i", *(f"fv_k{j}" for j in range(len(pg.primary_key)))])
         join = " AND ".join(f"t.{quote_ident(col)} = k.fv_k{j}" for j, col in enumerate(pg.primary_key))
