@@ -202,6 +202,7 @@ DEFAULT_GENERATION = "g1"
 # Readers re-read the index pointer this often: a cutover or rollback reaches every reader within it.
 POINTER_CACHE_TTL_S = 10.0
 OUT_INDEX_POINTER_PARAMETER = "IndexPointerParameter"  # the SSM parameter naming the active generation
+OUT_READER_POLICY_ARN = "ReaderPolicyArn"  # the managed policy an application attaches to query the pipeline
 ENV_INDEX_POINTER_PARAMETER = "FRESHVEC_INDEX_POINTER_PARAMETER"
 # S3 Vectors per-index write limit (vectors a second; docs s3-vectors-limitations): a migration's ceiling.
 S3V_INDEX_VECTORS_PER_S = 2500

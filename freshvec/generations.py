@@ -190,6 +190,11 @@ class PointerStore(Protocol):
     def write(self, document: str) -> None: ...
 
 
+def pointer_parameter_name(config: PipelineConfig) -> str:
+    """The SSM parameter holding the index pointer (the stack creates it; local mode uses the same name)."""
+    return f"/freshvec/{config.stack_name}/index-pointer"
+
+
 class CachedPointer:
     """The active generation as a reader sees it: read once, then again after ``ttl_s`` (one GetParameter per
     ``ttl_s`` per process, so a switch reaches every reader within ``ttl_s``). A failed refresh keeps the last

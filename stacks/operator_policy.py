@@ -19,6 +19,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from freshvec.config import PipelineConfig
+from freshvec.generations import live_generations
+from stacks.index_pointer import IndexPointer
 from stacks.postgres_source import SECRET_ACTIONS, SECRET_KEY_ACTIONS
 from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
@@ -58,6 +60,9 @@ CHECKPOINT_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
 METRIC_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics")
 # every command resolves the stack's outputs first.
 STACK_ACTIONS = ("cloudformation:DescribeStacks",)
+# every command that reads the index resolves the active generation (GetParameter); migrate cutover, rollback and
+# finish rewrite the pointer (PutParameter).
+POINTER_ACTIONS = ("ssm:GetParameter", "ssm:PutParameter")
 KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 
@@ -75,9 +80,12 @@ class OperatorPolicy(Construct):
         on_failure_bucket: s3.IBucket,
         checkpoints: dynamodb.ITable,
         key: kms.IKey,
+        pointer: IndexPointer,
     ) -> None:
         super().__init__(scope, construct_id)
-        model_arn = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{config.embedding.model_id}"
+        # query and migrate compare embed with every live generation's model
+        models = dict.fromkeys(g.config.embedding.model_id for g in live_generations(config))
+        model_arns = [f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{m}" for m in models]
         statements = [
             ("ReadStackOutputs", STACK_ACTIONS, [Aws.STACK_ID]),
             *(
@@ -89,8 +97,9 @@ class OperatorPolicy(Construct):
                 else _postgres_statements(config)
             ),
             ("ResendChanges", STREAM_ACTIONS, [stream.stream_arn]),
-            ("ReadTheIndex", INDEX_ACTIONS, [vectors.index_arn]),
-            ("EmbedQueries", MODEL_ACTIONS, [model_arn]),
+            ("ReadTheIndexes", INDEX_ACTIONS, list(vectors.index_arns)),
+            ("ReadAndSwitchTheIndexPointer", POINTER_ACTIONS, [pointer.parameter.parameter_arn]),
+            ("EmbedQueries", MODEL_ACTIONS, model_arns),
             ("RedrivePoisonRecords", DLQ_ACTIONS, [dlq.queue_arn]),
             ("ListFailedBatches", ON_FAILURE_BUCKET_ACTIONS, [on_failure_bucket.bucket_arn]),
             ("RedriveFailedBatches", ON_FAILURE_OBJECT_ACTIONS, [on_failure_bucket.arn_for_objects("*")]),

@@ -14,6 +14,7 @@ from stacks import bundling
 from stacks.acknowledgments import acknowledge_findings
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
+from stacks.index_pointer import IndexPointer
 from stacks.monitoring import Monitoring
 from stacks.operator_policy import OperatorPolicy
 from stacks.postgres_source import PostgresSource
@@ -96,6 +97,7 @@ class PipelineStack(Stack):
             dlq=self.sink.dlq,
             on_failure_bucket=self.sink.on_failure_bucket,
         )
+        self.pointer = IndexPointer(self, "IndexPointer", config=config, vectors=self.vectors, key=self.key)
         self.operator = OperatorPolicy(
             self,
             "Operator",
@@ -107,6 +109,7 @@ class PipelineStack(Stack):
             on_failure_bucket=self.sink.on_failure_bucket,
             checkpoints=self.forwarder.checkpoints,
             key=self.key,
+            pointer=self.pointer,
         )
         self._outputs()
         acknowledge_findings(self)
@@ -129,6 +132,8 @@ class PipelineStack(Stack):
             c.OUT_SINK_FUNCTION: self.sink.function.function_name,
             c.OUT_DASHBOARD: self.monitoring.dashboard.dashboard_name,
             c.OUT_OPERATOR_POLICY_ARN: self.operator.policy.managed_policy_arn,
+            c.OUT_INDEX_POINTER_PARAMETER: self.pointer.parameter_name,
+            c.OUT_READER_POLICY_ARN: self.pointer.reader_policy.managed_policy_arn,
             c.OUT_PIPELINE_CONFIG: self.config.to_json(),
         }
         for name, value in values.items():

@@ -15,6 +15,7 @@ from constructs import Construct
 
 from freshvec import constants as c
 from freshvec.config import PipelineConfig, check_deployable_embedding
+from freshvec.generations import live_generations
 from stacks import constants as k
 from stacks.function import grant_key_use, python_function
 from stacks.vector_store import VectorStore
@@ -127,12 +128,18 @@ class Sink(Construct):
     def _grant(self, config: PipelineConfig, vectors: VectorStore, key: kms.IKey) -> None:
         role = self.function.role
         assert role is not None  # python_function always creates one
-        model_arn = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{config.embedding.model_id}"
+        # Every live generation: its model and its index (one of each outside a migration).
+        model_arns = [
+            f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{model}"
+            for model in dict.fromkeys(g.config.embedding.model_id for g in live_generations(config))
+        ]
         role.add_to_principal_policy(
-            iam.PolicyStatement(sid="EmbedWithOneModel", actions=["bedrock:InvokeModel"], resources=[model_arn])
+            iam.PolicyStatement(sid="EmbedWithTheLiveModels", actions=["bedrock:InvokeModel"], resources=model_arns)
         )
         role.add_to_principal_policy(
-            iam.PolicyStatement(sid="WriteOneIndex", actions=list(VECTOR_WRITE_ACTIONS), resources=[vectors.index_arn])
+            iam.PolicyStatement(
+                sid="WriteTheLiveIndexes", actions=list(VECTOR_WRITE_ACTIONS), resources=list(vectors.index_arns)
+            )
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="ParkPoisonRecords", actions=list(DLQ_SEND_ACTIONS), resources=[self.dlq.queue_arn])

@@ -14,10 +14,13 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from freshvec import constants as c
 from freshvec.adapters.ssm import SsmPointerStore
 from freshvec.config import GenerationConfig, PipelineConfig
+from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.generations import (
     CachedPointer,
     GenerationReport,
@@ -27,6 +30,7 @@ from freshvec.generations import (
     generation_named,
     promoted,
 )
+from freshvec.keys import partition_key, vector_key
 from freshvec.local.embedder import LocalEmbedder
 from freshvec.local.resources import LocalResources, create_generation_index, local_config
 from freshvec.local.search import ExactVectorSearch
@@ -39,6 +43,23 @@ class _Pipeline(Protocol):
     config: PipelineConfig
     resources: LocalResources
     server: Any
+
+    def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> Any: ...
+
+    def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+def _resync(
+    config: PipelineConfig, row: dict[str, Any], version: int | None, generation: str, n: int
+) -> dict[str, Any]:
+    """A BACKFILL re-sync of ``row`` for one generation, as a PutRecords entry on the row's partition key."""
+    key = {name: row[name] for name in config.primary_key}
+    event = ChangeEvent(
+        keyspace=config.keyspace, table=config.table, op="UPDATE", key=key, new=row, old=None,
+        seq=f"demo-fill:{n}", shard="backfill", ts=format_timestamp(datetime.now(UTC)), origin="BACKFILL",
+        source=config.source.kind, version=version, extra={c.EVENT_GENERATIONS: [generation]},
+    )  # fmt: skip
+    return {"Data": event.to_bytes(), "PartitionKey": partition_key(vector_key(key, config.key_columns))}
 
 
 class LocalGenerations:
@@ -126,6 +147,27 @@ class LocalGenerations:
         self.store.write(self.pointer().with_generations(config).to_json())
         self._swap(config)
         return config
+
+    def fill(self, name: str) -> int:
+        """Re-sync every row of the table for generation ``name`` only (what ``freshvec migrate start`` does
+        through the control API, for the demo); returns the rows sent."""
+        pipeline = self._pipeline
+        config = pipeline.config
+        sent = 0
+        after: str | None = None
+        while True:
+            page = pipeline.scan_rows(0, 1, after, 500)
+            records = [
+                _resync(config, row["row"], row["version"], name, sent + i) for i, row in enumerate(page["rows"])
+            ]
+            if records:
+                answer = pipeline.put_stream_records(records)
+                if answer.get("FailedRecordCount"):
+                    raise RuntimeError(f"{answer['FailedRecordCount']} re-sync(s) refused by the change stream")
+            sent += len(records)
+            after = page["next"]
+            if after is None:
+                return sent
 
     def switch(self, name: str) -> IndexPointer:
         """Make ``name`` the generation readers use (cutover, rollback): one pointer write."""

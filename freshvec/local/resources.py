@@ -16,7 +16,7 @@ from freshvec import constants as c
 from freshvec.adapters.dynamodb import create_checkpoint_table
 from freshvec.adapters.ssm import SsmPointerStore
 from freshvec.config import EmbeddingConfig, PipelineConfig, VectorStoreConfig
-from freshvec.generations import initial_pointer, live_generations
+from freshvec.generations import initial_pointer, live_generations, pointer_parameter_name
 
 LOCAL_VECTOR_BUCKET = "freshvec-local"
 LOCAL_EMBEDDING = EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=256)
@@ -111,11 +111,6 @@ def create_generation_index(clients: ClientFactory, generation: PipelineConfig) 
     return str(
         s3vectors.get_index(vectorBucketName=bucket, indexName=generation.vector_index_name)["index"]["indexArn"]
     )
-
-
-def pointer_parameter_name(config: PipelineConfig) -> str:
-    """The SSM parameter of the index pointer (the stack uses the same name)."""
-    return f"/freshvec/{config.stack_name}/index-pointer"
 
 
 def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalResources:
