@@ -442,10 +442,7 @@ def reconcile_command(
                 resyncer.generations = generations.targets(res, [chosen.name])
             sides = sides_for(scoped, clients, session, segments=segments, index_segments=index_segments)
             with console.progress() as progress:
-                tasks = {
-                    "table": progress.add_task(f"{chosen.name}: table rows", total=None),
-                    "index": progress.add_task(f"{chosen.name}: vectors"),
-                }
+                tasks = {side: progress.add_task(f"{chosen.name}: {side}", total=None) for side in ("table", "index")}
                 lock = threading.Lock()
 
                 def advance(side: str, n: int, tasks: dict[str, Any] = tasks, lock: threading.Lock = lock) -> None:
@@ -470,12 +467,9 @@ def reconcile_command(
 def reports_json(reports: Mapping[str, ReconcileReport]) -> dict[str, Any]:
     """One generation: its report (and its name); several: each under ``generations`` and the total drift."""
     if len(reports) == 1:
-        name, report = next(iter(reports.items()))
-        return {**report.as_json(), "generation": name}
-    return {
-        "generations": {name: report.as_json() for name, report in reports.items()},
-        "drift": sum(report.drift for report in reports.values()),
-    }
+        return {**next(iter(reports.values())).as_json(), "generation": next(iter(reports))}
+    every = {name: report.as_json() for name, report in reports.items()}
+    return {"generations": every, "drift": sum(report.drift for report in reports.values())}
 
 
 def _print(report: ReconcileReport, res: StackResources, generation: str) -> None:

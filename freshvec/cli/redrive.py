@@ -302,11 +302,8 @@ def redrive(
                 _notify(on_item, item, "would re-sync")
             return report
         if unique:
-            sender = (
-                ChangeStreamSender(writer, resources.stream_name)
-                if writer is not None
-                else resync.change_stream_sender(resources, clients)
-            )
+            sender = ChangeStreamSender(writer, resources.stream_name) if writer is not None else None
+            sender = sender or resync.change_stream_sender(resources, clients)
             resyncer = resync.Resyncer(config, reader, clients("s3vectors"), resources, sender)
             resyncer.generations = generations
             pairs = list(unique.values())
@@ -463,7 +460,6 @@ def redrive_send(  # noqa: PLR0917 - typer passes every option by keyword; the o
     """Re-sync the keys of parked changes from the table; each item leaves its parking place once Kinesis took them."""
     s = settings()
     res = s.resources()
-    targets = generations_cli.targets(res, generation)
 
     def on_item(item: ParkedItem, outcome: str) -> None:
         detail = f": {item.unreadable}" if item.unreadable else ""
@@ -473,15 +469,9 @@ def redrive_send(  # noqa: PLR0917 - typer passes every option by keyword; the o
     try:
         reader = resync.row_reader(res, session) if not dry_run else _NoReads()
         report = redrive(
-            s.clients(),
-            res,
-            reader,
-            source=source.value,
-            limit=_limit(limit, old_limit, 1000),
-            dry_run=dry_run,
-            on_item=on_item,
-            generations=targets,
-        )
+            s.clients(), res, reader, source=source.value, limit=_limit(limit, old_limit, 1000), dry_run=dry_run,
+            on_item=on_item, generations=generations_cli.targets(res, generation),
+        )  # fmt: skip
     finally:
         if close is not None:
             close()
