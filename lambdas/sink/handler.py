@@ -24,7 +24,7 @@ from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig
 from freshvec.generation_sink import GenerationSink, GenerationSinkResult
-from freshvec.generations import live_generations
+from freshvec.generations import Generation, live_generations
 from freshvec.retry import RetryPolicy
 
 logger = Logger(service=c.SERVICE_SINK)
@@ -61,10 +61,15 @@ def _sink() -> GenerationSink:
     return GenerationSink(
         live,
         {g.name: make_embedder(g.config.embedding, bedrock, _RETRY) for g in live},
-        {g.name: S3VectorsStore(s3vectors, bucket, g.index_name, _RETRY) for g in live},
+        {g.name: S3VectorsStore(s3vectors, bucket, _index_name(g, config), _RETRY) for g in live},
         dlq,
         tombstones=tombstones,
     )
+
+
+def _index_name(generation: Generation, config: PipelineConfig) -> str:
+    """The stack names the config's own generation's index in the environment, the next one as its config does."""
+    return os.environ[c.ENV_VECTOR_INDEX] if generation.name == config.generation else generation.index_name
 
 
 @metrics.log_metrics
