@@ -15,7 +15,7 @@ from rich.table import Table
 from freshvec import constants as c
 from freshvec.cli import console, local_client, resync
 from freshvec.cli.backfill import MAX_TOKEN, MIN_TOKEN, build_range_select
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, explain
 from freshvec.cli.redrive import REDRIVEN_PREFIX, decode_dlq_body
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
@@ -242,8 +242,6 @@ def status_command(
         try:
             close, session = resync.connect_table(res, s.clients(), ca_bundle)
         except Exception as exc:  # noqa: BLE001 - status still shows everything else
-            from freshvec.cli.app import explain  # the app imports this module; explain lives there
-
             notes.append(f"table rows: {explain(exc) or exc}")
     try:
         report = collect_status(

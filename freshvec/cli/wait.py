@@ -41,14 +41,6 @@ PRESENT = object()  # expectation of a key known only by its primary key: any ve
 POLL_INTERVAL_S = 0.25
 DEFAULT_TIMEOUT_S = 120.0
 
-# The input limit each provider cuts texts to (it is part of the fingerprint): freshvec.adapters.bedrock's
-# embedders; local mode's WordLlama keeps Titan's (freshvec.local.embedder.LOCAL_MAX_INPUT_CHARS).
-PROVIDER_MAX_INPUT_CHARS = {
-    "titan": c.TITAN_MAX_INPUT_CHARS,
-    "cohere": c.COHERE_MAX_INPUT_CHARS,
-    "local": c.TITAN_MAX_INPUT_CHARS,
-}
-
 
 @dataclass
 class Expected:
@@ -79,7 +71,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def max_input_chars(config: PipelineConfig) -> int:
     try:
-        return PROVIDER_MAX_INPUT_CHARS[config.embedding.provider]
+        # The cut the embedders make (part of the fingerprint): constants.input_char_limit.
+        return c.input_char_limit(config.embedding.provider, config.embedding.model_id)
     except KeyError:
         raise OperatorError(f"embedding.provider {config.embedding.provider!r}: its input limit is unknown") from None
 

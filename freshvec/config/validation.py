@@ -47,7 +47,7 @@ def validate_embedding(e: EmbeddingConfig) -> None:
 
 def validate_chunking(ch: ChunkingConfig, embedding: EmbeddingConfig) -> None:
     one_of("chunking.strategy", ch.strategy, ("none", "recursive"))
-    limit = c.PROVIDER_MAX_INPUT_CHARS[embedding.provider]
+    limit = c.input_char_limit(embedding.provider, embedding.model_id)
     if not _MIN_CHUNK_CHARS <= ch.max_chars <= limit:
         why = f"(the input limit of {embedding.model_id}, in characters)"
         raise ConfigError("chunking.max_chars", f"{ch.max_chars} is out of range; allowed: 50 to {limit} {why}")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from freshvec.config import ConfigError
+from freshvec.local.bedrock_server import BedrockBatchServer, local_batch_outputs, start_local_batch
 from freshvec.local.control import ControlServer
 from freshvec.state import local_state_path, write_local_state
 
@@ -118,10 +119,11 @@ def up(
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     control = ControlServer(pipeline, port=port).start()
+    batch = start_local_batch(pipeline.server.client("s3"), control.token)
     # A migration step changes the live generations: the CLI reads them (and the index names) from the state file.
-    pipeline.generations.on_change(lambda: write_local_state(path, stack_state(pipeline, control)))
+    pipeline.generations.on_change(lambda: write_local_state(path, stack_state(pipeline, control, batch)))
     try:
-        write_local_state(path, stack_state(pipeline, control))
+        write_local_state(path, stack_state(pipeline, control, batch))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
         typer.echo(f"state file: {path} (removed on exit)")
         if data is not None:
@@ -134,19 +136,25 @@ def up(
             pass
     finally:
         path.unlink(missing_ok=True)
+        batch.stop()
         control.stop()
         pipeline.stop()
         typer.echo("local stack stopped")
 
 
-def stack_state(pipeline: Any, control: ControlServer) -> dict[str, Any]:
-    """The state file's content: where moto is, the resource names (as stack outputs), the control URL and
-    the control API's token (a credential: write it with ``freshvec.state.write_local_state``, mode 0600)."""
+def stack_state(pipeline: Any, control: ControlServer, batch: BedrockBatchServer | None = None) -> dict[str, Any]:
+    """The state file's content: where moto is, the resource names (as stack outputs), the control URL, the
+    Bedrock batch stand-in's URL and the token both require (a credential: write it with
+    ``freshvec.state.write_local_state``, mode 0600)."""
+    outputs = pipeline.resources.outputs(pipeline.config)
+    if batch is not None:
+        outputs = {**outputs, **local_batch_outputs()}
     return {
         "endpoint": pipeline.server.endpoint,
         "region": pipeline.server.region,
         "control": control.url,
         "token": control.token,
-        "outputs": pipeline.resources.outputs(pipeline.config),
+        **({"batch_endpoint": batch.url} if batch is not None else {}),
+        "outputs": outputs,
         "started_at": time.time(),
     }

@@ -8,8 +8,8 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from freshvec.command import app
 from freshvec.config import PipelineConfig
-from freshvec.main import app
 
 BOOKS_DDL = (
     "CREATE TABLE books (id SERIAL PRIMARY KEY, name VARCHAR(255) NOT NULL, description TEXT NOT NULL, "

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from freshvec.cli import app as cli
 from freshvec.cli import backfill, query, redrive, stack, status
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, explain
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import default_config
 from freshvec.errors import MisconfigurationError
@@ -82,7 +82,7 @@ def test_access_denied_is_not_retried() -> None:
         with pytest.raises(MisconfigurationError, match="AccessDeniedException") as caught:
             _sender(client).send(_records(1))
         stub.assert_no_pending_responses()
-    message = cli.explain(caught.value)
+    message = explain(caught.value)
     assert message is not None and "AccessDeniedException" in message and "\n" not in message
 
 
