@@ -83,6 +83,7 @@ class Rates:
     batch_limits_source: str = "documented defaults"
     batch_hours: float = 6.0  # scheduling plus run time of a job: an assumption, stated in the plan
     index_vectors_per_s: float = c.S3V_INDEX_VECTORS_PER_S
+    prices_known: bool = True  # False: the model has no dated price (costs show 0)
 
 
 @dataclass

@@ -25,14 +25,10 @@ DEFAULT_REQUESTS_PER_MINUTE = {  # Service Quotas defaults for on-demand InvokeM
 
 
 def ondemand_usd_per_1k_tokens(model_id: str) -> float:
-    """The on-demand price of a model; a local model (WordLlama) costs nothing."""
+    """The on-demand price of a model in the table; 0 for the local model (WordLlama) and for a model the table
+    does not price yet (``migrate plan`` says so)."""
     return BEDROCK_USD_PER_1K_TOKENS.get(model_id, 0.0)
 
 
 def batch_usd_per_1k_tokens(model_id: str) -> float:
     return ondemand_usd_per_1k_tokens(model_id) * BATCH_DISCOUNT
-
-
-# Records per batch inference job when Service Quotas cannot be read: the documented defaults ("Quotas for
-# Amazon Bedrock": minimum number of records per batch inference job 100, records per input file 50,000).
-BATCH_DEFAULT_RECORDS = (100, 50_000)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,10 +24,12 @@ from freshvec import migration, pricing
 from freshvec.chunking import expected_chunks
 from freshvec.cli import console, generations, local_client, migrate_compare, migrate_fill, reconcile, resync
 from freshvec.cli.errors import OperatorError
-from freshvec.cli.migrate_state import MigrationState, default_state_path
-from freshvec.cli.settings import settings
-from freshvec.cli.stack import ClientFactory, StackResources
-from freshvec.generations import Generation, IndexPointer, generation_named, same_fingerprint_space
+from freshvec.cli.migrate_context import Context, load_context
+from freshvec.cli.migrate_state import MigrationState
+from freshvec.cli.stack import StackResources
+from freshvec.errors import FreshvecError
+from freshvec.generations import Generation, generation_named, same_fingerprint_space
+from freshvec.ports import BatchLimits
 
 migrate_app = typer.Typer(
     help="Move readers to the next index generation: plan, start, status, compare, cutover, rollback, finish.",
@@ -42,46 +43,6 @@ StateOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 SegmentsOption = Annotated[int, typer.Option("--segments", min=1, max=4096, help="Table segments read in parallel")]
 CaOption = Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")]
-
-
-@dataclass
-class Context:
-    resources: StackResources
-    clients: ClientFactory
-    pointer: IndexPointer
-    state_path: Path
-
-    @property
-    def next_generation(self) -> Generation:
-        nxt = self.resources.config.next_generation
-        if nxt is None:
-            where = (
-                "start `freshvec local up` with a config that has one"
-                if self.resources.is_local
-                else "add next_generation to the config and deploy"
-            )
-            raise OperatorError(f"the config has no next generation: {where} (docs/migrations.md)")
-        return generation_named(self.resources.config, nxt.name)
-
-    @property
-    def current_generation(self) -> Generation:
-        return generation_named(self.resources.config, self.resources.config.generation)
-
-    def state(self) -> MigrationState:
-        nxt = self.next_generation
-        return MigrationState.open(self.state_path, source=self.resources.config.generation, target=nxt.name)
-
-    def scoped(self, generation: Generation) -> StackResources:
-        return generations.resources_for(self.resources, generation)
-
-
-def _context(state_file: Path | None) -> Context:
-    s = settings()
-    res = s.resources()
-    clients = s.clients()
-    return Context(
-        res, clients, generations.read_pointer(res, clients), state_file or default_state_path(res.stack_name)
-    )
 
 
 # ---- plan ---------------------------------------------------------------------------------------------------
@@ -112,10 +73,12 @@ def census(ctx: Context, session: Any, segments: int) -> migration.Census:
     return found
 
 
-def rates_for(generation: Generation, requests_per_minute: float | None, batch_hours: float) -> migration.Rates:
+def rates_for(
+    generation: Generation, requests_per_minute: float | None, batch_hours: float, limits: BatchLimits | None
+) -> migration.Rates:
     model = generation.config.embedding.model_id
     provider = generation.config.embedding.provider
-    low, high = pricing.BATCH_DEFAULT_RECORDS
+    low, high = (limits.min_records, limits.max_records) if limits else c.BATCH_DEFAULT_RECORDS
     return migration.Rates(
         ondemand_usd_per_1k_tokens=pricing.ondemand_usd_per_1k_tokens(model),
         batch_usd_per_1k_tokens=pricing.batch_usd_per_1k_tokens(model),
@@ -124,8 +87,19 @@ def rates_for(generation: Generation, requests_per_minute: float | None, batch_h
         texts_per_request=c.COHERE_MAX_TEXTS_PER_CALL if provider == "cohere" else 1,
         batch_min_records=low,
         batch_max_records=high,
+        batch_limits_source=limits.source if limits else "documented defaults",
         batch_hours=batch_hours,
+        prices_known=provider == "local" or model in pricing.BEDROCK_USD_PER_1K_TOKENS,
     )
+
+
+def batch_limits(ctx: Context, generation: Generation) -> BatchLimits | None:
+    """The model's records per job (Service Quotas through the batch adapter); None: the documented defaults."""
+    try:
+        return migrate_fill.batch_jobs_for(ctx, generation).limits()
+    except (OperatorError, FreshvecError) as exc:
+        console.err.print(f"batch limits: {exc}; using the documented defaults")
+        return None
 
 
 def plan_command(
@@ -143,7 +117,7 @@ def plan_command(
     state_file: StateOption = None,
 ) -> None:
     """Rows, chunks and tokens the next generation needs; cost and time on demand and in batch; the path to take."""
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     nxt = ctx.next_generation
     close, session = (
         (None, None) if ctx.resources.is_local else resync.connect_table(ctx.resources, ctx.clients, ca_bundle)
@@ -153,7 +127,7 @@ def plan_command(
     finally:
         if close is not None:
             close()
-    found = migration.plan(counted, rates_for(nxt, requests_per_minute, batch_hours))
+    found = migration.plan(counted, rates_for(nxt, requests_per_minute, batch_hours, batch_limits(ctx, nxt)))
     state = ctx.state()
     state.plan = found.as_json()
     state.done("plan")
@@ -191,7 +165,7 @@ def start_command(
     """Fill the next generation from the table (re-syncs for it only: live changes made meanwhile win)."""
     if path not in ("auto", "ondemand", "batch"):
         raise OperatorError(f"--path {path!r}: choose auto, ondemand or batch")
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     state = ctx.state()
     if state.phase in ("filled", "cutover", "rolled_back"):
         console.out.print(f"generation {state.target} is already filled ({state.rows_sent:,} row(s) sent)")
@@ -227,7 +201,7 @@ def status_command(
     state_file: StateOption = None,
 ) -> None:
     """Per generation: rows in sync, missing and stale; batch jobs; cost so far against the plan."""
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     state = MigrationState.load(ctx.state_path)
     reports: dict[str, Any] = {}
     close, session = (
@@ -284,7 +258,7 @@ def compare_command(
     state_file: StateOption = None,
 ) -> None:
     """Run a query set against both generations: overlap@k, and recall@k and nDCG@k with judgments."""
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     nxt = ctx.next_generation
     other = ctx.pointer.active if ctx.pointer.active != nxt.name else ctx.resources.config.generation
     result = migrate_compare.compare(
@@ -324,7 +298,7 @@ def cutover_command(
     state_file: StateOption = None,
 ) -> None:
     """Point readers at the next generation (one pointer write; no deploy). Both stay exact."""
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     nxt = ctx.next_generation
     state = ctx.state()
     if state.phase in ("planned", "filling") and not force:
@@ -334,14 +308,14 @@ def cutover_command(
 
 def rollback_command(state_file: StateOption = None) -> None:
     """Point readers back at the generation they used before (one pointer write); both stay exact."""
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     state = ctx.state()
     _switch(ctx, state.source, "rollback", "rolled_back")
 
 
 def finish_command(state_file: StateOption = None) -> None:
     """Retire the generation readers no longer use: the sink stops writing it and its index goes."""
-    ctx = _context(state_file)
+    ctx = load_context(state_file)
     done = MigrationState.load(ctx.state_path)
     if ctx.resources.config.next_generation is None:
         if done is not None and done.phase == "finished":

@@ -13,16 +13,14 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from freshvec import migration
 from freshvec.cli import console, local_client, query, reconcile
 from freshvec.cli.errors import OperatorError
+from freshvec.cli.migrate_context import Context
 from freshvec.generations import Generation
 from freshvec.keys import vector_key
-
-if TYPE_CHECKING:
-    from freshvec.cli.migrate import Context
 
 _SAMPLE_CHARS = 200
 

@@ -22,19 +22,17 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from freshvec import constants as c
 from freshvec.chunking import expected_chunks
-from freshvec.cli import backfill, console, local_client, reconcile, resync
+from freshvec.cli import backfill, batch, console, local_client, reconcile, resync
 from freshvec.cli.errors import OperatorError
+from freshvec.cli.migrate_context import Context
 from freshvec.cli.migrate_state import MigrationState
 from freshvec.generation_sink import encode_vector
 from freshvec.generations import Generation, same_fingerprint_space
 from freshvec.ports import BatchEmbeddingJobs, BatchRecord, BatchTooSmallError
-
-if TYPE_CHECKING:
-    from freshvec.cli.migrate import Context
 
 _POLL_S = 10.0
 
@@ -118,10 +116,9 @@ def _row_vectors(nxt: Generation, vectors: dict[str, str]) -> Any:
 
 # ---- the batch path ---------------------------------------------------------------------------------------------
 def batch_jobs_for(ctx: Context, generation: Generation) -> BatchEmbeddingJobs:
-    """The batch inference adapter for the generation's model (local mode: the stand-in over moto's S3)."""
-    from freshvec.cli import batch_wiring
-
-    return batch_wiring.batch_jobs(ctx.resources, ctx.clients, generation.config)
+    """The batch inference adapter for the generation's model (local mode: the stand-in ``freshvec local up``
+    serves, over moto's S3)."""
+    return batch.batch_jobs(ctx.resources, ctx.clients, generation.config.embedding)
 
 
 def submission_name(stack: str, generation: str) -> str:

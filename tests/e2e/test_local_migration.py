@@ -1,6 +1,7 @@
-"""A whole migration in local mode while the table keeps changing: plan, start, compare, cutover, rollback, cutover,
-finish — each step crashed once and run again — with a query loop that must never get an empty, partial or failed
-answer, and both generations reconciling to zero drift after every step."""
+"""A whole migration in local mode while the table keeps changing: plan, start (Bedrock batch jobs on the local
+stand-in), compare, cutover, rollback, cutover, finish — each step crashed once and run again — with a query loop
+that must never get an empty, partial or failed answer, and both generations reconciling to zero drift after
+every step."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from freshvec.cli.migrate_state import MigrationState
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.datafiles import sample_movies
 from freshvec.local import LocalPipeline
+from freshvec.local.bedrock_server import start_local_batch
 from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
 from freshvec.local.demo import read_rows
@@ -34,7 +36,7 @@ SYNC_S = 60
 runner = CliRunner()
 # The next generation changes the chunking and the index: same model and dimensions, so every chunk whose text
 # the active generation already holds is copied, not embedded.
-NEXT = {"name": "g2", "chunking": {"max_chars": 300}, "vector_store": {"index_name": "movies-next"}}
+NEXT = {"name": "g2", "chunking": {"max_chars": 250}, "vector_store": {"index_name": "movies-next"}}
 
 
 class Traffic:
@@ -111,10 +113,11 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPipel
     config = {**DEFAULT_CONFIG, "sink": {"batching_window_s": 0}, "next_generation": NEXT}
     with LocalPipeline.start(config) as running:
         control = ControlServer(running).start()
+        batch = start_local_batch(running.server.client("s3"), control.token, interval_s=0.05)
         home = tmp_path_factory.mktemp("migration")
         state = home / "state.json"
-        running.generations.on_change(lambda: write_local_state(state, stack_state(running, control)))
-        write_local_state(state, stack_state(running, control))
+        running.generations.on_change(lambda: write_local_state(state, stack_state(running, control, batch)))
+        write_local_state(state, stack_state(running, control, batch))
         mp = pytest.MonkeyPatch()
         mp.setenv("FRESHVEC_LOCAL_STATE", str(state))
         mp.chdir(home)
@@ -122,6 +125,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPipel
             yield running, home
         finally:
             mp.undo()
+            batch.stop()
             control.stop()
 
 
@@ -187,20 +191,26 @@ def test_a_whole_migration_under_live_traffic(
         planned = run_crashing(monkeypatch, ["migrate", "plan", "--json"], MigrationState, "done")
         plan = json.loads(planned.stdout)
         assert plan["from"] == "g1" and plan["to"] == "g2" and plan["census"]["rows"] >= ROWS - 20
-        assert plan["recommended"] == "ondemand"  # far below a batch job's minimum
-        assert not plan["batch"]["possible"]
+        census = plan["census"]
+        assert 0 < census["copyable_chunks"] < census["distinct_chunks"]  # short texts copy, split ones do not
+        assert census["chunks_to_embed"] >= 10 and plan["batch"]["possible"]  # the local job minimum is 10
         assert_exact(pipeline, traffic)
 
-        # start crashes after its first page of rows reached the stream, then resumes from its progress file
-        copied_before = pipeline.stats()["generations"]["live"].get("g2", {}).get("copied", 0)
+        # start on the batch path: the jobs embed the new chunk texts, the re-syncs carry their vectors; it
+        # crashes after its first page of rows reached the stream, then resumes (jobs found again by name)
+        before = dict(pipeline.stats()["generations"]["live"].get("g2", {"copied": 0, "embedded": 0}))
         run_crashing(
-            monkeypatch, ["migrate", "start", "--path", "ondemand", "--segments", "2"],
+            monkeypatch, ["migrate", "start", "--path", "batch", "--segments", "2"],
             backfill_cli._BackfillRun, "_flush", after=1,
         )  # fmt: skip
         state = json.loads((home / ".freshvec" / "migration-local.json").read_text())
-        assert state["phase"] == "filled"
+        assert state["phase"] == "filled" and state["fill_path"] == "batch"
+        jobs = state["batch"]["jobs"]
+        assert jobs and all(job["status"] == "Completed" for job in jobs)
+        # the texts to embed when start read the table (live edits since the plan change a few of them)
+        assert sum(job["record_count"] for job in jobs) >= 10
         live = pipeline.stats()["generations"]["live"]["g2"]
-        assert live["copied"] > copied_before  # texts g1 already held were copied into g2
+        assert live["copied"] - before["copied"] >= census["copyable_chunks"]  # job vectors and g1's, not embedded
         assert_exact(pipeline, traffic)
 
         compared = run_crashing(
