@@ -111,10 +111,11 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
         for text in script.queries:
             demo.show_hits(text)
         demo.change_steps(script)
-        if script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive":
+        long_text = script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive"
+        if long_text:
             demo.long_text_step(read_rows(LONG_DOCUMENT, effective, echo)[0])
         if effective.next_generation is None and effective.source.kind == "keyspaces":
-            demo.migration_step(script)
+            demo.migration_step(script, 7 if long_text else 6)
         demo.summary(pipeline.config)
     echo(f"\nDone in {time.monotonic() - started:.1f} s.")
     return demo.steps
@@ -218,7 +219,7 @@ class _Demo:
         reused = after.get("chunks_reused", 0) - before.get("chunks_reused", 0)
         self.echo(f"  paragraph {LONG_EDITED_PARAGRAPH + 1} edited: chunks embedded {embedded}, reused {reused}")
 
-    def migration_step(self, script: Script) -> None:
+    def migration_step(self, script: Script, number: int) -> None:
         """A migration to smaller chunks in a new index while the table changes: fill, compare, cutover,
         rollback, cutover, finish (``freshvec migrate`` does the same against a stack)."""
         p = self.pipeline
@@ -231,7 +232,9 @@ class _Demo:
                 config.vector_store, bucket_name=None, index_name=f"{config.vector_store.index_name}-next"
             ),
         )
-        self.echo(f"\n6. Migrate to a new index generation: chunks of at most {nxt.chunking.max_chars} characters")
+        self.echo(
+            f"\n{number}. Migrate to a new index generation: chunks of at most {nxt.chunking.max_chars} characters"
+        )
         p.generations.add(nxt)
         before = p.stats()["generations"]["live"].get("g2", {"copied": 0, "embedded": 0})
         started = time.monotonic()
