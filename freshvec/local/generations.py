@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -154,11 +155,13 @@ class LocalGenerations:
         pipeline = self._pipeline
         config = pipeline.config
         sent = 0
+        run = uuid.uuid4().hex[:12]  # the re-syncs' source positions are unique to this fill
         after: str | None = None
         while True:
             page = pipeline.scan_rows(0, 1, after, 500)
             records = [
-                _resync(config, row["row"], row["version"], name, sent + i) for i, row in enumerate(page["rows"])
+                _resync(config, row["row"], row["version"], name, f"{run}:{sent + i}")
+                for i, row in enumerate(page["rows"])
             ]
             if records:
                 answer = pipeline.put_stream_records(records)

@@ -124,6 +124,7 @@ class LocalPipeline:
         self._write_lock = threading.Lock()
         self._kinesis_put_lock = threading.Lock()
         self._tracker = SyncTracker()
+        self._resyncs = SyncTracker()  # re-syncs other producers put on the stream (backfill, migrations, ...)
         self._counters_lock = threading.Lock()
         self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
         self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
@@ -331,6 +332,7 @@ class LocalPipeline:
     def _mapping_done(self, records: Sequence[Mapping[str, Any]], outcome: str) -> None:
         positions = [p for p in map(_source_position, records) if p is not None]
         self._tracker.finished(positions, outcome)
+        self._resyncs.finished(positions, outcome)
 
     def _add_sink_stats(self, stats: SinkStats) -> None:
         with self._counters_lock:
@@ -380,7 +382,14 @@ class LocalPipeline:
     def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """PutRecords to the change stream for another producer (the CLI's re-syncs), serialized with the
         forwarder's puts; the answer keeps only what PutRecords callers read."""
+        at = self._resyncs.now()
         response = self.stream_producer().put_records(StreamName=self.resources.stream_name, Records=records)
+        accepted = [
+            r for r, answer in zip(records, response.get("Records", []), strict=False) if "ErrorCode" not in answer
+        ]
+        # ``wait_synced()`` also waits for these (by the source position their change event names).
+        self._resyncs.written([p for p in (_source_position({"kinesis": {"data": base64.b64encode(r["Data"])}})
+                                           for r in accepted) if p is not None], at)  # fmt: skip
         keep = ("SequenceNumber", "ShardId", "ErrorCode", "ErrorMessage")
         return {
             "FailedRecordCount": response.get("FailedRecordCount", 0),
@@ -407,8 +416,12 @@ class LocalPipeline:
     # ---- sync, query, stats --------------------------------------------------------------------
     def wait_synced(self, timeout: float = 30, receipt: WriteReceipt | None = None) -> None:
         """Block until every change written so far (or only ``receipt``'s) is applied to the index or
-        parked (DLQ, on-failure destination); TimeoutError says how many are still pending and which."""
+        parked (DLQ, on-failure destination), re-syncs put through ``put_stream_records`` too; TimeoutError says
+        how many are still pending and which."""
+        started = time.monotonic()
         self._tracker.wait(timeout, receipt.positions if receipt is not None else None)
+        if receipt is None:
+            self._resyncs.wait(max(0.1, timeout - (time.monotonic() - started)))
 
     def freshness_ms(self, receipt: WriteReceipt) -> float:
         """Write call to searchable (or parked), in ms, for a write that is in sync."""
