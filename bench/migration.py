@@ -189,8 +189,17 @@ class _Run:
         self.failures: list[str] = []
         self.reader_stop = threading.Event()
         self.reader_index: list[tuple[float, str]] = []
+        # Live changes wait for their lane's next batch, as a shard's records do: one batch at a time per lane.
+        self.live_changes: list[list[dict[str, Any]]] = [[] for _ in range(LANES)]
+        self.live_lock = threading.Lock()
+
+    def add_live(self, lane: int, doc: dict[str, Any]) -> None:
+        with self.live_lock:
+            self.live_changes[lane].append(doc)
 
     def apply(self, lane: int, docs: list[dict[str, Any]]) -> None:
+        with self.live_lock:
+            docs, self.live_changes[lane] = docs + self.live_changes[lane], []
         records = [kinesis_record(doc, next(self.sequence)) for doc in docs]
         while records:
             result = self.sinks[lane].process(records)
@@ -265,6 +274,8 @@ def _part_a() -> dict[str, Any]:
             rate = run.fill(lambda i, rows=rows: _resync(rows[i], 10**15 + i, "g2"), ROWS)
         writer_stop.set()
         writer.join()
+        for lane in range(LANES):
+            run.apply(lane, [])  # the live changes still queued
         switched = time.monotonic()
         pointer = initial_pointer(config, "bench").switched_to("g2")
         run.pointer.write(pointer.to_json())
@@ -335,7 +346,7 @@ def _live_writer(run: _Run, rows: list[dict[str, Any]], stop: threading.Event) -
         if stop.wait(0.05):
             return
         i = (n * 37) % ROWS
-        run.apply(i % LANES, [change("UPDATE", {**rows[i], "vote_count": n})])
+        run.add_live(i % LANES, change("UPDATE", {**rows[i], "vote_count": n}))
 
 
 def _check_filled(run: _Run, rows: list[dict[str, Any]]) -> None:

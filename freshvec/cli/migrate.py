@@ -255,16 +255,23 @@ def compare_command(
     min_overlap: Annotated[float | None, typer.Option("--min-overlap", min=0, max=1, help="Fail below this")] = None,
     min_recall: Annotated[float | None, typer.Option("--min-recall", min=0, max=1, help="Fail below this")] = None,
     as_json: JsonOption = False,
+    ca_bundle: CaOption = None,
     state_file: StateOption = None,
 ) -> None:
     """Run a query set against both generations: overlap@k, and recall@k and nDCG@k with judgments."""
     ctx = load_context(state_file)
     nxt = ctx.next_generation
     other = ctx.pointer.active if ctx.pointer.active != nxt.name else ctx.resources.config.generation
-    result = migrate_compare.compare(
-        ctx, [generation_named(ctx.resources.config, other), nxt], queries=queries, sample=sample, k=k,
-        judgments=judgments,
-    )  # fmt: skip
+    sampling = queries is None and not ctx.resources.is_local
+    close, session = resync.connect_table(ctx.resources, ctx.clients, ca_bundle) if sampling else (None, None)
+    try:
+        result = migrate_compare.compare(
+            ctx, [generation_named(ctx.resources.config, other), nxt], queries=queries, sample=sample, k=k,
+            judgments=judgments, session=session,
+        )  # fmt: skip
+    finally:
+        if close is not None:
+            close()
     failures = migrate_compare.below(result, min_overlap=min_overlap, min_recall=min_recall, target=nxt.name)
     if as_json:
         console.out.print_json(json.dumps({**result, "failed": failures}))

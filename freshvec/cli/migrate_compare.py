@@ -43,11 +43,11 @@ def load_queries(path: Path) -> list[tuple[str, str]]:
     return queries
 
 
-def sample_queries(ctx: Context, generation: Generation, sample: int) -> list[tuple[str, str]]:
+def sample_queries(ctx: Context, generation: Generation, sample: int, session: Any) -> list[tuple[str, str]]:
     """The first sentence of ``sample`` rows spread over the table (read through the generation's view)."""
     texts: list[str] = []
     field = generation.config.embedding_field
-    for source in reconcile.table_pages(ctx.scoped(generation), None if ctx.resources.is_local else _no_session(), 4):
+    for source in reconcile.table_pages(ctx.scoped(generation), session, 4):
         for page in source():
             texts.extend(row[field] for row, _ in page if isinstance(row.get(field), str) and row[field].strip())
     if not texts:
@@ -58,10 +58,6 @@ def sample_queries(ctx: Context, generation: Generation, sample: int) -> list[tu
         (f"s{i}", re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0][:_SAMPLE_CHARS])
         for i, text in enumerate(picked)
     ]
-
-
-def _no_session() -> Any:
-    raise OperatorError("sampling queries from a Keyspaces or PostgreSQL table: pass --queries instead")
 
 
 def load_judgments(path: Path, ctx: Context) -> dict[str, dict[str, int]]:
@@ -90,9 +86,17 @@ def ranked_rows(ctx: Context, generation: Generation, text: str, k: int) -> list
 
 
 def compare(
-    ctx: Context, pair: Sequence[Generation], *, queries: Path | None, sample: int, k: int, judgments: Path | None
+    ctx: Context,
+    pair: Sequence[Generation],
+    *,
+    queries: Path | None,
+    sample: int,
+    k: int,
+    judgments: Path | None,
+    session: Any = None,
 ) -> dict[str, Any]:
-    asked = load_queries(queries) if queries is not None else sample_queries(ctx, pair[0], sample)
+    """``session``: the table's (Keyspaces or PostgreSQL) when queries are sampled from a deployed table."""
+    asked = load_queries(queries) if queries is not None else sample_queries(ctx, pair[0], sample, session)
     runs: dict[str, dict[str, list[tuple[str, float]]]] = {g.name: {} for g in pair}
     with console.progress_eta() as progress:
         task = progress.add_task("queries", total=len(asked) * len(pair))

@@ -219,6 +219,18 @@ def test_a_whole_migration_under_live_traffic(
         comparison = json.loads(compared.stdout)
         assert comparison["generations"] == ["g1", "g2"] and comparison["empty_answers"] == {"g1": 0, "g2": 0}
         assert comparison["overlap@10"] > 0.3
+        # a query set with judgments: each query is a row's first sentence, that row judged relevant
+        judged_rows = rows[:8]
+        queries, judgments = home / "queries.jsonl", home / "judgments.jsonl"
+        queries.write_text("".join(json.dumps({"id": f"q{i}", "text": r["overview"].split(". ")[0]}) + "\n"
+                                   for i, r in enumerate(judged_rows)))  # fmt: skip
+        judgments.write_text("".join(json.dumps({"query": f"q{i}", "key": {"title": r["title"]}, "relevance": 1}) + "\n"
+                                     for i, r in enumerate(judged_rows)))  # fmt: skip
+        gated = freshvec("migrate", "compare", "--queries", str(queries), "--judgments", str(judgments),
+                         "--min-recall", "0.5", "--json")  # fmt: skip
+        judged = json.loads(gated.stdout)["judged"]
+        assert gated.exit_code == 0 and set(judged) == {"g1", "g2"}
+        assert all(0.5 <= scores["recall@10"] <= 1 and 0 < scores["ndcg@10"] <= 1 for scores in judged.values())
         assert_exact(pipeline, traffic)
 
         for step, active in (("cutover", "g2"), ("rollback", "g1"), ("cutover", "g2")):

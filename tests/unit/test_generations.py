@@ -179,3 +179,27 @@ def test_overlap_at_k() -> None:
     assert overlap_at_k(["a", "b", "c"], ["c", "b", "x"], 3) == pytest.approx(2 / 3)
     assert overlap_at_k(["a", "b", "c", "d"], ["a", "z"], 2) == 0.5
     assert overlap_at_k([], [], 5) == 1.0
+
+
+def test_the_compare_gate_fails_below_either_threshold() -> None:
+    from freshvec.cli.errors import OperatorError
+    from freshvec.cli.migrate_compare import below
+
+    result = {"k": 10, "overlap@10": 0.6, "judged": {"g1": {"recall@10": 0.9}, "g2": {"recall@10": 0.7}}}
+    assert below(result, min_overlap=0.5, min_recall=0.7, target="g2") == []
+    assert below(result, min_overlap=0.61, min_recall=None, target="g2") == ["overlap@10 0.600 < 0.61"]
+    assert below(result, min_overlap=None, min_recall=0.8, target="g2") == ["recall@10 of g2 0.700 < 0.8"]
+    with pytest.raises(OperatorError, match="--judgments"):
+        below({"k": 10, "overlap@10": 1.0}, min_overlap=None, min_recall=0.5, target="g2")
+
+
+def test_judged_metrics_are_the_trec_definitions() -> None:
+    from freshvec.migration import judged_metrics
+
+    runs = {"g1": {"q": [("a", 3.0), ("b", 2.0), ("c", 1.0)]}, "g2": {"q": [("x", 3.0), ("a", 2.0)]}}
+    scores = judged_metrics(runs, {"q": {"a": 1, "c": 1}}, 2)
+    assert scores["g1"]["recall@2"] == pytest.approx(0.5) and scores["g2"]["recall@2"] == pytest.approx(0.5)
+    # nDCG@2: g1 has the relevant row first (1 / (1 + 1/log2(3))), g2 second (1/log2(3) / (1 + 1/log2(3)))
+    ideal = 1 + 1 / math.log2(3)
+    assert scores["g1"]["ndcg@2"] == pytest.approx(1 / ideal)
+    assert scores["g2"]["ndcg@2"] == pytest.approx((1 / math.log2(3)) / ideal)
