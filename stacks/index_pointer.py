@@ -15,19 +15,18 @@ the live models, and decrypt with the stack key (the indexes are SSE-KMS).
 
 from __future__ import annotations
 
-from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from freshvec.config import PipelineConfig
-from freshvec.generations import initial_pointer, live_generations, pointer_parameter_name
+from freshvec.generations import initial_pointer, pointer_parameter_name
+from stacks.bedrock_access import generation_embeddings, invoke_statements
 from stacks.vector_store import VectorStore
 
 POINTER_READ_ACTIONS = ("ssm:GetParameter",)
 QUERY_ACTIONS = ("s3vectors:GetVectors", "s3vectors:QueryVectors")
-EMBED_ACTIONS = ("bedrock:InvokeModel",)
 KEY_READ_ACTIONS = ("kms:Decrypt",)
 
 
@@ -46,8 +45,6 @@ class IndexPointer(Construct):
             tier=ssm.ParameterTier.STANDARD,
         )
         self.parameter_name = name
-        models = dict.fromkeys(g.config.embedding.model_id for g in live_generations(config))
-        model_arns = [f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{m}" for m in models]
         self.reader_policy = iam.ManagedPolicy(
             self,
             "ReaderPolicy",
@@ -57,7 +54,7 @@ class IndexPointer(Construct):
                                     resources=[self.parameter.parameter_arn]),
                 iam.PolicyStatement(sid="QueryTheLiveIndexes", actions=list(QUERY_ACTIONS),
                                     resources=list(vectors.index_arns)),
-                iam.PolicyStatement(sid="EmbedQueries", actions=list(EMBED_ACTIONS), resources=model_arns),
+                *invoke_statements("EmbedQueries", generation_embeddings(config)),
                 iam.PolicyStatement(sid="DecryptTheIndexes", actions=list(KEY_READ_ACTIONS), resources=[key.key_arn]),
             ],
         )  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -15,8 +15,8 @@ from constructs import Construct
 
 from freshvec import constants as c
 from freshvec.config import PipelineConfig, check_deployable_embedding
-from freshvec.generations import live_generations
 from stacks import constants as k
+from stacks.bedrock_access import generation_embeddings, invoke_statements
 from stacks.function import grant_key_use, python_function
 from stacks.vector_store import VectorStore
 
@@ -128,14 +128,8 @@ class Sink(Construct):
     def _grant(self, config: PipelineConfig, vectors: VectorStore, key: kms.IKey) -> None:
         role = self.function.role
         assert role is not None  # python_function always creates one
-        # Every live generation: its model and its index (one of each outside a migration).
-        model_arns = [
-            f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{model}"
-            for model in dict.fromkeys(g.config.embedding.model_id for g in live_generations(config))
-        ]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(sid="EmbedWithTheLiveModels", actions=["bedrock:InvokeModel"], resources=model_arns)
-        )
+        for statement in invoke_statements("EmbedWithTheGenerationModels", generation_embeddings(config)):
+            role.add_to_principal_policy(statement)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="WriteTheLiveIndexes", actions=list(VECTOR_WRITE_ACTIONS), resources=list(vectors.index_arns)

@@ -139,7 +139,12 @@ def validate_postgres(pg: PostgresSourceConfig | None) -> None:  # noqa: PLR0912
             raise ConfigError(
                 "source.postgres.primary_key", f"unknown column {name!r}; columns: {', '.join(pg.columns)}"
             )
-        if pgtypes.family(pg.columns[name]) in (None, "array", "json", "float"):
+        if pgtypes.family(pg.columns[name]) is None:
+            raise ConfigError(
+                f"source.postgres.columns.{name}",
+                f"{pgtypes.unknown_type_message(pg.columns[name])}; a primary key column needs a known type",
+            )
+        if pgtypes.family(pg.columns[name]) in ("array", "json", "float"):
             raise ConfigError("source.postgres.primary_key", f"column {name!r} ({pg.columns[name]}) cannot be a key")
     for path, name in (("source.postgres.publication", pg.publication), ("source.postgres.slot", pg.slot)):
         if not PG_SLOT_RE.match(name):
