@@ -123,6 +123,7 @@ class PipelineStack(Stack):
             operator=self.operator,
             change_stream=self.change_stream,
             batch=self.batch,
+            pointer=self.pointer,
         )
 
     def _outputs(self) -> None:

@@ -45,7 +45,7 @@ def test_the_sink_writes_both_indexes_and_embeds_with_both_models(migrating: Syn
     sink = next(p for lid, p in policies.items() if lid.startswith("SinkRoleDefaultPolicy"))
     write = _statement(sink, "WriteTheLiveIndexes")
     assert sorted(r["Fn::GetAtt"][0] for r in write["Resource"]) == sorted(migrating.resources("AWS::S3Vectors::Index"))
-    embed = json.dumps(_statement(sink, "EmbedWithTheLiveModels")["Resource"])
+    embed = json.dumps(_statement(sink, "EmbedWithTheGenerationModels")["Resource"])
     assert "amazon.titan-embed-text-v2:0" in embed and "cohere.embed-english-v3" in embed
 
 
