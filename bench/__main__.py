@@ -24,6 +24,7 @@ BENCHMARKS = (
     "bench.cold_start",
     "bench.hybrid",
     "bench.init",
+    "bench.migration",
 )
 
 

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from freshvec import constants as c
 from freshvec.chunking import group_hits, query_top_k
-from freshvec.cli import console, local_client
+from freshvec.cli import console, generations, local_client
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
@@ -203,6 +203,8 @@ def query_command(  # noqa: PLR0917 - typer passes each option by position
     filter_doc = parse_filter(filter_json) if filter_json is not None else None
     s = settings()
     res = s.resources()
+    if not res.is_local:  # the index readers use now (the pointer); local mode's own query path reads it too
+        res = generations.active_resources(res, s.clients())
     clients = s.clients() if not res.is_local else _no_clients
     result = query_index(clients, res, text, k=k, filter_doc=filter_doc, mode=mode)
     if as_json:

@@ -173,11 +173,12 @@ def up(
         raise typer.Exit(1) from exc
     control = ControlServer(pipeline, port=port).start()
     batch = start_local_batch(pipeline.server.client("s3"), control.token)
+    # A migration step changes the live generations: the CLI reads them (and the index names) from the state file.
+    pipeline.generations.on_change(lambda: write_local_state(path, stack_state(pipeline, control, batch)))
     try:
         write_local_state(path, stack_state(pipeline, control, batch))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
-        typer.echo(f"state file: {path} (removed on exit)")
-        typer.echo(application_settings(pipeline))
+        typer.echo(f"state file: {path} (removed on exit)\n{application_settings(pipeline)}")
         _announce_postgres(pipeline, attachment, loaded, samples=source is Source.POSTGRES and config is None)
         if pipeline.initial_fill is not None:
             fill = pipeline.initial_fill

@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from freshvec.config import PipelineConfig, TextSearchConfig
+from freshvec.config import GenerationConfig, PipelineConfig, TextSearchConfig
 from freshvec.datafiles import read_records, sample_movies
 from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
@@ -121,11 +121,16 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
         for text in script.queries:
             demo.show_hits(text)
         demo.change_steps(script)
-        if script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive":
+        long_text = script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive"
+        if long_text:
             demo.long_text_step(read_rows(LONG_DOCUMENT, effective, echo)[0])
+        step = 7 if long_text else 6
         if script.queries == MOVIE_QUERIES and effective.text_search_keys:
-            demo.hybrid_step(MOVIE_TITLE_QUERY)
-        demo.summary(effective)
+            demo.hybrid_step(MOVIE_TITLE_QUERY, step)
+            step += 1
+        if effective.next_generation is None and effective.source.kind == "keyspaces":
+            demo.migration_step(script, step)
+        demo.summary(pipeline.config)
     echo(f"\nDone in {time.monotonic() - started:.1f} s.")
     return demo.steps
 
@@ -228,9 +233,9 @@ class _Demo:
         reused = after.get("chunks_reused", 0) - before.get("chunks_reused", 0)
         self.echo(f"  paragraph {LONG_EDITED_PARAGRAPH + 1} edited: chunks embedded {embedded}, reused {reused}")
 
-    def hybrid_step(self, title: str) -> None:
+    def hybrid_step(self, title: str, number: int) -> None:
         keys = ", ".join(self.config.text_search_keys)
-        self.echo(f"\n7. An exact title, {title!r}: vector search alone, then hybrid (full-text on {keys})")
+        self.echo(f"\n{number}. An exact title, {title!r}: vector search alone, then hybrid (full-text on {keys})")
         for mode in ("vector", "hybrid"):
             hits = self.pipeline.query(title, k=3, mode=mode)
             self.echo(f"  {mode}:")
@@ -245,6 +250,47 @@ class _Demo:
             first = self.label({**hits[0]["metadata"], **hits[0]["primary_key"]}) if hits else None
             verdict = "the film named" if first == title else "another film"
             self.echo(f"  -> {mode} ranks {verdict} first")
+
+    def migration_step(self, script: Script, number: int) -> None:
+        """A migration to smaller chunks in a new index while the table changes: fill, compare, cutover,
+        rollback, cutover, finish (``freshvec migrate`` does the same against a stack)."""
+        p = self.pipeline
+        config = p.config
+        nxt = GenerationConfig(
+            name="g2",
+            embedding=config.embedding,
+            chunking=dataclasses.replace(config.chunking, max_chars=max(200, config.chunking.max_chars // 2)),
+            vector_store=dataclasses.replace(
+                config.vector_store, bucket_name=None, index_name=f"{config.vector_store.index_name}-next"
+            ),
+        )
+        self.echo(
+            f"\n{number}. Migrate to a new index generation: chunks of at most {nxt.chunking.max_chars} characters"
+        )
+        p.generations.add(nxt)
+        before = p.stats()["generations"]["live"].get("g2", {"copied": 0, "embedded": 0})
+        started = time.monotonic()
+        sent = p.generations.fill("g2")
+        edited = {**script.rewritten, config.embedding_field: f"{script.new_text} Edited during the migration."}
+        p.upsert([edited])  # a live change while g2 fills: it reaches both generations
+        p.wait_synced(timeout=SYNC_TIMEOUT_S)
+        after = p.stats()["generations"]["live"]["g2"]
+        copied, embedded = after["copied"] - before["copied"], after["embedded"] - before["embedded"]
+        self.echo(
+            f"  filled g2 from {sent} rows in {time.monotonic() - started:.1f} s while the table kept changing: "
+            f"{copied} chunk(s) copied from g1 (same fingerprint), {embedded} embedded"
+        )
+        query = script.queries[0]
+        ranked = {g: [h["key"] for h in p.query(query, k=5, generation=g)] for g in ("g1", "g2")}
+        shared = len(set(ranked["g1"]) & set(ranked["g2"]))
+        self.echo(f"  compare {query!r}: {shared} of the top 5 rows agree (overlap@5 {shared / 5:.1f})")
+        for step, target in (("cutover", "g2"), ("rollback", "g1"), ("cutover", "g2")):
+            switched = time.monotonic()
+            p.generations.switch(target)
+            self.echo(f"  {step}: readers use {target} ({(time.monotonic() - switched) * 1000:,.0f} ms, no deploy)")
+        p.generations.retire("g1")
+        self.echo(f"  finish: g1 retired, its index deleted; queries answer from {p.config.vector_index_name}")
+        self.show_hits(query)
 
     def summary(self, config: PipelineConfig) -> None:
         self.echo("\nFreshness, write -> searchable:")

@@ -44,6 +44,10 @@ def test_the_movie_demo_tells_its_story(tmp_path: Path) -> None:
     assert "vector ranks another film first" in hybrid
     assert "hybrid ranks the film named first" in hybrid
     assert "1. Jurassic World Dominion  (fused " in hybrid.split("  hybrid:")[1]
+    migration = out.split("8. Migrate to a new index generation")[1]
+    assert "copied from g1 (same fingerprint)" in migration
+    assert "cutover: readers use g2" in migration and "rollback: readers use g1" in migration
+    assert "finish: g1 retired" in migration
 
 
 def test_the_demo_runs_on_another_table_with_its_own_data() -> None:
@@ -52,6 +56,7 @@ def test_the_demo_runs_on_another_table_with_its_own_data() -> None:
     steps = run_demo(config, PRODUCTS_DATA, echo=lines.append)
     out = "\n".join(lines)
     assert [s.name for s in steps] == ["load", "description rewritten", "row deleted", "other columns updated"]
+    assert "6. Migrate to a new index generation" in out and "finish: g1 retired" in out
     assert steps[0].changes == sum(1 for line in PRODUCTS_DATA.read_text().splitlines() if line.strip())
     assert all(s.freshness_ms > 0 for s in steps)
     # The rewritten row now reads like the first row: it ranks first or second for that row's opening words.
