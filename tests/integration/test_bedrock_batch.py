@@ -367,3 +367,10 @@ def test_each_model_runs_in_batch_as_a_document_with_its_own_body(
 def test_split_records_refuses_limits_that_cannot_be_met() -> None:
     with pytest.raises(MisconfigurationError, match="cannot be split"):
         split_records(records(16), BatchLimits(min_records=10, max_records=15, source="test"))
+
+
+def test_a_submission_again_with_other_records_is_refused(s3: Any) -> None:
+    _, jobs = make(s3)
+    jobs.submit("changed", records(5))
+    with pytest.raises(ValueError, match="must hold the same records"):
+        jobs.submit("changed", records(6))
