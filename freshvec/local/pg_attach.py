@@ -114,9 +114,20 @@ def _publication(conn: Any, table: catalog.PgTable, publication: str, say: Say) 
         ) from exc
 
 
+def claim(conn: Any, slot: str) -> None:
+    """Hold a session advisory lock named after the slot on ``conn`` for as long as it is open, so a second
+    ``local up --attach`` on the same table cannot drop the first one's slot (a slot read with SQL functions is
+    only marked active during each read); the server releases the lock when the connection closes, crash or not."""
+    if not conn.run("SELECT pg_try_advisory_lock(hashtext(:k))", k=f"freshvec-local:{slot}")[0][0]:
+        raise PostgresError(
+            f"another `freshvec local up --attach` is using replication slot {slot} on this database; stop it first"
+        )
+
+
 def make_slot(conn: Any, slot: str, say: Say) -> None:
-    """Local mode's own slot, new: an earlier run's leftover (a crash) is dropped first."""
-    if conn.run("SELECT 1 FROM pg_replication_slots WHERE slot_name = :s", s=slot):
+    """Local mode's own slot, new: an earlier run's leftover (a crash) is dropped first (``claim`` first)."""
+    found = conn.run("SELECT 1 FROM pg_replication_slots WHERE slot_name = :s", s=slot)
+    if found:
         say(f"replication slot {slot}: left by an earlier local run: dropping it")
         conn.run("SELECT pg_drop_replication_slot(:s)", s=slot)
     try:
