@@ -21,6 +21,7 @@ import typer
 
 from freshvec import constants as c
 from freshvec import migration, pricing
+from freshvec.adapters.service_quotas import bedrock_quota_values, on_demand_rate
 from freshvec.chunking import expected_chunks
 from freshvec.cli import console, generations, local_client, migrate_compare, migrate_fill, reconcile, resync
 from freshvec.cli.errors import OperatorError
@@ -57,7 +58,7 @@ def census(ctx: Context, session: Any, segments: int) -> migration.Census:
                     fp for v in page if isinstance(fp := (v.get("metadata") or {}).get(c.META_FINGERPRINT), str)
                 )
     scoped = ctx.scoped(nxt)
-    limit = c.PROVIDER_MAX_INPUT_CHARS[nxt.config.embedding.provider]
+    limit = c.input_char_limit(nxt.config.embedding.provider, nxt.config.embedding.model_id)
     found = migration.Census()
     seen: set[str] = set()
     with console.progress_eta() as progress:
@@ -89,8 +90,16 @@ def rates_for(
         batch_max_records=high,
         batch_limits_source=limits.source if limits else "documented defaults",
         batch_hours=batch_hours,
-        prices_known=provider == "local" or model in pricing.BEDROCK_USD_PER_1K_TOKENS,
+        prices_known=provider == "local" or pricing.priced(model),
     )
+
+
+def account_requests_per_minute(quotas_client: Any, model_id: str) -> float | None:
+    """The account's on-demand requests-per-minute quota for the model (Service Quotas), None when unreadable or
+    not listed (the documented default is used then)."""
+    values = bedrock_quota_values(quotas_client, lambda call, _what: call())
+    rate = on_demand_rate(values, model_id) if values else None
+    return rate.requests_per_minute if rate is not None else None
 
 
 def batch_limits(ctx: Context, generation: Generation) -> BatchLimits | None:
@@ -107,7 +116,9 @@ def plan_command(
     requests_per_minute: Annotated[
         float | None,
         typer.Option(
-            "--requests-per-minute", min=1, help="The account's on-demand quota [default: the documented one]"
+            "--requests-per-minute",
+            min=1,
+            help="The account's on-demand quota [default: read from Service Quotas, else the documented one]",
         ),
     ] = None,
     batch_hours: Annotated[float, typer.Option("--batch-hours", min=0, help="Assumed batch job turnaround")] = 6.0,
@@ -127,6 +138,8 @@ def plan_command(
     finally:
         if close is not None:
             close()
+    if requests_per_minute is None and not ctx.resources.is_local:
+        requests_per_minute = account_requests_per_minute(ctx.clients("service-quotas"), nxt.config.embedding.model_id)
     found = migration.plan(counted, rates_for(nxt, requests_per_minute, batch_hours, batch_limits(ctx, nxt)))
     state = ctx.state()
     state.plan = found.as_json()
