@@ -68,10 +68,3 @@ def test_unreadable_quotas_are_none_not_an_error() -> None:
             raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListServiceQuotas")
 
     assert bedrock_quota_values(Denied(), direct) is None
-
-
-def test_migrate_plan_reads_the_accounts_on_demand_quota_for_the_model() -> None:
-    from freshvec.cli.migrate import account_requests_per_minute
-
-    assert account_requests_per_minute(PagedQuotas(QUOTAS), c.TITAN_V2) == 6000.0
-    assert account_requests_per_minute(PagedQuotas(QUOTAS), "us.cohere.embed-v4:0") is None  # tokens only
