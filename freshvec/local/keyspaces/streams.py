@@ -272,9 +272,20 @@ class LocalKeyspacesStreams:
                     "TrimmedDataAccess",
                 )
             first = bisect.bisect_left(shard.records, position, key=lambda record: record.seq)
-            batch = _within_size(shard.records[first : first + limit], self.max_response_bytes)
-            next_position = batch[-1].seq + 1 if batch else position
-            caught_up = first + len(batch) == len(shard.records)
+            mark = bisect.bisect_left(shard.progress_marks, position)
+            next_mark = shard.progress_marks[mark] if mark < len(shard.progress_marks) else None
+            if next_mark is not None and (first == len(shard.records) or next_mark < shard.records[first].seq):
+                # The stream moved on here without customer records: an empty page past this one position.
+                batch, next_position = [], next_mark + 1
+            else:
+                candidates = shard.records[first : first + limit]
+                if next_mark is not None:
+                    candidates = [record for record in candidates if record.seq < next_mark]
+                batch = _within_size(candidates, self.max_response_bytes)
+                next_position = batch[-1].seq + 1 if batch else position
+            caught_up = (shard.records[-1].seq if shard.records else 0) < next_position and (
+                not shard.progress_marks or shard.progress_marks[-1] < next_position
+            )
             response: dict[str, Any] = {
                 "changeRecords": [self._present(stream, record) for record in batch],
                 "iteratorDescription": {"iteratorPosition": "AT_TIP" if caught_up else "BEHIND_TIP"},
@@ -388,6 +399,20 @@ class LocalKeyspacesStreams:
             shard.records.append(_Record(seq=seq, created_at=now, body=body, size=size))
             shard.last_assigned = seq
             return str(seq)
+
+    def progress(self, keyspace: str, table: str, pages: int = 1) -> None:
+        """The stream moves on without change records: each open shard gets ``pages`` positions that a reader
+        walks as empty pages with ``BEHIND_TIP`` ("the stream is progressing but no customer records are
+        available at this position; continue polling normally": iteratorDescription, keyspacesstreams model)."""
+        with self._lock:
+            stream = self._current_stream(keyspace, table)
+            if stream is None:
+                return
+            for shard in stream.open_shards():
+                for _ in range(pages):
+                    seq = self._take_seq()
+                    shard.progress_marks.append(seq)
+                    shard.last_assigned = seq
 
     def split_shard(self, stream_arn: str, shard_id: str) -> tuple[str, str]:
         """Close an open shard and give its hash range to two new children (lower half, upper half)."""
