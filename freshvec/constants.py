@@ -163,6 +163,15 @@ BATCH_QUOTA_MODEL_NAMES = {
     NOVA_MME: "Nova 2 Multimodal Embeddings V1",
     LOCAL_WORDLLAMA: "WordLlama L2 Supercat",  # local mode's stand-in answers under this name
 }
+# How Service Quotas names each model in its on-demand rate quotas ("On-demand model inference requests per minute
+# for <name>", "Cross-region model inference tokens per minute for <name>", "Global cross-region ...").
+ON_DEMAND_QUOTA_MODEL_NAMES = {
+    TITAN_V2: "Amazon Titan Text Embeddings V2",
+    COHERE_EN_V3: "Cohere Embed English",
+    COHERE_MULTI_V3: "Cohere Embed Multilingual",
+    COHERE_V4: "Cohere Embed V4",
+    NOVA_MME: "Amazon Nova 2 Multimodal Embeddings V1",
+}
 # Concurrent jobs per base model ("Sum of in-progress and submitted batch inference jobs using a base model").
 BATCH_DEFAULT_ACTIVE_JOBS = 20
 # A submission's name leaves room for "-<part>" within the 63-character job name (ModelInvocationJobName).

@@ -35,9 +35,10 @@ from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.keyspaces.driver import row_to_json
+from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.errors import PostgresError
-from freshvec.sources.postgres.pgoutput import format_lsn, parse_lsn
+from freshvec.sources.postgres.pgoutput import format_lsn
 from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified, quote_ident
 from freshvec.sources.postgres.writer import MAX_ROWS_PER_STATEMENT, PgTableWriter, RowValueError
 
@@ -46,7 +47,6 @@ LOAD_BATCH_ROWS = 500
 BACKFILL_PAGE_ROWS = 500
 RECONCILE_PAGE_ROWS = 1000  # rows per FETCH of reconcile's table side
 SNAPSHOT_WAIT_S = 60.0  # how long a backfill waits for transactions open when it started
-_POLL_S = 0.05
 
 
 # ---- connection ------------------------------------------------------------------------------
@@ -230,57 +230,20 @@ def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: flo
 
 
 def _gap_free_position(conn: Any, wait_s: float, sleep: Callable[[float], None]) -> int:
-    """A WAL position ``L`` such that every transaction a snapshot taken after this returns cannot see
-    commits after ``L``. Read ``L``, then (in one statement, left to right) the running transactions and a
-    new transaction id ``N``: every transaction that committed before ``L`` has an id below ``N``; wait until
-    each of those still running has ended, so the next snapshot sees all of them."""
-    lsn, snapshot, next_xid = conn.run(
-        "SELECT pg_current_wal_lsn()::text, pg_current_snapshot()::text, pg_current_xact_id()::text"
-    )[0]
-    xmax, running = _parse_snapshot(snapshot)
-    waiting = sorted(set(running) | set(range(xmax, int(next_xid))))
-    deadline = time.monotonic() + wait_s
-    while waiting:
-        waiting = [
-            xid
-            for xid in waiting
-            if conn.run("SELECT pg_xact_status(CAST(:x AS xid8))", x=str(xid))[0][0] == "in progress"
-        ]
-        if not waiting:
-            break
-        if time.monotonic() > deadline:
-            raise OperatorError(
-                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a snapshot read "
-                "(backfill, redrive, reconcile --repair) waits for the transactions open when it starts (see "
-                "pg_stat_activity), then reads the table"
-            )
-        sleep(_POLL_S)
-    return parse_lsn(lsn)
-
-
-def _parse_snapshot(text: str) -> tuple[int, list[int]]:
-    """xmax and the running ids of ``xmin:xmax:xip,xip`` (pg_snapshot's text form)."""
-    _, xmax, running = text.split(":")
-    return int(xmax), [int(x) for x in running.split(",") if x]
+    """The version a snapshot read carries (``sources.postgres.snapshot.gap_free_position``)."""
+    try:
+        return snapshot.gap_free_position(conn, wait_s, sleep)
+    except snapshot.SnapshotWaitTimeout as exc:
+        raise OperatorError(
+            f"{exc}; a snapshot read (backfill, redrive, reconcile --repair) waits for the transactions open when it "
+            "starts (see pg_stat_activity), then reads the table"
+        ) from exc
 
 
 def _snapshot_pages(conn: Any, config: PipelineConfig, page_rows: int) -> Iterator[list[dict[str, Any]]]:
-    """The table's rows in one REPEATABLE READ snapshot, a page at a time (a server-side cursor), as change-event
-    JSON values (``types.from_text`` of each column's text form, as the slot reader converts them)."""
+    """The table's rows in one REPEATABLE READ snapshot, a page at a time, as change-event JSON values."""
     pg = config.postgres
-    names = list(pg.columns)
-    select = ", ".join(f"{quote_ident(n)}::text" for n in names)
-    writer = table_writer(config)
-    conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    try:
-        conn.run(f"DECLARE freshvec_backfill NO SCROLL CURSOR FOR SELECT {select} FROM {writer.name}")  # noqa: S608
-        while True:
-            rows = conn.run(f"FETCH {int(page_rows)} FROM freshvec_backfill")
-            if not rows:
-                break
-            yield [{n: pgtypes.from_text(v, pg.columns[n]) for n, v in zip(names, row, strict=True)} for row in rows]
-    finally:
-        conn.run("ROLLBACK")  # read only: nothing to keep
+    return snapshot.snapshot_pages(conn, pg.schema, pg.table, pg.columns, page_rows)
 
 
 def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: int) -> OutgoingRecord:

@@ -5,7 +5,11 @@
 outputs), the control URL and the control token. The control API is a small JSON-over-HTTP server on
 127.0.0.1:
 
-- ``POST /rows/upsert {"rows": [...]}`` and ``POST /rows/delete {"keys": [...]}`` -> ``{"changes": n}``
+- ``POST /rows/upsert {"rows": [...], "ttl_s": n, "timestamp_us": t, "partial": false}`` and
+  ``POST /rows/delete {"keys": [...], "timestamp_us": t}`` -> ``{"changes": n}``. Keyspaces source:
+  ``partial`` makes it an UPDATE of only the given columns (rows may carry ``"$add"``/``"$remove"`` collection
+  changes), ``ttl_s`` is ``USING TTL`` for exactly the cells written (a column TTL on a partial update),
+  ``timestamp_us`` is ``USING TIMESTAMP`` (microseconds, the client's clock otherwise)
 - ``POST /rows/read {"keys": [...]}`` -> ``{"rows": [{"key", "row", "version"}, ...]}``: each key's current
   row (None when there is none) and its version, the newest cell write time in microseconds (re-sync reads)
 - ``POST /rows/scan {"segment": i, "segments": n, "after": cursor, "limit": m}`` -> ``{"rows": [{"row",
@@ -51,8 +55,15 @@ _MAX_SCAN_PAGE = 10_000  # rows per /rows/scan answer
 
 
 class ControlledPipeline(Protocol):
-    def upsert(self, rows: list[dict[str, Any]]) -> Any: ...  # a receipt with ``changes``
-    def delete(self, keys: list[dict[str, Any]]) -> Any: ...
+    def upsert(  # a receipt with ``changes``
+        self,
+        rows: list[dict[str, Any]],
+        ttl_s: int | None = None,
+        *,
+        timestamp_us: int | None = None,
+        partial: bool = False,
+    ) -> Any: ...
+    def delete(self, keys: list[dict[str, Any]], *, timestamp_us: int | None = None) -> Any: ...
     def read_rows(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> Any: ...
     def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]: ...
@@ -97,10 +108,22 @@ class ControlServer:
         p = self._pipeline
 
         def upsert(body: dict[str, Any]) -> tuple[int, Any]:
-            return HTTPStatus.OK, {"changes": p.upsert(_list_of_objects(body, "rows")).changes}
+            partial = body.get("partial", False)
+            if not isinstance(partial, bool):
+                raise ValueError("'partial' must be true or false")
+            receipt = p.upsert(
+                _list_of_objects(body, "rows"),
+                _optional_whole(body, "ttl_s", minimum=1),
+                timestamp_us=_optional_whole(body, "timestamp_us", minimum=0),
+                partial=partial,
+            )
+            return HTTPStatus.OK, {"changes": receipt.changes}
 
         def delete(body: dict[str, Any]) -> tuple[int, Any]:
-            return HTTPStatus.OK, {"changes": p.delete(_list_of_objects(body, "keys")).changes}
+            timestamp_us = _optional_whole(body, "timestamp_us", minimum=0)
+            return HTTPStatus.OK, {
+                "changes": p.delete(_list_of_objects(body, "keys"), timestamp_us=timestamp_us).changes
+            }
 
         def read(body: dict[str, Any]) -> tuple[int, Any]:
             return HTTPStatus.OK, {"rows": p.read_rows(_list_of_objects(body, "keys"))}
@@ -167,6 +190,13 @@ def _whole(body: Mapping[str, Any], name: str, default: int, *, minimum: int) ->
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"'{name}' must be a whole number of at least {minimum}")
     return value
+
+
+def _optional_whole(body: Mapping[str, Any], name: str, *, minimum: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    return _whole(body, name, 0, minimum=minimum)
 
 
 def _list_of_objects(body: Mapping[str, Any], name: str) -> list[dict[str, Any]]:

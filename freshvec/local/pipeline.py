@@ -350,20 +350,40 @@ class LocalPipeline:
                 self._counters[name] += value
 
     # ---- the table -----------------------------------------------------------------------------
-    def upsert(self, rows: Iterable[Row], ttl_s: int | None = None) -> WriteReceipt:
-        """Insert or update rows (JSON-safe values, as in change events); ValueError names a bad row."""
+    def upsert(
+        self, rows: Iterable[Row], ttl_s: int | None = None, *, timestamp_us: int | None = None, partial: bool = False
+    ) -> WriteReceipt:
+        """Insert rows, or with ``partial`` update only the given columns (JSON-safe values, as in change events).
+
+        Keyspaces source only: ``ttl_s`` is ``USING TTL`` for the cells written here (a column TTL when
+        ``partial``), ``timestamp_us`` is ``USING TIMESTAMP``; a partial update may carry ``"$add"``/``"$remove"``
+        collection changes (``LocalTable.update``). ValueError names a bad row.
+        """
         rows = list(rows)
         with self._write_lock:
             at = self._tracker.now()
-            records = self.table.upsert(rows, ttl_s=ttl_s)
+            if self.postgres is not None:
+                if timestamp_us is not None or partial:
+                    raise ValueError(
+                        "a client timestamp and partial updates are Keyspaces writes (source.kind keyspaces)"
+                    )
+                records = self.postgres.upsert(rows, ttl_s=ttl_s)
+            else:
+                write = self.table.update if partial else self.table.upsert
+                records = write(rows, ttl_s=ttl_s, timestamp_us=timestamp_us)
             return self._tracker.written(self._positions(records), at)
 
-    def delete(self, keys: Iterable[Row]) -> WriteReceipt:
-        """Delete rows by primary key (every key column given)."""
+    def delete(self, keys: Iterable[Row], *, timestamp_us: int | None = None) -> WriteReceipt:
+        """Delete rows by primary key (every key column given); ``timestamp_us`` is ``USING TIMESTAMP``."""
         keys = list(keys)
         with self._write_lock:
             at = self._tracker.now()
-            records = self.table.delete(keys)
+            if self.postgres is not None:
+                if timestamp_us is not None:
+                    raise ValueError("a client timestamp is a Keyspaces write (source.kind keyspaces)")
+                records = self.postgres.delete(keys)
+            else:
+                records = self.table.delete(keys, timestamp_us=timestamp_us)
             return self._tracker.written(self._positions(records), at)
 
     def truncate(self) -> WriteReceipt:

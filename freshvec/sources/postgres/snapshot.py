@@ -26,9 +26,15 @@ WAIT_S = 60.0  # how long to wait for transactions open at the start
 _POLL_S = 0.05
 
 
+class SnapshotWaitTimeout(PostgresError):
+    """Transactions open when the read started stayed open longer than the wait (the message names them)."""
+
+
 def gap_free_position(conn: Any, wait_s: float = WAIT_S, sleep: Callable[[float], None] = time.sleep) -> int:
-    """A WAL position ``L``: read it, then the running transactions and the next id in one statement, and wait
-    until each transaction that may have committed before ``L`` has ended (so a snapshot taken next sees it)."""
+    """A WAL position ``L`` such that a snapshot taken after this returns sees every commit up to ``L``. Read ``L``,
+    then (in one statement, left to right) the running transactions and a new transaction id ``N``: every
+    transaction that committed before ``L`` has an id below ``N``; wait until each of those still running has
+    ended. SnapshotWaitTimeout after ``wait_s``."""
     lsn, snapshot, next_xid = conn.run(
         "SELECT pg_current_wal_lsn()::text, pg_current_snapshot()::text, pg_current_xact_id()::text"
     )[0]
@@ -42,10 +48,7 @@ def gap_free_position(conn: Any, wait_s: float = WAIT_S, sleep: Callable[[float]
             if conn.run("SELECT pg_xact_status(CAST(:x AS xid8))", x=str(xid))[0][0] == "in progress"
         ]
         if waiting and time.monotonic() > deadline:
-            raise PostgresError(
-                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; reading the table "
-                "waits for the transactions open when it starts (see pg_stat_activity)"
-            )
+            raise SnapshotWaitTimeout(f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s")
         if waiting:
             sleep(_POLL_S)
     return parse_lsn(lsn)
