@@ -131,7 +131,9 @@ class Sink(Construct):
         for statement in invoke_statements("EmbedWithTheGenerationModels", generation_embeddings(config)):
             role.add_to_principal_policy(statement)
         role.add_to_principal_policy(
-            iam.PolicyStatement(sid="WriteOneIndex", actions=list(VECTOR_WRITE_ACTIONS), resources=[vectors.index_arn])
+            iam.PolicyStatement(
+                sid="WriteTheLiveIndexes", actions=list(VECTOR_WRITE_ACTIONS), resources=list(vectors.index_arns)
+            )
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="ParkPoisonRecords", actions=list(DLQ_SEND_ACTIONS), resources=[self.dlq.queue_arn])

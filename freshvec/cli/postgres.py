@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from freshvec import constants as c
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
@@ -192,15 +193,17 @@ def backfill(
     on_progress: Callable[[int], None] | None = None,
     wait_s: float = SNAPSHOT_WAIT_S,
     sleep: Callable[[float], None] = time.sleep,
+    generations: Sequence[str] | None = None,
 ) -> tuple[int, int]:
-    """Send every row as a BACKFILL INSERT with one version; returns (rows sent, that version)."""
+    """Send every row as a BACKFILL INSERT with one version (for ``generations`` only, when given); returns
+    (rows sent, that version)."""
     pg = config.postgres
     ensure_slot(conn, pg.slot, database=pg.connection.database)  # first: what changes from now on is kept
     version = _gap_free_position(conn, wait_s, sleep)
     limiter = RateLimiter(rate_per_s)
     sent = 0
     for page in _snapshot_pages(conn, config, page_rows):
-        records = [_record(row, config, version, sent + i) for i, row in enumerate(page)]
+        records = [_record(row, config, version, sent + i, generations) for i, row in enumerate(page)]
         limiter.acquire(len(records))
         sender.send(records)
         sent += len(records)
@@ -209,7 +212,9 @@ def backfill(
     return sent, version
 
 
-def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: float) -> None:
+def backfill_command(
+    res: Any, clients: Callable[[str], Any], *, rate_per_s: float, generations: Sequence[str] | None = None
+) -> None:
     """``freshvec backfill`` for a postgres source (``res``: the stack's ``StackResources``)."""
     from freshvec.cli import console
 
@@ -219,7 +224,12 @@ def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: flo
         with console.progress() as progress:
             task = progress.add_task("backfill", total=None)
             sent, version = backfill(
-                conn, res.config, sender, rate_per_s=rate_per_s, on_progress=lambda n: progress.advance(task, n)
+                conn,
+                res.config,
+                sender,
+                rate_per_s=rate_per_s,
+                on_progress=lambda n: progress.advance(task, n),
+                generations=generations,
             )
     finally:
         conn.close()
@@ -246,7 +256,9 @@ def _snapshot_pages(conn: Any, config: PipelineConfig, page_rows: int) -> Iterat
     return snapshot.snapshot_pages(conn, pg.schema, pg.table, pg.columns, page_rows)
 
 
-def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: int) -> OutgoingRecord:
+def _record(
+    row: dict[str, Any], config: PipelineConfig, version: int, index: int, generations: Sequence[str] | None = None
+) -> OutgoingRecord:
     key = {name: row[name] for name in config.primary_key}
     now = datetime.now(UTC)
     seq = f"backfill:{format_lsn(version)}#{index}"
@@ -263,6 +275,7 @@ def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: in
         origin="BACKFILL",
         source="postgres",
         version=version,
+        extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
     )
     # The partition key the forwarder gives the row's live changes: one Kinesis shard per row.
     return OutgoingRecord(

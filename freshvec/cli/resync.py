@@ -181,9 +181,20 @@ def stored_metadata(s3vectors: Any, resources: StackResources, keys: Sequence[st
 
 # ---- events -------------------------------------------------------------------------------------------------
 def resync_record(
-    config: PipelineConfig, key: Row, row: Row | None, version: int | None, *, origin: str, seq: str, shard: str
+    config: PipelineConfig,
+    key: Row,
+    row: Row | None,
+    version: int | None,
+    *,
+    origin: str,
+    seq: str,
+    shard: str,
+    generations: Sequence[str] | None = None,
+    vectors: Mapping[str, str] | None = None,
 ) -> OutgoingRecord:
-    """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with ``version``."""
+    """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with ``version``; with
+    ``generations``, for those index generations only, and with ``vectors`` (fingerprint -> base64 float32)
+    precomputed vectors of its chunks (``freshvec.generation_sink``)."""
     now = datetime.now(UTC)
     full_key = {name: (row or key)[name] for name in config.primary_key}
     event = ChangeEvent(
@@ -199,6 +210,10 @@ def resync_record(
         origin=origin,
         source=config.source.kind,
         version=version,
+        extra={
+            **({c.EVENT_GENERATIONS: list(generations)} if generations else {}),
+            **({c.EVENT_VECTORS: dict(vectors)} if vectors else {}),
+        },
     )
     return OutgoingRecord(
         event.to_bytes(), partition_key(vector_key(full_key, config.key_columns)), seq, changed_at=now.timestamp()
@@ -228,6 +243,7 @@ class Resyncer:
         self.sender: ChangeStreamSender = sender
         self._run = f"{int(time.time() * 1000)}"
         self._counter = itertools.count(1)
+        self.generations: Sequence[str] | None = None  # index generations the re-syncs are for (None: every live one)
 
     def plan(
         self, keys: Sequence[Row], *, origin: str, seqs: Sequence[str] | None = None
@@ -250,7 +266,18 @@ class Resyncer:
                     results.append(Resynced(dict(key), vk, "none", None))
                     continue
                 version = stored_version({"metadata": stored[vk]})
-            records.append(resync_record(self.config, dict(key), row, version, origin=origin, seq=seq, shard=shard))
+            records.append(
+                resync_record(
+                    self.config,
+                    dict(key),
+                    row,
+                    version,
+                    origin=origin,
+                    seq=seq,
+                    shard=shard,
+                    generations=self.generations,
+                )
+            )
             results.append(Resynced(dict(key), vk, "delete" if row is None else "update", version))
         return records, results
 

@@ -138,6 +138,9 @@ OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
     "load: CQL INSERT": ("cassandra:Modify", *_CQL_READ),
     "query: s3vectors:GetIndex, QueryVectors": ("s3vectors:GetIndex", "s3vectors:QueryVectors"),
     "query: bedrock-runtime:InvokeModel": ("bedrock:InvokeModel",),
+    # query, migrate status/compare read the index pointer; migrate cutover/rollback/finish rewrite it
+    "query, migrate: ssm:GetParameter": ("ssm:GetParameter",),
+    "migrate cutover, rollback, finish: ssm:PutParameter": ("ssm:PutParameter",),
     "backfill: CQL SELECT, kinesis:PutRecords": (*_CQL_READ, *_KINESIS_SEND),
     "redrive: sqs:ReceiveMessage, ChangeMessageVisibilityBatch, DeleteMessage": (
         "sqs:ReceiveMessage",
