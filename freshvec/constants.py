@@ -17,6 +17,19 @@ OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE", "TRUNCATE")  # TRUNCATE: every ro
 ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL", "REDRIVE", "RECONCILE")
 RESYNC_ORIGINS = ("BACKFILL", "REDRIVE", "RECONCILE")  # a row read from the table, not a live change
 
+# --- Exactness (docs/exactness.md) ---
+# A Keyspaces re-sync is stamped with its read's start minus these two bounds: B, how far the reader's clock may
+# be from the service's (NTP-synchronised hosts stay well inside it; Amazon Time Sync inside a millisecond), and
+# δ, how long after a record's ``createdAt`` its write may still be invisible to a LOCAL_QUORUM read. Every write
+# with ``createdAt`` at or before the stamp was visible to the read. The sink also refuses a stamp more than B
+# ahead of its own clock (the reader's clock was wrong).
+KEYSPACES_READER_CLOCK_BOUND_S = 1.0
+KEYSPACES_VISIBILITY_BOUND_S = 1.0
+# A tombstone outlives the oldest change the event source mapping can still deliver (sink.max_record_age_s),
+# plus this margin for the time between a re-sync read and its put to the change stream. A re-sync read longer
+# ago than that lifetime is refused (the tombstones it would have to be ordered against may be gone).
+TOMBSTONE_MARGIN_S = 3600
+
 # --- Amazon S3 Vectors ---
 S3V_MAX_DIMENSION = 4096
 S3V_MAX_KEY_CHARS = 1024

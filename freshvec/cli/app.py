@@ -24,7 +24,7 @@ import typer
 
 from freshvec import state
 from freshvec.cli import backfill, load_command, preflight, query, reconcile, redrive, settings, status, wait
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError, UsageError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
 from freshvec.errors import MisconfigurationError, error_code
@@ -151,8 +151,16 @@ def _explain_cassandra(exc: BaseException) -> str | None:
     return None
 
 
+def exit_code(exc: BaseException) -> int:
+    """``EXIT_USAGE`` for bad input (command line, config, files), else ``EXIT_FAILED`` (``freshvec.cli.errors``)."""
+    if isinstance(exc, UsageError | FilterError | LoaderFileError | ConfigError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
 def expected_failures(command: F) -> F:
-    """Turn expected failures into one ``error:`` line and exit code 1."""
+    """Turn expected failures into one ``error:`` line, and anything else into its traceback; either way the
+    exit code says the command could not finish (``exit_code``), never the code of a failed check."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -160,14 +168,13 @@ def expected_failures(command: F) -> F:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure gets its exit code; bugs keep their traceback
             message = explain(exc)
-            if message is None:
-                raise
-            if settings.settings().debug:
+            if message is None or settings.settings().debug:
                 traceback.print_exc(file=sys.stderr)
-            typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(1) from None
+            if message is not None:
+                typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(exit_code(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

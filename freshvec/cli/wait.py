@@ -28,7 +28,7 @@ import typer
 from freshvec import constants as c
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.cli import console
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError
 from freshvec.cli.load import LoadReport, RowWriter, WriteOp, WriteResult
 from freshvec.cli.settings import settings
 from freshvec.config import PipelineConfig
@@ -222,7 +222,7 @@ def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: st
             f"error: {len(outcome.never_visible)} of {len(expected)} change(s) did not become searchable within "
             f"{timeout_s:g} s (e.g. {sample}); see `freshvec status` and `freshvec redrive list`"
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def after_load(

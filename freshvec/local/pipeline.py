@@ -53,6 +53,7 @@ from freshvec.local.resources import LocalResources, create_resources, local_con
 from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
 from freshvec.sink import Sink, SinkStats
+from freshvec.versions import keyspaces_read_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -373,17 +374,23 @@ class LocalPipeline:
         }
 
     def read_rows(self, keys: Iterable[Row]) -> list[dict[str, Any]]:
-        """Each key's current row and version (``{"key", "row", "version"}``; row None when there is none)."""
-        answers = []
-        for key in keys:
-            row, version = self.table.read(key)
-            answers.append({"key": dict(key), "row": row, "version": version})
-        return answers
+        """Each key's current row and the read's version (``{"key", "row", "version"}``; row None when there is
+        none): a PostgreSQL read's snapshot, a Keyspaces stand-in read's stamp (``freshvec.versions``)."""
+        keys = [dict(key) for key in keys]
+        if self.postgres is not None:
+            version, rows = self.postgres.read_keys(keys)
+            return [{"key": key, "row": row, "version": version} for key, row in zip(keys, rows, strict=True)]
+        stamp = keyspaces_read_stamp(time.time()).text()
+        return [{"key": key, "row": self.table.read(key)[0], "version": stamp} for key in keys]
 
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
-        """One page of a segment's rows with their versions (``LocalTable.scan``) and the next cursor."""
+        """One page of a segment's rows with the read's version and the next cursor."""
+        if self.postgres is not None:
+            version, rows, cursor = self.postgres.scan(segment, segments, after=after, limit=limit)
+            return {"rows": [{"row": row, "version": version} for row in rows], "next": cursor}
+        stamp = keyspaces_read_stamp(time.time()).text()
         page, cursor = self.table.scan(segment, segments, after=after, limit=limit)
-        return {"rows": [{"row": row, "version": version} for row, version in page], "next": cursor}
+        return {"rows": [{"row": row, "version": stamp} for row, _ in page], "next": cursor}
 
     @staticmethod
     def _positions(sequence_numbers: Iterable[str | None]) -> list[Position]:

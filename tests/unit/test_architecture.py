@@ -28,8 +28,19 @@ from stacks import bundling
 from stacks import constants as k
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state"}
-DOMAIN = {"config", "metadata", "plan", "chunking", "sink", "sink_calls", "truncate", "forwarder", "datafiles"}
+CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state", "versions"}
+DOMAIN = {
+    "config",
+    "metadata",
+    "plan",
+    "chunking",
+    "sink",
+    "sink_calls",
+    "sink_report",
+    "truncate",
+    "forwarder",
+    "datafiles",
+}
 ENTRY = "freshvec.main"
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
 MAX_MODULE_LINES = 500
