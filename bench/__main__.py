@@ -18,6 +18,7 @@ BENCHMARKS = (
     "bench.reconcile",
     "bench.chunking",
     "bench.pg_forwarder",
+    "bench.cold_start",
 )
 
 

@@ -95,6 +95,30 @@ PROVIDER_MAX_INPUT_CHARS: dict[str, int] = {
     "local": TITAN_MAX_INPUT_CHARS,
 }
 
+# --- Amazon Bedrock batch inference (CreateModelInvocationJob) ---
+# Job states (botocore ``bedrock`` model, ModelInvocationJobStatus; "Monitor batch inference jobs",
+# https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference-monitor.html).
+BATCH_JOB_STATES = (
+    "Submitted",
+    "Validating",
+    "Scheduled",
+    "InProgress",
+    "Completed",
+    "PartiallyCompleted",
+    "Failed",
+    "Stopping",
+    "Stopped",
+    "Expired",
+)
+BATCH_TERMINAL_STATES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+BATCH_RESULT_STATES = ("Completed", "PartiallyCompleted")  # output files exist to read
+# Record ids: "alphanumeric string" (https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference-data.html);
+# the length bound is freshvec's own, generous for a counter.
+BATCH_RECORD_ID_RE = r"^[A-Za-z0-9]{1,64}$"
+BATCH_RECORD_ID_MAX_CHARS = 64
+# A submission's name leaves room for "-<part>" within the 63-character job name (ModelInvocationJobName).
+BATCH_SUBMISSION_NAME_RE = r"^[a-zA-Z0-9](-?[a-zA-Z0-9]){0,55}$"
+
 # --- AWS CloudFormation (AWS::Cassandra::Keyspace / Table): names of fewer characters are refused ---
 CFN_KEYSPACES_NAME_MIN_CHARS = 2
 

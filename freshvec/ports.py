@@ -11,6 +11,8 @@ serves which port — happens in the Lambda handlers, the operator CLI and local
 - ``LeaseStore``: the forwarder's checkpoints and shard leases (DynamoDB).
 - ``TombstoneStore``: versions of recent deletes, so a re-sync put read before a delete cannot resurrect a row.
 - ``ChangeSource``: where row changes come from (``freshvec.sources``: Keyspaces CDC streams).
+- ``BatchEmbeddingJobs``: many texts embedded at once, asynchronously and at about half the on-demand price
+  (Bedrock batch inference; a fake over moto's S3 with the local embedder in local mode).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from freshvec.errors import FreshvecError, PoisonRecordError, TransientError
+from freshvec import constants as c
+from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
 from freshvec.outgoing import OutgoingRecord
 
 Vector = dict[str, Any]  # {"key": str, "data": {"float32": [...]}, "metadata": {...}}
@@ -276,4 +279,123 @@ class ChangeSource(Protocol):
 
     def convert(self, record: Any, partition_id: str) -> tuple[OutgoingRecord, bool]:
         """What goes to the change stream for a record, and whether it is a change event (not an envelope)."""
+        ...
+
+
+# ---- batch inference -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchRecord:
+    """One text to embed in a batch job, under an id the caller chose.
+
+    ``record_id`` is unique within one submission and matches ``c.BATCH_RECORD_ID_RE`` (letters and digits,
+    at most ``c.BATCH_RECORD_ID_MAX_CHARS``): Bedrock hands results back under it, in no guaranteed order.
+    The caller keeps the map from id to what it stands for (a row's key and chunk number).
+    """
+
+    record_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """Records one job of this model may hold: fewer than ``min_records`` is refused by the service
+    (ValidationException); more than ``max_records`` is split into several jobs by ``submit``."""
+
+    min_records: int
+    max_records: int
+    source: str  # where the figures came from: "service-quotas" or "documented defaults"
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One batch inference job as the service reports it."""
+
+    job_id: str  # the job ARN: what ``status``, ``results`` and ``stop`` take
+    name: str  # "<submission name>-<part number>", part numbers from 1
+    status: str  # one of c.BATCH_JOB_STATES
+    record_count: int  # records written to its input
+    message: str = ""  # the service's reason for Failed, Stopped or Expired
+    processed_records: int | None = None  # counts the service reports while the job runs (None: not yet)
+    error_records: int | None = None
+    submitted_at: float | None = None  # epoch seconds (for an ETA)
+
+    @property
+    def done(self) -> bool:
+        """No further state change will come (Completed, PartiallyCompleted, Failed, Stopped, Expired)."""
+        return self.status in c.BATCH_TERMINAL_STATES
+
+    @property
+    def has_results(self) -> bool:
+        """Output exists to read: Completed, or PartiallyCompleted (some records carry an error)."""
+        return self.status in c.BATCH_RESULT_STATES
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One record's outcome, joined on ``record_id``: a vector of the model's dimensions, or the reason the
+    model refused it (its ``error`` object in the output, or "no output" when the output lacks the record)."""
+
+    record_id: str
+    vector: list[float] | None = None
+    error: str | None = None
+    input_tokens: int | None = None  # when the model reports it (Titan V2, Nova); for cost against the plan
+
+
+class BatchTooSmallError(MisconfigurationError):
+    """Fewer records than one job's minimum: embed them on demand instead."""
+
+    def __init__(self, records: int, limits: BatchLimits) -> None:
+        self.records = records
+        self.limits = limits
+        super().__init__(
+            f"{records} record(s) is below the batch inference minimum of {limits.min_records} per job "
+            f"({limits.source}); embed them on demand"
+        )
+
+
+class BatchEmbeddingJobs(Protocol):
+    """Embed many documents with one model through asynchronous jobs (Bedrock CreateModelInvocationJob).
+
+    Texts are embedded as documents (the stored side: Cohere ``search_document``, Nova ``GENERIC_INDEX``),
+    with the same model, dimensions and request body as the on-demand ``Embedder`` for that model, so a
+    vector from a batch job equals the one an on-demand call would give. Texts are cut to ``max_input_chars``
+    exactly as the on-demand embedder cuts them (fingerprints stay true).
+
+    A submission is named by the caller (``c.BATCH_SUBMISSION_NAME_RE``, e.g. "fv-<stack>-g2-0007") and is
+    idempotent: its records go to ``ceil(n / max_records)`` jobs of near-equal size named "<name>-1",
+    "<name>-2", ...; submitting the same name again returns the jobs that already exist instead of creating
+    them twice (a crashed ``migrate start`` resumes by submitting again). Errors: BatchTooSmallError (fewer
+    than ``limits().min_records``), ValueError (bad or duplicate record ids, an empty submission),
+    TransientError (throttled, 5xx: try again, the same name is safe), MisconfigurationError (access, role,
+    bucket, model not enabled, job quota reached).
+    """
+
+    model_id: str
+    dimensions: int
+    max_input_chars: int
+
+    def limits(self) -> BatchLimits:
+        """This model's records per job: from Service Quotas when readable, else the documented defaults."""
+        ...
+
+    def submit(self, name: str, records: Sequence[BatchRecord]) -> list[BatchJob]:
+        """Write the records' input files and create (or find) the submission's jobs; returns them in part order."""
+        ...
+
+    def jobs(self, name: str) -> list[BatchJob]:
+        """The jobs of one submission that exist now, in part order (empty: none was created)."""
+        ...
+
+    def status(self, job_id: str) -> BatchJob:
+        """The job's current state and counts (GetModelInvocationJob)."""
+        ...
+
+    def results(self, job: BatchJob) -> Iterator[BatchResult]:
+        """Every record of a job that ``has_results``, each exactly once, joined on ``record_id`` (never on
+        order): a vector, or the record's error. A record the output lacks comes back with an error.
+        MisconfigurationError for a job without results (Failed, Stopped, Expired or still running)."""
+        ...
+
+    def stop(self, job_id: str) -> None:
+        """Ask the service to stop a running job (StopModelInvocationJob); a job already done is left alone."""
         ...

@@ -95,6 +95,7 @@ def build_dependencies(output_dir: Path) -> None:
             f"(pip exit code {result.returncode}); run `make setup` with network access once, which keeps them "
             f"in {k.PREINSTALLED_DEPS} for offline synth.\n{result.stderr.strip()}"
         )
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: nothing in a layer runs them
 
 
 def _preinstalled_is_current() -> bool:

@@ -8,9 +8,14 @@ https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem (docs/sources.
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
+import os
 import ssl
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from freshvec.config import PostgresConnectionConfig
 from freshvec.sources.postgres.errors import PostgresError, classify_pg
 
 SOCKET_TIMEOUT_S = 120.0  # one slot peek decodes the retained WAL; leave it time, but not forever
@@ -58,3 +63,50 @@ def connect(connection: Any, password: str | None, *, application_name: str = AP
     if sock is not None:  # the connect timeout is short; queries (a slot peek) may take longer
         sock.settimeout(SOCKET_TIMEOUT_S)
     return conn
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+PASSWORD_ENVS = ("FRESHVEC_PG_PASSWORD", "PGPASSWORD")  # freshvec's own first, then libpq's (psql's)
+
+
+def connection_from_url(url: str, base: Any = None) -> tuple[Any, str | None]:
+    """A ``PostgresConnectionConfig`` and the password from ``postgresql://user:password@host:port/db?sslmode=..``.
+
+    What the URL leaves out comes from ``base`` (a ``PostgresConnectionConfig``), else the defaults; a loopback
+    host without ``sslmode`` gets ``disable`` (TLS to one's own machine protects nothing), any other host the
+    config's default, ``verify-full``. ValueError names what is wrong with the URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            f"{url.rsplit('@', maxsplit=1)[-1]!r} is not a postgresql:// URL (postgresql://user@host:5432/db)"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the URL's port is not a number: {exc}") from exc
+    current = base if base is not None else PostgresConnectionConfig()
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    host = parts.hostname or current.host
+    changes: dict[str, Any] = {"host": host}
+    if port is not None:
+        changes["port"] = port
+    if parts.path.strip("/"):
+        changes["database"] = unquote(parts.path.strip("/"))
+    if parts.username:
+        changes["user"] = unquote(parts.username)
+    elif base is None:  # libpq's default: PGUSER, else the operating-system user
+        changes["user"] = os.environ.get("PGUSER") or getpass.getuser()
+    if "sslmode" in query:
+        changes["sslmode"] = query["sslmode"]
+    elif host in LOOPBACK_HOSTS and base is None:
+        changes["sslmode"] = "disable"
+    if "sslrootcert" in query:
+        changes["ca_bundle"] = query["sslrootcert"]
+    changes["password"] = None  # never carried into a config: it is returned apart
+    password = unquote(parts.password) if parts.password is not None else None
+    return dataclasses.replace(current, **changes), password
+
+
+def password_from_environment() -> str | None:
+    """The password a local command uses when no URL gives one: ``FRESHVEC_PG_PASSWORD``, else ``PGPASSWORD``."""
+    return next((os.environ[name] for name in PASSWORD_ENVS if os.environ.get(name)), None)

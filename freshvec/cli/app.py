@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from freshvec import state
-from freshvec.cli import backfill, load_command, preflight, query, reconcile, redrive, settings, status, wait
+from freshvec.cli import backfill, init, load_command, preflight, query, reconcile, redrive, settings, status, wait
 from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError, UsageError
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
@@ -227,6 +227,7 @@ def operator_command(command: F) -> F:
 
 # ---- the commands ------------------------------------------------------------------------------
 
+app.command("init")(expected_failures(init.init_command))
 app.command("preflight")(operator_command(preflight.preflight_command))
 app.command("load")(operator_command(load_command.load_command))
 app.command("wait")(operator_command(wait.wait_command))

@@ -27,7 +27,7 @@ def _files(root: Path) -> set[str]:
 
 def test_code_asset_holds_domain_and_handlers_without_local_mode(synth: Synth) -> None:
     files = _files(_asset_dir(synth, synth.stack.forwarder.function))
-    assert "freshvec/config.py" in files
+    assert "freshvec/config/__init__.py" in files
     assert "freshvec/change-event.schema.json" in files
     assert "lambdas/__init__.py" in files
     assert not any(f.startswith("freshvec/local/") for f in files)

@@ -100,7 +100,7 @@ def _layer(module: str) -> int:
         return 3
     if parts[:2] == ["freshvec", "sources"]:
         return 1
-    if len(parts) == 2 and parts[1] in DOMAIN:
+    if parts[0] == "freshvec" and len(parts) >= 2 and parts[1] in DOMAIN:  # a module or a package of modules
         return 2
     if (len(parts) == 2 and parts[1] in CONTRACT) or module == "freshvec":
         return 0

@@ -98,7 +98,7 @@ def _key_select(table: PgTableWriter, keys: Sequence[Mapping[str, Any]], first: 
                 params[f"k{offset}_{j}"] = pgtypes.to_text(key[column], table.columns[column])
             except pgtypes.PgTypeError as exc:
                 raise ValueError(f"key {dict(key)}: column {column!r}: {exc}") from exc
-            cells.append(f"CAST(:k{offset}_{j} AS {table.columns[column]})")
+            cells.append(f"CAST(:k{offset}_{j} AS {pgtypes.storage_type(table.columns[column])})")
         tuples.append("(" + ", ".join(cells) + ")")
     aliases = ", ".join(["fv_i", *(f"fv_k{j}" for j in range(len(table.primary_key)))])
     join = " AND ".join(f"t.{quote_ident(col)} = k.fv_k{j}" for j, col in enumerate(table.primary_key))

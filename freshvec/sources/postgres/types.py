@@ -9,6 +9,7 @@ PostgreSQL type             change-event JSON value                     metadata
 ==========================  ==========================================  =====================================
 text, varchar, char, name   string                                      string
 smallint, integer, bigint   integer                                     number (beyond +-2**53: string)
+smallserial/serial/bigserial  (and ``... GENERATED ... AS IDENTITY``): the integer of that width
 numeric / decimal           exact decimal string ``"12.50"``            number (``NaN``/infinite: string)
 real, double precision      number (``"NaN"``, ``"Infinity"`` strings)  number (non-finite: string)
 boolean                     bool                                        bool
@@ -101,6 +102,18 @@ TYPE_OIDS = {
 ARRAY_OIDS = {1000: 16, 1001: 17, 1005: 21, 1007: 23, 1009: 25, 1014: 1042, 1015: 1043, 1016: 20, 1021: 700}
 ARRAY_OIDS |= {1022: 701, 1182: 1082, 1115: 1114, 1185: 1184, 1231: 1700, 2951: 2950, 3807: 3802, 199: 114}
 _MODIFIER = re.compile(r"\s*\(.*\)\s*$")  # varchar(80), numeric(10,2), timestamp(3)
+# What a user writes in a CREATE TABLE for an auto-numbered key: SERIAL types are integers with a sequence
+# default, an identity column is its integer type with GENERATED ... AS IDENTITY (the server stores either as
+# the plain integer, which is what the slot and the catalog report).
+_SERIALS = {
+    "smallserial": "smallint",
+    "serial2": "smallint",
+    "serial": "integer",
+    "serial4": "integer",
+    "bigserial": "bigint",
+    "serial8": "bigint",
+}
+_IDENTITY = re.compile(r"\s+generated\s+(always|by\s+default)\s+as\s+identity.*$", re.IGNORECASE | re.DOTALL)
 
 
 class PgTypeError(ValueError):
@@ -108,13 +121,27 @@ class PgTypeError(ValueError):
 
 
 def normalize_type(type_text: str) -> str:
-    """``" VARCHAR(80) "`` -> ``"varchar"``; ``"INT[]"`` -> ``"int[]"``; arrays keep one ``[]``."""
-    text = type_text.strip().lower()
+    """``" VARCHAR(80) "`` -> ``"varchar"``; ``"INT[]"`` -> ``"int[]"``; arrays keep one ``[]``; ``serial`` ->
+    ``integer``, ``bigint generated always as identity`` -> ``bigint``."""
+    text = _IDENTITY.sub("", type_text.strip().lower())
     is_array = text.endswith("[]")
     base = text.rstrip("[] ").strip()
     base = _MODIFIER.sub("", base).replace("(", "").strip()
     base = re.sub(r"\s+", " ", base)
+    base = _SERIALS.get(base, base)
     return f"{base}[]" if is_array else base
+
+
+def storage_type(type_text: str) -> str:
+    """The type a value is stored as, for ``CAST(... AS <type>)``: a serial or identity column's integer type,
+    every other type as written (its modifiers kept: ``varchar(80)``, ``numeric(10,2)``)."""
+    text = _IDENTITY.sub("", type_text.strip()).strip()
+    return _SERIALS.get(text.lower(), text)
+
+
+def unknown_type_message(type_text: str) -> str:
+    """What an error says about a type the pipeline does not know (docs/sources.md lists the known ones)."""
+    return f"unknown PostgreSQL type {type_text!r} (the accepted types are listed in docs/sources.md)"
 
 
 def family(type_text: str) -> str | None:

@@ -69,7 +69,9 @@ class PgTableWriter:
                 for column in self.primary_key:
                     name = f"k{i}_{len(parts)}"
                     params[name] = self._text(key, column, i)
-                    parts.append(f"{quote_ident(column)} = CAST(:{name} AS {self.columns[column]})")
+                    parts.append(
+                        f"{quote_ident(column)} = CAST(:{name} AS {pgtypes.storage_type(self.columns[column])})"
+                    )
                 matches.append("(" + " AND ".join(parts) + ")")
             where = " OR ".join(matches)
             statements.append((f"DELETE FROM {self.name} WHERE {where} RETURNING 1", params))  # noqa: S608 - quoted
@@ -111,7 +113,7 @@ class PgTableWriter:
             cells = []
             for j, column in enumerate(columns):
                 params[f"v{i}_{j}"] = self._text(row, column, i)
-                cells.append(f"CAST(:v{i}_{j} AS {self.columns[column]})")
+                cells.append(f"CAST(:v{i}_{j} AS {pgtypes.storage_type(self.columns[column])})")
             tuples.append("(" + ", ".join(cells) + ")")
         names = ", ".join(quote_ident(c) for c in columns)
         keys = ", ".join(quote_ident(k) for k in self.primary_key)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout, WriteType
+from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut, Unavailable, WriteTimeout, WriteType
 
 _INSERT = re.compile(r'^INSERT INTO "(\w+)"\."(\w+)" \((.+)\) VALUES \((.+)\)$')
 _DELETE = re.compile(r'^DELETE FROM "(\w+)"\."(\w+)" WHERE (.+)$')
@@ -242,3 +242,80 @@ def unavailable() -> Unavailable:
 
 def timed_out() -> OperationTimedOut:
     return OperationTimedOut(errors={"cassandra.us-east-1.amazonaws.com:9142": "timed out"}, last_host="host")
+
+
+_SYSTEM_COLUMNS = re.compile(r"^SELECT (.+) FROM system_schema\.columns WHERE keyspace_name = %s AND table_name = %s$")
+_SYSTEM_TABLES = re.compile(r"^SELECT (.+) FROM system_schema\.tables WHERE keyspace_name = %s$")
+_MCS_TABLES = re.compile(r"^SELECT (.+) FROM system_schema_mcs\.tables WHERE keyspace_name = %s AND table_name = %s$")
+_SAMPLE = re.compile(r'^SELECT (.+) FROM "(\w+)"\."(\w+)" LIMIT (\d+)$')
+
+
+@dataclass
+class FakeSchemaSession:
+    """A cassandra-driver session (rows as dicts, ``dict_factory``) over table definitions kept as the system
+    keyspaces hold them: ``system_schema.columns`` rows (``kind`` partition_key/clustering/regular, ``position``
+    the key order, -1 for a regular column, ``type`` the CQL type text) and, when ``keyspaces`` (Amazon
+    Keyspaces, not Apache Cassandra), ``system_schema_mcs.tables`` with ``custom_properties``; a plain
+    ``SELECT ... LIMIT n`` reads rows. A keyspace that does not exist is an ``InvalidRequest``, as the server
+    answers."""
+
+    keyspaces: bool = True
+    tables: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+
+    def add_table(
+        self,
+        keyspace: str,
+        table: str,
+        *,
+        partition_key: dict[str, str],
+        clustering_key: dict[str, str] | None = None,
+        regular: dict[str, str] | None = None,
+        cdc_view_type: str | None = None,
+        rows: list[dict[str, Any]] | None = None,
+    ) -> None:
+        columns = [
+            {"column_name": n, "kind": "partition_key", "position": i, "type": t}
+            for i, (n, t) in enumerate(partition_key.items())
+        ]
+        columns += [
+            {"column_name": n, "kind": "clustering", "position": i, "type": t}
+            for i, (n, t) in enumerate((clustering_key or {}).items())
+        ]
+        columns += [
+            {"column_name": n, "kind": "regular", "position": -1, "type": t} for n, t in (regular or {}).items()
+        ]
+        properties: dict[str, Any] = {"capacity_mode": {"throughput_mode": "PAY_PER_REQUEST"}}
+        if cdc_view_type is not None:
+            properties["cdc_specification"] = {"status": "ENABLED", "view_type": cdc_view_type}
+        self.tables[(keyspace, table)] = {
+            "columns": sorted(columns, key=lambda c: c["column_name"]),  # the server lists them by name
+            "custom_properties": properties,
+            "rows": list(rows or []),
+        }
+
+    def execute(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        self.executed.append(query)
+        params = tuple(params)
+        if match := _SYSTEM_COLUMNS.match(query):
+            found = self.tables.get((params[0], params[1]), {"columns": []})["columns"]
+            return [self._pick(match.group(1), row) for row in found]
+        if match := _SYSTEM_TABLES.match(query):
+            names = sorted(t for (k, t) in self.tables if k == params[0])
+            return [self._pick(match.group(1), {"keyspace_name": params[0], "table_name": n}) for n in names]
+        if match := _MCS_TABLES.match(query):
+            if not self.keyspaces:
+                raise InvalidRequest("Error from server: code=2200 [Invalid query] message=\"Keyspace "
+                                     "system_schema_mcs does not exist\"")  # fmt: skip
+            table = self.tables.get((params[0], params[1]))
+            return [] if table is None else [self._pick(match.group(1), table)]
+        if match := _SAMPLE.match(query):
+            table = self.tables.get((match.group(2), match.group(3)))
+            if table is None:
+                raise InvalidRequest(f"unconfigured table {match.group(3)}")
+            return [self._pick(match.group(1), row) for row in table["rows"][: int(match.group(4))]]
+        raise ValueError(f"the fake schema session does not understand: {query}")
+
+    @staticmethod
+    def _pick(selected: str, row: dict[str, Any]) -> dict[str, Any]:
+        return {name.strip().strip('"'): row.get(name.strip().strip('"')) for name in selected.split(",")}
