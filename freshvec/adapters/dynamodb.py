@@ -303,10 +303,10 @@ class DynamoDbTombstones:
             if seen is not None and not newer(parse(version), parse(seen)):
                 return  # the stored tombstone is as high or higher: it stays
             values: dict[str, Any] = {":now": {"N": str(int(self._clock()))}}
-            condition = f"attribute_not_exists({CHECKPOINT_PK}) OR {ATTR_EXPIRES_AT} < :now"
+            names = {"#pk": CHECKPOINT_PK, "#exp": ATTR_EXPIRES_AT}
+            condition = "attribute_not_exists(#pk) OR #exp < :now"
             if seen is not None:
-                condition = f"{ATTR_TOMBSTONE_VERSION} = :seen"
-                values = {":seen": {"S": seen}}
+                condition, names, values = "#ver = :seen", {"#ver": ATTR_TOMBSTONE_VERSION}, {":seen": {"S": seen}}
             item = {
                 **_key(_tombstone_partition(key), TOMBSTONE_SORT),
                 ATTR_TOMBSTONE_VERSION: {"S": version},
@@ -314,10 +314,11 @@ class DynamoDbTombstones:
             }
             try:
                 self._retry.call(
-                    lambda item=item, condition=condition, values=values: self._db.put_item(
+                    lambda item=item, condition=condition, names=names, values=values: self._db.put_item(
                         TableName=self._table,
                         Item=item,
                         ConditionExpression=condition,
+                        ExpressionAttributeNames=names,
                         ExpressionAttributeValues=values,
                     ),
                     "DynamoDB PutItem (tombstone)",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 from freshvec import state
 from freshvec.cli import backfill, init, load_command, preflight, query, reconcile, redrive, settings, status, wait
@@ -166,8 +167,8 @@ def expected_failures(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # click reports its own usage errors (exit 2)
         except Exception as exc:  # noqa: BLE001 - every failure gets its exit code; bugs keep their traceback
             message = explain(exc)
             if message is None or settings.settings().debug:

@@ -28,7 +28,7 @@ import typer
 from freshvec import constants as c
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.cli import console
-from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError
+from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError, UsageError
 from freshvec.cli.load import LoadReport, RowWriter, WriteOp, WriteResult
 from freshvec.cli.settings import settings
 from freshvec.config import PipelineConfig
@@ -276,14 +276,14 @@ def _expected(
     known = expectations.schema.column_types
     for line, values, error in rows:
         if values is None:
-            raise OperatorError(f"{source}:{line}: {error or 'unreadable'}")
+            raise UsageError(f"{source}:{line}: {error or 'unreadable'}")
         unknown = [name for name in values if name not in known]
         if unknown:
-            raise OperatorError(f"{source}:{line}: unknown column {unknown[0]!r}")
+            raise UsageError(f"{source}:{line}: unknown column {unknown[0]!r}")
         try:
             row = convert_row(values, expectations.schema)
         except CellError as exc:
-            raise OperatorError(f"{source}:{line}: {exc}") from exc
+            raise UsageError(f"{source}:{line}: {exc}") from exc
         e = expectations.of(row, delete=delete, written_at=None)
         found.pop(e.key, None)
         found[e.key] = e

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_USAGE
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state
@@ -129,14 +130,14 @@ def test_a_change_that_never_becomes_searchable_fails_after_the_timeout(
 ) -> None:
     never = rows_file(tmp_path, "never.jsonl", [movie("Never written", "Nobody loaded this.")])
     result = freshvec("wait", "--keys-file", str(never), "--timeout", "1")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CHECK_FAILED
     assert "1 of 1 change(s) did not become searchable within 1 s" in result.output
     assert '["Never written"]' in result.output
 
 
 def test_bad_keys_on_stdin_are_named(pipeline: LocalPipeline) -> None:
     result = freshvec("wait", stdin='{"title": "ok"}\nnot json\n')
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert "error: stdin:2: not JSON" in result.output
     result = freshvec("wait", stdin='{"nope": 1}\n')
-    assert result.exit_code == 1 and "stdin:1: unknown column 'nope'" in result.output
+    assert result.exit_code == EXIT_USAGE and "stdin:1: unknown column 'nope'" in result.output

@@ -26,7 +26,7 @@ from freshvec.testing.builders import change, key_of, kinesis_record, movie
 from tests.integration.test_sink_apply import BUCKET, INDEX, make_pipeline, vec
 from tests.integration.test_sink_truncate import event, pg_config, stored
 
-T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+T0 = datetime.now(UTC) - timedelta(minutes=5)  # recent: the sink refuses re-syncs older than the tombstones
 LINEAGE = ("2026-11-01T00:00:00.000", 0)
 WITH_GENRES = PipelineConfig.from_dict(
     {

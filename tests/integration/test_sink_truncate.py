@@ -83,7 +83,7 @@ def stored(pipe: Pipeline) -> dict[str, str | None]:
         params["nextToken"] = page["nextToken"]
 
 
-def put_raw(pipe: Pipeline, versions: dict[int, int | None]) -> None:
+def put_raw(pipe: Pipeline, lsns: dict[int, int | None]) -> None:
     """Vectors as an earlier sink run left them (with ``_ver`` where given), written straight to the index."""
     vectors = [
         {
@@ -91,7 +91,7 @@ def put_raw(pipe: Pipeline, versions: dict[int, int | None]) -> None:
             "data": {"float32": [0.5] * 256},
             "metadata": {"section": "news"} | ({c.META_VERSION: versions.stamp("w0", at(v))} if v is not None else {}),
         }
-        for row_id, v in versions.items()
+        for row_id, v in lsns.items()
     ]
     for start in range(0, len(vectors), 500):
         pipe.s3vectors.put_vectors(vectorBucketName=BUCKET, indexName=INDEX, vectors=vectors[start : start + 500])
