@@ -29,6 +29,16 @@ KEYSPACES_VISIBILITY_BOUND_S = 1.0
 # plus this margin for the time between a re-sync read and its put to the change stream. A re-sync read longer
 # ago than that lifetime is refused (the tombstones it would have to be ordered against may be gone).
 TOMBSTONE_MARGIN_S = 3600
+# Every AWS call is bounded (botocore: connect + read timeout, two attempts), so no call outlives its caller: the
+# sink's S3 Vectors calls stay well inside the sink's timeout, and a forwarder lease outlives the forwarder's
+# timeout plus its last call (config validation checks both).
+SDK_ATTEMPTS = 2
+S3V_CONNECT_TIMEOUT_S = 5
+S3V_READ_TIMEOUT_S = 15
+S3V_CALL_BUDGET_S = SDK_ATTEMPTS * (S3V_CONNECT_TIMEOUT_S + S3V_READ_TIMEOUT_S)  # 40 s
+FORWARDER_CONNECT_TIMEOUT_S = 5
+FORWARDER_READ_TIMEOUT_S = 20
+FORWARDER_CALL_BUDGET_S = SDK_ATTEMPTS * (FORWARDER_CONNECT_TIMEOUT_S + FORWARDER_READ_TIMEOUT_S)  # 50 s
 
 # --- Amazon S3 Vectors ---
 S3V_MAX_DIMENSION = 4096

@@ -37,7 +37,16 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, con
 # what it would: key length (freshvec.keys.vector_key), dimension and finite floats
 # (freshvec.sink._Run._valid_vectors), metadata size and key count (freshvec.metadata.MetadataBuilder), and S3
 # Vectors still validates every request itself. The other clients keep it: their calls are few and small.
-_S3VECTORS_CONFIG = _BOTO_CONFIG.merge(Config(parameter_validation=False))
+# S3 Vectors calls are bounded well inside the sink's timeout (c.S3V_CALL_BUDGET_S; config validation keeps the
+# timeout at 3 times that): a call never outlives the invocation, so a killed invocation cannot write late.
+_S3VECTORS_CONFIG = _BOTO_CONFIG.merge(
+    Config(
+        parameter_validation=False,
+        connect_timeout=c.S3V_CONNECT_TIMEOUT_S,
+        read_timeout=c.S3V_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": c.SDK_ATTEMPTS},
+    )
+)
 _RETRY = RetryPolicy()
 
 
