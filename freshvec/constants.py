@@ -207,6 +207,7 @@ M_CHUNKS_REUSED = "ChunksReused"  # chunk vectors reused from the index (same fi
 M_CHUNKS_DELETED = "ChunksDeleted"  # surplus chunks removed because a row's text shrank
 M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"
+M_RESYNCS_PARKED = "ResyncsParked"  # ambiguous Keyspaces re-syncs parked in the DLQ for `freshvec redrive send`
 M_TEXTS_TRUNCATED = "TextsTruncated"
 M_VECTORS_PUT = "VectorsPut"
 M_VECTORS_DELETED = "VectorsDeleted"

@@ -106,6 +106,7 @@ def _report(result: SinkResult) -> None:
         c.M_VECTORS_PUT: s.vectors_put,
         c.M_VECTORS_DELETED: s.vectors_deleted,
         c.M_STALE_CHANGES_SKIPPED: s.stale_skipped,
+        c.M_RESYNCS_PARKED: s.resyncs_parked,
         c.M_TOMBSTONES_WRITTEN: s.tombstones_written,
         c.M_DLQ_RECORDS: s.dlq_records,
     }

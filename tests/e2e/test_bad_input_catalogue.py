@@ -189,9 +189,9 @@ def test_missing_input_file_is_named(pipeline: LocalPipeline, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "exit_code", "words"),
     [
-        (["--local", "query", "x", "--filter", "{bad"], 1, "error: invalid filter: not valid JSON"),
-        (["--local", "query", "x", "--filter", '{"vote_count": {"$near": 3}}'], 1, "$near"),
-        (["--local", "query", "x", "--filter", '{"vote_count": {"$gte": "seven"}}'], 1, "$gte"),
+        (["--local", "query", "x", "--filter", "{bad"], 2, "error: invalid filter: not valid JSON"),
+        (["--local", "query", "x", "--filter", '{"vote_count": {"$near": 3}}'], 2, "$near"),
+        (["--local", "query", "x", "--filter", '{"vote_count": {"$gte": "seven"}}'], 2, "$gte"),
         (["--local", "query", "x", "--k", "101"], 2, "--k"),
         (["--local", "query", "x", "--k", "0"], 2, "--k"),
         (["bogus"], 2, "No such command 'bogus'"),
