@@ -5,15 +5,15 @@ Any finding not listed here fails synth (and tests/infra/test_nag.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from constructs import IConstruct
 
+from freshvec.config import PipelineConfig
 from stacks import constants as k
-
-if TYPE_CHECKING:
-    from stacks.pipeline_stack import PipelineStack
+from stacks.change_stream import ChangeStream
+from stacks.forwarder import Forwarder
+from stacks.operator_policy import OperatorPolicy
+from stacks.sink import Sink
 
 PYTHON_RUNTIME_REASON = (
     "Pinned to python3.13: the dependency layer is built from cp313 arm64 wheels (lambdas/requirements.txt) and "
@@ -29,12 +29,20 @@ SYSTEM_KEYSPACE_FINDING = (
 ENI_FINDING = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]"
 
 
-def acknowledge_findings(stack: PipelineStack) -> None:
-    forwarder, sink, operator = stack.forwarder, stack.sink, stack.operator
-    if stack.source is not None:
-        _acknowledge_keyspaces(stack)
-    elif stack.config.postgres.network.vpc_id is not None:
-        _acknowledge_postgres_vpc(stack)
+def acknowledge_findings(
+    stack: Stack,
+    config: PipelineConfig,
+    *,
+    forwarder: Forwarder,
+    sink: Sink,
+    operator: OperatorPolicy,
+    change_stream: ChangeStream,
+) -> None:
+    """Acknowledge every expected finding on the constructs of ``stack`` it concerns."""
+    if config.source.kind == "keyspaces":
+        _acknowledge_keyspaces(config, forwarder, operator)
+    elif config.postgres.network.vpc_id is not None:
+        _acknowledge_postgres_vpc(forwarder)
     _ack(
         operator.policy,
         "AwsSolutions-IAM5[Resource::*]",
@@ -48,7 +56,7 @@ def acknowledge_findings(stack: PipelineStack) -> None:
         "it under redriven/ (copy + delete); Get/Put/DeleteObject only, on this one bucket.",
     )
     _ack(
-        stack.change_stream.stream,
+        change_stream.stream,
         "AwsSolutions-KDS3",
         "The stream is encrypted with the stack's customer managed key (rotated, policy under the stack's control, "
         "shared with the table, index and queues) rather than the aws/kinesis AWS managed key.",
@@ -76,8 +84,8 @@ def acknowledge_findings(stack: PipelineStack) -> None:
     )
 
 
-def _acknowledge_postgres_vpc(stack: PipelineStack) -> None:
-    role = stack.forwarder.function.role
+def _acknowledge_postgres_vpc(forwarder: Forwarder) -> None:
+    role = forwarder.function.role
     _ack(
         role,
         "AwsSolutions-IAM5[Resource::*]",
@@ -94,8 +102,7 @@ def _acknowledge_postgres_vpc(stack: PipelineStack) -> None:
     )
 
 
-def _acknowledge_keyspaces(stack: PipelineStack) -> None:
-    forwarder, operator = stack.forwarder, stack.operator
+def _acknowledge_keyspaces(config: PipelineConfig, forwarder: Forwarder, operator: OperatorPolicy) -> None:
     _ack(
         forwarder.function.role,
         SYSTEM_KEYSPACE_FINDING,
@@ -112,7 +119,7 @@ def _acknowledge_keyspaces(stack: PipelineStack) -> None:
     _ack(
         forwarder.function.role,
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cassandra:<AWS::Region>:<AWS::AccountId>:"
-        f"/keyspace/{stack.config.keyspace}/table/{stack.config.table}/stream/*]",
+        f"/keyspace/{config.keyspace}/table/{config.table}/stream/*]",
         "Keyspaces names a CDC stream by a label assigned when CDC is enabled (and re-assigned when it is "
         "re-enabled); the grant is limited to this one table's streams and to GetStream/GetShardIterator/GetRecords.",
     )

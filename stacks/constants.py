@@ -10,7 +10,7 @@ from aws_cdk.aws_logs import RetentionDays
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_PACKAGE = "freshvec"
 # Not in the Lambda asset: the operator CLI, local mode (moto, in-memory Keyspaces), the test kit and the sample data.
-DOMAIN_EXCLUDED_DIRS = ("cli", "local", "testing", "data")
+DOMAIN_EXCLUDED_DIRS = ("cli", "local", "command", "testing", "data")
 HANDLER_PACKAGE = "lambdas"
 LAMBDA_REQUIREMENTS = REPO_ROOT / "lambdas" / "requirements.txt"
 PREINSTALLED_DEPS = REPO_ROOT / ".build" / "lambda-deps" / "python"  # filled by `make setup`

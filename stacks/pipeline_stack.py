@@ -109,7 +109,14 @@ class PipelineStack(Stack):
             key=self.key,
         )
         self._outputs()
-        acknowledge_findings(self)
+        acknowledge_findings(
+            self,
+            config,
+            forwarder=self.forwarder,
+            sink=self.sink,
+            operator=self.operator,
+            change_stream=self.change_stream,
+        )
 
     def _outputs(self) -> None:
         """Everything the CLI needs, under the names in freshvec/constants.py (its only source of names)."""

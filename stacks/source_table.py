@@ -89,8 +89,12 @@ class SourceTable(Construct):
         """Turn on Keyspaces' TTL feature without a default expiry.
 
         AWS::Cassandra::Table only offers DefaultTimeToLive, which (when > 0) expires every row. Per-row TTL
-        without a default needs the table's ``ttl`` status ENABLED, which only the Keyspaces API sets. TTL cannot
-        be switched off again, so the call runs on create only and nothing is undone on delete.
+        without a default needs the table's ``ttl`` status ENABLED, which only the Keyspaces API sets.
+
+        The call runs on create and on update: renaming ``keyspace`` or ``table`` replaces the table, and the
+        new one starts with TTL off, so the update switches it on there. The physical id names the table, so a
+        rename is a new resource to CloudFormation, whose clean-up Delete of the old id changes nothing: TTL
+        cannot be switched off again (and the old table is being deleted anyway).
         """
         call = cr.AwsSdkCall(
             service="Keyspaces",
@@ -103,7 +107,7 @@ class SourceTable(Construct):
             self,
             "EnableRowTtlRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="freshvec: switch on per-row TTL for the source table once",
+            description="freshvec: switch on per-row TTL for the source table (again after a rename)",
         )
         log_group = logs.LogGroup(
             self, "EnableRowTtlLogs", retention=k.LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
@@ -113,6 +117,7 @@ class SourceTable(Construct):
             self,
             "EnableRowTtl",
             on_create=call,
+            on_update=call,
             role=role,
             log_group=log_group,
             policy=cr.AwsCustomResourcePolicy.from_statements(

@@ -6,8 +6,8 @@ mode's state file and control API ``local_client``.
 
 Resources come from the stack's CloudFormation outputs (``--stack``/``FRESHVEC_STACK``,
 ``--region``/``AWS_REGION``), or with ``--local`` from the state file of a running ``freshvec local up``.
-Expected failures print one ``error: ...`` line on stderr and exit 1 (usage errors exit 2); ``--debug``
-adds the traceback.
+Expected failures (``freshvec.cli.errors.explain``) print one ``error: ...`` line on stderr and exit 1 (usage
+errors exit 2); ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -25,11 +25,7 @@ from typer.exceptions import TyperException
 
 from freshvec import state
 from freshvec.cli import backfill, init, load_command, preflight, query, reconcile, redrive, settings, status, wait
-from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError, UsageError
-from freshvec.config import ConfigError
-from freshvec.datafiles import LoaderFileError
-from freshvec.errors import MisconfigurationError, error_code
-from freshvec.filters import FilterError
+from freshvec.cli.errors import exit_code, explain
 
 STACK_ENV = "FRESHVEC_STACK"
 LOCAL_STATE_HELP = (
@@ -74,89 +70,6 @@ def global_options(
 # ---- error handling ----------------------------------------------------------------------------
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def explain(exc: BaseException) -> str | None:  # noqa: PLR0911 - one line per kind of expected failure
-    """One line for an expected failure, or None for a bug (which keeps its traceback)."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        NoRegionError,
-        PartialCredentialsError,
-    )
-
-    if isinstance(exc, OperatorError | FilterError | LoaderFileError | ConfigError):
-        return str(exc)
-    if isinstance(exc, MisconfigurationError):
-        return str(exc)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return "no AWS credentials found: set AWS_PROFILE (aws configure / aws sso login) or the AWS_* variables"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_REGION"
-    if isinstance(exc, EndpointConnectionError):
-        return f"cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}: check --region and the network"
-    if isinstance(exc, ClientError):
-        return _explain_client_error(exc)
-    cassandra_message = _explain_cassandra(exc)
-    if cassandra_message is not None:
-        return cassandra_message
-    if isinstance(exc, OSError):  # unreadable files, a full disk for the backfill state, ...
-        return str(exc)
-    return None
-
-
-_NOT_FOUND_CODES = {
-    "NotFoundException",
-    "ResourceNotFoundException",
-    "NoSuchIndex",
-    "NoSuchVectorBucket",
-    "NoSuchBucket",
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueDoesNotExist",
-}
-_BAD_CREDENTIAL_CODES = {"UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException"}
-
-
-def _explain_client_error(exc: Any) -> str:
-    code = error_code(exc) or "Error"
-    message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-    operation = getattr(exc, "operation_name", "the call")
-    if code.startswith("AccessDenied") or code in ("UnauthorizedException", "AuthorizationError"):
-        explanation = f"access denied for {operation}: {message}"
-    elif code in ("ExpiredToken", "ExpiredTokenException"):
-        explanation = "the AWS credentials have expired: refresh them (e.g. aws sso login)"
-    elif code in _BAD_CREDENTIAL_CODES:
-        explanation = f"the AWS credentials were not accepted ({code}): check the profile and region"
-    elif code == "ValidationError" and "does not exist" in message:
-        explanation = f"stack not found: {message}"
-    elif code in _NOT_FOUND_CODES:
-        explanation = f"not found ({operation}): {message}"
-    else:
-        explanation = f"{operation} failed ({code}): {message}"
-    return explanation
-
-
-def _explain_cassandra(exc: BaseException) -> str | None:
-    try:
-        from cassandra import AuthenticationFailed, DriverException, RequestExecutionException
-        from cassandra.cluster import NoHostAvailable
-    except ImportError:
-        return None
-    if isinstance(exc, NoHostAvailable):
-        reasons = "; ".join(f"{host}: {error}" for host, error in exc.errors.items()) or str(exc)
-        hint = " (TLS: try --ca-bundle with AWS's keyspaces-bundle.pem)" if "CERTIFICATE" in reasons.upper() else ""
-        return f"cannot connect to Amazon Keyspaces: {reasons[:300]}{hint}"
-    if isinstance(exc, AuthenticationFailed | RequestExecutionException | DriverException):
-        return f"Amazon Keyspaces: {type(exc).__name__}: {str(exc)[:300]}"
-    return None
-
-
-def exit_code(exc: BaseException) -> int:
-    """``EXIT_USAGE`` for bad input (command line, config, files), else ``EXIT_FAILED`` (``freshvec.cli.errors``)."""
-    if isinstance(exc, UsageError | FilterError | LoaderFileError | ConfigError):
-        return EXIT_USAGE
-    return EXIT_FAILED
 
 
 def expected_failures(command: F) -> F:

@@ -20,11 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE
+from freshvec.command import app as command
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
-from freshvec.main import app as command
 from freshvec.state import write_local_state
 
 runner = CliRunner()

@@ -30,7 +30,8 @@ def test_code_asset_holds_domain_and_handlers_without_local_mode(synth: Synth) -
     assert "freshvec/config/__init__.py" in files
     assert "freshvec/change-event.schema.json" in files
     assert "lambdas/__init__.py" in files
-    assert not any(f.startswith("freshvec/local/") for f in files)
+    for runner in ("freshvec/local/", "freshvec/cli/", "freshvec/command/"):  # none of them runs in a Lambda
+        assert not any(f.startswith(runner) for f in files)
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
     assert "lambdas/requirements.txt" not in files
     sink_code = synth.template["Resources"][synth.logical_id(synth.stack.sink.function)]["Properties"]["Code"]

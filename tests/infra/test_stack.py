@@ -65,18 +65,36 @@ def test_composite_key_keeps_partition_and_clustering_order(variant: Synth) -> N
     assert {c["ColumnName"] for c in props["RegularColumns"]} == {"body", "stars", "tags"}
 
 
-def test_per_row_ttl_is_switched_on_once_after_the_table_exists(synth: Synth) -> None:
+def test_per_row_ttl_is_switched_on_after_the_table_exists(synth: Synth) -> None:
     custom = synth.one("Custom::AWS")
     create = json.loads(custom["Properties"]["Create"])
     assert create["service"] == "Keyspaces"
     assert create["action"] == "UpdateTable"
     assert create["parameters"] == {"keyspaceName": "media", "tableName": "movies", "ttl": {"status": "ENABLED"}}
-    assert "Update" not in custom["Properties"]
+    assert create["physicalResourceId"] == {"id": "media.movies.ttl"}
     assert "Delete" not in custom["Properties"]  # TTL cannot be switched off again
     assert synth.logical_id(synth.stack.source.table) in custom["DependsOn"]
     ttl_policy = statement_with(role_statements(synth, synth.stack.source.row_ttl.grant_principal), "cassandra:Alter")
     assert ttl_policy["Action"] == ["cassandra:Alter", "cassandra:AlterMultiRegionResource"]  # UpdateTable's actions
     assert ttl_policy["Resource"]["Fn::Join"][1][-1] == ":/keyspace/media/table/movies"
+
+
+def test_a_renamed_table_gets_per_row_ttl_too(synth: Synth, variant: Synth) -> None:
+    """Renaming keyspace or table replaces the table; CloudFormation then sends the custom resource an Update
+    (its properties changed), which must switch TTL on for the new table and report a new physical id."""
+    for config, custom in ((synth.config, synth.one("Custom::AWS")), (variant.config, variant.one("Custom::AWS"))):
+        update = json.loads(custom["Properties"]["Update"])
+        assert update["action"] == "UpdateTable"
+        assert update["parameters"] == {
+            "keyspaceName": config.keyspace,
+            "tableName": config.table,
+            "ttl": {"status": "ENABLED"},
+        }
+        assert update["physicalResourceId"] == {"id": f"{config.keyspace}.{config.table}.ttl"}
+        assert json.loads(custom["Properties"]["Create"]) == update
+    role = variant.stack.source.row_ttl.grant_principal
+    ttl_policy = statement_with(role_statements(variant, role), "cassandra:Alter")
+    assert ttl_policy["Resource"]["Fn::Join"][1][-1] == ":/keyspace/shop/table/reviews"  # the new table only
 
 
 # ---- change stream -----------------------------------------------------------------------------------

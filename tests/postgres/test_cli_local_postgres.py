@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK
+from freshvec.command import app
 from freshvec.config import PipelineConfig
 from freshvec.keys import chunk_key, vector_key
 from freshvec.local import LocalPipeline
@@ -23,7 +24,6 @@ from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
 from freshvec.local.demo import read_rows
 from freshvec.local.pgserver import PostgresNotAvailable, find_bin_dir
-from freshvec.main import app
 from freshvec.state import write_local_state
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"

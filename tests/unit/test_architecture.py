@@ -7,8 +7,8 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
 2. domain   — config, metadata, plan, chunking, the sink (and its TRUNCATE), the forwarder, data files
 3. adapters — ``freshvec.adapters.*``: the boto3-facing implementations of the ports
 4. runners  — the Lambda handlers, the operator CLI and local mode, none of which imports another;
-              ``freshvec.main``, the ``freshvec`` command, is the one module that puts the CLI and local mode
-              side by side
+              ``freshvec.command``, the ``freshvec`` command, is the one package that puts the CLI and local
+              mode side by side
 5. testing  — ``freshvec.testing.*``: fakes, builders, fault injection, the soak
 6. bench    — benchmarks
 """
@@ -41,7 +41,7 @@ DOMAIN = {
     "forwarder",
     "datafiles",
 }
-ENTRY = "freshvec.main"
+ENTRY = "freshvec.command"  # with its ``__main__``
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
 MAX_MODULE_LINES = 500
 SIZE_REASON = "Size:"  # a module over the limit says why in a docstring line starting with this
@@ -64,24 +64,28 @@ def _modules() -> dict[str, Path]:
 
 
 @cache
-def _imports(module: str, *, top_level_only: bool = False) -> frozenset[str]:
-    """Every module this one imports, at any depth of the file (deferred imports count too), or only those
-    that run when the module is imported (a deferred import inside a function breaks no cycle)."""
+def _imports(module: str) -> frozenset[str]:
+    """Every module this one imports, at any depth of the file: an import inside a function or under
+    ``if TYPE_CHECKING:`` is a dependency too, even if deferring it keeps a circle from failing at import."""
     path = _modules()[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return frozenset(_imports_of_source(path.read_text(encoding="utf-8"), module, package=path.name == "__init__.py"))
+
+
+def _imports_of_source(text: str, module: str, *, package: bool = False) -> set[str]:
+    anchor_package = module if package else module.rpartition(".")[0]
     names: set[str] = set()
-    for node in tree.body if top_level_only else ast.walk(tree):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                parts = anchor_package.split(".")
+                anchor = parts[: len(parts) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)  # ``from pkg import module``
-    return frozenset(names)
+    return names
 
 
 def _project_imports(module: str) -> set[str]:
@@ -92,7 +96,7 @@ def _layer(module: str) -> int:
     parts = module.split(".")
     if parts[0] == "bench":
         return 6
-    if parts[0] == "lambdas" or parts[:2] in (["freshvec", "cli"], ["freshvec", "local"]) or module == ENTRY:
+    if parts[0] == "lambdas" or parts[:2] in (["freshvec", "cli"], ["freshvec", "local"]) or _is_entry(module):
         return 4
     if parts[:2] == ["freshvec", "testing"]:
         return 5
@@ -105,6 +109,10 @@ def _layer(module: str) -> int:
     if (len(parts) == 2 and parts[1] in CONTRACT) or module == "freshvec":
         return 0
     raise AssertionError(f"{module} belongs to no layer; add it to one in {__file__}")
+
+
+def _is_entry(module: str) -> bool:
+    return module == ENTRY or module.startswith(ENTRY + ".")
 
 
 def _runner(module: str) -> str | None:
@@ -156,7 +164,7 @@ def _folder(module: str) -> str:
     """The part of the tree a module belongs to: a subfolder counts with its part (``local/keyspaces`` is
     ``local``), each source is its own part, and the root package holds two layers."""
     parts = _modules()[module].parent.relative_to(ROOT).parts
-    if module == ENTRY:
+    if _is_entry(module):
         return ENTRY
     if parts == ("freshvec",):
         return "freshvec(contract)" if _layer(module) == 0 else "freshvec(domain)"
@@ -191,17 +199,42 @@ def test_the_cycle_finder_finds_a_circle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}}) is None
 
 
-def test_no_import_cycle_between_modules() -> None:
-    edges = {
-        module: {t for t in _imports(module, top_level_only=True) if t in _modules() and t != module}
-        for module in _freshvec_modules()
-    }
-    # A package's __init__ importing its own modules is how packages re-export; it is no cycle of design.
-    edges = {
-        m: {t for t in targets if not (_modules()[t].name == "__init__.py" and m.startswith(t + "."))}
+# The one circle left, known and being removed: the sink calls the TRUNCATE step, which calls back into the
+# sink's helpers. Remove the pair as soon as the TRUNCATE is a step of the sink's own plan.
+KNOWN_CYCLES: set[frozenset[str]] = {frozenset({"freshvec.sink", "freshvec.truncate"})}
+
+
+def _module_edges() -> dict[str, set[str]]:
+    """module -> the project modules it imports (deferred ones included), every part of the tree, stacks too."""
+    edges = {module: {t for t in _imports(module) if t in _modules() and t != module} for module in _modules()}
+    return {
+        m: {
+            t
+            for t in targets
+            # A package's __init__ importing its own modules is how packages re-export; it is no cycle of design.
+            if not (_modules()[t].name == "__init__.py" and m.startswith(t + "."))
+            and frozenset({m, t}) not in KNOWN_CYCLES
+        }
         for m, targets in edges.items()
     }
+
+
+def test_no_import_cycle_between_modules() -> None:
+    edges = _module_edges()
     assert _cycle(edges) is None, f"import cycle: {' -> '.join(_cycle(edges) or [])}"
+
+
+def test_known_cycles_are_still_there() -> None:
+    """An allowed circle that is gone comes off the list, so it cannot come back unnoticed."""
+    for pair in KNOWN_CYCLES:
+        a, b = sorted(pair)
+        assert b in _imports(a) and a in _imports(b), f"{a} <-> {b} is no longer a circle: remove it from KNOWN_CYCLES"
+
+
+def test_deferred_and_type_checking_imports_count() -> None:
+    tree = {"a": "def f():\n    import b\n", "b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\n"}
+    found = {name: _imports_of_source(text, name) for name, text in tree.items()}
+    assert found == {"a": {"b"}, "b": {"typing", "typing.TYPE_CHECKING", "a"}}
 
 
 def test_nothing_outside_the_tests_imports_them() -> None:

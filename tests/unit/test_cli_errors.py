@@ -13,7 +13,7 @@ from cassandra.cluster import NoHostAvailable
 from typer.testing import CliRunner
 
 from freshvec.cli import app as cli
-from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError
+from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError, explain
 from freshvec.config import default_config
 from freshvec.datafiles import LoaderFileError
 from freshvec.errors import MisconfigurationError
@@ -65,21 +65,21 @@ def _client_error(code: str, message: str, operation: str = "DescribeStacks") ->
     ],
 )
 def test_expected_failures_have_one_line(exc: BaseException, expected: str) -> None:
-    message = cli.explain(exc)
+    message = explain(exc)
     assert message is not None and expected in message and "\n" not in message
 
 
 def test_tls_failures_suggest_a_ca_bundle() -> None:
     error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     exc = NoHostAvailable("Unable to connect to any servers", {"3.3.3.3:9142": error})
-    message = cli.explain(exc)
+    message = explain(exc)
     assert message is not None and message.startswith("cannot connect to Amazon Keyspaces: 3.3.3.3:9142")
     assert "--ca-bundle" in message
 
 
 def test_bugs_are_not_explained_away() -> None:
-    assert cli.explain(KeyError("oops")) is None
-    assert cli.explain(ZeroDivisionError()) is None
+    assert explain(KeyError("oops")) is None
+    assert explain(ZeroDivisionError()) is None
 
 
 def _local_state(tmp_path: Path, control: str = "http://127.0.0.1:9") -> Path:

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from freshvec.cli import keyspaces
 from freshvec.cli.errors import EXIT_FAILED, OperatorError
 from freshvec.cli.init_proposal import ShapeColumn, TableShape, index_name, propose
+from freshvec.command import app
 from freshvec.config import PipelineConfig
-from freshvec.main import app
 from freshvec.testing.fakes.cassandra import FakeSchemaSession
 
 COLUMNS = (

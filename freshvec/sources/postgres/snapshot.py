@@ -8,15 +8,20 @@ needs no wait for open transactions and no clock: it drops a live change the rea
 other win (``freshvec.versions.verdict``).
 
 Rows come back in the change-event JSON forms (``types.from_text`` of each column's text form, as the slot
-reader converts them). Used by the operator CLI and by local mode's control API, so it raises ``ValueError``
-for a key it cannot bind (the callers word it for their users).
+reader converts them). Used by the operator CLI and by local mode (its control API, and the first fill of an
+index from a table that already has rows), so it raises ``ValueError`` for a key it cannot bind (the callers
+word it for their users).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.keys import partition_key, vector_key
+from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.session import quote_ident
 from freshvec.sources.postgres.writer import MAX_ROWS_PER_STATEMENT, PgTableWriter
@@ -82,6 +87,38 @@ def snapshot_pages(conn: Any, table: PgTableWriter, page_rows: int) -> Iterator[
             )
     finally:
         conn.run("ROLLBACK")  # read only: nothing to keep
+
+
+def backfill_record(
+    row: dict[str, Any],
+    *,
+    keyspace: str,
+    table: str,
+    primary_key: Sequence[str],
+    key_columns: Sequence[str],
+    version: str,
+    index: int,
+) -> OutgoingRecord:
+    """A row read in the snapshot ``version`` as a BACKFILL INSERT, partitioned like the row's live changes."""
+    key = {name: row[name] for name in primary_key}
+    now = datetime.now(UTC)
+    seq = f"backfill:{version}#{index}"
+    event = ChangeEvent(
+        keyspace=keyspace,
+        table=table,
+        op="INSERT",
+        key=key,
+        new=row,
+        old=None,
+        seq=seq,
+        shard="backfill",
+        ts=format_timestamp(now),
+        origin="BACKFILL",
+        source="postgres",
+        version=version,
+    )
+    shard_key = partition_key(vector_key(key, key_columns))
+    return OutgoingRecord(event.to_bytes(), shard_key, seq, changed_at=now.timestamp())
 
 
 def _key_select(table: PgTableWriter, keys: Sequence[Mapping[str, Any]], first: int) -> tuple[str, dict[str, Any]]:

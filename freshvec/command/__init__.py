@@ -1,6 +1,7 @@
 """The ``freshvec`` command: the operator CLI (``freshvec.cli``) with local mode's ``freshvec local ...``.
 
-This is the one module that puts two ways of running freshvec side by side; neither imports the other.
+The composition root of the two runners a person types: the one package that puts them side by side (neither
+imports the other), kept beside them rather than in the domain.
 """
 
 from __future__ import annotations
@@ -14,7 +15,3 @@ app.add_typer(local_app, name="local")
 def main() -> None:
     """Console entry point (``freshvec``)."""
     app(prog_name="freshvec")
-
-
-if __name__ == "__main__":
-    main()
