@@ -260,7 +260,7 @@ def expectations_from_file(path: Path, expectations: Expectations, *, delete: bo
             with path.open(encoding="utf-8") as handle:
                 return expectations_from_lines(handle, expectations, delete=delete, source=path.name)
         except FileNotFoundError:
-            raise OperatorError(f"{path}: no such file") from None
+            raise UsageError(f"{path}: no such file") from None
         except UnicodeDecodeError as exc:
             raise OperatorError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     records = read_records(path, expectations.schema.column_types)

@@ -138,10 +138,10 @@ def test_a_delete_still_in_the_index_is_named_as_such(pipeline: LocalPipeline, t
     keys_file = tmp_path / "staying.keys"
     keys_file.write_text(json.dumps({"title": "Staying film"}) + "\n")
     result = freshvec("wait", "--delete", "--keys-file", str(keys_file), "--timeout", "1")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CHECK_FAILED
     assert "1 of 1 row(s) were still in the index after 1 s" in result.output
     missing = freshvec("wait", "--keys-file", str(tmp_path / "nope.keys"), "--timeout", "1")
-    assert missing.exit_code == 1 and "nope.keys: no such file" in missing.output
+    assert missing.exit_code == EXIT_USAGE and "nope.keys: no such file" in missing.output
 
 
 def test_a_change_that_never_becomes_searchable_fails_after_the_timeout(
