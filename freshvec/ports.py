@@ -116,11 +116,12 @@ class TombstoneStore(Protocol):
     the event source mapping's maximum record age when it is applied, so that (plus a margin) is its life.
     """
 
-    def put(self, versions: Mapping[str, int], expires_at: float) -> None:
-        """Record each key's delete version; TransientError when some could not be written."""
+    def put(self, versions: Mapping[str, str], expires_at: float) -> None:
+        """Raise each key's tombstone to its version text (``freshvec.versions``); a tombstone only rises (one
+        as high or higher stays). TransientError when some could not be written."""
         ...
 
-    def get(self, keys: Sequence[str]) -> dict[str, int]:
+    def get(self, keys: Sequence[str]) -> dict[str, str]:
         """The tombstone version of each key that has one (absent: none, or expired)."""
         ...
 

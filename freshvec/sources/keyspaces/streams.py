@@ -75,6 +75,7 @@ class KeyspacesStreamsSource:
         self.table = table
         self._converter = converter
         self._starting_position = starting_position
+        self._lineage: dict[str, tuple[str, int]] = {}  # shard id -> (stream label, lineage depth)
 
     @classmethod
     def for_config(cls, streams: Any, config: Any) -> KeyspacesStreamsSource:
@@ -136,6 +137,8 @@ class KeyspacesStreamsSource:
             )
             for shard_id, shard in shards.items()
         }
+        label = str(pages[0].get("streamLabel") or stream_arn.rpartition("/")[2])
+        self._lineage.update({shard_id: (label, _depth(shard_id, partitions)) for shard_id in partitions})
         return StreamView(stream_arn, closed=pages[0]["streamStatus"] == STATUS_DISABLED, partitions=partitions)
 
     def open(
@@ -178,7 +181,7 @@ class KeyspacesStreamsSource:
         """Nothing to do: Keyspaces keeps no reader position; the checkpoint table is the only one."""
 
     def convert(self, record: Mapping[str, Any], partition_id: str) -> tuple[OutgoingRecord, bool]:
-        return self._converter.convert(record, partition_id)
+        return self._converter.convert(record, partition_id, self._lineage.get(partition_id, ("", 0)))
 
     def _get_records(self, cursor: SourceCursor, state: _ShardState) -> Mapping[str, Any]:
         for _ in range(3):
@@ -304,3 +307,12 @@ def validation_reason(exc: ClientError) -> str | None:
 def _start_sequence(shard: Mapping[str, Any]) -> int:
     start = (shard.get("sequenceNumberRange") or {}).get("startingSequenceNumber") or ""
     return int(start) if start.isdigit() else 0
+
+
+def _depth(shard_id: str, partitions: Mapping[str, Partition]) -> int:
+    """How many generations of parents a shard has (a child's records of a key come after its parents')."""
+    depth, level = 0, set(partitions[shard_id].parents)
+    while level and depth < len(partitions):
+        depth += 1
+        level = {parent for p in level if p in partitions for parent in partitions[p].parents}
+    return depth
