@@ -84,6 +84,8 @@ class Rates:
     batch_hours: float = 6.0  # scheduling plus run time of a job: an assumption, stated in the plan
     index_vectors_per_s: float = c.S3V_INDEX_VECTORS_PER_S
     prices_known: bool = True  # False: the model has no dated price (costs show 0)
+    tokens_per_minute: float | None = None  # the account's on-demand token quota, where the model has one
+    quota_source: str = "documented default"
 
 
 @dataclass
@@ -127,6 +129,8 @@ def plan(census: Census, rates: Rates) -> MigrationPlan:
     write_s = census.chunks / rates.index_vectors_per_s
     requests = math.ceil(census.chunks_to_embed / max(1, rates.texts_per_request))
     quota_s = requests / (rates.requests_per_minute / 60) if requests else 0.0
+    if rates.tokens_per_minute:  # a token quota binds too, where the account has one
+        quota_s = max(quota_s, tokens / (rates.tokens_per_minute / 60))
     ondemand = PathEstimate(
         usd=tokens / 1000 * rates.ondemand_usd_per_1k_tokens,
         seconds=max(quota_s, write_s),

@@ -21,15 +21,18 @@ import typer
 
 from freshvec import constants as c
 from freshvec import migration, pricing
+from freshvec.adapters.service_quotas import OnDemandRate, bedrock_quota_values, on_demand_rate
 from freshvec.chunking import expected_chunks
 from freshvec.cli import console, generations, local_client, migrate_compare, migrate_fill, reconcile, resync
 from freshvec.cli.errors import OperatorError
+from freshvec.cli.local_client import local_batch_clients
 from freshvec.cli.migrate_context import Context, load_context
 from freshvec.cli.migrate_state import MigrationState
 from freshvec.cli.stack import StackResources
 from freshvec.errors import FreshvecError
 from freshvec.generations import Generation, generation_named, same_fingerprint_space
 from freshvec.ports import BatchLimits
+from freshvec.retry import RetryPolicy
 
 migrate_app = typer.Typer(
     help="Move readers to the next index generation: plan, start, status, compare, cutover, rollback, finish.",
@@ -57,7 +60,7 @@ def census(ctx: Context, session: Any, segments: int) -> migration.Census:
                     fp for v in page if isinstance(fp := (v.get("metadata") or {}).get(c.META_FINGERPRINT), str)
                 )
     scoped = ctx.scoped(nxt)
-    limit = c.PROVIDER_MAX_INPUT_CHARS[nxt.config.embedding.provider]
+    limit = c.input_char_limit(nxt.config.embedding.provider, nxt.config.embedding.model_id)
     found = migration.Census()
     seen: set[str] = set()
     with console.progress_eta() as progress:
@@ -74,23 +77,46 @@ def census(ctx: Context, session: Any, segments: int) -> migration.Census:
 
 
 def rates_for(
-    generation: Generation, requests_per_minute: float | None, batch_hours: float, limits: BatchLimits | None
+    generation: Generation,
+    requests_per_minute: float | None,
+    batch_hours: float,
+    limits: BatchLimits | None,
+    account: OnDemandRate | None = None,
 ) -> migration.Rates:
+    """The plan's rates: dated prices, the on-demand quota (``--requests-per-minute``, else the account's from
+    Service Quotas, else the documented default) and the model's records per batch job."""
     model = generation.config.embedding.model_id
     provider = generation.config.embedding.provider
     low, high = (limits.min_records, limits.max_records) if limits else c.BATCH_DEFAULT_RECORDS
+    rpm = requests_per_minute or (account.requests_per_minute if account else None)
     return migration.Rates(
         ondemand_usd_per_1k_tokens=pricing.ondemand_usd_per_1k_tokens(model),
         batch_usd_per_1k_tokens=pricing.batch_usd_per_1k_tokens(model),
         prices_date=pricing.PRICES_DATE,
-        requests_per_minute=requests_per_minute or pricing.DEFAULT_REQUESTS_PER_MINUTE.get(model, 6_000),
+        requests_per_minute=rpm or pricing.DEFAULT_REQUESTS_PER_MINUTE.get(model, 6_000),
+        tokens_per_minute=account.tokens_per_minute if account and not requests_per_minute else None,
+        quota_source="--requests-per-minute"
+        if requests_per_minute
+        else ", ".join(account.quota_names)
+        if account
+        else "documented default",
         texts_per_request=c.COHERE_MAX_TEXTS_PER_CALL if provider == "cohere" else 1,
         batch_min_records=low,
         batch_max_records=high,
         batch_limits_source=limits.source if limits else "documented defaults",
         batch_hours=batch_hours,
-        prices_known=provider == "local" or model in pricing.BEDROCK_USD_PER_1K_TOKENS,
+        prices_known=provider == "local" or pricing.priced(model),
     )
+
+
+def account_rate(ctx: Context, generation: Generation) -> OnDemandRate | None:
+    """The account's on-demand quota for the model, from Service Quotas (None: not readable or not listed)."""
+    try:
+        quotas = local_batch_clients(ctx.resources)[1] if ctx.resources.is_local else ctx.clients("service-quotas")
+    except OperatorError:
+        return None
+    values = bedrock_quota_values(quotas, RetryPolicy().call)
+    return on_demand_rate(values, generation.config.embedding.model_id) if values else None
 
 
 def batch_limits(ctx: Context, generation: Generation) -> BatchLimits | None:
@@ -107,7 +133,9 @@ def plan_command(
     requests_per_minute: Annotated[
         float | None,
         typer.Option(
-            "--requests-per-minute", min=1, help="The account's on-demand quota [default: the documented one]"
+            "--requests-per-minute",
+            min=1,
+            help="The account's on-demand quota [default: read from Service Quotas, else the documented one]",
         ),
     ] = None,
     batch_hours: Annotated[float, typer.Option("--batch-hours", min=0, help="Assumed batch job turnaround")] = 6.0,
@@ -127,7 +155,8 @@ def plan_command(
     finally:
         if close is not None:
             close()
-    found = migration.plan(counted, rates_for(nxt, requests_per_minute, batch_hours, batch_limits(ctx, nxt)))
+    rates = rates_for(nxt, requests_per_minute, batch_hours, batch_limits(ctx, nxt), account_rate(ctx, nxt))
+    found = migration.plan(counted, rates)
     state = ctx.state()
     state.plan = found.as_json()
     state.done("plan")

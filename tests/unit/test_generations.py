@@ -203,3 +203,31 @@ def test_judged_metrics_are_the_trec_definitions() -> None:
     ideal = 1 + 1 / math.log2(3)
     assert scores["g1"]["ndcg@2"] == pytest.approx(1 / ideal)
     assert scores["g2"]["ndcg@2"] == pytest.approx((1 / math.log2(3)) / ideal)
+
+
+def test_a_token_quota_binds_when_it_allows_fewer_texts_than_the_request_quota() -> None:
+    census = Census(rows=10_000, rows_with_text=10_000, chunks=10_000, distinct_chunks=10_000,
+                    chars_to_embed=40_000_000)  # fmt: skip  # 10 M tokens
+    by_requests = plan(census, _rates(requests_per_minute=60_000))
+    assert math.isclose(by_requests.ondemand.seconds, 10_000 / 1000)
+    by_tokens = plan(census, _rates(requests_per_minute=60_000, tokens_per_minute=600_000))
+    assert math.isclose(by_tokens.ondemand.seconds, 10_000_000 / 10_000)
+    assert by_tokens.ondemand.binding == BINDING_QUOTA
+
+
+def test_the_plan_takes_the_accounts_quota_unless_given_one() -> None:
+    from freshvec.adapters.service_quotas import OnDemandRate
+    from freshvec.cli.migrate import rates_for
+
+    nxt = live_generations(_config(embedding={"dimensions": 512}))[1]
+    account = OnDemandRate(2_000.0, 300_000.0, ("On-demand model inference requests per minute for X",))
+    assert rates_for(nxt, None, 6.0, None, account).requests_per_minute == 2_000
+    assert rates_for(nxt, None, 6.0, None, account).tokens_per_minute == 300_000
+    given = rates_for(nxt, 9_000, 6.0, None, account)
+    assert (given.requests_per_minute, given.tokens_per_minute, given.quota_source) == (
+        9_000,
+        None,
+        "--requests-per-minute",
+    )
+    default = rates_for(nxt, None, 6.0, None, None)
+    assert default.quota_source == "documented default" and default.batch_min_records == c.BATCH_DEFAULT_RECORDS[0]
