@@ -204,11 +204,12 @@ def metadata_bytes(metadata: Mapping[str, Any]) -> int:
     return sum(entry_bytes(k, v) for k, v in metadata.items())
 
 
-def passages_cut(written: Iterable[Mapping[str, Any]], chunks: Iterable[Any], text_field: str) -> int:
+def passages_cut(written: Iterable[Mapping[str, Any]], plans: Iterable[Any], text_field: str) -> int:
     """Chunks among the ``written`` vectors whose passage ``build`` stored as a prefix to fit the metadata limits;
-    the sink counts them (``SearchableTextCut``), so a cut is never silent. ``chunks``: objects with ``key`` and
-    ``text`` (the sink's chunk plans)."""
+    the sink counts them (``SearchableTextCut``), so a cut is never silent. ``plans``: the sink's key plans, whose
+    ``chunks`` have ``key`` and ``text``."""
     stored = {v["key"]: (v.get("metadata") or {}).get(text_field) for v in written}
+    chunks = [chunk for plan in plans for chunk in plan.chunks]
     return sum(1 for chunk in chunks if chunk.key in stored and stored[chunk.key] != chunk.text)
 
 

@@ -384,8 +384,7 @@ class _Run:
     def _to_embed(plans: list[KeyPlan]) -> list[ChunkPlan]:
         return [chunk for p in plans if p.action is Action.PUT for chunk in p.chunks if not chunk.reused]
 
-    # -- write: surplus chunks, puts, tombstones, deletes; a failed call leaves its rows and every unwritten
-    # row to re-delivery --
+    # -- write: surplus chunks, puts, tombstones, deletes; a failed call leaves its rows and later ones to re-delivery
     def write(self, limit: int) -> int:
         puts = self._valid_vectors([p for p in self.plans if p.action is Action.PUT])
         deletes = [p for p in self.plans if p.action is Action.DELETE]
@@ -405,8 +404,7 @@ class _Run:
                 if kind == "put":
                     self.sink.store.put(items)
                     self.stats.vectors_put += len(items)
-                    cut = passages_cut(items, [c for p in plans for c in p.chunks], self.sink.config.embedding_field)
-                    self.stats.searchable_text_cut += cut
+                    self.stats.searchable_text_cut += passages_cut(items, plans, self.sink.config.embedding_field)
                     self._written(plans)
                 elif kind == "tombstone":
                     expires_at = self.sink.clock() + truncate.tombstone_lifetime_s(self.sink.config)
