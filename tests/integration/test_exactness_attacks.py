@@ -1,0 +1,41 @@
+"""Attacks on the index-equals-table promise: corrupted stored metadata, hostile orderings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from freshvec import constants as c
+from freshvec import versions
+from freshvec.local.moto_server import MotoServer
+from freshvec.testing.builders import change, key_of, kinesis_record, movie
+from tests.integration.test_sink_apply import BUCKET, INDEX, make_pipeline
+
+T0 = datetime.now(UTC) - timedelta(minutes=5)
+
+
+def _corrupt(pipe, key: str, **meta) -> None:
+    stored = pipe.vectors()[key]
+    pipe.s3vectors.put_vectors(
+        vectorBucketName=BUCKET,
+        indexName=INDEX,
+        vectors=[{"key": key, "data": {"float32": stored["data"]}, "metadata": {**stored["metadata"], **meta}}],
+    )
+
+
+@pytest.mark.parametrize("count", [10**15, 1e300, -5, "garbage", 2.5])
+def test_a_corrupt_chunk_count_does_not_stall_the_sink(moto: MotoServer, count) -> None:
+    pipe = make_pipeline(moto)
+    doc = change("INSERT", movie("A", "Sharks."))
+    doc["version"] = versions.PgChange(10, 0, 5).text()
+    assert pipe.sink.process([kinesis_record(doc, 1)]).batch_item_failures == []
+    _corrupt(pipe, key_of("A"), _chunks=count)
+    upd = change("UPDATE", movie("A", "Whales."))
+    upd["version"] = versions.PgChange(11, 0, 6).text()
+    assert pipe.sink.process([kinesis_record(upd, 2)]).batch_item_failures == []
+    dele = change("DELETE", None, movie("A", "Whales."))
+    dele["version"] = versions.PgChange(12, 0, 7).text()
+    assert pipe.sink.process([kinesis_record(dele, 3)]).batch_item_failures == []
+    assert pipe.vectors() == {}
