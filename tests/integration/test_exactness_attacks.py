@@ -39,3 +39,30 @@ def test_a_corrupt_chunk_count_does_not_stall_the_sink(moto: MotoServer, count) 
     dele["version"] = versions.PgChange(12, 0, 7).text()
     assert pipe.sink.process([kinesis_record(dele, 3)]).batch_item_failures == []
     assert pipe.vectors() == {}
+
+
+@pytest.mark.parametrize("legacy", [{"N": "42"}, {"S": "not a version"}, None])
+def test_a_tombstone_left_by_an_older_release_does_not_block_a_delete(moto: MotoServer, legacy) -> None:
+    """A live tombstone item whose version is a number (written before versions were texts) or missing reads as
+    no tombstone; raising it must then take its place, not fail forever (which stalls the shard)."""
+    from freshvec.adapters.dynamodb import (
+        ATTR_EXPIRES_AT,
+        ATTR_TOMBSTONE_VERSION,
+        TOMBSTONE_SORT,
+        DynamoDbTombstones,
+        _key,
+        _tombstone_partition,
+        create_checkpoint_table,
+    )
+    from freshvec.retry import RetryPolicy
+
+    dynamodb = moto.client("dynamodb")
+    create_checkpoint_table(dynamodb, "checkpoints")
+    item = {**_key(_tombstone_partition("k"), TOMBSTONE_SORT), ATTR_EXPIRES_AT: {"N": "5000"}}
+    if legacy is not None:
+        item[ATTR_TOMBSTONE_VERSION] = legacy
+    dynamodb.put_item(TableName="checkpoints", Item=item)
+    tombstones = DynamoDbTombstones(dynamodb, "checkpoints", retry=RetryPolicy(attempts=1), clock=lambda: 1000.0)
+    version = versions.PgChange(0x900, 0, 9).text()
+    tombstones.put({"k": version}, expires_at=6000)
+    assert tombstones.get(["k"]) == {"k": version}
