@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from freshvec.adapters.postgres import connect
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import PipelineConfig
@@ -262,6 +262,8 @@ class PostgresRowReader:
             return []
         try:
             version, rows = snapshot.read_keys(self.conn, table_writer(self.config), keys)
+        except snapshot.UnreadableKeyError as exc:
+            raise RefusedKeyError(str(exc)) from exc
         except ValueError as exc:
             raise OperatorError(str(exc)) from exc
         return [(row, version) for row in rows]

@@ -69,9 +69,7 @@ def test_a_lowered_chunk_count_is_reported_repaired_and_a_delete_then_removes_ev
     pipeline.server.client("s3vectors").put_vectors(
         vectorBucketName=res.vector_bucket,
         indexName=res.vector_index,
-        vectors=[
-            {"key": chunk0["key"], "data": chunk0["data"], "metadata": {**chunk0["metadata"], c.META_CHUNKS: 1}}
-        ],
+        vectors=[{"key": chunk0["key"], "data": chunk0["data"], "metadata": {**chunk0["metadata"], c.META_CHUNKS: 1}}],
     )
     found = reconcile("--json")
     assert found.exit_code == EXIT_CHECK_FAILED, found.output

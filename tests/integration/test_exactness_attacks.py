@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from freshvec import constants as c
 from freshvec import versions
 from freshvec.local.moto_server import MotoServer
 from freshvec.testing.builders import change, key_of, kinesis_record, movie
