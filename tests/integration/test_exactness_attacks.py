@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from freshvec import constants as c
 from freshvec import versions
 from freshvec.local.moto_server import MotoServer
 from freshvec.testing.builders import change, key_of, kinesis_record, movie
@@ -64,3 +65,43 @@ def test_a_tombstone_left_by_an_older_release_does_not_block_a_delete(moto: Moto
     version = versions.PgChange(0x900, 0, 9).text()
     tombstones.put({"k": version}, expires_at=6000)
     assert tombstones.get(["k"]) == {"k": version}
+
+
+def _ks_live(doc: dict, created_s: float, sequence: int) -> dict:
+    return {**doc, "version": versions.KsChange(int(created_s * 1_000_000), "label", 0, sequence).text()}
+
+
+def test_a_repair_read_before_a_fresh_write_was_visible_does_not_replace_it(moto: MotoServer) -> None:
+    """Keyspaces: a write lands in the index within a second; reconcile --repair lists it, reads the table
+    before the write is visible there (within δ) and sends the older row, stamped read start - B - δ. The
+    write it saw in the index is newer than anything the read could vouch for: the repair must not put the
+    older row over it."""
+    import time
+
+    pipe = make_pipeline(moto)
+    now = time.time()
+    first = _ks_live(change("INSERT", movie("A", "Sharks.")), now - 60, 1)
+    assert pipe.sink.process([kinesis_record(first, 1)]).batch_item_failures == []
+    fresh = _ks_live(change("UPDATE", movie("A", "Whales.")), now - 0.2, 2)
+    assert pipe.sink.process([kinesis_record(fresh, 2)]).batch_item_failures == []
+    seen, _ = versions.unstamp(pipe.vectors()[key_of("A")]["metadata"][c.META_VERSION])
+    stamp = versions.keyspaces_read_stamp(now).text()  # the repair's read, just now, still saw "Sharks."
+    repair = {**change("UPDATE", movie("A", "Sharks.")), "origin": "RECONCILE", "version": stamp, "if_wid": seen}
+    assert pipe.sink.process([kinesis_record(repair, 3)]).batch_item_failures == []
+    assert pipe.vectors()[key_of("A")]["metadata"]["overview"] == "Whales."
+
+
+def test_a_repair_still_replaces_a_corrupt_keyspaces_version_from_the_future(moto: MotoServer) -> None:
+    import time
+
+    pipe = make_pipeline(moto)
+    now = time.time()
+    first = _ks_live(change("INSERT", movie("A", "Sharks.")), now - 60, 1)
+    assert pipe.sink.process([kinesis_record(first, 1)]).batch_item_failures == []
+    wrong = versions.stamp("feedfacefeedface", versions.KsChange(int((now + 10**6) * 1e6), "x", 0, 1).text())
+    _corrupt(pipe, key_of("A"), _ver=wrong, overview="Whales.")
+    stamp = versions.keyspaces_read_stamp(now).text()
+    repair = {**change("UPDATE", movie("A", "Sharks.")), "origin": "RECONCILE", "version": stamp}
+    repair["if_wid"] = "feedfacefeedface"
+    assert pipe.sink.process([kinesis_record(repair, 2)]).batch_item_failures == []
+    assert pipe.vectors()[key_of("A")]["metadata"]["overview"] == "Sharks."
