@@ -189,6 +189,15 @@ BATCH_QUOTA_MODEL_NAMES = {
     NOVA_MME: "Nova 2 Multimodal Embeddings V1",
     LOCAL_WORDLLAMA: "WordLlama L2 Supercat",  # local mode's stand-in answers under this name
 }
+# How Service Quotas names each model in its on-demand rate quotas ("On-demand model inference requests per minute
+# for <name>", "Cross-region model inference tokens per minute for <name>", "Global cross-region ...").
+ON_DEMAND_QUOTA_MODEL_NAMES = {
+    TITAN_V2: "Amazon Titan Text Embeddings V2",
+    COHERE_EN_V3: "Cohere Embed English",
+    COHERE_MULTI_V3: "Cohere Embed Multilingual",
+    COHERE_V4: "Cohere Embed V4",
+    NOVA_MME: "Amazon Nova 2 Multimodal Embeddings V1",
+}
 # Concurrent jobs per base model ("Sum of in-progress and submitted batch inference jobs using a base model").
 BATCH_DEFAULT_ACTIVE_JOBS = 20
 # A submission's name leaves room for "-<part>" within the 63-character job name (ModelInvocationJobName).
@@ -271,6 +280,7 @@ M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
 M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call
 M_CHUNKS_EMBEDDED = "ChunksEmbedded"  # chunk vectors that came from the model
 M_CHUNKS_REUSED = "ChunksReused"  # chunk vectors reused from the index (same fingerprint, any position of the row)
+M_CHUNKS_COPIED = "ChunksCopied"  # chunk vectors copied from another index generation or a batch job, not embedded
 M_CHUNKS_DELETED = "ChunksDeleted"  # surplus chunks removed because a row's text shrank
 M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"
@@ -281,3 +291,18 @@ M_VECTORS_DELETED = "VectorsDeleted"
 M_DLQ_RECORDS = "DlqRecords"
 M_FRESHNESS_MS = "FreshnessMs"  # now minus change time, per applied change
 M_BATCH_DURATION_MS = "BatchDurationMs"
+
+# --- Index generations (freshvec.generations, docs/migrations.md) ---
+# Optional change-event fields of a re-sync: the generations it is for (absent: every live one), and vectors a
+# Bedrock batch job computed for its chunks ({fingerprint: base64 little-endian float32}).
+EVENT_GENERATIONS = "generations"
+EVENT_VECTORS = "vectors"
+GENERATION_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+DEFAULT_GENERATION = "g1"
+# Readers re-read the index pointer this often: a cutover or rollback reaches every reader within it.
+POINTER_CACHE_TTL_S = 10.0
+OUT_INDEX_POINTER_PARAMETER = "IndexPointerParameter"  # the SSM parameter naming the active generation
+OUT_READER_POLICY_ARN = "ReaderPolicyArn"  # the managed policy an application attaches to query the pipeline
+ENV_INDEX_POINTER_PARAMETER = "FRESHVEC_INDEX_POINTER_PARAMETER"
+# S3 Vectors per-index write limit (vectors a second; docs s3-vectors-limitations): a migration's ceiling.
+S3V_INDEX_VECTORS_PER_S = 2500

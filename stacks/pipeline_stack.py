@@ -12,8 +12,10 @@ from freshvec import constants as c
 from freshvec.config import PipelineConfig, check_deployable
 from stacks import bundling
 from stacks.acknowledgments import acknowledge_findings
+from stacks.batch_inference import BatchInference
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
+from stacks.index_pointer import IndexPointer
 from stacks.monitoring import Monitoring
 from stacks.operator_policy import OperatorPolicy
 from stacks.postgres_source import PostgresSource
@@ -86,6 +88,7 @@ class PipelineStack(Stack):
             layer=layer,
             removal=data_removal,
         )
+        self.batch = BatchInference(self, "BatchInference", config=config, key=self.key, removal=data_removal)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -96,6 +99,7 @@ class PipelineStack(Stack):
             dlq=self.sink.dlq,
             on_failure_bucket=self.sink.on_failure_bucket,
         )
+        self.pointer = IndexPointer(self, "IndexPointer", config=config, vectors=self.vectors, key=self.key)
         self.operator = OperatorPolicy(
             self,
             "Operator",
@@ -106,7 +110,9 @@ class PipelineStack(Stack):
             dlq=self.sink.dlq,
             on_failure_bucket=self.sink.on_failure_bucket,
             checkpoints=self.forwarder.checkpoints,
+            batch=self.batch,
             key=self.key,
+            pointer=self.pointer,
         )
         self._outputs()
         acknowledge_findings(
@@ -116,6 +122,8 @@ class PipelineStack(Stack):
             sink=self.sink,
             operator=self.operator,
             change_stream=self.change_stream,
+            batch=self.batch,
+            pointer=self.pointer,
         )
 
     def _outputs(self) -> None:
@@ -136,6 +144,10 @@ class PipelineStack(Stack):
             c.OUT_SINK_FUNCTION: self.sink.function.function_name,
             c.OUT_DASHBOARD: self.monitoring.dashboard.dashboard_name,
             c.OUT_OPERATOR_POLICY_ARN: self.operator.policy.managed_policy_arn,
+            c.OUT_INDEX_POINTER_PARAMETER: self.pointer.parameter_name,
+            c.OUT_READER_POLICY_ARN: self.pointer.reader_policy.managed_policy_arn,
+            c.OUT_BATCH_BUCKET: self.batch.bucket.bucket_name,
+            c.OUT_BATCH_ROLE_ARN: self.batch.role.role_arn,
             c.OUT_PIPELINE_CONFIG: self.config.to_json(),
         }
         for name, value in values.items():

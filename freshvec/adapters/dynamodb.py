@@ -3,7 +3,9 @@
 An item holds the last sequence number forwarded to Kinesis (``seq``), whether the shard was read to its end
 (``ended``) and who may read it (``lease_owner`` until ``lease_expires_at``, epoch seconds). Only the lease
 owner can move a checkpoint, so two forwarders never read one shard at the same time, and a lease whose
-owner died is free again once it expires.
+owner died is free again once it expires. Past a stretch of the stream without changes (no sequence number to
+checkpoint) the item also keeps where reading got to (``resume``, the source's token, dropped whenever ``seq``
+moves) and when the shard was last at its tip (``caught_up_at``).
 
 The sink's tombstones (``DynamoDbTombstones``) live in the same table, one item per deleted vector key
 (``#tombstone/<sha256 of the key>``) holding the delete's version text, with ``expires_at`` as the table's TTL
@@ -34,6 +36,8 @@ ATTR_ENDED = "ended"
 ATTR_LEASE_OWNER = "lease_owner"
 ATTR_LEASE_EXPIRES_AT = "lease_expires_at"
 ATTR_UPDATED_AT = "updated_at"
+ATTR_RESUME = "resume"
+ATTR_CAUGHT_UP_AT = "caught_up_at"
 ATTR_STREAM_LABEL = "label"
 ATTR_STREAM_STATE = "state"
 STREAM_READING = "reading"
@@ -140,9 +144,25 @@ class CheckpointStore:
         self._update_owned(
             stream_arn,
             shard_id,
-            "SET #seq = :seq, #expires = :expires, #updated = :now",
+            "SET #seq = :seq, #expires = :expires, #updated = :now REMOVE #resume",
             {":seq": {"S": sequence_number}, ":expires": _number(expires), ":now": _number(now)},
         )
+        return expires
+
+    def save_progress(self, stream_arn: str, shard_id: str, resume: str | None, caught_up_at: float | None) -> float:
+        """Keep where reading got to past the checkpoint (None: forget it) and when the shard was last at its
+        tip; also renews the lease."""
+        now = self._clock()
+        expires = now + self.lease_duration_s
+        update = "SET #expires = :expires, #updated = :now"
+        values: dict[str, Any] = {":expires": _number(expires), ":now": _number(now)}
+        if resume is not None:
+            update += ", #resume = :resume"
+            values[":resume"] = {"S": resume}
+        if caught_up_at is not None:
+            update += ", #caught = :caught"
+            values[":caught"] = _number(caught_up_at)
+        self._update_owned(stream_arn, shard_id, update + ("" if resume is not None else " REMOVE #resume"), values)
         return expires
 
     def mark_ended(self, stream_arn: str, shard_id: str, sequence_number: str | None) -> None:
@@ -247,6 +267,8 @@ _NAMES = {
     "#owner": ATTR_LEASE_OWNER,
     "#expires": ATTR_LEASE_EXPIRES_AT,
     "#updated": ATTR_UPDATED_AT,
+    "#resume": ATTR_RESUME,
+    "#caught": ATTR_CAUGHT_UP_AT,
 }
 
 
@@ -267,6 +289,7 @@ def _number(value: float) -> dict[str, str]:
 
 def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
     expires = item.get(ATTR_LEASE_EXPIRES_AT, {}).get("N")
+    caught_up_at = item.get(ATTR_CAUGHT_UP_AT, {}).get("N")
     return ShardCheckpoint(
         stream_arn=item[CHECKPOINT_PK]["S"],
         shard_id=item[CHECKPOINT_SK]["S"],
@@ -274,6 +297,8 @@ def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
         ended=bool(item.get(ATTR_ENDED, {}).get("BOOL", False)),
         lease_owner=item.get(ATTR_LEASE_OWNER, {}).get("S"),
         lease_expires_at=float(expires) if expires is not None else None,
+        resume=item.get(ATTR_RESUME, {}).get("S"),
+        caught_up_at=float(caught_up_at) if caught_up_at is not None else None,
     )
 
 

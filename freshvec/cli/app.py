@@ -24,7 +24,19 @@ import typer
 from typer.exceptions import TyperException
 
 from freshvec import state
-from freshvec.cli import backfill, init, load_command, preflight, query, reconcile, redrive, settings, status, wait
+from freshvec.cli import (
+    backfill,
+    init,
+    load_command,
+    migrate,
+    preflight,
+    query,
+    reconcile,
+    redrive,
+    settings,
+    status,
+    wait,
+)
 from freshvec.cli.errors import exit_code, explain
 
 STACK_ENV = "FRESHVEC_STACK"
@@ -152,3 +164,4 @@ redrive_app.command("list")(operator_command(redrive.redrive_list))
 redrive_app.command("show")(operator_command(redrive.redrive_show))
 redrive_app.command("send")(operator_command(redrive.redrive_send))
 app.command("status")(operator_command(status.status_command))
+migrate.register(app, operator_command)

@@ -53,6 +53,23 @@ class WriteOp:
     row: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class WriteOptions:
+    """How each write is made: ``USING TTL`` (seconds), ``USING TIMESTAMP`` (microseconds), and ``partial``: an
+    UPDATE of only the columns given (so a TTL applies to those columns alone) instead of an INSERT."""
+
+    ttl_s: int | None = None
+    timestamp_us: int | None = None
+    partial: bool = False
+
+    @property
+    def using(self) -> str:
+        """The ``USING ...`` clause (empty without a TTL or timestamp); both are validated whole numbers."""
+        parts = [f"TTL {int(self.ttl_s)}"] if self.ttl_s is not None else []
+        parts += [f"TIMESTAMP {int(self.timestamp_us)}"] if self.timestamp_us is not None else []
+        return f" USING {' AND '.join(parts)}" if parts else ""
+
+
 def batches_of_one_kind(ops: Iterable[WriteOp], size: int) -> Iterator[list[WriteOp]]:
     """Consecutive writes in batches of at most ``size``, a batch never mixing upserts and deletes (order kept)."""
     batch: list[WriteOp] = []
@@ -131,16 +148,26 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def build_insert(keyspace: str, table: str, columns: Sequence[str]) -> str:
+def build_insert(keyspace: str, table: str, columns: Sequence[str], options: WriteOptions = WriteOptions()) -> str:
     names = ", ".join(quote(c) for c in columns)
     marks = ", ".join("?" for _ in columns)
-    # Identifiers come from the validated config and are quoted; values are always bound.
-    return f"INSERT INTO {quote(keyspace)}.{quote(table)} ({names}) VALUES ({marks})"  # noqa: S608
+    # Identifiers come from the validated config and are quoted; values are always bound; USING holds integers.
+    return f"INSERT INTO {quote(keyspace)}.{quote(table)} ({names}) VALUES ({marks}){options.using}"  # noqa: S608
 
 
-def build_delete(keyspace: str, table: str, key_columns: Sequence[str]) -> str:
+def build_update(
+    keyspace: str, table: str, columns: Sequence[str], key_columns: Sequence[str], options: WriteOptions
+) -> str:
+    """``UPDATE ... USING TTL/TIMESTAMP SET c = ? ... WHERE key = ?``: columns first, then the key, as bound."""
+    sets = ", ".join(f"{quote(c)} = ?" for c in columns)
     where = " AND ".join(f"{quote(c)} = ?" for c in key_columns)
-    return f"DELETE FROM {quote(keyspace)}.{quote(table)} WHERE {where}"  # noqa: S608
+    return f"UPDATE {quote(keyspace)}.{quote(table)}{options.using} SET {sets} WHERE {where}"  # noqa: S608
+
+
+def build_delete(keyspace: str, table: str, key_columns: Sequence[str], options: WriteOptions = WriteOptions()) -> str:
+    where = " AND ".join(f"{quote(c)} = ?" for c in key_columns)
+    using = f" USING TIMESTAMP {int(options.timestamp_us)}" if options.timestamp_us is not None else ""
+    return f"DELETE FROM {quote(keyspace)}.{quote(table)}{using} WHERE {where}"  # noqa: S608
 
 
 def _retryable_driver_errors() -> tuple[type[BaseException], ...]:
@@ -181,6 +208,7 @@ class CassandraRowWriter:
         max_in_flight: int = 64,
         retry: RetryPolicy = DRIVER_RETRY,
         consistency_level: Any = None,
+        options: WriteOptions = WriteOptions(),
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -189,19 +217,28 @@ class CassandraRowWriter:
         self.max_in_flight = max_in_flight
         self.retry = retry
         self.consistency_level = consistency_level
+        self.options = options
         self._prepared: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._retryable = _retryable_driver_errors()
 
     def _statement(self, op: WriteOp) -> tuple[Any, list[Any]]:
         s = self.schema
-        columns = s.primary_key if op.kind == "delete" else tuple(op.row)
+        partial = op.kind != "delete" and self.options.partial
+        if op.kind == "delete":
+            columns = s.primary_key
+        elif partial:  # UPDATE binds the set columns first, then the key
+            columns = tuple(c for c in op.row if c not in s.primary_key) + s.primary_key
+        else:
+            columns = tuple(op.row)
         cache_key = (op.kind, columns)
         if cache_key not in self._prepared:
             if op.kind == "delete":
-                text = build_delete(s.keyspace, s.table, columns)
+                text = build_delete(s.keyspace, s.table, columns, self.options)
+            elif partial:
+                text = build_update(s.keyspace, s.table, columns[: -len(s.primary_key)], s.primary_key, self.options)
             else:
-                text = build_insert(s.keyspace, s.table, columns)
+                text = build_insert(s.keyspace, s.table, columns, self.options)
             prepared = self.session.prepare(text)
             if self.consistency_level is not None:
                 prepared.consistency_level = self.consistency_level
@@ -272,7 +309,9 @@ class ControlApiRowWriter:
         batch_size: int = 200,
         retry: RetryPolicy = CONTROL_API_RETRY,
         headers: Mapping[str, str] | None = None,
+        options: WriteOptions = WriteOptions(),
     ) -> None:
+        self.options = options
         self.control_url = control_url.rstrip("/")
         self.schema = schema
         self.batch_size = batch_size
@@ -286,10 +325,13 @@ class ControlApiRowWriter:
     def _flush(self, batch: list[WriteOp], report: Callable[[WriteResult], None]) -> None:
         import requests
 
+        o = self.options
+        body: dict[str, Any] = {} if o.timestamp_us is None else {"timestamp_us": o.timestamp_us}
         if batch[0].kind == "delete":
-            path, body = "rows/delete", {"keys": [row_to_json(op.row, self.schema) for op in batch]}
+            path, body["keys"] = "rows/delete", [row_to_json(op.row, self.schema) for op in batch]
         else:
-            path, body = "rows/upsert", {"rows": [row_to_json(op.row, self.schema) for op in batch]}
+            path, body["rows"] = "rows/upsert", [row_to_json(op.row, self.schema) for op in batch]
+            body |= {"partial": o.partial} | ({"ttl_s": o.ttl_s} if o.ttl_s is not None else {})
         error: str | None = None
         attempt = 1
         while True:

@@ -53,6 +53,16 @@ def load_command(
     delete: Annotated[bool, typer.Option("--delete", help="Delete the file's rows (by primary key)")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N good rows")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Writes in flight")] = 64,
+    ttl: Annotated[
+        int | None, typer.Option("--ttl", min=1, max=630_720_000, help="USING TTL: the written cells expire after N s")
+    ] = None,
+    timestamp: Annotated[
+        int | None, typer.Option("--timestamp", min=0, help="USING TIMESTAMP: the writes' client timestamp in µs")
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option("--partial", help="UPDATE only the file's columns (with --ttl: a column TTL) instead of INSERT"),
+    ] = False,
     ca_bundle: Annotated[
         Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS [default: certifi]")
     ] = None,
@@ -67,14 +77,17 @@ def load_command(
     file = file if file is not None else SAMPLE_DATA
     if update is not None and delete:
         raise typer.BadParameter("use --update or --delete, not both", param_hint="--delete")
+    options = loader.WriteOptions(ttl_s=ttl, timestamp_us=timestamp, partial=partial)
     res = settings().resources()
+    if options != loader.WriteOptions() and res.config.source.kind == "postgres":
+        raise typer.BadParameter("--ttl, --timestamp and --partial are Keyspaces writes", param_hint="--ttl")
     schema = loader.TableSchema.from_config(res.config)
     records = read_records(file, schema.column_types)
     verb = "deleting" if delete else f"updating ({update.value})" if update else "loading"
     cluster = None
     if res.is_local:
         writer: loader.RowWriter = loader.ControlApiRowWriter(
-            res.control_url or "", schema, headers=local_client.control_headers(res)
+            res.control_url or "", schema, headers=local_client.control_headers(res), options=options
         )
         target = "the local pipeline"
     elif res.config.source.kind == "postgres":
@@ -86,7 +99,7 @@ def load_command(
         target = f"{res.config.keyspace}.{res.config.table} on {res.config.postgres.connection.host}"
     else:
         cluster, session = keyspaces.connect_table(res.region, ca_bundle)
-        writer = loader.CassandraRowWriter(session, schema, max_in_flight=concurrency)
+        writer = loader.CassandraRowWriter(session, schema, max_in_flight=concurrency, options=options)
         target = f"{res.config.keyspace}.{res.config.table} in {res.region}"
     recorder = wait.RecordingWriter(writer, wait.Expectations(res.config, schema)) if wait_visible else None
     writer = recorder or writer

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from freshvec import constants as c
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
@@ -187,15 +188,17 @@ def backfill(
     rate_per_s: float = 500.0,
     page_rows: int = BACKFILL_PAGE_ROWS,
     on_progress: Callable[[int], None] | None = None,
+    generations: Sequence[str] | None = None,
 ) -> tuple[int, str]:
-    """Send every row as a BACKFILL INSERT read in one snapshot; returns (rows sent, the snapshot's version)."""
+    """Send every row as a BACKFILL INSERT read in one snapshot (for ``generations`` only, when given); returns
+    (rows sent, the snapshot's version)."""
     pg = config.postgres
     ensure_slot(conn, pg.slot, database=pg.connection.database)  # first: what changes from now on is kept
     limiter = RateLimiter(rate_per_s)
     sent = 0
     version = ""
     for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
-        records = [_record(row, config, version, sent + i) for i, row in enumerate(page)]
+        records = [_record(row, config, version, sent + i, generations) for i, row in enumerate(page)]
         limiter.acquire(len(records))
         sender.send(records)
         sent += len(records)
@@ -204,7 +207,9 @@ def backfill(
     return sent, version
 
 
-def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: float) -> None:
+def backfill_command(
+    res: Any, clients: Callable[[str], Any], *, rate_per_s: float, generations: Sequence[str] | None = None
+) -> None:
     """``freshvec backfill`` for a postgres source (``res``: the stack's ``StackResources``)."""
     from freshvec.cli import console
 
@@ -214,7 +219,12 @@ def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: flo
         with console.progress() as progress:
             task = progress.add_task("backfill", total=None)
             sent, version = backfill(
-                conn, res.config, sender, rate_per_s=rate_per_s, on_progress=lambda n: progress.advance(task, n)
+                conn,
+                res.config,
+                sender,
+                rate_per_s=rate_per_s,
+                on_progress=lambda n: progress.advance(task, n),
+                generations=generations,
             )
     finally:
         conn.close()
@@ -224,7 +234,9 @@ def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: flo
     )
 
 
-def _record(row: dict[str, Any], config: PipelineConfig, version: str, index: int) -> OutgoingRecord:
+def _record(
+    row: dict[str, Any], config: PipelineConfig, version: str, index: int, generations: Sequence[str] | None = None
+) -> OutgoingRecord:
     key = {name: row[name] for name in config.primary_key}
     now = datetime.now(UTC)
     seq = f"backfill:{index}"
@@ -241,6 +253,7 @@ def _record(row: dict[str, Any], config: PipelineConfig, version: str, index: in
         origin="BACKFILL",
         source="postgres",
         version=version,
+        extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
     )
     # The partition key the forwarder gives the row's live changes: one Kinesis shard per row.
     return OutgoingRecord(

@@ -45,7 +45,7 @@ import typer
 
 from freshvec import constants as c
 from freshvec.chunking import expected_chunks
-from freshvec.cli import backfill, console, resync
+from freshvec.cli import backfill, console, generations, resync
 from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
@@ -423,45 +423,66 @@ def reconcile_command(
         int, typer.Option("--buckets", min=1, max=65_536, help="Key-hash partitions compared one at a time")
     ] = 256,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
+    generation: generations.GenerationOption = None,
 ) -> None:
-    """Compare the table with the index; exit 0 in sync, 1 drift found, 2 usage error, 3 could not finish."""
+    """Compare the table with each live index generation; exit 0 when all are in sync, 1 when drift was found, 2 on
+    a usage error, 3 when it could not finish."""
     s = settings()
     res = s.resources()
     clients = s.clients()
+    reports: dict[str, ReconcileReport] = {}
     close, session = (None, None) if res.is_local else resync.connect_table(res, clients, ca_bundle)
     try:
-        resyncer = None
-        if repair:
-            sender = resync.change_stream_sender(res, clients)
-            resyncer = resync.Resyncer(res.config, resync.row_reader(res, session), clients("s3vectors"), res, sender)
-        sides = sides_for(res, clients, session, segments=segments, index_segments=index_segments)
-        with console.progress() as progress:
-            tasks = {"table": progress.add_task("table rows", total=None), "index": progress.add_task("vectors")}
-            lock = threading.Lock()
+        for chosen in generations.chosen(res, generation):
+            # Each generation against the table on its own: its fingerprints, chunks and index; repairs for it only.
+            scoped = generations.resources_for(res, chosen)
+            resyncer = None
+            if repair:
+                sender = resync.change_stream_sender(res, clients)
+                reader = resync.row_reader(scoped, session)
+                resyncer = resync.Resyncer(scoped.config, reader, clients("s3vectors"), scoped, sender)
+                resyncer.generations = generations.targets(res, [chosen.name])
+            sides = sides_for(scoped, clients, session, segments=segments, index_segments=index_segments)
+            with console.progress() as progress:
+                tasks = {side: progress.add_task(f"{chosen.name}: {side}", total=None) for side in ("table", "index")}
+                lock = threading.Lock()
 
-            def advance(side: str, n: int) -> None:
-                with lock:
-                    progress.advance(tasks[side], n)
+                def advance(side: str, n: int, tasks: dict[str, Any] = tasks, lock: threading.Lock = lock) -> None:
+                    with lock:
+                        progress.advance(tasks[side], n)
 
-            report = reconcile(
-                res, sides, buckets=buckets, show=show, workers=workers, resyncer=resyncer, on_progress=advance
-            )
+                reports[chosen.name] = reconcile(
+                    scoped, sides, buckets=buckets, show=show, workers=workers, resyncer=resyncer, on_progress=advance
+                )
     finally:
         if close is not None:
             close()
     if as_json:
-        console.out.print_json(json.dumps(report.as_json()))
+        console.out.print_json(json.dumps(reports_json(reports)))
     else:
-        _print(report, res)
-    if report.drift:
+        for name, report in reports.items():
+            _print(report, generations.resources_for(res, generations.chosen(res, [name])[0]), name)
+    if any(report.drift for report in reports.values()):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _print(report: ReconcileReport, res: StackResources) -> None:
-    where = "the local pipeline" if res.is_local else f"{res.config.keyspace}.{res.config.table} / {res.vector_index}"
+def reports_json(reports: Mapping[str, ReconcileReport]) -> dict[str, Any]:
+    """One generation: its report (and its name); several: each under ``generations`` and the total drift."""
+    if len(reports) == 1:
+        return {**next(iter(reports.values())).as_json(), "generation": next(iter(reports))}
+    every = {name: report.as_json() for name, report in reports.items()}
+    return {"generations": every, "drift": sum(report.drift for report in reports.values())}
+
+
+def _print(report: ReconcileReport, res: StackResources, generation: str) -> None:
+    where = (
+        f"the local pipeline ({res.vector_index})"
+        if res.is_local
+        else f"{res.config.keyspace}.{res.config.table} / {res.vector_index}"
+    )
     console.out.print(
-        f"reconcile {where}: {report.rows} row(s), {report.vectors} vector(s), {report.in_sync} in sync "
-        f"({report.seconds:.1f} s)"
+        f"reconcile generation {generation}, {where}: {report.rows} row(s), {report.vectors} vector(s), "
+        f"{report.in_sync} in sync ({report.seconds:.1f} s)"
     )
     for kind in KINDS:
         line = f"  {kind:<9} {report.counts[kind]}"

@@ -179,9 +179,13 @@ def resync_record(
     shard: str,
     if_wid: str | None = None,
     orphan_chunks: Sequence[int] = (),
+    generations: Sequence[str] | None = None,
+    vectors: Mapping[str, str] | None = None,
 ) -> OutgoingRecord:
     """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with the read's ``version``;
-    a reconcile repair also names the write it saw (``if_wid``) and the orphan chunks it saw."""
+    a reconcile repair also names the write it saw (``if_wid``) and the orphan chunks it saw; with
+    ``generations``, for those index generations only, and with ``vectors`` (fingerprint -> base64 float32)
+    precomputed vectors of its chunks (``freshvec.generation_sink``)."""
     now = datetime.now(UTC)
     full_key = {name: (row or key)[name] for name in config.primary_key}
     event = ChangeEvent(
@@ -199,6 +203,10 @@ def resync_record(
         version=version,
         if_wid=if_wid,
         orphan_chunks=tuple(orphan_chunks),
+        extra={
+            **({c.EVENT_GENERATIONS: list(generations)} if generations else {}),
+            **({c.EVENT_VECTORS: dict(vectors)} if vectors else {}),
+        },
     )
     return OutgoingRecord(
         event.to_bytes(), partition_key(vector_key(full_key, config.key_columns)), seq, changed_at=now.timestamp()
@@ -240,6 +248,7 @@ class Resyncer:
         self.sender: ChangeStreamSender = sender
         self._run = f"{int(time.time() * 1000)}"
         self._counter = itertools.count(1)
+        self.generations: Sequence[str] | None = None  # index generations the re-syncs are for (None: every live one)
 
     def plan(
         self,
@@ -286,6 +295,7 @@ class Resyncer:
                     shard=shard,
                     if_wid=seen.write if seen is not None else None,
                     orphan_chunks=seen.orphan_chunks if seen is not None else (),
+                    generations=self.generations,
                 )
             )
             results.append(Resynced(dict(key), vk, "delete" if row is None else "update", version))
@@ -378,6 +388,7 @@ class Resyncer:
                 origin="RECONCILE",
                 source=self.config.source.kind,
                 if_wid=write_token({"metadata": stored[vk]}),
+                extra={c.EVENT_GENERATIONS: list(self.generations)} if self.generations else {},
             )
             records.append(OutgoingRecord(event.to_bytes(), partition_key(vk), seq, changed_at=time.time()))
         if records:

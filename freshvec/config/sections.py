@@ -58,6 +58,17 @@ class VectorStoreConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    """The next index generation during a migration: its own model, dimensions, chunking and index settings
+    (``freshvec.generations``; docs/migrations.md). The bucket is the active generation's."""
+
+    name: str
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     mode: str = "ON_DEMAND"
     shard_count: int = 1  # PROVISIONED only

@@ -5,7 +5,11 @@
 outputs), the control URL and the control token. The control API is a small JSON-over-HTTP server on
 127.0.0.1:
 
-- ``POST /rows/upsert {"rows": [...]}`` and ``POST /rows/delete {"keys": [...]}`` -> ``{"changes": n}``
+- ``POST /rows/upsert {"rows": [...], "ttl_s": n, "timestamp_us": t, "partial": false}`` and
+  ``POST /rows/delete {"keys": [...], "timestamp_us": t}`` -> ``{"changes": n}``. Keyspaces source:
+  ``partial`` makes it an UPDATE of only the given columns (rows may carry ``"$add"``/``"$remove"`` collection
+  changes), ``ttl_s`` is ``USING TTL`` for exactly the cells written (a column TTL on a partial update),
+  ``timestamp_us`` is ``USING TIMESTAMP`` (microseconds, the client's clock otherwise)
 - ``POST /rows/read {"keys": [...]}`` -> ``{"rows": [{"key", "row", "version"}, ...]}``: each key's current
   row (None when there is none) and its version, the newest cell write time in microseconds (re-sync reads)
 - ``POST /rows/scan {"segment": i, "segments": n, "after": cursor, "limit": m}`` -> ``{"rows": [{"row",
@@ -15,6 +19,9 @@ outputs), the control URL and the control token. The control API is a small JSON
   answer (``FailedRecordCount``, ``Records``): the CLI's re-syncs reach the change stream through the pipeline's
   own producer, one put at a time with the forwarder's (moto numbers concurrent puts to a shard wrongly)
 - ``POST /query {"text": "...", "k": 5, "filter": {...}}`` -> ``{"hits": [...]}``
+- ``POST /query`` may name a ``"generation"`` (default: the active one, as the index pointer says)
+- ``POST /generations/add {"generation": {...}}`` (a ``next_generation`` object) and ``POST /generations/retire
+  {"name": ...}`` -> ``{"config": {...}}``: a migration's first and last steps (``freshvec.local.generations``)
 - ``POST /sync {"timeout": 30}`` -> ``{"synced": true}`` or 504 with what is still pending
 - ``GET /stats`` -> the pipeline's counters
 
@@ -41,6 +48,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from freshvec.config import parse_generation
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -51,8 +59,15 @@ _MAX_SCAN_PAGE = 10_000  # rows per /rows/scan answer
 
 
 class ControlledPipeline(Protocol):
-    def upsert(self, rows: list[dict[str, Any]]) -> Any: ...  # a receipt with ``changes``
-    def delete(self, keys: list[dict[str, Any]]) -> Any: ...
+    def upsert(  # a receipt with ``changes``
+        self,
+        rows: list[dict[str, Any]],
+        ttl_s: int | None = None,
+        *,
+        timestamp_us: int | None = None,
+        partial: bool = False,
+    ) -> Any: ...
+    def delete(self, keys: list[dict[str, Any]], *, timestamp_us: int | None = None) -> Any: ...
     def read_rows(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> Any: ...
     def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]: ...
@@ -97,10 +112,22 @@ class ControlServer:
         p = self._pipeline
 
         def upsert(body: dict[str, Any]) -> tuple[int, Any]:
-            return HTTPStatus.OK, {"changes": p.upsert(_list_of_objects(body, "rows")).changes}
+            partial = body.get("partial", False)
+            if not isinstance(partial, bool):
+                raise ValueError("'partial' must be true or false")
+            receipt = p.upsert(
+                _list_of_objects(body, "rows"),
+                _optional_whole(body, "ttl_s", minimum=1),
+                timestamp_us=_optional_whole(body, "timestamp_us", minimum=0),
+                partial=partial,
+            )
+            return HTTPStatus.OK, {"changes": receipt.changes}
 
         def delete(body: dict[str, Any]) -> tuple[int, Any]:
-            return HTTPStatus.OK, {"changes": p.delete(_list_of_objects(body, "keys")).changes}
+            timestamp_us = _optional_whole(body, "timestamp_us", minimum=0)
+            return HTTPStatus.OK, {
+                "changes": p.delete(_list_of_objects(body, "keys"), timestamp_us=timestamp_us).changes
+            }
 
         def read(body: dict[str, Any]) -> tuple[int, Any]:
             return HTTPStatus.OK, {"rows": p.read_rows(_list_of_objects(body, "keys"))}
@@ -135,7 +162,12 @@ class ControlServer:
             k = body.get("k", 5)
             if isinstance(k, bool) or not isinstance(k, int):
                 raise ValueError("'k' must be a whole number")
-            return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"))}
+            generation = body.get("generation")
+            if generation is not None and not isinstance(generation, str):
+                raise ValueError("'generation' must be a generation name, or absent for the active one")
+            if generation is None:  # the call every reader makes: the active generation, as the pointer says
+                return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"))}
+            return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"), generation=generation)}
 
         def sync(body: dict[str, Any]) -> tuple[int, Any]:
             timeout = body.get("timeout", 30)
@@ -157,9 +189,29 @@ class ControlServer:
             ("POST", "/rows/scan"): scan,
             ("POST", "/stream/put"): put,
             ("POST", "/query"): query,
+            **self._generation_routes(),
             ("POST", "/sync"): sync,
             ("GET", "/stats"): stats,
         }
+
+    def _generation_routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]]:
+        """A migration's first and last steps in local mode (``freshvec.local.generations``)."""
+        p = self._pipeline
+
+        def retire(body: dict[str, Any]) -> tuple[int, Any]:
+            name = body.get("name")
+            if not isinstance(name, str) or not name:
+                raise ValueError("'name' must be the generation to retire")
+            return HTTPStatus.OK, {"config": p.generations.retire(name).to_dict()}
+
+        def add(body: dict[str, Any]) -> tuple[int, Any]:
+            raw = body.get("generation")
+            if not isinstance(raw, dict):
+                raise ValueError("'generation' must be the next generation's settings (an object)")
+            nxt = parse_generation(raw)
+            return HTTPStatus.OK, {"config": p.generations.add(nxt).to_dict()}
+
+        return {("POST", "/generations/add"): add, ("POST", "/generations/retire"): retire}
 
 
 def _whole(body: Mapping[str, Any], name: str, default: int, *, minimum: int) -> int:
@@ -167,6 +219,13 @@ def _whole(body: Mapping[str, Any], name: str, default: int, *, minimum: int) ->
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"'{name}' must be a whole number of at least {minimum}")
     return value
+
+
+def _optional_whole(body: Mapping[str, Any], name: str, *, minimum: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    return _whole(body, name, 0, minimum=minimum)
 
 
 def _list_of_objects(body: Mapping[str, Any], name: str) -> list[dict[str, Any]]:

@@ -73,6 +73,7 @@ class LocalPostgresTable:
         self.server = LocalPostgres(wal_level="logical") if attach is None else None
         self.config = config  # with the local connection once started
         self.passfile: Path | None = None  # throwaway server: the psql password file
+        self._slot_made = False  # attached: this run made its slot (and drops it at stop)
         self._lock = threading.Lock()  # one connection for writes, used by one caller at a time
         self._conn: Any = None
         self._readers: list[Any] = []  # the slot reader's connection
@@ -104,9 +105,11 @@ class LocalPostgresTable:
         self.config = pg_attach.attached_config(self._config, attachment)
         try:
             self._conn = self._new_connection()
+            pg_attach.claim(self._conn, self.config.postgres.slot)  # held by this connection until stop
             pg_attach.prepare(self._conn, self.config, self._say)
             # The slot before reading the rows there are: a change made after it is in it.
             pg_attach.make_slot(self._conn, self.config.postgres.slot, self._say)
+            self._slot_made = True
         except BaseException:
             self.stop()
             raise
@@ -205,8 +208,9 @@ class LocalPostgresTable:
         for conn in (c for c in made if c is not None):
             with contextlib.suppress(Exception):  # closed already, or the server is going away anyway
                 conn.close()
-        if self.attachment is not None:
+        if self.attachment is not None and self._slot_made:  # never another run's slot (a refused start)
             self._drop_local_slot()
+            self._slot_made = False
         if self.server is not None:
             self.server.stop()
         if self.passfile is not None:

@@ -23,8 +23,9 @@ from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig
+from freshvec.generation_sink import GenerationSink, GenerationSinkResult
+from freshvec.generations import Generation, live_generations
 from freshvec.retry import RetryPolicy
-from freshvec.sink import Sink, SinkResult
 
 logger = Logger(service=c.SERVICE_SINK)
 metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)
@@ -55,16 +56,29 @@ def _client(service: str) -> Any:
 
 
 @cache
-def _sink() -> Sink:
+def _sink() -> GenerationSink:
+    """One sink per live index generation (the config's own, and the next one during a migration)."""
     config = PipelineConfig.from_json(os.environ[c.ENV_CONFIG])
-    bedrock = _client("bedrock-runtime") if config.embedding.provider != "local" else None
-    bucket, index = os.environ[c.ENV_VECTOR_BUCKET], os.environ[c.ENV_VECTOR_INDEX]
-    store = S3VectorsStore(_client("s3vectors"), bucket, index, _RETRY)
+    live = live_generations(config)
+    bedrock = _client("bedrock-runtime")
+    bucket = os.environ[c.ENV_VECTOR_BUCKET]
+    s3vectors = _client("s3vectors")
     dlq = SqsDeadLetterQueue(_client("sqs"), os.environ[c.ENV_DLQ_URL], _RETRY)
     tombstones = DynamoDbTombstones(
         _client("dynamodb"), os.environ[c.ENV_CHECKPOINT_TABLE], retry=_RETRY, clock=time.time
     )
-    return Sink(config, make_embedder(config.embedding, bedrock, _RETRY), store, dlq, tombstones=tombstones)
+    return GenerationSink(
+        live,
+        {g.name: make_embedder(g.config.embedding, bedrock, _RETRY) for g in live},
+        {g.name: S3VectorsStore(s3vectors, bucket, _index_name(g, config), _RETRY) for g in live},
+        dlq,
+        tombstones=tombstones,
+    )
+
+
+def _index_name(generation: Generation, config: PipelineConfig) -> str:
+    """The stack names the config's own generation's index in the environment, the next one as its config does."""
+    return os.environ[c.ENV_VECTOR_INDEX] if generation.name == config.generation else generation.index_name
 
 
 @metrics.log_metrics
@@ -86,7 +100,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return result.response()
 
 
-def _report(result: SinkResult) -> None:
+def _report(result: GenerationSinkResult) -> None:
     s = result.stats
     for letter in result.dead_letters:
         logger.warning("record sent to the DLQ", extra=letter)
@@ -114,5 +128,9 @@ def _report(result: SinkResult) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for freshness in s.freshness_ms:
         metrics.add_metric(name=c.M_FRESHNESS_MS, unit=MetricUnit.Milliseconds, value=freshness)
+    copied = sum(report.copy.copied for report in result.generations.values())
+    metrics.add_metric(name=c.M_CHUNKS_COPIED, unit=MetricUnit.Count, value=copied)
     metrics.add_metric(name=c.M_BATCH_DURATION_MS, unit=MetricUnit.Milliseconds, value=s.batch_duration_ms)
-    logger.info("batch applied", extra={"stats": {k: v for k, v in vars(s).items() if k != "freshness_ms"}})
+    generations = {name: report.as_dict() for name, report in result.generations.items()}
+    stats = {k: v for k, v in vars(s).items() if k != "freshness_ms"}
+    logger.info("batch applied", extra={"stats": stats, "generations": generations})

@@ -240,7 +240,7 @@ ROW_1_METADATA = {
     "active": True,
     "released": 20240506,
     "updated": 1714979289123,
-    "sizes": [3, 1],
+    "sizes": [1, 3],  # a set reads in order, whatever order it was written in
     "stock": ["a=1"],
     "by_code": ["7=x"],
     "point": [1.5, -2.0],
@@ -355,7 +355,18 @@ def test_oracle_flags_a_wrong_fingerprint(embedder) -> None:
 
 def test_oracle_flags_a_version_without_its_write_id(embedder) -> None:
     report = _broken(embedder, lambda v, m: (v, {**m, c.META_VERSION: versions.unstamp(m[c.META_VERSION])[1]}))
-    assert report.stale_content == 1 and report.old_versions == 1
+    assert report.stale_content == 1 and c.META_VERSION in report.differences[0]
+
+
+def test_oracle_flags_an_older_state_by_its_content(embedder) -> None:
+    # An older state of the row (its earlier quantity) is found by what it holds, whatever its ``_ver`` says.
+    report = _broken(embedder, lambda v, m: (v, {**m, "qty": 2}))
+    assert report.stale_content == 1 and "qty" in report.differences[0]
+
+
+def test_oracle_flags_a_vector_without_its_version(embedder) -> None:
+    report = _broken(embedder, lambda v, m: (v, {k: x for k, x in m.items() if k != c.META_VERSION}))
+    assert report.stale_content == 1 and c.META_VERSION in report.differences[0]
 
 
 def test_oracle_flags_a_stored_text_that_is_not_the_rows(embedder) -> None:

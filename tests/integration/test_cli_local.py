@@ -29,13 +29,16 @@ class RecordingPipeline:
     upserts: list[dict[str, Any]] = field(default_factory=list)
     deletes: list[dict[str, Any]] = field(default_factory=list)
     queries: list[dict[str, Any]] = field(default_factory=list)
+    options: list[dict[str, Any]] = field(default_factory=list)
 
-    def upsert(self, rows: list[dict[str, Any]]) -> Any:
+    def upsert(self, rows: list[dict[str, Any]], ttl_s: int | None = None, **options: Any) -> Any:
         self.upserts.extend(rows)
+        self.options.append({"ttl_s": ttl_s, **options})
         return SimpleNamespace(changes=len(rows))
 
-    def delete(self, keys: list[dict[str, Any]]) -> Any:
+    def delete(self, keys: list[dict[str, Any]], **options: Any) -> Any:
         self.deletes.extend(keys)
+        self.options.append(options)
         return SimpleNamespace(changes=len(keys))
 
     def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -94,6 +97,16 @@ def test_load_sends_change_event_values_through_the_control_api(local: Recording
     deleted = invoke("load", "--limit", "2", "--delete")
     assert "2 row(s) deleted" in deleted.output
     assert local.deletes == [{"title": "Jurassic Park"}, {"title": "The Lost World: Jurassic Park"}]
+
+
+def test_load_passes_a_column_ttl_and_a_client_timestamp(local: RecordingPipeline) -> None:
+    result = invoke("load", "--limit", "1", "--update", "ratings", "--partial", "--ttl", "60", "--timestamp", "42")
+    assert result.exit_code == 0, result.output
+    assert local.options[-1] == {"ttl_s": 60, "timestamp_us": 42, "partial": True}
+    invoke("load", "--limit", "1", "--delete", "--timestamp", "43")
+    assert local.options[-1] == {"timestamp_us": 43}
+    invoke("load", "--limit", "1")
+    assert local.options[-1] == {"ttl_s": None, "timestamp_us": None, "partial": False}
 
 
 def test_query_goes_to_the_control_api(local: RecordingPipeline) -> None:

@@ -20,7 +20,9 @@ from freshvec.cli import local_client
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 # Every stack output but the operator policy: local mode has no IAM.
-OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_") and name != "OUT_OPERATOR_POLICY_ARN"]
+# Local mode has no IAM: the stack's managed policies (operator, reader) have no local counterpart.
+_IAM_OUTPUTS = ("OUT_OPERATOR_POLICY_ARN", "OUT_READER_POLICY_ARN")
+OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_") and name not in _IAM_OUTPUTS]
 FRESHVEC = Path(sys.executable).with_name("freshvec")
 
 
@@ -131,6 +133,23 @@ def test_rows_read_back_with_versions_and_scanned_by_segment(stack: dict[str, An
     assert sorted(scanned) == sorted(row["title"] for row in rows) and len(set(seen)) == len(seen)
 
 
+def test_a_partial_update_with_a_column_ttl_and_a_client_timestamp(stack: dict[str, Any]) -> None:
+    call(stack, "POST", "rows/upsert", {"rows": [{"title": "Column TTL", "overview": "kept", "vote_count": 1}]})
+    version = call(stack, "POST", "rows/read", {"keys": [{"title": "Column TTL"}]}).json()["rows"][0]["version"]
+    stamp = version + 1_000
+    body = {"rows": [{"title": "Column TTL", "vote_count": 99}], "partial": True, "ttl_s": 1, "timestamp_us": stamp}
+    assert call(stack, "POST", "rows/upsert", body).json() == {"changes": 1}
+    (read,) = call(stack, "POST", "rows/read", {"keys": [{"title": "Column TTL"}]}).json()["rows"]
+    assert (read["row"]["vote_count"], read["version"]) == (99, stamp)  # USING TIMESTAMP is the cell's write time
+    time.sleep(1.2)
+    (read,) = call(stack, "POST", "rows/read", {"keys": [{"title": "Column TTL"}]}).json()["rows"]
+    assert read["row"] == {"title": "Column TTL", "overview": "kept"}  # only the column written with a TTL went
+    old = {"rows": [{"title": "Column TTL", "overview": "older"}], "partial": True, "timestamp_us": stamp - 10**7}
+    call(stack, "POST", "rows/upsert", old)  # written with an older timestamp than the row's: last write wins
+    (read,) = call(stack, "POST", "rows/read", {"keys": [{"title": "Column TTL"}]}).json()["rows"]
+    assert read["row"]["overview"] == "kept"
+
+
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
@@ -138,6 +157,10 @@ def test_rows_read_back_with_versions_and_scanned_by_segment(stack: dict[str, An
         ("rows/upsert", {"rows": [{"overview": "no title"}]}, "title"),
         ("rows/upsert", {"rows": [{"title": "X", "vote_count": "many"}]}, "vote_count"),
         ("rows/delete", {"keys": [{}]}, "title"),
+        ("rows/upsert", {"rows": [{"title": "X"}], "partial": "yes"}, "'partial' must be true or false"),
+        ("rows/upsert", {"rows": [{"title": "X"}], "ttl_s": 0}, "'ttl_s'"),
+        ("rows/upsert", {"rows": [{"title": "X"}], "timestamp_us": 1}, "2 days in the past"),
+        ("rows/delete", {"keys": [{"title": "X"}], "timestamp_us": "now"}, "'timestamp_us'"),
         ("query", {"text": ""}, "'text'"),
         ("query", {"text": "x", "filter": {"year": {"$near": 1}}}, "$near"),
         ("query", {"text": "x", "k": 101}, "101"),

@@ -30,17 +30,9 @@ from stacks import constants as k
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state", "versions"}
 DOMAIN = {
-    "config",
-    "metadata",
-    "plan",
-    "chunking",
-    "sink",
-    "sink_calls",
-    "sink_report",
-    "truncate",
-    "forwarder",
-    "datafiles",
-}
+    "config", "metadata", "plan", "chunking", "sink", "sink_calls", "sink_report", "truncate", "forwarder",
+    "datafiles", "generations", "generation_sink", "migration", "pricing",
+}  # fmt: skip
 ENTRY = "freshvec.command"  # with its ``__main__``
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
 MAX_MODULE_LINES = 500

@@ -20,8 +20,10 @@ from freshvec.cli.load import (
     DRIVER_RETRY,
     CassandraRowWriter,
     WriteOp,
+    WriteOptions,
     build_delete,
     build_insert,
+    build_update,
     load_rows,
     plan_writes,
 )
@@ -228,6 +230,20 @@ def test_statements_quote_identifiers_and_bind_values() -> None:
     assert build_delete("shop", "orders", ["shop", "order_id"]) == (
         'DELETE FROM "shop"."orders" WHERE "shop" = ? AND "order_id" = ?'
     )
+
+
+def test_ttl_timestamp_and_partial_updates_become_using_clauses() -> None:
+    options = WriteOptions(ttl_s=60, timestamp_us=1_795_000_000_000_000, partial=True)
+    assert build_update("media", "movies", ["vote_count"], ["title"], options) == (
+        'UPDATE "media"."movies" USING TTL 60 AND TIMESTAMP 1795000000000000 SET "vote_count" = ? WHERE "title" = ?'
+    )
+    assert build_insert("media", "movies", ["title"], WriteOptions(ttl_s=5)) == (
+        'INSERT INTO "media"."movies" ("title") VALUES (?) USING TTL 5'
+    )
+    assert build_delete("media", "movies", ["title"], WriteOptions(timestamp_us=7)) == (
+        'DELETE FROM "media"."movies" USING TIMESTAMP 7 WHERE "title" = ?'
+    )
+    assert WriteOptions().using == ""
 
 
 def test_statements_are_prepared_once_per_column_set(schema: TableSchema) -> None:

@@ -127,12 +127,18 @@ def test_ttl_expiry_removes_the_row_with_an_origin_ttl_record(sales, streams, cl
     assert inserted["newImage"]["rowMetadata"]["writeTime"] == str(int(written * 1_000_000))
 
 
-def test_an_upsert_without_ttl_makes_the_row_permanent_again(sales, clock):
+def test_an_insert_without_ttl_keeps_the_row_but_not_the_older_cells_ttl(sales, streams, clock):
+    # TTL is per cell: the second INSERT writes a permanent row marker and note; price and tags keep theirs.
     sales.upsert([ROW], ttl_s=10)
     sales.upsert([{**KEY, "note": "kept"}])
+    assert sales.expires_at(KEY) is None
     clock.advance(3600)
-    assert sales.expire_due() == []
-    assert sales.get(KEY)["note"] == "kept"
+    (seq,) = sales.expire_due()
+    assert sales.get(KEY) == {**KEY, "note": "kept"}
+    expire = events(streams)[-1]
+    assert (expire.op, expire.origin, expire.seq) == ("UPDATE", "TTL", seq)
+    assert expire.new == {**KEY, "note": "kept"}
+    assert expire.old == {**ROW, "note": "kept"}
 
 
 def test_rows_count_and_get_return_copies(sales):

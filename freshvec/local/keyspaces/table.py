@@ -1,50 +1,57 @@
 """``LocalTable``: the in-memory Keyspaces table whose writes append records to its stream.
 
-Rows in memory, CQL upsert semantics, deletes and TTL expiry, each change appended to the table's enabled
-stream (``freshvec.local.keyspaces.streams.LocalKeyspacesStreams``) in the exact record shape Keyspaces
-produces.
+INSERT (``upsert``) writes a row marker and the given cells, UPDATE (``update``) only the given cells (and
+``"$add"``/``"$remove"`` collection elements); each write has a client timestamp (``timestamp_us`` or the
+client's clock, ``freshvec.local.keyspaces.clocks``) and last write wins per cell
+(``freshvec.local.keyspaces.storage``). Each row-level change appends one record
+(``freshvec.local.keyspaces.records``): key columns only in the key maps, static columns in records of their
+own, range and partition deletes row by row. Expired cells vanish from reads at once; their origin-TTL
+records come when ``expire_due`` purges them, as the service purges later. Each rule and the page it comes
+from: docs/local-mode.md, "The Keyspaces stand-in".
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from freshvec.local.keyspaces.model import EVENT_VERSION, _copy, _datetime
-from freshvec.sources.keyspaces.cells import json_to_value, row_to_image, value_to_json
-from freshvec.sources.keyspaces.cqltypes import CqlType, parse_cql_type
+from freshvec.local.keyspaces.clocks import TableClocks
+from freshvec.local.keyspaces.model import _copy
+from freshvec.local.keyspaces.records import RecordMaker
+from freshvec.local.keyspaces.schema import LocalSchema
+from freshvec.local.keyspaces.storage import (
+    COLLECTION_KINDS,
+    Cell,
+    StoredPartition,
+    StoredRow,
+    apply_cells,
+    expired_parts,
+    purge,
+    tombstone,
+    ttl_deadlines,
+)
+from freshvec.sources.keyspaces.cqltypes import CqlType
 
 if TYPE_CHECKING:
     from freshvec.local.keyspaces.streams import LocalKeyspacesStreams
 
-
-@dataclass
-class _Row:
-    values: dict[str, Any]
-    written_at: float
-    expires_at: float | None
-    write_times: dict[str, int]  # per column: microseconds, as CQL's WRITETIME keeps them per cell
-
-    @property
-    def version(self) -> int:
-        """The newest cell write time: the row state's version, as Keyspaces orders writes."""
-        return max(self.write_times.values())
+MAX_TTL_S = 630_720_000  # 20 years (Keyspaces "How it works: TTL")
+_NOT_VERSIONED = frozenset({"list", "set", "map", "tuple", "udt"})  # WRITETIME the re-sync SELECT does not read
 
 
 class LocalTable:
     """An in-memory Keyspaces table whose writes produce Keyspaces Streams records.
 
-    Values are change-event JSON values (what ``freshvec.sources.keyspaces.cells.cell_to_json``
-    produces), checked against the column types and stored in that canonical form; a bad value raises
-    ValueError naming the column and nothing of the call is applied. TTL is kept per row (the stand-in's
-    simplification of CQL's per-cell TTL): ``upsert(..., ttl_s=n)`` makes the row expire n seconds later,
-    an upsert without a TTL makes it permanent again.
+    Values are change-event JSON values, checked against the column types and stored in canonical form; a bad
+    value raises ValueError naming the column and nothing of the call is applied. ``clock`` is the service's
+    clock; ``client_skew_s``, ``created_at_lag_s``, ``created_at_precision_s`` and ``client_side_timestamps``
+    set up ``self.clocks`` (``TableClocks``), where they can be changed while the table runs.
     """
 
     def __init__(  # noqa: PLR0917 - mirrors how a table is declared: name, columns, keys, stream, clock
@@ -57,119 +64,178 @@ class LocalTable:
         streams: LocalKeyspacesStreams | None = None,
         clock: Callable[[], float] = time.time,
         *,
+        static_columns: Sequence[str] = (),
+        client_skew_s: float = 0.0,
+        created_at_lag_s: float | Callable[[], float] = 0.0,
+        created_at_precision_s: float = 0.001,
+        client_side_timestamps: bool = True,
         record_missing_deletes: bool = False,
     ) -> None:
-        self.keyspace = keyspace
-        self.record_missing_deletes = record_missing_deletes
-        self.table = table
-        self.column_types = {
-            name: cql_type if isinstance(cql_type, CqlType) else parse_cql_type(cql_type)
-            for name, cql_type in column_types.items()
-        }
-        self.partition_key = tuple(partition_key)
-        self.clustering_key = tuple(clustering_key)
-        if not self.partition_key:
-            raise ValueError("a table needs at least one partition key column")
-        missing = [column for column in self.primary_key if column not in self.column_types]
-        if missing:
-            raise ValueError(f"key column(s) {', '.join(missing)} have no type in column_types")
+        self.schema = LocalSchema(keyspace, table, column_types, partition_key, clustering_key, static_columns)
+        self.keyspace, self.table = keyspace, table
+        self.column_types = self.schema.column_types
+        self.partition_key, self.clustering_key = self.schema.partition_key, self.schema.clustering_key
+        self.static_columns = self.schema.static_columns
+        self._kinds = {column: cql_type.name for column, cql_type in self.column_types.items()}
+        self._records = RecordMaker(self.schema, client_side_timestamps=client_side_timestamps)
         self.streams = streams
+        self.clocks = TableClocks(
+            clock,
+            client_skew_s=client_skew_s,
+            created_at_lag_s=created_at_lag_s,
+            created_at_precision_s=created_at_precision_s,
+            client_side_timestamps=client_side_timestamps,
+        )
+        self.record_missing_deletes = record_missing_deletes
         self._clock = clock
         self._lock = threading.RLock()
-        self._rows: dict[str, _Row] = {}
+        self._partitions: dict[str, StoredPartition] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # key id -> (partition id, clustering id), rows ever written
         self._hashes: dict[str, int] = {}  # key id -> its scan-segment hash, computed once
-        self._last_write_us = 0
+        self._expiring: set[tuple[str, str | None]] = set()  # (partition, row or None: static) with TTL cells
 
     @property
     def primary_key(self) -> tuple[str, ...]:
-        return self.partition_key + self.clustering_key
+        return self.schema.primary_key
 
+    def service_now(self) -> float:
+        """The service's clock (epoch seconds): what TTL deadlines and ``createdAt`` are counted on."""
+        return self._clock()
+
+    # ---- writes ------------------------------------------------------------------------------
     def upsert(
-        self, rows: Iterable[Mapping[str, Any]], ttl_s: float | None = None, *, origin: str = "USER"
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        ttl_s: float | None = None,
+        *,
+        timestamp_us: int | None = None,
+        origin: str = "USER",
     ) -> list[str | None]:
-        """Insert or update rows: given columns overwrite (None clears one), others keep their values.
+        """INSERT rows: a row marker and the given columns (None writes a null: a tombstone for that cell).
 
-        Every row is checked before any is applied. Returns each change's sequence number (None where CDC is
-        off for the table). ``origin="REPLICATION"`` marks writes that arrive from another Region.
+        Columns not given keep their cells. ``ttl_s`` applies to the marker and the cells written here only.
+        Returns each record's sequence number (None where CDC is off); a row with static columns also
+        emits its partition's static record.
         """
-        if ttl_s is not None and ttl_s <= 0:
-            raise ValueError("ttl_s must be positive")
-        _check_write_origin(origin)
-        prepared = [self._canonical_row(row, f"row {position}") for position, row in enumerate(rows)]
-        sequences: list[str | None] = []
-        with self._lock:
-            now = self._clock()
-            for row in prepared:
-                key_id = self._key_id(row)
-                old = self._rows.get(key_id)
-                merged = {**(old.values if old else {}), **row}
-                values = {column: value for column, value in merged.items() if value is not None}
-                written_us = self._write_time(now)
-                times = {**(old.write_times if old else {}), **dict.fromkeys(row, written_us)}
-                new = _Row(
-                    values=values,
-                    written_at=now,
-                    expires_at=None if ttl_s is None else now + ttl_s,
-                    write_times={column: times[column] for column in values},
-                )
-                self._rows[key_id] = new
-                sequences.append(self._emit(self._record(new=new, old=old, origin=origin, now=now)))
-        return sequences
+        return self._write(rows, ttl_s, timestamp_us, origin, insert=True)
 
-    def delete(self, keys: Iterable[Mapping[str, Any]], *, origin: str = "USER") -> list[str]:
-        """Delete rows by primary key; each existing row emits a record with only an old image.
+    def update(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        ttl_s: float | None = None,
+        *,
+        timestamp_us: int | None = None,
+        origin: str = "USER",
+    ) -> list[str | None]:
+        """UPDATE rows: only the given cells, no row marker (a row whose cells all go is gone).
 
-        A key with no row changes nothing and, by default, emits nothing (there is no before or after to
-        report). With ``record_missing_deletes`` it emits a keys-only record (no images), the other behaviour
-        a CQL DELETE could have, so consumers can be tested against both. Returns the emitted sequence numbers.
+        A row may hold ``"$add": {column: elements}`` and ``"$remove": {column: elements}`` for non-frozen
+        collections (``SET c = c + ...`` / ``c - ...``; map removals name keys). ``ttl_s`` applies to
+        exactly the cells and elements written here (``UPDATE ... USING TTL``).
+        """
+        return self._write(rows, ttl_s, timestamp_us, origin, insert=False)
+
+    def delete(
+        self, keys: Iterable[Mapping[str, Any]], *, timestamp_us: int | None = None, origin: str = "USER"
+    ) -> list[str]:
+        """Delete rows by primary key: a row tombstone at the write's timestamp; one record per live row.
+
+        Cells written after the tombstone's timestamp survive it (the record then keeps a new image). A key
+        with no row emits nothing unless ``record_missing_deletes`` (then a keys-only record).
         """
         _check_write_origin(origin)
-        keys_given = [self._canonical_key(key, f"key {position}") for position, key in enumerate(keys)]
+        keys_given = [self.schema.canonical_key(key, f"key {position}") for position, key in enumerate(keys)]
         sequences: list[str] = []
         with self._lock:
             now = self._clock()
             for key in keys_given:
-                old = self._rows.pop(self._key_id(key), None)
-                self._hashes.pop(self._key_id(key), None)
-                if old is None and not self.record_missing_deletes:
-                    continue
-                seq = self._emit(self._record(new=None, old=old, origin=origin, now=now, key=key))
-                if seq is not None:
-                    sequences.append(seq)
+                delete_row = functools.partial(tombstone, written_us=self.clocks.write_timestamp(timestamp_us, now))
+                seqs = self._change_row(key, now, origin, delete_row, self._partition(key))
+                if not seqs and self.record_missing_deletes:
+                    seqs = [self._emit(self._records.record(key, None, None, origin, self.clocks.created_at(now)))]
+                sequences.extend(seq for seq in seqs if seq is not None)
         return sequences
 
+    def delete_range(
+        self,
+        partition_key: Mapping[str, Any],
+        clustering_prefix: Mapping[str, Any] | None = None,
+        *,
+        timestamp_us: int | None = None,
+    ) -> list[str]:
+        """``DELETE ... WHERE pk = ? [AND ck1 = ? ...]``: every live row of the partition whose leading clustering
+        columns equal ``clustering_prefix`` is deleted, row by row, one record each (as Keyspaces applies range
+        deletes)."""
+        return self._delete_rows(partition_key, clustering_prefix or {}, timestamp_us, whole_partition=False)
+
+    def delete_partition(self, partition_key: Mapping[str, Any], *, timestamp_us: int | None = None) -> list[str]:
+        """``DELETE FROM t WHERE pk = ?``: a partition tombstone (it also shadows later writes with older
+        timestamps); a record per live row, and one for the static columns when they had values."""
+        return self._delete_rows(partition_key, {}, timestamp_us, whole_partition=True)
+
     def expire_due(self) -> list[str | None]:
-        """Remove rows whose TTL has passed, each with an origin-TTL record carrying its old image."""
+        """Purge cells whose TTL has passed, with an origin-TTL record per row (and static row) they leave, in
+        the order of their deadlines (then keys)."""
         sequences: list[str | None] = []
         with self._lock:
             now = self._clock()
-            due = sorted(
-                (row.expires_at, key_id)
-                for key_id, row in self._rows.items()
-                if row.expires_at is not None and row.expires_at <= now
-            )
-            for _, key_id in due:
-                old = self._rows.pop(key_id)
-                sequences.append(self._emit(self._record(new=None, old=old, origin="TTL", now=now)))
+            for _, partition_id, row_id in sorted((self._deadline(*entry), *entry) for entry in self._expiring):
+                partition = self._partitions[partition_id]
+                key = dict(zip(self.partition_key, json.loads(partition_id), strict=True))
+                if row_id is None:
+                    sequences.extend(self._purge_statics(partition, key, now))
+                else:
+                    key |= dict(zip(self.clustering_key, json.loads(row_id), strict=True))
+                    sequences.extend(self._purge_row(partition, key, now))
         return sequences
 
+    # ---- reads (what a LOCAL_QUORUM SELECT answers: expired and deleted data is filtered out) --------
     def read(self, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, int | None]:
-        """The row and its version (the newest WRITETIME of its cells), as a re-sync reads it; (None, None)
-        when there is no row."""
-        key_id = self._key_id(self._canonical_key(key, "key"))
+        """The row (statics included) and its re-sync version: the newest ``WRITETIME`` of its regular
+        columns that are neither keys, collections, tuples nor UDTs (None when no such cell is set), as the
+        re-sync SELECT reads it; (None, None) when there is no row."""
+        key_id = self.schema.id_of(self.schema.canonical_key(key, "key"), self.primary_key)
         with self._lock:
-            row = self._rows.get(key_id)
-            return (_copy(row.values), row.version) if row is not None else (None, None)
+            return self._read(key_id, self._clock())
 
-    def rows_with_versions(self) -> Iterator[tuple[dict[str, Any], int]]:
-        """Every row with its version (a snapshot taken when iteration starts), for backfill and reconcile."""
+    def writetimes(self, key: Mapping[str, Any]) -> dict[str, int | None]:
+        """``WRITETIME(c)`` for each regular column CQL allows it on (not keys, not non-frozen collections):
+        None for a null, deleted or expired cell; ``{}`` when there is no row."""
+        key = self.schema.canonical_key(key, "key")
         with self._lock:
-            snapshot = [(_copy(row.values), row.version) for row in self._rows.values()]
-        return iter(snapshot)
+            now = self._clock()
+            stored = self._partitions.get(self.schema.id_of(key, self.partition_key))
+            row = stored.rows.get(self.schema.id_of(key, self.clustering_key)) if stored else None
+            if stored is None or row is None or self._records.snapshot(stored, row, now) is None:
+                return {}
+            shadow = max(row.deleted_us, stored.deleted_us)
+            times: dict[str, int | None] = {}
+            for column, cql_type in self.column_types.items():
+                if column in self.primary_key or cql_type.name in COLLECTION_KINDS:
+                    continue
+                cells = stored.static if column in self.static_columns else row.cells
+                cell = cells.get(column)
+                times[column] = cell.written_us if cell is not None and cell.live(now, shadow) else None
+            return times
+
+    def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The row with this primary key (static columns included, as SELECT * answers), or None."""
+        return self.read(key)[0]
+
+    def rows_with_versions(self) -> Iterator[tuple[dict[str, Any], int | None]]:
+        """Every row with its re-sync version (a snapshot taken when iteration starts)."""
+        with self._lock:
+            now = self._clock()
+            snapshot = [self._read(key_id, now) for key_id in sorted(self._keys)]
+        return iter([(row, version) for row, version in snapshot if row is not None])
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every row (a snapshot taken when iteration starts), for backfills."""
+        return iter([row for row, _ in self.rows_with_versions()])
 
     def scan(
         self, segment: int, segments: int, *, after: str | None = None, limit: int = 1000
-    ) -> tuple[list[tuple[dict[str, Any], int]], str | None]:
+    ) -> tuple[list[tuple[dict[str, Any], int | None]], str | None]:
         """One page of the rows whose key hashes into ``segment`` of ``segments``, in key order after ``after``.
 
         Returns the rows with their versions and the cursor to pass as ``after`` for the next page (None: this
@@ -181,16 +247,242 @@ class LocalTable:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         with self._lock:
+            now = self._clock()
             candidates = (
                 key_id
-                for key_id in self._rows
+                for key_id in self._keys
                 if (after is None or key_id > after) and self._segment_hash(key_id) % segments == segment
             )
             page_ids = heapq.nsmallest(limit + 1, candidates)
             more = len(page_ids) > limit
             page_ids = page_ids[:limit]
-            page = [(_copy(self._rows[key_id].values), self._rows[key_id].version) for key_id in page_ids]
-        return page, (page_ids[-1] if more else None)
+            reads = [self._read(key_id, now) for key_id in page_ids]
+        # A page may hold fewer rows than ``limit`` (keys whose rows are gone); the cursor still moves on.
+        return [(row, version) for row, version in reads if row is not None], (page_ids[-1] if more else None)
+
+    def count(self) -> int:
+        with self._lock:
+            now = self._clock()
+            return sum(1 for key_id in self._keys if self._read(key_id, now)[0] is not None)
+
+    def expires_at(self, key: Mapping[str, Any]) -> float | None:
+        """When the row stops existing if nothing else is written (epoch seconds): the latest TTL deadline of
+        its marker and cells not purged yet (a deadline may have passed), or None when something in it has no
+        TTL or there is no row."""
+        key = self.schema.canonical_key(key, "key")
+        with self._lock:
+            stored = self._partitions.get(self.schema.id_of(key, self.partition_key))
+            row = stored.rows.get(self.schema.id_of(key, self.clustering_key)) if stored else None
+            if stored is None or row is None:
+                return None
+            shadow, unpurged = max(row.deleted_us, stored.deleted_us), float("-inf")  # expired, not purged: counted
+            cells = (row.marker, *row.cells.values())
+            live = [cell for cell in cells if cell is not None and cell.live(unpurged, shadow)]
+            for collection in row.collections.values():
+                live.extend(cell for _, cell in collection.live_elements(unpurged, shadow))
+            if not live or any(cell.expires_at is None for cell in live):
+                return None
+            return max(cell.expires_at for cell in live if cell.expires_at is not None)
+
+    # ---- internals: applying a write ---------------------------------------------------------------
+    def _write(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        ttl_s: float | None,
+        timestamp_us: int | None,
+        origin: str,
+        *,
+        insert: bool,
+    ) -> list[str | None]:
+        if ttl_s is not None and not 0 < ttl_s <= MAX_TTL_S:
+            raise ValueError(f"ttl_s must be between 1 and {MAX_TTL_S} seconds")
+        _check_write_origin(origin)
+        prepared = [
+            self.schema.canonical_write(row, f"row {position}", insert=insert) for position, row in enumerate(rows)
+        ]
+        sequences: list[str | None] = []
+        with self._lock:
+            now = self._clock()
+            for key, regular, static, ops in prepared:
+                written_us = self.clocks.write_timestamp(timestamp_us, now)
+                expires_at = None if ttl_s is None else now + ttl_s
+                partition = self._partition(key)
+                if len(key) == len(self.primary_key) and (regular or ops or insert):
+                    apply = functools.partial(
+                        self._apply_row,
+                        insert=insert,
+                        values=regular,
+                        ops=ops,
+                        written_us=written_us,
+                        expires_at=expires_at,
+                    )
+                    sequences.extend(self._change_row(key, now, origin, apply, partition))
+                if static:
+                    sequences.extend(self._change_statics(partition, key, now, static, written_us, expires_at))
+        return sequences
+
+    def _apply_row(
+        self,
+        row: StoredRow,
+        *,
+        insert: bool,
+        values: Mapping[str, Any],
+        ops: Mapping[str, Mapping[str, Any]],
+        written_us: int,
+        expires_at: float | None,
+    ) -> None:
+        if insert:  # the row marker: the row exists while it lives, whatever its cells do
+            marker = Cell(True, written_us, expires_at)
+            if row.marker is None or marker.beats(row.marker) or marker.written_us == row.marker.written_us:
+                row.marker = marker
+        apply_cells(self._kinds, row.cells, row.collections, values, ops, written_us, expires_at)
+
+    def _change_row(
+        self,
+        key: dict[str, Any],
+        now: float,
+        origin: str,
+        apply: Callable[[StoredRow], None],
+        partition: StoredPartition,
+    ) -> list[str | None]:
+        """Purge the row's expired cells (their TTL record first), apply one change, emit its record."""
+        sequences = self._purge_row(partition, key, now)
+        row_id = self.schema.id_of(key, self.clustering_key)
+        row = partition.rows.setdefault(row_id, StoredRow())
+        key_id = self.schema.id_of(key, self.primary_key)
+        self._keys.setdefault(key_id, (self.schema.id_of(key, self.partition_key), row_id))
+        before = self._records.snapshot(partition, row, now)
+        apply(row)
+        after = self._records.snapshot(partition, row, now)
+        self._note_expiring(partition, key, row_id)
+        if before is None and after is None:
+            return sequences
+        return [*sequences, self._emit(self._records.record(key, after, before, origin, self.clocks.created_at(now)))]
+
+    def _change_statics(  # noqa: PLR0917 - a static write: partition, key, time, cells, stamp, TTL
+        self,
+        partition: StoredPartition,
+        key: dict[str, Any],
+        now: float,
+        values: Mapping[str, Any],
+        written_us: int,
+        expires_at: float | None,
+    ) -> list[str | None]:
+        pk = {column: key[column] for column in self.partition_key}
+        sequences = self._purge_statics(partition, pk, now)
+        before = self._records.static_snapshot(partition, now)
+        apply_cells(self._kinds, partition.static, partition.static_collections, values, {}, written_us, expires_at)
+        after = self._records.static_snapshot(partition, now)
+        self._note_expiring(partition, pk, None)
+        if before is None and after is None:
+            return sequences
+        return [
+            *sequences,
+            self._emit(self._records.record(pk, after, before, "USER", self.clocks.created_at(now), static=True)),
+        ]
+
+    def _delete_rows(
+        self,
+        partition_key: Mapping[str, Any],
+        prefix: Mapping[str, Any],
+        timestamp_us: int | None,
+        *,
+        whole_partition: bool,
+    ) -> list[str]:
+        if list(prefix) != list(self.clustering_key[: len(prefix)]):
+            raise ValueError(f"clustering_prefix must name leading clustering columns of {self.clustering_key}")
+        pk = self.schema.canonical_columns(partition_key, self.partition_key, "partition key")
+        wanted = self.schema.canonical_columns(prefix, tuple(prefix), "clustering prefix")
+        sequences: list[str | None] = []
+        with self._lock:
+            now = self._clock()
+            written_us = self.clocks.write_timestamp(timestamp_us, now)
+            partition = self._partition(pk)
+            delete_row = functools.partial(tombstone, written_us=written_us)
+            for row_id in sorted(partition.rows):
+                values = dict(zip(self.clustering_key, json.loads(row_id), strict=True))
+                if all(values[column] == wanted[column] for column in wanted):
+                    sequences.extend(self._change_row({**pk, **values}, now, "USER", delete_row, partition))
+            if whole_partition:
+                sequences.extend(self._purge_statics(partition, pk, now))
+                before = self._records.static_snapshot(partition, now)
+                partition.deleted_us = max(partition.deleted_us, written_us)
+                after = self._records.static_snapshot(partition, now)
+                if before is not None:
+                    sequences.append(
+                        self._emit(
+                            self._records.record(pk, after, before, "USER", self.clocks.created_at(now), static=True)
+                        )
+                    )
+        return [seq for seq in sequences if seq is not None]
+
+    def _purge_row(self, partition: StoredPartition, key: dict[str, Any], now: float) -> list[str | None]:
+        """Turn the row's expired cells into tombstones; an origin-TTL record when that changed the row."""
+        row_id = self.schema.id_of(key, self.clustering_key)
+        row = partition.rows.get(row_id)
+        if row is None or (self.schema.id_of(key, self.partition_key), row_id) not in self._expiring:
+            return []
+        expired = expired_parts(row.cells, row.collections, now) or (row.marker is not None and row.marker.expired(now))
+        if not expired:
+            return []
+        before = self._records.snapshot(partition, row, now, expired_view=True)
+        purge(row.cells, row.collections, now)
+        if row.marker is not None and row.marker.expired(now):
+            row.marker = Cell(None, row.marker.written_us)  # an expired marker still outranks older writes
+        after = self._records.snapshot(partition, row, now)
+        self._note_expiring(partition, key, row_id)
+        if before is None:
+            return []
+        return [self._emit(self._records.record(key, after, before, "TTL", self.clocks.created_at(now)))]
+
+    def _purge_statics(self, partition: StoredPartition, pk: dict[str, Any], now: float) -> list[str | None]:
+        if not expired_parts(partition.static, partition.static_collections, now):
+            return []
+        before = self._records.static_snapshot(partition, now, expired_view=True)
+        purge(partition.static, partition.static_collections, now)
+        after = self._records.static_snapshot(partition, now)
+        self._note_expiring(partition, pk, None)
+        if before is None:
+            return []
+        return [self._emit(self._records.record(pk, after, before, "TTL", self.clocks.created_at(now), static=True))]
+
+    def _deadline(self, partition_id: str, row_id: str | None) -> tuple[float, str]:
+        """The earliest TTL deadline in an expiring row (``row_id`` None: the partition's static row)."""
+        deadlines = ttl_deadlines(self._partitions[partition_id], row_id)
+        return (min(deadlines) if deadlines else float("inf")), row_id or ""
+
+    def _note_expiring(self, partition: StoredPartition, key: Mapping[str, Any], row_id: str | None) -> None:
+        entry = (self.schema.id_of(key, self.partition_key), row_id)
+        (self._expiring.add if ttl_deadlines(partition, row_id) else self._expiring.discard)(entry)
+
+    # ---- internals: what a row is at a moment ------------------------------------------------------
+    def _read(self, key_id: str, now: float) -> tuple[dict[str, Any] | None, int | None]:
+        ids = self._keys.get(key_id)
+        if ids is None:
+            return None, None
+        partition = self._partitions[ids[0]]
+        row = partition.rows[ids[1]]
+        key = self.schema.key_from_id(key_id)
+        snapshot = self._records.snapshot(partition, row, now)
+        if snapshot is None:
+            return None, None
+        statics = self._records.static_snapshot(partition, now)
+        shadow = max(row.deleted_us, partition.deleted_us)
+        times = [
+            cell.written_us
+            for column, cell in row.cells.items()
+            if cell.live(now, shadow) and self.column_types[column].base.name not in _NOT_VERSIONED
+        ]
+        row_values = {**key, **(statics[0] if statics else {}), **snapshot[0]}
+        return _copy(row_values), (max(times) if times else None)
+
+    def _emit(self, record: dict[str, Any]) -> str | None:
+        if self.streams is None:
+            return None
+        return self.streams.append(self.keyspace, self.table, record)
+
+    def _partition(self, key: Mapping[str, Any]) -> StoredPartition:
+        return self._partitions.setdefault(self.schema.id_of(key, self.partition_key), StoredPartition())
 
     def _segment_hash(self, key_id: str) -> int:
         cached = self._hashes.get(key_id)
@@ -198,110 +490,6 @@ class LocalTable:
             cached = int.from_bytes(hashlib.sha256(key_id.encode("utf-8")).digest()[:8], "big")
             self._hashes[key_id] = cached
         return cached
-
-    def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The row with this primary key, or None."""
-        key_id = self._key_id(self._canonical_key(key, "key"))
-        with self._lock:
-            row = self._rows.get(key_id)
-            return _copy(row.values) if row is not None else None
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Every row (a snapshot taken when iteration starts), for backfills."""
-        with self._lock:
-            snapshot = [_copy(row.values) for row in self._rows.values()]
-        return iter(snapshot)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._rows)
-
-    def expires_at(self, key: Mapping[str, Any]) -> float | None:
-        """When the row's TTL runs out (epoch seconds), or None for a permanent or missing row."""
-        with self._lock:
-            row = self._rows.get(self._key_id(self._canonical_key(key, "key")))
-            return row.expires_at if row is not None else None
-
-    # --- internals ---
-    def _canonical_row(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
-        """The row with every value in the form the stream carries; ValueError naming the column."""
-        canonical = self._canonical_key(row, where)
-        for column, value in row.items():
-            if column in canonical:
-                continue
-            cql_type = self.column_types.get(column)
-            if cql_type is None:
-                raise ValueError(f"{where}: column '{column}' is not a column of {self.keyspace}.{self.table}")
-            canonical[column] = None if value is None else self._canonical_value(column, value, where)
-        return canonical
-
-    def _canonical_key(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
-        key: dict[str, Any] = {}
-        for column in self.primary_key:
-            value = row.get(column)
-            if value is None:
-                raise ValueError(f"{where}: primary key column '{column}' is missing or null")
-            key[column] = self._canonical_value(column, value, where)
-        return key
-
-    def _canonical_value(self, column: str, value: Any, where: str) -> Any:
-        cql_type = self.column_types[column]
-        try:
-            return value_to_json(json_to_value(value, cql_type))
-        except ValueError as exc:
-            raise ValueError(f"{where}: column '{column}' ({cql_type}): {exc}") from exc
-
-    def _write_time(self, now: float) -> int:
-        """Microseconds, strictly increasing per table: two writes never share a timestamp (Keyspaces would
-        order equal ones by value; the stand-in keeps it simple)."""
-        self._last_write_us = max(int(now * 1_000_000), self._last_write_us + 1)
-        return self._last_write_us
-
-    def _key_id(self, row: Mapping[str, Any]) -> str:
-        return json.dumps([row[column] for column in self.primary_key], separators=(",", ":"), ensure_ascii=False)
-
-    def _record(
-        self,
-        *,
-        new: _Row | None,
-        old: _Row | None,
-        origin: str,
-        now: float,
-        key: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        values = key if key is not None else (new or old).values  # type: ignore[union-attr]
-        record: dict[str, Any] = {
-            "eventVersion": EVENT_VERSION,
-            "createdAt": _datetime(now),
-            "origin": origin,
-            "partitionKeys": self._keys(values, self.partition_key),
-        }
-        if self.clustering_key:
-            record["clusteringKeys"] = self._keys(values, self.clustering_key)
-        if new is not None:
-            record["newImage"] = self._image(new)
-        if old is not None:
-            record["oldImage"] = self._image(old)
-        return record
-
-    def _keys(self, values: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-        return {column: json_to_value(values[column], self.column_types[column]) for column in columns}
-
-    def _image(self, row: _Row) -> dict[str, Any]:
-        image = row_to_image(row.values, self.column_types)
-        for cells in (image.get("valueCells", {}), image.get("staticCells", {})):
-            for column, cell in cells.items():
-                cell["metadata"] = {"writeTime": str(row.write_times[column])}  # CQL WRITETIME: microseconds
-        metadata = {"writeTime": str(row.version)}
-        if row.expires_at is not None:
-            metadata["expirationTime"] = str(int(row.expires_at))  # epoch seconds, as CQL keeps TTL deadlines
-        image["rowMetadata"] = metadata
-        return image
-
-    def _emit(self, record: dict[str, Any]) -> str | None:
-        if self.streams is None:
-            return None
-        return self.streams.append(self.keyspace, self.table, record)
 
 
 def _check_write_origin(origin: str) -> None:

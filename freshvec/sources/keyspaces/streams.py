@@ -7,10 +7,11 @@ everything Keyspaces-specific about it:
   the old stream is finished before the new one is read (the registry of followed streams lives in the
   forwarder's ``LeaseStore``);
 - its shards and their lineage (``parentShardIds`` after splits and merges), paged through completely;
-- iterators: from the checkpoint (AFTER_SEQUENCE_NUMBER), TRIM_HORIZON or LATEST for a new shard; an
-  expired one (15 minutes) is taken again from the checkpoint; ``TrimmedDataAccess`` (the reader fell out
-  of the 24 h retention) is logged loudly with the lost range, counted, and reading goes on from the oldest
-  record still there;
+- iterators: from the checkpoint (AFTER_SEQUENCE_NUMBER), TRIM_HORIZON or LATEST for a new shard, or the
+  iterator saved past a stretch without changes (``ReadResult.resume``); an expired one (15 minutes) is taken
+  again from the checkpoint; an empty ``BEHIND_TIP`` page is not the tip, reading goes on at once;
+  ``TrimmedDataAccess`` (the reader fell out of the 24 h retention) is logged loudly with the lost range,
+  counted, and reading goes on from the oldest record still there;
 - converting each record (``convert.RecordConverter``).
 
 The forwarder (``freshvec.forwarder``) owns leases, checkpoints, concurrency and writing; it calls
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ITERATOR_TRIM_HORIZON = "TRIM_HORIZON"
 ITERATOR_AFTER_SEQUENCE = "AFTER_SEQUENCE_NUMBER"
+ITERATOR_AT_TIP = "AT_TIP"  # iteratorPosition: nothing more to read now (the other value is BEHIND_TIP)
 STATUS_READABLE = ("ENABLED", "ENABLING")
 STATUS_DISABLED = "DISABLED"
 VALIDATION_EXPIRED_ITERATOR = "ExpiredIterator"
@@ -139,11 +141,17 @@ class KeyspacesStreamsSource:
         self._lineage.update({shard_id: (label, _depth(shard_id, partitions)) for shard_id in partitions})
         return StreamView(stream_arn, closed=pages[0]["streamStatus"] == STATUS_DISABLED, partitions=partitions)
 
-    def open(self, stream_arn: str, partition_id: str, position: str | None, *, fresh: bool) -> SourceCursor:
+    def open(
+        self, stream_arn: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+    ) -> SourceCursor:
         """A cursor at the checkpoint; a shard never read starts at the configured position only when
-        ``fresh`` (no parent was read and this is the first stream), else from its start."""
+        ``fresh`` (no parent was read and this is the first stream), else from its start.
+
+        ``resume`` is a shard iterator an earlier reader got past a stretch without changes: the first read uses
+        it, and when it has expired (15 minutes) the iterator is taken again from the checkpoint.
+        """
         start = self._starting_position if fresh else ITERATOR_TRIM_HORIZON
-        return SourceCursor(stream_arn, partition_id, position, start, _ShardState())
+        return SourceCursor(stream_arn, partition_id, position, start, _ShardState(iterator=resume))
 
     # ---- reading --------------------------------------------------------------------------------
     def read(self, cursor: SourceCursor) -> ReadResult:
@@ -158,10 +166,12 @@ class KeyspacesStreamsSource:
         if next_iterator is None:
             return ReadResult(records, ended=True, at_tip=False, trims=trims, lost_ranges=lost)
         state.iterator = next_iterator
+        # AT_TIP: nothing more now. BEHIND_TIP, even with no records, means the stream moved on without changes
+        # at this position and more may follow: read on at once ("Continue polling normally", GetRecords'
+        # iteratorDescription in the keyspacesstreams model). No description: an empty page is the tip.
         position = (response.get("iteratorDescription") or {}).get("iteratorPosition")
-        return ReadResult(
-            records, ended=False, at_tip=not records or position == "AT_TIP", trims=trims, lost_ranges=lost
-        )
+        at_tip = position == ITERATOR_AT_TIP if position is not None else not records
+        return ReadResult(records, ended=False, at_tip=at_tip, trims=trims, lost_ranges=lost, resume=next_iterator)
 
     def rewind(self, cursor: SourceCursor) -> None:
         """Resume from the checkpoint on the next read, not from where the last read got to."""

@@ -166,8 +166,11 @@ class PostgresSlotSource:
     def describe(self, stream_id: str) -> StreamView:
         return StreamView(stream_id, closed=False, partitions={PARTITION_ID: Partition(PARTITION_ID)})
 
-    def open(self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool) -> SourceCursor:
-        """A cursor at the checkpoint (None: the slot's own position, which the first read takes)."""
+    def open(
+        self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+    ) -> SourceCursor:
+        """A cursor at the checkpoint (None: the slot's own position, which the first read takes); the slot keeps
+        its own position, so there is no resume token."""
         return SourceCursor(stream_id, partition_id, position, "SLOT", self._state)
 
     # ---- reading --------------------------------------------------------------------------------
