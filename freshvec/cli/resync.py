@@ -257,7 +257,7 @@ class Resyncer:
         origin: str,
         seqs: Sequence[str] | None = None,
         observed: Mapping[str, Observed] | None = None,
-        reads: Sequence[RowRead] | None = None,
+        reads: Sequence[RowRead | None] | None = None,
     ) -> tuple[list[OutgoingRecord], list[Resynced]]:
         """The records to send for ``keys`` (one per key that needs one) and what each key amounts to.
 
@@ -268,8 +268,16 @@ class Resyncer:
         if origin not in c.RESYNC_ORIGINS:
             raise ValueError(f"{origin} is not a re-sync origin")
         vector_keys = [vector_key(key, self.config.key_columns) for key in keys]
-        reads = self.reader.read(keys) if reads is None else reads
-        gone = [vk for vk, (row, _) in zip(vector_keys, reads, strict=True) if row is None]
+        # A key the table refuses (None) names no row: nothing to read, nothing to send (a vector stored under
+        # it is a stray, which reconcile removes).
+        read_each = self._read_each(keys) if reads is None else list(reads)
+        refused = {position for position, read in enumerate(read_each) if read is None}
+        reads = [read if read is not None else (None, None) for read in read_each]
+        gone = [
+            vk
+            for i, (vk, (row, _)) in enumerate(zip(vector_keys, reads, strict=True))
+            if row is None and i not in refused
+        ]
         if observed is None:
             stored = stored_metadata(self.s3vectors, self.resources, gone) if gone else {}
         else:
@@ -280,7 +288,7 @@ class Resyncer:
         for position, (key, vk, (row, read_version)) in enumerate(zip(keys, vector_keys, reads, strict=True)):
             seq = seqs[position] if seqs is not None else f"{shard}:{self._run}:{next(self._counter)}"
             version = read_version
-            if row is None and vk not in stored:
+            if position in refused or (row is None and vk not in stored):
                 results.append(Resynced(dict(key), vk, "none", None))
                 continue
             seen = observed.get(vk, NOTHING_SEEN) if observed is not None else None

@@ -5,9 +5,10 @@ go, and a key the table refuses does not stop the repair of the others."""
 
 from __future__ import annotations
 
+import base64
 import json
 
-from freshvec.cli.errors import EXIT_CHECK_FAILED
+from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_OK
 from freshvec.keys import chunk_key
 from freshvec.local import LocalPipeline
 from tests.postgres.test_cli_local_postgres import eventually, freshvec, key, keys, pipeline  # noqa: F401
@@ -40,3 +41,24 @@ def test_strays_in_other_spellings_are_removed_and_an_unreadable_key_does_not_st
     stored = keys(pipeline)
     assert key(3) in stored and key(6) in stored
     assert not {*strays, '["abc"]'} & stored
+
+
+def test_one_parked_change_whose_key_the_table_refuses_does_not_stop_redrive(
+    pipeline: LocalPipeline,  # noqa: F811
+) -> None:
+    """A parked change for ``{"id": "abc"}`` (no bigint row can have it) beside one for row 9: redrive re-syncs
+    row 9 and lets the other go (there is no row to read), instead of failing every time on it."""
+    sqs = pipeline.server.client("sqs")
+    for row_key, label in (({"id": "abc"}, '["abc"]'), ({"id": 9}, key(9))):
+        parked = {
+            "v": 1, "source": "postgres", "keyspace": "public", "table": "articles", "op": "DELETE", "key": row_key,
+            "new": None, "old": None, "seq": "1#0", "shard": "freshvec", "ts": "2026-01-01T00:00:00.000Z",
+            "origin": "USER",
+        }  # fmt: skip
+        body = {"payload_b64": base64.b64encode(json.dumps(parked).encode()).decode(), "partition_key": label}
+        sqs.send_message(QueueUrl=pipeline.resources.dlq_url, MessageBody=json.dumps(body))
+    sent = freshvec("redrive", "send", "--source", "dlq")
+    assert sent.exit_code == EXIT_OK, sent.output
+    assert "1 row(s) sent" in sent.output and "1 already gone" in sent.output, sent.output
+    listed = freshvec("redrive", "list")
+    assert "0 parked item(s)" in listed.output, listed.output
