@@ -61,8 +61,7 @@ S3V_LIST_PAGE = 1000  # ListVectors maxResults
 _UNINDEXABLE = "!"  # the table side's fingerprint for a row whose metadata the sink would refuse
 _SPILL_FLUSH_LINES = 20_000  # buffered spill lines (both sides) before they are appended to their files
 _REPAIR_BATCH = 500  # keys read and re-synced at a time
-# Provenance is not compared; chunk 0's count (`_chunks`) is: a wrong count makes a later delete or shrink
-# leave chunks behind.
+# Provenance is not compared; chunk 0's count is (a wrong one makes a later delete leave chunks behind).
 _IGNORED_METADATA = frozenset(c.PIPELINE_NON_FILTERABLE_KEYS) - {c.META_CHUNKS}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
