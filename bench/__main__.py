@@ -1,4 +1,5 @@
-"""Run every benchmark and merge the figures into bench-results.json (keys from other runs are kept)."""
+"""Run every benchmark and merge the figures into bench-results.json (keys from other runs are kept); the README's
+figures block is re-rendered from it after every module, so README and results never disagree."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
+from bench import readme_table
+
+RESULTS = readme_table.RESULTS
 # Each module exposes run() -> dict of figures; ratios are measured against a baseline in the same run.
 BENCHMARKS = (
     "bench.forwarder",
@@ -19,13 +22,16 @@ BENCHMARKS = (
     "bench.chunking",
     "bench.pg_forwarder",
     "bench.cold_start",
+    "bench.init",
 )
 
 
-def write_results(figures: dict) -> None:
-    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def write_results(figures: dict, results: Path = RESULTS, readme: Path = readme_table.README) -> None:
+    """Merge ``figures`` into the results file, then render the README's figures block from it."""
+    merged = json.loads(results.read_text()) if results.exists() else {}
     merged.update(figures)
-    RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    results.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    readme.write_text(readme_table.rewrite(readme.read_text(), merged))
 
 
 def main(names: list[str]) -> int:

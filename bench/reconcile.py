@@ -92,7 +92,7 @@ def _setup() -> tuple[LocalTable, list[dict[str, Any]]]:
             model_id=e.model_id,
             dimensions=e.dimensions,
             normalize=e.normalize,
-            max_input_chars=c.PROVIDER_MAX_INPUT_CHARS[e.provider],
+            max_input_chars=c.input_char_limit(e.provider, e.model_id),
             text=row["overview"],
         )
         # The bench rows' overviews are short: one chunk each, chunk 0 of 1, as the sink stores them.

@@ -56,31 +56,78 @@ PIPELINE_NON_FILTERABLE_KEYS = (META_SEQUENCE, META_CHANGED_AT, META_FINGERPRINT
 PIPELINE_FILTERABLE_KEYS = (META_CHUNK,)
 
 # --- Amazon Bedrock embedding models: allowed output dimensions and input limits ---
+# Titan Text Embeddings V2: {"inputText", "dimensions", "normalize"}
+# (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html).
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
+# Cohere Embed v3: {"texts", "input_type", "truncate"}
+# (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed-v3.html).
 COHERE_EN_V3 = "cohere.embed-english-v3"
 COHERE_MULTI_V3 = "cohere.embed-multilingual-v3"
+# Cohere Embed v4: adds output_dimension 256/512/1024/1536, embedding_types, truncate NONE|LEFT|RIGHT; callable
+# in-Region or through the us./eu./global. cross-Region inference profiles
+# (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed-v4.html).
+COHERE_V4 = "cohere.embed-v4:0"
+COHERE_V4_PROFILES = tuple(f"{geo}.{COHERE_V4}" for geo in ("us", "eu", "global"))
+# Amazon Nova Multimodal Embeddings, text: taskType SINGLE_EMBEDDING, embeddingPurpose, embeddingDimension
+# 256/384/1024/3072, text.truncationMode (https://docs.aws.amazon.com/nova/latest/userguide/embeddings-schema.html).
+NOVA_MME = "amazon.nova-2-multimodal-embeddings-v1:0"
+NOVA_SCHEMA_VERSION = "nova-multimodal-embed-v1"
+NOVA_DOCUMENT_PURPOSE = "GENERIC_INDEX"  # what is stored
+NOVA_QUERY_PURPOSE = "TEXT_RETRIEVAL"  # a query searching an index of text
+NOVA_MAX_INPUT_CHARS = 50_000  # text.value longer than this is refused; 8K tokens are truncated by truncationMode
+# WordLlama (local mode): one 256-dimension model; 128 and 64 are its matryoshka prefixes (the first n dimensions,
+# renormalized), so a local migration can change dimensions with no account.
 LOCAL_WORDLLAMA = "wordllama-l2-supercat"
 PROVIDER_MODELS: dict[str, dict[str, tuple[int, ...]]] = {
     "titan": {TITAN_V2: (256, 512, 1024)},
-    "cohere": {COHERE_EN_V3: (1024,), COHERE_MULTI_V3: (1024,)},
-    "local": {LOCAL_WORDLLAMA: (256,)},
+    "cohere": {
+        COHERE_EN_V3: (1024,),
+        COHERE_MULTI_V3: (1024,),
+        **{model: (256, 512, 1024, 1536) for model in (COHERE_V4, *COHERE_V4_PROFILES)},
+    },
+    "nova": {NOVA_MME: (256, 384, 1024, 3072)},
+    "local": {LOCAL_WORDLLAMA: (256, 128, 64)},
 }
 # What a provider embeds with when the config names no model_id; a model without configured dimensions uses the
 # first of its allowed dimensions above.
-PROVIDER_DEFAULT_MODEL: dict[str, str] = {"titan": TITAN_V2, "cohere": COHERE_EN_V3, "local": LOCAL_WORDLLAMA}
+PROVIDER_DEFAULT_MODEL: dict[str, str] = {
+    "titan": TITAN_V2,
+    "cohere": COHERE_EN_V3,
+    "nova": NOVA_MME,
+    "local": LOCAL_WORDLLAMA,
+}
 # Providers that run in local mode only (WordLlama in-process); a deployed sink embeds with Bedrock.
 LOCAL_ONLY_PROVIDERS = ("local",)
+# Third-party models: an admin subscribes once in AWS Marketplace before a role without Marketplace permissions
+# can call them (https://docs.aws.amazon.com/bedrock/latest/userguide/model-access.html); first-party ones need none.
+MARKETPLACE_MODELS = frozenset(m for m in PROVIDER_MODELS["cohere"])
 TITAN_MAX_INPUT_CHARS = 50_000
 COHERE_MAX_TEXTS_PER_CALL = 96
-COHERE_MAX_INPUT_CHARS = 2_048
+COHERE_MAX_INPUT_CHARS = 2_048  # Embed v3 (v4 takes up to about 128K tokens a text and truncates beyond)
+COHERE_V4_MAX_INPUT_CHARS = 50_000  # freshvec's cut for v4: long texts are chunked, as for Titan and Nova
 # What each provider's embedder cuts a text to before embedding: part of every fingerprint, so the embedders
-# and the tools that recompute fingerprints (reconcile) read it from here. WordLlama has no hard limit; local
-# mode cuts like Titan.
+# and the tools that recompute fingerprints (reconcile) read it through ``input_char_limit``. WordLlama has no
+# hard limit; local mode cuts like Titan.
 PROVIDER_MAX_INPUT_CHARS: dict[str, int] = {
     "titan": TITAN_MAX_INPUT_CHARS,
     "cohere": COHERE_MAX_INPUT_CHARS,
+    "nova": NOVA_MAX_INPUT_CHARS,
     "local": TITAN_MAX_INPUT_CHARS,
 }
+# Models whose cut differs from their provider's.
+MODEL_MAX_INPUT_CHARS: dict[str, int] = {model: COHERE_V4_MAX_INPUT_CHARS for model in (COHERE_V4, *COHERE_V4_PROFILES)}
+
+
+def foundation_model_id(model_id: str) -> str:
+    """The foundation model behind a cross-Region inference profile id ("us.cohere.embed-v4:0" -> the model)."""
+    geo, _, rest = model_id.partition(".")
+    return rest if geo in ("us", "eu", "apac", "global") and rest.count(".") >= 1 else model_id
+
+
+def input_char_limit(provider: str, model_id: str) -> int:
+    """The characters a text is cut to before ``model_id`` embeds it (KeyError: an unknown provider)."""
+    return MODEL_MAX_INPUT_CHARS.get(model_id, PROVIDER_MAX_INPUT_CHARS[provider])
+
 
 # --- Amazon Bedrock batch inference (CreateModelInvocationJob) ---
 # Job states (botocore ``bedrock`` model, ModelInvocationJobStatus; "Monitor batch inference jobs",
@@ -103,6 +150,21 @@ BATCH_RESULT_STATES = ("Completed", "PartiallyCompleted")  # output files exist 
 # the length bound is freshvec's own, generous for a counter.
 BATCH_RECORD_ID_RE = r"^[A-Za-z0-9]{1,64}$"
 BATCH_RECORD_ID_MAX_CHARS = 64
+# Records per job when Service Quotas cannot be read: the documented defaults of "Minimum number of records per
+# batch inference job" and "Records per (input file per) batch inference job"
+# (https://docs.aws.amazon.com/general/latest/gr/bedrock.html#limits_bedrock).
+BATCH_DEFAULT_RECORDS = (100, 50_000)
+# How Service Quotas names each model in its batch quotas ("... per batch inference job for <name>").
+BATCH_QUOTA_MODEL_NAMES = {
+    TITAN_V2: "Titan Text Embeddings V2",
+    COHERE_EN_V3: "Cohere Embed English",
+    COHERE_MULTI_V3: "Cohere Embed Multilingual",
+    COHERE_V4: "Cohere Embed V4",
+    NOVA_MME: "Nova 2 Multimodal Embeddings V1",
+    LOCAL_WORDLLAMA: "WordLlama L2 Supercat",  # local mode's stand-in answers under this name
+}
+# Concurrent jobs per base model ("Sum of in-progress and submitted batch inference jobs using a base model").
+BATCH_DEFAULT_ACTIVE_JOBS = 20
 # A submission's name leaves room for "-<part>" within the 63-character job name (ModelInvocationJobName).
 BATCH_SUBMISSION_NAME_RE = r"^[a-zA-Z0-9](-?[a-zA-Z0-9]){0,55}$"
 
@@ -149,6 +211,8 @@ OUT_FORWARDER_FUNCTION = "ForwarderFunctionName"
 OUT_SINK_FUNCTION = "SinkFunctionName"
 OUT_DASHBOARD = "DashboardName"
 OUT_OPERATOR_POLICY_ARN = "OperatorPolicyArn"  # the managed policy an operator attaches to run the CLI
+OUT_BATCH_BUCKET = "BatchBucketName"  # Bedrock batch inference job files (stacks/batch_inference.py)
+OUT_BATCH_ROLE_ARN = "BatchRoleArn"  # the service role Bedrock assumes to read and write them
 OUT_PIPELINE_CONFIG = "PipelineConfig"  # the validated config JSON, so the CLI embeds queries like the sink
 
 # --- Checkpoint/lease table (DynamoDB) key schema ---

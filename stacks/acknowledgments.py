@@ -8,8 +8,11 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from constructs import IConstruct
 
+from freshvec import constants as c
 from freshvec.config import PipelineConfig
 from stacks import constants as k
+from stacks.batch_inference import BatchInference
+from stacks.bedrock_access import generation_embeddings
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
 from stacks.operator_policy import OperatorPolicy
@@ -37,6 +40,7 @@ def acknowledge_findings(
     sink: Sink,
     operator: OperatorPolicy,
     change_stream: ChangeStream,
+    batch: BatchInference,
 ) -> None:
     """Acknowledge every expected finding on the constructs of ``stack`` it concerns."""
     if config.source.kind == "keyspaces":
@@ -46,8 +50,9 @@ def acknowledge_findings(
     _ack(
         operator.policy,
         "AwsSolutions-IAM5[Resource::*]",
-        "cloudwatch:GetMetricData and cloudwatch:GetMetricStatistics define no resource type in IAM and can only "
-        "be granted on '*'; they are the only actions in that statement and read metrics, never change anything.",
+        "cloudwatch:GetMetricData and cloudwatch:GetMetricStatistics (status), bedrock:ListModelInvocationJobs and "
+        "servicequotas:ListServiceQuotas (migrate) define no resource type in IAM and can only be granted on '*'; "
+        "each is alone in its statement and reads, never changes anything.",
     )
     _ack(
         operator.policy,
@@ -75,12 +80,60 @@ def acknowledge_findings(
         "This queue is the sink's dead-letter queue itself: nothing consumes it automatically (operators inspect "
         "it and `freshvec redrive` re-sends), so a further DLQ would have nothing to catch; its depth is alarmed.",
     )
+    _acknowledge_batch(stack, config, sink, batch, operator)
     _ack(
         sink.on_failure_bucket,
         "AwsSolutions-S1",
         "Only the sink's event source mapping writes here; every arrival is alarmed through S3 request metrics "
         f"and objects expire after {k.ON_FAILURE_EXPIRY_DAYS} days. Server access logs would need a second bucket "
         "for no added signal.",
+    )
+
+
+def _acknowledge_profiles(config: PipelineConfig, sink: Sink, batch: BatchInference, operator: OperatorPolicy) -> None:
+    """A cross-Region inference profile routes to its model in Regions the profile chooses (any Region, for a
+    global profile): the model is granted in every Region, but only through the profile."""
+    for embedding in generation_embeddings(config):
+        base = c.foundation_model_id(embedding.model_id)
+        if base == embedding.model_id:
+            continue
+        reason = (
+            f"bedrock:InvokeModel on {base} in the Regions inference profile {embedding.model_id} routes to, "
+            "allowed only through that profile (condition bedrock:InferenceProfileArn)."
+        )
+        for scope in (sink.function.role, batch.role, operator.policy):
+            _ack(scope, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{base}]", reason)
+
+
+def _acknowledge_batch(
+    stack: Stack, config: PipelineConfig, sink: Sink, batch: BatchInference, operator: OperatorPolicy
+) -> None:
+    _acknowledge_profiles(config, sink, batch, operator)
+    objects = f"Resource::<{_logical_id(stack, batch.bucket)}.Arn>/*"
+    _ack(
+        batch.role,
+        f"AwsSolutions-IAM5[{objects}]",
+        "Bedrock reads each batch job's input file and writes its output under keys the job chooses (its job id); "
+        "s3:GetObject and s3:PutObject only, on this one bucket, within this account.",
+    )
+    _ack(
+        operator.policy,
+        f"AwsSolutions-IAM5[{objects}]",
+        "`freshvec migrate` writes each batch job's input and reads the output Bedrock writes under the job's id; "
+        "GetObject and PutObject only, on the batch bucket.",
+    )
+    _ack(
+        operator.policy,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:model-invocation-job/*]",
+        "Bedrock names each batch job when it is created, so Create/Get/Stop are granted on this account's jobs in "
+        "this Region; ListModelInvocationJobs defines no resource type and is granted on '*' alone.",
+    )
+    _ack(
+        batch.bucket,
+        "AwsSolutions-S1",
+        f"Holds only Bedrock batch job files, written by `freshvec migrate` and Bedrock and expired after "
+        f"{k.BATCH_FILES_EXPIRY_DAYS} days; Bedrock's and the CLI's calls are recorded by CloudTrail, so server "
+        "access logs would need a second bucket for no added signal.",
     )
 
 

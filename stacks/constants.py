@@ -55,6 +55,10 @@ ON_FAILURE_EXPIRY_DAYS = 30
 ON_FAILURE_LAMBDA_PREFIX = "aws/lambda/"
 ON_FAILURE_METRICS_FILTER_ID = "LambdaOnFailureDeliveries"
 
+# --- Bedrock batch inference job files: a job runs at most 168 hours (timeoutDurationInHours), and its output
+# is applied as soon as it completes; a week more leaves time to inspect a failed one.
+BATCH_FILES_EXPIRY_DAYS = 14
+
 # --- Alarms ---
 ALARM_PERIOD_MINUTES = 1
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000  # sink falls five minutes behind the Kinesis stream

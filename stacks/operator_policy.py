@@ -19,6 +19,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from freshvec.config import PipelineConfig
+from stacks.batch_inference import BatchInference
+from stacks.bedrock_access import generation_embeddings, invoke_statements
 from stacks.postgres_source import SECRET_ACTIONS, SECRET_KEY_ACTIONS
 from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
@@ -35,8 +37,24 @@ STREAM_ACTIONS = ("kinesis:PutRecords",)
 # query reads the index (QueryVectors); reconcile lists it (ListVectors) and, with redrive send, reads the stored
 # version of rows that are gone (GetVectors); status counts it (ListVectors) and query checks its dimension (GetIndex).
 INDEX_ACTIONS = ("s3vectors:GetIndex", "s3vectors:GetVectors", "s3vectors:ListVectors", "s3vectors:QueryVectors")
-# query embeds the text with the configured model.
-MODEL_ACTIONS = ("bedrock:InvokeModel",)
+# query embeds the text with the configured model(s): stacks/bedrock_access.py.
+# migrate start/status/finish run Bedrock batch inference jobs (freshvec/adapters/bedrock_batch.py): Create, Get and
+# Stop act on model-invocation-job resources, List has no resource type, and creating a job passes the batch
+# service role to Bedrock (https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference-permissions.html,
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html).
+BATCH_JOB_ACTIONS = (
+    "bedrock:CreateModelInvocationJob",
+    "bedrock:GetModelInvocationJob",
+    "bedrock:StopModelInvocationJob",
+)
+BATCH_LIST_ACTIONS = ("bedrock:ListModelInvocationJobs",)
+PASS_ROLE_ACTIONS = ("iam:PassRole",)
+# ... they write each job's input and read its output in the batch bucket (SSE-KMS: the stack key, below) ...
+BATCH_FILE_ACTIONS = ("s3:GetObject", "s3:PutObject")
+BATCH_LIST_FILES_ACTIONS = ("s3:ListBucket",)
+# ... and read the per-model records-per-job quotas; Service Quotas reads define no resource type
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_servicequotas.html).
+QUOTA_ACTIONS = ("servicequotas:ListServiceQuotas",)
 # redrive list/show/send and status: ReceiveMessage, ChangeMessageVisibilityBatch (sqs:ChangeMessageVisibility),
 # DeleteMessage, GetQueueAttributes; receiving from an encrypted queue takes kms:Decrypt
 # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
@@ -74,10 +92,10 @@ class OperatorPolicy(Construct):
         dlq: sqs.IQueue,
         on_failure_bucket: s3.IBucket,
         checkpoints: dynamodb.ITable,
+        batch: BatchInference,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        model_arn = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{config.embedding.model_id}"
         statements = [
             ("ReadStackOutputs", STACK_ACTIONS, [Aws.STACK_ID]),
             *(
@@ -90,21 +108,35 @@ class OperatorPolicy(Construct):
             ),
             ("ResendChanges", STREAM_ACTIONS, [stream.stream_arn]),
             ("ReadTheIndex", INDEX_ACTIONS, [vectors.index_arn]),
-            ("EmbedQueries", MODEL_ACTIONS, [model_arn]),
             ("RedrivePoisonRecords", DLQ_ACTIONS, [dlq.queue_arn]),
             ("ListFailedBatches", ON_FAILURE_BUCKET_ACTIONS, [on_failure_bucket.bucket_arn]),
             ("RedriveFailedBatches", ON_FAILURE_OBJECT_ACTIONS, [on_failure_bucket.arn_for_objects("*")]),
             ("ReadCheckpoints", CHECKPOINT_ACTIONS, [checkpoints.table_arn]),
             ("ReadPipelineMetrics", METRIC_ACTIONS, ["*"]),
             ("UseTheStackKey", KEY_ACTIONS, [key.key_arn]),
+            ("RunBatchJobs", BATCH_JOB_ACTIONS, [batch.job_arns]),
+            ("ListBatchJobs", BATCH_LIST_ACTIONS, ["*"]),
+            ("WriteAndReadBatchJobFiles", BATCH_FILE_ACTIONS, [batch.bucket.arn_for_objects("*")]),
+            ("ListBatchJobFiles", BATCH_LIST_FILES_ACTIONS, [batch.bucket.bucket_arn]),
+            ("ReadBatchQuotas", QUOTA_ACTIONS, ["*"]),
         ]
+        pass_role = iam.PolicyStatement(
+            sid="PassTheBatchRoleToBedrock",
+            actions=list(PASS_ROLE_ACTIONS),
+            resources=[batch.role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+        )
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
             description=f"freshvec {config.stack_name}: what the freshvec CLI needs to operate this stack",
             statements=[
-                iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources)
-                for sid, actions, resources in statements
+                *(
+                    iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources)
+                    for sid, actions, resources in statements
+                ),
+                *invoke_statements("EmbedQueries", generation_embeddings(config)),
+                pass_role,
             ],
         )
 

@@ -12,6 +12,7 @@ from freshvec import constants as c
 from freshvec.config import PipelineConfig, check_deployable
 from stacks import bundling
 from stacks.acknowledgments import acknowledge_findings
+from stacks.batch_inference import BatchInference
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
 from stacks.monitoring import Monitoring
@@ -86,6 +87,7 @@ class PipelineStack(Stack):
             layer=layer,
             removal=data_removal,
         )
+        self.batch = BatchInference(self, "BatchInference", config=config, key=self.key, removal=data_removal)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -106,6 +108,7 @@ class PipelineStack(Stack):
             dlq=self.sink.dlq,
             on_failure_bucket=self.sink.on_failure_bucket,
             checkpoints=self.forwarder.checkpoints,
+            batch=self.batch,
             key=self.key,
         )
         self._outputs()
@@ -116,6 +119,7 @@ class PipelineStack(Stack):
             sink=self.sink,
             operator=self.operator,
             change_stream=self.change_stream,
+            batch=self.batch,
         )
 
     def _outputs(self) -> None:
@@ -136,6 +140,8 @@ class PipelineStack(Stack):
             c.OUT_SINK_FUNCTION: self.sink.function.function_name,
             c.OUT_DASHBOARD: self.monitoring.dashboard.dashboard_name,
             c.OUT_OPERATOR_POLICY_ARN: self.operator.policy.managed_policy_arn,
+            c.OUT_BATCH_BUCKET: self.batch.bucket.bucket_name,
+            c.OUT_BATCH_ROLE_ARN: self.batch.role.role_arn,
             c.OUT_PIPELINE_CONFIG: self.config.to_json(),
         }
         for name, value in values.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -16,6 +16,7 @@ from constructs import Construct
 from freshvec import constants as c
 from freshvec.config import PipelineConfig, check_deployable_embedding
 from stacks import constants as k
+from stacks.bedrock_access import generation_embeddings, invoke_statements
 from stacks.function import grant_key_use, python_function
 from stacks.vector_store import VectorStore
 
@@ -127,10 +128,8 @@ class Sink(Construct):
     def _grant(self, config: PipelineConfig, vectors: VectorStore, key: kms.IKey) -> None:
         role = self.function.role
         assert role is not None  # python_function always creates one
-        model_arn = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/{config.embedding.model_id}"
-        role.add_to_principal_policy(
-            iam.PolicyStatement(sid="EmbedWithOneModel", actions=["bedrock:InvokeModel"], resources=[model_arn])
-        )
+        for statement in invoke_statements("EmbedWithTheGenerationModels", generation_embeddings(config)):
+            role.add_to_principal_policy(statement)
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="WriteOneIndex", actions=list(VECTOR_WRITE_ACTIONS), resources=[vectors.index_arn])
         )

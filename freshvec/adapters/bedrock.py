@@ -3,11 +3,14 @@
 - ``titan``: Amazon Titan Text Embeddings V2 on Bedrock. One text per InvokeModel call, so calls run
   concurrently, at most ``embedding.max_concurrency`` at a time, paced to the account's quota by an
   ``AdaptiveRateLimiter`` (``embedding.adaptive_rate``; several sink instances share one quota).
-- ``cohere``: Cohere Embed v3 on Bedrock. Up to 96 texts per call; rows are embedded as
-  ``search_document``, queries as ``search_query`` (the model is trained for that asymmetry).
+- ``cohere``: Cohere Embed v3 and v4 (in-Region or through an inference profile) on Bedrock. Up to 96 texts
+  per call; rows are embedded as ``search_document``, queries as ``search_query`` (the model is trained for
+  that asymmetry); v4 at its configured ``output_dimension``.
+- ``nova``: Amazon Nova Multimodal Embeddings (text) on Bedrock, one text per call like Titan; rows as
+  ``GENERIC_INDEX``, queries as ``TEXT_RETRIEVAL``.
 - ``local``: WordLlama, offline: ``freshvec.local.embedder`` (local mode only, not in the Lambda asset).
 
-Both Bedrock providers go through the limiter when one is given: each ThrottlingException slows this
+Every Bedrock provider goes through the limiter when one is given: each ThrottlingException slows this
 instance down, successes speed it up again (``freshvec.adapters.adaptive``).
 
 Every provider checks that what the model returns has the configured dimension (else
@@ -26,6 +29,7 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.adapters.adaptive import AdaptiveRateLimiter
+from freshvec.adapters.bedrock_models import NovaBody, Purpose, TitanV2Body, model_body
 from freshvec.config import EmbeddingConfig
 from freshvec.errors import (
     FreshvecError,
@@ -72,8 +76,32 @@ class BaseEmbedder(ABC):
         return [float(x) for x in vector]
 
 
-class TitanEmbedder(BaseEmbedder):
-    """Titan Text Embeddings V2: ``{"inputText", "dimensions", "normalize"}`` -> ``{"embedding", ...}``."""
+class _OneTextPerCall(BaseEmbedder):
+    """Models that take one text a call: calls run concurrently, at most ``max_concurrency`` at a time."""
+
+    max_concurrency: int
+
+    def embed_query(self, text: str) -> list[float]:
+        result = self._embed_one(text, "query")
+        if result.error is not None:
+            raise result.error
+        assert result.vector is not None
+        return result.vector
+
+    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
+        if not texts:
+            return []
+        if len(texts) == 1:
+            return [self._embed_one(texts[0], "document")]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(texts))) as pool:
+            return list(pool.map(lambda text: self._embed_one(text, "document"), texts))
+
+    @abstractmethod
+    def _embed_one(self, text: str, purpose: Purpose) -> EmbedResult: ...
+
+
+class TitanEmbedder(_OneTextPerCall):
+    """Titan Text Embeddings V2 (``bedrock_models.TitanV2Body``)."""
 
     def __init__(
         self,
@@ -91,22 +119,12 @@ class TitanEmbedder(BaseEmbedder):
         self.dimensions = dimensions
         self.normalize = normalize
         self.max_concurrency = max_concurrency
-        self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS["titan"]
+        self.max_input_chars = c.input_char_limit("titan", model_id)
+        self._body = TitanV2Body(model_id, dimensions, normalize=normalize)
         self._retry = retry or RetryPolicy()
         self.limiter = limiter
 
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
-        if not texts:
-            return []
-        if len(texts) == 1:
-            return [self._embed_one(texts[0])]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(texts))) as pool:
-            return list(pool.map(self._embed_one, texts))
-
-    def _embed_one(self, text: str) -> EmbedResult:
+    def _embed_one(self, text: str, purpose: Purpose) -> EmbedResult:
         text = text[: self.max_input_chars]
         limit = min(len(text), TITAN_START_CHARS)
         for _ in range(TITAN_SHORTENINGS + 1):
@@ -119,13 +137,47 @@ class TitanEmbedder(BaseEmbedder):
         return EmbedResult(result.vector, result.error, truncated=result.vector is not None and limit < len(text))
 
     def _invoke(self, text: str) -> list[float]:
-        body = json.dumps({"inputText": text, "dimensions": self.dimensions, "normalize": self.normalize})
+        body = json.dumps(self._body.request([text], "document"))
         payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
-        return self._checked(payload.get("embedding"))
+        return self._body.parse(payload, 1).vectors[0]
+
+
+class NovaEmbedder(_OneTextPerCall):
+    """Amazon Nova Multimodal Embeddings, text (``bedrock_models.NovaBody``): documents as GENERIC_INDEX,
+    queries as TEXT_RETRIEVAL; the model cuts text past its token limit and says so (``truncated``)."""
+
+    def __init__(
+        self,
+        bedrock_client: Any,
+        *,
+        model_id: str = c.NOVA_MME,
+        dimensions: int = 1024,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        limiter: AdaptiveRateLimiter | None = None,
+    ) -> None:
+        self._client = bedrock_client
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self.max_concurrency = max_concurrency
+        self.max_input_chars = c.input_char_limit("nova", model_id)
+        self._body = NovaBody(model_id, dimensions)
+        self._retry = retry or RetryPolicy()
+        self.limiter = limiter
+
+    def _embed_one(self, text: str, purpose: Purpose) -> EmbedResult:
+        text = text[: self.max_input_chars]
+        try:
+            body = json.dumps(self._body.request([text], purpose))
+            embedded = self._body.parse(_invoke_model(self._client, self._retry, self.model_id, body, self.limiter), 1)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
+            return EmbedResult(error=_classified(exc))
+        return EmbedResult(embedded.vectors[0], truncated=embedded.truncated)
 
 
 class CohereEmbedder(BaseEmbedder):
-    """Cohere Embed v3: ``{"texts", "input_type", "truncate"}`` -> ``{"embeddings": [[...]], ...}``."""
+    """Cohere Embed v3 and v4 (``bedrock_models.CohereV3Body`` / ``CohereV4Body``): up to 96 texts a call; rows
+    are embedded as ``search_document``, queries as ``search_query``."""
 
     def __init__(
         self,
@@ -141,42 +193,36 @@ class CohereEmbedder(BaseEmbedder):
         self.model_id = model_id
         self.dimensions = dimensions
         self.max_concurrency = max_concurrency
-        self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS["cohere"]
+        self.max_input_chars = c.input_char_limit("cohere", model_id)
+        self._body = model_body("cohere", model_id, dimensions)
         self._retry = retry or RetryPolicy()
         self.limiter = limiter
 
     def embed_query(self, text: str) -> list[float]:
-        return self._invoke([text], "search_query")[0]
+        return self._invoke([text], "query")[0]
 
     def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
         if not texts:
             return []
-        size = c.COHERE_MAX_TEXTS_PER_CALL
+        size = self._body.texts_per_call
         chunks = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(chunks))) as pool:
             return [result for chunk in pool.map(self._embed_chunk, chunks) for result in chunk]
 
     def _embed_chunk(self, texts: list[str]) -> list[EmbedResult]:
         try:
-            return [EmbedResult(vector) for vector in self._invoke(texts, "search_document")]
+            return [EmbedResult(vector) for vector in self._invoke(texts, "document")]
         except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
             error = _classified(exc)
             if isinstance(error, PoisonRecordError) and len(texts) > 1:
                 # One bad text fails the whole call: embed one by one to find it and keep the others.
-                return [_guarded(lambda text=text: self._invoke([text], "search_document")[0]) for text in texts]
+                return [_guarded(lambda text=text: self._invoke([text], "document")[0]) for text in texts]
             return [EmbedResult(error=error) for _ in texts]
 
-    def _invoke(self, texts: list[str], input_type: str) -> list[list[float]]:
-        body = json.dumps(
-            {"texts": [t[: self.max_input_chars] for t in texts], "input_type": input_type, "truncate": "END"}
-        )
+    def _invoke(self, texts: list[str], purpose: Purpose) -> list[list[float]]:
+        body = json.dumps(self._body.request([t[: self.max_input_chars] for t in texts], purpose))
         payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
-        embeddings = payload.get("embeddings")
-        if isinstance(embeddings, dict):  # response_type "embeddings_by_type"
-            embeddings = embeddings.get("float")
-        if not isinstance(embeddings, list) or len(embeddings) != len(texts):
-            raise MisconfigurationError(f"{self.model_id} returned no float embeddings for {len(texts)} texts")
-        return [self._checked(vector) for vector in embeddings]
+        return self._body.parse(payload, len(texts)).vectors
 
 
 def make_embedder(
@@ -189,25 +235,19 @@ def make_embedder(
     if bedrock_client is None:
         raise MisconfigurationError(f"embedding provider {provider!r} needs a bedrock-runtime client")
     limiter = AdaptiveRateLimiter(embedding_config.max_concurrency) if embedding_config.adaptive_rate else None
+    common: dict[str, Any] = {
+        "model_id": embedding_config.model_id,
+        "dimensions": embedding_config.dimensions,
+        "max_concurrency": embedding_config.max_concurrency,
+        "retry": retry,
+        "limiter": limiter,
+    }
     if provider == "titan":
-        return TitanEmbedder(
-            bedrock_client,
-            model_id=embedding_config.model_id,
-            dimensions=embedding_config.dimensions,
-            normalize=embedding_config.normalize,
-            max_concurrency=embedding_config.max_concurrency,
-            retry=retry,
-            limiter=limiter,
-        )
+        return TitanEmbedder(bedrock_client, normalize=embedding_config.normalize, **common)
     if provider == "cohere":
-        return CohereEmbedder(
-            bedrock_client,
-            model_id=embedding_config.model_id,
-            dimensions=embedding_config.dimensions,
-            max_concurrency=embedding_config.max_concurrency,
-            retry=retry,
-            limiter=limiter,
-        )
+        return CohereEmbedder(bedrock_client, **common)
+    if provider == "nova":
+        return NovaEmbedder(bedrock_client, **common)
     raise MisconfigurationError(f"unknown embedding provider {provider!r}; allowed: {', '.join(c.PROVIDER_MODELS)}")
 
 

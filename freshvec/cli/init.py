@@ -26,7 +26,7 @@ from freshvec.adapters import postgres as pg_adapter
 from freshvec.cli import console, keyspaces, settings
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.init_proposal import Proposal, ShapeColumn, TableShape, build_config, propose
-from freshvec.config import CONTEXT_KEY, PipelineConfig, PostgresConnectionConfig
+from freshvec.config import CONTEXT_KEY, DEFAULT_CONFIG, ConfigError, PipelineConfig, PostgresConnectionConfig
 from freshvec.errors import TransientError
 from freshvec.sources.keyspaces import schema as ks_schema
 from freshvec.sources.keyspaces.cqltypes import parse_cql_type
@@ -386,7 +386,10 @@ def _write(target: Path, document: dict[str, Any], *, yes: bool) -> None:
             raise OperatorError(f"{target} exists and is not JSON ({exc}); choose another --output") from exc
     if _is_cdk_json(target):
         whole = existing if isinstance(existing, dict) else {"app": ".venv/bin/python app.py"}
-        had = isinstance(whole.get("context"), dict) and CONTEXT_KEY in whole["context"]
+        before = whole.get("context", {}).get(CONTEXT_KEY) if isinstance(whole.get("context"), dict) else None
+        had = before is not None and not _is_the_sample(before)
+        if before is not None and not had:
+            console.out.print(f"replacing the sample movies config in {target} (git checkout cdk.json brings it back)")
         whole.setdefault("context", {})[CONTEXT_KEY] = document
         text = json.dumps(whole, indent=2) + "\n"
     else:
@@ -394,11 +397,19 @@ def _write(target: Path, document: dict[str, Any], *, yes: bool) -> None:
         text = json.dumps(document, indent=2) + "\n"
     if had and not yes:
         if not sys.stdin.isatty():
-            raise OperatorError(f"{target} already holds a freshvec config; pass --yes to replace it")
+            raise OperatorError(f"{target} already holds a freshvec config (not the sample); pass --yes to replace it")
         if not typer.confirm(f"replace the freshvec config in {target}?", default=False):
             raise typer.Exit(1)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
+
+
+def _is_the_sample(raw: Any) -> bool:
+    """Whether a config is the sample movie table this checkout ships (replaced without asking)."""
+    try:
+        return PipelineConfig.from_dict(raw).to_dict() == PipelineConfig.from_dict(DEFAULT_CONFIG).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        return False
 
 
 def _next_steps(kind: InitSource, target: Path) -> None:
@@ -406,8 +417,8 @@ def _next_steps(kind: InitSource, target: Path) -> None:
     out = console.out
     if kind is InitSource.POSTGRES:
         out.print("next:")
-        out.print(f"  freshvec local up --source postgres --attach{config_flag}   # this table, indexed locally")
-        out.print("  freshvec --local query 'what to look for'")
+        out.print(f"  freshvec local up --attach{config_flag}   # your table, indexed locally (leave it running)")
+        out.print("  freshvec --local query 'what to look for'      # in another terminal")
     else:
         out.print("next: cdk deploy (docs/deploy.md), then freshvec query 'what to look for'")
 

@@ -30,8 +30,15 @@ def load_local_state(path: str | Path | None = None) -> StackResources:
             raise TypeError("the token is not a string")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OperatorError(f"{state_path} is not a freshvec local state file: {exc}") from exc
+    batch = doc.get("batch_endpoint")
     return StackResources.from_outputs(
-        "local", region, outputs, endpoint_url=endpoint, control_url=control, control_token=token or None
+        "local",
+        region,
+        outputs,
+        endpoint_url=endpoint,
+        control_url=control,
+        control_token=token or None,
+        batch_endpoint_url=batch if isinstance(batch, str) else None,
     )
 
 
@@ -101,3 +108,31 @@ class LocalKinesis:
             ]
         }
         return control_request(self.resources, "POST", "stream/put", body)
+
+
+def local_batch_clients(resources: StackResources) -> tuple[Any, Any]:
+    """boto3 ``bedrock`` and ``service-quotas`` clients for local mode's batch inference stand-in, sending the
+    token it requires with every request."""
+    import boto3
+    from botocore.config import Config
+
+    if not resources.batch_endpoint_url:
+        raise OperatorError("the local pipeline offers no batch inference; restart it with `freshvec local up`")
+    token = resources.control_token or ""
+
+    def with_token(request: Any, **_: Any) -> None:
+        request.headers[state.CONTROL_TOKEN_HEADER] = token
+
+    clients = []
+    for service in ("bedrock", "service-quotas"):
+        client = boto3.client(
+            service,
+            endpoint_url=resources.batch_endpoint_url,
+            region_name=resources.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - the stand-in checks the token, not these
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        )
+        client.meta.events.register("before-sign.*.*", with_token)
+        clients.append(client)
+    return clients[0], clients[1]

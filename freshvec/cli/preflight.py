@@ -11,9 +11,11 @@ deploy", lists the same):
                        table, columns and primary key, the publication, the replica identity, the slot, the
                        role's REPLICATION and SELECT.
 3. s3-vectors        — the Region offers Amazon S3 Vectors (ListVectorBuckets answers).
-4. bedrock-model     — the Region offers the configured Bedrock model (GetFoundationModel).
-5. model-access      — this account may use it (GetFoundationModelAvailability: agreement, authorization,
-                       entitlement, Region).
+4. bedrock-model     — the Region offers each configured generation's Bedrock model (GetFoundationModel; an
+                       inference profile is checked through its foundation model).
+5. model-access      — this account may use each of them (GetFoundationModelAvailability: agreement,
+                       authorization, entitlement, Region). Third-party models (Cohere) need a one-time AWS
+                       Marketplace subscription; first-party ones (Titan, Nova) do not.
 6. lambda-concurrency — the account's unreserved Lambda concurrency minus what the config reserves stays ≥ 100.
 7. cdk-bootstrap     — the environment is bootstrapped (the CDKToolkit stack, or the bootstrap version parameter).
 
@@ -32,11 +34,12 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from freshvec import constants as c
 from freshvec.cli import console
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, make_client_factory
-from freshvec.config import CONTEXT_KEY, ConfigError, PipelineConfig, check_deployable, load_config
+from freshvec.config import CONTEXT_KEY, ConfigError, EmbeddingConfig, PipelineConfig, check_deployable, load_config
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 MARKS = {OK: "✓", FAIL: "✗", SKIP: "-"}
@@ -179,12 +182,40 @@ def check_s3_vectors(clients: ClientFactory, region: str) -> Check:
     )
 
 
+def configured_embeddings(config: PipelineConfig) -> list[EmbeddingConfig]:
+    """The embedding of every generation the config holds: the active one and, during a migration, the next."""
+    embeddings = [config.embedding]
+    following = getattr(config, "next_generation", None)  # present once the config holds index generations
+    if following is not None and following.embedding not in embeddings:
+        embeddings.append(following.embedding)
+    return embeddings
+
+
+def _each_model(name: str, config: PipelineConfig | None, check: Callable[[EmbeddingConfig], Check]) -> Check:
+    """One line for every configured model: the first that fails, else all of them OK."""
+    if config is None:
+        return Check(name, SKIP, "skipped: the config is not valid")
+    return each_model(name, configured_embeddings(config), check)
+
+
+def each_model(name: str, embeddings: list[EmbeddingConfig], check: Callable[[EmbeddingConfig], Check]) -> Check:
+    results = [check(embedding) for embedding in embeddings]
+    failed = next((result for result in results if result.status != OK), None)
+    return failed or Check(name, OK, "; ".join(result.detail for result in results))
+
+
 def check_bedrock_model(clients: ClientFactory, region: str, config: PipelineConfig | None) -> Check:
+    return _each_model("bedrock-model", config, lambda embedding: check_model_offered(clients, region, embedding))
+
+
+def check_model_access(clients: ClientFactory, region: str, config: PipelineConfig | None) -> Check:
+    return _each_model("model-access", config, lambda embedding: check_model_usable(clients, region, embedding))
+
+
+def check_model_offered(clients: ClientFactory, region: str, embedding: EmbeddingConfig) -> Check:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    if config is None:
-        return Check("bedrock-model", SKIP, "skipped: the config is not valid")
-    model = config.embedding.model_id
+    model = c.foundation_model_id(embedding.model_id)
     try:
         clients("bedrock").get_foundation_model(modelIdentifier=model)
     except (ClientError, BotoCoreError) as exc:
@@ -209,13 +240,11 @@ def check_bedrock_model(clients: ClientFactory, region: str, config: PipelineCon
     return Check("bedrock-model", OK, f"{region} offers {model}")
 
 
-def check_model_access(clients: ClientFactory, region: str, config: PipelineConfig | None) -> Check:
+def check_model_usable(clients: ClientFactory, region: str, embedding: EmbeddingConfig) -> Check:
     """GetFoundationModelAvailability: each of its four answers that is not "yes" is one reason, with its fix."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    if config is None:
-        return Check("model-access", SKIP, "skipped: the config is not valid")
-    model = config.embedding.model_id
+    model = c.foundation_model_id(embedding.model_id)
     try:
         answer = clients("bedrock").get_foundation_model_availability(modelId=model)
     except (ClientError, BotoCoreError) as exc:
@@ -242,7 +271,7 @@ def check_model_access(clients: ClientFactory, region: str, config: PipelineConf
         fixes.append(f"the account is not entitled to the model: ask an administrator ({MODEL_ACCESS_DOC})")
     agreement = answer.get("agreementAvailability") or {}
     status = agreement.get("status")
-    third_party = config.embedding.provider != "titan"
+    third_party = model in c.MARKETPLACE_MODELS
     if status == "PENDING":
         problems.append("its AWS Marketplace agreement is pending")
         fixes.append("wait a few minutes, then run preflight again")

@@ -188,8 +188,12 @@ def query_json(result: QueryResult) -> dict[str, Any]:
     }
 
 
-PASSAGE_MIN_WIDTH = 10  # the best matching passage (its chunk number when not 0), folded over lines
-KEY_MIN_WIDTH = 16
+# The best matching passage (its chunk number when not 0), folded over lines: two fifths of the terminal, at least
+# a phrase per line (30 characters), at most 60; metadata columns get only what is left beside it.
+PASSAGE_MIN_WIDTH = 30
+PASSAGE_MAX_WIDTH = 60
+KEY_MAX_WIDTH = 24  # the key folds onto more lines beyond this; a short key takes only its own width
+METADATA_MIN_WIDTH = 10  # a metadata column narrower than this shows too little of its values to be worth a place
 _CELL_PADDING = 3  # a column's left padding, right padding and border
 
 
@@ -208,17 +212,22 @@ def render_query_table(
     """
     types = column_types or {}
     title = f"{len(result.hits)} result(s), by {result.metric} distance (0 = identical, lower = closer)"
-    shown, hidden = _fitting(columns, width)
+    keys = [", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key for hit in result.hits]
+    key_width = min(KEY_MAX_WIDTH, max([len("key"), *map(len, keys)]))
+    passage_width = passage_column_width(width)
+    shown, hidden, spare = _fitting(columns, width, key_width, passage_width)
     caption = f"not shown at this width: {', '.join(hidden)} (see --columns or --json)" if hidden else None
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("rank", justify="right", no_wrap=True, min_width=len("rank"))
-    table.add_column("key", overflow="fold", min_width=KEY_MIN_WIDTH)
+    table.add_column("key", overflow="fold", min_width=key_width, max_width=KEY_MAX_WIDTH)
     table.add_column("distance", justify="right", no_wrap=True, min_width=len("distance"))
-    table.add_column("passage", overflow="fold", min_width=PASSAGE_MIN_WIDTH, max_width=60)
+    table.add_column("passage", overflow="fold", min_width=passage_width, max_width=PASSAGE_MAX_WIDTH)
+    # Metadata values are cut, never wrapped: each column gets its header's width and a share of what is left.
+    share = PASSAGE_MAX_WIDTH if spare is None else spare // max(1, len(shown))
     for name in shown:
-        table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=len(name), max_width=60)
-    for hit in result.hits:
-        key = ", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key
+        least = _metadata_width(name)
+        table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=least, max_width=least + share)
+    for hit, key in zip(result.hits, keys, strict=True):
         distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
         values = [_display(hit.metadata.get(n), types.get(n)) for n in shown]
         passage = _excerpt(hit.passage) if not hit.chunk else f"[chunk {hit.chunk}] {_excerpt(hit.passage)}"
@@ -226,18 +235,31 @@ def render_query_table(
     return table
 
 
-def _fitting(columns: list[str], width: int | None) -> tuple[list[str], list[str]]:
-    """The metadata columns whose whole header fits beside rank, key, distance and passage (in order), and the
-    rest."""
+def passage_column_width(width: int | None) -> int:
+    """The passage's width: two fifths of the terminal, between PASSAGE_MIN_WIDTH and PASSAGE_MAX_WIDTH."""
     if width is None:
-        return columns, []
-    fixed = (len("rank"), KEY_MIN_WIDTH, len("distance"), PASSAGE_MIN_WIDTH)
+        return PASSAGE_MIN_WIDTH
+    return max(PASSAGE_MIN_WIDTH, min(PASSAGE_MAX_WIDTH, width * 2 // 5))
+
+
+def _fitting(
+    columns: list[str], width: int | None, key_width: int, passage_width: int
+) -> tuple[list[str], list[str], int | None]:
+    """The metadata columns whose whole header fits beside rank, key, distance and the passage's width (in
+    order), the rest, and the width left over (None: no limit)."""
+    if width is None:
+        return columns, [], None
+    fixed = (len("rank"), key_width, len("distance"), passage_width)
     used = 1 + sum(w + _CELL_PADDING for w in fixed)
     for position, name in enumerate(columns):
-        used += len(name) + _CELL_PADDING
-        if used > width:
-            return columns[:position], columns[position:]
-    return columns, []
+        if used + _metadata_width(name) + _CELL_PADDING > width:
+            return columns[:position], columns[position:], width - used
+        used += _metadata_width(name) + _CELL_PADDING
+    return columns, [], width - used
+
+
+def _metadata_width(name: str) -> int:
+    return max(len(name), METADATA_MIN_WIDTH)
 
 
 def _excerpt(passage: str, limit: int = 200) -> str:

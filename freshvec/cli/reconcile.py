@@ -83,7 +83,7 @@ class Expectation:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         self.builder = MetadataBuilder(config)
-        self.max_input_chars = c.PROVIDER_MAX_INPUT_CHARS[config.embedding.provider]
+        self.max_input_chars = c.input_char_limit(config.embedding.provider, config.embedding.model_id)
 
     def expected_vectors(self, row: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
         """``{vector key: (fingerprint, metadata digest)}`` for a row: one entry per chunk of its text (one with

@@ -30,6 +30,7 @@ class StackResources:
     endpoint_url: str | None = None  # local mode: the moto server
     control_url: str | None = None  # local mode: the control API
     control_token: str | None = field(default=None, repr=False)  # local mode: the control API's token
+    batch_endpoint_url: str | None = None  # local mode: the Bedrock batch inference stand-in
 
     @property
     def is_local(self) -> bool:
@@ -62,6 +63,14 @@ class StackResources:
     def vector_index(self) -> str:
         return self.output(c.OUT_VECTOR_INDEX)
 
+    @property
+    def batch_bucket(self) -> str:
+        return self.output(c.OUT_BATCH_BUCKET)
+
+    @property
+    def batch_role_arn(self) -> str:
+        return self.output(c.OUT_BATCH_ROLE_ARN)
+
     @classmethod
     def from_outputs(
         cls,
@@ -72,6 +81,7 @@ class StackResources:
         endpoint_url: str | None = None,
         control_url: str | None = None,
         control_token: str | None = None,
+        batch_endpoint_url: str | None = None,
     ) -> StackResources:
         where = "the local state file" if control_url else f"stack {stack_name!r}"
         text = outputs.get(c.OUT_PIPELINE_CONFIG)
@@ -81,9 +91,8 @@ class StackResources:
             config = PipelineConfig.from_json(text)
         except ConfigError as exc:
             raise OperatorError(f"{where}: its pipeline config is not valid: {exc}") from exc
-        return cls(
-            stack_name, outputs.get(c.OUT_REGION) or region, outputs, config, endpoint_url, control_url, control_token
-        )
+        region = outputs.get(c.OUT_REGION) or region
+        return cls(stack_name, region, outputs, config, endpoint_url, control_url, control_token, batch_endpoint_url)
 
 
 def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackResources:

@@ -186,14 +186,23 @@ def collect_status(
         except Exception as exc:  # noqa: BLE001 - any driver error only hides this one line of the status
             report.notes.append(f"table rows: unavailable ({_short(exc)})")
     if local_stats:
-        report.extra.update(local_stats)
-        for key in ("rows", "table_rows"):
-            if isinstance(local_stats.get(key), int) and report.rows is None:
-                report.rows = local_stats[key]
-        for key in ("forwarder_lag_ms",):
-            if isinstance(local_stats.get(key), int | float):
-                report.forwarder_lag_ms = float(local_stats[key])
+        _add_local_stats(report, local_stats)
     return report
+
+
+def _add_local_stats(report: StatusReport, local_stats: dict[str, Any]) -> None:
+    """Local mode's counters; its forwarder lag and iterator age are measured as the forwarder and the Lambda
+    service report them (``freshvec.local.pipeline``), so they go in their own rows."""
+    extra = dict(local_stats)
+    lag, age = extra.pop("forwarder_lag_ms", None), extra.pop("sink_iterator_age_ms", None)
+    report.extra.update(extra)
+    for key in ("rows", "table_rows"):
+        if isinstance(extra.get(key), int) and report.rows is None:
+            report.rows = extra[key]
+    if isinstance(lag, int | float) and not isinstance(lag, bool):
+        report.forwarder_lag_ms = float(lag)
+    if isinstance(age, int | float) and not isinstance(age, bool):
+        report.sink_iterator_age_ms = float(age)
 
 
 def _short(exc: BaseException) -> str:

@@ -41,14 +41,6 @@ PRESENT = object()  # expectation of a key known only by its primary key: any ve
 POLL_INTERVAL_S = 0.25
 DEFAULT_TIMEOUT_S = 120.0
 
-# The input limit each provider cuts texts to (it is part of the fingerprint): freshvec.adapters.bedrock's
-# embedders; local mode's WordLlama keeps Titan's (freshvec.local.embedder.LOCAL_MAX_INPUT_CHARS).
-PROVIDER_MAX_INPUT_CHARS = {
-    "titan": c.TITAN_MAX_INPUT_CHARS,
-    "cohere": c.COHERE_MAX_INPUT_CHARS,
-    "local": c.TITAN_MAX_INPUT_CHARS,
-}
-
 
 @dataclass
 class Expected:
@@ -79,7 +71,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def max_input_chars(config: PipelineConfig) -> int:
     try:
-        return PROVIDER_MAX_INPUT_CHARS[config.embedding.provider]
+        # The cut the embedders make (part of the fingerprint): constants.input_char_limit.
+        return c.input_char_limit(config.embedding.provider, config.embedding.model_id)
     except KeyError:
         raise OperatorError(f"embedding.provider {config.embedding.provider!r}: its input limit is unknown") from None
 
@@ -205,24 +198,40 @@ def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: st
         console.out.print("nothing to wait for")
         return
     get = index_reader()
+    removals = all(e.fingerprint is None for e in expected)
     with console.progress() as progress:
-        task = progress.add_task("waiting until searchable", total=len(expected))
+        task = progress.add_task(
+            "waiting until removed" if removals else "waiting until searchable", total=len(expected)
+        )
         outcome = wait_visible(
             expected, get, timeout_s=timeout_s, on_poll=lambda done, _n: progress.update(task, completed=done)
         )
     seen = len(outcome.latencies_ms)
     if seen:
         console.out.print(
-            f"{seen} change(s) searchable; {label}: p50 {outcome.percentile(50):.0f} ms, "
+            f"{_seen_summary(expected, outcome)}; {label}: p50 {outcome.percentile(50):.0f} ms, "
             f"p95 {outcome.percentile(95):.0f} ms, max {max(outcome.latencies_ms):.0f} ms"
         )
     if outcome.never_visible:
         sample = ", ".join(outcome.never_visible[:3])
+        removals = all(e.fingerprint is None for e in expected)
+        what = "row(s) were still in the index after" if removals else "change(s) did not become searchable within"
         console.err.print(
-            f"error: {len(outcome.never_visible)} of {len(expected)} change(s) did not become searchable within "
-            f"{timeout_s:g} s (e.g. {sample}); see `freshvec status` and `freshvec redrive list`"
+            f"error: {len(outcome.never_visible)} of {len(expected)} {what} {timeout_s:g} s (e.g. {sample}); "
+            "see `freshvec status` and `freshvec redrive list`"
         )
         raise typer.Exit(1)
+
+
+def _seen_summary(expected: Sequence[Expected], outcome: WaitOutcome) -> str:
+    """What became visible, by kind: rows searchable (a vector with the text written) and rows removed (none)."""
+    pending = set(outcome.never_visible)
+    removed = sum(1 for e in expected if e.fingerprint is None and e.key not in pending)
+    searchable = sum(1 for e in expected if e.fingerprint is not None and e.key not in pending)
+    parts = [f"{searchable} change(s) searchable"] if searchable else []
+    if removed:
+        parts.append(f"{removed} row(s) removed from the index")
+    return ", ".join(parts)
 
 
 def after_load(
@@ -230,7 +239,8 @@ def after_load(
 ) -> None:
     """``load``'s last words: wait (``--wait``), or say when the changes become searchable and how to wait."""
     if recorder is not None:
-        wait_and_report(list(recorder.expected.values()), timeout_s)
+        wait_and_report(list(recorder.expected.values()), timeout_s, label="delete → absent" if delete else
+                        "write → searchable")  # fmt: skip
     elif report.written:
         again = " --delete" if delete else ""
         console.out.print(
@@ -239,14 +249,28 @@ def after_load(
         )
 
 
+DATA_FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")  # what ``freshvec load`` reads (datafiles)
+
+
 def expectations_from_file(path: Path, expectations: Expectations, *, delete: bool) -> list[Expected]:
-    """Keys from a CSV/JSON Lines data file (text given: its fingerprint is expected) or JSON Lines of keys."""
+    """Keys from a CSV/JSON Lines data file (text given: its fingerprint is expected) or, by any other name
+    (``x.keys``, ``x.txt``), JSON Lines of keys as on stdin."""
+    if path.suffix.lower() not in DATA_FILE_SUFFIXES:
+        try:
+            with path.open(encoding="utf-8") as handle:
+                return expectations_from_lines(handle, expectations, delete=delete, source=path.name)
+        except FileNotFoundError:
+            raise OperatorError(f"{path}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise OperatorError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     records = read_records(path, expectations.schema.column_types)
     return _expected(((r.line, r.values, r.error) for r in records), expectations, delete=delete, source=path.name)
 
 
-def expectations_from_lines(lines: Iterable[str], expectations: Expectations, *, delete: bool) -> list[Expected]:
-    """JSON Lines (objects of key columns, or whole rows) read from stdin."""
+def expectations_from_lines(
+    lines: Iterable[str], expectations: Expectations, *, delete: bool, source: str = "stdin"
+) -> list[Expected]:
+    """JSON Lines (objects of key columns, or whole rows), from stdin or a keys file."""
 
     def parsed() -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
         for number, line in enumerate(lines, start=1):
@@ -262,7 +286,7 @@ def expectations_from_lines(lines: Iterable[str], expectations: Expectations, *,
                 continue
             yield number, value, None
 
-    return _expected(parsed(), expectations, delete=delete, source="stdin")
+    return _expected(parsed(), expectations, delete=delete, source=source)
 
 
 def _expected(
@@ -315,4 +339,4 @@ def wait_command(
                 "give --keys-file FILE or primary keys as JSON Lines on stdin", param_hint="--keys-file"
             )
         expected = expectations_from_lines(sys.stdin, expectations, delete=delete)
-    wait_and_report(expected, timeout, label="change → searchable")
+    wait_and_report(expected, timeout, label="delete → absent" if delete else "change → searchable")

@@ -37,6 +37,7 @@ from freshvec.config.validation import (
     validate_vector_store,
 )
 from freshvec.sources.keyspaces.cqltypes import CqlType, CqlTypeError, parse_cql_type
+from freshvec.sources.postgres import types as pgtypes
 
 CONTEXT_KEY = "freshvec"  # the cdk.json context key holding the config
 
@@ -186,6 +187,13 @@ class PipelineConfig:
                 if types[name].name in {"list", "set", "map", "counter", "duration"}:
                     raise ConfigError(path, f"column {name!r} of type {types[name]} cannot be a key column")
         check_column("embedding_field", self.embedding_field, types)
+        pg_types = self.pg_column_types or {}
+        if self.embedding_field in pg_types and not pgtypes.is_known(pg_types[self.embedding_field]):
+            raise ConfigError(
+                "embedding_field",
+                f"column {self.embedding_field!r}: {pgtypes.unknown_type_message(pg_types[self.embedding_field])}; "
+                "the embedded text must be a text type (text, varchar, char)",
+            )
         if not types[self.embedding_field].is_text:
             raise ConfigError(
                 "embedding_field",

@@ -47,7 +47,7 @@ def validate_embedding(e: EmbeddingConfig) -> None:
 
 def validate_chunking(ch: ChunkingConfig, embedding: EmbeddingConfig) -> None:
     one_of("chunking.strategy", ch.strategy, ("none", "recursive"))
-    limit = c.PROVIDER_MAX_INPUT_CHARS[embedding.provider]
+    limit = c.input_char_limit(embedding.provider, embedding.model_id)
     if not _MIN_CHUNK_CHARS <= ch.max_chars <= limit:
         why = f"(the input limit of {embedding.model_id}, in characters)"
         raise ConfigError("chunking.max_chars", f"{ch.max_chars} is out of range; allowed: 50 to {limit} {why}")
@@ -139,7 +139,12 @@ def validate_postgres(pg: PostgresSourceConfig | None) -> None:  # noqa: PLR0912
             raise ConfigError(
                 "source.postgres.primary_key", f"unknown column {name!r}; columns: {', '.join(pg.columns)}"
             )
-        if pgtypes.family(pg.columns[name]) in (None, "array", "json", "float"):
+        if pgtypes.family(pg.columns[name]) is None:
+            raise ConfigError(
+                f"source.postgres.columns.{name}",
+                f"{pgtypes.unknown_type_message(pg.columns[name])}; a primary key column needs a known type",
+            )
+        if pgtypes.family(pg.columns[name]) in ("array", "json", "float"):
             raise ConfigError("source.postgres.primary_key", f"column {name!r} ({pg.columns[name]}) cannot be a key")
     for path, name in (("source.postgres.publication", pg.publication), ("source.postgres.slot", pg.slot)):
         if not PG_SLOT_RE.match(name):

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from freshvec.config import ConfigError
+from freshvec.errors import MisconfigurationError, TransientError
+from freshvec.local.bedrock_server import BedrockBatchServer, local_batch_outputs, start_local_batch
 from freshvec.local.control import ControlServer
 from freshvec.state import local_state_path, write_local_state
 
@@ -48,10 +50,22 @@ SourceOption = Annotated[
 ]
 
 
-def resolve_source(source: Source | None, config: Path | None, data: Path | None) -> tuple[Any, Path | None]:
-    """The config and data for ``--source``; typer.BadParameter when they disagree."""
+def resolve_source(
+    source: Source | None, config: Path | None, data: Path | None, *, attach: bool = False
+) -> tuple[Any, Path | None]:
+    """The config and data for ``--source``; typer.BadParameter when they disagree. Attaching to one's own
+    PostgreSQL reads the config (cdk.json by default, as ``freshvec init`` writes it), never the samples."""
     from freshvec.local.pipeline import load_pipeline_config
 
+    if attach:
+        loaded = load_pipeline_config(config)
+        if loaded.source.kind != "postgres":
+            raise typer.BadParameter(
+                f"--attach needs a postgres source; the config's source.kind is {loaded.source.kind} "
+                "(write one with `freshvec init --pg-url ... --table ...`)",
+                param_hint="--attach",
+            )
+        return loaded, data
     if source is Source.POSTGRES and config is None:
         config_path, rows = EXAMPLES / "articles.config.json", EXAMPLES / "articles.jsonl"
         if not config_path.is_file():
@@ -63,6 +77,19 @@ def resolve_source(source: Source | None, config: Path | None, data: Path | None
             f"the config's source.kind is {loaded.source.kind}, not {source.value}", param_hint="--source"
         )
     return loaded, data
+
+
+def attachment_for(config: Any, pg_url: str | None) -> Any:
+    """The server to attach to: ``--pg-url`` (over the config's connection), else the config's connection; the
+    password from the URL, ``FRESHVEC_PG_PASSWORD``/``PGPASSWORD``, else the config."""
+    from freshvec.adapters.postgres import connection_from_url, password_from_environment
+    from freshvec.local.pg_attach import Attachment
+
+    connection, password = config.postgres.connection, None
+    if pg_url is not None:
+        connection, password = connection_from_url(pg_url, connection)
+    password = password or password_from_environment() or config.postgres.connection.password
+    return Attachment(connection, password)
 
 
 def _quiet_logs() -> None:
@@ -92,6 +119,7 @@ def demo(config: ConfigOption = None, data: DataOption = None, source: SourceOpt
 def up(
     config: ConfigOption = None,
     data: DataOption = None,
+    *,
     state: Annotated[
         Path | None,
         typer.Option(
@@ -101,6 +129,22 @@ def up(
     ] = None,
     port: Annotated[int, typer.Option(help="Control API port on 127.0.0.1 (0: any free port).")] = 0,
     source: SourceOption = None,
+    attach: Annotated[
+        bool,
+        typer.Option(
+            "--attach",
+            help="postgres: use the server and table in the config as they are (no throwaway server); the rows "
+            "already there are indexed first",
+        ),
+    ] = False,
+    pg_url: Annotated[
+        str | None,
+        typer.Option(
+            "--pg-url",
+            envvar="FRESHVEC_PG_URL",
+            help="postgres: attach to this server instead of the config's (postgresql://user[:password]@host:port/db)",
+        ),
+    ] = None,
 ) -> None:
     """Keep a local stack running (Ctrl-C stops it); `freshvec --local load/query/status` talk to it."""
     from freshvec.local.demo import read_rows
@@ -111,17 +155,34 @@ def up(
     stopping = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started where SIGINT was ignored
         signal.signal(stop_signal, lambda *_: stopping.set())
+    attaching = attach or pg_url is not None
+    started = time.monotonic()
     try:
-        loaded, data = resolve_source(source, config, data)
-        pipeline = LocalPipeline.start(loaded)
-    except (ConfigError, FileNotFoundError) as exc:
+        loaded, data = resolve_source(source, config, data, attach=attaching)
+        attachment = attachment_for(loaded, pg_url) if attaching else None
+        if attachment is not None:
+            conn = attachment.connection
+            typer.echo(f"attaching to PostgreSQL {conn.user}@{conn.host}:{conn.port}/{conn.database}, "
+                       f"table {loaded.postgres.schema}.{loaded.postgres.table} (used as it is)")  # fmt: skip
+        pipeline = LocalPipeline.start(loaded, attach=attachment, say=lambda line: typer.echo(f"  {line}"))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
+    except (MisconfigurationError, TransientError) as exc:  # the attached server or table is not fit: one line
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
     control = ControlServer(pipeline, port=port).start()
+    batch = start_local_batch(pipeline.server.client("s3"), control.token)
     try:
-        write_local_state(path, stack_state(pipeline, control))
+        write_local_state(path, stack_state(pipeline, control, batch))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
         typer.echo(f"state file: {path} (removed on exit)")
+        _announce_postgres(pipeline, attachment, loaded, samples=source is Source.POSTGRES and config is None)
+        if pipeline.initial_fill is not None:
+            fill = pipeline.initial_fill
+            pipeline.wait_synced(timeout=300, receipt=fill)
+            typer.echo(f"indexed the {fill.changes} row(s) already in the table, "
+                       f"{time.monotonic() - started:,.1f} s after start")  # fmt: skip
         if data is not None:
             rows = read_rows(data, pipeline.config, typer.echo)
             receipt = pipeline.upsert(rows)
@@ -132,19 +193,38 @@ def up(
             pass
     finally:
         path.unlink(missing_ok=True)
+        batch.stop()
         control.stop()
         pipeline.stop()
         typer.echo("local stack stopped")
 
 
-def stack_state(pipeline: Any, control: ControlServer) -> dict[str, Any]:
-    """The state file's content: where moto is, the resource names (as stack outputs), the control URL and
-    the control API's token (a credential: write it with ``freshvec.state.write_local_state``, mode 0600)."""
+def _announce_postgres(pipeline: Any, attachment: Any, loaded: Any, *, samples: bool) -> None:
+    """How to reach the table's server with psql; with a throwaway server for a config of one's own, how to use
+    the server the config names instead."""
+    if pipeline.postgres is None:
+        return
+    where = "your server" if attachment is not None else "the throwaway server"
+    typer.echo(f"psql on {where}: {pipeline.postgres.psql_command()}")
+    if attachment is None and not samples:
+        named = loaded.postgres.connection
+        typer.echo(f"(a throwaway server with an empty {loaded.postgres.table} table; --attach uses "
+                   f"{named.host}:{named.port}/{named.database} from the config, as it is)")  # fmt: skip
+
+
+def stack_state(pipeline: Any, control: ControlServer, batch: BedrockBatchServer | None = None) -> dict[str, Any]:
+    """The state file's content: where moto is, the resource names (as stack outputs), the control URL, the
+    Bedrock batch stand-in's URL and the token both require (a credential: write it with
+    ``freshvec.state.write_local_state``, mode 0600)."""
+    outputs = pipeline.resources.outputs(pipeline.config)
+    if batch is not None:
+        outputs = {**outputs, **local_batch_outputs()}
     return {
         "endpoint": pipeline.server.endpoint,
         "region": pipeline.server.region,
         "control": control.url,
         "token": control.token,
-        "outputs": pipeline.resources.outputs(pipeline.config),
+        **({"batch_endpoint": batch.url} if batch is not None else {}),
+        "outputs": outputs,
         "started_at": time.time(),
     }

@@ -206,14 +206,14 @@ def _list_of_objects(body: Mapping[str, Any], name: str) -> list[dict[str, Any]]
     return items
 
 
-def _token_matches(given: str | None, token: str) -> bool:
+def token_matches(given: str | None, token: str) -> bool:
     """Constant-time comparison, so the answer time tells nothing about how much of the token was right."""
     if not given:
         return False
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8"))
 
 
-def _host_allowed(host: str | None, port: int) -> bool:
+def host_allowed(host: str | None, port: int) -> bool:
     """The Host header names this server by a loopback name and its port (DNS-rebinding protection)."""
     if not host:
         return False
@@ -230,9 +230,9 @@ def _handler_class(routes: Mapping[tuple[str, str], Callable[[dict[str, Any]], t
 
         def _refusal(self) -> tuple[int, str] | None:
             """Why this request may not be served, checked before its path or body are looked at."""
-            if not _host_allowed(self.headers.get("Host"), self.server.server_address[1]):
+            if not host_allowed(self.headers.get("Host"), self.server.server_address[1]):
                 return HTTPStatus.FORBIDDEN, "the Host header must name this server as 127.0.0.1 or localhost"
-            if not _token_matches(self.headers.get(CONTROL_TOKEN_HEADER), token):
+            if not token_matches(self.headers.get(CONTROL_TOKEN_HEADER), token):
                 return HTTPStatus.UNAUTHORIZED, (
                     f"missing or wrong control token: send the state file's token in the {CONTROL_TOKEN_HEADER} header"
                 )

@@ -120,6 +120,10 @@ class MappingStats:
     records_parked: int = 0  # sent to the on-failure destination
     records_aged_out: int = 0
     read_errors: int = 0
+    # Lambda's IteratorAge for Kinesis: when the last batch was invoked, the age of its last record (now minus its
+    # arrival in the stream); None before the first batch
+    # (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html).
+    iterator_age_ms: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -127,7 +131,14 @@ class MappingStats:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
-    def as_dict(self) -> dict[str, int]:
+    def invoked(self, batch: list[dict[str, Any]]) -> None:
+        """One invocation of ``batch``: counted, and the iterator age of its last record."""
+        arrival = batch[-1]["kinesis"]["approximateArrivalTimestamp"]
+        with self._lock:
+            self.invocations += 1
+            self.iterator_age_ms = max(0.0, (time.time() - float(arrival)) * 1000)
+
+    def as_dict(self) -> dict[str, Any]:
         with self._lock:
             return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
@@ -368,7 +379,7 @@ class KinesisEventSourceMapping:
             batch = self._drop_aged(shard_id, batch, attempts)
             if not batch:
                 return
-            self.stats.add(invocations=1)
+            self.stats.invoked(batch)
             try:
                 failed_from = self._invoke(handler, batch)
             except _FunctionError as exc:

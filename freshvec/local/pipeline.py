@@ -29,12 +29,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
 from freshvec.adapters.dynamodb import DynamoDbTombstones
+from freshvec.adapters.kinesis import KinesisWriter
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.adapters.wiring import keyspaces_forwarder, postgres_forwarder
@@ -48,11 +49,14 @@ from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnF
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_process import MotoProcess
 from freshvec.local.moto_server import MotoServer
+from freshvec.local.pg_attach import Attachment
 from freshvec.local.postgres import LocalPostgresTable
 from freshvec.local.resources import LocalResources, create_resources, local_config
 from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
+from freshvec.outgoing import plan_calls
 from freshvec.sink import Sink, SinkStats
+from freshvec.sources.postgres.snapshot import backfill_record, gap_free_position, snapshot_pages
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +129,7 @@ class LocalPipeline:
         self._counters_lock = threading.Lock()
         self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
         self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
+        self._forwarder_lag_ms: float | None = None  # the last pass's, as the Lambda's metric
 
         self.embedder = LocalEmbedder(config.embedding.dimensions)
         self._s3vectors = server.client("s3vectors")
@@ -153,6 +158,7 @@ class LocalPipeline:
             on_done=self._mapping_done,
         )
         self._threads: list[threading.Thread] = []
+        self.initial_fill: WriteReceipt | None = None  # an attached table's rows at start, sent to the index
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -164,18 +170,21 @@ class LocalPipeline:
         server: MotoServer | None = None,
         mapping_overrides: Mapping[str, Any] | None = None,
         isolated: bool = True,
+        attach: Attachment | None = None,
+        say: Callable[[str], None] = lambda _line: None,
     ) -> LocalPipeline:
         """Create the resources in a moto server and start every loop.
 
         Without ``server`` a new moto server is started: in a child process (``isolated``, the default:
         it then has a core of its own) or in this process. ``mapping_overrides`` changes
         ``MappingSettings`` fields the config does not hold (poll interval, retry back-off) or overrides
-        the config's mapping settings.
+        the config's mapping settings. ``attach`` (a postgres source): use that server and its table as they are
+        instead of a throwaway server, saying each check and change with ``say``, and index the rows already there.
         """
         effective = local_config(load_pipeline_config(config))
         postgres = None
         if effective.source.kind == "postgres":  # a real server stands in for nothing: the rows live there
-            postgres = LocalPostgresTable(effective).start()
+            postgres = LocalPostgresTable(effective, attach=attach, say=say).start()
             effective = postgres.config
         owns_server = server is None
         try:
@@ -207,6 +216,8 @@ class LocalPipeline:
                 postgres=postgres,
             )
             pipeline._start_loops()
+            if attach is not None:
+                pipeline.initial_fill = pipeline.backfill_postgres()
         except BaseException:
             if owns_server:
                 running.stop()
@@ -299,12 +310,23 @@ class LocalPipeline:
                 self._stop.wait(_CRASH_BACKOFF_S)
                 continue
             self._count(forwarder_passes=1, changes_forwarded=stats.changes_forwarded)
+            self._record_lag(stats)
             if stats.at_tip:  # at the tip: next pass one interval after this one started
                 self._stop.wait(max(0.0, interval - (time.monotonic() - pass_started)))
         try:
             forwarder.release()
         except Exception:
             logger.exception("releasing the forwarder's leases failed")
+
+    def _record_lag(self, stats: Any) -> None:
+        """The forwarder lag as the Lambda reports it (``ForwarderLagMs``): now minus the newest change forwarded,
+        0 when nothing new and every shard is at its tip, unchanged otherwise."""
+        lag = stats.lag_ms(time.time())
+        if lag is None and stats.at_tip:
+            lag = 0.0
+        if lag is not None:
+            with self._counters_lock:
+                self._forwarder_lag_ms = lag
 
     def _ttl_loop(self) -> None:
         while not self._stop.wait(_TTL_INTERVAL_S):
@@ -405,6 +427,32 @@ class LocalPipeline:
         page, cursor = self.table.scan(segment, segments, after=after, limit=limit)
         return {"rows": [{"row": row, "version": version} for row, version in page], "next": cursor}
 
+    def backfill_postgres(self) -> WriteReceipt:
+        """Every row of the PostgreSQL table into the change stream as BACKFILL at one version, read in one snapshot
+        after the slot exists, so nothing is missed and a later change wins (``sources.postgres.snapshot``)."""
+        if self.postgres is None:
+            raise ValueError("backfill_postgres needs a postgres source")
+        pg = self.config.postgres
+        writer = KinesisWriter(self._client("kinesis"), self.resources.stream_name)
+        conn = self.postgres.connect_extra()
+        positions: list[Position] = []
+        try:
+            at = self._tracker.now()
+            version = gap_free_position(conn)
+            for page in snapshot_pages(conn, pg.schema, pg.table, pg.columns):
+                records = [
+                    backfill_record(row, keyspace=self.config.keyspace, table=self.config.table,
+                                    primary_key=self.config.primary_key, key_columns=self.config.key_columns,
+                                    version=version, index=len(positions) + i)
+                    for i, row in enumerate(page)
+                ]  # fmt: skip
+                for call in plan_calls(records):
+                    writer.put([records[i] for i in call])
+                positions.extend(record.sequence_number for record in records)
+        finally:
+            conn.close()
+        return self._tracker.written(positions, at)
+
     @staticmethod
     def _positions(sequence_numbers: Iterable[str | None]) -> list[Position]:
         return [seq for seq in sequence_numbers if seq is not None]  # None: nothing captured
@@ -477,8 +525,11 @@ class LocalPipeline:
         with self._counters_lock:
             counters = dict(self._counters)
             sink_totals = dict(self._sink_totals)
+            lag = self._forwarder_lag_ms
         mapping = self.mapping.stats.as_dict()
         return {
+            "forwarder_lag_ms": lag,
+            "sink_iterator_age_ms": mapping.pop("iterator_age_ms"),
             "rows": self.table.count(),
             "changes": len(self._tracker.pending()) + sum(self._tracker.outcomes().values()),
             "pending": len(self._tracker.pending()),

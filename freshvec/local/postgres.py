@@ -1,21 +1,31 @@
-"""Local mode's PostgreSQL source: a throwaway server on 127.0.0.1 with the config's table and publication.
+"""Local mode's PostgreSQL source: a throwaway server on 127.0.0.1 with the config's table, or the user's own.
 
-Nothing stands in here: the rows live in a real PostgreSQL (``LocalPostgres``, ``wal_level = logical``), the
-forwarder reads its replication slot with the same ``PostgresSlotSource`` as in AWS, and writes go through SQL
-(``PgTableWriter``). The server listens on 127.0.0.1 only, with a random password, so plain TCP
-(``sslmode = disable``) is used; the config's own connection settings are replaced by the local server's.
+Nothing stands in here: the rows live in a real PostgreSQL, the forwarder reads its replication slot with the
+same ``PostgresSlotSource`` as in AWS, and writes go through SQL (``PgTableWriter``).
+
+- Throwaway (the default): ``LocalPostgres`` (``wal_level = logical``) listening on 127.0.0.1 only, with a
+  random password, so plain TCP (``sslmode = disable``); the config's own connection settings are replaced by
+  the local server's and the table, publication and slot are created from the config. ``passfile`` holds the
+  password for ``psql`` (``PGPASSFILE``, mode 0600), so it is never printed.
+- Attached (``pg_attach.Attachment``): the server and table the config (or a URL) names, used as they are
+  (``freshvec.local.pg_attach`` checks and prepares them); ``read_all`` gives the rows already there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from freshvec.adapters.postgres import connect
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
+from freshvec.local import pg_attach
 from freshvec.local.pgserver import LocalPostgres
 from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.session import prepare_session, quote_ident
@@ -42,18 +52,33 @@ def with_local_connection(config: PipelineConfig, server: LocalPostgres) -> Pipe
 class LocalPostgresTable:
     """The config's table in a local PostgreSQL: started and created by ``start``, removed by ``stop``."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        attach: pg_attach.Attachment | None = None,
+        say: pg_attach.Say = lambda _line: None,
+    ) -> None:
         pg = config.postgres
         self.writer = PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
         self._publication = pg.publication
         self._config = config
-        self.server = LocalPostgres(wal_level="logical")
+        self.attachment = attach
+        self._say = say
+        self.server = LocalPostgres(wal_level="logical") if attach is None else None
         self.config = config  # with the local connection once started
+        self.passfile: Path | None = None  # throwaway server: the psql password file
         self._lock = threading.Lock()  # one connection for writes, used by one caller at a time
         self._conn: Any = None
         self._readers: list[Any] = []  # the slot reader's connection
 
+    @property
+    def password(self) -> str | None:
+        return self.config.postgres.connection.password
+
     def start(self) -> LocalPostgresTable:
+        if self.attachment is not None:
+            return self._start_attached(self.attachment)
+        assert self.server is not None
         self.server.start()
         try:
             self.config = with_local_connection(self._config, self.server)
@@ -63,10 +88,29 @@ class LocalPostgresTable:
             self.writer.create(self._conn, self._publication)
             # The slot before the first write: a change made before it exists would never reach the index.
             self._conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=self._config.postgres.slot)
+            self.passfile = _write_passfile(self.config.postgres.connection)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_attached(self, attachment: pg_attach.Attachment) -> LocalPostgresTable:
+        self.config = pg_attach.attached_config(self._config, attachment)
+        try:
+            self._conn = self._new_connection()
+            pg_attach.prepare(self._conn, self.config, self._say)
+            # The slot before reading the rows there are: a change made after it is in it.
+            pg_attach.make_slot(self._conn, self.config.postgres.slot, self._say)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def psql_command(self) -> str:
+        """How to open ``psql`` on the table's server (the password from a file, never on the command line)."""
+        conn = self.config.postgres.connection
+        command = f"psql -h {conn.host} -p {conn.port} -U {conn.user} -d {conn.database}"
+        return f"PGPASSFILE={self.passfile} {command}" if self.passfile is not None else command
 
     def connect(self) -> Any:
         """A new connection for the slot reader (the forwarder's ``connect``). Local mode runs one forwarder at a
@@ -77,8 +121,12 @@ class LocalPostgresTable:
         self._readers = [self._new_connection()]
         return self._readers[0]
 
+    def connect_extra(self) -> Any:
+        """A connection of its own (the caller closes it): reading the rows already there at start."""
+        return self._new_connection()
+
     def _new_connection(self) -> Any:
-        conn = connect(self.config.postgres.connection, self.server.password)
+        conn = connect(self.config.postgres.connection, self.password)
         prepare_session(conn)
         return conn
 
@@ -122,4 +170,37 @@ class LocalPostgresTable:
         for conn in (c for c in made if c is not None):
             with contextlib.suppress(Exception):  # closed already, or the server is going away anyway
                 conn.close()
-        self.server.stop()
+        if self.attachment is not None:
+            self._drop_local_slot()
+        if self.server is not None:
+            self.server.stop()
+        if self.passfile is not None:
+            shutil.rmtree(self.passfile.parent, ignore_errors=True)
+            self.passfile = None
+
+    def _drop_local_slot(self) -> None:
+        """The attached server keeps the user's table, publication and replica identity; only local mode's slot
+        goes (an unread slot would hold WAL on their server)."""
+        try:
+            conn = self._new_connection()
+        except Exception:  # noqa: BLE001 - the server is gone: nothing to drop from here
+            return
+        try:
+            pg_attach.drop_slot(conn, self.config.postgres.slot)
+        except Exception:  # noqa: BLE001 - still held by a reader that is going away; say so, do not fail the stop
+            self._say(f"could not drop replication slot {self.config.postgres.slot}; drop it with "
+                      f"SELECT pg_drop_replication_slot('{self.config.postgres.slot}')")  # fmt: skip
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _write_passfile(connection: PostgresConnectionConfig) -> Path:
+    """A libpq password file (``host:port:database:user:password``) in a folder of its own, mode 0600."""
+    folder = Path(tempfile.mkdtemp(prefix="freshvec-psql-"))
+    path = folder / "pgpass"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        secret = (connection.password or "").replace("\\", "\\\\").replace(":", "\\:")
+        handle.write(f"{connection.host}:{connection.port}:*:{connection.user}:{secret}\n")
+    return path

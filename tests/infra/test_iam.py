@@ -21,7 +21,10 @@ WILDCARD_EXCEPTIONS: dict[tuple[str, str], str] = {
     # define no resource type (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html).
     ("ec2:DescribeNetworkInterfaces", "*"): "EC2 Describe actions support no resource-level permissions.",
     ("ec2:DescribeSubnets", "*"): "EC2 Describe actions support no resource-level permissions.",
+    ("bedrock:ListModelInvocationJobs", "*"): "ListModelInvocationJobs defines no resource type in IAM.",
+    ("servicequotas:ListServiceQuotas", "*"): "Service Quotas reads define no resource type; `migrate` reads limits.",
 }
+_JOBS = (":model-invocation-job/*",)  # Bedrock names each batch job; the ARN prefix pins Region and account
 _ENI = (":network-interface/*",)  # Lambda names the forwarder's network interfaces itself
 # Resources ending in "/*" that name the children of one resource this stack owns, by the action allowed.
 CHILD_WILDCARDS: dict[str, tuple[str, ...]] = {
@@ -36,6 +39,10 @@ CHILD_WILDCARDS: dict[str, tuple[str, ...]] = {
     # Listing/viewing CDC streams and every CQL driver connection read the system keyspaces
     # (https://docs.aws.amazon.com/keyspaces/latest/devguide/configure-cdc-permissions.html).
     "cassandra:Select": (":/keyspace/system*",),
+    # The operator's batch jobs (``freshvec migrate``), named by Bedrock.
+    "bedrock:CreateModelInvocationJob": _JOBS,
+    "bedrock:GetModelInvocationJob": _JOBS,
+    "bedrock:StopModelInvocationJob": _JOBS,
     "ec2:CreateNetworkInterface": _ENI,
     "ec2:DeleteNetworkInterface": _ENI,
     "ec2:AssignPrivateIpAddresses": _ENI,
@@ -110,6 +117,14 @@ SINK_CALLS: dict[str, tuple[str, ...]] = {
     # (https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html).
     "ESM: on-failure PutObject": ("s3:PutObject", "s3:ListBucket", "kms:GenerateDataKey"),
 }
+# The role Bedrock assumes for batch inference (stacks/batch_inference.py): read the input, write the output, both
+# under the stack key, and invoke the generations' model
+# (https://docs.aws.amazon.com/bedrock/latest/userguide/batch-iam-sr.html).
+BATCH_ROLE_CALLS: dict[str, tuple[str, ...]] = {
+    "Bedrock batch: read job input (GetObject, ListBucket)": ("s3:GetObject", "s3:ListBucket", "kms:Decrypt"),
+    "Bedrock batch: write job output (PutObject)": ("s3:PutObject", "kms:GenerateDataKey"),
+    "Bedrock batch: invoke the model": ("bedrock:InvokeModel",),
+}
 ROW_TTL_CALLS: dict[str, tuple[str, ...]] = {
     "Lambda runtime: write logs": LOGS,
     # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonkeyspacesforapachecassandra.html)
@@ -157,6 +172,27 @@ OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
         *_KINESIS_SEND,
     ),
 }
+# freshvec migrate with Bedrock batch inference (freshvec/adapters/bedrock_batch.py).
+BATCH_OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
+    "migrate: bedrock:CreateModelInvocationJob (passes the batch role)": (
+        "bedrock:CreateModelInvocationJob",
+        "iam:PassRole",
+    ),
+    "migrate: bedrock:GetModelInvocationJob, StopModelInvocationJob": (
+        "bedrock:GetModelInvocationJob",
+        "bedrock:StopModelInvocationJob",
+    ),
+    "migrate: bedrock:ListModelInvocationJobs": ("bedrock:ListModelInvocationJobs",),
+    "migrate: s3:PutObject (input), ListObjectsV2, GetObject (output)": (
+        "s3:PutObject",
+        "s3:ListBucket",
+        "s3:GetObject",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+    ),
+    "migrate: servicequotas:ListServiceQuotas (records per job)": ("servicequotas:ListServiceQuotas",),
+}
+OPERATOR_CALLS.update(BATCH_OPERATOR_CALLS)
 # With a PostgreSQL source, load and backfill speak SQL (no IAM) with the password from the configured secret.
 PG_OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
     **{name: actions for name, actions in OPERATOR_CALLS.items() if "CQL" not in name},
@@ -335,6 +371,7 @@ def test_each_role_holds_exactly_what_its_calls_need(synth: Synth, variant: Synt
             "forwarder": (stack.forwarder.function.role, FORWARDER_CALLS),
             "sink": (stack.sink.function.role, SINK_CALLS),
             "row TTL custom resource": (stack.source.row_ttl.grant_principal, ROW_TTL_CALLS),
+            "Bedrock batch service role": (stack.batch.role, BATCH_ROLE_CALLS),
         }
         for name, (role, calls) in roles.items():
             held = role_actions(result.template, result.logical_id(role))

@@ -26,6 +26,14 @@ EXPECTED_ACKNOWLEDGMENTS = {
     ("Sink/Role", "AwsSolutions-IAM5[Resource::<SinkFailedBatches16F480FE.Arn>/*]"),
     ("Sink/PoisonRecords", "AwsSolutions-SQS3"),
     ("Sink/FailedBatches", "AwsSolutions-S1"),
+    ("BatchInference/JobFiles", "AwsSolutions-S1"),
+    ("BatchInference/ServiceRole", "AwsSolutions-IAM5[Resource::<BatchInferenceJobFiles97E3057F.Arn>/*]"),
+    ("Operator/Policy", "AwsSolutions-IAM5[Resource::<BatchInferenceJobFiles97E3057F.Arn>/*]"),
+    (
+        "Operator/Policy",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+        "model-invocation-job/*]",
+    ),
 }
 
 

@@ -326,7 +326,8 @@ def _assert_denies_insecure_transport(document: dict[str, Any]) -> None:
 
 
 def test_on_failure_bucket_is_encrypted_private_tls_only_expiring_and_metered(synth: Synth) -> None:
-    props = synth.one("AWS::S3::Bucket")["Properties"]
+    bucket_id = synth.logical_id(synth.stack.sink.on_failure_bucket)
+    props = synth.template["Resources"][bucket_id]["Properties"]
     rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"] == {
         "SSEAlgorithm": "aws:kms",
@@ -344,7 +345,10 @@ def test_on_failure_bucket_is_encrypted_private_tls_only_expiring_and_metered(sy
     # Only what Lambda delivers (aws/lambda/...), not the copies `freshvec redrive` makes under redriven/.
     assert props["MetricsConfigurations"] == [{"Id": k.ON_FAILURE_METRICS_FILTER_ID, "Prefix": "aws/lambda/"}]
     assert not REDRIVEN_PREFIX.startswith(k.ON_FAILURE_LAMBDA_PREFIX)
-    _assert_denies_insecure_transport(synth.one("AWS::S3::BucketPolicy")["Properties"]["PolicyDocument"])
+    [policy] = [
+        p for p in synth.resources("AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    _assert_denies_insecure_transport(policy["Properties"]["PolicyDocument"])
 
 
 # ---- monitoring --------------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_load_wait_returns_once_every_change_is_searchable_and_prints_the_latenc
 
     result = freshvec("load", str(revised), "--delete", "--wait", "--timeout", "60")
     assert result.exit_code == 0, result.output
-    assert LATENCY.search(result.output), result.output
+    assert "5 row(s) removed from the index; delete → absent: p50" in result.output, result.output
     assert stored(pipeline, titles) == {}
 
 
@@ -117,11 +117,30 @@ def test_wait_with_a_keys_file_or_stdin_sees_rows_written_another_way(pipeline: 
     assert "2 change(s) searchable; change → searchable: p50" in result.output
     keys = "".join(json.dumps({"title": r["title"]}) + "\n" for r in rows)
     assert freshvec("wait", "--timeout", "60", stdin=keys).exit_code == 0
+    keys_file = tmp_path / "elsewhere.keys"  # any name: JSON Lines of keys, as on stdin
+    keys_file.write_text(keys)
+    result = freshvec("wait", "--keys-file", str(keys_file), "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert "2 change(s) searchable" in result.output
 
     pipeline.delete([{"title": r["title"]} for r in rows])
-    result = freshvec("wait", "--delete", "--timeout", "60", stdin=keys)
+    result = freshvec("wait", "--delete", "--keys-file", str(keys_file), "--timeout", "60")
     assert result.exit_code == 0, result.output
+    assert "2 row(s) removed from the index; delete → absent: p50" in result.output
+    assert "searchable" not in result.output
     assert stored(pipeline, [r["title"] for r in rows]) == {}
+    assert freshvec("wait", "--delete", "--timeout", "60", stdin=keys).exit_code == 0
+
+
+def test_a_delete_still_in_the_index_is_named_as_such(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    pipeline.wait_synced(timeout=60, receipt=pipeline.upsert([movie("Staying film", "It stays.")]))
+    keys_file = tmp_path / "staying.keys"
+    keys_file.write_text(json.dumps({"title": "Staying film"}) + "\n")
+    result = freshvec("wait", "--delete", "--keys-file", str(keys_file), "--timeout", "1")
+    assert result.exit_code == 1
+    assert "1 of 1 row(s) were still in the index after 1 s" in result.output
+    missing = freshvec("wait", "--keys-file", str(tmp_path / "nope.keys"), "--timeout", "1")
+    assert missing.exit_code == 1 and "nope.keys: no such file" in missing.output
 
 
 def test_a_change_that_never_becomes_searchable_fails_after_the_timeout(
@@ -140,3 +159,17 @@ def test_bad_keys_on_stdin_are_named(pipeline: LocalPipeline) -> None:
     assert "error: stdin:2: not JSON" in result.output
     result = freshvec("wait", stdin='{"nope": 1}\n')
     assert result.exit_code == 1 and "stdin:1: unknown column 'nope'" in result.output
+
+
+def test_local_status_reports_the_forwarder_lag_and_the_iterator_age(pipeline: LocalPipeline) -> None:
+    """Measured as in AWS: the forwarder's lag after its last pass (0 at the tip), the mapping's IteratorAge of its
+    last batch (the last record's age when the sink was invoked)."""
+    pipeline.wait_synced(timeout=60, receipt=pipeline.upsert([movie("Status film", "Counted and timed.")]))
+    result = freshvec("status", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["forwarder_lag_ms"] is not None and 0 <= report["forwarder_lag_ms"] < 60_000
+    assert report["sink_iterator_age_ms"] is not None and 0 <= report["sink_iterator_age_ms"] < 60_000
+    assert "forwarder_lag_ms" not in report["extra"]
+    table = freshvec("status")
+    assert "no data" not in table.output, table.output

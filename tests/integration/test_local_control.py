@@ -72,6 +72,17 @@ def test_state_file_holds_the_endpoint_the_control_url_and_every_output(stack: d
     # The operator CLI reads the same file.
     resources = local_client.load_local_state(stack["path"])
     assert resources.is_local
+    # ... including the Bedrock batch stand-in, reached with the same token.
+    assert state["batch_endpoint"].startswith("http://127.0.0.1:")
+    assert resources.batch_endpoint_url == state["batch_endpoint"]
+    bedrock, quotas = local_client.local_batch_clients(resources)
+    assert bedrock.list_model_invocation_jobs()["invocationJobSummaries"] == []
+    names = {q["QuotaName"] for q in quotas.list_service_quotas(ServiceCode="bedrock")["Quotas"]}
+    assert "Minimum number of records per batch inference job for WordLlama L2 Supercat" in names
+    assert (resources.batch_bucket, resources.batch_role_arn) == (
+        state["outputs"][c.OUT_BATCH_BUCKET],
+        state["outputs"][c.OUT_BATCH_ROLE_ARN],
+    )
 
 
 def test_rows_written_through_the_api_become_searchable(stack: dict[str, Any]) -> None:

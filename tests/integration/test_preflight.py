@@ -164,6 +164,44 @@ def test_a_third_party_model_without_a_marketplace_subscription(account: Account
     assert preflight.MODEL_ACCESS_DOC in access.fix
 
 
+def test_cohere_v4_through_an_inference_profile_needs_the_marketplace_subscription(
+    account: Account, tmp_path: Path
+) -> None:
+    account.bedrock.models[c.COHERE_V4] = ModelAccess(agreement="NOT_AVAILABLE")
+    embedding = {"provider": "cohere", "model_id": "eu.cohere.embed-v4:0", "dimensions": 1024}
+    checks = _run(account, _config_file(tmp_path, embedding=embedding))
+    assert checks["bedrock-model"].status == preflight.OK  # the profile is checked through its foundation model
+    assert ("GetFoundationModel", {"modelIdentifier": c.COHERE_V4}) in account.bedrock.calls
+    access = checks["model-access"]
+    assert access.status == preflight.FAIL and access.detail == f"{c.COHERE_V4}: no AWS Marketplace subscription"
+
+
+def test_nova_is_first_party_so_no_subscription_is_asked_for(account: Account, tmp_path: Path) -> None:
+    account.bedrock.models[c.NOVA_MME] = ModelAccess(agreement="NOT_AVAILABLE")
+    checks = _run(account, _config_file(tmp_path, embedding={"provider": "nova", "dimensions": 1024}))
+    access = checks["model-access"]
+    assert access.status == preflight.FAIL and "Marketplace" not in access.detail + (access.fix or "")
+    account.bedrock.models[c.NOVA_MME] = ModelAccess()
+    assert _run(account, _config_file(tmp_path, embedding={"provider": "nova"}))["model-access"].status == preflight.OK
+
+
+def test_every_configured_generation_model_is_checked(account: Account) -> None:
+    active = preflight.EmbeddingConfig()
+    following = preflight.EmbeddingConfig(provider="nova", model_id=c.NOVA_MME, dimensions=1024)
+    account.bedrock.models[c.NOVA_MME] = ModelAccess(authorization="NOT_AUTHORIZED")
+
+    def usable(embedding: preflight.EmbeddingConfig) -> preflight.Check:
+        return preflight.check_model_usable(account.clients, "us-east-1", embedding)
+
+    def offered(embedding: preflight.EmbeddingConfig) -> preflight.Check:
+        return preflight.check_model_offered(account.clients, "us-east-1", embedding)
+
+    access = preflight.each_model("model-access", [active, following], usable)
+    assert access.status == preflight.FAIL and access.detail.startswith(c.NOVA_MME)
+    both = preflight.each_model("bedrock-model", [active, following], offered)
+    assert both.status == preflight.OK and c.TITAN_V2 in both.detail and c.NOVA_MME in both.detail
+
+
 @pytest.mark.parametrize(
     ("access", "reason"),
     [
@@ -245,7 +283,7 @@ def test_fake_answers_match_the_botocore_models(account: Account) -> None:
     )
     listed = account.bedrock.list_foundation_models(byProvider="Cohere")
     assert_matches_output_shape("bedrock", "ListFoundationModels", listed)
-    assert {m["modelId"] for m in listed["modelSummaries"]} == {c.COHERE_EN_V3, c.COHERE_MULTI_V3}
+    assert {m["modelId"] for m in listed["modelSummaries"]} == {c.COHERE_EN_V3, c.COHERE_MULTI_V3, c.COHERE_V4}
     with pytest.raises(ValueError, match="invalid ListStreams parameters"):
         account.streams.list_streams(maxResults=0)
 

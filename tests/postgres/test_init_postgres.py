@@ -88,7 +88,7 @@ def test_init_follows_the_flags_and_updates_a_cdk_json_in_place(pg, tmp_path: Pa
     args = ["--pg-url", url(pg), "--table", "books", "--output", str(target), "--embedding-field", "description"]
     refused = init(*args, "--metadata", "author")
     assert refused.exit_code == 1
-    assert "already holds a freshvec config; pass --yes" in refused.output
+    assert "already holds a freshvec config (not the sample); pass --yes" in refused.output
     assert json.loads(target.read_text())["context"]["freshvec"] == {"old": True}
     result = init(*args, "--metadata", "author,publication_year", "--yes")
     assert result.exit_code == 0, result.output
@@ -114,3 +114,15 @@ def test_init_explains_what_it_cannot_use(pg, tmp_path: Path) -> None:
     assert not Path(out).exists()
     for result in (missing, keyless, not_text, wrong_password):
         assert "Traceback" not in result.output
+
+
+def test_init_replaces_the_shipped_sample_config_without_asking(pg, tmp_path: Path) -> None:
+    from freshvec.config import DEFAULT_CONFIG
+
+    pg.run(BOOKS_DDL)
+    target = tmp_path / "cdk.json"
+    target.write_text(json.dumps({"app": "python app.py", "context": {"freshvec": DEFAULT_CONFIG}}))
+    result = init("--pg-url", url(pg), "--table", "books", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert "replacing the sample movies config" in result.output
+    assert PipelineConfig.from_file(target).postgres.table == "books"

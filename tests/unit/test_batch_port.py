@@ -42,3 +42,25 @@ def test_longest_submission_name_leaves_room_for_a_part_number_within_the_job_na
 def test_too_small_says_what_to_do() -> None:
     error = BatchTooSmallError(3, BatchLimits(min_records=100, max_records=50_000, source="documented defaults"))
     assert "3 record(s)" in str(error) and "100" in str(error) and "on demand" in str(error)
+
+
+def test_inference_profiles_resolve_to_their_foundation_model() -> None:
+    assert c.foundation_model_id("global.cohere.embed-v4:0") == c.COHERE_V4
+    assert c.foundation_model_id("us.cohere.embed-v4:0") == c.COHERE_V4
+    for model in (c.TITAN_V2, c.COHERE_V4, c.NOVA_MME, c.COHERE_EN_V3):
+        assert c.foundation_model_id(model) == model
+
+
+def test_each_model_cuts_texts_at_its_own_limit() -> None:
+    assert c.input_char_limit("cohere", c.COHERE_EN_V3) == 2_048
+    assert c.input_char_limit("cohere", "eu.cohere.embed-v4:0") == c.COHERE_V4_MAX_INPUT_CHARS
+    assert c.input_char_limit("nova", c.NOVA_MME) == c.NOVA_MAX_INPUT_CHARS
+    assert c.input_char_limit("titan", c.TITAN_V2) == c.TITAN_MAX_INPUT_CHARS
+
+
+def test_every_bedrock_model_has_a_batch_quota_name_and_cohere_needs_a_subscription() -> None:
+    for provider in ("titan", "cohere", "nova"):
+        for model in c.PROVIDER_MODELS[provider]:
+            assert c.foundation_model_id(model) in c.BATCH_QUOTA_MODEL_NAMES
+    assert set(c.PROVIDER_MODELS["cohere"]) == c.MARKETPLACE_MODELS
+    assert c.NOVA_MME not in c.MARKETPLACE_MODELS and c.TITAN_V2 not in c.MARKETPLACE_MODELS

@@ -277,11 +277,44 @@ def test_query_table_fits_an_80_column_terminal() -> None:
     lines = narrow.export_text().splitlines()
     assert all(len(line.rstrip()) <= 80 for line in lines)
     header = next(line for line in lines if "rank" in line)
-    assert "┃ distance ┃" in header and "┃ rank ┃" in header and "original_lang" in header
+    assert "┃ distance ┃" in header and "┃ rank ┃" in header
+    assert passage_width(header) >= query.PASSAGE_MIN_WIDTH
     assert any("0.1235" in line for line in lines) and any("0.2469" in line for line in lines)
-    assert any("title=Jurassic" in line for line in lines) and any("1993-06-11" in line for line in lines)
+    assert any("title=Jurassic" in line for line in lines)
     caption = " ".join(line.strip() for line in lines[-3:])
     assert "not shown at this width:" in caption and "vote_average" in caption
+
+
+def passage_width(header: str) -> int:
+    """The width of the passage column, from the header line's cell borders."""
+    cells = header.split("┃")
+    cell = next(c for c in cells if c.strip() == "passage")
+    return len(cell) - 2  # one space of padding on each side
+
+
+BOOK = (
+    "On the desert planet Arrakis, a noble family is betrayed and their son Paul joins the Fremen of the deep "
+    "desert, who ride giant sandworms and guard the spice melange."
+)
+
+
+def test_at_80_columns_the_passage_reads_as_phrases_not_one_word_a_line() -> None:
+    hits = [query.QueryHit(1, "[1]", {"id": 1}, 0.4457, {"name": "Dune", "author": "Frank Herbert",
+                                                         "publication_year": 1965}, passage=BOOK)]  # fmt: skip
+    narrow = Console(width=80, record=True)
+    narrow.print(query.render_query_table(query.QueryResult("cosine", hits), ["name", "author", "publication_year"],
+                                          width=80))  # fmt: skip
+    lines = narrow.export_text().splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert all(line.endswith(("┃", "│", "┓", "┩", "┘")) for line in lines if line[:1] in "┏┃┡│└")  # not cut off
+    header = next(line for line in lines if "rank" in line)
+    assert passage_width(header) >= 30
+    column = header.split("┃").index(next(c for c in header.split("┃") if c.strip() == "passage"))
+    body = [line.split("│")[column].strip() for line in lines if line.startswith("│")]
+    assert " ".join(body) == BOOK  # the whole passage, folded
+    assert len(body) <= 6 and all(len(part.split()) >= 3 for part in body[:-1])  # phrases, not single words
+    assert "name" in header  # a short key leaves room for some metadata beside the passage
+    assert any("│ Dune " in line for line in lines)
 
 
 def test_load_help_shows_no_path_of_a_checkout_and_the_choices() -> None:

@@ -94,7 +94,7 @@ def test_whole_config_can_be_replaced_by_a_json_string():
         (_with(partition_key=[]), "partition_key", "at least one partition key column"),
         (_with(columns__rating="real"), "columns.rating", "unknown CQL type 'real'"),
         (_with(columns__tags="list<text, int>"), "columns.tags", "takes 1 type parameter"),
-        (_with(embedding__provider="openai"), "embedding.provider", "allowed: titan, cohere, local"),
+        (_with(embedding__provider="openai"), "embedding.provider", "allowed: titan, cohere, nova, local"),
         (_with(embedding__model_id="amazon.titan-embed-text-v1"), "embedding.model_id", "allowed:"),
         (_with(vector_store__distance_metric="dot"), "vector_store.distance_metric", "allowed: cosine, euclidean"),
         (_with(vector_store__bucket_name="Bad_Name"), "vector_store.bucket_name", "lowercase"),
@@ -210,6 +210,15 @@ def test_forwarder_has_no_reserved_concurrency_unless_configured():
         ({"provider": "titan"}, "amazon.titan-embed-text-v2:0", 256),
         ({}, "amazon.titan-embed-text-v2:0", 256),
         ({"provider": "titan", "dimensions": 1024}, "amazon.titan-embed-text-v2:0", 1024),
+        ({"provider": "cohere", "model_id": "cohere.embed-v4:0"}, "cohere.embed-v4:0", 256),
+        (
+            {"provider": "cohere", "model_id": "global.cohere.embed-v4:0", "dimensions": 1536},
+            "global.cohere.embed-v4:0",
+            1536,
+        ),
+        ({"provider": "nova"}, "amazon.nova-2-multimodal-embeddings-v1:0", 256),
+        ({"provider": "nova", "dimensions": 3072}, "amazon.nova-2-multimodal-embeddings-v1:0", 3072),
+        ({"provider": "local", "dimensions": 64}, "wordllama-l2-supercat", 64),
     ],
 )
 def test_each_provider_has_its_own_default_model_and_dimensions(embedding, model_id, dimensions):
@@ -224,3 +233,43 @@ def test_a_model_of_another_provider_is_still_refused():
     with pytest.raises(ConfigError) as raised:
         PipelineConfig.from_dict(_with(embedding={"provider": "cohere", "dimensions": 256}))
     assert raised.value.field == "embedding.dimensions" and "allowed: 1024" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("embedding", "field", "words"),
+    [
+        (
+            {"provider": "cohere", "model_id": c.COHERE_V4, "dimensions": 384},
+            "embedding.dimensions",
+            "256, 512, 1024, 1536",
+        ),
+        ({"provider": "cohere", "model_id": "apac.cohere.embed-v4:0"}, "embedding.model_id", "us.cohere.embed-v4:0"),
+        ({"provider": "nova", "dimensions": 512}, "embedding.dimensions", "allowed: 256, 384, 1024, 3072"),
+        ({"provider": "nova", "model_id": c.TITAN_V2}, "embedding.model_id", c.NOVA_MME),
+        ({"provider": "local", "dimensions": 32}, "embedding.dimensions", "allowed: 256, 128, 64"),
+    ],
+)
+def test_new_models_check_their_ids_and_dimensions(embedding, field, words):
+    with pytest.raises(ConfigError) as raised:
+        PipelineConfig.from_dict(_with(embedding=embedding))
+    assert raised.value.field == field and words in str(raised.value)
+
+
+def test_chunk_size_is_bounded_by_the_models_own_input_limit():
+    v4 = {"provider": "cohere", "model_id": c.COHERE_V4, "dimensions": 1024}
+    assert PipelineConfig.from_dict(_with(embedding=v4, chunking__max_chars=20_000)).chunking.max_chars == 20_000
+    with pytest.raises(ConfigError) as raised:  # Embed v3 takes 2,048 characters a text
+        PipelineConfig.from_dict(_with(embedding={"provider": "cohere"}, chunking__max_chars=20_000))
+    assert raised.value.field == "chunking.max_chars" and "50 to 2048" in str(raised.value)
+
+
+def test_different_models_or_dimensions_name_different_indexes():
+    embeddings = [
+        {"provider": "cohere", "model_id": c.COHERE_V4, "dimensions": 1024},
+        {"provider": "cohere", "model_id": c.COHERE_V4, "dimensions": 1536},
+        {"provider": "nova", "dimensions": 1024},
+        {"provider": "local", "dimensions": 256},
+        {"provider": "local", "dimensions": 128},
+    ]
+    names = {PipelineConfig.from_dict(_with(embedding=e)).vector_index_name for e in embeddings}
+    assert len(names) == len(embeddings)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from freshvec.config import PipelineConfig
+from freshvec.config import ConfigError, PipelineConfig
 from freshvec.metadata import MetadataBuilder
 from freshvec.sources.postgres import pgoutput as po
 from freshvec.sources.postgres import types as t
@@ -117,3 +117,22 @@ def test_auto_numbered_columns_are_integers_of_their_width(written: str, family:
 def test_serial_widths_match_the_catalog() -> None:
     assert t.same_type("bigserial", "bigint") and not t.same_type("serial", "bigint")
     assert t.same_type("smallserial", "smallint")
+
+
+def _pg_config(columns: dict[str, str], embedding_field: str = "body") -> PipelineConfig:
+    return PipelineConfig.from_dict(
+        {
+            "embedding_field": embedding_field,
+            "source": {"kind": "postgres", "postgres": {"table": "books", "columns": columns, "primary_key": ["id"]}},
+        }
+    )
+
+
+def test_serial_keys_are_accepted_and_unknown_types_are_named_unknown() -> None:
+    for key_type in ("serial", "BIGSERIAL", "smallserial", "integer generated always as identity"):
+        assert _pg_config({"id": key_type, "body": "text"}).primary_key == ("id",)
+    with pytest.raises(ConfigError, match=r"source\.postgres\.columns\.id.*unknown PostgreSQL type 'seriall'"):
+        _pg_config({"id": "seriall", "body": "text"})
+    with pytest.raises(ConfigError, match=r"embedding_field.*unknown PostgreSQL type 'txt'"):
+        _pg_config({"id": "serial", "body": "txt"})
+    assert _pg_config({"id": "serial", "body": "text", "where": "point"}).pg_column_types["where"] == "point"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -160,15 +161,13 @@ def test_expectations_use_the_fingerprint_the_sink_writes() -> None:
 
 def test_the_input_limits_match_the_embedders() -> None:
     from freshvec.adapters.bedrock import make_embedder
-    from freshvec.cli.wait import PROVIDER_MAX_INPUT_CHARS
+    from freshvec.cli.wait import max_input_chars
     from freshvec.config import EmbeddingConfig
     from freshvec.local.embedder import LOCAL_MAX_INPUT_CHARS
 
-    assert PROVIDER_MAX_INPUT_CHARS["local"] == LOCAL_MAX_INPUT_CHARS
-    for provider in ("titan", "cohere"):
-        embedding = EmbeddingConfig(
-            provider=provider,
-            model_id=c.PROVIDER_DEFAULT_MODEL[provider],
-            dimensions=c.PROVIDER_MODELS[provider][c.PROVIDER_DEFAULT_MODEL[provider]][0],
-        )
-        assert make_embedder(embedding, object()).max_input_chars == PROVIDER_MAX_INPUT_CHARS[provider]
+    assert c.input_char_limit("local", c.LOCAL_WORDLLAMA) == LOCAL_MAX_INPUT_CHARS
+    for provider in ("titan", "cohere", "nova"):
+        for model_id, dimensions in c.PROVIDER_MODELS[provider].items():
+            embedding = EmbeddingConfig(provider=provider, model_id=model_id, dimensions=dimensions[0])
+            config = dataclasses.replace(default_config(), embedding=embedding)
+            assert make_embedder(embedding, object()).max_input_chars == max_input_chars(config), model_id

@@ -71,7 +71,13 @@ class ModelAccess:
 
 _PROVIDERS = {"amazon": "Amazon", "cohere": "Cohere"}
 # Model names as the console shows them (the model's BrandedName is at most 20 characters).
-_NAMES = {c.TITAN_V2: "Titan Embeddings V2", c.COHERE_EN_V3: "Embed English", c.COHERE_MULTI_V3: "Embed Multilingual"}
+_NAMES = {
+    c.TITAN_V2: "Titan Embeddings V2",
+    c.COHERE_EN_V3: "Embed English",
+    c.COHERE_MULTI_V3: "Embed Multilingual",
+    c.COHERE_V4: "Embed v4",
+    c.NOVA_MME: "Nova 2 Multimodal Em",
+}
 
 
 @dataclass
@@ -80,7 +86,9 @@ class FakeBedrock:
 
     region: str = "us-east-1"
     models: dict[str, ModelAccess] = field(
-        default_factory=lambda: {m: ModelAccess() for p in ("titan", "cohere") for m in c.PROVIDER_MODELS[p]}
+        default_factory=lambda: {
+            c.foundation_model_id(m): ModelAccess() for p in ("titan", "cohere", "nova") for m in c.PROVIDER_MODELS[p]
+        }
     )
     offered: bool = True  # False: the Region has no Bedrock endpoint
     denied: set[str] = field(default_factory=set)  # operation names answered with AccessDeniedException
