@@ -32,18 +32,18 @@ from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
-from freshvec.adapters.wiring import keyspaces_forwarder
 from freshvec.cli import app as cli_app
 from freshvec.config import PipelineConfig
 from freshvec.forwarder import Forwarder
 from freshvec.local.control import ControlServer
 from freshvec.local.esm import S3OnFailureDestination
-from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable, ManualClock
+from freshvec.local.keyspaces import ManualClock
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.resources import create_resources
 from freshvec.retry import RetryPolicy
 from freshvec.sink import Sink
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime
+from freshvec.testing.stepped_sources import KeyspacesSource, SteppedSource
 
 NO_WAIT = RetryPolicy(attempts=3, base_delay_s=0.0, max_delay_s=0.0, sleep=lambda _s: None)
 LEASE_WAIT_S = 3_600  # moving the clock this far lets any lease run out
@@ -75,22 +75,22 @@ class _HoldingKinesis:
 class SteppedStack:
     """One pipeline (its own stream, checkpoint table, index and table) on a shared moto server."""
 
-    def __init__(self, server: MotoServer, config: PipelineConfig, workdir: Path, *, shards: int = 1) -> None:
+    def __init__(
+        self,
+        server: MotoServer,
+        config: PipelineConfig,
+        workdir: Path,
+        *,
+        shards: int = 1,
+        source: SteppedSource | None = None,
+    ) -> None:
         self.server = server
         self.config = config
         self.clock = ManualClock()
         self.resources = create_resources(server.client, config)
-        self.streams = LocalKeyspacesStreams(clock=self.clock, seed=1)
-        self.streams.enable_stream(config.keyspace, config.table, shards)
-        self.table = LocalTable(
-            config.keyspace,
-            config.table,
-            config.column_types,
-            config.partition_key,
-            config.clustering_key,
-            self.streams,
-            self.clock,
-        )
+        self.source: SteppedSource = source or KeyspacesSource(config, self.clock, shards)
+        self.table = getattr(self.source, "table", None)  # the Keyspaces stand-in's table
+        self.streams = getattr(self.source, "streams", None)
         self.kinesis = server.client("kinesis")
         self.s3vectors = server.client("s3vectors")
         self.bedrock = FakeBedrockRuntime()
@@ -102,6 +102,7 @@ class SteppedStack:
             tombstones=DynamoDbTombstones(
                 server.client("dynamodb"), self.resources.checkpoint_table, retry=NO_WAIT, clock=self.clock
             ),
+            clock=self.clock,  # the sink's clock is the reader's and the service's: one timeline, moved by hand
         )
         self.on_failure = S3OnFailureDestination(server.client("s3"), self.resources.on_failure_bucket, "stepped")
         self._forwarder_kinesis = _HoldingKinesis(self.kinesis)
@@ -129,12 +130,12 @@ class SteppedStack:
 
     def close(self) -> None:
         self.control.stop()
+        self.source.close()
 
     # ---- the forwarder -----------------------------------------------------------------------------
     def _new_forwarder(self) -> Forwarder:
-        return keyspaces_forwarder(
+        return self.source.forwarder(
             self.config,
-            self.streams,
             self._forwarder_kinesis,
             self.server.client("dynamodb"),
             stream_name=self.resources.stream_name,
@@ -172,15 +173,8 @@ class SteppedStack:
         self.forwarder = self._new_forwarder()
 
     def trim_unread(self) -> int:
-        """Retention takes every CDC record still held (the forwarder finds a lost range if it had not read
-        them). Returns how many went."""
-        arn = self.streams.stream_arn(self.config.keyspace, self.config.table) or ""
-        before = self.streams.record_count(arn)
-        for shard_id in self.streams.shard_ids(arn):
-            newest = self.streams.last_sequence_number(arn, shard_id)
-            if newest is not None:
-                self.streams.trim(arn, shard_id, newest)
-        return before - self.streams.record_count(arn)
+        """Retention takes every CDC record still held (Keyspaces; a PostgreSQL slot keeps its WAL)."""
+        return self.source.trim_unread()
 
     # ---- the event source mapping ------------------------------------------------------------------
     @property
@@ -274,6 +268,18 @@ class SteppedStack:
             self._delivered[shard_id] = batch[-1]["kinesis"]["sequenceNumber"]
             self._history[shard_id].extend(batch)
 
+    def parked_count(self) -> int:
+        """Changes waiting in the sink's DLQ and batches at the on-failure destination (what ``redrive`` takes)."""
+        sqs, s3 = self.server.client("sqs"), self.server.client("s3")
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=self.resources.dlq_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        queued = int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+        return queued + s3.list_objects_v2(Bucket=self.resources.on_failure_bucket).get("KeyCount", 0)
+
     def pending(self) -> int:
         return sum(len(self._next_records(shard_id, 10_000)) for shard_id in self._shard_ids)
 
@@ -309,6 +315,33 @@ class SteppedStack:
             if not token:
                 return found
 
+    def damage(self, kind: str) -> bool:
+        """Damage the index behind the pipeline's back (a bug, a restore, a hand edit): ``swap`` two rows' chunk
+        0 whole (vector, metadata, ``_fp``, ``_ver``); ``tamper`` a metadata value; ``drop`` a vector; ``orphan``
+        a chunk beyond its row's count. Returns whether there was something to damage."""
+        index = self.index()
+        rows = sorted(k for k in index if "#" not in k)
+        target = {"vectorBucketName": self.resources.vector_bucket, "indexName": self.resources.vector_index}
+
+        def put(key: str, data: list[float], metadata: Mapping[str, Any]) -> None:
+            vector = {"key": key, "data": {"float32": data}, "metadata": dict(metadata)}
+            self.s3vectors.put_vectors(**target, vectors=[vector])
+
+        if kind == "swap" and len(rows) >= 2:
+            put(rows[0], *index[rows[1]])
+            put(rows[1], *index[rows[0]])
+        elif kind == "tamper" and rows:
+            data, metadata = index[rows[0]]
+            put(rows[0], data, {**metadata, "tampered": True})
+        elif kind == "drop" and rows:
+            self.s3vectors.delete_vectors(**target, keys=[rows[-1]])
+        elif kind == "orphan" and rows:
+            data, metadata = index[rows[0]]
+            put(f"{rows[0]}#9", data, {**metadata, "_chunk": 9})
+        else:
+            return False
+        return True
+
     # ---- the operator CLI ------------------------------------------------------------------------------
     def cli(self, *args: str) -> tuple[int, str]:
         """``freshvec --local <args>`` in this process, against this stack's control API and moto."""
@@ -319,22 +352,18 @@ class SteppedStack:
 
     # ---- the control API (what ``freshvec.local.control`` serves) ---------------------------------------
     def upsert(self, rows: list[dict[str, Any]], ttl_s: int | None = None, **options: Any) -> Any:
-        write = self.table.update if options.get("partial") else self.table.upsert
-        return _Receipt(len(write(rows, ttl_s=ttl_s, timestamp_us=options.get("timestamp_us"))))
+        raise ValueError("write to the stepped stack's table directly")
 
     def delete(self, keys: list[dict[str, Any]], **options: Any) -> Any:
-        return _Receipt(len(self.table.delete(keys, timestamp_us=options.get("timestamp_us"))))
+        raise ValueError("write to the stepped stack's table directly")
 
     def read_rows(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        answers = []
-        for key in keys:
-            row, version = self.table.read(key)
-            answers.append({"key": dict(key), "row": row, "version": version})
-        return answers
+        version, rows = self.source.read(keys, self.clock())
+        return [{"key": dict(key), "row": row, "version": version} for key, row in zip(keys, rows, strict=True)]
 
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
-        page, cursor = self.table.scan(segment, segments, after=after, limit=limit)
-        return {"rows": [{"row": row, "version": version} for row, version in page], "next": cursor}
+        version, rows, cursor = self.source.scan(segment, segments, after, limit, self.clock())
+        return {"rows": [{"row": row, "version": version} for row in rows], "next": cursor}
 
     def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         response = self.kinesis.put_records(StreamName=self.resources.stream_name, Records=records)
@@ -351,7 +380,7 @@ class SteppedStack:
         return True
 
     def stats(self) -> dict[str, Any]:
-        return {"rows": self.table.count(), "parked": self.parked}
+        return {"parked": self.parked}
 
 
 @dataclasses.dataclass
