@@ -23,6 +23,7 @@ BENCHMARKS = (
     "bench.pg_forwarder",
     "bench.cold_start",
     "bench.init",
+    "bench.migration",
 )
 
 

@@ -24,15 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-PRICES_DATE = "2026-12-01"
-REGION = "us-east-1"
-GB = 1024**3
+from freshvec.pricing import BATCH_DISCOUNT, BEDROCK_USD_PER_1K_TOKENS, PRICES_DATE, REGION
 
-BEDROCK_USD_PER_1K_TOKENS = {
-    "amazon.titan-embed-text-v2:0": 0.00002,
-    "cohere.embed-english-v3": 0.0001,
-    "cohere.embed-multilingual-v3": 0.0001,
-}
+__all__ = ["BATCH_DISCOUNT", "BEDROCK_USD_PER_1K_TOKENS", "PRICES_DATE", "REGION", "Usage", "kinesis_billed_bytes"]
+
+GB = 1024**3
 LAMBDA_ARM_USD_PER_GB_S = 0.0000133334
 LAMBDA_USD_PER_1M_REQUESTS = 0.20
 KINESIS_ON_DEMAND_USD_PER_STREAM_HOUR = 0.04

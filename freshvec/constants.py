@@ -17,6 +17,29 @@ OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE", "TRUNCATE")  # TRUNCATE: every ro
 ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL", "REDRIVE", "RECONCILE")
 RESYNC_ORIGINS = ("BACKFILL", "REDRIVE", "RECONCILE")  # a row read from the table, not a live change
 
+# --- Exactness (docs/exactness.md) ---
+# A Keyspaces re-sync is stamped with its read's start minus these two bounds: B, how far the reader's clock may
+# be from the service's (NTP-synchronised hosts stay well inside it; Amazon Time Sync inside a millisecond), and
+# δ, how long after a record's ``createdAt`` its write may still be invisible to a LOCAL_QUORUM read. Every write
+# with ``createdAt`` at or before the stamp was visible to the read. The sink also refuses a stamp more than B
+# ahead of its own clock (the reader's clock was wrong).
+KEYSPACES_READER_CLOCK_BOUND_S = 1.0
+KEYSPACES_VISIBILITY_BOUND_S = 1.0
+# A tombstone outlives the oldest change the event source mapping can still deliver (sink.max_record_age_s),
+# plus this margin for the time between a re-sync read and its put to the change stream. A re-sync read longer
+# ago than that lifetime is refused (the tombstones it would have to be ordered against may be gone).
+TOMBSTONE_MARGIN_S = 3600
+# Every AWS call is bounded (botocore: connect + read timeout, two attempts), so no call outlives its caller: the
+# sink's S3 Vectors calls stay well inside the sink's timeout, and a forwarder lease outlives the forwarder's
+# timeout plus its last call (config validation checks both).
+SDK_ATTEMPTS = 2
+S3V_CONNECT_TIMEOUT_S = 5
+S3V_READ_TIMEOUT_S = 15
+S3V_CALL_BUDGET_S = SDK_ATTEMPTS * (S3V_CONNECT_TIMEOUT_S + S3V_READ_TIMEOUT_S)  # 40 s
+FORWARDER_CONNECT_TIMEOUT_S = 5
+FORWARDER_READ_TIMEOUT_S = 20
+FORWARDER_CALL_BUDGET_S = SDK_ATTEMPTS * (FORWARDER_CONNECT_TIMEOUT_S + FORWARDER_READ_TIMEOUT_S)  # 50 s
+
 # --- Amazon S3 Vectors ---
 S3V_MAX_DIMENSION = 4096
 S3V_MAX_KEY_CHARS = 1024
@@ -163,6 +186,15 @@ BATCH_QUOTA_MODEL_NAMES = {
     NOVA_MME: "Nova 2 Multimodal Embeddings V1",
     LOCAL_WORDLLAMA: "WordLlama L2 Supercat",  # local mode's stand-in answers under this name
 }
+# How Service Quotas names each model in its on-demand rate quotas ("On-demand model inference requests per minute
+# for <name>", "Cross-region model inference tokens per minute for <name>", "Global cross-region ...").
+ON_DEMAND_QUOTA_MODEL_NAMES = {
+    TITAN_V2: "Amazon Titan Text Embeddings V2",
+    COHERE_EN_V3: "Cohere Embed English",
+    COHERE_MULTI_V3: "Cohere Embed Multilingual",
+    COHERE_V4: "Cohere Embed V4",
+    NOVA_MME: "Amazon Nova 2 Multimodal Embeddings V1",
+}
 # Concurrent jobs per base model ("Sum of in-progress and submitted batch inference jobs using a base model").
 BATCH_DEFAULT_ACTIVE_JOBS = 20
 # A submission's name leaves room for "-<part>" within the 63-character job name (ModelInvocationJobName).
@@ -245,12 +277,29 @@ M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
 M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call
 M_CHUNKS_EMBEDDED = "ChunksEmbedded"  # chunk vectors that came from the model
 M_CHUNKS_REUSED = "ChunksReused"  # chunk vectors reused from the index (same fingerprint, any position of the row)
+M_CHUNKS_COPIED = "ChunksCopied"  # chunk vectors copied from another index generation or a batch job, not embedded
 M_CHUNKS_DELETED = "ChunksDeleted"  # surplus chunks removed because a row's text shrank
 M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"
+M_RESYNCS_PARKED = "ResyncsParked"  # ambiguous Keyspaces re-syncs parked in the DLQ for `freshvec redrive send`
 M_TEXTS_TRUNCATED = "TextsTruncated"
 M_VECTORS_PUT = "VectorsPut"
 M_VECTORS_DELETED = "VectorsDeleted"
 M_DLQ_RECORDS = "DlqRecords"
 M_FRESHNESS_MS = "FreshnessMs"  # now minus change time, per applied change
 M_BATCH_DURATION_MS = "BatchDurationMs"
+
+# --- Index generations (freshvec.generations, docs/migrations.md) ---
+# Optional change-event fields of a re-sync: the generations it is for (absent: every live one), and vectors a
+# Bedrock batch job computed for its chunks ({fingerprint: base64 little-endian float32}).
+EVENT_GENERATIONS = "generations"
+EVENT_VECTORS = "vectors"
+GENERATION_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+DEFAULT_GENERATION = "g1"
+# Readers re-read the index pointer this often: a cutover or rollback reaches every reader within it.
+POINTER_CACHE_TTL_S = 10.0
+OUT_INDEX_POINTER_PARAMETER = "IndexPointerParameter"  # the SSM parameter naming the active generation
+OUT_READER_POLICY_ARN = "ReaderPolicyArn"  # the managed policy an application attaches to query the pipeline
+ENV_INDEX_POINTER_PARAMETER = "FRESHVEC_INDEX_POINTER_PARAMETER"
+# S3 Vectors per-index write limit (vectors a second; docs s3-vectors-limitations): a migration's ceiling.
+S3V_INDEX_VECTORS_PER_S = 2500

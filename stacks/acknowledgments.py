@@ -15,6 +15,7 @@ from stacks.batch_inference import BatchInference
 from stacks.bedrock_access import generation_embeddings
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
+from stacks.index_pointer import IndexPointer
 from stacks.operator_policy import OperatorPolicy
 from stacks.sink import Sink
 
@@ -41,6 +42,7 @@ def acknowledge_findings(
     operator: OperatorPolicy,
     change_stream: ChangeStream,
     batch: BatchInference,
+    pointer: IndexPointer,
 ) -> None:
     """Acknowledge every expected finding on the constructs of ``stack`` it concerns."""
     if config.source.kind == "keyspaces":
@@ -81,6 +83,8 @@ def acknowledge_findings(
         "it and `freshvec redrive` re-sends), so a further DLQ would have nothing to catch; its depth is alarmed.",
     )
     _acknowledge_batch(stack, config, sink, batch, operator)
+    # The reader policy embeds queries with the live generations' models, inference profiles included.
+    _acknowledge_profiles(config, pointer.reader_policy)
     _ack(
         sink.on_failure_bucket,
         "AwsSolutions-S1",
@@ -90,7 +94,7 @@ def acknowledge_findings(
     )
 
 
-def _acknowledge_profiles(config: PipelineConfig, sink: Sink, batch: BatchInference, operator: OperatorPolicy) -> None:
+def _acknowledge_profiles(config: PipelineConfig, *scopes: IConstruct | None) -> None:
     """A cross-Region inference profile routes to its model in Regions the profile chooses (any Region, for a
     global profile): the model is granted in every Region, but only through the profile."""
     for embedding in generation_embeddings(config):
@@ -101,14 +105,14 @@ def _acknowledge_profiles(config: PipelineConfig, sink: Sink, batch: BatchInfere
             f"bedrock:InvokeModel on {base} in the Regions inference profile {embedding.model_id} routes to, "
             "allowed only through that profile (condition bedrock:InferenceProfileArn)."
         )
-        for scope in (sink.function.role, batch.role, operator.policy):
+        for scope in scopes:
             _ack(scope, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{base}]", reason)
 
 
 def _acknowledge_batch(
     stack: Stack, config: PipelineConfig, sink: Sink, batch: BatchInference, operator: OperatorPolicy
 ) -> None:
-    _acknowledge_profiles(config, sink, batch, operator)
+    _acknowledge_profiles(config, sink.function.role, batch.role, operator.policy)
     objects = f"Resource::<{_logical_id(stack, batch.bucket)}.Arn>/*"
     _ack(
         batch.role,

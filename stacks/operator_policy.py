@@ -21,6 +21,7 @@ from constructs import Construct
 from freshvec.config import PipelineConfig
 from stacks.batch_inference import BatchInference
 from stacks.bedrock_access import generation_embeddings, invoke_statements
+from stacks.index_pointer import IndexPointer
 from stacks.postgres_source import SECRET_ACTIONS, SECRET_KEY_ACTIONS
 from stacks.source_table import SourceTable
 from stacks.vector_store import VectorStore
@@ -76,6 +77,9 @@ CHECKPOINT_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
 METRIC_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics")
 # every command resolves the stack's outputs first.
 STACK_ACTIONS = ("cloudformation:DescribeStacks",)
+# every command that reads the index resolves the active generation (GetParameter); migrate cutover, rollback and
+# finish rewrite the pointer (PutParameter).
+POINTER_ACTIONS = ("ssm:GetParameter", "ssm:PutParameter")
 KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 
@@ -94,6 +98,7 @@ class OperatorPolicy(Construct):
         checkpoints: dynamodb.ITable,
         batch: BatchInference,
         key: kms.IKey,
+        pointer: IndexPointer,
     ) -> None:
         super().__init__(scope, construct_id)
         statements = [
@@ -107,7 +112,8 @@ class OperatorPolicy(Construct):
                 else _postgres_statements(config)
             ),
             ("ResendChanges", STREAM_ACTIONS, [stream.stream_arn]),
-            ("ReadTheIndex", INDEX_ACTIONS, [vectors.index_arn]),
+            ("ReadTheIndexes", INDEX_ACTIONS, list(vectors.index_arns)),
+            ("ReadAndSwitchTheIndexPointer", POINTER_ACTIONS, [pointer.parameter.parameter_arn]),
             ("RedrivePoisonRecords", DLQ_ACTIONS, [dlq.queue_arn]),
             ("ListFailedBatches", ON_FAILURE_BUCKET_ACTIONS, [on_failure_bucket.bucket_arn]),
             ("RedriveFailedBatches", ON_FAILURE_OBJECT_ACTIONS, [on_failure_bucket.arn_for_objects("*")]),

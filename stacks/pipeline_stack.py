@@ -15,6 +15,7 @@ from stacks.acknowledgments import acknowledge_findings
 from stacks.batch_inference import BatchInference
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
+from stacks.index_pointer import IndexPointer
 from stacks.monitoring import Monitoring
 from stacks.operator_policy import OperatorPolicy
 from stacks.postgres_source import PostgresSource
@@ -98,6 +99,7 @@ class PipelineStack(Stack):
             dlq=self.sink.dlq,
             on_failure_bucket=self.sink.on_failure_bucket,
         )
+        self.pointer = IndexPointer(self, "IndexPointer", config=config, vectors=self.vectors, key=self.key)
         self.operator = OperatorPolicy(
             self,
             "Operator",
@@ -110,6 +112,7 @@ class PipelineStack(Stack):
             checkpoints=self.forwarder.checkpoints,
             batch=self.batch,
             key=self.key,
+            pointer=self.pointer,
         )
         self._outputs()
         acknowledge_findings(
@@ -120,6 +123,7 @@ class PipelineStack(Stack):
             operator=self.operator,
             change_stream=self.change_stream,
             batch=self.batch,
+            pointer=self.pointer,
         )
 
     def _outputs(self) -> None:
@@ -140,6 +144,8 @@ class PipelineStack(Stack):
             c.OUT_SINK_FUNCTION: self.sink.function.function_name,
             c.OUT_DASHBOARD: self.monitoring.dashboard.dashboard_name,
             c.OUT_OPERATOR_POLICY_ARN: self.operator.policy.managed_policy_arn,
+            c.OUT_INDEX_POINTER_PARAMETER: self.pointer.parameter_name,
+            c.OUT_READER_POLICY_ARN: self.pointer.reader_policy.managed_policy_arn,
             c.OUT_BATCH_BUCKET: self.batch.bucket.bucket_name,
             c.OUT_BATCH_ROLE_ARN: self.batch.role.role_arn,
             c.OUT_PIPELINE_CONFIG: self.config.to_json(),

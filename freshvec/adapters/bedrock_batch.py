@@ -36,7 +36,8 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.adapters.bedrock_models import ModelBody, model_body
-from freshvec.errors import MisconfigurationError, TransientError, classify, error_code
+from freshvec.adapters.service_quotas import bedrock_quota_values, quota
+from freshvec.errors import MisconfigurationError, TransientError, classify
 from freshvec.ports import BatchJob, BatchLimits, BatchRecord, BatchResult, BatchTooSmallError
 from freshvec.retry import RetryPolicy
 
@@ -98,38 +99,17 @@ class BedrockBatchJobs:
     def _read_limits(self) -> BatchLimits:
         low, high = c.BATCH_DEFAULT_RECORDS
         label = c.BATCH_QUOTA_MODEL_NAMES.get(c.foundation_model_id(self.model_id))
-        if self._quotas is None or label is None:
+        values = bedrock_quota_values(self._quotas, self._call) if self._quotas is not None and label else None
+        if not values:
             return BatchLimits(low, high, DOCUMENTED_DEFAULTS)
-        try:
-            values = self._quota_values(label)
-        except Exception as exc:  # noqa: BLE001 - no permission or no Service Quotas: the defaults stand
-            logger.info("Service Quotas not readable (%s); using the documented batch limits", error_code(exc) or exc)
-            return BatchLimits(low, high, DOCUMENTED_DEFAULTS)
-        minimum = values.get(f"Minimum number of records per batch inference job for {label}")
-        per_job = values.get(f"Records per batch inference job for {label}")
-        per_file = values.get(f"Records per input file per batch inference job for {label}")
+        minimum = quota(values, f"Minimum number of records per batch inference job for {label}")
+        per_job = quota(values, f"Records per batch inference job for {label}")
+        per_file = quota(values, f"Records per input file per batch inference job for {label}")
         if minimum is None and per_job is None and per_file is None:
             return BatchLimits(low, high, DOCUMENTED_DEFAULTS)
         maxima = [int(v) for v in (per_job, per_file) if v is not None]  # one input file per job: both bind
         floor = int(minimum) if minimum is not None else low
         return BatchLimits(floor, min(maxima) if maxima else high, SERVICE_QUOTAS)
-
-    def _quota_values(self, label: str) -> dict[str, float]:
-        values: dict[str, float] = {}
-        token: str | None = None
-        suffix = f" for {label}".lower()
-        while True:
-            params: dict[str, Any] = {"ServiceCode": "bedrock", "MaxResults": 100}
-            if token:
-                params["NextToken"] = token
-            page = self._call(lambda params=params: self._quotas.list_service_quotas(**params), "ListServiceQuotas")
-            for quota in page.get("Quotas", []):
-                name = str(quota.get("QuotaName", ""))
-                if name.lower().endswith(suffix) and "Value" in quota:
-                    values[name[: -len(suffix)] + f" for {label}"] = float(quota["Value"])
-            token = page.get("NextToken")
-            if not token:
-                return values
 
     # ---- submit -------------------------------------------------------------------------------------------
     def submit(self, name: str, records: Sequence[BatchRecord]) -> list[BatchJob]:

@@ -1,10 +1,11 @@
 """``freshvec backfill``: send every existing row to the change stream as a re-sync event (origin BACKFILL).
 
-Each row goes with the version it was read with (the newest cell WRITETIME, ``freshvec.cli.resync``), so a
-backfill never overwrites a newer change CDC delivered, and cannot bring back a row deleted after it was read:
-the sink's version rule and tombstones decide. The table is read in token-range segments (local mode: key-hash
-segments through the control API), in parallel, with progress saved after every page Kinesis accepted, so an
-interrupted backfill resumes where it stopped.
+Each row goes with the version of its read (a Keyspaces read's conservative stamp, ``freshvec.cli.resync``),
+so a backfill never overwrites a newer change CDC delivered, and cannot bring back a row deleted after it was
+read: the sink's version rule and tombstones decide (a row it cannot place is parked for ``redrive send``).
+The table is read in token-range segments (local mode: key-hash segments through the control API), in
+parallel, with progress saved after every page Kinesis accepted, so an interrupted backfill resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from freshvec.cli import console, keyspaces, local_client, resync
+from freshvec.cli import console, generations, keyspaces, local_client, resync
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import quote
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
@@ -51,12 +52,10 @@ def build_range_select(
     columns: Sequence[str],
     *,
     inclusive: bool,
-    versioned: Sequence[str] = (),
 ) -> str:
-    """A token-range select of ``columns``, then ``WRITETIME`` of each ``versioned`` column (``resync``'s aliases)."""
+    """A token-range select of ``columns``."""
     token = f"token({', '.join(quote(k) for k in partition_key)})"
-    times = [f"WRITETIME({quote(col)}) AS {resync.WRITETIME_PREFIX}{i}" for i, col in enumerate(versioned)]
-    selected = ", ".join([quote(col) for col in columns] + times)
+    selected = ", ".join(quote(col) for col in columns)
     low = ">=" if inclusive else ">"
     # Identifiers come from the validated config and are quoted; token bounds are bound values.
     return (
@@ -136,6 +135,8 @@ def backfill(
     page_rows: int = 500,
     on_progress: Callable[[int], None] | None = None,
     writer: ChangeStreamWriter | None = None,
+    generations: Sequence[str] | None = None,
+    vectors_for: Callable[[dict[str, Any]], dict[str, str]] | None = None,
 ) -> BackfillReport:
     """Send every existing row, with the version it was read with, as a re-sync event (origin BACKFILL).
 
@@ -143,7 +144,9 @@ def backfill(
     segments are read in parallel; after each page of rows Kinesis accepted, the segment's
     last token is saved, so a rerun resumes there (re-sending at most the rows of that token: the sink
     is idempotent). When one segment fails, the others stop at their next page. Pages go through
-    ``writer`` (default: the Kinesis writer on the stack's stream) in the calls ``plan_calls`` plans.
+    ``writer`` (default: the Kinesis writer on the stack's stream) in the calls ``plan_calls`` plans. With
+    ``generations`` the re-syncs are for those index generations only; ``vectors_for(row)`` adds precomputed
+    vectors of the row's chunks (a migration's batch jobs).
     """
     run = _BackfillRun(
         session,
@@ -157,6 +160,8 @@ def backfill(
         limiter=RateLimiter(rate_per_s),
         page_rows=page_rows,
         on_progress=on_progress,
+        generations=generations,
+        vectors_for=vectors_for,
     )
     return run.run(workers)
 
@@ -172,7 +177,11 @@ class _BackfillRun:
         limiter: RateLimiter,
         page_rows: int,
         on_progress: Callable[[int], None] | None,
+        generations: Sequence[str] | None = None,
+        vectors_for: Callable[[dict[str, Any]], dict[str, str]] | None = None,
     ) -> None:
+        self.generations = generations
+        self.vectors_for = vectors_for
         self.session = session
         self.resources = resources
         self.config = resources.config
@@ -187,16 +196,13 @@ class _BackfillRun:
         self.seq_base = state.started_ms * 10**9 + state.sent
         self.counter = itertools.count(1)
         c_ = self.config
-        versioned = resync.versioned_columns(c_)
         columns = list(c_.columns)
         self.statements = (
             {}
             if resources.is_local
             else {
                 inclusive: session.prepare(
-                    build_range_select(
-                        c_.keyspace, c_.table, c_.partition_key, columns, inclusive=inclusive, versioned=versioned
-                    )
+                    build_range_select(c_.keyspace, c_.table, c_.partition_key, columns, inclusive=inclusive)
                 )
                 for inclusive in (False, True)
             }
@@ -238,7 +244,8 @@ class _BackfillRun:
             last = position
             with self.lock:
                 seq = str(self.seq_base + next(self.counter))
-            page.append(_backfill_record(row, version, self.config, seq))
+            vectors = self.vectors_for(row) if self.vectors_for is not None else None
+            page.append(_backfill_record(row, version, self.config, seq, self.generations, vectors=vectors))
             if len(page) >= self.page_rows:
                 if self.stop.is_set():
                     return False
@@ -262,9 +269,10 @@ class _BackfillRun:
                     yield (row, version), _local_cursor(row, self.config)
             return
         statement = self.statements[resume_at is not None]
-        for raw in self.session.execute(statement, (low if resume_at is None else resume_at, high)):
+        rows = self.session.execute(statement, (low if resume_at is None else resume_at, high))
+        for raw, stamp in resync.stamped(rows):
             token = raw.pop("fv_token")
-            yield resync.split_version(raw, self.config), token
+            yield (resync.driver_row(raw, self.config), stamp), token
 
     def _flush(self, index: int, page: list[OutgoingRecord], last_token: int | None) -> None:
         self.limiter.acquire(len(page))
@@ -278,9 +286,20 @@ class _BackfillRun:
             self.on_progress(len(page))
 
 
-def _backfill_record(row: dict[str, Any], version: int | None, config: PipelineConfig, seq: str) -> OutgoingRecord:
+def _backfill_record(
+    row: dict[str, Any],
+    version: str | None,
+    config: PipelineConfig,
+    seq: str,
+    generations: Sequence[str] | None,
+    *,
+    vectors: dict[str, str] | None = None,
+) -> OutgoingRecord:
     key = {name: row[name] for name in config.primary_key}
-    return resync.resync_record(config, key, row, version, origin="BACKFILL", seq=seq, shard="backfill")
+    return resync.resync_record(
+        config, key, row, version, origin="BACKFILL", seq=seq, shard="backfill", generations=generations,
+        vectors=vectors,
+    )  # fmt: skip
 
 
 def _local_cursor(row: dict[str, Any], config: PipelineConfig) -> str:
@@ -288,8 +307,9 @@ def _local_cursor(row: dict[str, Any], config: PipelineConfig) -> str:
     return json.dumps([row[name] for name in config.primary_key], separators=(",", ":"), ensure_ascii=False)
 
 
-def default_backfill_state_path(stack_name: str) -> Path:
-    return Path(".freshvec") / f"backfill-{stack_name}.json"
+def default_backfill_state_path(stack_name: str, generations: Sequence[str] | None = None) -> Path:
+    suffix = "".join(f"-{name}" for name in generations or ())
+    return Path(".freshvec") / f"backfill-{stack_name}{suffix}.json"
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -307,15 +327,17 @@ def backfill_command(
     ] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore saved progress and start over")] = False,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
+    generation: generations.GenerationOption = None,
 ) -> None:
     """Send every existing row to the change stream (CDC only captures changes made after it was enabled)."""
     s = settings()
     res = s.resources()
+    targets = generations.targets(res, generation)
     if res.config.source.kind == "postgres":  # one snapshot: nothing to resume (a rerun is harmless)
         from freshvec.cli import postgres
 
-        return postgres.backfill_command(res, s.clients(), rate_per_s=rate)
-    path = state_file or default_backfill_state_path(res.stack_name)
+        return postgres.backfill_command(res, s.clients(), rate_per_s=rate, generations=targets)
+    path = state_file or default_backfill_state_path(res.stack_name, targets)
     state = BackfillState.open(path, segments, restart=restart)
     if state.complete:
         console.out.print(f"backfill already complete ({state.sent} rows sent); pass --restart to run it again")
@@ -332,12 +354,14 @@ def backfill_command(
                 workers=workers,
                 rate_per_s=rate,
                 on_progress=lambda n: progress.advance(task, n),
+                generations=targets,
             )
     finally:
         if cluster is not None:
             cluster.shutdown()
     resumed = " (resumed)" if report.resumed else ""
+    scope = f" for generation(s) {', '.join(targets)}" if targets else ""
     console.out.print(
-        f"backfill{resumed}: {report.sent} row(s) sent to {res.stream_name}; "
+        f"backfill{resumed}: {report.sent} row(s) sent to {res.stream_name}{scope}; "
         f"{report.segments_done}/{report.segments} token ranges done; progress in {path}"
     )

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=True)
@@ -25,6 +34,21 @@ def progress() -> Progress:
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def progress_eta() -> Progress:
+    """``progress`` with the time left (rich's estimate from the recent rate, shown once a total is known)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=err,
         transient=False,
     )

@@ -416,6 +416,8 @@ def _next_steps(kind: InitSource, target: Path) -> None:
     config_flag = "" if target.resolve() == DEFAULT_OUTPUT else f" --config {target}"
     out = console.out
     if kind is InitSource.POSTGRES:
+        out.print("the password is not written to the config: the next commands read it from PGPASSWORD (or "
+                  "FRESHVEC_PG_PASSWORD, or --pg-url)")  # fmt: skip
         out.print("next:")
         out.print(f"  freshvec local up --attach{config_flag}   # your table, indexed locally (leave it running)")
         out.print("  freshvec --local query 'what to look for'      # in another terminal")

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from freshvec import constants as c
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
@@ -35,17 +35,15 @@ from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.keyspaces.driver import row_to_json
-from freshvec.sources.postgres import types as pgtypes
+from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres.errors import PostgresError
-from freshvec.sources.postgres.pgoutput import format_lsn, parse_lsn
-from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified, quote_ident
-from freshvec.sources.postgres.writer import MAX_ROWS_PER_STATEMENT, PgTableWriter, RowValueError
+from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified
+from freshvec.sources.postgres.writer import PgTableWriter, RowValueError
 
 PASSWORD_ENV = "FRESHVEC_PG_PASSWORD"  # noqa: S105 - the variable's name, not a password
 LOAD_BATCH_ROWS = 500
 BACKFILL_PAGE_ROWS = 500
 RECONCILE_PAGE_ROWS = 1000  # rows per FETCH of reconcile's table side
-SNAPSHOT_WAIT_S = 60.0  # how long a backfill waits for transactions open when it started
 _POLL_S = 0.05
 
 
@@ -190,17 +188,17 @@ def backfill(
     rate_per_s: float = 500.0,
     page_rows: int = BACKFILL_PAGE_ROWS,
     on_progress: Callable[[int], None] | None = None,
-    wait_s: float = SNAPSHOT_WAIT_S,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[int, int]:
-    """Send every row as a BACKFILL INSERT with one version; returns (rows sent, that version)."""
+    generations: Sequence[str] | None = None,
+) -> tuple[int, str]:
+    """Send every row as a BACKFILL INSERT read in one snapshot (for ``generations`` only, when given); returns
+    (rows sent, the snapshot's version)."""
     pg = config.postgres
     ensure_slot(conn, pg.slot, database=pg.connection.database)  # first: what changes from now on is kept
-    version = _gap_free_position(conn, wait_s, sleep)
     limiter = RateLimiter(rate_per_s)
     sent = 0
-    for page in _snapshot_pages(conn, config, page_rows):
-        records = [_record(row, config, version, sent + i) for i, row in enumerate(page)]
+    version = ""
+    for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
+        records = [_record(row, config, version, sent + i, generations) for i, row in enumerate(page)]
         limiter.acquire(len(records))
         sender.send(records)
         sent += len(records)
@@ -209,7 +207,9 @@ def backfill(
     return sent, version
 
 
-def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: float) -> None:
+def backfill_command(
+    res: Any, clients: Callable[[str], Any], *, rate_per_s: float, generations: Sequence[str] | None = None
+) -> None:
     """``freshvec backfill`` for a postgres source (``res``: the stack's ``StackResources``)."""
     from freshvec.cli import console
 
@@ -219,74 +219,27 @@ def backfill_command(res: Any, clients: Callable[[str], Any], *, rate_per_s: flo
         with console.progress() as progress:
             task = progress.add_task("backfill", total=None)
             sent, version = backfill(
-                conn, res.config, sender, rate_per_s=rate_per_s, on_progress=lambda n: progress.advance(task, n)
+                conn,
+                res.config,
+                sender,
+                rate_per_s=rate_per_s,
+                on_progress=lambda n: progress.advance(task, n),
+                generations=generations,
             )
     finally:
         conn.close()
     console.out.print(
         f"backfill: {sent} row(s) of {res.config.keyspace}.{res.config.table} sent to {res.stream_name}, "
-        f"read in one snapshot at WAL position {format_lsn(version)}"
+        f"read in one snapshot ({version or 'the table was empty'})"
     )
 
 
-def _gap_free_position(conn: Any, wait_s: float, sleep: Callable[[float], None]) -> int:
-    """A WAL position ``L`` such that every transaction a snapshot taken after this returns cannot see
-    commits after ``L``. Read ``L``, then (in one statement, left to right) the running transactions and a
-    new transaction id ``N``: every transaction that committed before ``L`` has an id below ``N``; wait until
-    each of those still running has ended, so the next snapshot sees all of them."""
-    lsn, snapshot, next_xid = conn.run(
-        "SELECT pg_current_wal_lsn()::text, pg_current_snapshot()::text, pg_current_xact_id()::text"
-    )[0]
-    xmax, running = _parse_snapshot(snapshot)
-    waiting = sorted(set(running) | set(range(xmax, int(next_xid))))
-    deadline = time.monotonic() + wait_s
-    while waiting:
-        waiting = [
-            xid
-            for xid in waiting
-            if conn.run("SELECT pg_xact_status(CAST(:x AS xid8))", x=str(xid))[0][0] == "in progress"
-        ]
-        if not waiting:
-            break
-        if time.monotonic() > deadline:
-            raise OperatorError(
-                f"transactions {', '.join(map(str, waiting[:5]))} stayed open for {wait_s:.0f} s; a snapshot read "
-                "(backfill, redrive, reconcile --repair) waits for the transactions open when it starts (see "
-                "pg_stat_activity), then reads the table"
-            )
-        sleep(_POLL_S)
-    return parse_lsn(lsn)
-
-
-def _parse_snapshot(text: str) -> tuple[int, list[int]]:
-    """xmax and the running ids of ``xmin:xmax:xip,xip`` (pg_snapshot's text form)."""
-    _, xmax, running = text.split(":")
-    return int(xmax), [int(x) for x in running.split(",") if x]
-
-
-def _snapshot_pages(conn: Any, config: PipelineConfig, page_rows: int) -> Iterator[list[dict[str, Any]]]:
-    """The table's rows in one REPEATABLE READ snapshot, a page at a time (a server-side cursor), as change-event
-    JSON values (``types.from_text`` of each column's text form, as the slot reader converts them)."""
-    pg = config.postgres
-    names = list(pg.columns)
-    select = ", ".join(f"{quote_ident(n)}::text" for n in names)
-    writer = table_writer(config)
-    conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    try:
-        conn.run(f"DECLARE freshvec_backfill NO SCROLL CURSOR FOR SELECT {select} FROM {writer.name}")  # noqa: S608
-        while True:
-            rows = conn.run(f"FETCH {int(page_rows)} FROM freshvec_backfill")
-            if not rows:
-                break
-            yield [{n: pgtypes.from_text(v, pg.columns[n]) for n, v in zip(names, row, strict=True)} for row in rows]
-    finally:
-        conn.run("ROLLBACK")  # read only: nothing to keep
-
-
-def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: int) -> OutgoingRecord:
+def _record(
+    row: dict[str, Any], config: PipelineConfig, version: str, index: int, generations: Sequence[str] | None = None
+) -> OutgoingRecord:
     key = {name: row[name] for name in config.primary_key}
     now = datetime.now(UTC)
-    seq = f"backfill:{format_lsn(version)}#{index}"
+    seq = f"backfill:{index}"
     event = ChangeEvent(
         keyspace=config.keyspace,
         table=config.table,
@@ -300,6 +253,7 @@ def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: in
         origin="BACKFILL",
         source="postgres",
         version=version,
+        extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
     )
     # The partition key the forwarder gives the row's live changes: one Kinesis shard per row.
     return OutgoingRecord(
@@ -309,81 +263,28 @@ def _record(row: dict[str, Any], config: PipelineConfig, version: int, index: in
 
 # ---- re-sync reads (redrive, reconcile --repair) and reconcile's table side -------------------------------
 class PostgresRowReader:
-    """``RowReader`` for redrive and reconcile's repair: a batch of keys' current rows in one REPEATABLE READ
-    transaction, every row with the version ``L``.
+    """``RowReader`` for redrive and reconcile's repair: a batch of keys' current rows in one snapshot, every
+    key (with a row or not) with the snapshot as its version (``freshvec.sources.postgres.snapshot``)."""
 
-    ``L`` is read like backfill's: ``pg_current_wal_lsn()``, then a wait for every transaction open at that
-    moment to end, then the snapshot. Every commit at or before ``L`` is in the snapshot, so a change the read
-    missed commits after ``L`` and reaches the sink through the slot with a higher version, and wins. A key
-    with no row reads as ``(None, None)``; the re-sync then removes the vector at its stored ``_ver``.
-    """
-
-    def __init__(
-        self,
-        conn: Any,
-        config: PipelineConfig,
-        *,
-        wait_s: float = SNAPSHOT_WAIT_S,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, conn: Any, config: PipelineConfig) -> None:
         self.conn = conn
         self.config = config
-        self.wait_s = wait_s
-        self.sleep = sleep
 
-    def read(self, keys: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, int | None]]:
+    def read(self, keys: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, str | None]]:
         if not keys:
             return []
-        pg = self.config.postgres
-        statements = [self._select(keys[start : start + MAX_ROWS_PER_STATEMENT], start)
-                      for start in range(0, len(keys), MAX_ROWS_PER_STATEMENT)]  # fmt: skip
-        names = list(pg.columns)
-        version = _gap_free_position(self.conn, self.wait_s, self.sleep)
-        found: dict[int, dict[str, Any]] = {}
-        self.conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            for sql, params in statements:
-                for position, *cells in self.conn.run(sql, **params):
-                    found[int(position)] = {
-                        n: pgtypes.from_text(v, pg.columns[n]) for n, v in zip(names, cells, strict=True)
-                    }
-        finally:
-            self.conn.run("ROLLBACK")  # read only: nothing to keep
-        return [(found[i], version) if i in found else (None, None) for i in range(len(keys))]
-
-    def _select(self, keys: Sequence[Mapping[str, Any]], first: int) -> tuple[str, dict[str, Any]]:
-        """``SELECT k.fv_i, <columns>::text FROM (VALUES (i, CAST(:k AS type), ...), ...) k JOIN t ON <key>``:
-        each row comes back with the position of the key that asked for it (no comparison of value forms)."""
-        pg = self.config.postgres
-        params: dict[str, Any] = {}
-        tuples = []
-        for offset, key in enumerate(keys):
-            cells = [str(first + offset)]
-            for j, column in enumerate(pg.primary_key):
-                if key.get(column) is None:
-                    raise OperatorError(f"key {dict(key)} lacks primary key column {column!r}")
-                try:
-                    params[f"k{offset}_{j}"] = pgtypes.to_text(key[column], pg.columns[column])
-                except pgtypes.PgTypeError as exc:
-                    raise OperatorError(f"key {dict(key)}: column {column!r}: {exc}") from exc
-                cells.append(f"CAST(:k{offset}_{j} AS {pgtypes.storage_type(pg.columns[column])})")
-            tuples.append("(" + ", ".join(cells) + ")")
-        aliases = ", ".join(["fv_i", *(f"fv_k{j}" for j in range(len(pg.primary_key)))])
-        join = " AND ".join(f"t.{quote_ident(col)} = k.fv_k{j}" for j, col in enumerate(pg.primary_key))
-        select = ", ".join(f"t.{quote_ident(n)}::text" for n in pg.columns)
-        # Names are quoted identifiers and types come from the validated config; key values are bound.
-        sql = (
-            f"SELECT k.fv_i, {select} FROM (VALUES {', '.join(tuples)}) AS k({aliases}) "  # noqa: S608
-            f"JOIN {table_writer(self.config).name} AS t ON {join}"
-        )
-        return sql, params
+            version, rows = snapshot.read_keys(self.conn, table_writer(self.config), keys)
+        except ValueError as exc:
+            raise OperatorError(str(exc)) from exc
+        return [(row, version) for row in rows]
 
 
 def table_rows(conn: Any, config: PipelineConfig, *, page_rows: int = RECONCILE_PAGE_ROWS) -> Iterator[list[Any]]:
-    """Reconcile's table side: the whole table in one REPEATABLE READ snapshot through a server-side cursor,
-    ``page_rows`` a page, as ``(row, None)`` reads (one segment; reconcile compares rows, not versions)."""
-    for page in _snapshot_pages(conn, config, page_rows):
-        yield [(row, None) for row in page]
+    """Reconcile's table side: the whole table in one snapshot through a server-side cursor, ``page_rows`` a
+    page, as ``(row, snapshot version)`` reads (one segment)."""
+    for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
+        yield [(row, version) for row in page]
 
 
 def count_rows(conn: Any, config: PipelineConfig) -> int:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from freshvec import constants as c
 from freshvec.chunking import group_hits, query_top_k
-from freshvec.cli import console, local_client
+from freshvec.cli import console, generations, local_client
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
@@ -162,6 +162,8 @@ def query_command(
     filter_doc = parse_filter(filter_json) if filter_json is not None else None
     s = settings()
     res = s.resources()
+    if not res.is_local:  # the index readers use now (the pointer); local mode's own query path reads it too
+        res = generations.active_resources(res, s.clients())
     result = query_index(s.clients() if not res.is_local else _no_clients, res, text, k=k, filter_doc=filter_doc)
     if as_json:
         console.out.print_json(json.dumps(query_json(result), default=str))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from freshvec.cli import console, resync
+from freshvec.cli import generations as generations_cli
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.settings import settings
@@ -269,6 +270,7 @@ def redrive(
     dry_run: bool = False,
     on_item: Callable[[ParkedItem, str], None] | None = None,
     writer: ChangeStreamWriter | None = None,
+    generations: Sequence[str] | None = None,
 ) -> RedriveReport:
     """Re-sync the keys of parked changes: read each key's current row and send it (origin REDRIVE).
 
@@ -300,12 +302,10 @@ def redrive(
                 _notify(on_item, item, "would re-sync")
             return report
         if unique:
-            sender = (
-                ChangeStreamSender(writer, resources.stream_name)
-                if writer is not None
-                else resync.change_stream_sender(resources, clients)
-            )
+            sender = ChangeStreamSender(writer, resources.stream_name) if writer is not None else None
+            sender = sender or resync.change_stream_sender(resources, clients)
             resyncer = resync.Resyncer(config, reader, clients("s3vectors"), resources, sender)
+            resyncer.generations = generations
             pairs = list(unique.values())
             results = resyncer.resync([key for key, _ in pairs], origin="REDRIVE", seqs=[seq for _, seq in pairs])
             report.updates = sum(1 for r in results if r.action == "update")
@@ -449,12 +449,13 @@ def item_keys(item: ParkedItem, config: PipelineConfig) -> list[dict[str, Any] |
     return [record_key(record.data, config) for record in item.records]
 
 
-def redrive_send(
+def redrive_send(  # noqa: PLR0917 - typer passes every option by keyword; the order is the help's
     source: Source = ParkedSource.ALL,
     limit: Annotated[int | None, _limit_option(1000)] = None,
     old_limit: OldLimit = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be re-synced; change nothing")] = False,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
+    generation: generations_cli.GenerationOption = None,
 ) -> None:
     """Re-sync the keys of parked changes from the table; each item leaves its parking place once Kinesis took them."""
     s = settings()
@@ -468,14 +469,9 @@ def redrive_send(
     try:
         reader = resync.row_reader(res, session) if not dry_run else _NoReads()
         report = redrive(
-            s.clients(),
-            res,
-            reader,
-            source=source.value,
-            limit=_limit(limit, old_limit, 1000),
-            dry_run=dry_run,
-            on_item=on_item,
-        )
+            s.clients(), res, reader, source=source.value, limit=_limit(limit, old_limit, 1000), dry_run=dry_run,
+            on_item=on_item, generations=generations_cli.targets(res, generation),
+        )  # fmt: skip
     finally:
         if close is not None:
             close()

@@ -18,12 +18,14 @@ from freshvec.config.deployable import (
     check_deployable_postgres,
 )
 from freshvec.config.errors import ConfigError
+from freshvec.config.parsing import parse_generation
 from freshvec.config.pipeline import CONTEXT_KEY, PipelineConfig
 from freshvec.config.sections import (
     SOURCE_KINDS,
     ChunkingConfig,
     EmbeddingConfig,
     ForwarderConfig,
+    GenerationConfig,
     PostgresConnectionConfig,
     PostgresNetworkConfig,
     PostgresSourceConfig,
@@ -41,6 +43,7 @@ __all__ = [
     "ConfigError",
     "EmbeddingConfig",
     "ForwarderConfig",
+    "GenerationConfig",
     "PipelineConfig",
     "PostgresConnectionConfig",
     "PostgresNetworkConfig",
@@ -55,4 +58,5 @@ __all__ = [
     "check_deployable_postgres",
     "default_config",
     "load_config",
+    "parse_generation",
 ]

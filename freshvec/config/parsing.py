@@ -16,6 +16,7 @@ from freshvec.config.sections import (
     ChunkingConfig,
     EmbeddingConfig,
     ForwarderConfig,
+    GenerationConfig,
     PostgresConnectionConfig,
     PostgresNetworkConfig,
     PostgresSourceConfig,
@@ -79,6 +80,7 @@ _NESTED = {
     "PostgresConnectionConfig": PostgresConnectionConfig,
     "PostgresNetworkConfig": PostgresNetworkConfig,
     "EmbeddingConfig": EmbeddingConfig,
+    "GenerationConfig": GenerationConfig,
     "VectorStoreConfig": VectorStoreConfig,
     "ChunkingConfig": ChunkingConfig,
     "StreamConfig": StreamConfig,
@@ -154,3 +156,8 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def parse_generation(raw: Mapping[str, Any]) -> GenerationConfig:
+    """A ``next_generation`` object (checked by path; its rules against a pipeline run when it is added)."""
+    return build(GenerationConfig, raw, "next_generation")

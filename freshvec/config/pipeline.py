@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from freshvec.config.sections import (
     ChunkingConfig,
     EmbeddingConfig,
     ForwarderConfig,
+    GenerationConfig,
     PostgresSourceConfig,
     SinkConfig,
     SourceConfig,
@@ -51,6 +53,10 @@ class PipelineConfig:
     embedding_field: str
     clustering_key: tuple[str, ...] = ()
     metadata_fields: tuple[str, ...] = ()
+    # Keyspaces static columns of the table (``freshvec init`` reads them from system_schema). Their changes arrive
+    # as separate stream records for the partition, not in the rows' images, so they cannot be embedded or used
+    # as metadata until they are fanned out to every row of the partition (docs/exactness.md).
+    static_columns: tuple[str, ...] = ()
     vector_key: tuple[str, ...] | None = None  # None: the whole primary key in order
     stack_name: str = "freshvec"
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
@@ -65,6 +71,10 @@ class PipelineConfig:
     # derived from source.postgres: keyspace = the schema (change events keep their field names), columns =
     # the CQL type with the same JSON form (docs/sources.md).
     source: SourceConfig = field(default_factory=SourceConfig)
+    # Index generations (docs/migrations.md): the name of the generation embedding, chunking and vector_store
+    # describe, and during a migration the next one. The sink keeps both exact.
+    generation: str = c.DEFAULT_GENERATION
+    next_generation: GenerationConfig | None = None
 
     # ---- the source --------------------------------------------------------------------
     @property
@@ -158,6 +168,20 @@ class PipelineConfig:
         return cls.from_dict(raw)
 
     # ---- validation ----------------------------------------------------------------------
+    def _check_static_columns(self, types: Mapping[str, Any]) -> None:
+        """Static columns may be in the table, never in the embedded text or the metadata (docs/exactness.md)."""
+        for name in self.static_columns:
+            check_column("static_columns", name, types)
+            if name in self.primary_key:
+                raise ConfigError("static_columns", f"column {name!r} is a primary key column, not a static one")
+            if name == self.embedding_field or name in self.metadata_fields:
+                path = "embedding_field" if name == self.embedding_field else "metadata_fields"
+                raise ConfigError(
+                    path,
+                    f"column {name!r} is static: Keyspaces streams its changes as a separate record for the "
+                    "partition, not in each row's image, so a row's vector would not follow it",
+                )
+
     def validate(self) -> None:  # noqa: PLR0912 - one flat list of rules reads best
         one_of("source.kind", self.source.kind, SOURCE_KINDS)
         if self.source.kind == "postgres":
@@ -206,6 +230,7 @@ class PipelineConfig:
             check_column("metadata_fields", name, types)
         if len(set(self.metadata_fields)) != len(self.metadata_fields):
             raise ConfigError("metadata_fields", "a column is listed twice")
+        self._check_static_columns(types)
         if self.vector_key is not None and sorted(self.vector_key) != sorted(self.primary_key):
             raise ConfigError(
                 "vector_key",
@@ -219,7 +244,45 @@ class PipelineConfig:
             non_filterable_keys=self.non_filterable_keys,
             embedding_field=self.embedding_field,
         )
+        self._validate_generations()
         validate_stream_and_lambdas(self.stream, self.sink, self.forwarder)
         one_of("removal_policy", self.removal_policy, ("destroy", "retain"))
         if self.alarm_email is not None and not EMAIL_RE.match(self.alarm_email):
             raise ConfigError("alarm_email", f"{self.alarm_email!r} is not an email address")
+
+    def _validate_generations(self) -> None:
+        pattern = c.GENERATION_NAME_PATTERN
+        rule = "a lowercase letter, then letters, digits or -, at most 16"
+        if not re.match(pattern, self.generation):
+            raise ConfigError("generation", f"{self.generation!r}: {rule}")
+        nxt = self.next_generation
+        if nxt is None:
+            return
+        if not re.match(pattern, nxt.name):
+            raise ConfigError("next_generation.name", f"{nxt.name!r}: {rule}")
+        if nxt.name == self.generation:
+            raise ConfigError("next_generation.name", f"{nxt.name!r} is already the name of the active generation")
+        if nxt.vector_store.bucket_name not in (None, self.vector_store.bucket_name):
+            raise ConfigError(
+                "next_generation.vector_store.bucket_name", "every generation lives in the same bucket; leave it out"
+            )
+        store = replace(nxt.vector_store, bucket_name=self.vector_store.bucket_name)
+        view = replace(self, generation=nxt.name, embedding=nxt.embedding, chunking=nxt.chunking, vector_store=store,
+                       next_generation=None)  # fmt: skip
+        try:
+            validate_embedding(view.embedding)
+            validate_chunking(view.chunking, view.embedding)
+            validate_vector_store(
+                view.vector_store,
+                metadata_keys=view.metadata_keys,
+                non_filterable_keys=view.non_filterable_keys,
+                embedding_field=view.embedding_field,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"next_generation.{exc.field}", str(exc).split(": ", 1)[1]) from exc
+        if view.vector_index_name == self.vector_index_name:
+            raise ConfigError(
+                "next_generation.vector_store.index_name",
+                "the next generation has the same model and index settings as the active one, so the same index "
+                "name; give it another vector_store.index_name (e.g. a chunking-only change)",
+            )

@@ -173,6 +173,8 @@ def up(
         raise typer.Exit(1) from exc
     control = ControlServer(pipeline, port=port).start()
     batch = start_local_batch(pipeline.server.client("s3"), control.token)
+    # A migration step changes the live generations: the CLI reads them (and the index names) from the state file.
+    pipeline.generations.on_change(lambda: write_local_state(path, stack_state(pipeline, control, batch)))
     try:
         write_local_state(path, stack_state(pipeline, control, batch))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")

@@ -19,6 +19,9 @@ outputs), the control URL and the control token. The control API is a small JSON
   answer (``FailedRecordCount``, ``Records``): the CLI's re-syncs reach the change stream through the pipeline's
   own producer, one put at a time with the forwarder's (moto numbers concurrent puts to a shard wrongly)
 - ``POST /query {"text": "...", "k": 5, "filter": {...}}`` -> ``{"hits": [...]}``
+- ``POST /query`` may name a ``"generation"`` (default: the active one, as the index pointer says)
+- ``POST /generations/add {"generation": {...}}`` (a ``next_generation`` object) and ``POST /generations/retire
+  {"name": ...}`` -> ``{"config": {...}}``: a migration's first and last steps (``freshvec.local.generations``)
 - ``POST /sync {"timeout": 30}`` -> ``{"synced": true}`` or 504 with what is still pending
 - ``GET /stats`` -> the pipeline's counters
 
@@ -45,6 +48,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from freshvec.config import parse_generation
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -158,7 +162,12 @@ class ControlServer:
             k = body.get("k", 5)
             if isinstance(k, bool) or not isinstance(k, int):
                 raise ValueError("'k' must be a whole number")
-            return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"))}
+            generation = body.get("generation")
+            if generation is not None and not isinstance(generation, str):
+                raise ValueError("'generation' must be a generation name, or absent for the active one")
+            if generation is None:  # the call every reader makes: the active generation, as the pointer says
+                return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"))}
+            return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"), generation=generation)}
 
         def sync(body: dict[str, Any]) -> tuple[int, Any]:
             timeout = body.get("timeout", 30)
@@ -180,9 +189,29 @@ class ControlServer:
             ("POST", "/rows/scan"): scan,
             ("POST", "/stream/put"): put,
             ("POST", "/query"): query,
+            **self._generation_routes(),
             ("POST", "/sync"): sync,
             ("GET", "/stats"): stats,
         }
+
+    def _generation_routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]]:
+        """A migration's first and last steps in local mode (``freshvec.local.generations``)."""
+        p = self._pipeline
+
+        def retire(body: dict[str, Any]) -> tuple[int, Any]:
+            name = body.get("name")
+            if not isinstance(name, str) or not name:
+                raise ValueError("'name' must be the generation to retire")
+            return HTTPStatus.OK, {"config": p.generations.retire(name).to_dict()}
+
+        def add(body: dict[str, Any]) -> tuple[int, Any]:
+            raw = body.get("generation")
+            if not isinstance(raw, dict):
+                raise ValueError("'generation' must be the next generation's settings (an object)")
+            nxt = parse_generation(raw)
+            return HTTPStatus.OK, {"config": p.generations.add(nxt).to_dict()}
+
+        return {("POST", "/generations/add"): add, ("POST", "/generations/retire"): retire}
 
 
 def _whole(body: Mapping[str, Any], name: str, default: int, *, minimum: int) -> int:

@@ -13,6 +13,7 @@ users can watch their own table before deploying.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from freshvec.config import PipelineConfig
+from freshvec.config import GenerationConfig, PipelineConfig
 from freshvec.datafiles import read_records, sample_movies
 from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
@@ -110,9 +111,12 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
         for text in script.queries:
             demo.show_hits(text)
         demo.change_steps(script)
-        if script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive":
+        long_text = script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive"
+        if long_text:
             demo.long_text_step(read_rows(LONG_DOCUMENT, effective, echo)[0])
-        demo.summary(effective)
+        if effective.next_generation is None and effective.source.kind == "keyspaces":
+            demo.migration_step(script, 7 if long_text else 6)
+        demo.summary(pipeline.config)
     echo(f"\nDone in {time.monotonic() - started:.1f} s.")
     return demo.steps
 
@@ -214,6 +218,47 @@ class _Demo:
         embedded = after.get("chunks_embedded", 0) - before.get("chunks_embedded", 0)
         reused = after.get("chunks_reused", 0) - before.get("chunks_reused", 0)
         self.echo(f"  paragraph {LONG_EDITED_PARAGRAPH + 1} edited: chunks embedded {embedded}, reused {reused}")
+
+    def migration_step(self, script: Script, number: int) -> None:
+        """A migration to smaller chunks in a new index while the table changes: fill, compare, cutover,
+        rollback, cutover, finish (``freshvec migrate`` does the same against a stack)."""
+        p = self.pipeline
+        config = p.config
+        nxt = GenerationConfig(
+            name="g2",
+            embedding=config.embedding,
+            chunking=dataclasses.replace(config.chunking, max_chars=max(200, config.chunking.max_chars // 2)),
+            vector_store=dataclasses.replace(
+                config.vector_store, bucket_name=None, index_name=f"{config.vector_store.index_name}-next"
+            ),
+        )
+        self.echo(
+            f"\n{number}. Migrate to a new index generation: chunks of at most {nxt.chunking.max_chars} characters"
+        )
+        p.generations.add(nxt)
+        before = p.stats()["generations"]["live"].get("g2", {"copied": 0, "embedded": 0})
+        started = time.monotonic()
+        sent = p.generations.fill("g2")
+        edited = {**script.rewritten, config.embedding_field: f"{script.new_text} Edited during the migration."}
+        p.upsert([edited])  # a live change while g2 fills: it reaches both generations
+        p.wait_synced(timeout=SYNC_TIMEOUT_S)
+        after = p.stats()["generations"]["live"]["g2"]
+        copied, embedded = after["copied"] - before["copied"], after["embedded"] - before["embedded"]
+        self.echo(
+            f"  filled g2 from {sent} rows in {time.monotonic() - started:.1f} s while the table kept changing: "
+            f"{copied} chunk(s) copied from g1 (same fingerprint), {embedded} embedded"
+        )
+        query = script.queries[0]
+        ranked = {g: [h["key"] for h in p.query(query, k=5, generation=g)] for g in ("g1", "g2")}
+        shared = len(set(ranked["g1"]) & set(ranked["g2"]))
+        self.echo(f"  compare {query!r}: {shared} of the top 5 rows agree (overlap@5 {shared / 5:.1f})")
+        for step, target in (("cutover", "g2"), ("rollback", "g1"), ("cutover", "g2")):
+            switched = time.monotonic()
+            p.generations.switch(target)
+            self.echo(f"  {step}: readers use {target} ({(time.monotonic() - switched) * 1000:,.0f} ms, no deploy)")
+        p.generations.retire("g1")
+        self.echo(f"  finish: g1 retired, its index deleted; queries answer from {p.config.vector_index_name}")
+        self.show_hits(query)
 
     def summary(self, config: PipelineConfig) -> None:
         self.echo("\nFreshness, write -> searchable:")

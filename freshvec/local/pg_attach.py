@@ -18,7 +18,7 @@ from typing import Any
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
 from freshvec.sources.postgres import catalog
 from freshvec.sources.postgres import types as pgtypes
-from freshvec.sources.postgres.errors import PostgresError
+from freshvec.sources.postgres.errors import PostgresError, server_message
 from freshvec.sources.postgres.session import qualified, quote_ident
 
 LOCAL_SLOT_SUFFIX = "_local"
@@ -114,12 +114,30 @@ def _publication(conn: Any, table: catalog.PgTable, publication: str, say: Say) 
         ) from exc
 
 
+def claim(conn: Any, slot: str) -> None:
+    """Hold a session advisory lock named after the slot on ``conn`` for as long as it is open, so a second
+    ``local up --attach`` on the same table cannot drop the first one's slot (a slot read with SQL functions is
+    only marked active during each read); the server releases the lock when the connection closes, crash or not."""
+    if not conn.run("SELECT pg_try_advisory_lock(hashtext(:k))", k=f"freshvec-local:{slot}")[0][0]:
+        raise PostgresError(
+            f"another `freshvec local up --attach` is using replication slot {slot} on this database; stop it first"
+        )
+
+
 def make_slot(conn: Any, slot: str, say: Say) -> None:
-    """Local mode's own slot, new: an earlier run's leftover (a crash) is dropped first."""
-    if conn.run("SELECT 1 FROM pg_replication_slots WHERE slot_name = :s", s=slot):
+    """Local mode's own slot, new: an earlier run's leftover (a crash) is dropped first (``claim`` first)."""
+    found = conn.run("SELECT 1 FROM pg_replication_slots WHERE slot_name = :s", s=slot)
+    if found:
         say(f"replication slot {slot}: left by an earlier local run: dropping it")
         conn.run("SELECT pg_drop_replication_slot(:s)", s=slot)
-    conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=slot)
+    try:
+        conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=slot)
+    except Exception as exc:
+        raise PostgresError(
+            f"could not create replication slot {slot} ({server_message(exc)}); the role needs REPLICATION "
+            "(ALTER ROLE ... REPLICATION; RDS/Aurora: GRANT rds_replication TO ...) and a free slot "
+            "(max_replication_slots)"
+        ) from exc
     say(f"replication slot {slot}: created (dropped when local mode stops)")
 
 

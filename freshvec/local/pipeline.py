@@ -43,20 +43,24 @@ from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_
 from freshvec.config import PipelineConfig, default_config
 from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
 from freshvec.forwarder import Forwarder
+from freshvec.generation_sink import GenerationSink
+from freshvec.generations import live_generations
 from freshvec.keys import parse_vector_key, vector_key
 from freshvec.local.embedder import LocalEmbedder
 from freshvec.local.esm import KinesisEventSourceMapping, MappingSettings, S3OnFailureDestination
+from freshvec.local.generations import LocalGenerations
 from freshvec.local.keyspaces import LocalKeyspacesStreams, LocalTable
 from freshvec.local.moto_process import MotoProcess
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.pg_attach import Attachment
 from freshvec.local.postgres import LocalPostgresTable
 from freshvec.local.resources import LocalResources, create_resources, local_config
-from freshvec.local.search import ExactVectorSearch
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
 from freshvec.outgoing import plan_calls
-from freshvec.sink import Sink, SinkStats
-from freshvec.sources.postgres.snapshot import backfill_record, gap_free_position, snapshot_pages
+from freshvec.sink import SinkStats
+from freshvec.sources.postgres.snapshot import backfill_record, snapshot_pages
+from freshvec.sources.postgres.writer import PgTableWriter
+from freshvec.versions import keyspaces_read_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +130,7 @@ class LocalPipeline:
         self._write_lock = threading.Lock()
         self._kinesis_put_lock = threading.Lock()
         self._tracker = SyncTracker()
+        self._resyncs = SyncTracker()  # re-syncs other producers put on the stream (backfill, migrations, ...)
         self._counters_lock = threading.Lock()
         self._counters = {"forwarder_passes": 0, "changes_forwarded": 0, "forwarder_crashes": 0, "ttl_expiries": 0}
         self._sink_totals: dict[str, int] = dict.fromkeys(_SINK_COUNTERS, 0)
@@ -133,7 +138,7 @@ class LocalPipeline:
 
         self.embedder = LocalEmbedder(config.embedding.dimensions)
         self._s3vectors = server.client("s3vectors")
-        self._search = ExactVectorSearch(self._s3vectors, resources.vector_bucket, resources.vector_index)
+        self.generations = LocalGenerations(self, server.client("ssm"), resources.pointer_parameter)
         self.postgres = postgres
         self.streams = LocalKeyspacesStreams()
         self.stream_arn = self.streams.enable_stream(config.keyspace, config.table, SOURCE_SHARDS)
@@ -241,22 +246,35 @@ class LocalPipeline:
         return self._faults.wrap_client(service, client) if self._faults else client
 
     def _new_sink_handler(self) -> Any:
-        """One sink per shard lane, like one Lambda execution environment per concurrent batch."""
-        embedder = self._faults.wrap_embedder(self.embedder) if self._faults else self.embedder
-        sink = Sink(
-            self.config,
-            embedder,
-            S3VectorsStore(self._client("s3vectors"), self.resources.vector_bucket, self.resources.vector_index),
-            SqsDeadLetterQueue(self._client("sqs"), self.resources.dlq_url),
-            tombstones=DynamoDbTombstones(self._client("dynamodb"), self.resources.checkpoint_table, clock=time.time),
-        )
+        """One sink per shard lane, like one Lambda execution environment per concurrent batch: a sink per live
+        index generation (``GenerationSink``), rebuilt when the live generations change."""
+        built: dict[str, Any] = {}
 
         def handler(event: Mapping[str, Any]) -> dict[str, Any]:
-            result = sink.process(list(event["Records"]))
+            with self.generations.batch() as config:
+                if built.get("config") is not config:
+                    built["config"], built["sink"] = config, self._generation_sink(config)
+                result = built["sink"].process(list(event["Records"]))
             self._add_sink_stats(result.stats)
+            self.generations.count(result.generations)
             return result.response()
 
         return handler
+
+    def _generation_sink(self, config: PipelineConfig) -> GenerationSink:
+        live = live_generations(config)
+        embedders = {}
+        for generation in live:
+            embedder = self.generations.embedder(generation.config.embedding.dimensions)
+            embedders[generation.name] = self._faults.wrap_embedder(embedder) if self._faults else embedder
+        bucket = self.resources.vector_bucket
+        return GenerationSink(
+            live,
+            embedders,
+            {g.name: S3VectorsStore(self._client("s3vectors"), bucket, g.index_name) for g in live},
+            SqsDeadLetterQueue(self._client("sqs"), self.resources.dlq_url),
+            tombstones=DynamoDbTombstones(self._client("dynamodb"), self.resources.checkpoint_table, clock=time.time),
+        )
 
     def _start_loops(self) -> None:
         self.mapping.start()
@@ -338,6 +356,7 @@ class LocalPipeline:
     def _mapping_done(self, records: Sequence[Mapping[str, Any]], outcome: str) -> None:
         positions = [p for p in map(_source_position, records) if p is not None]
         self._tracker.finished(positions, outcome)
+        self._resyncs.finished(positions, outcome)
 
     def _add_sink_stats(self, stats: SinkStats) -> None:
         with self._counters_lock:
@@ -407,7 +426,14 @@ class LocalPipeline:
     def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """PutRecords to the change stream for another producer (the CLI's re-syncs), serialized with the
         forwarder's puts; the answer keeps only what PutRecords callers read."""
+        at = self._resyncs.now()
         response = self.stream_producer().put_records(StreamName=self.resources.stream_name, Records=records)
+        accepted = [
+            r for r, answer in zip(records, response.get("Records", []), strict=False) if "ErrorCode" not in answer
+        ]
+        # ``wait_synced()`` also waits for these (by the source position their change event names).
+        self._resyncs.written([p for p in (_source_position({"kinesis": {"data": base64.b64encode(r["Data"])}})
+                                           for r in accepted) if p is not None], at)  # fmt: skip
         keep = ("SequenceNumber", "ShardId", "ErrorCode", "ErrorMessage")
         return {
             "FailedRecordCount": response.get("FailedRecordCount", 0),
@@ -415,17 +441,23 @@ class LocalPipeline:
         }
 
     def read_rows(self, keys: Iterable[Row]) -> list[dict[str, Any]]:
-        """Each key's current row and version (``{"key", "row", "version"}``; row None when there is none)."""
-        answers = []
-        for key in keys:
-            row, version = self.table.read(key)
-            answers.append({"key": dict(key), "row": row, "version": version})
-        return answers
+        """Each key's current row and the read's version (``{"key", "row", "version"}``; row None when there is
+        none): a PostgreSQL read's snapshot, a Keyspaces stand-in read's stamp (``freshvec.versions``)."""
+        keys = [dict(key) for key in keys]
+        if self.postgres is not None:
+            version, rows = self.postgres.read_keys(keys)
+            return [{"key": key, "row": row, "version": version} for key, row in zip(keys, rows, strict=True)]
+        stamp = keyspaces_read_stamp(time.time()).text()
+        return [{"key": key, "row": self.table.read(key)[0], "version": stamp} for key in keys]
 
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
-        """One page of a segment's rows with their versions (``LocalTable.scan``) and the next cursor."""
+        """One page of a segment's rows with the read's version and the next cursor."""
+        if self.postgres is not None:
+            version, rows, cursor = self.postgres.scan(segment, segments, after=after, limit=limit)
+            return {"rows": [{"row": row, "version": version} for row in rows], "next": cursor}
+        stamp = keyspaces_read_stamp(time.time()).text()
         page, cursor = self.table.scan(segment, segments, after=after, limit=limit)
-        return {"rows": [{"row": row, "version": version} for row, version in page], "next": cursor}
+        return {"rows": [{"row": row, "version": stamp} for row, _ in page], "next": cursor}
 
     def backfill_postgres(self) -> WriteReceipt:
         """Every row of the PostgreSQL table into the change stream as BACKFILL at one version, read in one snapshot
@@ -438,8 +470,8 @@ class LocalPipeline:
         positions: list[Position] = []
         try:
             at = self._tracker.now()
-            version = gap_free_position(conn)
-            for page in snapshot_pages(conn, pg.schema, pg.table, pg.columns):
+            table = PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
+            for version, page in snapshot_pages(conn, table, 500):
                 records = [
                     backfill_record(row, keyspace=self.config.keyspace, table=self.config.table,
                                     primary_key=self.config.primary_key, key_columns=self.config.key_columns,
@@ -460,8 +492,12 @@ class LocalPipeline:
     # ---- sync, query, stats --------------------------------------------------------------------
     def wait_synced(self, timeout: float = 30, receipt: WriteReceipt | None = None) -> None:
         """Block until every change written so far (or only ``receipt``'s) is applied to the index or
-        parked (DLQ, on-failure destination); TimeoutError says how many are still pending and which."""
+        parked (DLQ, on-failure destination), re-syncs put through ``put_stream_records`` too; TimeoutError says
+        how many are still pending and which."""
+        started = time.monotonic()
         self._tracker.wait(timeout, receipt.positions if receipt is not None else None)
+        if receipt is None:
+            self._resyncs.wait(max(0.1, timeout - (time.monotonic() - started)))
 
     def freshness_ms(self, receipt: WriteReceipt) -> float:
         """Write call to searchable (or parked), in ms, for a write that is in sync."""
@@ -471,20 +507,25 @@ class LocalPipeline:
         """Write-to-searchable time of every change finished so far, in ms."""
         return self._tracker.latencies_ms()
 
-    def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None, generation: str | None = None
+    ) -> list[dict[str, Any]]:
         """Nearest rows first (``k`` rows, not chunks): ``[{"key", "primary_key", "distance", "metadata",
         "chunk", "passage", "chunks"}]`` — the row's best chunk (its number, text and metadata) and every
         matching chunk of the row (``[{"chunk", "key", "distance", "passage"}]``, best first).
 
-        The text is embedded like the sink embeds rows; the search is exact, with the index's metric
+        The index is the active generation's, as the index pointer names it (or ``generation``'s); the text is
+        embedded like that generation's sink embeds rows; the search is exact, with the index's metric
         and the S3 Vectors filter operators; it over-fetches chunks (``query_top_k``) to fill ``k`` rows.
         """
         if not text or not text.strip():
             raise ValueError("the query text is empty")
         if not 1 <= k <= S3V_MAX_TOP_K:
             raise ValueError(f"k must be between 1 and {S3V_MAX_TOP_K}, got {k}")
-        vector = self.embedder.embed_query(text)
-        hits = self._search.query(vector, query_top_k(k), dict(filter) if filter is not None else None)
+        entry = self.generations.resolve(generation)
+        vector = self.generations.embedder(entry.dimensions).embed_query(text)
+        search = self.generations.search(entry.index)
+        hits = search.query(vector, query_top_k(k), dict(filter) if filter is not None else None)
         rows = []
         for row in group_hits(hits, k, self.config.embedding_field):
             found = asdict(row)
@@ -528,6 +569,7 @@ class LocalPipeline:
             lag = self._forwarder_lag_ms
         mapping = self.mapping.stats.as_dict()
         return {
+            "generations": self.generations.stats(),
             "forwarder_lag_ms": lag,
             "sink_iterator_age_ms": mapping.pop("iterator_age_ms"),
             "rows": self.table.count(),

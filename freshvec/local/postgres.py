@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from freshvec.adapters.postgres import connect
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
 from freshvec.local import pg_attach
 from freshvec.local.pgserver import LocalPostgres
+from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.session import prepare_session, quote_ident
 from freshvec.sources.postgres.writer import PgTableWriter
@@ -49,6 +52,9 @@ def with_local_connection(config: PipelineConfig, server: LocalPostgres) -> Pipe
     return dataclasses.replace(config, source=source)
 
 
+_SCAN_FETCH_ROWS = 5000  # rows per FETCH while a scan reads the table
+
+
 class LocalPostgresTable:
     """The config's table in a local PostgreSQL: started and created by ``start``, removed by ``stop``."""
 
@@ -67,6 +73,7 @@ class LocalPostgresTable:
         self.server = LocalPostgres(wal_level="logical") if attach is None else None
         self.config = config  # with the local connection once started
         self.passfile: Path | None = None  # throwaway server: the psql password file
+        self._slot_made = False  # attached: this run made its slot (and drops it at stop)
         self._lock = threading.Lock()  # one connection for writes, used by one caller at a time
         self._conn: Any = None
         self._readers: list[Any] = []  # the slot reader's connection
@@ -98,9 +105,11 @@ class LocalPostgresTable:
         self.config = pg_attach.attached_config(self._config, attachment)
         try:
             self._conn = self._new_connection()
+            pg_attach.claim(self._conn, self.config.postgres.slot)  # held by this connection until stop
             pg_attach.prepare(self._conn, self.config, self._say)
             # The slot before reading the rows there are: a change made after it is in it.
             pg_attach.make_slot(self._conn, self.config.postgres.slot, self._say)
+            self._slot_made = True
         except BaseException:
             self.stop()
             raise
@@ -161,6 +170,35 @@ class LocalPostgresTable:
         for values in found:
             yield {n: pgtypes.from_text(v, self.writer.columns[n]) for n, v in zip(names, values, strict=True)}
 
+    def read_keys(self, keys: Sequence[Mapping[str, Any]]) -> tuple[str, list[Row | None]]:
+        """Each key's row (None: none) in one snapshot, and the snapshot's version (re-sync reads)."""
+        with self._lock:
+            return snapshot.read_keys(self._conn, self.writer, keys)
+
+    def scan(
+        self, segment: int, segments: int, *, after: str | None = None, limit: int = 1000
+    ) -> tuple[str, list[Row], str | None]:
+        """One page of the rows whose key hashes into ``segment`` of ``segments``, in key order after ``after``
+        (a key id: the primary key values as compact JSON), read in one snapshot: (its version, the rows, the
+        cursor for the next page or None)."""
+        if segments < 1 or not 0 <= segment < segments:
+            raise ValueError(f"segment must be in 0..{segments - 1} and segments at least 1")
+        with self._lock:
+            pages = list(snapshot.snapshot_pages(self._conn, self.writer, _SCAN_FETCH_ROWS))
+        version = pages[0][0] if pages else snapshot.parse_snapshot("1:1:").text()
+        ids = {}
+        for _, rows in pages:
+            for row in rows:
+                key_id = json.dumps(
+                    [row[k] for k in self.writer.primary_key], separators=(",", ":"), ensure_ascii=False
+                )
+                digest = int.from_bytes(hashlib.sha256(key_id.encode("utf-8")).digest()[:8], "big")
+                if digest % segments == segment and (after is None or key_id > after):
+                    ids[key_id] = row
+        ordered = sorted(ids)
+        page = ordered[:limit]
+        return version, [ids[k] for k in page], (page[-1] if len(ordered) > limit else None)
+
     def get(self, key: Mapping[str, Any]) -> Row | None:
         wanted = {k: key.get(k) for k in self.writer.primary_key}
         return next((row for row in self.rows() if {k: row[k] for k in wanted} == wanted), None)
@@ -170,8 +208,9 @@ class LocalPostgresTable:
         for conn in (c for c in made if c is not None):
             with contextlib.suppress(Exception):  # closed already, or the server is going away anyway
                 conn.close()
-        if self.attachment is not None:
+        if self.attachment is not None and self._slot_made:  # never another run's slot (a refused start)
             self._drop_local_slot()
+            self._slot_made = False
         if self.server is not None:
             self.server.stop()
         if self.passfile is not None:

@@ -14,7 +14,9 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.adapters.dynamodb import create_checkpoint_table
+from freshvec.adapters.ssm import SsmPointerStore
 from freshvec.config import EmbeddingConfig, PipelineConfig, VectorStoreConfig
+from freshvec.generations import initial_pointer, live_generations, pointer_parameter_name
 
 LOCAL_VECTOR_BUCKET = "freshvec-local"
 LOCAL_EMBEDDING = EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=256)
@@ -37,6 +39,7 @@ class LocalResources:
     vector_bucket: str
     vector_index: str
     vector_index_arn: str
+    pointer_parameter: str = ""  # the SSM parameter holding the index pointer (freshvec.generations)
 
     def outputs(self, config: PipelineConfig) -> dict[str, str]:
         return {
@@ -48,6 +51,7 @@ class LocalResources:
             c.OUT_VECTOR_BUCKET: self.vector_bucket,
             c.OUT_VECTOR_INDEX: self.vector_index,
             c.OUT_VECTOR_INDEX_ARN: self.vector_index_arn,
+            c.OUT_INDEX_POINTER_PARAMETER: self.pointer_parameter,
             c.OUT_SINK_DLQ_URL: self.dlq_url,
             c.OUT_ON_FAILURE_BUCKET: self.on_failure_bucket,
             c.OUT_CHECKPOINT_TABLE: self.checkpoint_table,
@@ -58,22 +62,55 @@ class LocalResources:
         }
 
 
+def local_embedding(embedding: EmbeddingConfig) -> EmbeddingConfig:
+    """WordLlama at the configured dimensions when it offers them (else its first), whatever the provider."""
+    offered = c.PROVIDER_MODELS["local"][c.LOCAL_WORDLLAMA]
+    dimensions = embedding.dimensions if embedding.dimensions in offered else offered[0]
+    return dataclasses.replace(LOCAL_EMBEDDING, dimensions=dimensions)
+
+
 def local_config(config: PipelineConfig) -> PipelineConfig:
-    """The config local mode runs: WordLlama embeddings and a named vector bucket, everything else as given."""
+    """The config local mode runs: WordLlama embeddings and a named vector bucket, everything else as given
+    (a next generation too: WordLlama at its dimensions when offered, in the same bucket)."""
     store = config.vector_store
     bucket = store.bucket_name or LOCAL_VECTOR_BUCKET
+    nxt = config.next_generation
     effective = dataclasses.replace(
         config,
-        embedding=LOCAL_EMBEDDING,
+        embedding=local_embedding(config.embedding) if config.embedding.provider == "local" else LOCAL_EMBEDDING,
         vector_store=VectorStoreConfig(
             bucket_name=bucket,
             index_name=store.index_name,
             distance_metric=store.distance_metric,
             non_filterable_keys=store.non_filterable_keys,
         ),
+        next_generation=None
+        if nxt is None
+        else dataclasses.replace(
+            nxt,
+            embedding=local_embedding(nxt.embedding),
+            vector_store=dataclasses.replace(nxt.vector_store, bucket_name=None),
+        ),
     )
     effective.validate()
     return effective
+
+
+def create_generation_index(clients: ClientFactory, generation: PipelineConfig) -> str:
+    """Create one generation's index (named like the stack's) in the existing bucket; returns its ARN."""
+    s3vectors = clients("s3vectors")
+    bucket = generation.vector_store.bucket_name or LOCAL_VECTOR_BUCKET
+    s3vectors.create_index(
+        vectorBucketName=bucket,
+        indexName=generation.vector_index_name,  # the configured name + a settings hash, as the stack names it
+        dataType="float32",
+        dimension=generation.embedding.dimensions,
+        distanceMetric=generation.vector_store.distance_metric,
+        metadataConfiguration={"nonFilterableMetadataKeys": list(generation.non_filterable_keys)},
+    )
+    return str(
+        s3vectors.get_index(vectorBucketName=bucket, indexName=generation.vector_index_name)["index"]["indexArn"]
+    )
 
 
 def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalResources:
@@ -110,17 +147,13 @@ def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalRes
 
     store = config.vector_store
     bucket = store.bucket_name or LOCAL_VECTOR_BUCKET
-    s3vectors = clients("s3vectors")
-    s3vectors.create_vector_bucket(vectorBucketName=bucket)
-    s3vectors.create_index(
-        vectorBucketName=bucket,
-        indexName=config.vector_index_name,  # named like the stack's: the configured name + a settings hash
-        dataType="float32",
-        dimension=config.embedding.dimensions,
-        distanceMetric=store.distance_metric,
-        metadataConfiguration={"nonFilterableMetadataKeys": list(config.non_filterable_keys)},
-    )
-    index = s3vectors.get_index(vectorBucketName=bucket, indexName=config.vector_index_name)["index"]
+    clients("s3vectors").create_vector_bucket(vectorBucketName=bucket)
+    index_arn = ""
+    for generation in live_generations(config):
+        arn = create_generation_index(clients, generation.config)
+        index_arn = index_arn or arn
+    pointer = pointer_parameter_name(config)
+    SsmPointerStore(clients("ssm"), pointer).write(initial_pointer(config, bucket).to_json())
     account = stream_arn.split(":")[4]
     region = stream_arn.split(":")[3]
     return LocalResources(
@@ -134,5 +167,6 @@ def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalRes
         on_failure_bucket=on_failure_bucket,
         vector_bucket=bucket,
         vector_index=config.vector_index_name,
-        vector_index_arn=index["indexArn"],
+        vector_index_arn=index_arn,
+        pointer_parameter=pointer,
     )

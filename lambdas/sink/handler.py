@@ -23,8 +23,9 @@ from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig
+from freshvec.generation_sink import GenerationSink, GenerationSinkResult
+from freshvec.generations import Generation, live_generations
 from freshvec.retry import RetryPolicy
-from freshvec.sink import Sink, SinkResult
 
 logger = Logger(service=c.SERVICE_SINK)
 metrics = Metrics(namespace=c.METRICS_NAMESPACE, service=c.SERVICE_SINK)
@@ -37,7 +38,16 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, con
 # what it would: key length (freshvec.keys.vector_key), dimension and finite floats
 # (freshvec.sink._Run._valid_vectors), metadata size and key count (freshvec.metadata.MetadataBuilder), and S3
 # Vectors still validates every request itself. The other clients keep it: their calls are few and small.
-_S3VECTORS_CONFIG = _BOTO_CONFIG.merge(Config(parameter_validation=False))
+# S3 Vectors calls are bounded well inside the sink's timeout (c.S3V_CALL_BUDGET_S; config validation keeps the
+# timeout at 3 times that): a call never outlives the invocation, so a killed invocation cannot write late.
+_S3VECTORS_CONFIG = _BOTO_CONFIG.merge(
+    Config(
+        parameter_validation=False,
+        connect_timeout=c.S3V_CONNECT_TIMEOUT_S,
+        read_timeout=c.S3V_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": c.SDK_ATTEMPTS},
+    )
+)
 _RETRY = RetryPolicy()
 
 
@@ -46,16 +56,29 @@ def _client(service: str) -> Any:
 
 
 @cache
-def _sink() -> Sink:
+def _sink() -> GenerationSink:
+    """One sink per live index generation (the config's own, and the next one during a migration)."""
     config = PipelineConfig.from_json(os.environ[c.ENV_CONFIG])
-    bedrock = _client("bedrock-runtime") if config.embedding.provider != "local" else None
-    bucket, index = os.environ[c.ENV_VECTOR_BUCKET], os.environ[c.ENV_VECTOR_INDEX]
-    store = S3VectorsStore(_client("s3vectors"), bucket, index, _RETRY)
+    live = live_generations(config)
+    bedrock = _client("bedrock-runtime")
+    bucket = os.environ[c.ENV_VECTOR_BUCKET]
+    s3vectors = _client("s3vectors")
     dlq = SqsDeadLetterQueue(_client("sqs"), os.environ[c.ENV_DLQ_URL], _RETRY)
     tombstones = DynamoDbTombstones(
         _client("dynamodb"), os.environ[c.ENV_CHECKPOINT_TABLE], retry=_RETRY, clock=time.time
     )
-    return Sink(config, make_embedder(config.embedding, bedrock, _RETRY), store, dlq, tombstones=tombstones)
+    return GenerationSink(
+        live,
+        {g.name: make_embedder(g.config.embedding, bedrock, _RETRY) for g in live},
+        {g.name: S3VectorsStore(s3vectors, bucket, _index_name(g, config), _RETRY) for g in live},
+        dlq,
+        tombstones=tombstones,
+    )
+
+
+def _index_name(generation: Generation, config: PipelineConfig) -> str:
+    """The stack names the config's own generation's index in the environment, the next one as its config does."""
+    return os.environ[c.ENV_VECTOR_INDEX] if generation.name == config.generation else generation.index_name
 
 
 @metrics.log_metrics
@@ -77,7 +100,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return result.response()
 
 
-def _report(result: SinkResult) -> None:
+def _report(result: GenerationSinkResult) -> None:
     s = result.stats
     for letter in result.dead_letters:
         logger.warning("record sent to the DLQ", extra=letter)
@@ -97,6 +120,7 @@ def _report(result: SinkResult) -> None:
         c.M_VECTORS_PUT: s.vectors_put,
         c.M_VECTORS_DELETED: s.vectors_deleted,
         c.M_STALE_CHANGES_SKIPPED: s.stale_skipped,
+        c.M_RESYNCS_PARKED: s.resyncs_parked,
         c.M_TOMBSTONES_WRITTEN: s.tombstones_written,
         c.M_DLQ_RECORDS: s.dlq_records,
     }
@@ -104,5 +128,9 @@ def _report(result: SinkResult) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for freshness in s.freshness_ms:
         metrics.add_metric(name=c.M_FRESHNESS_MS, unit=MetricUnit.Milliseconds, value=freshness)
+    copied = sum(report.copy.copied for report in result.generations.values())
+    metrics.add_metric(name=c.M_CHUNKS_COPIED, unit=MetricUnit.Count, value=copied)
     metrics.add_metric(name=c.M_BATCH_DURATION_MS, unit=MetricUnit.Milliseconds, value=s.batch_duration_ms)
-    logger.info("batch applied", extra={"stats": {k: v for k, v in vars(s).items() if k != "freshness_ms"}})
+    generations = {name: report.as_dict() for name, report in result.generations.items()}
+    stats = {k: v for k, v in vars(s).items() if k != "freshness_ms"}
+    logger.info("batch applied", extra={"stats": stats, "generations": generations})

@@ -40,6 +40,10 @@ def test_the_movie_demo_tells_its_story(tmp_path: Path) -> None:
     long_text = out.split("6. Long text: add 'Varna Point Lighthouse'")[1]
     assert "1. Varna Point Lighthouse" in long_text and "Mira Halloway" in long_text  # the passage in the middle
     assert "chunks embedded 1, reused" in long_text
+    migration = out.split("7. Migrate to a new index generation")[1]
+    assert "copied from g1 (same fingerprint)" in migration
+    assert "cutover: readers use g2" in migration and "rollback: readers use g1" in migration
+    assert "finish: g1 retired" in migration
 
 
 def test_the_demo_runs_on_another_table_with_its_own_data() -> None:
@@ -48,6 +52,7 @@ def test_the_demo_runs_on_another_table_with_its_own_data() -> None:
     steps = run_demo(config, PRODUCTS_DATA, echo=lines.append)
     out = "\n".join(lines)
     assert [s.name for s in steps] == ["load", "description rewritten", "row deleted", "other columns updated"]
+    assert "6. Migrate to a new index generation" in out and "finish: g1 retired" in out
     assert steps[0].changes == sum(1 for line in PRODUCTS_DATA.read_text().splitlines() if line.strip())
     assert all(s.freshness_ms > 0 for s in steps)
     # The rewritten row now reads like the first row: it ranks first or second for that row's opening words.

@@ -101,7 +101,7 @@ SINK_CALLS: dict[str, tuple[str, ...]] = {
     # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
     "sqs:SendMessageBatch": ("sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"),
     # freshvec/adapters/dynamodb.py (DynamoDbTombstones) in the KMS-encrypted checkpoint table
-    "dynamodb:BatchWriteItem": ("dynamodb:BatchWriteItem", *DDB_KMS),
+    "dynamodb:PutItem": ("dynamodb:PutItem", *DDB_KMS),  # conditional: a tombstone only rises
     "dynamodb:BatchGetItem": ("dynamodb:BatchGetItem", *DDB_KMS),
     # The event source mapping reads the stream with the function's role
     # (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-create.html) ...
@@ -138,6 +138,9 @@ OPERATOR_CALLS: dict[str, tuple[str, ...]] = {
     "load: CQL INSERT": ("cassandra:Modify", *_CQL_READ),
     "query: s3vectors:GetIndex, QueryVectors": ("s3vectors:GetIndex", "s3vectors:QueryVectors"),
     "query: bedrock-runtime:InvokeModel": ("bedrock:InvokeModel",),
+    # query, migrate status/compare read the index pointer; migrate cutover/rollback/finish rewrite it
+    "query, migrate: ssm:GetParameter": ("ssm:GetParameter",),
+    "migrate cutover, rollback, finish: ssm:PutParameter": ("ssm:PutParameter",),
     "backfill: CQL SELECT, kinesis:PutRecords": (*_CQL_READ, *_KINESIS_SEND),
     "redrive: sqs:ReceiveMessage, ChangeMessageVisibilityBatch, DeleteMessage": (
         "sqs:ReceiveMessage",

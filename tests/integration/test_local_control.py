@@ -20,7 +20,9 @@ from freshvec.cli import local_client
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 # Every stack output but the operator policy: local mode has no IAM.
-OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_") and name != "OUT_OPERATOR_POLICY_ARN"]
+# Local mode has no IAM: the stack's managed policies (operator, reader) have no local counterpart.
+_IAM_OUTPUTS = ("OUT_OPERATOR_POLICY_ARN", "OUT_READER_POLICY_ARN")
+OUTPUT_NAMES = [getattr(c, name) for name in dir(c) if name.startswith("OUT_") and name not in _IAM_OUTPUTS]
 FRESHVEC = Path(sys.executable).with_name("freshvec")
 
 

@@ -132,3 +132,31 @@ def test_the_throwaway_servers_psql_line_connects_without_showing_the_password(p
     finally:
         table.stop()
     assert table.passfile is None
+
+
+def test_attach_with_a_role_that_may_not_replicate_says_what_to_grant(pg) -> None:
+    books(pg)
+    pg.run("ALTER TABLE books REPLICA IDENTITY FULL")
+    pg.run("CREATE PUBLICATION freshvec FOR TABLE books")
+    pg.run("CREATE ROLE reader LOGIN PASSWORD 'pw-reader'")
+    pg.run("GRANT SELECT ON books TO reader")
+    config = books_config(pg, connection={"user": "reader"})
+    with pytest.raises(PostgresError, match=r"could not create replication slot freshvec_local .*ALTER ROLE"):
+        LocalPostgresTable(config, attach=Attachment(config.postgres.connection, "pw-reader")).start()
+
+
+def test_a_second_attach_while_the_first_runs_is_refused_in_one_line(pg) -> None:
+    books(pg)
+    config = books_config(pg)
+    first = LocalPostgresTable(config, attach=attachment(pg, config)).start()
+    try:
+        with pytest.raises(PostgresError, match="another `freshvec local up --attach` is using replication slot"):
+            LocalPostgresTable(config, attach=attachment(pg, config)).start()
+        # The first one's slot is still there.
+        assert pg.run("SELECT slot_name FROM pg_replication_slots WHERE database = :d", d=pg.name) == [
+            ["freshvec_local"]
+        ]
+    finally:
+        first.stop()
+    again = LocalPostgresTable(config, attach=attachment(pg, config)).start()  # the lock went with the first
+    again.stop()
