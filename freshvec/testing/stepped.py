@@ -318,7 +318,8 @@ class SteppedStack:
     def damage(self, kind: str) -> bool:
         """Damage the index behind the pipeline's back (a bug, a restore, a hand edit): ``swap`` two rows' chunk
         0 whole (vector, metadata, ``_fp``, ``_ver``); ``tamper`` a metadata value; ``drop`` a vector; ``orphan``
-        a chunk beyond its row's count. Returns whether there was something to damage."""
+        a chunk beyond its row's count; ``future`` a ``_ver`` an hour ahead (a restore, a bug): a version newer than
+        any read. Returns whether there was something to damage."""
         index = self.index()
         rows = sorted(k for k in index if "#" not in k)
         target = {"vectorBucketName": self.resources.vector_bucket, "indexName": self.resources.vector_index}
@@ -335,6 +336,12 @@ class SteppedStack:
             put(rows[0], data, {**metadata, "tampered": True})
         elif kind == "drop" and rows:
             self.s3vectors.delete_vectors(**target, keys=[rows[-1]])
+        elif kind == "future" and rows:
+            data, metadata = index[rows[-1]]
+            write_id = str(metadata.get("_ver", "")).partition(";")[0] or "0"
+            ahead = int((self.clock() + 3_600) * 1_000_000)
+            version = f"ks:{ahead:016d}:0000:0:later" if self.table is not None else f"pg:{2**62:016x}:00000000:0"
+            put(rows[-1], data, {**metadata, "_ver": f"{write_id};{version}"})
         elif kind == "orphan" and rows:
             data, metadata = index[rows[0]]
             put(f"{rows[0]}#9", data, {**metadata, "_chunk": 9})
