@@ -61,6 +61,8 @@ class IndexInfo:
     dimension: int
     distance_metric: str
     non_filterable_keys: tuple[str, ...] = ()
+    index_mode: str | None = None  # ENHANCED or CLASSIC (None: the service did not say)
+    text_search: tuple[tuple[str, str | None, str], ...] = ()  # (metadata key, language, BUILDING|ACTIVE)
 
 
 class RejectedVectorsError(PoisonRecordError):
@@ -87,9 +89,17 @@ class VectorStore(Protocol):
         ...
 
     def query(
-        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
+        self,
+        vector: Sequence[float] | None,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        return_metadata: bool = True,
+        *,
+        texts: Sequence[Mapping[str, str]] = (),
+        return_scores: bool = False,
     ) -> list[dict[str, Any]]:
-        """Nearest first: ``[{"key", "distance", "metadata"}]``."""
+        """Best first: ``[{"key", "distance", "metadata", "scores"}]``; a vector, ``texts`` (full-text) or both
+        (hybrid), every page of the answer."""
         ...
 
 
@@ -382,10 +392,12 @@ class BatchEmbeddingJobs(Protocol):
     A submission is named by the caller (``c.BATCH_SUBMISSION_NAME_RE``, e.g. "fv-<stack>-g2-0007") and is
     idempotent: its records go to ``ceil(n / max_records)`` jobs of near-equal size named "<name>-1",
     "<name>-2", ...; submitting the same name again returns the jobs that already exist instead of creating
-    them twice (a crashed ``migrate start`` resumes by submitting again). Errors: BatchTooSmallError (fewer
-    than ``limits().min_records``), ValueError (bad or duplicate record ids, an empty submission),
-    TransientError (throttled, 5xx: try again, the same name is safe), MisconfigurationError (access, role,
-    bucket, model not enabled, job quota reached).
+    them twice (a crashed ``migrate start`` resumes by submitting again). An existing part is returned as it
+    was created — with its own records, which are not compared with this call's — so a caller whose records
+    changed reads each job's results by ``record_id`` and embeds what no job holds some other way.
+    Errors: BatchTooSmallError (fewer than ``limits().min_records``), ValueError (bad or duplicate record ids, an
+    empty submission), TransientError (throttled, 5xx: try again, the same name is safe), MisconfigurationError
+    (access, role, bucket, model not enabled, job quota reached).
     """
 
     model_id: str
