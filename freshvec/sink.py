@@ -8,8 +8,7 @@ Steps, for a batch from one shard in sequence order:
 3. Read what the index holds for those keys (GetVectors, 100 a call): each row's chunk 0, then the row's
    other stored chunks (chunk 0 says how many), and, where no vector is stored, the tombstones of recent
    deletes; then decide per key (``plan.decide``): skip what the stored version supersedes (a repair: what no
-   longer holds the write it saw), park ambiguous Keyspaces re-syncs in the DLQ, reuse the vector of
-   any stored chunk of the row whose fingerprint matches a new chunk's, embed the rest, delete removals.
+   longer holds the write it saw), park ambiguous Keyspaces re-syncs, reuse vectors by fingerprint.
 4. Embed each distinct text once, then write in calls of at most 500: surplus chunks of rows whose text
    shrank (DeleteVectors), PutVectors (a row's chunks together, chunk 0 first), tombstones, and the chunks
    of deleted rows (chunk 0 last). So chunk 0's count always covers every chunk stored: none is orphaned.
@@ -18,8 +17,7 @@ Failures: a transient one (after retries) at record *n* means nothing at or afte
 because the event source mapping re-delivers from there; the plan is rebuilt from the records before *n*
 and *n*'s sequence number is reported in ``batch_item_failures``. A write call that fails after others
 succeeded may leave later keys written; they are written again, identically, on re-delivery (writes are
-idempotent, and versions keep a re-delivered older change from winning). Poison records go to the DLQ with
-their payload and reason; misconfiguration raises.
+idempotent, and versions keep a re-delivered older change from winning). Poison records go to the DLQ.
 """
 
 from __future__ import annotations
