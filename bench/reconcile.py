@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.cli import reconcile
 from freshvec.cli.stack import StackResources
 from freshvec.config import default_config
@@ -96,8 +97,9 @@ def _setup() -> tuple[LocalTable, list[dict[str, Any]]]:
             text=row["overview"],
         )
         # The bench rows' overviews are short: one chunk each, chunk 0 of 1, as the sink stores them.
+        write = versions.stamp(f"{position:016x}", versions.KsChange(version, "bench", 0, position).text())
         metadata = builder.build(
-            row, seq=str(position), changed_at=changed_at, fingerprint=fp, version=version, chunk=(0, 1)
+            row, seq=str(position), changed_at=changed_at, fingerprint=fp, version=write, chunk=(0, 1)
         )
         vectors.append({"key": vector_key(row, config.key_columns), "metadata": metadata})
     return table, vectors

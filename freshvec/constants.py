@@ -17,6 +17,29 @@ OPS = ("INSERT", "UPDATE", "DELETE", "EXPIRE", "TRUNCATE")  # TRUNCATE: every ro
 ORIGINS = ("USER", "TTL", "REPLICATION", "BACKFILL", "REDRIVE", "RECONCILE")
 RESYNC_ORIGINS = ("BACKFILL", "REDRIVE", "RECONCILE")  # a row read from the table, not a live change
 
+# --- Exactness (docs/exactness.md) ---
+# A Keyspaces re-sync is stamped with its read's start minus these two bounds: B, how far the reader's clock may
+# be from the service's (NTP-synchronised hosts stay well inside it; Amazon Time Sync inside a millisecond), and
+# δ, how long after a record's ``createdAt`` its write may still be invisible to a LOCAL_QUORUM read. Every write
+# with ``createdAt`` at or before the stamp was visible to the read. The sink also refuses a stamp more than B
+# ahead of its own clock (the reader's clock was wrong).
+KEYSPACES_READER_CLOCK_BOUND_S = 1.0
+KEYSPACES_VISIBILITY_BOUND_S = 1.0
+# A tombstone outlives the oldest change the event source mapping can still deliver (sink.max_record_age_s),
+# plus this margin for the time between a re-sync read and its put to the change stream. A re-sync read longer
+# ago than that lifetime is refused (the tombstones it would have to be ordered against may be gone).
+TOMBSTONE_MARGIN_S = 3600
+# Every AWS call is bounded (botocore: connect + read timeout, two attempts), so no call outlives its caller: the
+# sink's S3 Vectors calls stay well inside the sink's timeout, and a forwarder lease outlives the forwarder's
+# timeout plus its last call (config validation checks both).
+SDK_ATTEMPTS = 2
+S3V_CONNECT_TIMEOUT_S = 5
+S3V_READ_TIMEOUT_S = 15
+S3V_CALL_BUDGET_S = SDK_ATTEMPTS * (S3V_CONNECT_TIMEOUT_S + S3V_READ_TIMEOUT_S)  # 40 s
+FORWARDER_CONNECT_TIMEOUT_S = 5
+FORWARDER_READ_TIMEOUT_S = 20
+FORWARDER_CALL_BUDGET_S = SDK_ATTEMPTS * (FORWARDER_CONNECT_TIMEOUT_S + FORWARDER_READ_TIMEOUT_S)  # 50 s
+
 # --- Amazon S3 Vectors ---
 S3V_MAX_DIMENSION = 4096
 S3V_MAX_KEY_CHARS = 1024
@@ -258,6 +281,7 @@ M_CHUNKS_COPIED = "ChunksCopied"  # chunk vectors copied from another index gene
 M_CHUNKS_DELETED = "ChunksDeleted"  # surplus chunks removed because a row's text shrank
 M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or a tombstone) holds
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"
+M_RESYNCS_PARKED = "ResyncsParked"  # ambiguous Keyspaces re-syncs parked in the DLQ for `freshvec redrive send`
 M_TEXTS_TRUNCATED = "TextsTruncated"
 M_VECTORS_PUT = "VectorsPut"
 M_VECTORS_DELETED = "VectorsDeleted"

@@ -64,6 +64,13 @@ class PoisonRecordError(FreshvecError):
     """This record can never be applied; park it with its payload and this reason."""
 
 
+class AmbiguousResyncError(PoisonRecordError):
+    """A Keyspaces re-sync that cannot tell whether its read saw the state the index holds (that state's
+    ``createdAt`` is after the re-sync's stamp), or whose stamp is outside what the sink accepts (older than the
+    tombstone horizon, or ahead of the sink's clock by more than the clock bound). Nothing is wrong with the row:
+    it is parked in the DLQ so ``freshvec redrive send`` reads it again, with a new stamp."""
+
+
 class MisconfigurationError(FreshvecError):
     """The pipeline itself is wrong (missing index, permissions, dimensions); fail the invocation."""
 

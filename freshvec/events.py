@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from freshvec import versions
 from freshvec.constants import EVENT_VERSION, OPS, ORIGINS, RESYNC_ORIGINS
 from freshvec.errors import PoisonRecordError
 
@@ -33,9 +34,14 @@ class ChangeEvent:
     ts: str  # change time, ISO 8601 UTC
     origin: str = "USER"  # USER | TTL | REPLICATION | BACKFILL | REDRIVE | RECONCILE
     source: str = "keyspaces"
-    # The row state this change reflects, in the source's own order (Keyspaces: the newest cell write time in
-    # microseconds; PostgreSQL: the commit LSN). None only from producers that predate it.
-    version: int | None = None
+    # Where the row state this change reflects sits in the source's order (``freshvec.versions``: a string such
+    # as ``pg:...``, ``pgsnap:...``, ``ks:...`` or ``ksread:...``). None only from producers that predate it.
+    version: str | None = None
+    # A reconcile repair is compare-and-set: applied iff the key still holds exactly the write reconcile saw
+    # (``if_wid``: that write's id; "" for "no vector"), whatever its version. None: not a repair.
+    if_wid: str | None = None
+    # Chunk numbers (> 0) reconcile saw stored for the row beyond what chunk 0 counts: removed with the repair.
+    orphan_chunks: tuple[int, ...] = ()
     v: int = EVENT_VERSION
     extra: Row = field(default_factory=dict, compare=False)  # unknown top-level fields, kept for forward compat
 
@@ -47,6 +53,16 @@ class ChangeEvent:
     def is_resync(self) -> bool:
         """Read from the table by backfill, redrive or reconcile, not taken from the live change stream."""
         return self.origin in RESYNC_ORIGINS
+
+    @property
+    def is_repair(self) -> bool:
+        """A reconcile repair: compare-and-set on the write id it saw (``if_wid``), not ordered by version."""
+        return self.if_wid is not None
+
+    @property
+    def position(self) -> versions.Version | None:
+        """The parsed version (None: unknown)."""
+        return versions.parse(self.version)
 
     @property
     def changed_at(self) -> datetime:
@@ -69,6 +85,10 @@ class ChangeEvent:
         }
         if self.version is not None:
             doc["version"] = self.version
+        if self.if_wid is not None:
+            doc["if_wid"] = self.if_wid
+        if self.orphan_chunks:
+            doc["orphan_chunks"] = list(self.orphan_chunks)
         doc.update(self.extra)
         return doc
 
@@ -91,7 +111,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "ts": str,
     "origin": str,
 }
-_KNOWN = set(_REQUIRED) | {"new", "old", "version"}
+_KNOWN = set(_REQUIRED) | {"new", "old", "version", "if_wid", "orphan_chunks"}
 
 
 def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
@@ -121,6 +141,7 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
     if doc["op"] in ("INSERT", "UPDATE") and new is None:
         raise PoisonRecordError(f"{doc['op']} change event has no 'new' image")
     version = _version(doc.get("version"), doc["op"])
+    if_wid, orphans = _repair(doc)
     try:
         parse_timestamp(doc["ts"])
     except ValueError as exc:
@@ -137,18 +158,39 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> ChangeEvent:
         ts=doc["ts"],
         origin=doc["origin"],
         version=version,
+        if_wid=if_wid,
+        orphan_chunks=orphans,
         source=doc["source"],
         v=doc["v"],
         extra={k: v for k, v in doc.items() if k not in _KNOWN},
     )
 
 
-def _version(value: Any, op: str) -> int | None:
-    if op == "TRUNCATE" and value is None:
+def _version(value: Any, op: str) -> str | None:
+    """A version text (``freshvec.versions``). An integer is a version from before versions were texts: it
+    cannot be ordered, so it reads as unknown."""
+    if op == "TRUNCATE" and not isinstance(value, str):
         raise PoisonRecordError("TRUNCATE change event has no 'version': what it removes cannot be told apart")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise PoisonRecordError(f"change event 'version' must be a non-negative integer, got {value!r}")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return None
+    if not isinstance(value, str) or versions.parse(value) is None:
+        raise PoisonRecordError(f"change event 'version' is not a version (docs/change-event.md): {value!r}")
+    if op == "TRUNCATE" and not isinstance(versions.parse(value), versions.PgChange):
+        raise PoisonRecordError(f"TRUNCATE change event 'version' must be a PostgreSQL change version: {value!r}")
     return value
+
+
+def _repair(doc: Mapping[str, Any]) -> tuple[str | None, tuple[int, ...]]:
+    if_wid, orphans = doc.get("if_wid"), doc.get("orphan_chunks") or []
+    if if_wid is not None and not isinstance(if_wid, str):
+        raise PoisonRecordError(f"change event 'if_wid' must be a string, got {type(if_wid).__name__}")
+    if if_wid is not None and doc["origin"] != "RECONCILE":
+        raise PoisonRecordError("only a RECONCILE change event may carry 'if_wid'")
+    if not isinstance(orphans, list) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in orphans):
+        raise PoisonRecordError("change event 'orphan_chunks' must be a list of chunk numbers above 0")
+    if orphans and if_wid is None:
+        raise PoisonRecordError("change event 'orphan_chunks' needs 'if_wid' (it is part of a repair)")
+    return if_wid, tuple(orphans)
 
 
 def _decode(payload: bytes | str | Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ so something has to pull it. The forwarder is the same for every source. One pas
    calls ``freshvec.outgoing.plan_calls`` groups them into: never two changes of one row in one call, so
    that a partial failure (only the rejected records are sent again) cannot reorder a row.
 4. Checkpoint only up to the longest run of records, from the start of the read, that was accepted.
+5. A read with no records that is not at the tip (the stream moved on without changes) is followed at once by
+   the next; where reading got to (``ReadResult.resume``) and when the shard was last at its tip are saved with
+   each lease renewal and on release, so a later reader does not walk the same empty stretch again.
 
 At least once: a crash anywhere leaves the checkpoint at or before what the change stream holds, so the next
 reader sends some changes again but never skips one. Leases are fenced: a writer retrying a throttled call
@@ -40,6 +43,7 @@ from freshvec.ports import (
     LeaseLostError,
     LeaseStore,
     LostRange,
+    ReadResult,
     SourceCursor,
     StreamView,
 )
@@ -53,6 +57,7 @@ STEP_AFTER_READ = "after_read"  # the source returned records, nothing sent yet
 STEP_AFTER_PUT = "after_put"  # the change stream accepted one call's records, not checkpointed yet
 STEP_AFTER_CHECKPOINT = "after_checkpoint"  # the checkpoint moved forward
 STEP_AFTER_SHARD_END = "after_shard_end"  # the shard was read to its end and marked ended
+STEP_AFTER_PROGRESS = "after_progress"  # where reading got to past the checkpoint was saved
 
 Hooks = Callable[..., None]  # hooks(step, **details): stream_arn, shard_id and position or count
 
@@ -79,12 +84,18 @@ class ForwarderStats:
     lost_ranges: list[LostRange] = field(default_factory=list)
     passes: int = 0
     at_tip: bool = True  # every owned shard had nothing more to read (for ``run``: at the end of the run)
+    # Of the shards not at their tip: the earliest time one of them was last at its tip (None: no such shard,
+    # or none was ever at its tip). Everything before it was forwarded, so the reader is at most that far behind.
+    behind_since: float | None = None
 
     def lag_ms(self, now: float) -> float | None:
-        """Now minus the newest forwarded change time; None when nothing was forwarded."""
-        if self.newest_change_time is None:
-            return None
-        return max(0.0, (now - self.newest_change_time) * 1000)
+        """Now minus the newest forwarded change time; with nothing forwarded while behind the tip, now minus the
+        time the reader was last at the tip (a stretch without changes is still lag); else None."""
+        if self.newest_change_time is not None:
+            return max(0.0, (now - self.newest_change_time) * 1000)
+        if not self.at_tip and self.behind_since is not None:
+            return max(0.0, (now - self.behind_since) * 1000)
+        return None
 
     def merge(self, other: ForwarderStats) -> None:
         self.changes_forwarded += other.changes_forwarded
@@ -98,6 +109,8 @@ class ForwarderStats:
         self.lost_ranges.extend(other.lost_ranges)
         self.passes += other.passes
         self.at_tip = self.at_tip and other.at_tip
+        if other.behind_since is not None:
+            self.behind_since = min(self.behind_since or other.behind_since, other.behind_since)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +121,9 @@ class _OwnedShard:
     cursor: SourceCursor
     lease_expires_at: float
     failed_reads: int = 0  # consecutive failed reads, for the backoff
+    caught_up_at: float | None = None  # when a read last found the shard at its tip
+    resume: str | None = None  # where the next read starts, past the checkpoint
+    unsaved: bool = False  # ``resume`` and ``caught_up_at`` changed since they were last saved
 
     @property
     def stream_arn(self) -> str:
@@ -159,19 +175,19 @@ class Forwarder:
     def run(self, deadline_monotonic: float) -> ForwarderStats:
         """Pass after pass until the deadline (polling at the tip), then release every lease."""
         total = ForwarderStats()
-        last_at_tip = True
+        last = ForwarderStats()
         self._deadline = deadline_monotonic
         try:
             while not self._out_of_time():
-                stats = self.run_once()
-                total.merge(stats)
-                last_at_tip = stats.at_tip
-                if stats.at_tip:
+                last = self.run_once()
+                total.merge(last)
+                if last.at_tip:  # behind the tip (records or an empty stretch) the next pass starts at once
                     self._sleep(min(self._settings.poll_interval_ms / 1000, self._time_left()))
         finally:
             self._deadline = None
             self.release()
-        total.at_tip = last_at_tip  # where the run ended, not whether it ever fell behind
+        total.at_tip = last.at_tip  # where the run ended, not whether it ever fell behind
+        total.behind_since = last.behind_since
         return total
 
     def run_once(self) -> ForwarderStats:
@@ -203,8 +219,16 @@ class Forwarder:
         return stats
 
     def release(self) -> None:
-        """Give back every lease (checkpoints stay), so the next invocation can take them at once."""
+        """Save where each shard's reading got to, then give back every lease (checkpoints stay), so the next
+        invocation can take them at once and resume there."""
         for shard in list(self._owned.values()):
+            try:
+                if shard.unsaved:
+                    self._save_progress(shard)
+            except LeaseLostError:
+                continue
+            except ClientError as exc:  # the next reader walks the stretch again: slower, nothing lost
+                log.warning("could not save where reading %s got to: %s", shard.shard_id, exc)
             try:
                 self._store.release(shard.stream_arn, shard.shard_id)
             except ClientError as exc:  # the lease simply expires later
@@ -266,8 +290,15 @@ class Forwarder:
             if lease is None:
                 continue
             fresh = not continuation and not any(p in checkpoints for p in partition.parents)
-            cursor = self._source.open(view.stream_id, shard_id, lease.sequence_number, fresh=fresh)
-            self._owned[shard_id] = _OwnedShard(cursor, lease_expires_at=lease.lease_expires_at or now)
+            cursor = self._source.open(
+                view.stream_id, shard_id, lease.sequence_number, fresh=fresh, resume=lease.resume
+            )
+            self._owned[shard_id] = _OwnedShard(
+                cursor,
+                lease_expires_at=lease.lease_expires_at or now,
+                caught_up_at=lease.caught_up_at,
+                resume=lease.resume,
+            )
             self._hook(STEP_AFTER_LEASE, stream_arn=view.stream_id, shard_id=shard_id, position=lease.sequence_number)
         return True
 
@@ -285,7 +316,10 @@ class Forwarder:
         LeaseLostError when another reader took the shard: the caller stops writing at once.
         """
         if shard.lease_expires_at - self._clock() < self._settings.lease_duration_s / 2:
-            shard.lease_expires_at = self._store.renew(shard.stream_arn, shard.shard_id)
+            if shard.unsaved:  # the same write renews the lease and keeps where reading got to
+                self._save_progress(shard)
+            else:
+                shard.lease_expires_at = self._store.renew(shard.stream_arn, shard.shard_id)
 
     # ---- reading one shard ----------------------------------------------------------------
     def _read_shard(self, shard: _OwnedShard) -> ForwarderStats:
@@ -295,6 +329,7 @@ class Forwarder:
         read = False
         try:
             self._ensure_lease(shard)
+            read_at = self._clock()
             result = self._source.read(shard.cursor)
             read = True
             shard.failed_reads = 0
@@ -307,7 +342,7 @@ class Forwarder:
                 self._end_shard(shard)
                 stats.at_tip = False  # its children may be readable now
                 return stats
-            stats.at_tip = result.at_tip
+            self._note_position(shard, result, read_at, stats)
         except LeaseLostError as exc:
             log.warning("%s; stopping reading it", exc)
             self._owned.pop(shard.shard_id, None)
@@ -365,6 +400,7 @@ class Forwarder:
             last = outgoing[prefix - 1].sequence_number if prefix else None
             if last is not None and last != shard.position:
                 shard.lease_expires_at = self._store.checkpoint(shard.stream_arn, shard.shard_id, last)
+                shard.resume, shard.unsaved = None, False  # the checkpoint dropped the saved token
                 shard.cursor.position = last
                 self._source.committed(shard.cursor, last)
                 self._hook(STEP_AFTER_CHECKPOINT, stream_arn=shard.stream_arn, shard_id=shard.shard_id, position=last)
@@ -375,6 +411,25 @@ class Forwarder:
         self._next_refresh = float("-inf")
         log.info("shard %s of %s was read to its end", shard.shard_id, shard.stream_arn)
         self._hook(STEP_AFTER_SHARD_END, stream_arn=shard.stream_arn, shard_id=shard.shard_id, position=shard.position)
+
+    def _note_position(self, shard: _OwnedShard, result: ReadResult, read_at: float, stats: ForwarderStats) -> None:
+        """After a read whose records are all forwarded: whether the shard is at its tip, and where to resume."""
+        stats.at_tip = result.at_tip
+        if result.at_tip:
+            shard.caught_up_at, shard.unsaved = read_at, True  # everything written before this read was forwarded
+        else:
+            stats.behind_since = shard.caught_up_at
+        if result.resume is not None:  # past every record of the read, all of them checkpointed now
+            shard.resume, shard.unsaved = result.resume, True
+
+    def _save_progress(self, shard: _OwnedShard) -> None:
+        """Save the resume token and the tip time (renewing the lease); a record's checkpoint drops the token, so
+        a saved one always points past the saved checkpoint."""
+        shard.lease_expires_at = self._store.save_progress(
+            shard.stream_arn, shard.shard_id, shard.resume, shard.caught_up_at
+        )
+        shard.unsaved = False
+        self._hook(STEP_AFTER_PROGRESS, stream_arn=shard.stream_arn, shard_id=shard.shard_id, position=shard.position)
 
     # ---- helpers --------------------------------------------------------------------------
     def _back_off(self, shard: _OwnedShard) -> None:

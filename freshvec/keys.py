@@ -40,6 +40,27 @@ def parse_vector_key(key: str, key_columns: Sequence[str]) -> dict[str, Any]:
     return dict(zip(key_columns, values, strict=True))
 
 
+STRAY_KEY_FIELD = "$vector"  # a repair's key naming a stored vector key that names no row: {"$vector": "<key>"}
+
+
+def stray_vector_key(event_key: Mapping[str, Any], key_columns: Sequence[str]) -> str | None:
+    """The vector key a repair names directly (``{"$vector": key}``), or None when the event names a row.
+
+    PoisonRecordError when the named key is one a row could have (a row's vectors are repaired through the
+    row, so a stray-key repair can never remove a row's vector)."""
+    if set(event_key) != {STRAY_KEY_FIELD}:
+        return None
+    key = event_key[STRAY_KEY_FIELD]
+    if not isinstance(key, str) or not key:
+        raise PoisonRecordError(f"'{STRAY_KEY_FIELD}' must name a vector key")
+    row_key, _ = split_chunk_key(key)
+    try:
+        parse_vector_key(row_key, key_columns)
+    except (ValueError, TypeError):
+        return key
+    raise PoisonRecordError(f"vector key {key!r} names a row; it is repaired through its row, not as a stray")
+
+
 def chunk_key(row_key: str, number: int) -> str:
     """The vector key of chunk ``number`` of the row ``row_key``; PoisonRecordError past the key length limit."""
     if number < 0:

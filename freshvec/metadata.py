@@ -95,16 +95,16 @@ class MetadataBuilder:
         seq: str,
         changed_at: datetime,
         fingerprint: str | None = None,
-        version: int | None = None,
+        version: str | None = None,
         chunk: tuple[int, int] | None = None,
         text: str | None = None,
     ) -> dict[str, MetadataValue]:
         """Metadata for ``row``; PoisonRecordError naming the column or limit when it cannot be stored.
 
-        ``fingerprint`` and ``version`` (``freshvec.plan``) are what keeps the index exact; the sink always
-        passes them, as do the tools that compare the index with the table. For one chunk of a row
-        (``freshvec.chunking``), ``chunk`` is (its number, the row's chunk count) and ``text`` its own text,
-        stored in place of the row's; chunk 0 also carries the count.
+        ``fingerprint`` and ``version`` (``freshvec.plan``; the version is the ``_ver`` text, write id and
+        version, ``freshvec.versions.stamp``) are what keeps the index exact; the sink always passes them.
+        For one chunk of a row (``freshvec.chunking``), ``chunk`` is (its number, the row's chunk count) and
+        ``text`` its own text, stored in place of the row's; chunk 0 also carries the count.
         """
         metadata: dict[str, MetadataValue] = {}
         for name, column_type in self._fields:
@@ -123,7 +123,7 @@ class MetadataBuilder:
         if fingerprint is not None:
             metadata[c.META_FINGERPRINT] = fingerprint
         if version is not None:
-            metadata[c.META_VERSION] = str(version)
+            metadata[c.META_VERSION] = version
         if chunk is not None:
             number, count = chunk
             metadata[c.META_CHUNK] = number

@@ -7,9 +7,12 @@ Change history is not trusted to describe the index; what is stored is. Two fact
   its fingerprint equals the new text's; the change's old image is never proof (a parked or lost change
   would otherwise let a later metadata-only update put an old text's vector under a new text). A model or
   dimension change alters every fingerprint, so each row is re-embedded on its next change.
-- its **version** (``_ver``): the source row state it reflects, in the source's own order. A put or delete
-  older than the stored version is skipped and counted. A delete leaves a tombstone (with a bounded
-  lifetime) so that a re-sync put read before the delete cannot bring the row back.
+- its **version** and **write id** (``_ver`` = ``<write id>;<version>``, ``freshvec.versions``): where the row
+  state sits in the source's order, and which sink write stored it. A change that the stored version
+  supersedes is skipped and counted; a Keyspaces re-sync that cannot tell (``Verdict.AMBIGUOUS``) is parked
+  for a new read. A delete leaves a tombstone (with a bounded lifetime, and only ever raised) so that a
+  change older than the delete cannot bring the row back. A reconcile repair is not ordered by version: it is
+  applied iff the key still holds exactly the write reconcile saw (``if_wid``), whatever that write's version.
 
 A row's text may be stored as several vectors (``freshvec.chunking``): each chunk has its own fingerprint,
 and a chunk whose fingerprint equals that of ANY stored chunk of the same row reuses that vector, whatever
@@ -29,9 +32,11 @@ from enum import Enum
 from typing import Any
 
 from freshvec import constants as c
-from freshvec.errors import FreshvecError
+from freshvec import versions
+from freshvec.errors import AmbiguousResyncError, FreshvecError
 from freshvec.events import ChangeEvent
 from freshvec.keys import chunk_key
+from freshvec.versions import Verdict, Version
 
 _FINGERPRINT_HEX_CHARS = 32  # 128 bits: collisions are out of reach, and the metadata stays small
 
@@ -56,15 +61,16 @@ def _fingerprint_head(model_id: str, dimensions: int, normalize: bool, max_input
     return json.dumps([model_id, dimensions, normalize, max_input_chars], ensure_ascii=False)[:-1] + ", "
 
 
-def stored_version(stored: Mapping[str, Any] | None) -> int | None:
-    """The version a stored vector carries (None: no vector, or one written before versions existed)."""
+def stored_version(stored: Mapping[str, Any] | None) -> Version | None:
+    """The version a stored vector carries (None: no vector, or one whose version cannot be ordered)."""
+    return versions.parse(stored_write(stored)[1])
+
+
+def stored_write(stored: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """``(write id, version text)`` of a stored vector (None for what it does not carry)."""
     if not stored:
-        return None
-    raw = (stored.get("metadata") or {}).get(c.META_VERSION)
-    try:
-        return int(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        return None
+        return None, None
+    return versions.unstamp((stored.get("metadata") or {}).get(c.META_VERSION))
 
 
 def stored_fingerprint(stored: Mapping[str, Any] | None) -> str | None:
@@ -72,11 +78,6 @@ def stored_fingerprint(stored: Mapping[str, Any] | None) -> str | None:
         return None
     value = (stored.get("metadata") or {}).get(c.META_FINGERPRINT)
     return value if isinstance(value, str) else None
-
-
-def older(version: int | None, than: int | None) -> bool:
-    """Strictly older; an unknown version on either side is never older (it cannot be ordered)."""
-    return version is not None and than is not None and version < than
 
 
 def has_text(text: str | None) -> bool:
@@ -116,8 +117,8 @@ class ParsedRecord:
         return self.error is None and self.event is not None and self.key is not None
 
     @property
-    def version(self) -> int | None:
-        return self.event.version if self.event is not None else None
+    def version(self) -> Version | None:
+        return self.event.position if self.event is not None else None
 
 
 class Action(Enum):
@@ -135,6 +136,7 @@ class KeyPlan:
     stale: list[ParsedRecord] = field(default_factory=list)  # records skipped as older than another
     chunks: list[ChunkPlan] = field(default_factory=list)  # a put's vectors (the effective record's chunks)
     stored_count: int = 0  # chunks the index holds for the row (read from chunk 0; 0: none)
+    orphans: list[int] = field(default_factory=list)  # chunk numbers a repair removes beyond the stored count
 
     @property
     def vector(self) -> list[float] | None:
@@ -151,6 +153,7 @@ class KeyPlan:
         """Stored chunk keys a put no longer has (the text shrank); a delete's keys: every stored chunk, 0 last."""
         keep = len(self.chunks) if self.action is Action.PUT else 0
         surplus = [chunk_key(self.key, n) for n in range(max(keep, 1), self.stored_count)]
+        surplus += [chunk_key(self.key, n) for n in self.orphans if n >= max(keep, 1, self.stored_count)]
         return surplus + ([self.key] if self.action is Action.DELETE else [])
 
     @property
@@ -166,7 +169,7 @@ class KeyPlan:
         return self.effective.metadata
 
     @property
-    def version(self) -> int | None:
+    def version(self) -> Version | None:
         return self.effective.version
 
     @property
@@ -194,23 +197,21 @@ def coalesce(records: Sequence[ParsedRecord]) -> dict[str, list[ParsedRecord]]:
 
 
 def plan_key(key: str, records: list[ParsedRecord]) -> KeyPlan:
-    """The newest change of the key wins: by version, and by batch order among equal or unknown versions.
-
-    A record older than one before it (a re-sync read before a live change, say) is stale within the batch.
-    """
-    effective = records[0]
-    stale: list[ParsedRecord] = []
-    for record in records[1:]:
-        if older(record.version, effective.version):
-            stale.append(record)
-        else:
-            effective = record
-    assert effective.event is not None
-    removal = effective.event.is_removal or not has_text(effective.text)
-    plan = KeyPlan(key, Action.DELETE if removal else Action.PUT, records, effective, stale)
-    if plan.action is Action.PUT:
-        plan.chunks = [_fresh(chunk) for chunk in effective.chunks] or [_single_chunk(key, effective)]
+    """A provisional plan: the last change of the key wins. ``decide`` settles it against what is stored."""
+    plan = KeyPlan(key, Action.PUT, records, records[-1])
+    _settle(plan, records[-1], [])
     return plan
+
+
+def _settle(plan: KeyPlan, effective: ParsedRecord, stale: list[ParsedRecord]) -> None:
+    assert effective.event is not None
+    plan.effective, plan.stale = effective, stale
+    removal = effective.event.is_removal or not has_text(effective.text)
+    plan.action = Action.DELETE if removal else Action.PUT
+    plan.chunks = []
+    if plan.action is Action.PUT:
+        plan.chunks = [_fresh(chunk) for chunk in effective.chunks] or [_single_chunk(plan.key, effective)]
+    plan.orphans = sorted({n for r in plan.records if r.event is not None for n in r.event.orphan_chunks})
 
 
 def _fresh(chunk: ChunkPlan) -> ChunkPlan:
@@ -236,36 +237,120 @@ def reuse_pool(stored_chunks: Iterable[Mapping[str, Any] | None]) -> dict[str, l
 def decide(
     plan: KeyPlan,
     stored: Mapping[str, Any] | None,
-    tombstone: int | None,
+    tombstone: Version | None,
     pool: Mapping[str, list[float]] | None = None,
-) -> None:
-    """Settle ``plan`` against the row's stored chunk 0, its tombstone version (None: none) and the vectors of
-    all its stored chunks by fingerprint (``pool``; None: chunk 0's only).
+    *,
+    now_s: float | None = None,
+    horizon_s: float | None = None,
+) -> list[ParsedRecord]:
+    """Settle ``plan`` against the row's stored chunk 0, its tombstone (None: none) and the vectors of all its
+    stored chunks by fingerprint (``pool``; None: chunk 0's only). Returns the records to park as ambiguous
+    re-syncs (each with its error set); the plan then covers the others.
 
-    - older than the stored vector: skip;
-    - no stored vector: a re-sync put at or below a tombstone's version was read before the delete: skip;
-      a delete at or below the tombstone adds nothing: skip;
-    - each chunk of a put whose fingerprint matches a stored chunk's reuses that vector (set here).
+    The key's changes are folded in batch order, starting from the stored state (or the tombstone, where no
+    vector is stored): a repair applies iff nothing before it in the batch won and the key holds exactly the
+    write it saw (or, expecting no vector, none is stored and the tombstone does not supersede it); any other
+    change applies iff ``versions.verdict`` says so against the state so far. The last change that applies is
+    the plan's; if none does, the plan is skipped. Each chunk of a put whose fingerprint matches a stored
+    chunk's reuses that vector (set here).
     """
-    if plan.action is Action.SKIP:
-        return
-    if older(plan.version, stored_version(stored)):
-        plan.skip()
-        return
-    buried = stored is None and tombstone is not None and plan.version is not None and plan.version <= tombstone
-    if buried and (plan.action is Action.DELETE or plan.is_resync):
-        plan.skip()
-        return
-    if plan.action is not Action.PUT:
-        return
+    observed = write_token(stored)
+    state = stored_version(stored) if stored is not None else tombstone
+    effective: ParsedRecord | None = None
+    stale: list[ParsedRecord] = []
+    parked: list[ParsedRecord] = []
     vectors = reuse_pool([stored]) if pool is None else pool
-    for chunk in plan.chunks:
-        found = vectors.get(chunk.fingerprint)
-        chunk.vector, chunk.reused = (list(found), True) if found is not None else (None, False)
+    for record in plan.records:
+        event = record.event
+        assert event is not None
+        if event.is_repair:
+            holds = effective is None and event.if_wid == observed
+            if holds and stored is None:  # no vector: a delete since reconcile's read left a newer tombstone?
+                holds = versions.verdict(record.version, tombstone) is Verdict.APPLY
+            if holds:
+                effective, state = record, record.version
+            else:
+                stale.append(record)
+            continue
+        refusal = _stamp_refusal(record.version, now_s, horizon_s)
+        verdict = Verdict.AMBIGUOUS if refusal else versions.verdict(record.version, state)
+        if verdict is Verdict.APPLY:
+            effective, state = record, record.version
+        elif verdict is Verdict.SKIP or (effective is None and not refusal and _no_news(record, stored, vectors)):
+            stale.append(record)
+        else:
+            record.error = AmbiguousResyncError(refusal or _ambiguity(record.version, state))
+            parked.append(record)
+    if parked:
+        return parked  # the caller plans the key again without them
+    if effective is None:
+        plan.skip()
+        return []
+    _settle(plan, effective, stale)
+    if plan.action is Action.PUT:
+        for chunk in plan.chunks:
+            found = vectors.get(chunk.fingerprint)
+            chunk.vector, chunk.reused = (list(found), True) if found is not None else (None, False)
+    return []
+
+
+def write_token(stored: Mapping[str, Any] | None) -> str:
+    """What a repair names as "the write I saw": the stored write id; "" for no vector; for a vector written
+    before write ids existed, its ``_ver`` text marked as such."""
+    if not stored:
+        return ""
+    write_id, _ = stored_write(stored)
+    if write_id is not None:
+        return write_id
+    return f"unstamped:{(stored.get('metadata') or {}).get(c.META_VERSION)}"
+
+
+def _stamp_refusal(version: Version | None, now_s: float | None, horizon_s: float | None) -> str | None:
+    """Why a Keyspaces re-sync's stamp is refused (None: it is not): older than the tombstone horizon, or
+    ahead of the sink's clock by more than the reader's clock bound."""
+    if not isinstance(version, versions.KsRead) or now_s is None:
+        return None
+    stamp_s = version.stamp_us / 1_000_000
+    if stamp_s > now_s + c.KEYSPACES_READER_CLOCK_BOUND_S:
+        return (
+            f"the re-sync is stamped {stamp_s - now_s:.1f} s ahead of the sink's clock (more than the "
+            f"{c.KEYSPACES_READER_CLOCK_BOUND_S:g} s clock bound): the reader's clock is wrong; read it again"
+        )
+    if horizon_s is not None and stamp_s < now_s - horizon_s:
+        return f"the re-sync was read more than {horizon_s:.0f} s ago (the tombstone horizon); read it again"
+    return None
+
+
+def _ambiguity(version: Version | None, state: Version | None) -> str:
+    return (
+        f"the re-sync (stamped {versions.text_of(version)}) cannot tell whether its read saw the stored state "
+        f"({versions.text_of(state)}); `freshvec redrive send` reads the row again"
+    )
+
+
+def _no_news(record: ParsedRecord, stored: Mapping[str, Any] | None, pool: Mapping[str, list[float]]) -> bool:
+    """An ambiguous re-sync that would store exactly what is stored (or remove what is not there) changes
+    nothing, whichever state it read: no need to park it."""
+    event = record.event
+    assert event is not None
+    if event.is_removal or not has_text(record.text):
+        return stored is None
+    if stored is None or not record.chunks:
+        return False
+    chunk0 = record.chunks[0]
+    ignored = set(c.PIPELINE_NON_FILTERABLE_KEYS)
+    mine = {k: v for k, v in chunk0.metadata.items() if k not in ignored}
+    theirs = {k: v for k, v in (stored.get("metadata") or {}).items() if k not in ignored}
+    count = (stored.get("metadata") or {}).get(c.META_CHUNKS, 1)
+    return (
+        stored_fingerprint(stored) == chunk0.fingerprint
+        and mine == theirs
+        and count == len(record.chunks)
+        and all(chunk.fingerprint in pool for chunk in record.chunks)
+    )
 
 
 def needs_tombstone_lookup(plan: KeyPlan, stored: Mapping[str, Any] | None) -> bool:
-    """Tombstones matter only where no vector is stored: re-sync puts, and deletes (not to weaken one)."""
-    if stored is not None or plan.version is None or plan.action is Action.SKIP:
-        return False
-    return plan.action is Action.DELETE or plan.is_resync
+    """Where no vector is stored, the tombstone is the state a change is ordered against (a live put too: a
+    stray re-send of a change older than a delete must not bring the row back)."""
+    return stored is None and plan.action is not Action.SKIP

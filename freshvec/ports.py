@@ -116,11 +116,12 @@ class TombstoneStore(Protocol):
     the event source mapping's maximum record age when it is applied, so that (plus a margin) is its life.
     """
 
-    def put(self, versions: Mapping[str, int], expires_at: float) -> None:
-        """Record each key's delete version; TransientError when some could not be written."""
+    def put(self, versions: Mapping[str, str], expires_at: float) -> None:
+        """Raise each key's tombstone to its version text (``freshvec.versions``); a tombstone only rises (one
+        as high or higher stays). TransientError when some could not be written."""
         ...
 
-    def get(self, keys: Sequence[str]) -> dict[str, int]:
+    def get(self, keys: Sequence[str]) -> dict[str, str]:
         """The tombstone version of each key that has one (absent: none, or expired)."""
         ...
 
@@ -157,6 +158,10 @@ class ShardCheckpoint:
     ended: bool
     lease_owner: str | None
     lease_expires_at: float | None
+    # Where the next read may start, past ``sequence_number`` (a source token, e.g. a Keyspaces shard iterator):
+    # saved after stretches with no changes, which move no sequence number, so a later reader skips them.
+    resume: str | None = None
+    caught_up_at: float | None = None  # epoch seconds of the last read that found the shard at its tip
 
     def lease_free(self, now: float) -> bool:
         return self.lease_owner is None or self.lease_expires_at is None or self.lease_expires_at < now
@@ -183,7 +188,13 @@ class LeaseStore(Protocol):
         ...
 
     def checkpoint(self, stream_arn: str, shard_id: str, sequence_number: str) -> float:
-        """Move the checkpoint (only while owning the lease, else LeaseLostError); returns the new expiry."""
+        """Move the checkpoint (only while owning the lease, else LeaseLostError) and drop any saved resume
+        token, which points before it now; returns the new expiry."""
+        ...
+
+    def save_progress(self, stream_arn: str, shard_id: str, resume: str | None, caught_up_at: float | None) -> float:
+        """Keep where reading got to past the checkpoint and when the shard was last at its tip (only while
+        owning the lease, else LeaseLostError); returns the new expiry."""
         ...
 
     def mark_ended(self, stream_arn: str, shard_id: str, sequence_number: str | None) -> None: ...
@@ -242,6 +253,9 @@ class ReadResult:
     at_tip: bool  # nothing more to read right now
     trims: int = 0  # times the reader found its position gone (retention)
     lost_ranges: list[LostRange] = field(default_factory=list)
+    # Where the next read starts, as a token ``ChangeSource.open`` can resume from (None: the source has none);
+    # past every record of this read.
+    resume: str | None = None
 
 
 class ChangeSource(Protocol):
@@ -264,7 +278,12 @@ class ChangeSource(Protocol):
 
     def describe(self, stream_id: str) -> StreamView: ...
 
-    def open(self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool) -> SourceCursor: ...
+    def open(
+        self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+    ) -> SourceCursor:
+        """A cursor at ``position``; ``resume`` (a token an earlier ``ReadResult`` gave) starts the first read past
+        it, and the source falls back to ``position`` when the token is no longer valid."""
+        ...
 
     def read(self, cursor: SourceCursor) -> ReadResult: ...
 

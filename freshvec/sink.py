@@ -4,10 +4,11 @@ Steps, for a batch from one shard in sequence order:
 
 1. Parse: decode and validate each record (contract, table, vector key, metadata of the new image, the
    fingerprint of its text). A record that can never succeed is set aside for the dead-letter queue.
-2. Coalesce per vector key; the newest change wins, by version and then by order (``freshvec.plan``).
+2. Coalesce per vector key; each key's changes are folded in order against what is stored (``freshvec.plan``).
 3. Read what the index holds for those keys (GetVectors, 100 a call): each row's chunk 0, then the row's
    other stored chunks (chunk 0 says how many), and, where no vector is stored, the tombstones of recent
-   deletes; then decide per key (``plan.decide``): skip what is older than the index, reuse the vector of
+   deletes; then decide per key (``plan.decide``): skip what the stored version supersedes (a repair: what no
+   longer holds the write it saw), park ambiguous Keyspaces re-syncs in the DLQ, reuse the vector of
    any stored chunk of the row whose fingerprint matches a new chunk's, embed the rest, delete removals.
 4. Embed each distinct text once, then write in calls of at most 500: surplus chunks of rows whose text
    shrank (DeleteVectors), PutVectors (a row's chunks together, chunk 0 first), tombstones, and the chunks
@@ -28,17 +29,15 @@ import binascii
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from freshvec import constants as c
-from freshvec import truncate
+from freshvec import truncate, versions
 from freshvec.chunking import chunk_keys, expected_chunks, stored_chunk_count
 from freshvec.config import PipelineConfig
 from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
-from freshvec.events import format_timestamp, parse_event
-from freshvec.keys import split_chunk_key, vector_key
+from freshvec.events import parse_event
+from freshvec.keys import split_chunk_key, stray_vector_key, vector_key
 from freshvec.metadata import MetadataBuilder, epoch_millis
 from freshvec.plan import (
     Action,
@@ -48,6 +47,7 @@ from freshvec.plan import (
     coalesce,
     decide,
     fingerprint,
+    has_text,
     needs_tombstone_lookup,
     plan_key,
     reuse_pool,
@@ -62,42 +62,7 @@ from freshvec.ports import (
     VectorStore,
 )
 from freshvec.sink_calls import key_calls, put_calls
-
-# A tombstone outlives the oldest change the event source mapping can still deliver, plus this margin for
-# the time between a re-sync read and its put to the change stream.
-TOMBSTONE_MARGIN_S = 3600
-
-
-# ---- results ---------------------------------------------------------------------------------------
-@dataclass
-class SinkStats:
-    changes_received: int = 0
-    embeddings_computed: int = 0  # distinct texts sent to the embedding model
-    embeddings_skipped: int = 0  # rows put with every vector reused from the index (same fingerprints)
-    chunks_embedded: int = 0  # chunk vectors that came from the model
-    chunks_reused: int = 0  # chunk vectors reused from a stored chunk of the same row
-    chunks_deleted: int = 0  # surplus chunks removed because a row's text shrank
-    texts_truncated: int = 0
-    vectors_put: int = 0  # vectors written (every chunk)
-    vectors_deleted: int = 0  # vectors removed (every chunk: of deleted rows and surplus ones)
-    stale_skipped: int = 0  # changes older than the index, a tombstone or a newer change in the batch
-    tombstones_written: int = 0
-    vectors_read: int = 0  # keys asked for with GetVectors (chunk 0s, then other chunks)
-    dlq_records: int = 0
-    transient_failures: int = 0  # records left for the event source mapping to re-deliver
-    freshness_ms: list[float] = field(default_factory=list)  # per applied change: now minus change time
-    batch_duration_ms: float = 0.0
-
-
-@dataclass
-class SinkResult:
-    batch_item_failures: list[dict[str, str]]
-    stats: SinkStats
-    dead_letters: list[dict[str, str]] = field(default_factory=list)  # sequence number, error class and message
-
-    def response(self) -> dict[str, Any]:
-        """The Lambda partial-batch response."""
-        return {"batchItemFailures": self.batch_item_failures}
+from freshvec.sink_report import SinkResult, SinkStats, add_stats, dead_letter_body, in_sequence_order, park_one
 
 
 # ---- the sink ----------------------------------------------------------------------------------------
@@ -124,17 +89,71 @@ class Sink:
         self._index_checked = False
 
     def process(self, records: list[dict[str, Any]]) -> SinkResult:
-        if truncate.in_batch(records):  # a TRUNCATE splits the batch: what is before it is applied first
-            return truncate.process_split(self, _in_sequence_order(records))
+        ordered = in_sequence_order(records)
+        if truncate.in_batch(ordered):  # a TRUNCATE splits the batch: what is before it is applied first
+            return self._process_with_truncates(ordered)
+        return self._process_part(ordered)
+
+    def _process_with_truncates(self, records: list[dict[str, Any]]) -> SinkResult:
+        """Each part between TRUNCATEs through ``_process_part``, each TRUNCATE in its place, until a failure."""
+        started = self.clock()
+        total = SinkStats(changes_received=len(records))
+        dead_letters: list[dict[str, str]] = []
+        part: list[dict[str, Any]] = []
+        position = {str(r.get("kinesis", {}).get("sequenceNumber", "")): i for i, r in enumerate(records)}
+
+        def failed_at(index: int) -> SinkResult:
+            total.transient_failures = len(records) - index
+            total.batch_duration_ms = (self.clock() - started) * 1000
+            failures = [{"itemIdentifier": str(records[index].get("kinesis", {}).get("sequenceNumber", ""))}]
+            return SinkResult(failures, total, dead_letters)
+
+        for index, record in enumerate([*records, None]):
+            if record is not None and not truncate.is_truncate(record):
+                part.append(record)
+                continue
+            if part:
+                result = self._process_part(part)
+                add_stats(total, result.stats)
+                dead_letters.extend(result.dead_letters)
+                if result.batch_item_failures:
+                    return failed_at(position[result.batch_item_failures[0]["itemIdentifier"]])
+                part = []
+            if record is None:
+                break
+            if not self._truncate(index, record, total, dead_letters):
+                return failed_at(index)
+        total.batch_duration_ms = (self.clock() - started) * 1000
+        return SinkResult([], total, dead_letters)
+
+    def _truncate(self, index: int, record: dict[str, Any], stats: SinkStats, dead: list[dict[str, str]]) -> bool:
+        """One TRUNCATE record: applied or parked (True), or left to re-delivery (False)."""
+        try:
+            event = truncate.parse_truncate(record, self.config)
+        except PoisonRecordError as exc:
+            return park_one(self.dlq, index, record, exc, stats=stats, dead=dead)
+        try:
+            expires_at = self.clock() + truncate.tombstone_lifetime_s(self.config)
+            stats.vectors_deleted += truncate.apply_truncate(
+                self.store, self.tombstones, self.config, event, expires_at
+            )
+        except TransientError:
+            return False
+        stats.tombstones_written += 1
+        stats.freshness_ms.append(self.clock() * 1000 - epoch_millis(event.changed_at))
+        return True
+
+    def _process_part(self, records: list[dict[str, Any]]) -> SinkResult:
         started = self.clock()
         self._check_index()
         stats = SinkStats(changes_received=len(records))
-        parsed = [self._parse(index, record) for index, record in enumerate(_in_sequence_order(records))]
-        truncated = truncate.set_aside_older(self, parsed)  # older than the table's last TRUNCATE (PostgreSQL)
+        parsed = [self._parse(index, record) for index, record in enumerate(records)]
+        # Changes the table's last TRUNCATE supersedes (PostgreSQL) are set aside.
+        truncated = truncate.set_aside_older(self.store, self.tombstones, self.config, parsed)
         run = _Run(self, stats)
         limit = run.prepare(parsed)  # parks the poison records, before any write
         limit = run.write(limit)
-        truncate.recheck(self, run.written)  # a TRUNCATE applied meanwhile on another shard
+        truncate.recheck(self.store, self.tombstones, self.config, run.written)  # a TRUNCATE applied meanwhile
         limit = run.dead_letter(parsed, limit)  # vectors S3 Vectors refused while writing
         now_ms = self.clock() * 1000
         for plan in run.written:
@@ -161,8 +180,7 @@ class Sink:
             text=text,
         )
 
-    def _check_index(self) -> None:
-        """Once per Sink: the index exists and has the embedder's dimension (else nothing can succeed)."""
+    def _check_index(self) -> None:  # once per Sink: the index exists and has the embedder's dimension
         if self._index_checked:
             return
         info = self.store.describe()
@@ -188,7 +206,10 @@ class Sink:
                     f"change event is for {event.keyspace}.{event.table}; this sink serves "
                     f"{self.config.keyspace}.{self.config.table}"
                 )
-            parsed.key = vector_key(event.key, self.config.key_columns)
+            stray = stray_vector_key(event.key, self.config.key_columns) if event.is_repair else None
+            if stray is not None and event.op != "DELETE":
+                raise PoisonRecordError("a repair of a vector key that names no row can only remove it")
+            parsed.key = stray if stray is not None else vector_key(event.key, self.config.key_columns)
             if not event.is_removal:
                 assert event.new is not None  # parse_event guarantees a new image for INSERT/UPDATE
                 text = event.new.get(self.config.embedding_field)
@@ -197,6 +218,7 @@ class Sink:
                         f"embedding field '{self.config.embedding_field}' is {type(text).__name__}, not text"
                     )
                 parsed.text = text
+                write = versions.stamp(versions.new_write_id(), event.version)  # one id for the row's chunks
                 expected = expected_chunks(self.config, parsed.key, text, max_input_chars=self.embedder.max_input_chars)
                 for chunk in expected:
                     metadata = self._metadata.build(
@@ -204,7 +226,7 @@ class Sink:
                         seq=event.seq,
                         changed_at=event.changed_at,
                         fingerprint=chunk.fingerprint,
-                        version=event.version,
+                        version=write,
                         chunk=(chunk.number, len(expected)),
                         text=chunk.text,
                     )
@@ -217,6 +239,11 @@ class Sink:
         return parsed
 
 
+def _puts(plan: KeyPlan) -> bool:
+    """Whether any change of the key would put a vector (its stored chunks are then read, to reuse them)."""
+    return any(r.event is not None and not r.event.is_removal and has_text(r.text) for r in plan.records)
+
+
 class _Run:
     """The state of one ``process`` call: caches that survive re-planning, the writes done."""
 
@@ -226,7 +253,7 @@ class _Run:
         self.embedded: dict[str, EmbedResult] = {}  # by fingerprint: each distinct text embedded once
         self.stored: dict[str, Any] = {}  # by row key: its stored chunk 0 (data and metadata) or None
         self.pools: dict[str, dict[str, list[float]]] = {}  # by row key: fingerprint -> vector of its stored chunks
-        self.tombstones: dict[str, int | None] = {}  # by key: tombstone version or None
+        self.tombstones: dict[str, str | None] = {}  # by key: tombstone version text or None
         self.read_failed: dict[str, FreshvecError] = {}  # keys whose vector or tombstone could not be read
         self.cut: dict[str, bool] = {}  # fingerprint -> the text was cut to the model's limit
         self.plans: list[KeyPlan] = []
@@ -242,11 +269,18 @@ class _Run:
             groups = coalesce(parsed[:limit])
             plans = [plan_key(key, records) for key, records in groups.items()]
             self._read_stored(plans)
+            now_s, horizon_s = self.sink.clock(), truncate.tombstone_lifetime_s(self.sink.config)
+            parked = []
             for plan in plans:
                 if plan.key not in self.read_failed:
                     stored = self.stored.get(plan.key)
                     plan.stored_count = stored_chunk_count(stored)
-                    decide(plan, stored, self.tombstones.get(plan.key), self.pools.get(plan.key))
+                    tombstone = versions.parse(self.tombstones.get(plan.key))
+                    pool = self.pools.get(plan.key)
+                    parked += decide(plan, stored, tombstone, pool, now_s=now_s, horizon_s=horizon_s)
+            if parked:  # ambiguous re-syncs go to the DLQ (for a new read); plan their keys again without them
+                self.stats.resyncs_parked += len(parked)
+                continue
             failed = self._embed([p for p in plans if p.key not in self.read_failed])
             failed.update({p.key: self.read_failed[p.key] for p in plans if p.key in self.read_failed})
             poisoned = {key: err for key, err in failed.items() if isinstance(err, PoisonRecordError)}
@@ -281,7 +315,7 @@ class _Run:
         found = self._get(missing, missing)
         self.stored.update({key: found.get(key) for key in missing if key not in self.read_failed})
         # The other chunks of each row put: any of them may hold a new chunk's text, whatever its position.
-        rows = [p.key for p in needed if p.action is Action.PUT and p.key in self.stored and p.key not in self.pools]
+        rows = [p.key for p in needed if _puts(p) and p.key in self.stored and p.key not in self.pools]
         wanted = {key: chunk_keys(key, stored_chunk_count(self.stored[key]), start=1) for key in rows}
         others = [chunk for keys in wanted.values() for chunk in keys]
         found = self._get(others, [split_chunk_key(k)[0] for k in others])
@@ -356,7 +390,7 @@ class _Run:
         puts = self._valid_vectors([p for p in self.plans if p.action is Action.PUT])
         deletes = [p for p in self.plans if p.action is Action.DELETE]
         self._written(p for p in self.plans if p.action is Action.SKIP)
-        versioned = [p for p in deletes if p.version is not None]
+        versioned = [p for p in deletes if p.version is not None]  # each delete's tombstone rises to it
         # Surplus chunks go before the puts that lower chunk 0's count; a deleted row's chunk 0 goes after its
         # other chunks. Either way a crash in between leaves a count that covers every chunk still stored.
         calls = key_calls("surplus", [(p, p.surplus_keys) for p in puts if p.surplus_keys])
@@ -373,8 +407,8 @@ class _Run:
                     self.stats.vectors_put += len(items)
                     self._written(plans)
                 elif kind == "tombstone":
-                    expires_at = self.sink.clock() + self.sink.config.sink.max_record_age_s + TOMBSTONE_MARGIN_S
-                    self.sink.tombstones.put({p.key: p.version for p in plans if p.version is not None}, expires_at)
+                    expires_at = self.sink.clock() + truncate.tombstone_lifetime_s(self.sink.config)
+                    self.sink.tombstones.put({p.key: versions.text_of(p.version) for p in plans}, expires_at)
                     self.stats.tombstones_written += len(plans)
                 else:
                     self.sink.store.delete(items)
@@ -447,7 +481,7 @@ class _Run:
         if not poison:
             return limit
         try:
-            self.sink.dlq.send([_dead_letter(r) for r in poison])
+            self.sink.dlq.send([dead_letter_body(r) for r in poison])
             delivered = poison
         except DeadLetterSendError as exc:
             limit = min(limit, *(poison[position].index for position in exc.undelivered))
@@ -464,26 +498,3 @@ class _Run:
             )
         self.stats.dlq_records = len(self.dead_letters)
         return limit
-
-
-def _dead_letter(record: ParsedRecord) -> dict[str, Any]:
-    kinesis = record.raw.get("kinesis", {})
-    error = record.error
-    return {
-        "payload_b64": kinesis.get("data", ""),
-        "partition_key": kinesis.get("partitionKey", ""),
-        "error_class": type(error).__name__,
-        "error_message": str(error),
-        "kinesis_shard_id": record.shard_id,
-        "kinesis_sequence_number": record.sequence_number,
-        "event_source_arn": record.raw.get("eventSourceARN", ""),
-        "failed_at": format_timestamp(datetime.now(UTC)),
-    }
-
-
-def _in_sequence_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lambda delivers a shard's records in order; sort anyway when every sequence number is numeric."""
-    numbers = [str(r.get("kinesis", {}).get("sequenceNumber", "")) for r in records]
-    if all(n.isdigit() for n in numbers):
-        return [r for _, r in sorted(zip(map(int, numbers), records, strict=True), key=lambda pair: pair[0])]
-    return list(records)

@@ -40,10 +40,9 @@ ESM_STREAM_READ_ACTIONS = (
 )
 # The DLQ adapter (freshvec/adapters/sqs.py) calls SendMessageBatch, authorized by sqs:SendMessage.
 DLQ_SEND_ACTIONS = ("sqs:SendMessage",)
-# Tombstones (freshvec/adapters/dynamodb.py, DynamoDbTombstones): BatchWriteItem is authorized per item by
-# dynamodb:BatchWriteItem (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html),
-# BatchGetItem by dynamodb:BatchGetItem.
-TOMBSTONE_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:BatchGetItem")
+# Tombstones (freshvec/adapters/dynamodb.py, DynamoDbTombstones): a conditional PutItem per tombstone (it only
+# rises; https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html), read with BatchGetItem.
+TOMBSTONE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchGetItem")
 
 
 class Sink(Construct):

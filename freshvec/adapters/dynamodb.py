@@ -3,10 +3,13 @@
 An item holds the last sequence number forwarded to Kinesis (``seq``), whether the shard was read to its end
 (``ended``) and who may read it (``lease_owner`` until ``lease_expires_at``, epoch seconds). Only the lease
 owner can move a checkpoint, so two forwarders never read one shard at the same time, and a lease whose
-owner died is free again once it expires.
+owner died is free again once it expires. Past a stretch of the stream without changes (no sequence number to
+checkpoint) the item also keeps where reading got to (``resume``, the source's token, dropped whenever ``seq``
+moves) and when the shard was last at its tip (``caught_up_at``).
 
 The sink's tombstones (``DynamoDbTombstones``) live in the same table, one item per deleted vector key
-(``#tombstone/<sha256 of the key>``), with ``expires_at`` as the table's TTL attribute.
+(``#tombstone/<sha256 of the key>``) holding the delete's version text, with ``expires_at`` as the table's TTL
+attribute; a tombstone only rises (conditional writes).
 
 The streams a forwarder has followed are kept in the same table under one registry partition per table
 (``#streams/<keyspace>/<table>``, sort key = stream ARN) with ``state`` ``reading`` or ``done``: when CDC is
@@ -16,15 +19,16 @@ re-enabled the old stream is finished before the new one is read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from freshvec.constants import CHECKPOINT_PK, CHECKPOINT_SK
-from freshvec.errors import error_code
+from freshvec.errors import TransientError, error_code
 from freshvec.ports import LeaseLostError, ShardCheckpoint, StreamEntry
 from freshvec.retry import RetryPolicy
+from freshvec.versions import newer, parse
 
 # Item attributes (the CLI's status command reads them too).
 ATTR_SEQUENCE = "seq"
@@ -32,6 +36,8 @@ ATTR_ENDED = "ended"
 ATTR_LEASE_OWNER = "lease_owner"
 ATTR_LEASE_EXPIRES_AT = "lease_expires_at"
 ATTR_UPDATED_AT = "updated_at"
+ATTR_RESUME = "resume"
+ATTR_CAUGHT_UP_AT = "caught_up_at"
 ATTR_STREAM_LABEL = "label"
 ATTR_STREAM_STATE = "state"
 STREAM_READING = "reading"
@@ -41,7 +47,7 @@ TOMBSTONE_PREFIX = "#tombstone/"
 TOMBSTONE_SORT = "#"
 ATTR_TOMBSTONE_VERSION = "version"
 ATTR_EXPIRES_AT = "expires_at"  # the table's TTL attribute
-DYNAMODB_BATCH_WRITE = 25  # BatchWriteItem items per call
+_RAISE_ATTEMPTS = 8  # compare-and-set rounds against concurrent tombstone writers of one key
 DYNAMODB_BATCH_GET = 100  # BatchGetItem keys per call
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -138,9 +144,25 @@ class CheckpointStore:
         self._update_owned(
             stream_arn,
             shard_id,
-            "SET #seq = :seq, #expires = :expires, #updated = :now",
+            "SET #seq = :seq, #expires = :expires, #updated = :now REMOVE #resume",
             {":seq": {"S": sequence_number}, ":expires": _number(expires), ":now": _number(now)},
         )
+        return expires
+
+    def save_progress(self, stream_arn: str, shard_id: str, resume: str | None, caught_up_at: float | None) -> float:
+        """Keep where reading got to past the checkpoint (None: forget it) and when the shard was last at its
+        tip; also renews the lease."""
+        now = self._clock()
+        expires = now + self.lease_duration_s
+        update = "SET #expires = :expires, #updated = :now"
+        values: dict[str, Any] = {":expires": _number(expires), ":now": _number(now)}
+        if resume is not None:
+            update += ", #resume = :resume"
+            values[":resume"] = {"S": resume}
+        if caught_up_at is not None:
+            update += ", #caught = :caught"
+            values[":caught"] = _number(caught_up_at)
+        self._update_owned(stream_arn, shard_id, update + ("" if resume is not None else " REMOVE #resume"), values)
         return expires
 
     def mark_ended(self, stream_arn: str, shard_id: str, sequence_number: str | None) -> None:
@@ -245,6 +267,8 @@ _NAMES = {
     "#owner": ATTR_LEASE_OWNER,
     "#expires": ATTR_LEASE_EXPIRES_AT,
     "#updated": ATTR_UPDATED_AT,
+    "#resume": ATTR_RESUME,
+    "#caught": ATTR_CAUGHT_UP_AT,
 }
 
 
@@ -265,6 +289,7 @@ def _number(value: float) -> dict[str, str]:
 
 def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
     expires = item.get(ATTR_LEASE_EXPIRES_AT, {}).get("N")
+    caught_up_at = item.get(ATTR_CAUGHT_UP_AT, {}).get("N")
     return ShardCheckpoint(
         stream_arn=item[CHECKPOINT_PK]["S"],
         shard_id=item[CHECKPOINT_SK]["S"],
@@ -272,11 +297,18 @@ def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
         ended=bool(item.get(ATTR_ENDED, {}).get("BOOL", False)),
         lease_owner=item.get(ATTR_LEASE_OWNER, {}).get("S"),
         lease_expires_at=float(expires) if expires is not None else None,
+        resume=item.get(ATTR_RESUME, {}).get("S"),
+        caught_up_at=float(caught_up_at) if caught_up_at is not None else None,
     )
 
 
 class DynamoDbTombstones:
-    """``TombstoneStore`` in the checkpoint table: BatchWriteItem (25 a call) and consistent BatchGetItem (100)."""
+    """``TombstoneStore`` in the checkpoint table: consistent BatchGetItem (100 keys a call), and one conditional
+    PutItem per tombstone that rises, so a lower version never replaces a higher one.
+
+    The condition is compare-and-set on what was read (no item, an expired one, or exactly the version read);
+    when another writer got there first, the item is read again and compared again.
+    """
 
     def __init__(
         self, dynamodb: Any, table_name: str, *, retry: RetryPolicy | None = None, clock: Callable[[], float]
@@ -286,35 +318,46 @@ class DynamoDbTombstones:
         self._retry = retry or RetryPolicy()
         self._clock = clock
 
-    def put(self, versions: dict[str, int] | Any, expires_at: float) -> None:
-        items = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        **_key(_tombstone_partition(key), TOMBSTONE_SORT),
-                        ATTR_TOMBSTONE_VERSION: {"N": str(version)},
-                        ATTR_EXPIRES_AT: {"N": str(int(expires_at))},
-                    }
-                }
-            }
-            for key, version in versions.items()
-        ]
-        for start in range(0, len(items), DYNAMODB_BATCH_WRITE):
-            pending = items[start : start + DYNAMODB_BATCH_WRITE]
-            attempt = 1
-            while pending:
-                response = self._retry.call(
-                    lambda pending=pending: self._db.batch_write_item(RequestItems={self._table: pending}),
-                    "DynamoDB BatchWriteItem (tombstones)",
-                )
-                pending = response.get("UnprocessedItems", {}).get(self._table, [])
-                if pending:
-                    self._retry.wait(attempt, f"{len(pending)} tombstone(s) unprocessed")
-                    attempt += 1
+    def put(self, versions: Mapping[str, str], expires_at: float) -> None:
+        current = self.get(list(versions))
+        for key, version in versions.items():
+            self._raise(key, version, current.get(key), expires_at)
 
-    def get(self, keys: Any) -> dict[str, int]:
+    def _raise(self, key: str, version: str, seen: str | None, expires_at: float) -> None:
+        for _ in range(_RAISE_ATTEMPTS):
+            if seen is not None and not newer(parse(version), parse(seen)):
+                return  # the stored tombstone is as high or higher: it stays
+            values: dict[str, Any] = {":now": {"N": str(int(self._clock()))}}
+            names = {"#pk": CHECKPOINT_PK, "#exp": ATTR_EXPIRES_AT}
+            condition = "attribute_not_exists(#pk) OR #exp < :now"
+            if seen is not None:
+                condition, names, values = "#ver = :seen", {"#ver": ATTR_TOMBSTONE_VERSION}, {":seen": {"S": seen}}
+            item = {
+                **_key(_tombstone_partition(key), TOMBSTONE_SORT),
+                ATTR_TOMBSTONE_VERSION: {"S": version},
+                ATTR_EXPIRES_AT: {"N": str(int(expires_at))},
+            }
+            try:
+                self._retry.call(
+                    lambda item=item, condition=condition, names=names, values=values: self._db.put_item(
+                        TableName=self._table,
+                        Item=item,
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
+                    ),
+                    "DynamoDB PutItem (tombstone)",
+                )
+                return
+            except ClientError as exc:
+                if error_code(exc) != _CONDITION_FAILED:
+                    raise
+            seen = self.get([key]).get(key)
+        raise TransientError(f"the tombstone of {key} kept changing under {_RAISE_ATTEMPTS} attempts to raise it")
+
+    def get(self, keys: Any) -> dict[str, str]:
         by_partition = {_tombstone_partition(key): key for key in keys}
-        found: dict[str, int] = {}
+        found: dict[str, str] = {}
         now = self._clock()
         partitions = list(by_partition)
         for start in range(0, len(partitions), DYNAMODB_BATCH_GET):
@@ -332,8 +375,11 @@ class DynamoDbTombstones:
                 )
                 for item in response.get("Responses", {}).get(self._table, []):
                     expires = float(item.get(ATTR_EXPIRES_AT, {}).get("N", "0"))
-                    if expires > now:  # TTL deletion lags up to days; an expired item no longer counts
-                        found[by_partition[item[CHECKPOINT_PK]["S"]]] = int(item[ATTR_TOMBSTONE_VERSION]["N"])
+                    stored = item.get(ATTR_TOMBSTONE_VERSION, {}).get("S")
+                    # TTL deletion lags up to days: an expired item no longer counts. A number is a tombstone
+                    # from before versions were texts: it cannot be ordered, so it does not count either.
+                    if expires > now and stored is not None:
+                        found[by_partition[item[CHECKPOINT_PK]["S"]]] = stored
                 request = response.get("UnprocessedKeys") or {}
                 if request:
                     self._retry.wait(attempt, "tombstone reads unprocessed")

@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from freshvec.versions import newer, parse
+
 
 class InProcessTombstones:
     """``TombstoneStore`` in a dict; an expired tombstone is gone, as a DynamoDB item past its TTL is."""
@@ -17,16 +19,20 @@ class InProcessTombstones:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._versions: dict[str, tuple[int, float]] = {}
+        self._versions: dict[str, tuple[str, float]] = {}
 
-    def put(self, versions: Mapping[str, int], expires_at: float) -> None:
+    def put(self, versions: Mapping[str, str], expires_at: float) -> None:
+        """Each tombstone rises to ``versions[key]`` unless it is already as high (``freshvec.versions.newer``)."""
+        now = self._clock()
         with self._lock:
             for key, version in versions.items():
-                self._versions[key] = (version, expires_at)
+                entry = self._versions.get(key)
+                if entry is None or entry[1] <= now or newer(parse(version), parse(entry[0])):
+                    self._versions[key] = (version, expires_at)
 
-    def get(self, keys: Sequence[str]) -> dict[str, int]:
+    def get(self, keys: Sequence[str]) -> dict[str, str]:
         now = self._clock()
-        found: dict[str, int] = {}
+        found: dict[str, str] = {}
         with self._lock:
             for key in keys:
                 entry = self._versions.get(key)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 from freshvec import state
 from freshvec.cli import (
@@ -36,7 +37,7 @@ from freshvec.cli import (
     status,
     wait,
 )
-from freshvec.cli.errors import explain
+from freshvec.cli.errors import exit_code, explain
 
 STACK_ENV = "FRESHVEC_STACK"
 LOCAL_STATE_HELP = (
@@ -84,22 +85,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def expected_failures(command: F) -> F:
-    """Turn expected failures into one ``error:`` line and exit code 1."""
+    """Turn expected failures into one ``error:`` line, and anything else into its traceback; either way the
+    exit code says the command could not finish (``exit_code``), never the code of a failed check."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # click reports its own usage errors (exit 2)
+        except Exception as exc:  # noqa: BLE001 - every failure gets its exit code; bugs keep their traceback
             message = explain(exc)
-            if message is None:
-                raise
-            if settings.settings().debug:
+            if message is None or settings.settings().debug:
                 traceback.print_exc(file=sys.stderr)
-            typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(1) from None
+            if message is not None:
+                typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(exit_code(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,10 +1,11 @@
 """``freshvec backfill``: send every existing row to the change stream as a re-sync event (origin BACKFILL).
 
-Each row goes with the version it was read with (the newest cell WRITETIME, ``freshvec.cli.resync``), so a
-backfill never overwrites a newer change CDC delivered, and cannot bring back a row deleted after it was read:
-the sink's version rule and tombstones decide. The table is read in token-range segments (local mode: key-hash
-segments through the control API), in parallel, with progress saved after every page Kinesis accepted, so an
-interrupted backfill resumes where it stopped.
+Each row goes with the version of its read (a Keyspaces read's conservative stamp, ``freshvec.cli.resync``),
+so a backfill never overwrites a newer change CDC delivered, and cannot bring back a row deleted after it was
+read: the sink's version rule and tombstones decide (a row it cannot place is parked for ``redrive send``).
+The table is read in token-range segments (local mode: key-hash segments through the control API), in
+parallel, with progress saved after every page Kinesis accepted, so an interrupted backfill resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -51,12 +52,10 @@ def build_range_select(
     columns: Sequence[str],
     *,
     inclusive: bool,
-    versioned: Sequence[str] = (),
 ) -> str:
-    """A token-range select of ``columns``, then ``WRITETIME`` of each ``versioned`` column (``resync``'s aliases)."""
+    """A token-range select of ``columns``."""
     token = f"token({', '.join(quote(k) for k in partition_key)})"
-    times = [f"WRITETIME({quote(col)}) AS {resync.WRITETIME_PREFIX}{i}" for i, col in enumerate(versioned)]
-    selected = ", ".join([quote(col) for col in columns] + times)
+    selected = ", ".join(quote(col) for col in columns)
     low = ">=" if inclusive else ">"
     # Identifiers come from the validated config and are quoted; token bounds are bound values.
     return (
@@ -197,16 +196,13 @@ class _BackfillRun:
         self.seq_base = state.started_ms * 10**9 + state.sent
         self.counter = itertools.count(1)
         c_ = self.config
-        versioned = resync.versioned_columns(c_)
         columns = list(c_.columns)
         self.statements = (
             {}
             if resources.is_local
             else {
                 inclusive: session.prepare(
-                    build_range_select(
-                        c_.keyspace, c_.table, c_.partition_key, columns, inclusive=inclusive, versioned=versioned
-                    )
+                    build_range_select(c_.keyspace, c_.table, c_.partition_key, columns, inclusive=inclusive)
                 )
                 for inclusive in (False, True)
             }
@@ -273,9 +269,10 @@ class _BackfillRun:
                     yield (row, version), _local_cursor(row, self.config)
             return
         statement = self.statements[resume_at is not None]
-        for raw in self.session.execute(statement, (low if resume_at is None else resume_at, high)):
+        rows = self.session.execute(statement, (low if resume_at is None else resume_at, high))
+        for raw, stamp in resync.stamped(rows):
             token = raw.pop("fv_token")
-            yield resync.split_version(raw, self.config), token
+            yield (resync.driver_row(raw, self.config), stamp), token
 
     def _flush(self, index: int, page: list[OutgoingRecord], last_token: int | None) -> None:
         self.limiter.acquire(len(page))
@@ -291,7 +288,7 @@ class _BackfillRun:
 
 def _backfill_record(
     row: dict[str, Any],
-    version: int | None,
+    version: str | None,
     config: PipelineConfig,
     seq: str,
     generations: Sequence[str] | None,

@@ -1,5 +1,14 @@
-"""Expected failures: the CLI's own ``OperatorError``, and ``explain``, which turns any expected failure into one
-line a person can act on (no traceback); a bug gets no explanation and keeps its traceback."""
+"""Expected failures and exit codes: the CLI's own ``OperatorError`` (and ``UsageError``), ``explain``, which turns
+any expected failure into one line a person can act on (no traceback; a bug gets no explanation and keeps its
+traceback), and the exit codes every command keeps, so scripts can gate on them:
+
+- ``EXIT_OK`` (0): done; for a check (reconcile, wait, preflight, load), it passed.
+- ``EXIT_CHECK_FAILED`` (1): the command finished and its check did not pass: reconcile found drift, wait saw
+  changes that never became searchable, preflight found a problem, load had rows refused.
+- ``EXIT_USAGE`` (2): the command line, the config or an input file is wrong (also click's own usage errors).
+- ``EXIT_FAILED`` (3): the command could not finish: a service unreachable or refusing, an unexpected error.
+  A script can tell "drift" from "could not look".
+"""
 
 from __future__ import annotations
 
@@ -10,9 +19,25 @@ from freshvec.datafiles import LoaderFileError
 from freshvec.errors import MisconfigurationError, error_code
 from freshvec.filters import FilterError
 
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+
 
 class OperatorError(Exception):
-    """An expected failure, explained in one line (no traceback needed)."""
+    """An expected failure, explained in one line (no traceback needed): the command could not finish."""
+
+
+class UsageError(OperatorError):
+    """The operator asked for something that cannot be done as asked (exit ``EXIT_USAGE``)."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """``EXIT_USAGE`` for bad input (command line, config, files), else ``EXIT_FAILED``."""
+    if isinstance(exc, UsageError | FilterError | LoaderFileError | ConfigError):
+        return EXIT_USAGE
+    return EXIT_FAILED
 
 
 def explain(exc: BaseException) -> str | None:  # noqa: PLR0911 - one line per kind of expected failure

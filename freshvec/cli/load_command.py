@@ -15,6 +15,7 @@ from rich.text import Text
 
 from freshvec.cli import console, keyspaces, local_client, wait
 from freshvec.cli import load as loader
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.settings import settings
 from freshvec.datafiles import read_records, sample_movies
 
@@ -128,5 +129,5 @@ def load_command(
         + (f", {report.retried} retried" if report.retried else "")
     )
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK_FAILED)
     wait.after_load(report, recorder, timeout, file=str(file), delete=delete)

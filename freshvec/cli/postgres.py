@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,17 +36,15 @@ from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.keyspaces.driver import row_to_json
 from freshvec.sources.postgres import snapshot
-from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.errors import PostgresError
-from freshvec.sources.postgres.pgoutput import format_lsn
-from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified, quote_ident
-from freshvec.sources.postgres.writer import MAX_ROWS_PER_STATEMENT, PgTableWriter, RowValueError
+from freshvec.sources.postgres.session import check_table, ensure_slot, prepare_session, qualified
+from freshvec.sources.postgres.writer import PgTableWriter, RowValueError
 
 PASSWORD_ENV = "FRESHVEC_PG_PASSWORD"  # noqa: S105 - the variable's name, not a password
 LOAD_BATCH_ROWS = 500
 BACKFILL_PAGE_ROWS = 500
 RECONCILE_PAGE_ROWS = 1000  # rows per FETCH of reconcile's table side
-SNAPSHOT_WAIT_S = 60.0  # how long a backfill waits for transactions open when it started
+_POLL_S = 0.05
 
 
 # ---- connection ------------------------------------------------------------------------------
@@ -191,18 +188,16 @@ def backfill(
     rate_per_s: float = 500.0,
     page_rows: int = BACKFILL_PAGE_ROWS,
     on_progress: Callable[[int], None] | None = None,
-    wait_s: float = SNAPSHOT_WAIT_S,
-    sleep: Callable[[float], None] = time.sleep,
     generations: Sequence[str] | None = None,
-) -> tuple[int, int]:
-    """Send every row as a BACKFILL INSERT with one version (for ``generations`` only, when given); returns
-    (rows sent, that version)."""
+) -> tuple[int, str]:
+    """Send every row as a BACKFILL INSERT read in one snapshot (for ``generations`` only, when given); returns
+    (rows sent, the snapshot's version)."""
     pg = config.postgres
     ensure_slot(conn, pg.slot, database=pg.connection.database)  # first: what changes from now on is kept
-    version = _gap_free_position(conn, wait_s, sleep)
     limiter = RateLimiter(rate_per_s)
     sent = 0
-    for page in _snapshot_pages(conn, config, page_rows):
+    version = ""
+    for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
         records = [_record(row, config, version, sent + i, generations) for i, row in enumerate(page)]
         limiter.acquire(len(records))
         sender.send(records)
@@ -235,33 +230,16 @@ def backfill_command(
         conn.close()
     console.out.print(
         f"backfill: {sent} row(s) of {res.config.keyspace}.{res.config.table} sent to {res.stream_name}, "
-        f"read in one snapshot at WAL position {format_lsn(version)}"
+        f"read in one snapshot ({version or 'the table was empty'})"
     )
 
 
-def _gap_free_position(conn: Any, wait_s: float, sleep: Callable[[float], None]) -> int:
-    """The version a snapshot read carries (``sources.postgres.snapshot.gap_free_position``)."""
-    try:
-        return snapshot.gap_free_position(conn, wait_s, sleep)
-    except snapshot.SnapshotWaitTimeout as exc:
-        raise OperatorError(
-            f"{exc}; a snapshot read (backfill, redrive, reconcile --repair) waits for the transactions open when it "
-            "starts (see pg_stat_activity), then reads the table"
-        ) from exc
-
-
-def _snapshot_pages(conn: Any, config: PipelineConfig, page_rows: int) -> Iterator[list[dict[str, Any]]]:
-    """The table's rows in one REPEATABLE READ snapshot, a page at a time, as change-event JSON values."""
-    pg = config.postgres
-    return snapshot.snapshot_pages(conn, pg.schema, pg.table, pg.columns, page_rows)
-
-
 def _record(
-    row: dict[str, Any], config: PipelineConfig, version: int, index: int, generations: Sequence[str] | None = None
+    row: dict[str, Any], config: PipelineConfig, version: str, index: int, generations: Sequence[str] | None = None
 ) -> OutgoingRecord:
     key = {name: row[name] for name in config.primary_key}
     now = datetime.now(UTC)
-    seq = f"backfill:{format_lsn(version)}#{index}"
+    seq = f"backfill:{index}"
     event = ChangeEvent(
         keyspace=config.keyspace,
         table=config.table,
@@ -285,81 +263,28 @@ def _record(
 
 # ---- re-sync reads (redrive, reconcile --repair) and reconcile's table side -------------------------------
 class PostgresRowReader:
-    """``RowReader`` for redrive and reconcile's repair: a batch of keys' current rows in one REPEATABLE READ
-    transaction, every row with the version ``L``.
+    """``RowReader`` for redrive and reconcile's repair: a batch of keys' current rows in one snapshot, every
+    key (with a row or not) with the snapshot as its version (``freshvec.sources.postgres.snapshot``)."""
 
-    ``L`` is read like backfill's: ``pg_current_wal_lsn()``, then a wait for every transaction open at that
-    moment to end, then the snapshot. Every commit at or before ``L`` is in the snapshot, so a change the read
-    missed commits after ``L`` and reaches the sink through the slot with a higher version, and wins. A key
-    with no row reads as ``(None, None)``; the re-sync then removes the vector at its stored ``_ver``.
-    """
-
-    def __init__(
-        self,
-        conn: Any,
-        config: PipelineConfig,
-        *,
-        wait_s: float = SNAPSHOT_WAIT_S,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, conn: Any, config: PipelineConfig) -> None:
         self.conn = conn
         self.config = config
-        self.wait_s = wait_s
-        self.sleep = sleep
 
-    def read(self, keys: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, int | None]]:
+    def read(self, keys: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, str | None]]:
         if not keys:
             return []
-        pg = self.config.postgres
-        statements = [self._select(keys[start : start + MAX_ROWS_PER_STATEMENT], start)
-                      for start in range(0, len(keys), MAX_ROWS_PER_STATEMENT)]  # fmt: skip
-        names = list(pg.columns)
-        version = _gap_free_position(self.conn, self.wait_s, self.sleep)
-        found: dict[int, dict[str, Any]] = {}
-        self.conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            for sql, params in statements:
-                for position, *cells in self.conn.run(sql, **params):
-                    found[int(position)] = {
-                        n: pgtypes.from_text(v, pg.columns[n]) for n, v in zip(names, cells, strict=True)
-                    }
-        finally:
-            self.conn.run("ROLLBACK")  # read only: nothing to keep
-        return [(found[i], version) if i in found else (None, None) for i in range(len(keys))]
-
-    def _select(self, keys: Sequence[Mapping[str, Any]], first: int) -> tuple[str, dict[str, Any]]:
-        """``SELECT k.fv_i, <columns>::text FROM (VALUES (i, CAST(:k AS type), ...), ...) k JOIN t ON <key>``:
-        each row comes back with the position of the key that asked for it (no comparison of value forms)."""
-        pg = self.config.postgres
-        params: dict[str, Any] = {}
-        tuples = []
-        for offset, key in enumerate(keys):
-            cells = [str(first + offset)]
-            for j, column in enumerate(pg.primary_key):
-                if key.get(column) is None:
-                    raise OperatorError(f"key {dict(key)} lacks primary key column {column!r}")
-                try:
-                    params[f"k{offset}_{j}"] = pgtypes.to_text(key[column], pg.columns[column])
-                except pgtypes.PgTypeError as exc:
-                    raise OperatorError(f"key {dict(key)}: column {column!r}: {exc}") from exc
-                cells.append(f"CAST(:k{offset}_{j} AS {pgtypes.storage_type(pg.columns[column])})")
-            tuples.append("(" + ", ".join(cells) + ")")
-        aliases = ", ".join(["fv_i", *(f"fv_k{j}" for j in range(len(pg.primary_key)))])
-        join = " AND ".join(f"t.{quote_ident(col)} = k.fv_k{j}" for j, col in enumerate(pg.primary_key))
-        select = ", ".join(f"t.{quote_ident(n)}::text" for n in pg.columns)
-        # Names are quoted identifiers and types come from the validated config; key values are bound.
-        sql = (
-            f"SELECT k.fv_i, {select} FROM (VALUES {', '.join(tuples)}) AS k({aliases}) "  # noqa: S608
-            f"JOIN {table_writer(self.config).name} AS t ON {join}"
-        )
-        return sql, params
+            version, rows = snapshot.read_keys(self.conn, table_writer(self.config), keys)
+        except ValueError as exc:
+            raise OperatorError(str(exc)) from exc
+        return [(row, version) for row in rows]
 
 
 def table_rows(conn: Any, config: PipelineConfig, *, page_rows: int = RECONCILE_PAGE_ROWS) -> Iterator[list[Any]]:
-    """Reconcile's table side: the whole table in one REPEATABLE READ snapshot through a server-side cursor,
-    ``page_rows`` a page, as ``(row, None)`` reads (one segment; reconcile compares rows, not versions)."""
-    for page in _snapshot_pages(conn, config, page_rows):
-        yield [(row, None) for row in page]
+    """Reconcile's table side: the whole table in one snapshot through a server-side cursor, ``page_rows`` a
+    page, as ``(row, snapshot version)`` reads (one segment)."""
+    for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
+        yield [(row, version) for row in page]
 
 
 def count_rows(conn: Any, config: PipelineConfig) -> int:

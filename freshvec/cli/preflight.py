@@ -36,7 +36,7 @@ from rich.text import Text
 
 from freshvec import constants as c
 from freshvec.cli import console
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, make_client_factory
 from freshvec.config import CONTEXT_KEY, ConfigError, EmbeddingConfig, PipelineConfig, check_deployable, load_config
@@ -437,4 +437,4 @@ def preflight_command(
         summary = f"{len(failed)} of {len(checks)} checks failed" if failed else "ready to deploy: `cdk deploy`"
         console.out.print(summary)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -10,16 +10,21 @@ kinds:
   ``_ver`` are the pipeline's provenance and are not compared);
 - **orphan**: a vector with no row (or with a row that has no text).
 
-Memory stays bounded whatever the table's size: both sides are read in parallel (token ranges of the table,
-ListVectors segments of the index) and spilled to temporary files in ``buckets`` partitions by key hash
-(sha256 of the vector key); then each partition is compared alone, holding one partition of the index side in
-memory (about 300 bytes a vector: 10 million vectors in 256 partitions is ~12 MB at a time).
+The index is read first (ListVectors segments in parallel), then the table (token ranges in parallel; one
+snapshot for PostgreSQL), so a change that reaches the index after its listing was also read from the table.
+Memory stays bounded whatever the table's size: each side is spilled to temporary files in ``buckets``
+partitions by key hash (sha256 of the vector key); then each partition is compared alone, holding one
+partition of the index side in memory (about 300 bytes a vector: 10 million vectors in 256 partitions is
+~12 MB at a time).
 
-``--repair`` sends a re-sync event (origin RECONCILE, ``freshvec.cli.resync``) for every differing key through
-the one Kinesis writer: the row read again with its version, or for a row gone a removal at the stored
-``_ver``, so the sink orders the repair with live CDC. A key that changes while reconcile runs may be reported;
-repairing it is harmless. A vector whose ``_ver`` is newer than its row's version (a table restored to an older
-point in time) is left alone by the sink and reported again on the next run.
+``--repair`` is compare-and-set, not version order, so drift that lives in the stored versions themselves (a
+restore, a hand edit, another row's vector copied in) is repaired too. For each differing row it reads the
+row's chunk 0 from the index, then the row from the table, and sends a re-sync event (origin RECONCILE,
+``freshvec.cli.resync``) through the one Kinesis writer naming the write it saw (``if_wid``; "" for none) and
+the orphan chunks it saw beyond chunk 0's count. The sink applies it iff the key still holds exactly that
+write, whatever its ``_ver``; if anything was written since, the newer write stands and the next reconcile
+decides. A stored vector whose key names no row is removed the same way. Once the pipeline has caught up
+with the repair, the next reconcile reports 0.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import typer
 from freshvec import constants as c
 from freshvec.chunking import expected_chunks
 from freshvec.cli import backfill, console, generations, resync
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
@@ -189,12 +195,7 @@ def table_pages(
         return [lambda: postgres.table_rows(session, config, page_rows=S3V_LIST_PAGE)]
     statement = session.prepare(
         backfill.build_range_select(
-            config.keyspace,
-            config.table,
-            config.partition_key,
-            list(config.columns),
-            inclusive=False,
-            versioned=resync.versioned_columns(config),
+            config.keyspace, config.table, config.partition_key, list(config.columns), inclusive=False
         )
     )
 
@@ -202,7 +203,7 @@ def table_pages(
         page: list[resync.RowRead] = []
         for raw in session.execute(statement, (low, high)):  # the driver pages the read (fetch_size)
             raw.pop("fv_token", None)
-            page.append(resync.split_version(raw, config))
+            page.append((resync.driver_row(raw, config), None))  # compared by content: no version needed
             if len(page) >= S3V_LIST_PAGE:
                 yield page
                 page = []
@@ -345,11 +346,10 @@ def reconcile(
             return 0
 
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="reconcile") as pool:
-            table_futures = [pool.submit(read_table, source) for source in sides.table]
-            index_futures = [pool.submit(read_index, source) for source in sides.index]
-            report.rows = sum(f.result() for f in table_futures)
-            for future in index_futures:
+            # The index before the table: what the listing missed was written after it, so the table has it.
+            for future in [pool.submit(read_index, source) for source in sides.index]:
                 future.result()
+            report.rows = sum(f.result() for f in [pool.submit(read_table, source) for source in sides.table])
         table_spill.close()
         index_spill.close()
 
@@ -368,31 +368,30 @@ def reconcile(
 
 
 def repair_keys(path: Path, config: PipelineConfig, resyncer: resync.Resyncer) -> dict[str, int]:
-    """Re-sync every key listed in ``path`` (one JSON vector key a line), a batch at a time."""
-    done = {"update": 0, "delete": 0, "none": 0, "unparseable": 0}
-
-    def flush(batch: list[dict[str, Any]]) -> None:
-        for result in resyncer.resync(batch, origin="RECONCILE"):
-            done[result.action] += 1
-
-    batch: list[dict[str, Any]] = []
-    seen: set[str] = set()  # row keys already sent (memory: one key per differing row)
+    """Repair every key listed in ``path`` (one JSON vector key a line): rows a batch at a time
+    (``Resyncer.repair``), chunks beyond what their row counts named as its orphans, and keys that name no row
+    removed (``Resyncer.remove_strays``)."""
+    done = {"update": 0, "delete": 0, "none": 0, "stray": 0}
+    rows: dict[str, list[int]] = {}  # row key -> orphan chunk numbers seen (memory: one entry per differing row)
+    strays: list[str] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
+            key = json.loads(line)
+            row_key, chunk = split_chunk_key(key)
             try:
-                row_key, _chunk = split_chunk_key(json.loads(line))  # a chunk's drift re-syncs its whole row
-                if row_key in seen:
-                    continue
-                seen.add(row_key)
-                batch.append(parse_vector_key(row_key, config.key_columns))
-            except (ValueError, TypeError):  # a vector no freshvec sink wrote: it cannot name a row
-                done["unparseable"] += 1
+                parse_vector_key(row_key, config.key_columns)
+            except (ValueError, TypeError):  # a vector no freshvec sink wrote for a row: it cannot name one
+                strays.append(key)
                 continue
-            if len(batch) >= _REPAIR_BATCH:
-                flush(batch)
-                batch = []
-    if batch:
-        flush(batch)
+            orphans = rows.setdefault(row_key, [])
+            if chunk > 0:
+                orphans.append(chunk)
+    batch = list(rows.items())
+    for start in range(0, len(batch), _REPAIR_BATCH):
+        for result in resyncer.repair(dict(batch[start : start + _REPAIR_BATCH])):
+            done[result.action] += 1
+    for start in range(0, len(strays), _REPAIR_BATCH):
+        done["stray"] += resyncer.remove_strays(strays[start : start + _REPAIR_BATCH])
     return done
 
 
@@ -424,7 +423,8 @@ def reconcile_command(
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
     generation: generations.GenerationOption = None,
 ) -> None:
-    """Compare the table with each live index generation; exit 0 when all are in sync, 1 when drift was found."""
+    """Compare the table with each live index generation; exit 0 when all are in sync, 1 when drift was found, 2 on
+    a usage error, 3 when it could not finish."""
     s = settings()
     res = s.resources()
     clients = s.clients()
@@ -461,7 +461,7 @@ def reconcile_command(
         for name, report in reports.items():
             _print(report, generations.resources_for(res, generations.chosen(res, [name])[0]), name)
     if any(report.drift for report in reports.values()):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def reports_json(reports: Mapping[str, ReconcileReport]) -> dict[str, Any]:
@@ -493,7 +493,7 @@ def _print(report: ReconcileReport, res: StackResources, generation: str) -> Non
         r = report.repaired
         console.out.print(
             f"repair: {r['update']} row(s) re-sent, {r['delete']} removal(s), {r['none']} already gone, "
-            f"{r['unparseable']} vector key(s) that name no row; run reconcile again once the pipeline caught up"
+            f"{r['stray']} vector key(s) that name no row removed; run reconcile again once the pipeline caught up"
         )
     elif not report.drift:
         console.out.print("in sync")

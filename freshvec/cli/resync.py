@@ -1,38 +1,33 @@
-"""Re-sync reads: a key's current row, read from the table with its version, as the change event to send.
+"""Re-sync reads: a key's current row, read from the table with the read's version, as the change event to send.
 
 Backfill, redrive and reconcile never replay history: they read what the table holds now and send it as a
 change event with origin BACKFILL, REDRIVE or RECONCILE through the one Kinesis writer
 (``freshvec.cli.send.ChangeStreamSender``: ``KinesisWriter`` in the calls ``plan_calls`` plans), so the
-sink's version rule orders them with live changes:
+sink orders them with live changes (``freshvec.versions``):
 
-- a row that exists becomes an UPDATE whose ``new`` is the row and whose ``version`` is the newest write
-  time of its cells (CQL ``WRITETIME``, microseconds);
-- a row that no longer exists becomes a DELETE whose ``version`` is the stored vector's ``_ver`` (delete only
-  what was seen: a newer put that lands first is not removed); no row and no vector: nothing to send.
+- a row that exists becomes an UPDATE whose ``new`` is the row; a row that no longer exists (while the index
+  holds a vector for it) a DELETE; no row and no vector: nothing to send;
+- either carries the version of the read, not of the row: against Amazon Keyspaces the read's stamp
+  (``versions.keyspaces_read_stamp``: its start on this machine's clock minus the clock and visibility
+  bounds; reads are LOCAL_QUORUM, ``freshvec.cli.keyspaces``), against PostgreSQL the read's snapshot
+  (``freshvec.sources.postgres.snapshot``). Cell write times are not versions: a TTL'd or nulled cell takes
+  its time with it, and WRITETIME misses key columns, collections and nulls.
 
-Against Amazon Keyspaces the read is ``SELECT <columns>, WRITETIME(<col>) ... FROM ks.t WHERE <key> = ?``.
-CQL serves WRITETIME for regular columns only, and not for collections, so the version is the newest write
-time over the non-key, non-collection columns that hold a value (an update that only touches a collection
-column is not reflected in it; the embedded text is always a scalar column, so its change always is). A
-row with no such column has no version, and the sink then cannot order it (it is applied). Keyspaces
-serves WRITETIME once client-side timestamps are on for the table (docs/deploy.md).
-
-Against PostgreSQL (``freshvec.cli.postgres.PostgresRowReader``) a batch of keys is read in one REPEATABLE READ
-transaction and every row carries the WAL position read before it (after the transactions open then ended),
-so a change the read missed reaches the sink through the slot with a higher version.
+A reconcile repair also carries the write it saw in the index (``if_wid``, ``freshvec.cli.reconcile``).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.cli import keyspaces, local_client
 from freshvec.cli.errors import OperatorError
 from freshvec.cli.load import quote
@@ -41,35 +36,22 @@ from freshvec.cli.stack import StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
 from freshvec.events import ChangeEvent, format_timestamp
-from freshvec.keys import partition_key, vector_key
+from freshvec.keys import STRAY_KEY_FIELD, parse_vector_key, partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
-from freshvec.plan import stored_version
+from freshvec.plan import write_token
 from freshvec.sources.keyspaces.types import CellError, to_driver_value, to_json_value
 
-WRITETIME_PREFIX = "fv_wt_"  # aliases of the WRITETIME columns in a re-sync select
-# Collections and UDTs (frozen or not, and tuples): CQL's WRITETIME is for plain cells, so the version is taken
-# over the scalar columns only (the conservative reading of what Keyspaces accepts).
-_UNVERSIONED_TYPES = ("list", "set", "map", "tuple", "udt", "frozen")
 LOCAL_READ_BATCH = 500  # keys per /rows/read call
 LOCAL_SCAN_PAGE = 5000  # rows per /rows/scan call
 
 Row = dict[str, Any]
-RowRead = tuple[Row | None, int | None]  # (the row as change-event JSON values or None, its version)
+RowRead = tuple[Row | None, str | None]  # (the row as change-event JSON values or None, the read's version)
 
 
 # ---- what a re-sync select reads ---------------------------------------------------------------------------
-def versioned_columns(config: PipelineConfig) -> list[str]:
-    """The columns whose WRITETIME makes up a row's version: regular (non-key) columns that are not collections."""
-    key = set(config.primary_key)
-    types = config.column_types
-    return [name for name in config.columns if name not in key and types[name].name not in _UNVERSIONED_TYPES]
-
-
 def select_list(config: PipelineConfig) -> str:
-    """``"a", "b", WRITETIME("b") AS fv_wt_0, ...``: every configured column, then the write times."""
-    columns = [quote(name) for name in config.columns]
-    times = [f"WRITETIME({quote(name)}) AS {WRITETIME_PREFIX}{i}" for i, name in enumerate(versioned_columns(config))]
-    return ", ".join(columns + times)
+    """``"a", "b", ...``: every configured column."""
+    return ", ".join(quote(name) for name in config.columns)
 
 
 def build_key_select(config: PipelineConfig) -> str:
@@ -78,18 +60,23 @@ def build_key_select(config: PipelineConfig) -> str:
     return f"SELECT {select_list(config)} FROM {quote(config.keyspace)}.{quote(config.table)} WHERE {where}"  # noqa: S608
 
 
-def split_version(raw: Mapping[str, Any], config: PipelineConfig) -> RowRead:
-    """A driver row of a re-sync select as (change-event JSON row, version): the newest write time read."""
+def driver_row(raw: Mapping[str, Any], config: PipelineConfig) -> Row:
+    """A driver row of a re-sync select as change-event JSON values (columns not configured are left out)."""
     types = config.column_types
-    row: Row = {}
-    times: list[int] = []
-    for name, value in raw.items():
-        if name.startswith(WRITETIME_PREFIX):
-            if value is not None:
-                times.append(int(value))
-        elif name in types:
-            row[name] = to_json_value(value, types[name])
-    return row, (max(times) if times else None)
+    return {name: to_json_value(value, types[name]) for name, value in raw.items() if name in types}
+
+
+def stamped(rows: Iterable[Any], clock: Callable[[], float] = time.time) -> Iterator[tuple[Any, str]]:
+    """Each row of a (paged) Keyspaces read with its stamp: the time before the driver was asked for it, so the
+    page that holds it was fetched after that moment (``versions.keyspaces_read_stamp``)."""
+    iterator = iter(rows)
+    while True:
+        started = clock()
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            return
+        yield raw, versions.keyspaces_read_stamp(started).text()
 
 
 def driver_key(key: Mapping[str, Any], config: PipelineConfig) -> list[Any]:
@@ -124,8 +111,9 @@ class KeyspacesRowReader:
         binds = [driver_key(key, self.config) for key in keys]
 
         def one(values: list[Any]) -> RowRead:
+            stamp = versions.keyspaces_read_stamp(time.time()).text()
             rows = list(self.session.execute(self.statement, values))
-            return split_version(rows[0], self.config) if rows else (None, None)
+            return (driver_row(rows[0], self.config) if rows else None), stamp
 
         if len(binds) <= 1:
             return [one(values) for values in binds]
@@ -184,15 +172,18 @@ def resync_record(
     config: PipelineConfig,
     key: Row,
     row: Row | None,
-    version: int | None,
+    version: str | None,
     *,
     origin: str,
     seq: str,
     shard: str,
+    if_wid: str | None = None,
+    orphan_chunks: Sequence[int] = (),
     generations: Sequence[str] | None = None,
     vectors: Mapping[str, str] | None = None,
 ) -> OutgoingRecord:
-    """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with ``version``; with
+    """The change event of a re-sync: an UPDATE carrying ``row`` (None: a DELETE), with the read's ``version``;
+    a reconcile repair also names the write it saw (``if_wid``) and the orphan chunks it saw; with
     ``generations``, for those index generations only, and with ``vectors`` (fingerprint -> base64 float32)
     precomputed vectors of its chunks (``freshvec.generation_sink``)."""
     now = datetime.now(UTC)
@@ -210,6 +201,8 @@ def resync_record(
         origin=origin,
         source=config.source.kind,
         version=version,
+        if_wid=if_wid,
+        orphan_chunks=tuple(orphan_chunks),
         extra={
             **({c.EVENT_GENERATIONS: list(generations)} if generations else {}),
             **({c.EVENT_VECTORS: dict(vectors)} if vectors else {}),
@@ -220,6 +213,18 @@ def resync_record(
     )
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What reconcile saw in the index for a row, before it read the table: chunk 0's write
+    (``freshvec.plan.write_token``; "" for no vector) and the chunks stored beyond chunk 0's count."""
+
+    write: str = ""
+    orphan_chunks: tuple[int, ...] = ()
+
+
+NOTHING_SEEN = Observed()
+
+
 @dataclass
 class Resynced:
     """What a re-sync did for one key."""
@@ -227,7 +232,7 @@ class Resynced:
     key: Row
     vector_key: str
     action: str  # "update" (row sent), "delete" (removal sent), "none" (no row and no vector)
-    version: int | None
+    version: str | None
 
 
 class Resyncer:
@@ -246,26 +251,38 @@ class Resyncer:
         self.generations: Sequence[str] | None = None  # index generations the re-syncs are for (None: every live one)
 
     def plan(
-        self, keys: Sequence[Row], *, origin: str, seqs: Sequence[str] | None = None
+        self,
+        keys: Sequence[Row],
+        *,
+        origin: str,
+        seqs: Sequence[str] | None = None,
+        observed: Mapping[str, Observed] | None = None,
     ) -> tuple[list[OutgoingRecord], list[Resynced]]:
-        """The records to send for ``keys`` (one per key that needs one) and what each key amounts to."""
+        """The records to send for ``keys`` (one per key that needs one) and what each key amounts to.
+
+        ``observed`` (reconcile's repair): per vector key, what the index held when it was read before the
+        table; each record then is a compare-and-set on that write (``if_wid``) and removes the orphan chunks
+        seen. Without it, whether a vector is stored for a row that is gone is read now.
+        """
         if origin not in c.RESYNC_ORIGINS:
             raise ValueError(f"{origin} is not a re-sync origin")
         vector_keys = [vector_key(key, self.config.key_columns) for key in keys]
         reads = self.reader.read(keys)
         gone = [vk for vk, (row, _) in zip(vector_keys, reads, strict=True) if row is None]
-        stored = stored_metadata(self.s3vectors, self.resources, gone) if gone else {}
+        if observed is None:
+            stored = stored_metadata(self.s3vectors, self.resources, gone) if gone else {}
+        else:
+            stored = {vk: {} for vk in gone if observed.get(vk, NOTHING_SEEN) != NOTHING_SEEN}
         records: list[OutgoingRecord] = []
         results: list[Resynced] = []
         shard = origin.lower()
         for position, (key, vk, (row, read_version)) in enumerate(zip(keys, vector_keys, reads, strict=True)):
             seq = seqs[position] if seqs is not None else f"{shard}:{self._run}:{next(self._counter)}"
             version = read_version
-            if row is None:
-                if vk not in stored:
-                    results.append(Resynced(dict(key), vk, "none", None))
-                    continue
-                version = stored_version({"metadata": stored[vk]})
+            if row is None and vk not in stored:
+                results.append(Resynced(dict(key), vk, "none", None))
+                continue
+            seen = observed.get(vk, NOTHING_SEEN) if observed is not None else None
             records.append(
                 resync_record(
                     self.config,
@@ -275,15 +292,67 @@ class Resyncer:
                     origin=origin,
                     seq=seq,
                     shard=shard,
+                    if_wid=seen.write if seen is not None else None,
+                    orphan_chunks=seen.orphan_chunks if seen is not None else (),
                     generations=self.generations,
                 )
             )
             results.append(Resynced(dict(key), vk, "delete" if row is None else "update", version))
         return records, results
 
-    def resync(self, keys: Sequence[Row], *, origin: str, seqs: Sequence[str] | None = None) -> list[Resynced]:
+    def repair(self, rows: Mapping[str, Sequence[int]], *, seqs: Sequence[str] | None = None) -> list[Resynced]:
+        """Reconcile's repair of ``rows`` (vector key -> orphan chunk numbers seen beyond chunk 0's count): read
+        each row's chunk 0 from the index, THEN the row from the table, and send a compare-and-set re-sync on
+        the write read first (``Observed``). A write that lands in between makes the sink refuse the repair:
+        the newer write stands, and the next reconcile decides."""
+        vector_keys = list(rows)
+        stored = stored_metadata(self.s3vectors, self.resources, vector_keys)
+        observed = {
+            vk: Observed(write_token({"metadata": stored[vk]}) if vk in stored else "", tuple(rows[vk]))
+            for vk in vector_keys
+        }
+        keys = [parse_vector_key(vk, self.config.key_columns) for vk in vector_keys]
+        return self.resync(keys, origin="RECONCILE", seqs=seqs, observed=observed)
+
+    def remove_strays(self, vector_keys: Sequence[str]) -> int:
+        """Remove stored vectors whose keys name no row, each a compare-and-set on the write read now (through
+        the sink, like every index write); returns how many removals were sent."""
+        stored = stored_metadata(self.s3vectors, self.resources, vector_keys)
+        records = []
+        for vk in vector_keys:
+            if vk not in stored:
+                continue
+            seq = f"reconcile:{self._run}:{next(self._counter)}"
+            event = ChangeEvent(
+                keyspace=self.config.keyspace,
+                table=self.config.table,
+                op="DELETE",
+                key={STRAY_KEY_FIELD: vk},
+                new=None,
+                old=None,
+                seq=seq,
+                shard="reconcile",
+                ts=format_timestamp(datetime.now(UTC)),
+                origin="RECONCILE",
+                source=self.config.source.kind,
+                if_wid=write_token({"metadata": stored[vk]}),
+                extra={c.EVENT_GENERATIONS: list(self.generations)} if self.generations else {},
+            )
+            records.append(OutgoingRecord(event.to_bytes(), partition_key(vk), seq, changed_at=time.time()))
+        if records:
+            self.sender.send(records)
+        return len(records)
+
+    def resync(
+        self,
+        keys: Sequence[Row],
+        *,
+        origin: str,
+        seqs: Sequence[str] | None = None,
+        observed: Mapping[str, Observed] | None = None,
+    ) -> list[Resynced]:
         """Read, then send every record through the one writer; returns what was done per key."""
-        records, results = self.plan(keys, origin=origin, seqs=seqs)
+        records, results = self.plan(keys, origin=origin, seqs=seqs, observed=observed)
         if records:
             self.sender.send(records)
         return results

@@ -28,7 +28,7 @@ import typer
 from freshvec import constants as c
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.cli import console
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError, UsageError
 from freshvec.cli.load import LoadReport, RowWriter, WriteOp, WriteResult
 from freshvec.cli.settings import settings
 from freshvec.config import PipelineConfig
@@ -220,7 +220,7 @@ def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: st
             f"error: {len(outcome.never_visible)} of {len(expected)} {what} {timeout_s:g} s (e.g. {sample}); "
             "see `freshvec status` and `freshvec redrive list`"
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def _seen_summary(expected: Sequence[Expected], outcome: WaitOutcome) -> str:
@@ -260,7 +260,7 @@ def expectations_from_file(path: Path, expectations: Expectations, *, delete: bo
             with path.open(encoding="utf-8") as handle:
                 return expectations_from_lines(handle, expectations, delete=delete, source=path.name)
         except FileNotFoundError:
-            raise OperatorError(f"{path}: no such file") from None
+            raise UsageError(f"{path}: no such file") from None
         except UnicodeDecodeError as exc:
             raise OperatorError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     records = read_records(path, expectations.schema.column_types)
@@ -300,14 +300,14 @@ def _expected(
     known = expectations.schema.column_types
     for line, values, error in rows:
         if values is None:
-            raise OperatorError(f"{source}:{line}: {error or 'unreadable'}")
+            raise UsageError(f"{source}:{line}: {error or 'unreadable'}")
         unknown = [name for name in values if name not in known]
         if unknown:
-            raise OperatorError(f"{source}:{line}: unknown column {unknown[0]!r}")
+            raise UsageError(f"{source}:{line}: unknown column {unknown[0]!r}")
         try:
             row = convert_row(values, expectations.schema)
         except CellError as exc:
-            raise OperatorError(f"{source}:{line}: {exc}") from exc
+            raise UsageError(f"{source}:{line}: {exc}") from exc
         e = expectations.of(row, delete=delete, written_at=None)
         found.pop(e.key, None)
         found[e.key] = e

@@ -15,6 +15,24 @@ def check_deployable(config: PipelineConfig) -> None:
     else:
         check_cloudformation_names(config)
     check_deployable_embedding(config)
+    check_call_bounds(config)
+
+
+def check_call_bounds(config: PipelineConfig) -> None:
+    """The Lambda timing rules exactness rests on (docs/exactness.md): an S3 Vectors call never outlives the sink
+    invocation that made it (a killed invocation's late write could land after its re-delivery's newer one), and
+    a forwarder's lease outlives its invocation plus its last call (no stray re-sends after a lost lease)."""
+    sink, forwarder = config.sink, config.forwarder
+    if sink.timeout_s < 3 * c.S3V_CALL_BUDGET_S:
+        raise ConfigError(
+            "sink.timeout_s", f"must be at least {3 * c.S3V_CALL_BUDGET_S} s: 3 times an S3 Vectors call's bound"
+        )
+    if forwarder.lease_duration_s <= forwarder.timeout_s + c.FORWARDER_CALL_BUDGET_S:
+        raise ConfigError(
+            "forwarder.lease_duration_s",
+            f"must exceed forwarder.timeout_s plus {c.FORWARDER_CALL_BUDGET_S} s (a call's retry budget): "
+            f"at least {forwarder.timeout_s + c.FORWARDER_CALL_BUDGET_S + 1}",
+        )
 
 
 def check_deployable_postgres(config: PipelineConfig) -> None:

@@ -53,6 +53,10 @@ class PipelineConfig:
     embedding_field: str
     clustering_key: tuple[str, ...] = ()
     metadata_fields: tuple[str, ...] = ()
+    # Keyspaces static columns of the table (``freshvec init`` reads them from system_schema). Their changes arrive
+    # as separate stream records for the partition, not in the rows' images, so they cannot be embedded or used
+    # as metadata until they are fanned out to every row of the partition (docs/exactness.md).
+    static_columns: tuple[str, ...] = ()
     vector_key: tuple[str, ...] | None = None  # None: the whole primary key in order
     stack_name: str = "freshvec"
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
@@ -164,6 +168,20 @@ class PipelineConfig:
         return cls.from_dict(raw)
 
     # ---- validation ----------------------------------------------------------------------
+    def _check_static_columns(self, types: Mapping[str, Any]) -> None:
+        """Static columns may be in the table, never in the embedded text or the metadata (docs/exactness.md)."""
+        for name in self.static_columns:
+            check_column("static_columns", name, types)
+            if name in self.primary_key:
+                raise ConfigError("static_columns", f"column {name!r} is a primary key column, not a static one")
+            if name == self.embedding_field or name in self.metadata_fields:
+                path = "embedding_field" if name == self.embedding_field else "metadata_fields"
+                raise ConfigError(
+                    path,
+                    f"column {name!r} is static: Keyspaces streams its changes as a separate record for the "
+                    "partition, not in each row's image, so a row's vector would not follow it",
+                )
+
     def validate(self) -> None:  # noqa: PLR0912 - one flat list of rules reads best
         one_of("source.kind", self.source.kind, SOURCE_KINDS)
         if self.source.kind == "postgres":
@@ -212,6 +230,7 @@ class PipelineConfig:
             check_column("metadata_fields", name, types)
         if len(set(self.metadata_fields)) != len(self.metadata_fields):
             raise ConfigError("metadata_fields", "a column is listed twice")
+        self._check_static_columns(types)
         if self.vector_key is not None and sorted(self.vector_key) != sorted(self.primary_key):
             raise ConfigError(
                 "vector_key",

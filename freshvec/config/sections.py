@@ -99,7 +99,10 @@ class ForwarderConfig:
     # hot rows no longer cost a PutRecords call per change. Off by default: the change stream then carries every
     # change, which other consumers may rely on. See docs/forwarder.md.
     coalesce_changes: bool = False
-    lease_duration_s: int = 60
+    # Outlives timeout_s plus a call's retry budget (c.FORWARDER_CALL_BUDGET_S): a forwarder that lost its lease has
+    # stopped before another takes the shard. Leases are released at the end of every invocation, so this only
+    # delays a takeover after a crash.
+    lease_duration_s: int = 150
     memory_mb: int = 512
     timeout_s: int = 70  # one invocation per scheduled minute, looping until shortly before this
     # None: no reservation. The DynamoDB shard leases already keep two runs from reading one shard twice, and a

@@ -58,7 +58,9 @@ from freshvec.local.resources import LocalResources, create_resources, local_con
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
 from freshvec.outgoing import plan_calls
 from freshvec.sink import SinkStats
-from freshvec.sources.postgres.snapshot import backfill_record, gap_free_position, snapshot_pages
+from freshvec.sources.postgres.snapshot import backfill_record, snapshot_pages
+from freshvec.sources.postgres.writer import PgTableWriter
+from freshvec.versions import keyspaces_read_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -439,17 +441,23 @@ class LocalPipeline:
         }
 
     def read_rows(self, keys: Iterable[Row]) -> list[dict[str, Any]]:
-        """Each key's current row and version (``{"key", "row", "version"}``; row None when there is none)."""
-        answers = []
-        for key in keys:
-            row, version = self.table.read(key)
-            answers.append({"key": dict(key), "row": row, "version": version})
-        return answers
+        """Each key's current row and the read's version (``{"key", "row", "version"}``; row None when there is
+        none): a PostgreSQL read's snapshot, a Keyspaces stand-in read's stamp (``freshvec.versions``)."""
+        keys = [dict(key) for key in keys]
+        if self.postgres is not None:
+            version, rows = self.postgres.read_keys(keys)
+            return [{"key": key, "row": row, "version": version} for key, row in zip(keys, rows, strict=True)]
+        stamp = keyspaces_read_stamp(time.time()).text()
+        return [{"key": key, "row": self.table.read(key)[0], "version": stamp} for key in keys]
 
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
-        """One page of a segment's rows with their versions (``LocalTable.scan``) and the next cursor."""
+        """One page of a segment's rows with the read's version and the next cursor."""
+        if self.postgres is not None:
+            version, rows, cursor = self.postgres.scan(segment, segments, after=after, limit=limit)
+            return {"rows": [{"row": row, "version": version} for row in rows], "next": cursor}
+        stamp = keyspaces_read_stamp(time.time()).text()
         page, cursor = self.table.scan(segment, segments, after=after, limit=limit)
-        return {"rows": [{"row": row, "version": version} for row, version in page], "next": cursor}
+        return {"rows": [{"row": row, "version": stamp} for row, _ in page], "next": cursor}
 
     def backfill_postgres(self) -> WriteReceipt:
         """Every row of the PostgreSQL table into the change stream as BACKFILL at one version, read in one snapshot
@@ -462,8 +470,8 @@ class LocalPipeline:
         positions: list[Position] = []
         try:
             at = self._tracker.now()
-            version = gap_free_position(conn)
-            for page in snapshot_pages(conn, pg.schema, pg.table, pg.columns):
+            table = PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
+            for version, page in snapshot_pages(conn, table, 500):
                 records = [
                     backfill_record(row, keyspace=self.config.keyspace, table=self.config.table,
                                     primary_key=self.config.primary_key, key_columns=self.config.key_columns,

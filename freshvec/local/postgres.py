@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from freshvec.adapters.postgres import connect
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
 from freshvec.local import pg_attach
 from freshvec.local.pgserver import LocalPostgres
+from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.session import prepare_session, quote_ident
 from freshvec.sources.postgres.writer import PgTableWriter
@@ -47,6 +50,9 @@ def with_local_connection(config: PipelineConfig, server: LocalPostgres) -> Pipe
     )
     source = dataclasses.replace(config.source, postgres=dataclasses.replace(pg, connection=connection))
     return dataclasses.replace(config, source=source)
+
+
+_SCAN_FETCH_ROWS = 5000  # rows per FETCH while a scan reads the table
 
 
 class LocalPostgresTable:
@@ -163,6 +169,35 @@ class LocalPostgresTable:
             found = self._conn.run(f"SELECT {select} FROM {self.writer.name}")  # noqa: S608 - quoted names
         for values in found:
             yield {n: pgtypes.from_text(v, self.writer.columns[n]) for n, v in zip(names, values, strict=True)}
+
+    def read_keys(self, keys: Sequence[Mapping[str, Any]]) -> tuple[str, list[Row | None]]:
+        """Each key's row (None: none) in one snapshot, and the snapshot's version (re-sync reads)."""
+        with self._lock:
+            return snapshot.read_keys(self._conn, self.writer, keys)
+
+    def scan(
+        self, segment: int, segments: int, *, after: str | None = None, limit: int = 1000
+    ) -> tuple[str, list[Row], str | None]:
+        """One page of the rows whose key hashes into ``segment`` of ``segments``, in key order after ``after``
+        (a key id: the primary key values as compact JSON), read in one snapshot: (its version, the rows, the
+        cursor for the next page or None)."""
+        if segments < 1 or not 0 <= segment < segments:
+            raise ValueError(f"segment must be in 0..{segments - 1} and segments at least 1")
+        with self._lock:
+            pages = list(snapshot.snapshot_pages(self._conn, self.writer, _SCAN_FETCH_ROWS))
+        version = pages[0][0] if pages else snapshot.parse_snapshot("1:1:").text()
+        ids = {}
+        for _, rows in pages:
+            for row in rows:
+                key_id = json.dumps(
+                    [row[k] for k in self.writer.primary_key], separators=(",", ":"), ensure_ascii=False
+                )
+                digest = int.from_bytes(hashlib.sha256(key_id.encode("utf-8")).digest()[:8], "big")
+                if digest % segments == segment and (after is None or key_id > after):
+                    ids[key_id] = row
+        ordered = sorted(ids)
+        page = ordered[:limit]
+        return version, [ids[k] for k in page], (page[-1] if len(ordered) > limit else None)
 
     def get(self, key: Mapping[str, Any]) -> Row | None:
         wanted = {k: key.get(k) for k in self.writer.primary_key}

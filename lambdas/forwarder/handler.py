@@ -40,7 +40,12 @@ copy_config_to_registered_loggers(source_logger=logger, include={"freshvec"})
 # One lease owner per execution environment: a later invocation in the same container takes its leases back.
 OWNER_ID = f"forwarder-{uuid.uuid4().hex[:12]}"
 # botocore retries connection errors once; throttling gets the forwarder's own backoff with jitter.
-_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=20)
+# Each call is bounded (c.FORWARDER_CALL_BUDGET_S): a lease outlives the timeout plus one call (config validation).
+_BOTO_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": c.SDK_ATTEMPTS},
+    connect_timeout=c.FORWARDER_CONNECT_TIMEOUT_S,
+    read_timeout=c.FORWARDER_READ_TIMEOUT_S,
+)
 
 
 @dataclass(frozen=True)

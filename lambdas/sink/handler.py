@@ -38,7 +38,16 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, con
 # what it would: key length (freshvec.keys.vector_key), dimension and finite floats
 # (freshvec.sink._Run._valid_vectors), metadata size and key count (freshvec.metadata.MetadataBuilder), and S3
 # Vectors still validates every request itself. The other clients keep it: their calls are few and small.
-_S3VECTORS_CONFIG = _BOTO_CONFIG.merge(Config(parameter_validation=False))
+# S3 Vectors calls are bounded well inside the sink's timeout (c.S3V_CALL_BUDGET_S; config validation keeps the
+# timeout at 3 times that): a call never outlives the invocation, so a killed invocation cannot write late.
+_S3VECTORS_CONFIG = _BOTO_CONFIG.merge(
+    Config(
+        parameter_validation=False,
+        connect_timeout=c.S3V_CONNECT_TIMEOUT_S,
+        read_timeout=c.S3V_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": c.SDK_ATTEMPTS},
+    )
+)
 _RETRY = RetryPolicy()
 
 
@@ -111,6 +120,7 @@ def _report(result: GenerationSinkResult) -> None:
         c.M_VECTORS_PUT: s.vectors_put,
         c.M_VECTORS_DELETED: s.vectors_deleted,
         c.M_STALE_CHANGES_SKIPPED: s.stale_skipped,
+        c.M_RESYNCS_PARKED: s.resyncs_parked,
         c.M_TOMBSTONES_WRITTEN: s.tombstones_written,
         c.M_DLQ_RECORDS: s.dlq_records,
     }

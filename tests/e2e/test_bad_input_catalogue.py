@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE
 from freshvec.command import app as command
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
@@ -136,7 +137,7 @@ def test_bad_rows_are_reported_by_line_and_skipped_while_the_rest_loads(
 def test_csv_with_a_column_the_table_does_not_have_is_refused_whole(pipeline: LocalPipeline, tmp_path: Path) -> None:
     path = write_file(tmp_path, "rows.csv", b"title,rating\nCatalogue Unknown Column,5\n")
     result = freshvec("--local", "load", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert result.output.startswith("error:") and "column 'rating' is not in the table" in result.output
     assert pipeline.table.get({"title": "Catalogue Unknown Column"}) is None
 
@@ -180,7 +181,7 @@ def test_line_that_is_not_utf8_is_skipped_and_the_rest_loads(
 
 def test_missing_input_file_is_named(pipeline: LocalPipeline, tmp_path: Path) -> None:
     result = freshvec("--local", "load", str(tmp_path / "nope.jsonl"))
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert result.output.startswith("error:") and "nope.jsonl: no such file" in result.output
 
 
@@ -188,9 +189,9 @@ def test_missing_input_file_is_named(pipeline: LocalPipeline, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "exit_code", "words"),
     [
-        (["--local", "query", "x", "--filter", "{bad"], 1, "error: invalid filter: not valid JSON"),
-        (["--local", "query", "x", "--filter", '{"vote_count": {"$near": 3}}'], 1, "$near"),
-        (["--local", "query", "x", "--filter", '{"vote_count": {"$gte": "seven"}}'], 1, "$gte"),
+        (["--local", "query", "x", "--filter", "{bad"], 2, "error: invalid filter: not valid JSON"),
+        (["--local", "query", "x", "--filter", '{"vote_count": {"$near": 3}}'], 2, "$near"),
+        (["--local", "query", "x", "--filter", '{"vote_count": {"$gte": "seven"}}'], 2, "$gte"),
         (["--local", "query", "x", "--k", "101"], 2, "--k"),
         (["--local", "query", "x", "--k", "0"], 2, "--k"),
         (["bogus"], 2, "No such command 'bogus'"),
@@ -205,7 +206,7 @@ def test_bad_cli_arguments_get_one_clear_line(pipeline: LocalPipeline, args: lis
 def test_cli_without_a_running_local_pipeline_says_how_to_start_one(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FRESHVEC_LOCAL_STATE", str(tmp_path / "absent.json"))
     result = freshvec("--local", "query", "dinosaurs")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED
     assert "no local pipeline running" in result.output and "freshvec local up" in result.output
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from freshvec import constants as c
 from freshvec.cli import app as cli
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.datafiles import sample_movies
 from freshvec.local import LocalPipeline
@@ -77,14 +77,10 @@ def test_reconcile_finds_four_corruptions_exactly_and_repairs_them(pipeline: Loc
     res = pipeline.resources
     # 1. a vector removed
     s3vectors.delete_vectors(vectorBucketName=res.vector_bucket, indexName=res.vector_index, keys=[f'["{removed}"]'])
-    # 2. another row's vector and fingerprint under this key (its own metadata otherwise)
+    # 2. another row's vector and metadata under this key, its _fp and _ver too: drift that lives in the versions
+    # (an ordered re-sync would be refused by the foreign _ver; the repair is compare-and-set on the write seen)
     target, other = _vector(pipeline, replaced), _vector(pipeline, donor)
-    _put(
-        pipeline,
-        target["key"],
-        other["data"]["float32"],
-        {**target["metadata"], c.META_FINGERPRINT: other["metadata"][c.META_FINGERPRINT]},
-    )
+    _put(pipeline, target["key"], other["data"]["float32"], dict(other["metadata"]))
     # 3. an orphan: a vector for a row that does not exist
     orphan_key = '["No Such Film"]'
     _put(pipeline, orphan_key, other["data"]["float32"], dict(other["metadata"]))
@@ -93,7 +89,7 @@ def test_reconcile_finds_four_corruptions_exactly_and_repairs_them(pipeline: Loc
     _put(pipeline, labelled["key"], labelled["data"]["float32"], {**labelled["metadata"], "original_lang": "xx"})
 
     found = reconcile("--json", "--show", "5")
-    assert found.exit_code == 1, found.output
+    assert found.exit_code == EXIT_CHECK_FAILED, found.output
     doc = json.loads(found.stdout)
     assert {kind: doc[kind] for kind in ("missing", "stale", "metadata", "orphan")} == {
         "missing": 1,
@@ -110,8 +106,8 @@ def test_reconcile_finds_four_corruptions_exactly_and_repairs_them(pipeline: Loc
     assert doc["in_sync"] == ROWS - 3 and doc["repaired"] is None
 
     repaired = reconcile("--repair")
-    assert repaired.exit_code == 1, repaired.output  # drift was found (and repaired)
-    assert "repair: 3 row(s) re-sent, 1 removal(s), 0 already gone, 0 vector key(s) that name no row" in (
+    assert repaired.exit_code == EXIT_CHECK_FAILED, repaired.output  # drift was found (and repaired)
+    assert "repair: 3 row(s) re-sent, 1 removal(s), 0 already gone, 0 vector key(s) that name no row removed" in (
         repaired.output
     )
 

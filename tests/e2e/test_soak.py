@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.config import PipelineConfig
 from freshvec.local.embedder import LOCAL_MAX_INPUT_CHARS, LocalEmbedder
 from freshvec.local.keyspaces import LocalTable
@@ -271,7 +272,7 @@ def _correct_index(table: LocalTable, embedder) -> dict:
                 c.META_SEQUENCE: "49650",
                 c.META_CHANGED_AT: 1714979289123,
                 c.META_FINGERPRINT: _documented_fingerprint(text),
-                c.META_VERSION: str(version),
+                c.META_VERSION: versions.stamp(f"{item:016x}", versions.KsChange(version, "l", 0, item).text()),
                 c.META_CHUNK: 0,  # a one-sentence text is one chunk: chunk 0 of 1
                 c.META_CHUNKS: 1,
             },
@@ -352,9 +353,14 @@ def test_oracle_flags_a_wrong_fingerprint(embedder) -> None:
     assert report.stale_content == 1 and c.META_FINGERPRINT in report.differences[0]
 
 
+def test_oracle_flags_a_version_without_its_write_id(embedder) -> None:
+    report = _broken(embedder, lambda v, m: (v, {**m, c.META_VERSION: versions.unstamp(m[c.META_VERSION])[1]}))
+    assert report.stale_content == 1 and c.META_VERSION in report.differences[0]
+
+
 def test_oracle_flags_an_older_state_by_its_content(embedder) -> None:
     # An older state of the row (its earlier quantity) is found by what it holds, whatever its ``_ver`` says.
-    report = _broken(embedder, lambda v, m: (v, {**m, "qty": 2, c.META_VERSION: str(int(m[c.META_VERSION]) + 1)}))
+    report = _broken(embedder, lambda v, m: (v, {**m, "qty": 2}))
     assert report.stale_content == 1 and "qty" in report.differences[0]
 
 
@@ -497,7 +503,7 @@ def test_redrive_resyncs_from_the_table_and_deletes_only_what_is_stored(moto) ->
     sender = ResyncSender(CONFIG, kinesis, "resync")
     table = _tiny_table()
     gone_with_vector, gone_without = _key(9), _key(8)
-    stored = {RULES.vector_key(gone_with_vector): 1234}
+    stored = {RULES.vector_key(gone_with_vector): "w;ks:0000000000001234:0000:1:l"}
     counts = redrive(
         sender,
         table.read,
@@ -506,11 +512,9 @@ def test_redrive_resyncs_from_the_table_and_deletes_only_what_is_stored(moto) ->
     )
     assert dict(counts) == {"redrive_puts_sent": 1, "redrive_deletes_sent": 1, "redrive_nothing_stored": 1}
     events = sorted(_stream_records(kinesis, "resync"), key=lambda e: e["op"])
-    row_2, version_2 = table.read(_key(2))
-    assert [(e["op"], e["origin"], e["version"]) for e in events] == [
-        ("DELETE", "REDRIVE", 1234),
-        ("UPDATE", "REDRIVE", version_2),
-    ]
+    row_2, _ = table.read(_key(2))
+    assert [(e["op"], e["origin"]) for e in events] == [("DELETE", "REDRIVE"), ("UPDATE", "REDRIVE")]
+    assert all(isinstance(versions.parse(e["version"]), versions.KsRead) for e in events)  # the reads' stamps
     assert events[1]["new"] == row_2 and events[0]["key"] == gone_with_vector
 
 

@@ -101,7 +101,7 @@ SINK_CALLS: dict[str, tuple[str, ...]] = {
     # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
     "sqs:SendMessageBatch": ("sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"),
     # freshvec/adapters/dynamodb.py (DynamoDbTombstones) in the KMS-encrypted checkpoint table
-    "dynamodb:BatchWriteItem": ("dynamodb:BatchWriteItem", *DDB_KMS),
+    "dynamodb:PutItem": ("dynamodb:PutItem", *DDB_KMS),  # conditional: a tombstone only rises
     "dynamodb:BatchGetItem": ("dynamodb:BatchGetItem", *DDB_KMS),
     # The event source mapping reads the stream with the function's role
     # (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-create.html) ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,11 +18,12 @@ from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.adapters.kinesis import KinesisWriter
 from freshvec.cli import app as cli
 from freshvec.cli import backfill, console, keyspaces, redrive
 from freshvec.cli import stack as cli_stack
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError
 from freshvec.cli.load import CassandraRowWriter, load_rows
 from freshvec.cli.load_command import SAMPLE_DATA
 from freshvec.config import default_config
@@ -116,7 +118,7 @@ def test_stack_outputs_resolve_into_resources(stack: cli_stack.StackResources) -
 
 def test_missing_stack_is_one_clear_line(stack: cli_stack.StackResources) -> None:
     result = invoke("--stack", "nope", "status")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED
     assert (
         result.output.strip()
         == "error: stack 'nope' not found in us-east-1; deploy it with `cdk deploy` or pass --stack/--region"
@@ -127,7 +129,9 @@ def test_stack_without_freshvec_outputs_is_explained(moto: MotoServer, stack: cl
     template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "other"}}}}
     moto.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(template))
     result = invoke("--stack", "other", "redrive", "list")
-    assert result.exit_code == 1 and "has no output 'PipelineConfig'; is it a freshvec stack?" in result.output
+    assert (
+        result.exit_code == EXIT_FAILED and "has no output 'PipelineConfig'; is it a freshvec stack?" in result.output
+    )
 
 
 # ---- redrive -----------------------------------------------------------------------------------
@@ -144,7 +148,7 @@ def test_redrive_show_prints_the_payload(moto: MotoServer, stack: cli_stack.Stac
     assert doc["records"] == [{"partition_key": '["Jaws"]', "payload": {"title": "Jaws"}}]
     assert doc["reason"] == "PoisonRecordError: metadata over 2 KB"
     missing = invoke("redrive", "show", "no-such-id")
-    assert missing.exit_code == 1 and "no parked item 'no-such-id'" in missing.output
+    assert missing.exit_code == EXIT_FAILED and "no parked item 'no-such-id'" in missing.output
 
 
 def _invocation_record(records: list[tuple[str, bytes, str]], *, as_string: bool = True) -> bytes:
@@ -305,8 +309,10 @@ def test_backfill_sends_every_row_as_a_backfill_event(
     session = _seeded_session()
     monkeypatch.setattr(keyspaces, "connect_table", lambda _region, _ca: (_Cluster(), session))
     state = tmp_path / "backfill.json"
+    started = time.time()
     result = invoke("backfill", "--segments", "8", "--workers", "3", "--rate", "100000", "--state", str(state))
     assert result.exit_code == 0, result.output
+    finished = time.time()
     stream = _read_stream(moto, stack.stream_name)
     assert len(stream) == len(session.rows) >= 100
     config = stack.config
@@ -315,8 +321,11 @@ def test_backfill_sends_every_row_as_a_backfill_event(
         event = parse_event(record["Data"])
         assert (event.op, event.origin, event.shard, event.old) == ("UPDATE", "BACKFILL", "backfill", None)
         assert record["PartitionKey"] == partition_key(vector_key(event.key, config.key_columns))
-        # the version read with the row: the newest write time of its cells, as the session recorded them
-        assert event.version == max(session.write_times[(event.key["title"],)].values())
+        # the version is the read's stamp (its start minus the clock and visibility bounds), never a write time
+        stamp = versions.parse(event.version)
+        bound = c.KEYSPACES_READER_CLOCK_BOUND_S + c.KEYSPACES_VISIBILITY_BOUND_S
+        assert isinstance(stamp, versions.KsRead)
+        assert (started - bound) * 1e6 <= stamp.stamp_us <= (finished - bound) * 1e6
         assert event.new is not None and isinstance(event.new["popularity"], str)  # decimals stay exact
         seqs.add(int(event.seq))
     assert len(seqs) == len(stream)
@@ -472,7 +481,7 @@ def test_query_dimension_mismatch(
     )
     with stubber:
         result = invoke("query", "shark")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED
     assert result.output.strip() == (
         f"error: dimension mismatch: index '{INDEX}' has 1024 dimensions "
         "but amazon.titan-embed-text-v2:0 is configured for 256"
@@ -482,13 +491,13 @@ def test_query_dimension_mismatch(
 def test_query_index_missing(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     moto.client("s3vectors").delete_index(vectorBucketName=stack.vector_bucket, indexName=stack.vector_index)
     result = invoke("query", "shark")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED
     assert result.output.strip() == f"error: vector index '{INDEX}' not found in bucket 'freshvec-local'"
 
 
 def test_query_bad_filter_fails_before_any_call(stack: cli_stack.StackResources) -> None:
     result = invoke("query", "shark", "--filter", '{"vote_count": {"$gte": "100"}}')
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert result.output.strip() == "error: invalid filter at vote_count.$gte: $gte takes a number, got a string"
     assert invoke("query", "shark", "--filter", "{oops").output.startswith("error: invalid filter: not valid JSON")
     assert invoke("query", "shark", "--k", "101").exit_code == 2
@@ -521,7 +530,8 @@ def test_load_update_and_delete_through_the_session(
     assert "skipped bad.jsonl:2: column 'rel_date': expected a date YYYY-MM-DD, got 'soon'" in partial.output
     assert ("A",) in session.rows and ("B",) not in session.rows
     missing = invoke("load", str(tmp_path / "none.csv"))
-    assert missing.exit_code == 1 and missing.output.strip().startswith("error: ") and "no such file" in missing.output
+    assert missing.exit_code == EXIT_USAGE and missing.output.strip().startswith("error: ")
+    assert "no such file" in missing.output
     both = invoke("load", "--update", "text", "--delete")
     assert both.exit_code == 2
 
@@ -531,11 +541,11 @@ def test_load_update_and_delete_through_the_session(
 
 def test_stack_and_region_are_accepted_after_the_command(moto: MotoServer, stack: cli_stack.StackResources) -> None:
     after = invoke("status", "--stack", "nope")
-    assert after.exit_code == 1 and "stack 'nope' not found in us-east-1" in after.output
+    assert after.exit_code == EXIT_FAILED and "stack 'nope' not found in us-east-1" in after.output
     wins = invoke("--stack", "nope", "redrive", "list", "--stack", STACK)  # the one after the command wins
     assert wins.exit_code == 0 and "0 parked item(s)" in wins.output
     region = invoke("query", "x", "--region", "eu-west-1")
-    assert region.exit_code == 1 and "not found in eu-west-1" in region.output
+    assert region.exit_code == EXIT_FAILED and "not found in eu-west-1" in region.output
 
 
 def test_redrive_show_leaves_every_other_message_receivable(moto: MotoServer, stack: cli_stack.StackResources) -> None:

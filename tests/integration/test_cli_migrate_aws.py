@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from freshvec import constants as c
 from freshvec.cli import app as cli
 from freshvec.cli import console
+from freshvec.cli.errors import EXIT_FAILED
 from freshvec.config import PipelineConfig, default_config
 from freshvec.generations import IndexPointer, initial_pointer, live_generations, pointer_parameter_name
 from freshvec.local.moto_server import MotoServer
@@ -68,7 +69,7 @@ def _pointer(moto: MotoServer, config: PipelineConfig) -> IndexPointer:
 
 def test_cutover_rollback_and_finish_rewrite_the_pointer(moto: MotoServer, stack: PipelineConfig) -> None:
     refused = invoke("migrate", "cutover")
-    assert refused.exit_code == 1 and "not filled yet" in refused.output
+    assert refused.exit_code == EXIT_FAILED and "not filled yet" in refused.output
     assert _pointer(moto, stack).active == "g1"
 
     assert invoke("migrate", "cutover", "--force").exit_code == 0
@@ -112,5 +113,5 @@ def test_migrate_without_a_next_generation_is_one_clear_line(moto: MotoServer, s
     }
     cfn.update_stack(StackName=STACK, TemplateBody=json.dumps(template))
     result = invoke("migrate", "cutover")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED
     assert result.output.strip().splitlines()[-1].startswith("error: the config has no next generation")

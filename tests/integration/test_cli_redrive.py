@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from freshvec import versions
 from freshvec.cli import keyspaces, redrive
 from freshvec.cli import stack as cli_stack
 from freshvec.cli.resync import KeyspacesRowReader
@@ -115,17 +116,14 @@ def test_redrive_sends_the_current_row_not_the_parked_payload(
     assert sorted(events) == sorted([json.dumps([first]), json.dumps([second]), '["Gone Film"]'])
     for title in (first, second):
         event = events[json.dumps([title])]
-        row, version = _current(session, title)
-        assert (event.op, event.origin, event.version) == ("UPDATE", "REDRIVE", version)
+        row, _ = _current(session, title)
+        assert (event.op, event.origin) == ("UPDATE", "REDRIVE")
+        assert isinstance(versions.parse(event.version), versions.KsRead)  # the read's stamp, not a write time
         assert event.new is not None and event.new["overview"] == row["overview"]  # the table's text, not the parked
     assert events[json.dumps([first])].seq == f"redrive:{ids[0]}"
     gone = events['["Gone Film"]']
-    assert (gone.op, gone.origin, gone.version, gone.key) == (
-        "DELETE",
-        "REDRIVE",
-        1_700_000_000_000_123,
-        {"title": "Gone Film"},
-    )
+    assert (gone.op, gone.origin, gone.key) == ("DELETE", "REDRIVE", {"title": "Gone Film"})
+    assert isinstance(versions.parse(gone.version), versions.KsRead)  # a removal at the read's stamp too
     left = sorted(m["Body"] for m in sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10)["Messages"])
     assert left == sorted([bodies[5], bodies[6]])  # the duplicates and the re-synced messages are all deleted
 
@@ -163,7 +161,7 @@ def test_redrive_on_failure_batch_re_syncs_each_key_once(
     assert sorted(r["PartitionKey"] for r in stream) == sorted([json.dumps([a]), json.dumps([b])])
     for record in stream:
         event = parse_event(record["Data"])
-        assert event.version == _current(session, event.key["title"])[1]
+        assert isinstance(versions.parse(event.version), versions.KsRead)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]}
     assert keys == {redrive.REDRIVEN_PREFIX + key, keyless, "aws/lambda/x/meta-only"}
     again = invoke("redrive", "send", "--source", "on-failure")

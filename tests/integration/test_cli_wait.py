@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_USAGE
 from freshvec.command import app as command
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
@@ -137,10 +138,10 @@ def test_a_delete_still_in_the_index_is_named_as_such(pipeline: LocalPipeline, t
     keys_file = tmp_path / "staying.keys"
     keys_file.write_text(json.dumps({"title": "Staying film"}) + "\n")
     result = freshvec("wait", "--delete", "--keys-file", str(keys_file), "--timeout", "1")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CHECK_FAILED
     assert "1 of 1 row(s) were still in the index after 1 s" in result.output
     missing = freshvec("wait", "--keys-file", str(tmp_path / "nope.keys"), "--timeout", "1")
-    assert missing.exit_code == 1 and "nope.keys: no such file" in missing.output
+    assert missing.exit_code == EXIT_USAGE and "nope.keys: no such file" in missing.output
 
 
 def test_a_change_that_never_becomes_searchable_fails_after_the_timeout(
@@ -148,17 +149,17 @@ def test_a_change_that_never_becomes_searchable_fails_after_the_timeout(
 ) -> None:
     never = rows_file(tmp_path, "never.jsonl", [movie("Never written", "Nobody loaded this.")])
     result = freshvec("wait", "--keys-file", str(never), "--timeout", "1")
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CHECK_FAILED
     assert "1 of 1 change(s) did not become searchable within 1 s" in result.output
     assert '["Never written"]' in result.output
 
 
 def test_bad_keys_on_stdin_are_named(pipeline: LocalPipeline) -> None:
     result = freshvec("wait", stdin='{"title": "ok"}\nnot json\n')
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert "error: stdin:2: not JSON" in result.output
     result = freshvec("wait", stdin='{"nope": 1}\n')
-    assert result.exit_code == 1 and "stdin:1: unknown column 'nope'" in result.output
+    assert result.exit_code == EXIT_USAGE and "stdin:1: unknown column 'nope'" in result.output
 
 
 def test_local_status_reports_the_forwarder_lag_and_the_iterator_age(pipeline: LocalPipeline) -> None:

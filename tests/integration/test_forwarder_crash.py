@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
 from freshvec.adapters.dynamodb import ATTR_LEASE_EXPIRES_AT, ATTR_LEASE_OWNER
 from freshvec.adapters.wiring import keyspaces_forwarder
@@ -69,13 +69,15 @@ def test_crashes_at_random_steps_lose_nothing_and_keep_each_row_in_order(moto):
 class OwnershipCheck:
     """Wraps one forwarder's Keyspaces Streams client: at every GetRecords, the shard's lease must be its own."""
 
+    # Iterator -> shard, shared by every reader: a lease taken over resumes at the iterator its last owner saved.
+    _shard_of: ClassVar[dict[str, str]] = {}
+
     def __init__(self, streams: Any, owner: str, harness: Harness, violations: list[str], reads: Counter) -> None:
         self._streams = streams
         self._owner = owner
         self._h = harness
         self._violations = violations
         self._reads = reads
-        self._shard_of: dict[str, str] = {}
 
     def get_shard_iterator(self, **params: Any) -> dict[str, Any]:
         response = self._streams.get_shard_iterator(**params)
@@ -83,7 +85,7 @@ class OwnershipCheck:
         return response
 
     def get_records(self, **params: Any) -> dict[str, Any]:
-        shard_id = self._shard_of.pop(params["shardIterator"])
+        shard_id = self._shard_of[params["shardIterator"]]
         item = self._h.dynamodb.get_item(
             TableName=CHECKPOINT_TABLE,
             Key={CHECKPOINT_PK: {"S": self._h.stream_arn}, CHECKPOINT_SK: {"S": shard_id}},

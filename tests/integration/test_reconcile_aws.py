@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from freshvec import constants as c
+from freshvec import versions
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.memory import InProcessTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.cli import backfill, keyspaces, reconcile, resync
 from freshvec.cli import stack as cli_stack
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.events import parse_event
 from freshvec.local.moto_server import MotoServer
@@ -86,7 +89,7 @@ def test_a_backfilled_index_is_in_sync_then_drift_is_found_and_repaired(
     drift = _run(moto, stack, session, repair=True)
     assert drift.counts == {"missing": 0, "stale": 1, "metadata": 0, "orphan": 1}
     assert drift.examples["stale"] == [json.dumps([changed])] and drift.examples["orphan"] == [json.dumps([deleted])]
-    assert drift.repaired == {"update": 1, "delete": 1, "none": 0, "unparseable": 0}
+    assert drift.repaired == {"update": 1, "delete": 1, "none": 0, "stray": 0}
 
     sent = {
         parse_event(r["Data"]).key["title"]: parse_event(r["Data"])
@@ -94,7 +97,7 @@ def test_a_backfilled_index_is_in_sync_then_drift_is_found_and_repaired(
     }
     assert set(sent) == {changed, deleted}
     assert (sent[changed].op, sent[changed].origin) == ("UPDATE", "RECONCILE")
-    assert sent[changed].version == max(session.write_times[(changed,)].values())
+    assert isinstance(versions.parse(sent[changed].version), versions.KsRead)  # the read's stamp
     assert sent[changed].new["overview"] == "an overview rewritten while CDC was not looking"
     assert (sent[deleted].op, sent[deleted].origin) == ("DELETE", "RECONCILE")
     stored = moto.client("s3vectors").get_vectors(
@@ -103,7 +106,9 @@ def test_a_backfilled_index_is_in_sync_then_drift_is_found_and_repaired(
         keys=[json.dumps([deleted])],
         returnMetadata=True,
     )["vectors"]
-    assert sent[deleted].version == int(stored[0]["metadata"]["_ver"])  # delete only what was seen
+    # compare-and-set on exactly the write reconcile saw in the index, read before the table
+    assert sent[deleted].if_wid == versions.unstamp(stored[0]["metadata"][c.META_VERSION])[0]
+    assert sent[changed].if_wid is not None
 
     _apply_stream(moto, stack, sink, skip=applied)
     after = _run(moto, stack, session)
@@ -124,4 +129,4 @@ def test_reconcile_command_against_a_stack(
         keys=[json.dumps([sorted(session.rows)[0][0]])],
     )
     result = invoke("reconcile")
-    assert result.exit_code == 1 and "missing   1" in result.output
+    assert result.exit_code == EXIT_CHECK_FAILED and "missing   1" in result.output

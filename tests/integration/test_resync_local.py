@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.cli import app as cli
 from freshvec.cli.resync import resync_record
 from freshvec.cli.send import ChangeStreamSender
@@ -60,7 +61,7 @@ def _synced(pipeline: LocalPipeline, receipt: WriteReceipt) -> None:
 
 
 def _send_resync(
-    pipeline: LocalPipeline, row: dict[str, Any] | None, key: dict[str, Any], version: int, seq: str
+    pipeline: LocalPipeline, row: dict[str, Any] | None, key: dict[str, Any], version: str, seq: str
 ) -> None:
     """Send a re-sync event through the one writer, then wait until the sink has handled it."""
     record = resync_record(pipeline.config, key, row, version, origin="BACKFILL", seq=seq, shard="backfill")
@@ -68,35 +69,59 @@ def _send_resync(
     pipeline.wait_synced(timeout=SYNC_S, receipt=WriteReceipt(1, (seq,), time.monotonic()))
 
 
+def _read(pipeline: LocalPipeline, key: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The row as a re-sync reads it: stamped before the read (``keyspaces_read_stamp``)."""
+    stamp = versions.keyspaces_read_stamp(time.time()).text()
+    return pipeline.table.read(key)[0], stamp
+
+
+def _parked_seqs(pipeline: LocalPipeline) -> dict[str, str]:
+    """Sequence number of each parked change -> its error class (the messages stay in the queue)."""
+    sqs = pipeline.server.client("sqs")
+    found: dict[str, str] = {}
+    for _ in range(3):
+        for message in sqs.receive_message(
+            QueueUrl=pipeline.resources.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", []):
+            body = json.loads(message["Body"])
+            event = json.loads(base64.b64decode(body["payload_b64"]))
+            found[event.get("seq", "")] = body["error_class"]
+    return found
+
+
 def test_an_old_backfill_read_does_not_overwrite_a_newer_update(pipeline: LocalPipeline) -> None:
     key = {"title": "Resync Old Read"}
     _synced(pipeline, pipeline.upsert([_row(key["title"], "the first text about a lighthouse")]))
-    old_row, old_version = pipeline.table.read(key)
+    old_row, old_stamp = _read(pipeline, key)
     _synced(pipeline, pipeline.upsert([_row(key["title"], "the second text about a submarine")]))
-    new_version = pipeline.table.read(key)[1]
-    assert old_row is not None and old_version is not None and new_version is not None and new_version > old_version
+    newer = versions.unstamp(pipeline.indexed(key)["metadata"][c.META_VERSION])
 
-    _send_resync(pipeline, old_row, key, old_version, "test:old-read")
+    # The read may or may not have seen the update (its createdAt is after the read's stamp): never applied,
+    # parked for a new read instead.
+    _send_resync(pipeline, old_row, key, old_stamp, "test:old-read")
     stored = pipeline.indexed(key)
     assert stored is not None
     assert stored["metadata"]["overview"] == "the second text about a submarine"
-    assert stored["metadata"][c.META_VERSION] == str(new_version)
-    # the same read at the current version is applied (not older than what is stored)
-    current_row, _ = pipeline.table.read(key)
-    _send_resync(pipeline, current_row, key, new_version, "test:current-read")
-    assert pipeline.indexed(key)["metadata"][c.META_VERSION] == str(new_version)
+    assert versions.unstamp(stored["metadata"][c.META_VERSION]) == newer
+    assert _parked_seqs(pipeline).get("test:old-read") == "AmbiguousResyncError"
+    # A read now holds the current state: applied or (within B + δ of the update) skipped, never parked.
+    current_row, stamp = _read(pipeline, key)
+    _send_resync(pipeline, current_row, key, stamp, "test:current-read")
+    assert pipeline.indexed(key)["metadata"]["overview"] == "the second text about a submarine"
+    assert "test:current-read" not in _parked_seqs(pipeline)
 
 
 def test_an_old_backfill_read_does_not_resurrect_a_deleted_row(pipeline: LocalPipeline) -> None:
     key = {"title": "Resync Deleted"}
     _synced(pipeline, pipeline.upsert([_row(key["title"], "a row that will be deleted soon")]))
-    old_row, old_version = pipeline.table.read(key)
-    assert pipeline.indexed(key) is not None and old_version is not None
+    old_row, old_stamp = _read(pipeline, key)
+    assert pipeline.indexed(key) is not None
     _synced(pipeline, pipeline.delete([key]))
     assert pipeline.indexed(key) is None
 
-    _send_resync(pipeline, old_row, key, old_version, "test:before-delete")
-    assert pipeline.indexed(key) is None  # the tombstone holds it off
+    _send_resync(pipeline, old_row, key, old_stamp, "test:before-delete")
+    assert pipeline.indexed(key) is None  # the tombstone holds it off (and the re-sync is parked, not lost)
+    assert _parked_seqs(pipeline).get("test:before-delete") == "AmbiguousResyncError"
 
 
 def _stream_events(pipeline: LocalPipeline) -> list[Any]:
@@ -117,8 +142,9 @@ def _stream_events(pipeline: LocalPipeline) -> list[Any]:
 
 def test_backfill_in_local_mode_sends_every_row_with_its_version(pipeline: LocalPipeline, tmp_path: Path) -> None:
     _synced(pipeline, pipeline.upsert([_row(f"Backfill {n}", f"backfilled text number {n}") for n in range(23)]))
-    expected = {json.dumps([row["title"]]): version for row, version in pipeline.table.rows_with_versions()}
+    expected = {json.dumps([row["title"]]) for row, _ in pipeline.table.rows_with_versions()}
     state = tmp_path / "backfill.json"
+    started = time.time()
     result = runner.invoke(
         cli.app,
         ["--local", "backfill", "--segments", "3", "--workers", "2", "--rate", "100000", "--state", str(state)],
@@ -127,8 +153,12 @@ def test_backfill_in_local_mode_sends_every_row_with_its_version(pipeline: Local
     assert result.exit_code == 0, result.output
     assert f"backfill: {len(expected)} row(s) sent" in result.output
     sent = [e for e in _stream_events(pipeline) if e.origin == "BACKFILL" and not e.seq.startswith("test:")]
-    assert {json.dumps([e.key["title"]]): e.version for e in sent} == expected
+    assert {json.dumps([e.key["title"]]) for e in sent} == expected
     assert len(sent) == len(expected) and all(e.op == "UPDATE" for e in sent)
+    bound_us = (c.KEYSPACES_READER_CLOCK_BOUND_S + c.KEYSPACES_VISIBILITY_BOUND_S) * 1e6
+    for event in sent:  # each row with its read's stamp, never a cell write time
+        stamp = versions.parse(event.version)
+        assert isinstance(stamp, versions.KsRead) and started * 1e6 - bound_us <= stamp.stamp_us <= time.time() * 1e6
 
 
 def test_redrive_in_local_mode_re_syncs_the_current_row(pipeline: LocalPipeline) -> None:
@@ -155,8 +185,9 @@ def test_redrive_in_local_mode_re_syncs_the_current_row(pipeline: LocalPipeline)
     message_id = sqs.send_message(QueueUrl=pipeline.resources.dlq_url, MessageBody=json.dumps(body))["MessageId"]
     result = runner.invoke(cli.app, ["--local", "redrive", "send", "--source", "dlq"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "1 re-synced: 1 key(s) read from the table (1 row(s) sent" in result.output
+    # (the re-syncs the earlier tests left parked as ambiguous are read again in the same run)
+    assert f"re-synced  dlq {message_id}" in result.output
     pipeline.wait_synced(timeout=SYNC_S, receipt=WriteReceipt(1, (f"redrive:{message_id}",), time.monotonic()))
     stored = pipeline.indexed(key)
     assert stored is not None and stored["metadata"]["overview"] == "the text the table holds now"
-    assert stored["metadata"][c.META_VERSION] == str(pipeline.table.read(key)[1])
+    assert f"redrive:{message_id}" not in _parked_seqs(pipeline)  # it reads what the index holds: nothing to park

@@ -1,10 +1,11 @@
 """The index equals the table after any interleaving of live changes, refused texts, re-deliveries, redrives and
 backfills racing the live stream: no stale vector, no older state over a newer one, no resurrected row.
 
-The model here is written for this test: a table of three rows with a global write clock (a row's version is
-the clock value of its last write), the Bedrock fake refusing chosen texts for a while, and re-sync events
-read from the table at one moment and delivered later, after newer live changes. The expectation is computed
-from the model's final table alone: the embedding the fake gives each current text, and its vote count.
+The model here is written for this test: a table of three rows with a global write clock (each write is one
+PostgreSQL transaction whose commit LSN and xid are the clock value), the Bedrock fake refusing chosen texts
+for a while, and re-sync events read from the table at one moment (a snapshot that sees every transaction so
+far) and delivered later, after newer live changes. The expectation is computed from the model's final table
+alone: the embedding the fake gives each current text, and its vote count.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.local.moto_server import MotoServer
 from freshvec.testing.builders import change, key_of, kinesis_record, movie
 from tests.integration.test_sink_apply import make_pipeline, vec
@@ -37,11 +39,22 @@ _STEP = st.one_of(
 )
 
 
+def live(n: int) -> str:
+    """The version of a write that is its own transaction: commit LSN and xid ``n``."""
+    return versions.PgChange(n, 0, n).text()
+
+
+def snapshot_after(n: int) -> str:
+    """A snapshot that sees every transaction up to xid ``n`` and none after it."""
+    return versions.PgSnapshot(n + 1, n + 1, frozenset()).text()
+
+
 class Model:
     """The table, the stream the sink reads, and re-sync reads waiting to be delivered."""
 
     def __init__(self) -> None:
         self.clock = itertools.count(1_000)
+        self.last = 999  # the newest xid so far
         self.table: dict[str, tuple[dict[str, Any], int]] = {}  # title -> (row, version)
         self.stream: list[dict[str, Any]] = []  # change-event documents in stream order
         self.pending_resyncs: list[dict[str, Any]] = []  # read earlier, delivered later
@@ -50,9 +63,9 @@ class Model:
     def write(self, title: str, text: str, votes: int) -> None:
         before = self.table.get(title)
         row = movie(title, text, vote_count=votes)
-        version = next(self.clock)
+        version = self.last = next(self.clock)
         doc = change("UPDATE" if before else "INSERT", row, before[0] if before else None)
-        self.stream.append({**doc, "version": version})
+        self.stream.append({**doc, "version": live(version)})
         self.table[title] = (row, version)
 
     def votes_only(self, title: str, votes: int) -> None:
@@ -63,17 +76,19 @@ class Model:
     def delete(self, title: str) -> None:
         before = self.table.pop(title, None)
         if before is not None:
-            self.stream.append({**change("DELETE", None, before[0]), "version": next(self.clock)})
+            self.last = next(self.clock)
+            self.stream.append({**change("DELETE", None, before[0]), "version": live(self.last)})
 
-    def read_for_resync(self, title: str, stored_version: int | None) -> None:
-        """What backfill or redrive reads now and will send later: the row with its version, or a delete of
-        what the index held (its stored version) when the row is gone."""
+    def read_for_resync(self, title: str) -> None:
+        """What backfill or redrive reads now and will send later: the row, or a delete when it is gone, both
+        at the read's snapshot."""
+        read = snapshot_after(self.last)
         if title in self.table:
-            row, version = self.table[title]
-            self.pending_resyncs.append({**change("UPDATE", row), "version": version, "origin": "BACKFILL"})
-        elif stored_version is not None:
+            row, _ = self.table[title]
+            self.pending_resyncs.append({**change("UPDATE", row), "version": read, "origin": "BACKFILL"})
+        else:
             doc = change("DELETE", None, movie(title))
-            self.pending_resyncs.append({**doc, "version": stored_version, "origin": "REDRIVE"})
+            self.pending_resyncs.append({**doc, "version": read, "origin": "REDRIVE"})
 
     def deliver_resync(self) -> None:
         if self.pending_resyncs:
@@ -109,8 +124,7 @@ def test_the_index_equals_the_table_after_any_interleaving(
         elif action == "delete":
             model.delete(title)
         elif action == "read_for_resync":
-            stored = pipe.vectors().get(key_of(title))
-            model.read_for_resync(title, int(stored["metadata"][c.META_VERSION]) if stored else None)
+            model.read_for_resync(title)
         elif action == "deliver_resync":
             model.deliver_resync()
         else:
@@ -131,8 +145,8 @@ def test_the_index_equals_the_table_after_any_interleaving(
     resyncs = []
     for title in parked_titles:
         if title in model.table:
-            row, version = model.table[title]
-            resyncs.append({**change("UPDATE", row), "version": version, "origin": "REDRIVE"})
+            row, _ = model.table[title]
+            resyncs.append({**change("UPDATE", row), "version": snapshot_after(model.last), "origin": "REDRIVE"})
     if resyncs:
         start = len(model.stream) + 1
         redrive = [kinesis_record(doc, start + i) for i, doc in enumerate(resyncs)]
@@ -145,7 +159,10 @@ def test_the_index_equals_the_table_after_any_interleaving(
         assert stored[key]["data"] == vec(row["overview"]), f"{key}: the vector is not of the current text"
         assert stored[key]["metadata"]["vote_count"] == row["vote_count"], f"{key}: older metadata"
         assert stored[key]["metadata"]["overview"] == row["overview"]
-        assert int(stored[key]["metadata"][c.META_VERSION]) == version, f"{key}: not the newest state"
+        _, held = versions.unstamp(stored[key]["metadata"][c.META_VERSION])
+        position = versions.parse(held)
+        newest = position == versions.parse(live(version))
+        assert newest or (isinstance(position, versions.PgSnapshot) and position.visible(version)), key
 
 
 def _payload(letter: dict[str, Any]) -> bytes:
@@ -158,11 +175,11 @@ def test_a_parked_text_change_then_a_metadata_only_update_never_keeps_the_old_ve
     pipe = make_pipeline(moto_server)
     refused = {"new text"}
     pipe.bedrock.fail("ValidationException", times=-1, when=lambda body: body["inputText"] in refused)
-    first = {**change("INSERT", movie("A", "old text")), "version": 1}
-    parked = {**change("UPDATE", movie("A", "new text"), movie("A", "old text")), "version": 2}
+    first = {**change("INSERT", movie("A", "old text")), "version": live(1)}
+    parked = {**change("UPDATE", movie("A", "new text"), movie("A", "old text")), "version": live(2)}
     assert pipe.sink.process([kinesis_record(first, 1), kinesis_record(parked, 2)]).dead_letters
     refused.clear()
-    votes = {**change("UPDATE", movie("A", "new text", vote_count=5), movie("A", "new text")), "version": 3}
+    votes = {**change("UPDATE", movie("A", "new text", vote_count=5), movie("A", "new text")), "version": live(3)}
     pipe.sink.process([kinesis_record(votes, 3)])
     stored = pipe.vectors()[key_of("A")]
     assert stored["data"] == vec("new text")

@@ -158,4 +158,5 @@ def test_the_s3vectors_client_skips_sdk_parameter_validation_and_the_others_keep
             refused_before_sending[service] = False
     assert refused_before_sending == {"s3vectors": False, "sqs": True, "dynamodb": True, "bedrock-runtime": True}
     config = sink_handler._client("s3vectors").meta.config  # the rest of the handler's client config stays
-    assert (config.connect_timeout, config.read_timeout) == (5, 60)
+    # ...but its calls are bounded well inside the sink's timeout (docs/exactness.md)
+    assert (config.connect_timeout, config.read_timeout) == (c.S3V_CONNECT_TIMEOUT_S, c.S3V_READ_TIMEOUT_S)

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any
 
 import pg8000.native
 import pytest
 
+from freshvec import versions
 from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.memory import InProcessTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
@@ -19,6 +18,7 @@ from freshvec.cli import app as cli
 from freshvec.cli import console, redrive
 from freshvec.cli import postgres as cli_pg
 from freshvec.cli import stack as cli_stack
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.config import PipelineConfig
 from freshvec.events import ChangeEvent, parse_event
@@ -75,7 +75,7 @@ def _event(config: PipelineConfig, key: int, *, op: str = "UPDATE", body: str = 
         shard="postgres",
         ts="2026-11-22T10:00:00.000Z",
         source="postgres",
-        version=5,
+        version=versions.PgChange(5, 0, 5).text(),
     ).to_bytes()
 
 
@@ -86,7 +86,7 @@ def test_redrive_re_syncs_the_current_row_from_postgresql(moto: MotoServer, pg: 
     sqs = moto.client("sqs")
     bodies = [
         _dlq_body(_event(config, 1), "[1]"),
-        _dlq_body(_event(config, 3, op="DELETE"), "[3]"),  # no row, a stored vector: removed at its _ver
+        _dlq_body(_event(config, 3, op="DELETE"), "[3]"),  # no row, a stored vector: removed at the snapshot
         _dlq_body(_event(config, 4), "[4]"),  # no row, no vector: nothing to send
     ]
     for body in bodies:
@@ -96,9 +96,7 @@ def test_redrive_re_syncs_the_current_row_from_postgresql(moto: MotoServer, pg: 
         indexName=stack.vector_index,
         vectors=[{"key": "[3]", "data": {"float32": fake_vector("3", 256)}, "metadata": {"_ver": "777"}}],
     )
-    before = _lsn(pg)
     result = invoke("redrive", "send", "--source", "dlq")
-    after = _lsn(pg)
     assert result.exit_code == 0, result.output
     assert "3 parked, 3 re-synced: 3 key(s) read from the table (1 row(s) sent, 1 removal(s), 1 already gone)" in (
         " ".join(result.output.split())
@@ -108,13 +106,15 @@ def test_redrive_re_syncs_the_current_row_from_postgresql(moto: MotoServer, pg: 
     row = events["[1]"]
     assert (row.op, row.origin, row.source) == ("UPDATE", "REDRIVE", "postgres")
     assert row.new == {"id": 1, "body": "The current text.", "section": "news"}  # the table's row, not the parked
-    assert row.version is not None and before <= row.version <= after  # a WAL position read by this run
+    assert isinstance(versions.parse(row.version), versions.PgSnapshot)  # the read's snapshot
     gone = events["[3]"]
-    assert (gone.op, gone.origin, gone.version, gone.key) == ("DELETE", "REDRIVE", 777, {"id": 3})
+    assert (gone.op, gone.origin, gone.version, gone.key) == ("DELETE", "REDRIVE", row.version, {"id": 3})
     assert _visible(moto, stack.dlq_url) == 0
 
 
-def test_a_re_sync_read_waits_for_a_transaction_open_when_it_starts(pg: Any) -> None:
+def test_a_re_sync_read_is_placed_by_its_snapshot_not_by_waiting(pg: Any) -> None:
+    """A transaction open while the read takes its snapshot is not seen; the read does not wait for it, and the
+    snapshot says so: that transaction's change (arriving through the slot later) is newer than the read."""
     pg.create_table(COLUMNS)
     config = pg.config(columns=COLUMNS)
     pg.run("INSERT INTO docs (id, body) VALUES (1, 'Before.'), (2, 'Two.')")
@@ -122,37 +122,29 @@ def test_a_re_sync_read_waits_for_a_transaction_open_when_it_starts(pg: Any) -> 
         "postgres", host="127.0.0.1", port=pg.server.port, password=pg.server.password, database=pg.name
     )
     other.run("BEGIN")
-    other.run("UPDATE docs SET body = 'Committed while the read starts.' WHERE id = 1")
-    commit_lsn: list[int] = []
-
-    def commit_later() -> None:
-        time.sleep(0.6)
-        other.run("COMMIT")
-        commit_lsn.append(_lsn(pg))
-
-    thread = threading.Thread(target=commit_later)
+    other.run("UPDATE docs SET body = 'Committed after the read.' WHERE id = 1")
+    open_xid = int(other.run("SELECT pg_current_xact_id()::text")[0][0])
     conn = cli_pg.connect_source(config, None)
     try:
-        reader = cli_pg.PostgresRowReader(conn, config)
-        thread.start()
-        time.sleep(0.1)
-        started = time.monotonic()
-        reads = reader.read([{"id": 2}, {"id": 1}, {"id": 9}])
-        waited = time.monotonic() - started
+        reads = cli_pg.PostgresRowReader(conn, config).read([{"id": 2}, {"id": 1}, {"id": 9}])
+        other.run("COMMIT")
+        later = cli_pg.PostgresRowReader(conn, config).read([{"id": 1}])
     finally:
-        thread.join()
         conn.close()
         other.close()
-    # The read waited for the open transaction, so its snapshot holds the committed row...
-    assert waited >= 0.4
     assert [row for row, _ in reads] == [
         {"id": 2, "body": "Two.", "section": None},
-        {"id": 1, "body": "Committed while the read starts.", "section": None},
+        {"id": 1, "body": "Before.", "section": None},
         None,
     ]
-    # ...with the one version of the batch, read before that commit; the missing key has none.
-    assert reads[0][1] == reads[1][1] and reads[1][1] is not None and reads[1][1] <= commit_lsn[0]
-    assert reads[2][1] is None
+    snapshot = versions.parse(reads[0][1])
+    assert isinstance(snapshot, versions.PgSnapshot) and all(version == reads[0][1] for _, version in reads)
+    assert not snapshot.visible(open_xid)  # the update is newer than this read: it wins when it arrives
+    live = versions.PgChange(lsn=1, position=0, xid=open_xid)  # any LSN: visibility decides, not commit order
+    assert versions.verdict(live, snapshot) is versions.Verdict.APPLY
+    [(row, version)] = later
+    assert row is not None and row["body"] == "Committed after the read."
+    assert versions.verdict(live, versions.parse(version)) is versions.Verdict.SKIP  # included in the later read
 
 
 # ---- reconcile and status --------------------------------------------------------------------------------
@@ -201,15 +193,15 @@ def test_reconcile_finds_drift_in_a_postgres_backed_index_and_repairs_it(moto: M
     pg.run("DELETE FROM docs WHERE id = 7")
     pg.run("UPDATE docs SET body = 'Rewritten.' WHERE id = 9")
     found = invoke("reconcile", "--json")
-    assert found.exit_code == 1, found.output
+    assert found.exit_code == EXIT_CHECK_FAILED, found.output
     report = json.loads(found.stdout)
     assert (report["missing"], report["orphan"], report["stale"], report["metadata"]) == (1, 1, 1, 0)
     assert report["examples"]["missing"] == ["[5000]"] and report["examples"]["orphan"] == ["[7]"]
     assert report["examples"]["stale"] == ["[9]"]
 
     repaired = invoke("reconcile", "--repair", "--json")
-    assert repaired.exit_code == 1, repaired.output  # it reports the drift it repaired
-    assert json.loads(repaired.stdout)["repaired"] == {"update": 2, "delete": 1, "none": 0, "unparseable": 0}
+    assert repaired.exit_code == EXIT_CHECK_FAILED, repaired.output  # it reports the drift it repaired
+    assert json.loads(repaired.stdout)["repaired"] == {"update": 2, "delete": 1, "none": 0, "stray": 0}
     repairs = [parse_event(r["Data"]) for r in _read_stream(moto, stack.stream_name)]
     repairs = [e for e in repairs if e.origin != "BACKFILL"]
     assert sorted((e.key["id"], e.op, e.origin) for e in repairs) == [
@@ -217,6 +209,8 @@ def test_reconcile_finds_drift_in_a_postgres_backed_index_and_repairs_it(moto: M
         (9, "UPDATE", "RECONCILE"),
         (5000, "UPDATE", "RECONCILE"),
     ]
+    assert all(e.if_wid is not None for e in repairs)  # compare-and-set on what reconcile saw
+    assert next(e for e in repairs if e.key["id"] == 5000).if_wid == ""  # no vector was stored
     rewritten = next(e for e in repairs if e.key["id"] == 9)
     assert rewritten.new is not None and rewritten.new["body"] == "Rewritten." and rewritten.source == "postgres"
     assert _apply_stream(moto, stack, sink, "RECONCILE") == 3

@@ -8,6 +8,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from freshvec.cli.errors import EXIT_FAILED
 from freshvec.command import app
 from freshvec.config import PipelineConfig
 
@@ -87,7 +88,7 @@ def test_init_follows_the_flags_and_updates_a_cdk_json_in_place(pg, tmp_path: Pa
     target.write_text(json.dumps({"app": "python app.py", "context": {"other": 1, "freshvec": {"old": True}}}))
     args = ["--pg-url", url(pg), "--table", "books", "--output", str(target), "--embedding-field", "description"]
     refused = init(*args, "--metadata", "author")
-    assert refused.exit_code == 1
+    assert refused.exit_code == EXIT_FAILED
     assert "already holds a freshvec config (not the sample); pass --yes" in refused.output
     assert json.loads(target.read_text())["context"]["freshvec"] == {"old": True}
     result = init(*args, "--metadata", "author,publication_year", "--yes")
@@ -103,14 +104,14 @@ def test_init_explains_what_it_cannot_use(pg, tmp_path: Path) -> None:
     pg.run("CREATE TABLE logs (line text)")
     out = str(tmp_path / "c.json")
     missing = init("--pg-url", url(pg), "--table", "bookz", "--output", out)
-    assert missing.exit_code == 1
+    assert missing.exit_code == EXIT_FAILED
     assert "table public.bookz does not exist" in missing.output and "books" in missing.output
     keyless = init("--pg-url", url(pg), "--table", "logs", "--output", out)
-    assert keyless.exit_code == 1 and "has no primary key" in keyless.output
+    assert keyless.exit_code == EXIT_FAILED and "has no primary key" in keyless.output
     not_text = init("--pg-url", url(pg), "--table", "books", "--embedding-field", "publication_year", "--output", out)
-    assert not_text.exit_code == 1 and "publication_year' is integer, not text" in not_text.output
+    assert not_text.exit_code == EXIT_FAILED and "publication_year' is integer, not text" in not_text.output
     wrong_password = init("--pg-url", url(pg).replace(pg.server.password, "nope"), "--table", "books", "--output", out)
-    assert wrong_password.exit_code == 1 and "password authentication failed" in wrong_password.output
+    assert wrong_password.exit_code == EXIT_FAILED and "password authentication failed" in wrong_password.output
     assert not Path(out).exists()
     for result in (missing, keyless, not_text, wrong_password):
         assert "Traceback" not in result.output

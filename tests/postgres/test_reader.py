@@ -7,6 +7,7 @@ from typing import Any
 
 from freshvec.events import parse_event
 from freshvec.forwarder import Forwarder
+from freshvec.versions import PgChange, parse
 
 INSERT_ALL = (
     "INSERT INTO docs VALUES (1, 'hello world', 'Title', 'abc', 7, -42, 12.5000, 1.5, 2.25, true, '2024-02-29', "
@@ -58,9 +59,12 @@ def test_every_type_arrives_as_its_change_event_value(pg, pipeline):
         "raw": base64.b64encode(bytes.fromhex("deadbeef")).decode(),
     }
     commit_lsn = pg.run("SELECT confirmed_flush_lsn::text FROM pg_replication_slots")[0][0]
-    assert event.version is not None and event.version > 0
+    position = parse(event.version)
+    assert isinstance(position, PgChange) and position.lsn > 0 and position.position == 0
     high, low = commit_lsn.split("/")
-    assert event.version < (int(high, 16) << 32 | int(low, 16))  # the slot moved past the commit
+    assert position.lsn < (int(high, 16) << 32 | int(low, 16))  # the slot moved past the commit
+    # the transaction's 64-bit xid: what places the change against a re-sync's snapshot
+    assert position.xid >= int(pg.run("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0]) - 10
 
 
 SMALL = {"id": "bigint", "body": "text", "n": "integer"}
@@ -92,9 +96,12 @@ def test_updates_deletes_and_a_changed_primary_key(pg, pipeline):
         ("INSERT", {"id": 3}, {"id": 3, "body": "two", "n": 20}, None),
         ("DELETE", {"id": 1}, None, {"id": 1, "body": "uno", "n": 1}),
     ]
-    # One version per transaction (its commit LSN), increasing in commit order.
-    versions = sorted({e.version for e in events(p)})
-    assert len(versions) == 5
+    # One commit LSN per transaction, increasing in commit order; positions number a transaction's changes.
+    positions = [parse(e.version) for e in events(p)]
+    assert len({v.lsn for v in positions if isinstance(v, PgChange)}) == 5
+    assert sorted(
+        v.position for v in positions if isinstance(v, PgChange) and v.lsn == max(x.lsn for x in positions)
+    ) == [0]
 
 
 def test_an_unchanged_toasted_text_is_carried_whole(pg, pipeline):
@@ -130,7 +137,12 @@ def test_a_transaction_of_many_rows_is_forwarded_whole_and_in_order(pg, pipeline
     for event in got:
         per_key.setdefault(event.key["id"], []).append(event.new["n"])
     assert all(ns == [0, 1, 2] for ns in per_key.values()) and len(per_key) == 400
-    assert len({e.version for e in got}) == 1
+    positions = [parse(e.version) for e in got]
+    assert len({v.lsn for v in positions if isinstance(v, PgChange)}) == 1  # one transaction
+    # every change its own position in the transaction, in the order made (per row, the stream keeps it)
+    assert sorted(v.position for v in positions if isinstance(v, PgChange)) == list(range(1200))
+    for ns in per_key.values():
+        assert ns == sorted(ns)
 
 
 def test_changes_to_other_tables_do_not_hold_back_the_slot(pg, pipeline):

@@ -41,27 +41,98 @@ def test_calls_are_not_paced_before_any_throttle() -> None:
 
 def test_a_throttle_before_anything_was_measured_starts_slowly_from_the_floor_and_paces() -> None:
     t = FakeTime()
-    lim = limiter(t, start_rate=2.0)
+    lim = limiter(t, start_rate=2.0, hold_s=1.0)
     with pytest.raises(ClientError):
         lim.call(throttle)
     assert lim.rate == 2.0 and lim.slow_start
     lim.call(lambda: None)  # waits for its turn: 1 / 2.0 s after the cut
     assert t.sleeps == [pytest.approx(0.5)]
-    assert lim.rate == pytest.approx(2.0 * 1.08)  # a paced success in slow start grows by 8 %
+    assert lim.rate == 2.0  # within the hold after a cut: no growth
+    lim.call(lambda: None)  # 1.0 s after the cut: the hold is over
+    assert lim.rate == pytest.approx(2.0 * 1.04)  # a paced success in slow start grows by 4 %
 
 
 def test_a_throttle_after_a_measure_settles_below_what_got_through() -> None:
     t = FakeTime()
-    lim = limiter(t, window_s=2.0, min_measure_s=1.0, margin=0.85)
+    lim = limiter(t, window_s=2.0, min_measure_s=1.0, margin=0.65, hold_s=1.0)
     for n in range(10):  # 10 successes in the 1.95 s since the first call
         t.now = 1000.0 + 0.2 * n
         lim.call(lambda: None)
     t.now = 1001.95
     with pytest.raises(ClientError):
         lim.call(throttle)
-    assert lim.rate == pytest.approx(10 / 1.95 * 0.85) and not lim.slow_start
+    assert lim.rate == pytest.approx(10 / 1.95 * 0.65) and not lim.slow_start
+    t.now += 1.0  # past the hold
+    lim.call(lambda: None)  # no wait: not limited by the pace, no growth
+    lim.call(lambda: None)  # waits for its turn
+    assert lim.rate == pytest.approx(10 / 1.95 * 0.65 * 1.005)  # no ceiling yet: steady growth, 0.5 % a call
+
+
+def test_a_cut_while_paced_stays_below_the_ceiling_it_measured() -> None:
+    t = FakeTime()
+    lim = limiter(t, window_s=2.0, min_measure_s=1.0, decrease=0.7, margin=0.65)
+    lim.throttled(started=t.now)  # paced from the floor (2 a second)
+    for _ in range(8):  # 4 s at 2 a second
+        lim.call(lambda: None)
+    lim.rate = 8.0  # as if grown far past what gets through
+    lim.throttled(started=t.now)
+    assert lim.ceiling == pytest.approx(5 / 2.0)  # what got through over the 2 s window, not the rate
+    assert lim.rate == pytest.approx(5 / 2.0 * 0.65)  # below both 0.7 x 8 and the margin under the ceiling
+
+
+def test_growth_is_fast_back_to_near_the_ceiling_slow_up_to_it_and_steady_past_it() -> None:
+    t = FakeTime()
+    lim = limiter(t, recover_increase=0.03, recover_to=0.8, probe_increase=0.001, increase=0.005, hold_s=0.0)
+    lim.throttled(started=t.now)
+    lim.slow_start = False
+    lim.ceiling = 10.0
+    growth = []
+    for rate in (5.0, 7.9, 8.5, 10.5):
+        lim.rate = rate
+        lim.succeeded(paced=True)
+        growth.append(lim.rate / rate - 1)
+    assert growth[0] == pytest.approx(0.03)
+    assert growth[1] == pytest.approx(8.0 / 7.9 - 1)  # never past recover_to x the ceiling in one step
+    assert growth[2] == pytest.approx(0.001)
+    assert growth[3] == pytest.approx(0.005)
+
+
+def test_throttles_during_the_hold_do_not_cut_but_cut_again_when_it_ends() -> None:
+    t = FakeTime()
+    lim = limiter(t, start_rate=4.0, decrease=0.7, margin=0.65, hold_s=1.0)
+    lim.throttled(started=t.now)
+    assert lim.cuts == 1
+    t.now += 0.5
+    lim.throttled(started=t.now)  # sent after the cut, but within its hold: the bucket is still refilling
+    assert lim.cuts == 1 and lim.rate == 4.0
+    t.now += 0.6  # the hold is over and it held a throttle: that cut was not enough
+    lim.succeeded(paced=True)
+    assert lim.cuts == 2
+    assert lim.rate == pytest.approx(4.0 * 0.7)
+    assert lim.ceiling == pytest.approx(4.0 * 0.7 / 0.65)
+
+
+def test_a_cut_gives_up_turns_reserved_at_the_old_rate() -> None:
+    t = FakeTime()
+    lim = limiter(t, start_rate=10.0, decrease=0.5, hold_s=0.0)
+    lim.throttled(started=t.now)  # paced at 10 a second
+    lim.call(lambda: None)  # takes the turn 0.1 s out
+    first_wait = len(t.sleeps)
+
+    rates = []
+
+    def sleep_through_a_cut(seconds: float) -> None:
+        t.sleeps.append(seconds)
+        if len(t.sleeps) == first_wait + 1:
+            lim.throttled(started=t.now)  # another thread's call was throttled while this one waited
+            rates.append(lim.rate)
+        t.now += seconds
+
+    lim._sleep = sleep_through_a_cut
     lim.call(lambda: None)
-    assert lim.rate == pytest.approx(10 / 1.95 * 0.85 * 1.005)  # steady growth: 0.5 % a paced success
+    waits = t.sleeps[first_wait:]
+    assert len(waits) == 2  # the reservation made at 10 a second was given up
+    assert waits[1] == pytest.approx(1 / rates[0] - waits[0])  # and taken again at the new rate, from the cut
 
 
 def test_throttles_of_calls_sent_before_the_cut_do_not_cut_again() -> None:

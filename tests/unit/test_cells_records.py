@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from freshvec import versions
 from freshvec.errors import PoisonRecordError
 from freshvec.events import parse_event
 from freshvec.sources.keyspaces.cells import record_to_event, to_micros
@@ -74,18 +75,31 @@ def test_a_ttl_record_without_a_new_image_is_an_expiry():
     assert (event.op, event.new, event.origin) == ("EXPIRE", None, "TTL")
 
 
-def test_the_version_is_the_newest_write_time_of_the_new_image():
-    cells = {"shop": {"value": {"textT": "s-1"}, "metadata": {"writeTime": "1795000000000007"}}}
-    cells["note"] = {"value": {"textT": "n"}, "metadata": {"writeTime": "1795000000000042"}}
-    new = {"valueCells": cells, "rowMetadata": {"writeTime": "1795000000000001"}}
-    assert convert(record(newImage=new)).version == 1_795_000_000_000_042
+def test_the_version_is_created_at_then_the_stream_position_never_a_cell_write_time():
+    """Client write times are another clock, and an expiring or nulled cell takes its time with it."""
+    cells = {"shop": {"value": {"textT": "s-1"}, "metadata": {"writeTime": "1900000000000042"}}}
+    new = {"valueCells": cells, "rowMetadata": {"writeTime": "1900000000000001"}}
+    event = convert(record(newImage=new), lineage=("2026-11-01T00:00:00.000", 2))
+    assert versions.parse(event.version) == versions.KsChange(
+        created_us=1_795_342_503_120_000,
+        label="2026-11-01T00:00:00.000",
+        depth=2,
+        sequence=int(record()["sequenceNumber"]),
+    )
 
 
-def test_a_removal_orders_after_what_it_removes():
-    # createdAt (2026-11-22T00:15:03Z, see CREATED) is older than the removed cells' write time here.
-    old = {"valueCells": {}, "rowMetadata": {"writeTime": "1900000000000000"}}
-    assert convert(record(newImage=None, oldImage=old)).version == 1_900_000_000_000_000
-    assert convert(record(newImage=None, oldImage=None)).version == 1_795_342_503_120_000  # CREATED in µs
+def test_a_removal_and_a_write_share_one_clock_and_the_position_breaks_ties():
+    """DELETE then re-INSERT in one batch, with the client's clock behind the service's: the insert is newer."""
+    delete = convert(record(newImage=None, sequenceNumber="100"))
+    insert = convert(record(oldImage=None, sequenceNumber="101"))
+    assert versions.verdict(insert.position, delete.position) is versions.Verdict.APPLY
+    assert versions.verdict(delete.position, insert.position) is versions.Verdict.SKIP
+    assert insert.version != delete.version  # never a tie between two records of one key
+
+
+def test_a_record_without_a_readable_time_or_position_is_refused():
+    with pytest.raises(PoisonRecordError, match="sequence number"):
+        convert(record(sequenceNumber="shard-7:abc"))
 
 
 def test_write_times_in_other_units_are_read_as_microseconds():

@@ -13,7 +13,7 @@ from cassandra.cluster import NoHostAvailable
 from typer.testing import CliRunner
 
 from freshvec.cli import app as cli
-from freshvec.cli.errors import OperatorError, explain
+from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError, explain
 from freshvec.config import default_config
 from freshvec.datafiles import LoaderFileError
 from freshvec.errors import MisconfigurationError
@@ -94,27 +94,40 @@ def _local_state(tmp_path: Path, control: str = "http://127.0.0.1:9") -> Path:
 def test_cli_prints_error_line_without_traceback(tmp_path: Path) -> None:
     state = _local_state(tmp_path)
     result = runner.invoke(cli.app, ["--local-state", str(state), "--local", "query", "x", "--filter", "[1]"])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert result.output == "error: invalid filter: a filter must be a JSON object, got an array\n"
 
 
 def test_debug_adds_the_traceback(tmp_path: Path) -> None:
     state = _local_state(tmp_path)
     result = runner.invoke(cli.app, ["--debug", "--local-state", str(state), "--local", "query", "x", "--filter", "{"])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USAGE
     assert "Traceback" in result.output and "error: invalid filter: not valid JSON" in result.output
 
 
 def test_missing_local_state_is_explained(tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["--local-state", str(tmp_path / "none.json"), "--local", "status"])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED  # could not look: not "drift", not a usage error
     assert result.output.startswith("error: no local pipeline running") and "freshvec local up" in result.output
 
 
 def test_stopped_local_pipeline_is_explained(tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["--local-state", str(_local_state(tmp_path)), "--local", "query", "sharks"])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED
     assert "local pipeline not reachable at http://127.0.0.1:9" in result.output
+
+
+def test_a_crash_exits_3_with_its_traceback_never_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug is not "drift found": scripts gating on reconcile must be able to tell them apart."""
+    from freshvec.cli import reconcile
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise AttributeError("'LocalPostgresTable' object has no attribute 'scan'")
+
+    monkeypatch.setattr(reconcile, "reconcile", crash)
+    result = runner.invoke(cli.app, ["--local-state", str(_local_state(tmp_path)), "--local", "reconcile"])
+    assert result.exit_code == EXIT_FAILED
+    assert "AttributeError" in result.output
 
 
 @pytest.mark.parametrize(
@@ -130,7 +143,7 @@ def test_stopped_local_pipeline_is_explained(tmp_path: Path) -> None:
 )
 def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["--local-state", str(_local_state(tmp_path)), "--local", *args])
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_USAGE
 
 
 @pytest.mark.parametrize(

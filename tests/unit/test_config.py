@@ -273,3 +273,27 @@ def test_different_models_or_dimensions_name_different_indexes():
     ]
     names = {PipelineConfig.from_dict(_with(embedding=e)).vector_index_name for e in embeddings}
     assert len(names) == len(embeddings)
+
+
+def test_static_columns_cannot_be_embedded_or_metadata_and_the_error_says_why() -> None:
+    raw = copy.deepcopy(DEFAULT_CONFIG)
+    raw["columns"] = {**raw["columns"], "studio": "text"}
+    ok = PipelineConfig.from_dict({**raw, "static_columns": ["studio"]})
+    assert ok.static_columns == ("studio",)
+    with pytest.raises(ConfigError, match="static: Keyspaces streams its changes as a separate record"):
+        PipelineConfig.from_dict({**raw, "static_columns": ["studio"], "metadata_fields": ["title", "studio"]})
+    with pytest.raises(ConfigError, match=r"embedding_field.*static"):
+        PipelineConfig.from_dict({**raw, "static_columns": ["overview"]})
+
+
+def test_a_deployed_pipeline_bounds_its_calls_inside_its_timeouts_and_leases() -> None:
+    from freshvec.config.deployable import check_call_bounds
+
+    check_call_bounds(default_config())  # the defaults keep both rules
+    raw = copy.deepcopy(DEFAULT_CONFIG)
+    short_lease = PipelineConfig.from_dict({**raw, "forwarder": {"lease_duration_s": 60, "timeout_s": 70}})
+    with pytest.raises(ConfigError, match=r"lease_duration_s.*at least 121"):
+        check_call_bounds(short_lease)
+    short_sink = PipelineConfig.from_dict({**raw, "sink": {"timeout_s": 60}})
+    with pytest.raises(ConfigError, match=f"at least {3 * c.S3V_CALL_BUDGET_S} s"):
+        check_call_bounds(short_sink)

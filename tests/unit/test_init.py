@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from freshvec.cli import keyspaces
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_FAILED, OperatorError
 from freshvec.cli.init_proposal import ShapeColumn, TableShape, index_name, propose
 from freshvec.command import app
 from freshvec.config import PipelineConfig
@@ -114,5 +114,5 @@ def test_init_says_how_to_turn_keyspaces_cdc_on(monkeypatch, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "CDC: disabled; the pipeline needs it on: ALTER TABLE media.movies WITH cdc = true" in result.output
     missing = CliRunner().invoke(app, [*args[:-4], "--table", "films", "-o", str(tmp_path / "f.json")])
-    assert missing.exit_code == 1
+    assert missing.exit_code == EXIT_FAILED
     assert "table media.films does not exist" in missing.output and "movies" in missing.output

@@ -12,12 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.adapters.memory import InProcessTombstones
 from freshvec.config import default_config
-from freshvec.errors import PoisonRecordError
+from freshvec.errors import AmbiguousResyncError, PoisonRecordError
 from freshvec.events import parse_event
 from freshvec.plan import (
     Action,
+    ChunkPlan,
     KeyPlan,
     ParsedRecord,
     coalesce,
@@ -34,7 +36,17 @@ from freshvec.testing.fakes.memory import InMemoryDeadLetterQueue, InMemoryVecto
 TEXT = "overview"
 
 
-def parsed(index: int, doc: dict, version: int | None = None) -> ParsedRecord:
+def live(n: int) -> str:
+    """A Keyspaces live change version at createdAt ``n`` µs (its sequence number ``n`` too)."""
+    return versions.KsChange(n, "label", 0, n).text()
+
+
+def read_at(n: int) -> str:
+    """A Keyspaces re-sync stamped at ``n`` µs."""
+    return versions.KsRead(n).text()
+
+
+def parsed(index: int, doc: dict, version: str | None = None) -> ParsedRecord:
     if version is not None:
         doc = {**doc, "version": version}
     event = parse_event(doc)
@@ -53,17 +65,15 @@ def parsed(index: int, doc: dict, version: int | None = None) -> ParsedRecord:
     )
 
 
-def plan_of(*docs: dict, versions: tuple[int | None, ...] | None = None) -> KeyPlan:
-    versions = versions or (None,) * len(docs)
-    records = [parsed(i, d, v) for i, (d, v) in enumerate(zip(docs, versions, strict=True))]
+def plan_of(*docs: dict, at: tuple[str | None, ...] | None = None) -> KeyPlan:
+    at = at or (None,) * len(docs)
+    records = [parsed(i, d, v) for i, (d, v) in enumerate(zip(docs, at, strict=True))]
     [(key, group)] = coalesce(records).items()
     return plan_key(key, group)
 
 
-def stored(text: str, version: int | None = None) -> dict:
-    metadata: dict = {c.META_FINGERPRINT: f"fp:{text}"}
-    if version is not None:
-        metadata[c.META_VERSION] = str(version)
+def stored(text: str, version: str | None = None, write_id: str = "w0") -> dict:
+    metadata: dict = {c.META_FINGERPRINT: f"fp:{text}", c.META_VERSION: versions.stamp(write_id, version)}
     return {"data": [0.5, 0.25], "metadata": metadata}
 
 
@@ -96,55 +106,128 @@ def test_no_text_deletes(text: str | None) -> None:
 
 def test_the_last_change_wins_when_versions_rise_or_are_unknown() -> None:
     docs = (change("UPDATE", movie("A", "u"), movie("A", "t")), change("UPDATE", movie("A", "v"), movie("A", "u")))
-    assert plan_of(*docs).text == "v"
-    rising = plan_of(*docs, versions=(5, 9))
+    plan = plan_of(*docs)
+    decide(plan, None, None)
+    assert plan.text == "v"
+    rising = plan_of(*docs, at=(live(5), live(9)))
+    decide(rising, None, None)
     assert (rising.text, rising.stale) == ("v", [])
 
 
 def test_an_older_change_later_in_the_batch_is_stale() -> None:
-    docs = (change("UPDATE", movie("A", "live"), movie("A", "t")), change("UPDATE", movie("A", "read earlier")))
-    plan = plan_of(*docs, versions=(9, 5))
+    docs = (change("UPDATE", movie("A", "live"), movie("A", "t")), change("UPDATE", movie("A", "sent again")))
+    plan = plan_of(*docs, at=(live(9), live(5)))
+    decide(plan, None, None)
     assert plan.text == "live"
     assert [r.index for r in plan.stale] == [1]
 
 
 def test_a_change_older_than_the_index_is_skipped() -> None:
-    plan = plan_of(change("UPDATE", movie("A", "t")), versions=(4,))
-    decide(plan, stored("x", version=7), None)
+    plan = plan_of(change("UPDATE", movie("A", "t")), at=(live(4),))
+    decide(plan, stored("x", live(7)), None)
     assert plan.action is Action.SKIP and [r.index for r in plan.stale] == [0]
-    delete = plan_of(change("DELETE", None, movie("A", "t")), versions=(4,))
-    decide(delete, stored("x", version=7), None)
+    delete = plan_of(change("DELETE", None, movie("A", "t")), at=(live(4),))
+    decide(delete, stored("x", live(7)), None)
     assert delete.action is Action.SKIP
 
 
 def test_an_equal_version_is_applied_again() -> None:
-    plan = plan_of(change("UPDATE", movie("A", "t")), versions=(7,))
-    decide(plan, stored("t", version=7), None)
+    """A re-delivery after a crash between chunk writes must complete the row, so equal is not "older"."""
+    plan = plan_of(change("UPDATE", movie("A", "t")), at=(live(7),))
+    decide(plan, stored("t", live(7)), None)
     assert plan.action is Action.PUT and plan.reused
 
 
-def test_a_resync_read_before_a_delete_does_not_resurrect_the_row() -> None:
+def test_a_postgres_resync_is_placed_by_snapshot_visibility_against_a_delete() -> None:
     resync = {**change("INSERT", movie("A", "t")), "origin": "BACKFILL"}
-    plan = plan_of(resync, versions=(5,))
+    deleted = versions.PgChange(lsn=0x600, position=0, xid=60).text()
+    before = versions.PgSnapshot(xmin=55, xmax=60, xip=frozenset()).text()  # did not see xid 60: read before
+    plan = plan_of(resync, at=(before,))
     assert needs_tombstone_lookup(plan, None)
-    decide(plan, None, 6)  # deleted at version 6, after the backfill read the row at version 5
+    decide(plan, None, versions.parse(deleted))
     assert plan.action is Action.SKIP
-    newer = plan_of(resync, versions=(8,))  # written again after the delete: that row is real
-    decide(newer, None, 6)
+    after = versions.PgSnapshot(xmin=61, xmax=62, xip=frozenset()).text()  # saw the delete, and the row again
+    newer = plan_of(resync, at=(after,))
+    decide(newer, None, versions.parse(deleted))
     assert newer.action is Action.PUT
 
 
-def test_a_live_insert_after_a_delete_needs_no_tombstone_lookup() -> None:
-    plan = plan_of(change("INSERT", movie("A", "t")), versions=(5,))
-    assert not needs_tombstone_lookup(plan, None)
-    assert not needs_tombstone_lookup(plan_of(change("INSERT", movie("A", "t"))), None)  # no version: no order
+def test_a_keyspaces_resync_that_may_not_have_seen_a_delete_is_parked_for_a_new_read() -> None:
+    resync = {**change("INSERT", movie("A", "t")), "origin": "REDRIVE"}
+    plan = plan_of(resync, at=(read_at(5),))
+    parked = decide(plan, None, versions.parse(live(6)))  # deleted at createdAt 6 > the read's stamp 5
+    assert [r.index for r in parked] == [0] and isinstance(parked[0].error, AmbiguousResyncError)
+    newer = plan_of(resync, at=(read_at(8),))
+    assert decide(newer, None, versions.parse(live(6))) == [] and newer.action is Action.PUT
+
+
+def test_an_ambiguous_resync_that_changes_nothing_is_not_parked() -> None:
+    resync = {**change("UPDATE", movie("A", "t")), "origin": "BACKFILL"}
+    record = parsed(0, resync, read_at(5))
+    record.chunks = [ChunkPlan(0, record.key or "", "t", "fp:t", {"title": "A"})]
+    plan = plan_key(record.key or "", [record])
+    held = stored("t", live(6))
+    held["metadata"]["title"] = "A"
+    assert decide(plan, held, None) == [] and plan.action is Action.SKIP
+
+
+def test_a_stray_re_send_older_than_a_delete_does_not_bring_the_row_back() -> None:
+    plan = plan_of(change("INSERT", movie("A", "t")), at=(live(5),))
+    assert needs_tombstone_lookup(plan, None)  # a live put where nothing is stored: the tombstone decides
+    decide(plan, None, versions.parse(live(6)))
+    assert plan.action is Action.SKIP
+    again = plan_of(change("INSERT", movie("A", "t")), at=(live(7),))
+    decide(again, None, versions.parse(live(6)))
+    assert again.action is Action.PUT
 
 
 def test_a_delete_does_not_weaken_a_newer_tombstone() -> None:
-    plan = plan_of(change("DELETE", None, movie("A", "t")), versions=(5,))
+    plan = plan_of(change("DELETE", None, movie("A", "t")), at=(live(5),))
     assert needs_tombstone_lookup(plan, None)
-    decide(plan, None, 9)
+    decide(plan, None, versions.parse(live(9)))
     assert plan.action is Action.SKIP
+
+
+def repair(row: dict | None, if_wid: str, at: str) -> dict:
+    doc = change("UPDATE", row) if row is not None else change("DELETE", None, movie("A"))
+    return {**doc, "origin": "RECONCILE", "if_wid": if_wid, "version": at}
+
+
+def test_a_repair_applies_iff_the_key_still_holds_the_write_it_saw_whatever_its_version() -> None:
+    corrupt = stored("another row's text", live(10**15), write_id="seen")  # a foreign, far newer _ver
+    plan = plan_of(repair(movie("A", "t"), "seen", read_at(5)))
+    decide(plan, corrupt, None)
+    assert plan.action is Action.PUT and not plan.reused
+    refused = plan_of(repair(movie("A", "t"), "seen", read_at(5)))
+    decide(refused, stored("t", live(6), write_id="written since"), None)
+    assert refused.action is Action.SKIP
+
+
+def test_a_repair_after_a_change_of_the_key_in_the_same_batch_is_refused() -> None:
+    docs = (change("UPDATE", movie("A", "live")), repair(movie("A", "old"), "seen", read_at(5)))
+    plan = plan_of(*docs, at=(live(9), read_at(5)))
+    decide(plan, stored("x", live(7), write_id="seen"), None)
+    assert plan.text == "live" and [r.index for r in plan.stale] == [1]
+
+
+def test_a_repair_expecting_no_vector_respects_a_newer_tombstone() -> None:
+    snapshot = versions.PgSnapshot(xmin=55, xmax=60, xip=frozenset()).text()
+    deleted_since = versions.parse(versions.PgChange(0x700, 0, 60).text())
+    plan = plan_of(repair(movie("A", "t"), "", snapshot))
+    decide(plan, None, deleted_since)
+    assert plan.action is Action.SKIP
+    plan = plan_of(repair(movie("A", "t"), "", snapshot))
+    decide(plan, None, None)
+    assert plan.action is Action.PUT
+
+
+def test_a_repair_removes_the_orphan_chunks_it_saw_beyond_the_count() -> None:
+    doc = {**repair(None, "seen", read_at(5)), "orphan_chunks": [3, 7]}
+    plan = plan_of(doc)
+    decide(plan, stored("t", live(2), write_id="seen"), None)
+    plan.stored_count = 2
+    assert plan.action is Action.DELETE
+    assert plan.surplus_keys == [f"{plan.key}#1", f"{plan.key}#3", f"{plan.key}#7", plan.key]
 
 
 def test_fingerprints_differ_by_model_dimension_limit_and_text() -> None:

@@ -58,6 +58,9 @@ class _Shard:
     closed_at: float | None = None
     trimmed_through: int = 0  # every record with seq <= this is gone
     last_assigned: int | None = None  # the newest record's sequence number, trimmed or not
+    # Positions where the stream moved on without a change record (``LocalKeyspacesStreams.progress``): a read
+    # starting at one returns no records and BEHIND_TIP while anything follows.
+    progress_marks: list[int] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:

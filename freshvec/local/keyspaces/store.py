@@ -131,6 +131,20 @@ class StreamStore:
             shard.last_assigned = seq
             return str(seq)
 
+    def progress(self, keyspace: str, table: str, pages: int = 1) -> None:
+        """The stream moves on without change records: each open shard gets ``pages`` positions that a reader
+        walks as empty pages with ``BEHIND_TIP`` ("the stream is progressing but no customer records are
+        available at this position; continue polling normally": iteratorDescription, keyspacesstreams model)."""
+        with self._lock:
+            stream = self._current_stream(keyspace, table)
+            if stream is None:
+                return
+            for shard in stream.open_shards():
+                for _ in range(pages):
+                    seq = self._take_seq()
+                    shard.progress_marks.append(seq)
+                    shard.last_assigned = seq
+
     def split_shard(self, stream_arn: str, shard_id: str) -> tuple[str, str]:
         """Close an open shard and give its hash range to two new children (lower half, upper half)."""
         with self._lock:

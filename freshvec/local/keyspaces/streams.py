@@ -243,9 +243,20 @@ class LocalKeyspacesStreams(StreamStore, FaultInjection):
                     "TrimmedDataAccess",
                 )
             first = bisect.bisect_left(shard.records, position, key=lambda record: record.seq)
-            batch = _within_size(shard.records[first : first + limit], self.max_response_bytes)
-            next_position = batch[-1].seq + 1 if batch else position
-            caught_up = first + len(batch) == len(shard.records)
+            mark = bisect.bisect_left(shard.progress_marks, position)
+            next_mark = shard.progress_marks[mark] if mark < len(shard.progress_marks) else None
+            if next_mark is not None and (first == len(shard.records) or next_mark < shard.records[first].seq):
+                # The stream moved on here without customer records: an empty page past this one position.
+                batch, next_position = [], next_mark + 1
+            else:
+                candidates = shard.records[first : first + limit]
+                if next_mark is not None:
+                    candidates = [record for record in candidates if record.seq < next_mark]
+                batch = _within_size(candidates, self.max_response_bytes)
+                next_position = batch[-1].seq + 1 if batch else position
+            caught_up = (shard.records[-1].seq if shard.records else 0) < next_position and (
+                not shard.progress_marks or shard.progress_marks[-1] < next_position
+            )
             response: dict[str, Any] = {
                 "changeRecords": [self._present(stream, record) for record in batch],
                 "iteratorDescription": {"iteratorPosition": "AT_TIP" if caught_up else "BEHIND_TIP"},

@@ -24,6 +24,7 @@ from freshvec.errors import PoisonRecordError
 from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.sources.keyspaces.cqltypes import CqlType
 from freshvec.sources.keyspaces.types import UNKNOWN_TAG, as_datetime, cell_to_json, json_to_value, value_to_json
+from freshvec.versions import KsChange
 
 STREAM_ORIGINS = tuple(o for o in ORIGINS if o in ("USER", "REPLICATION", "TTL"))  # what Keyspaces writes
 
@@ -66,12 +67,14 @@ def record_to_event(
     table: str,
     shard_id: str,
     key_columns: Sequence[str] | None = None,
+    lineage: tuple[str, int] = ("", 0),
 ) -> ChangeEvent:
     """One Keyspaces Streams record as a change event.
 
     ``op``: no new image -> EXPIRE for origin TTL, else DELETE; no old image -> INSERT; else UPDATE. A TTL
     record that still carries a new image (a column expired, the row remains) is an UPDATE with origin TTL.
-    ``version`` is the row state's order (``record_version``).
+    ``version`` is the row state's order (``record_version``; ``lineage``: the stream label and the shard's
+    lineage depth, for the tie-break).
     ``key`` holds the partition then the clustering columns (or ``key_columns`` order when given); the key
     columns are also put into each image so ``new``/``old`` are whole rows. Raises PoisonRecordError for a
     record that cannot become an event (no sequence number, no key, no time, an unknown origin).
@@ -117,46 +120,28 @@ def record_to_event(
         shard=shard_id,
         ts=ts,
         origin=origin,
-        version=record_version(record),
+        version=record_version(record, lineage).text(),
     )
 
 
-def record_version(record: Mapping[str, Any]) -> int | None:
-    """The row state a record reflects, as Keyspaces orders writes: the newest write time (microseconds).
+def record_version(record: Mapping[str, Any], lineage: tuple[str, int] = ("", 0)) -> KsChange:
+    """Where a record's row state sits in the key's order: its ``createdAt`` (the service's clock, µs), then its
+    stream position (stream label, lineage depth, sequence number) as the tie-break, so a duplicate or a stray
+    re-send of one record has the same version and two records of one key never tie.
 
-    With a new image: the newest ``writeTime`` of its cells and row. A removal carries no write time of its
-    own, so its version is its ``createdAt`` (the service's time of the change), and never below the newest
-    write time of the state it removes (so a delete always orders after what it deletes). None when the record
-    carries no usable time at all.
+    Cell write times are not used: a client's ``USING TIMESTAMP`` is another clock, an expiring or nulled cell
+    takes its write time with it, and key columns and collections have none a re-sync could read.
     """
-    new_image = record.get("newImage")
-    if new_image:
-        return _newest_write(new_image)
-    created = record.get("createdAt")
+    created_at = record.get("createdAt")
+    seq = str(record.get("sequenceNumber") or "")
     try:
-        created_us = to_micros(created) if created is not None else None
-    except (ValueError, TypeError, OverflowError):
-        created_us = None
-    removed = _newest_write(record.get("oldImage"))
-    candidates = [v for v in (created_us, removed) if v is not None]
-    return max(candidates) if candidates else None
-
-
-def _newest_write(image: Mapping[str, Any] | None) -> int | None:
-    if not image:
-        return None
-    times = [(image.get("rowMetadata") or {}).get("writeTime")]
-    for cells_name in ("staticCells", "valueCells"):
-        times.extend((cell.get("metadata") or {}).get("writeTime") for cell in (image.get(cells_name) or {}).values())
-    parsed = []
-    for raw in times:
-        if raw is None:
-            continue
-        try:
-            parsed.append(to_micros(raw))
-        except (ValueError, TypeError, OverflowError):
-            continue
-    return max(parsed) if parsed else None
+        created_us = to_micros(created_at)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise PoisonRecordError(f"stream record {seq} has an unreadable createdAt {created_at!r}") from exc
+    if not seq.isdigit():
+        raise PoisonRecordError(f"stream record sequence number {seq!r} is not a decimal number")
+    label, depth = lineage
+    return KsChange(created_us, label, depth, int(seq))
 
 
 def to_micros(value: Any) -> int:

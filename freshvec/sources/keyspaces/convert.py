@@ -42,8 +42,11 @@ class RecordConverter:
         """The converter for a ``PipelineConfig`` (duck-typed: sources never import the config module)."""
         return cls(config.keyspace, config.table, config.primary_key, config.key_columns)
 
-    def convert(self, record: Mapping[str, Any], shard_id: str) -> tuple[OutgoingRecord, bool]:
-        """The outgoing record and whether it is a proper change event (False: error envelope)."""
+    def convert(
+        self, record: Mapping[str, Any], shard_id: str, lineage: tuple[str, int] = ("", 0)
+    ) -> tuple[OutgoingRecord, bool]:
+        """The outgoing record and whether it is a proper change event (False: error envelope). ``lineage``:
+        the stream label and the shard's lineage depth (the version's tie-break, ``record_version``)."""
         seq = str(record.get("sequenceNumber") or "")
         try:
             event = record_to_event(
@@ -52,6 +55,7 @@ class RecordConverter:
                 table=self.table,
                 shard_id=shard_id,
                 key_columns=self.primary_key,
+                lineage=lineage,
             )
             key = partition_key(vector_key(event.key, self.key_columns))
             data = event.to_bytes()

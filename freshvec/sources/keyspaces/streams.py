@@ -7,10 +7,11 @@ everything Keyspaces-specific about it:
   the old stream is finished before the new one is read (the registry of followed streams lives in the
   forwarder's ``LeaseStore``);
 - its shards and their lineage (``parentShardIds`` after splits and merges), paged through completely;
-- iterators: from the checkpoint (AFTER_SEQUENCE_NUMBER), TRIM_HORIZON or LATEST for a new shard; an
-  expired one (15 minutes) is taken again from the checkpoint; ``TrimmedDataAccess`` (the reader fell out
-  of the 24 h retention) is logged loudly with the lost range, counted, and reading goes on from the oldest
-  record still there;
+- iterators: from the checkpoint (AFTER_SEQUENCE_NUMBER), TRIM_HORIZON or LATEST for a new shard, or the
+  iterator saved past a stretch without changes (``ReadResult.resume``); an expired one (15 minutes) is taken
+  again from the checkpoint; an empty ``BEHIND_TIP`` page is not the tip, reading goes on at once;
+  ``TrimmedDataAccess`` (the reader fell out of the 24 h retention) is logged loudly with the lost range,
+  counted, and reading goes on from the oldest record still there;
 - converting each record (``convert.RecordConverter``).
 
 The forwarder (``freshvec.forwarder``) owns leases, checkpoints, concurrency and writing; it calls
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ITERATOR_TRIM_HORIZON = "TRIM_HORIZON"
 ITERATOR_AFTER_SEQUENCE = "AFTER_SEQUENCE_NUMBER"
+ITERATOR_AT_TIP = "AT_TIP"  # iteratorPosition: nothing more to read now (the other value is BEHIND_TIP)
 STATUS_READABLE = ("ENABLED", "ENABLING")
 STATUS_DISABLED = "DISABLED"
 VALIDATION_EXPIRED_ITERATOR = "ExpiredIterator"
@@ -73,6 +75,7 @@ class KeyspacesStreamsSource:
         self.table = table
         self._converter = converter
         self._starting_position = starting_position
+        self._lineage: dict[str, tuple[str, int]] = {}  # shard id -> (stream label, lineage depth)
 
     @classmethod
     def for_config(cls, streams: Any, config: Any) -> KeyspacesStreamsSource:
@@ -134,13 +137,21 @@ class KeyspacesStreamsSource:
             )
             for shard_id, shard in shards.items()
         }
+        label = str(pages[0].get("streamLabel") or stream_arn.rpartition("/")[2])
+        self._lineage.update({shard_id: (label, _depth(shard_id, partitions)) for shard_id in partitions})
         return StreamView(stream_arn, closed=pages[0]["streamStatus"] == STATUS_DISABLED, partitions=partitions)
 
-    def open(self, stream_arn: str, partition_id: str, position: str | None, *, fresh: bool) -> SourceCursor:
+    def open(
+        self, stream_arn: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+    ) -> SourceCursor:
         """A cursor at the checkpoint; a shard never read starts at the configured position only when
-        ``fresh`` (no parent was read and this is the first stream), else from its start."""
+        ``fresh`` (no parent was read and this is the first stream), else from its start.
+
+        ``resume`` is a shard iterator an earlier reader got past a stretch without changes: the first read uses
+        it, and when it has expired (15 minutes) the iterator is taken again from the checkpoint.
+        """
         start = self._starting_position if fresh else ITERATOR_TRIM_HORIZON
-        return SourceCursor(stream_arn, partition_id, position, start, _ShardState())
+        return SourceCursor(stream_arn, partition_id, position, start, _ShardState(iterator=resume))
 
     # ---- reading --------------------------------------------------------------------------------
     def read(self, cursor: SourceCursor) -> ReadResult:
@@ -155,10 +166,12 @@ class KeyspacesStreamsSource:
         if next_iterator is None:
             return ReadResult(records, ended=True, at_tip=False, trims=trims, lost_ranges=lost)
         state.iterator = next_iterator
+        # AT_TIP: nothing more now. BEHIND_TIP, even with no records, means the stream moved on without changes
+        # at this position and more may follow: read on at once ("Continue polling normally", GetRecords'
+        # iteratorDescription in the keyspacesstreams model). No description: an empty page is the tip.
         position = (response.get("iteratorDescription") or {}).get("iteratorPosition")
-        return ReadResult(
-            records, ended=False, at_tip=not records or position == "AT_TIP", trims=trims, lost_ranges=lost
-        )
+        at_tip = position == ITERATOR_AT_TIP if position is not None else not records
+        return ReadResult(records, ended=False, at_tip=at_tip, trims=trims, lost_ranges=lost, resume=next_iterator)
 
     def rewind(self, cursor: SourceCursor) -> None:
         """Resume from the checkpoint on the next read, not from where the last read got to."""
@@ -168,7 +181,7 @@ class KeyspacesStreamsSource:
         """Nothing to do: Keyspaces keeps no reader position; the checkpoint table is the only one."""
 
     def convert(self, record: Mapping[str, Any], partition_id: str) -> tuple[OutgoingRecord, bool]:
-        return self._converter.convert(record, partition_id)
+        return self._converter.convert(record, partition_id, self._lineage.get(partition_id, ("", 0)))
 
     def _get_records(self, cursor: SourceCursor, state: _ShardState) -> Mapping[str, Any]:
         for _ in range(3):
@@ -294,3 +307,12 @@ def validation_reason(exc: ClientError) -> str | None:
 def _start_sequence(shard: Mapping[str, Any]) -> int:
     start = (shard.get("sequenceNumberRange") or {}).get("startingSequenceNumber") or ""
     return int(start) if start.isdigit() else 0
+
+
+def _depth(shard_id: str, partitions: Mapping[str, Partition]) -> int:
+    """How many generations of parents a shard has (a child's records of a key come after its parents')."""
+    depth, level = 0, set(partitions[shard_id].parents)
+    while level and depth < len(partitions):
+        depth += 1
+        level = {parent for p in level if p in partitions for parent in partitions[p].parents}
+    return depth

@@ -8,9 +8,12 @@ next reader sends some changes again, never skips one.
 
 - One stream (the slot), one partition: a slot has one reader at a time (PostgreSQL refuses a second one,
   ``SlotBusyError``), and the forwarder's lease keeps two forwarders from trying.
-- Positions are the end LSN of a transaction's commit record; ``version`` is its commit LSN. Every change of a
-  transaction but the last carries the position before the transaction, so the checkpoint never lands inside
-  one: a transaction is forwarded whole or read again.
+- Positions are the end LSN of a transaction's commit record. A change's ``version`` is
+  ``freshvec.versions.PgChange``: the transaction's commit LSN, the change's position within the transaction,
+  and the transaction's 64-bit xid (pgoutput sends 32 bits; the epoch comes from the server's next xid, read
+  after the peek), which places it against re-sync snapshots. Every change of a transaction but the last
+  carries the position before the transaction, so the checkpoint never lands inside one: a transaction is
+  forwarded whole or read again.
 - After a crash between the checkpoint and the slot advance, the slot is behind the checkpoint: the next read
   advances it first and skips transactions at or before the checkpoint.
 - At the tip with nothing pending, the slot is advanced to the WAL flush position read before the peek, so
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from freshvec import constants as c
+from freshvec import versions
 from freshvec.errors import PoisonRecordError, TransientError
 from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.keys import partition_key, vector_key
@@ -74,6 +78,7 @@ class _SlotState:
     connection: Any = None
     relations: dict[int, po.Relation] = field(default_factory=dict)
     idle_position: int | None = None  # after the last read's records: the slot may move here once they are in
+    next_xid: int = 0  # the server's next 64-bit xid, read after the last peek (extends pgoutput's 32-bit xids)
     last_position: str | None = None  # the position of the last record of the last read
 
 
@@ -161,8 +166,11 @@ class PostgresSlotSource:
     def describe(self, stream_id: str) -> StreamView:
         return StreamView(stream_id, closed=False, partitions={PARTITION_ID: Partition(PARTITION_ID)})
 
-    def open(self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool) -> SourceCursor:
-        """A cursor at the checkpoint (None: the slot's own position, which the first read takes)."""
+    def open(
+        self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+    ) -> SourceCursor:
+        """A cursor at the checkpoint (None: the slot's own position, which the first read takes); the slot keeps
+        its own position, so there is no resume token."""
         return SourceCursor(stream_id, partition_id, position, "SLOT", self._state)
 
     # ---- reading --------------------------------------------------------------------------------
@@ -185,6 +193,7 @@ class PostgresSlotSource:
             n=self.max_changes,
             pub=self.publication,
         )
+        state.next_xid = int(conn.run("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")[0][0])
         records = self._changes(state, [bytes(row[0]) for row in rows], base)
         at_tip = len(rows) < self.max_changes
         state.idle_position = flushed if at_tip else None
@@ -244,7 +253,7 @@ class PostgresSlotSource:
                 end = po.format_lsn(message.end_lsn)
                 for index, row in enumerate(pending):
                     at = end if index == len(pending) - 1 else position
-                    records.append(self._record(at, begin, index, row))
+                    records.append(self._record(at, begin, index, row, full_xid(begin.xid, state.next_xid)))
                 position, begin = end, None
         return records
 
@@ -284,7 +293,7 @@ class PostgresSlotSource:
             row[column.name] = pgtypes.from_text(text, type_text)
         return row
 
-    def _record(self, position: str, begin: po.Begin, index: int, row: _RowChange) -> PgChange:
+    def _record(self, position: str, begin: po.Begin, index: int, row: _RowChange, xid: int) -> PgChange:
         op, new, old, error = row
         seq = f"{begin.xid}#{index}"  # the transaction id: what a writer knows of its own changes
         raw = {"xid": begin.xid, "commit_lsn": po.format_lsn(begin.final_lsn), "index": index, "op": op}
@@ -312,7 +321,7 @@ class PostgresSlotSource:
             ts=format_timestamp(begin.commit_time),
             origin="USER",
             source=SOURCE_NAME,
-            version=begin.final_lsn,
+            version=versions.PgChange(begin.final_lsn, index, xid).text(),
         )
         return PgChange(position, event, None, raw)
 
@@ -380,6 +389,14 @@ class PostgresSlotSource:
             data = json.dumps(doc, separators=(",", ":"), ensure_ascii=True, default=str).encode("ascii")
         log.error("change %s of %s cannot become a change event (%s); sending it for the DLQ", doc["seq"], key, reason)
         return OutgoingRecord(data, key, record.position, None)
+
+
+def full_xid(xid32: int, next_xid: int) -> int:
+    """The 64-bit xid of a committed transaction's 32-bit one, given the server's next xid read after it
+    committed (it is below that, and within 2**31 of it: PostgreSQL's wraparound protection)."""
+    if next_xid <= 0:
+        return xid32
+    return next_xid - ((next_xid - xid32) & 0xFFFFFFFF)
 
 
 def _only_columns(row: dict[str, Any] | None, columns: Mapping[str, str]) -> dict[str, Any] | None:

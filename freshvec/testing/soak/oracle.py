@@ -285,6 +285,11 @@ def _differences(
         problems.append(
             f"{c.META_FINGERPRINT} {stored_metadata.get(c.META_FINGERPRINT)} (text's {expected.fingerprint})"
         )
+    # ``_ver`` is "<write id>;<version>": the version is the live record's position (or a re-sync's read), which
+    # the table cannot say; what every vector must carry is a write id and a version (docs/change-event.md).
+    write_id, _, version = str(stored_metadata.get(c.META_VERSION) or "").partition(";")
+    if not write_id or not version:
+        problems.append(f"{c.META_VERSION} {stored_metadata.get(c.META_VERSION)!r} lacks a write id or a version")
     for key, value in _ONE_CHUNK.items():
         if stored_metadata.get(key) != value:
             problems.append(f"{key} {stored_metadata.get(key)!r} (one chunk: {value})")

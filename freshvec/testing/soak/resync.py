@@ -1,16 +1,18 @@
 """Re-syncs during the soak: a redrive of part of the DLQ and a backfill read early and sent late.
 
-Both work as the operator tools do: read the current row from the table with its version and send it as a
-change event (origin REDRIVE or BACKFILL) through the pipeline's Kinesis producer with the one writer
-(``KinesisWriter`` in the calls ``plan_calls`` groups them into). A redriven key whose row no longer exists
-becomes a DELETE carrying the stored vector's ``_ver`` (delete only what was seen), or nothing when no vector
-is stored.
+Both work as the operator tools do: read the current row from the table, stamp the read
+(``versions.keyspaces_read_stamp`` of the time before it), and send it as a change event (origin REDRIVE or
+BACKFILL) through the pipeline's Kinesis producer with the one writer (``KinesisWriter`` in the calls
+``plan_calls`` groups them into). A redriven key whose row no longer exists becomes a DELETE at the read's
+stamp, or nothing when no vector is stored. A re-sync the sink cannot place (``AmbiguousResyncError``) is
+parked in the DLQ and redriven again, as an operator would with ``freshvec redrive send``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,10 +21,11 @@ from typing import Any
 from freshvec import constants as c
 from freshvec.adapters.kinesis import KinesisWriter
 from freshvec.config import PipelineConfig
-from freshvec.errors import PoisonRecordError
+from freshvec.errors import AmbiguousResyncError, PoisonRecordError
 from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord, plan_calls
+from freshvec.versions import keyspaces_read_stamp
 
 Row = dict[str, Any]
 
@@ -35,7 +38,7 @@ class ResyncSender:
         self.writer = KinesisWriter(kinesis, stream_name)
         self._count = 0
 
-    def event(self, key: Row, row: Row | None, version: int | None, origin: str) -> ChangeEvent:
+    def event(self, key: Row, row: Row | None, version: str | None, origin: str) -> ChangeEvent:
         """The row as found (None: a DELETE of ``key`` at ``version``)."""
         self._count += 1
         op = "DELETE" if row is None else ("INSERT" if origin == "BACKFILL" else "UPDATE")
@@ -102,6 +105,11 @@ def receive_dlq(sqs: Any, queue_url: str, take: Callable[[Mapping[str, Any]], bo
     return taken
 
 
+def is_ambiguous_resync(body: Mapping[str, Any]) -> bool:
+    """A DLQ message of a re-sync the sink could not place: it is read again (``redrive``)."""
+    return body.get("error_class") == AmbiguousResyncError.__name__
+
+
 def event_key(body: Mapping[str, Any]) -> Row | None:
     """The primary key of the change a DLQ message parked (None: not a change event)."""
     try:
@@ -112,9 +120,9 @@ def event_key(body: Mapping[str, Any]) -> Row | None:
     return key if isinstance(key, dict) and key else None
 
 
-def stored_versions(s3vectors: Any, bucket: str, index: str, keys: Sequence[str]) -> dict[str, int | None]:
+def stored_versions(s3vectors: Any, bucket: str, index: str, keys: Sequence[str]) -> dict[str, str | None]:
     """The ``_ver`` of each stored vector (GetVectors, 100 keys a call); keys without a vector are left out."""
-    found: dict[str, int | None] = {}
+    found: dict[str, str | None] = {}
     for start in range(0, len(keys), c.S3V_GET_BATCH):
         response = s3vectors.get_vectors(
             vectorBucketName=bucket,
@@ -124,21 +132,24 @@ def stored_versions(s3vectors: Any, bucket: str, index: str, keys: Sequence[str]
         )
         for vector in response.get("vectors", []):
             raw = (vector.get("metadata") or {}).get(c.META_VERSION)
-            found[vector["key"]] = int(raw) if raw is not None else None
+            found[vector["key"]] = str(raw) if raw is not None else None
     return found
 
 
 def redrive(
     sender: ResyncSender,
-    read: Callable[[Row], tuple[Row | None, int | None]],
-    stored: Callable[[Sequence[str]], dict[str, int | None]],
+    read: Callable[[Row], tuple[Row | None, Any]],
+    stored: Callable[[Sequence[str]], dict[str, str | None]],
     keys: Iterable[Row],
 ) -> Counter[str]:
-    """Re-sync each parked key from the table: its current row at its version, or a DELETE at the stored
-    vector's version when the row is gone (nothing when no vector is stored either)."""
+    """Re-sync each parked key from the table: its current row, or a DELETE when the row is gone (nothing when
+    no vector is stored either), at the read's stamp."""
     counts: Counter[str] = Counter()
     distinct = {vector_key(key, sender.config.key_columns): key for key in keys}
-    rows = {text: read(key) for text, key in distinct.items()}
+    rows = {}
+    for text, key in distinct.items():
+        stamp = keyspaces_read_stamp(time.time()).text()
+        rows[text] = (read(key)[0], stamp)
     versions = stored([text for text, (row, _) in rows.items() if row is None])
     events = []
     for text, (row, version) in rows.items():
@@ -146,7 +157,7 @@ def redrive(
             events.append(sender.event(distinct[text], row, version, "REDRIVE"))
             counts["redrive_puts_sent"] += 1
         elif text in versions:
-            events.append(sender.event(distinct[text], None, versions[text], "REDRIVE"))
+            events.append(sender.event(distinct[text], None, version, "REDRIVE"))
             counts["redrive_deletes_sent"] += 1
         else:
             counts["redrive_nothing_stored"] += 1
@@ -154,8 +165,8 @@ def redrive(
     return counts
 
 
-def backfill(sender: ResyncSender, snapshot: Iterable[tuple[Row, int]]) -> int:
-    """Send rows read earlier (with their versions) as BACKFILL inserts; returns how many."""
+def backfill(sender: ResyncSender, snapshot: Iterable[tuple[Row, str]]) -> int:
+    """Send rows read earlier (with their read's stamp) as BACKFILL inserts; returns how many."""
     events = [sender.event(row, row, version, "BACKFILL") for row, version in snapshot]
     for start in range(0, len(events), 500):
         sender.send(events[start : start + 500])

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from freshvec.config import PipelineConfig
+from freshvec.constants import KEYSPACES_READER_CLOCK_BOUND_S, KEYSPACES_VISIBILITY_BOUND_S
 from freshvec.testing.faults import Chaos, FaultPlan
 from freshvec.testing.soak.config import FULL_CHANGES, MAPPING_OVERRIDES, SOAK_CONFIG
 from freshvec.testing.soak.oracle import (
@@ -30,9 +31,18 @@ from freshvec.testing.soak.oracle import (
     compare_index,
     read_index,
 )
-from freshvec.testing.soak.resync import ResyncSender, backfill, event_key, receive_dlq, redrive, stored_versions
+from freshvec.testing.soak.resync import (
+    ResyncSender,
+    backfill,
+    event_key,
+    is_ambiguous_resync,
+    receive_dlq,
+    redrive,
+    stored_versions,
+)
 from freshvec.testing.soak.rules import SoakRules
 from freshvec.testing.soak.workload import Workload, Write, generate_workload
+from freshvec.versions import keyspaces_read_stamp
 
 BACKFILL_READ_AT = 0.3
 REDRIVE_AT = 0.55
@@ -142,12 +152,13 @@ def run(
         disruptions = _Disruptions(plan, len(workload.calls), random.Random(seed))
         calls = len(workload.calls)
         at = {int(fraction * calls): name for fraction, name in _RESYNCS}
-        snapshot: list[tuple[dict[str, Any], int]] = []
+        snapshot: list[tuple[dict[str, Any], str]] = []
         progress_step = max(1, len(workload.calls) // 10)
         for index, call in enumerate(workload.calls):
             disruptions.apply(index, streams, arn)
             if at.get(index) == "backfill_read":
-                snapshot = list(pipeline.table.rows_with_versions())
+                stamp = keyspaces_read_stamp(time.time()).text()
+                snapshot = [(row, stamp) for row, _ in pipeline.table.rows_with_versions()]
             elif at.get(index) == "backfill_send":
                 report.resync["backfill_sent"] = backfill(sender, snapshot)
             elif at.get(index) == "redrive":
@@ -169,6 +180,7 @@ def run(
         removed.extend(workload.ttl_keys)
         report.ttl_rows_left = sum(1 for key in workload.ttl_keys if pipeline.table.get(key) is not None)
         report.sync_timeout = _wait_synced(pipeline, deadline, log, started)
+        report.resync["ambiguous_redriven"] = _redrive_ambiguous(pipeline, sender, deadline)
         dlq = DlqReader(pipeline.server.client("sqs"), pipeline.resources.dlq_url)
         _wait_for_raw_poison(dlq, workload.poison_raw, deadline)
         _wait_quiet(pipeline, deadline)
@@ -220,6 +232,28 @@ def _redrive(
         [key for body in taken if (key := event_key(body)) is not None],
     )
     return taken, {"redrive_taken": len(taken), **counts}
+
+
+def _redrive_ambiguous(pipeline: Any, sender: ResyncSender, deadline: float) -> int:
+    """Re-read, as ``freshvec redrive send`` would, the re-syncs the sink parked as ambiguous, until none is
+    left (once the writes stop, a new read's stamp passes every ``createdAt`` after the clock bounds)."""
+    resources, s3vectors = pipeline.resources, pipeline.server.client("s3vectors")
+    total = 0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            pipeline.wait_synced(timeout=max(0.1, min(20.0, deadline - time.monotonic())))
+        taken = receive_dlq(pipeline.server.client("sqs"), resources.dlq_url, is_ambiguous_resync)
+        if not taken:
+            return total
+        total += len(taken)
+        time.sleep(KEYSPACES_READER_CLOCK_BOUND_S + KEYSPACES_VISIBILITY_BOUND_S)
+        redrive(
+            sender,
+            pipeline.table.read,
+            lambda keys: stored_versions(s3vectors, resources.vector_bucket, resources.vector_index, keys),
+            [key for body in taken if (key := event_key(body)) is not None],
+        )
+    return total
 
 
 def _wait_synced(pipeline: Any, deadline: float, log: Callable[[str], None], started: float) -> str | None:
