@@ -382,10 +382,12 @@ class BatchEmbeddingJobs(Protocol):
     A submission is named by the caller (``c.BATCH_SUBMISSION_NAME_RE``, e.g. "fv-<stack>-g2-0007") and is
     idempotent: its records go to ``ceil(n / max_records)`` jobs of near-equal size named "<name>-1",
     "<name>-2", ...; submitting the same name again returns the jobs that already exist instead of creating
-    them twice (a crashed ``migrate start`` resumes by submitting again). Errors: BatchTooSmallError (fewer
-    than ``limits().min_records``), ValueError (bad or duplicate record ids, an empty submission),
-    TransientError (throttled, 5xx: try again, the same name is safe), MisconfigurationError (access, role,
-    bucket, model not enabled, job quota reached).
+    them twice (a crashed ``migrate start`` resumes by submitting again). An existing part is returned as it
+    was created — with its own records, which are not compared with this call's — so a caller whose records
+    changed reads each job's results by ``record_id`` and embeds what no job holds some other way.
+    Errors: BatchTooSmallError (fewer than ``limits().min_records``), ValueError (bad or duplicate record ids, an
+    empty submission), TransientError (throttled, 5xx: try again, the same name is safe), MisconfigurationError
+    (access, role, bucket, model not enabled, job quota reached).
     """
 
     model_id: str

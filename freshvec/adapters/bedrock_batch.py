@@ -48,7 +48,6 @@ SERVICE_QUOTAS = "service-quotas"
 _RECORD_ID = re.compile(c.BATCH_RECORD_ID_RE)
 _SUBMISSION = re.compile(c.BATCH_SUBMISSION_NAME_RE)
 _INPUT_FILE = re.compile(r"/input/(\d+)-records\.jsonl$")
-_JOB_ID = re.compile(r"model-invocation-job/([a-z0-9]{12})$")
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,7 @@ class BedrockBatchJobs:
         jobs = []
         for number, part in enumerate(parts, start=1):
             job_name = f"{name}-{number}"
+            # An existing part is returned as it was created (its records, not this call's): see the port.
             jobs.append(existing.get(job_name) or self._create(job_name, part))
         return jobs
 
@@ -224,8 +224,9 @@ class BedrockBatchJobs:
         input_uri = answer["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
         output_uri = answer["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
         pending = set(self._input_ids(input_uri))
-        job_folder = f"{_key_of(output_uri).rstrip('/')}/{_job_id(job.job_id)}/".lstrip("/")
-        for key in self._keys(job_folder):
+        # Bedrock writes under <output uri>/<job id>/; each job has its own output folder here, so every .out file
+        # below it is this job's, whatever the exact layout.
+        for key in self._keys(_key_of(output_uri)):
             if not key.endswith(".jsonl.out"):
                 continue  # manifest.json.out: counts only
             for line in self._lines(key):
@@ -318,11 +319,6 @@ def _job(answer: dict[str, Any]) -> BatchJob:
         error_records=answer.get("errorRecordCount"),
         submitted_at=submitted.timestamp() if submitted is not None else None,
     )
-
-
-def _job_id(job_arn: str) -> str:
-    matched = _JOB_ID.search(job_arn)
-    return matched.group(1) if matched else job_arn
 
 
 def _key_of(uri: str) -> str:

@@ -60,7 +60,7 @@ def census(ctx: Context, session: Any, segments: int) -> migration.Census:
                     fp for v in page if isinstance(fp := (v.get("metadata") or {}).get(c.META_FINGERPRINT), str)
                 )
     scoped = ctx.scoped(nxt)
-    limit = c.PROVIDER_MAX_INPUT_CHARS[nxt.config.embedding.provider]
+    limit = c.input_char_limit(nxt.config.embedding.provider, nxt.config.embedding.model_id)
     found = migration.Census()
     seen: set[str] = set()
     with console.progress_eta() as progress:
@@ -105,7 +105,7 @@ def rates_for(
         batch_max_records=high,
         batch_limits_source=limits.source if limits else "documented defaults",
         batch_hours=batch_hours,
-        prices_known=provider == "local" or model in pricing.BEDROCK_USD_PER_1K_TOKENS,
+        prices_known=provider == "local" or pricing.priced(model),
     )
 
 
@@ -133,7 +133,9 @@ def plan_command(
     requests_per_minute: Annotated[
         float | None,
         typer.Option(
-            "--requests-per-minute", min=1, help="The account's on-demand quota [default: the documented one]"
+            "--requests-per-minute",
+            min=1,
+            help="The account's on-demand quota [default: read from Service Quotas, else the documented one]",
         ),
     ] = None,
     batch_hours: Annotated[float, typer.Option("--batch-hours", min=0, help="Assumed batch job turnaround")] = 6.0,

@@ -102,7 +102,7 @@ def _resync_all(
 
 
 def _row_vectors(nxt: Generation, vectors: dict[str, str]) -> Any:
-    limit = c.PROVIDER_MAX_INPUT_CHARS[nxt.config.embedding.provider]
+    limit = c.input_char_limit(nxt.config.embedding.provider, nxt.config.embedding.model_id)
 
     def vectors_for(row: dict[str, Any]) -> dict[str, str]:
         key = resync.checked_vector_key(row, nxt.config)
@@ -198,7 +198,7 @@ def _texts_to_embed(ctx: Context, nxt: Generation, session: Any, segments: int) 
     if same_fingerprint_space(current.config, nxt.config):
         for source in reconcile.index_pages(ctx.clients("s3vectors"), ctx.scoped(current), 1):
             existing.update(_fingerprints(source()))
-    limit = c.PROVIDER_MAX_INPUT_CHARS[nxt.config.embedding.provider]
+    limit = c.input_char_limit(nxt.config.embedding.provider, nxt.config.embedding.model_id)
     wanted: dict[str, str] = {}
     for source in reconcile.table_pages(ctx.scoped(nxt), session, segments):
         for page in source():

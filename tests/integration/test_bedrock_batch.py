@@ -367,3 +367,12 @@ def test_each_model_runs_in_batch_as_a_document_with_its_own_body(
 def test_split_records_refuses_limits_that_cannot_be_met() -> None:
     with pytest.raises(MisconfigurationError, match="cannot be split"):
         split_records(records(16), BatchLimits(min_records=10, max_records=15, source="test"))
+
+
+def test_a_submission_again_returns_the_jobs_as_created_with_their_own_records(s3: Any) -> None:
+    fake, jobs = make(s3)
+    [first] = jobs.submit("changed", records(5))
+    [again] = jobs.submit("changed", records(6))  # one more record since: not added to the existing job
+    assert again.job_id == first.job_id and again.record_count == 5
+    fake.run_until_done()
+    assert sorted(r.record_id for r in jobs.results(jobs.status(again.job_id))) == [f"r{i}" for i in range(5)]
