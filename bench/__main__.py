@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench.chunking",
     "bench.pg_forwarder",
     "bench.cold_start",
+    "bench.hybrid",
     "bench.init",
     "bench.migration",
 )

@@ -197,8 +197,8 @@ def chunk_keys(row_key: str, count: int, *, start: int = 0) -> list[str]:
 
 # ---- queries: vectors -> rows ---------------------------------------------------------------------------
 def query_top_k(k: int) -> int:
-    """Vectors to ask QueryVectors for, to return ``k`` rows (at most the service's 100)."""
-    return min(c.S3V_MAX_TOP_K, k * QUERY_OVERFETCH)
+    """Vectors to ask QueryVectors for, to return ``k`` rows; past one page the answer continues by nextToken."""
+    return min(c.S3V_MAX_TOP_K_PAGED, k * QUERY_OVERFETCH)
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,7 @@ class ChunkHit:
     key: str
     distance: float | None
     passage: str  # the chunk's text as stored (a prefix when it was too large for the metadata)
+    scores: dict[str, Any] | None = None  # full-text and hybrid answers: ``bm25Scores``, ``fused``, ``vectorDistance``
 
 
 @dataclass
@@ -217,6 +218,7 @@ class RowHit:
     passage: str  # its best chunk's text
     metadata: dict[str, Any]  # of its best chunk (the row's columns; the text is that chunk's)
     chunks: list[ChunkHit] = field(default_factory=list)  # every matching chunk of the row, best first
+    scores: dict[str, Any] | None = None  # of its best chunk
 
 
 def group_hits(hits: Iterable[Mapping[str, Any]], k: int, text_field: str) -> list[RowHit]:
@@ -228,12 +230,13 @@ def group_hits(hits: Iterable[Mapping[str, Any]], k: int, text_field: str) -> li
         distance = hit.get("distance")
         distance = None if distance is None else float(distance)
         passage = str(metadata.get(text_field) or "")
-        chunk = ChunkHit(number, str(hit["key"]), distance, passage)
+        scores = hit.get("scores")
+        chunk = ChunkHit(number, str(hit["key"]), distance, passage, scores)
         row = rows.get(row_key)
         if row is None:
             if len(rows) == k:
                 continue
-            rows[row_key] = RowHit(row_key, distance, number, passage, metadata, [chunk])
+            rows[row_key] = RowHit(row_key, distance, number, passage, metadata, [chunk], scores)
         else:
             row.chunks.append(chunk)
     return list(rows.values())

@@ -58,6 +58,12 @@ S3V_INDEX_NAME_MAX_CHARS = 63
 # The index name is the configured name plus "-" and this many hex digits of a hash of its create-only settings.
 S3V_INDEX_SETTINGS_HASH_CHARS = 8
 S3V_DISTANCE_METRICS = ("cosine", "euclidean")
+# Full-text search (docs "Configuring full-text search", TextSearchConfiguration; botocore 1.44.5 LanguageCode).
+S3V_TEXT_LANGUAGES = ("en", "fr", "es", "pt", "it", "de", "nl", "zh", "ja", "ko")
+S3V_MAX_TEXT_SEARCH_KEYS = 10  # textSearchConfigurations per index; also queryTexts per query
+S3V_MAX_QUERY_TEXT_CHARS = 1024  # QueryText.text
+S3V_INDEX_MODES = ("ENHANCED", "CLASSIC")
+S3V_MAX_TOP_K_PAGED = 10_000  # QueryVectors topK; answers come in pages joined by nextToken
 # Metadata keys the sink adds to every vector: where the change came from and when it happened.
 META_SEQUENCE = "_seq"
 META_CHANGED_AT = "_changed_at"
@@ -266,6 +272,7 @@ DLQ_FIELDS = (
 # --- Metrics (EMF through Powertools; namespace METRICS_NAMESPACE, dimension service=<SERVICE_*>) ---
 SERVICE_FORWARDER = "forwarder"
 SERVICE_SINK = "sink"
+SERVICE_INDEX_SETTINGS = "index-settings"
 M_CHANGES_FORWARDED = "ChangesForwarded"
 M_FORWARDER_LAG_MS = "ForwarderLagMs"  # now minus the newest forwarded change time
 M_SLOT_LAG_BYTES = "SlotLagBytes"  # PostgreSQL: WAL bytes the replication slot holds back (current LSN - restart LSN)
@@ -283,6 +290,7 @@ M_STALE_CHANGES_SKIPPED = "StaleChangesSkipped"  # older than what the index (or
 M_TOMBSTONES_WRITTEN = "TombstonesWritten"
 M_RESYNCS_PARKED = "ResyncsParked"  # ambiguous Keyspaces re-syncs parked in the DLQ for `freshvec redrive send`
 M_TEXTS_TRUNCATED = "TextsTruncated"
+M_SEARCHABLE_TEXT_CUT = "SearchableTextCut"  # passages stored as a prefix: over the metadata limits (docs/sink.md)
 M_VECTORS_PUT = "VectorsPut"
 M_VECTORS_DELETED = "VectorsDeleted"
 M_DLQ_RECORDS = "DlqRecords"

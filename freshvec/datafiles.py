@@ -24,6 +24,12 @@ def sample_movies() -> Path:
     return Path(str(resources.files("freshvec") / "data" / "movies.jsonl"))
 
 
+def product_set() -> Path:
+    """The retrieval set where exact terms matter (``products.jsonl``, ``queries.jsonl`` with judgments), shipped
+    beside the sample movies; see its README.md."""
+    return Path(str(resources.files("freshvec") / "data" / "products"))
+
+
 class LoaderFileError(ValueError):
     """The input file as a whole cannot be loaded (missing, unknown format, columns not in the table)."""
 

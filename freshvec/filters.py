@@ -7,7 +7,11 @@ The filter language (Amazon S3 Vectors metadata filtering):
   ``$lt``/``$lte`` take a number; ``$in``/``$nin`` take a non-empty array of strings, numbers or booleans;
   ``$exists`` takes a boolean. Several operators on one field must all match (a range).
 - ``$and``/``$or`` take a non-empty array of filters.
-- A metadata value that is an array matches ``$eq``/``$in`` when any element matches.
+- ``$startsWith`` takes a non-empty string and matches string values with that prefix; only an ENHANCED index
+  evaluates it (docs "Changing a vector index's mode"), so ``validate_filter(doc, enhanced=False)`` refuses it.
+- A metadata value that is an array matches ``$eq``/``$in``/``$startsWith`` when any element matches.
+- An ENHANCED index takes at most ``MAX_ENHANCED_CONSTRAINTS`` (100) conditions in one filter (the same page);
+  ``constraint_count`` counts them.
 
 ``validate_filter`` rejects anything else with the path of the offending part, so a typo fails here with a
 clear message instead of as a service error. ``matches`` is used where no service evaluates filters
@@ -21,7 +25,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-COMPARISON_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+COMPARISON_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$startsWith")
+STARTS_WITH = "$startsWith"
+MAX_ENHANCED_CONSTRAINTS = 100
 LOGICAL_OPERATORS = ("$and", "$or")
 _RANGE = {"$gt", "$gte", "$lt", "$lte"}
 _MISSING = object()
@@ -45,9 +51,53 @@ def parse_filter(text: str) -> dict[str, Any]:
     return doc
 
 
-def validate_filter(doc: Any) -> None:
-    """Raise FilterError naming the first part of ``doc`` that is not a valid S3 Vectors filter."""
+def validate_filter(doc: Any, *, enhanced: bool = True) -> None:
+    """Raise FilterError naming the first part of ``doc`` that is not a valid S3 Vectors filter.
+
+    ``enhanced=False`` checks it for a CLASSIC index, which has no ``$startsWith``.
+    """
     _check_filter(doc, "")
+    if not enhanced:
+        path = _first_starts_with(doc, "")
+        if path is not None:
+            raise FilterError(path, "$startsWith needs an ENHANCED index; this index is CLASSIC")
+    elif constraint_count(doc) > MAX_ENHANCED_CONSTRAINTS:
+        raise FilterError("", f"{constraint_count(doc)} conditions; an ENHANCED index takes {MAX_ENHANCED_CONSTRAINTS}")
+
+
+def constraint_count(doc: Mapping[str, Any]) -> int:
+    """The conditions in a valid filter: each operator on a field (an implicit $eq counts one)."""
+    count = 0
+    for key, value in doc.items():
+        if key in LOGICAL_OPERATORS:
+            count += sum(constraint_count(item) for item in value)
+        else:
+            count += len(value) if isinstance(value, Mapping) else 1
+    return count
+
+
+def filter_keys(doc: Mapping[str, Any]) -> set[str]:
+    """The metadata keys a valid filter reads."""
+    keys: set[str] = set()
+    for key, value in doc.items():
+        if key in LOGICAL_OPERATORS:
+            for item in value:
+                keys |= filter_keys(item)
+        else:
+            keys.add(key)
+    return keys
+
+
+def _first_starts_with(doc: Mapping[str, Any], path: str) -> str | None:
+    for key, value in doc.items():
+        if key in LOGICAL_OPERATORS:
+            for index, item in enumerate(value):
+                found = _first_starts_with(item, f"{_join(path, key)}[{index}]")
+                if found is not None:
+                    return found
+        elif isinstance(value, Mapping) and STARTS_WITH in value:
+            return _join(_join(path, key), STARTS_WITH)
+    return None
 
 
 def matches(filter_doc: Mapping[str, Any] | None, metadata: Mapping[str, Any]) -> bool:
@@ -117,6 +167,9 @@ def _check_operator(operator: Any, operand: Any, path: str) -> None:
         if not _is_number(operand):
             raise FilterError(path, f"{operator} takes a number, got {_type_name(operand)}")
         _check_finite(operand, path)
+    elif operator == STARTS_WITH:
+        if not isinstance(operand, str) or not operand:
+            raise FilterError(path, f"$startsWith takes a non-empty string, got {_type_name(operand)}")
     elif operator in ("$in", "$nin"):
         if not isinstance(operand, list) or not operand:
             raise FilterError(path, f"{operator} takes a non-empty array of values, got {_type_name(operand)}")
@@ -179,6 +232,8 @@ def _eval_operator(operator: str, operand: Any, actual: Any) -> bool:
     values = actual if isinstance(actual, list) else [actual]
     if operator in _RANGE:
         return any(_compare(operator, v, operand) for v in values if _is_number(v))
+    if operator == STARTS_WITH:
+        return any(isinstance(v, str) and v.startswith(operand) for v in values)
     candidates = operand if operator in ("$in", "$nin") else [operand]
     found = any(_same(v, item) for v in values for item in candidates)
     return found if operator in ("$eq", "$in") else not found

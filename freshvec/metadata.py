@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,7 @@ __all__ = [
     "entry_bytes",
     "epoch_millis",
     "metadata_bytes",
+    "passages_cut",
     "text_prefix",
     "timestamp_from_metadata",
 ]
@@ -201,6 +202,14 @@ def _json_bytes(value: Any) -> int:
 
 def metadata_bytes(metadata: Mapping[str, Any]) -> int:
     return sum(entry_bytes(k, v) for k, v in metadata.items())
+
+
+def passages_cut(written: Iterable[Mapping[str, Any]], chunks: Iterable[Any], text_field: str) -> int:
+    """Chunks among the ``written`` vectors whose passage ``build`` stored as a prefix to fit the metadata limits;
+    the sink counts them (``SearchableTextCut``), so a cut is never silent. ``chunks``: objects with ``key`` and
+    ``text`` (the sink's chunk plans)."""
+    stored = {v["key"]: (v.get("metadata") or {}).get(text_field) for v in written}
+    return sum(1 for chunk in chunks if chunk.key in stored and stored[chunk.key] != chunk.text)
 
 
 def text_prefix(key: str, text: str, budget_bytes: int) -> str:

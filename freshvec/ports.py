@@ -61,6 +61,8 @@ class IndexInfo:
     dimension: int
     distance_metric: str
     non_filterable_keys: tuple[str, ...] = ()
+    index_mode: str | None = None  # ENHANCED or CLASSIC (None: the service did not say)
+    text_search: tuple[tuple[str, str | None, str], ...] = ()  # (metadata key, language, BUILDING|ACTIVE)
 
 
 class RejectedVectorsError(PoisonRecordError):
@@ -87,9 +89,17 @@ class VectorStore(Protocol):
         ...
 
     def query(
-        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
+        self,
+        vector: Sequence[float] | None,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        return_metadata: bool = True,
+        *,
+        texts: Sequence[Mapping[str, str]] = (),
+        return_scores: bool = False,
     ) -> list[dict[str, Any]]:
-        """Nearest first: ``[{"key", "distance", "metadata"}]``."""
+        """Best first: ``[{"key", "distance", "metadata", "scores"}]``; a vector, ``texts`` (full-text) or both
+        (hybrid), every page of the answer."""
         ...
 
 

@@ -38,7 +38,7 @@ from freshvec.config import PipelineConfig
 from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
 from freshvec.events import parse_event
 from freshvec.keys import split_chunk_key, stray_vector_key, vector_key
-from freshvec.metadata import MetadataBuilder, epoch_millis
+from freshvec.metadata import MetadataBuilder, epoch_millis, passages_cut
 from freshvec.plan import (
     Action,
     ChunkPlan,
@@ -405,6 +405,8 @@ class _Run:
                 if kind == "put":
                     self.sink.store.put(items)
                     self.stats.vectors_put += len(items)
+                    cut = passages_cut(items, [c for p in plans for c in p.chunks], self.sink.config.embedding_field)
+                    self.stats.searchable_text_cut += cut
                     self._written(plans)
                 elif kind == "tombstone":
                     expires_at = self.sink.clock() + truncate.tombstone_lifetime_s(self.sink.config)

@@ -25,6 +25,8 @@ class SinkStats:
     chunks_reused: int = 0  # chunk vectors reused from a stored chunk of the same row
     chunks_deleted: int = 0  # surplus chunks removed because a row's text shrank
     texts_truncated: int = 0
+    # chunks whose stored passage (the searchable text) is shorter than their text: over the metadata limits
+    searchable_text_cut: int = 0
     vectors_put: int = 0  # vectors written (every chunk)
     vectors_deleted: int = 0  # vectors removed (every chunk: of deleted rows and surplus ones)
     stale_skipped: int = 0  # changes older than the index, a tombstone or a newer change in the batch

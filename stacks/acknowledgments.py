@@ -70,6 +70,7 @@ def acknowledge_findings(
     )
     _ack(forwarder.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
     _ack(sink.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
+    _ack(stack.index_settings.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
     _ack(
         sink.function.role,
         f"AwsSolutions-IAM5[Resource::<{_logical_id(stack, sink.on_failure_bucket)}.Arn>/*]",

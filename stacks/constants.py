@@ -30,6 +30,9 @@ PIP_PLATFORM_ARGS = (
 # --- Lambda functions ---
 FORWARDER_HANDLER = "lambdas.forwarder.handler.handler"
 SINK_HANDLER = "lambdas.sink.handler.handler"
+INDEX_SETTINGS_HANDLER = "lambdas.index_settings.handler.handler"
+INDEX_SETTINGS_TIMEOUT_S = 900  # waits up to ~14 minutes for the analyzers to turn ACTIVE, then reports BUILDING
+INDEX_SETTINGS_MEMORY_MB = 256
 LOG_RETENTION = RetentionDays.ONE_MONTH
 LAMBDA_ENV_MAX_BYTES = 4096  # Lambda's limit for all environment variables of one function together
 CFN_OUTPUT_MAX_CHARS = 4096  # CloudFormation's limit for one output value

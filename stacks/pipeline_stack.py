@@ -16,6 +16,7 @@ from stacks.batch_inference import BatchInference
 from stacks.change_stream import ChangeStream
 from stacks.forwarder import Forwarder
 from stacks.index_pointer import IndexPointer
+from stacks.index_settings import IndexSettings
 from stacks.monitoring import Monitoring
 from stacks.operator_policy import OperatorPolicy
 from stacks.postgres_source import PostgresSource
@@ -63,6 +64,9 @@ class PipelineStack(Stack):
         )
         self.change_stream = ChangeStream(self, "ChangeStream", config=config, key=self.key)
         self.vectors = VectorStore(self, "Vectors", config=config, key=self.key, removal=data_removal)
+        self.index_settings = IndexSettings(
+            self, "IndexSettings", config=config, vectors=self.vectors, code=code, layer=layer
+        )
         self.forwarder = Forwarder(
             self,
             "Forwarder",

@@ -8,7 +8,7 @@ are idempotent: putting a vector replaces the one with the same key, deleting a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from freshvec import constants as c
@@ -30,8 +30,14 @@ class S3VectorsStore:
 
     def describe(self) -> IndexInfo:
         index = self._call("GetIndex", self._client.get_index)["index"]
-        keys = index.get("metadataConfiguration", {}).get("nonFilterableMetadataKeys", [])
-        return IndexInfo(int(index["dimension"]), str(index["distanceMetric"]), tuple(keys))
+        configuration = index.get("metadataConfiguration") or {}
+        keys = configuration.get("nonFilterableMetadataKeys", [])
+        text = tuple(
+            (str(t["metadataKey"]), t.get("language"), str(t.get("status", "ACTIVE")))
+            for t in configuration.get("textSearchConfigurations") or []
+        )
+        mode = index.get("indexMode")
+        return IndexInfo(int(index["dimension"]), str(index["distanceMetric"]), tuple(keys), mode, text)
 
     def put(self, vectors: list[Vector]) -> None:
         rejected: dict[str, str] = {}
@@ -73,23 +79,64 @@ class S3VectorsStore:
             params["nextToken"] = token
 
     def query(
-        self, vector: Sequence[float], k: int, filter: dict[str, Any] | None = None, return_metadata: bool = True
+        self,
+        vector: Sequence[float] | None,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        return_metadata: bool = True,
+        *,
+        texts: Sequence[Mapping[str, str]] = (),
+        return_scores: bool = False,
     ) -> list[dict[str, Any]]:
-        if not 1 <= k <= c.S3V_MAX_TOP_K:
-            raise ValueError(f"k must be between 1 and {c.S3V_MAX_TOP_K}, got {k}")
-        params: dict[str, Any] = {
-            "topK": k,
-            "queryVector": {"float32": [float(x) for x in vector]},
-            "returnMetadata": return_metadata,
-            "returnDistance": True,
-        }
+        """QueryVectors: vector, full-text (``texts``: ``{"text", "metadataKey"}``) or hybrid (both); every page.
+
+        An answer larger than a page continues with ``nextToken`` (the same request plus the token) until the
+        service gives none; ``k`` counts vectors (chunks), up to ``S3V_MAX_TOP_K_PAGED``.
+        """
+        if not 1 <= k <= c.S3V_MAX_TOP_K_PAGED:
+            raise ValueError(f"k must be between 1 and {c.S3V_MAX_TOP_K_PAGED}, got {k}")
+        if vector is None and not texts:
+            raise ValueError("a query needs a vector, query texts, or both")
+        params: dict[str, Any] = {"topK": k, "returnMetadata": return_metadata, "returnDistance": True}
+        if vector is not None:
+            params["queryVector"] = {"float32": [float(x) for x in vector]}
+        if texts:
+            params["queryTexts"] = [{"text": t["text"], "metadataKey": t["metadataKey"]} for t in texts]
+            params["returnScores"] = return_scores
         if filter:
             params["filter"] = filter
-        response = self._call("QueryVectors", self._client.query_vectors, **params)
-        return [
-            {"key": v["key"], "distance": v.get("distance"), "metadata": v.get("metadata") or {}}
-            for v in response.get("vectors", [])
-        ]
+        found: list[dict[str, Any]] = []
+        while True:
+            response = self._call("QueryVectors", self._client.query_vectors, **params)
+            for v in response.get("vectors", []):
+                hit = {"key": v["key"], "distance": v.get("distance"), "metadata": v.get("metadata") or {}}
+                if "scores" in v:
+                    hit["scores"] = v["scores"]
+                found.append(hit)
+            token = response.get("nextToken")
+            if not token or len(found) >= k:
+                return found[:k]
+            params["nextToken"] = token
+
+    def update_index_mode(self, mode: str) -> None:
+        self._call("UpdateIndexMode", self._client.update_index_mode, indexMode=mode)
+
+    def add_text_search(self, keys: Mapping[str, str | None]) -> None:
+        """Make metadata keys full-text searchable (``UpdateMetadataConfiguration`` add; ENHANCED only)."""
+        entries = [{"metadataKey": k, **({"language": lang} if lang else {})} for k, lang in keys.items()]
+        self._call(
+            "UpdateMetadataConfiguration",
+            self._client.update_metadata_configuration,
+            add={"textSearchConfigurations": entries},
+        )
+
+    def delete_text_search(self, keys: list[str]) -> None:
+        """Stop full-text search on metadata keys (``UpdateMetadataConfiguration`` delete); the values stay."""
+        self._call(
+            "UpdateMetadataConfiguration",
+            self._client.update_metadata_configuration,
+            delete={"textSearchConfigurations": [{"metadataKey": key} for key in keys]},
+        )
 
     def _put_isolating_rejects(self, vectors: list[Vector]) -> dict[str, str]:
         """Put ``vectors``; on a ValidationException split the call in halves to find the vectors refused."""

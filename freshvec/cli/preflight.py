@@ -182,6 +182,32 @@ def check_s3_vectors(clients: ClientFactory, region: str) -> Check:
     )
 
 
+def check_index_search(clients: ClientFactory, config: PipelineConfig | None) -> Check:
+    """The index mode and full-text keys the config asks for; where the stack is deployed, each analyzer's status."""
+    from freshvec import constants as c
+    from freshvec.cli.status import describe_index_search
+
+    if config is None:
+        return Check("index-search", SKIP, "skipped: the config is not valid")
+    wanted = ", ".join(f"{k} ({lang or 'standard'})" for k, lang in config.text_search_keys.items()) or "off"
+    planned = f"{config.text_search.index_mode}; full-text: {wanted}"
+    try:
+        stacks = clients("cloudformation").describe_stacks(StackName=config.stack_name)["Stacks"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        index = clients("s3vectors").get_index(
+            vectorBucketName=outputs[c.OUT_VECTOR_BUCKET], indexName=outputs[c.OUT_VECTOR_INDEX]
+        )["index"]
+    except Exception:  # noqa: BLE001 - not deployed yet (or not readable): the deploy sets what the config says
+        return Check("index-search", OK, f"the deploy sets {planned} (in place, no new index)")
+    found = describe_index_search(index)
+    statuses = [
+        k.get("status") for k in (index.get("metadataConfiguration") or {}).get("textSearchConfigurations") or []
+    ]
+    if "BUILDING" in statuses:
+        return Check("index-search", OK, f"{found}: full-text queries on a BUILDING key wait until it is ACTIVE")
+    return Check("index-search", OK, f"{found} (config: {planned})")
+
+
 def configured_embeddings(config: PipelineConfig) -> list[EmbeddingConfig]:
     """The embedding of every generation the config holds: the active one and, during a migration, the next."""
     embeddings = [config.embedding]
@@ -379,6 +405,7 @@ def run_preflight(clients: ClientFactory, region: str, source: ConfigSource, acc
         config_check,
         check_postgres(clients, config) if postgres else check_keyspaces_cdc(clients, region, config),
         check_s3_vectors(clients, region),
+        check_index_search(clients, config),
         check_bedrock_model(clients, region, config),
         check_model_access(clients, region, config),
         check_lambda_concurrency(clients, config),

@@ -1,8 +1,12 @@
-"""``freshvec query``: embed the text like the sink does and search the index; print the nearest rows.
+"""``freshvec query``: search the index in one of three modes and print the best rows.
 
-A long row is stored as several chunks (``freshvec.chunking``): the query over-fetches chunks
-(``query_top_k``), groups them by row and returns ``k`` rows, best first, each with its best passage and that
-chunk's number; ``--json`` also lists every matching chunk of each row.
+``--mode`` (``freshvec.search``): ``vector`` embeds the text like the sink does; ``text`` is BM25 full-text
+search over the full-text searchable keys; ``hybrid`` (the default where text search is configured) is both,
+fused by S3 Vectors with Reciprocal Rank Fusion. A long row is stored as several chunks
+(``freshvec.chunking``): the query over-fetches chunks (``query_top_k``, past one page through ``nextToken``),
+groups them by row and returns ``k`` rows, best first, each with its best passage and that chunk's number;
+``--json`` also lists every matching chunk of each row and every score (distance, BM25 per key, fused).
+A ``$startsWith`` filter needs an ENHANCED index: on a CLASSIC one it is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
 from freshvec.filters import parse_filter, validate_filter
 from freshvec.keys import parse_vector_key
+from freshvec.search import QUERY_MODES, QueryModeError, hit_scores, needs_vector, query_texts, resolve_mode
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,14 @@ class QueryHit:
     chunk: int = 0  # the best matching chunk of the row
     passage: str = ""  # its text
     chunks: list[dict[str, Any]] | None = None  # every matching chunk of the row: chunk, key, distance, passage
+    scores: dict[str, Any] | None = None  # its best chunk's: distance, bm25 (key -> score), fused
 
 
 @dataclass(frozen=True)
 class QueryResult:
     metric: str
     hits: list[QueryHit]
+    mode: str = "vector"
 
 
 def _key_values(key: str, config: PipelineConfig) -> dict[str, Any]:
@@ -57,7 +64,10 @@ def _hits(raw: Iterable[dict[str, Any]], config: PipelineConfig, k: int) -> list
     for rank, row in enumerate(group_hits(raw, k, config.embedding_field), start=1):
         key_values = _key_values(row.key, config)
         chunks = [asdict(chunk) for chunk in row.chunks]
-        hits.append(QueryHit(rank, row.key, key_values, row.distance, row.metadata, row.chunk, row.passage, chunks))
+        scores = hit_scores({"distance": row.distance, "scores": row.scores})
+        hits.append(
+            QueryHit(rank, row.key, key_values, row.distance, row.metadata, row.chunk, row.passage, chunks, scores)
+        )
     return hits
 
 
@@ -77,6 +87,7 @@ def _rows(raw: Iterable[dict[str, Any]], config: PipelineConfig, k: int) -> list
                 int(item.get("chunk", 0)),
                 str(item.get("passage", "")),
                 item.get("chunks"),
+                hit_scores(item),
             )
         )
     return hits[:k]
@@ -111,43 +122,64 @@ def query_index(
     k: int = 10,
     filter_doc: dict[str, Any] | None = None,
     embedder: Any = None,
+    mode: str | None = None,
 ) -> QueryResult:
-    """Embed ``text`` like the sink does (queries as ``search_query`` for Cohere) and search the index."""
+    """Search the index: the text embedded like the sink does (queries as ``search_query`` for Cohere), as BM25
+    full-text, or both (``mode``, see ``freshvec.search``)."""
     if not 1 <= k <= c.S3V_MAX_TOP_K:
         raise OperatorError(f"--k must be between 1 and {c.S3V_MAX_TOP_K}, got {k}")
     if not text.strip():
         raise OperatorError("the query text is empty")
-    if filter_doc is not None:
-        validate_filter(filter_doc)
+    config = resources.config
+    try:
+        chosen = resolve_mode(config, mode)
+        texts = query_texts(config, text, chosen)
+    except QueryModeError as exc:
+        raise OperatorError(str(exc)) from exc
     if resources.is_local:
-        return _query_local(resources, text, k, filter_doc)
+        if filter_doc is not None:
+            validate_filter(filter_doc, enhanced=config.text_search.index_mode == "ENHANCED")
+        return _query_local(resources, text, k, filter_doc, chosen)
     from freshvec.adapters.s3vectors import S3VectorsStore
 
     store = S3VectorsStore(clients("s3vectors"), resources.vector_bucket, resources.vector_index)
     info = check_index(store, resources)
-    if embedder is None:
-        from freshvec.adapters.bedrock import make_embedder
-
-        embedder = make_embedder(resources.config.embedding, clients("bedrock-runtime"))
-    vector = embedder.embed_query(text)
-    if len(vector) != info.dimension:
+    if filter_doc is not None:  # $startsWith only where the index is ENHANCED
+        validate_filter(filter_doc, enhanced=info.index_mode != "CLASSIC")
+    building = [key for key, _, status in info.text_search if status != "ACTIVE"]
+    if texts and building:
         raise OperatorError(
-            f"dimension mismatch: the model returned {len(vector)} values, the index takes {info.dimension}"
+            f"full-text search on {', '.join(building)} is still BUILDING; use --mode vector until `freshvec status`"
+            " shows it ACTIVE"
         )
-    hits = store.query(vector, query_top_k(k), filter_doc)
-    return QueryResult(info.distance_metric, _hits(hits, resources.config, k))
+    vector = None
+    if needs_vector(chosen):
+        if embedder is None:
+            from freshvec.adapters.bedrock import make_embedder
+
+            embedder = make_embedder(config.embedding, clients("bedrock-runtime"))
+        vector = embedder.embed_query(text)
+        if len(vector) != info.dimension:
+            raise OperatorError(
+                f"dimension mismatch: the model returned {len(vector)} values, the index takes {info.dimension}"
+            )
+    hits = store.query(vector, query_top_k(k), filter_doc, texts=texts, return_scores=bool(texts))
+    return QueryResult(info.distance_metric, _hits(hits, config, k), chosen)
 
 
-def _query_local(resources: StackResources, text: str, k: int, filter_doc: dict[str, Any] | None) -> QueryResult:
-    body = local_client.control_request(resources, "POST", "query", {"text": text, "k": k, "filter": filter_doc})
-    rows = _rows(body.get("hits", []), resources.config, k)
-    return QueryResult(resources.config.vector_store.distance_metric, rows)
+def _query_local(
+    resources: StackResources, text: str, k: int, filter_doc: dict[str, Any] | None, mode: str
+) -> QueryResult:
+    body = {"text": text, "k": k, "filter": filter_doc, "mode": mode}
+    answer = local_client.control_request(resources, "POST", "query", body)
+    rows = _rows(answer.get("hits", []), resources.config, k)
+    return QueryResult(resources.config.vector_store.distance_metric, rows, mode)
 
 
 # ---- the command ------------------------------------------------------------------------------
 
 
-def query_command(
+def query_command(  # noqa: PLR0917 - typer passes each option by position
     text: Annotated[str, typer.Argument(metavar="TEXT", help="What to search for")],
     k: Annotated[int, typer.Option("--k", min=1, max=c.S3V_MAX_TOP_K, help="How many rows (at most 100)")] = 10,
     filter_json: Annotated[
@@ -157,14 +189,24 @@ def query_command(
         str | None, typer.Option("--columns", help="Comma-separated metadata columns to show [default: configured]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help=f"{' | '.join(QUERY_MODES)} [default: hybrid where text search is configured, else vector]",
+        ),
+    ] = None,
 ) -> None:
-    """Search the index with the same embedding model and dimensions as the pipeline."""
+    """Search the index: vector (same model and dimensions as the pipeline), full-text (BM25) or hybrid."""
+    if mode is not None and mode not in QUERY_MODES:
+        raise OperatorError(f"--mode must be one of {', '.join(QUERY_MODES)}, got {mode!r}")
     filter_doc = parse_filter(filter_json) if filter_json is not None else None
     s = settings()
     res = s.resources()
     if not res.is_local:  # the index readers use now (the pointer); local mode's own query path reads it too
         res = generations.active_resources(res, s.clients())
-    result = query_index(s.clients() if not res.is_local else _no_clients, res, text, k=k, filter_doc=filter_doc)
+    clients = s.clients() if not res.is_local else _no_clients
+    result = query_index(clients, res, text, k=k, filter_doc=filter_doc, mode=mode)
     if as_json:
         console.out.print_json(json.dumps(query_json(result), default=str))
         return
@@ -184,8 +226,11 @@ def query_columns(config: Any, columns: str | None) -> list[str]:
 
 def query_json(result: QueryResult) -> dict[str, Any]:
     return {
+        "mode": result.mode,
         "distance_metric": result.metric,
-        "score": "distance",  # S3 Vectors returns a distance: 0 = identical, lower is closer
+        # vector: by distance (0 = identical, lower is closer); text: by BM25 (higher is better); hybrid: by the
+        # Reciprocal Rank Fusion score ("fused", higher is better); each hit's "scores" holds all three
+        "score": {"vector": "distance", "text": "bm25", "hybrid": "fused"}[result.mode],
         "hits": [asdict(hit) for hit in result.hits],
     }
 
@@ -213,7 +258,11 @@ def render_query_table(
     (named in the caption).
     """
     types = column_types or {}
-    title = f"{len(result.hits)} result(s), by {result.metric} distance (0 = identical, lower = closer)"
+    title = {
+        "vector": f"{len(result.hits)} result(s), by {result.metric} distance (0 = identical, lower = closer)",
+        "text": f"{len(result.hits)} result(s), by BM25 full-text score (higher = better)",
+        "hybrid": f"{len(result.hits)} result(s), hybrid: vector and full-text ranks fused (RRF, higher = better)",
+    }[result.mode]
     keys = [", ".join(f"{k}={v}" for k, v in hit.key_values.items()) or hit.key for hit in result.hits]
     key_width = min(KEY_MAX_WIDTH, max([len("key"), *map(len, keys)]))
     passage_width = passage_column_width(width)
@@ -222,7 +271,8 @@ def render_query_table(
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("rank", justify="right", no_wrap=True, min_width=len("rank"))
     table.add_column("key", overflow="fold", min_width=key_width, max_width=KEY_MAX_WIDTH)
-    table.add_column("distance", justify="right", no_wrap=True, min_width=len("distance"))
+    score_name = {"vector": "distance", "text": "bm25", "hybrid": "fused"}[result.mode]
+    table.add_column(score_name, justify="right", no_wrap=True, min_width=len("distance"))
     table.add_column("passage", overflow="fold", min_width=passage_width, max_width=PASSAGE_MAX_WIDTH)
     # Metadata values are cut, never wrapped: each column gets its header's width and a share of what is left.
     share = PASSAGE_MAX_WIDTH if spare is None else spare // max(1, len(shown))
@@ -230,11 +280,22 @@ def render_query_table(
         least = _metadata_width(name)
         table.add_column(name, overflow="ellipsis", no_wrap=True, min_width=least, max_width=least + share)
     for hit, key in zip(result.hits, keys, strict=True):
-        distance = "-" if hit.distance is None else f"{hit.distance:.4f}"
+        distance = _score_cell(hit, result.mode)
         values = [_display(hit.metadata.get(n), types.get(n)) for n in shown]
         passage = _excerpt(hit.passage) if not hit.chunk else f"[chunk {hit.chunk}] {_excerpt(hit.passage)}"
         table.add_row(str(hit.rank), key, distance, passage, *values)
     return table
+
+
+def _score_cell(hit: QueryHit, mode: str) -> str:
+    scores = hit.scores or {}
+    if mode == "text":
+        bm25 = scores.get("bm25") or {}
+        return f"{sum(bm25.values()):.3f}" if bm25 else "-"
+    if mode == "hybrid":
+        fused = scores.get("fused")
+        return "-" if fused is None else f"{fused:.4f}"
+    return "-" if hit.distance is None else f"{hit.distance:.4f}"
 
 
 def passage_column_width(width: int | None) -> int:

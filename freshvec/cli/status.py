@@ -37,6 +37,7 @@ class StatusReport:
     on_failure_objects: int | None = None
     vectors: int | None = None
     vectors_capped: bool = False
+    index_search: str | None = None  # the index mode and each full-text key's analyzer status
     rows: int | None = None
     rows_estimated: bool = False
     last_errors: list[str] = field(default_factory=list)
@@ -119,7 +120,6 @@ def collect_status(
     from botocore.exceptions import BotoCoreError, ClientError
 
     report = StatusReport()
-    outputs = resources.outputs
 
     def attempt(what: str, action: Callable[[], None]) -> None:
         try:
@@ -169,13 +169,14 @@ def collect_status(
         report.forwarder_lag_ms = latest_metric(
             cloudwatch, c.METRICS_NAMESPACE, c.M_FORWARDER_LAG_MS, {"service": c.SERVICE_FORWARDER}
         )
-        sink = outputs.get(c.OUT_SINK_FUNCTION)
+        sink = resources.outputs.get(c.OUT_SINK_FUNCTION)
         if sink:
             report.sink_iterator_age_ms = latest_metric(cloudwatch, "AWS/Lambda", "IteratorAge", {"FunctionName": sink})
 
     attempt("DLQ depth", dlq)
     attempt("DLQ messages", last_errors)
     attempt("on-failure bucket", on_failure)
+    attempt("index", lambda: _read_index_search(clients, resources, report))
     if vector_count:
         attempt("vector count", vectors)
     if not resources.is_local:
@@ -188,6 +189,22 @@ def collect_status(
     if local_stats:
         _add_local_stats(report, local_stats)
     return report
+
+
+def _read_index_search(clients: ClientFactory, resources: StackResources, report: StatusReport) -> None:
+    s3vectors = clients("s3vectors")
+    index = s3vectors.get_index(vectorBucketName=resources.vector_bucket, indexName=resources.vector_index)["index"]
+    report.index_search = describe_index_search(index)
+
+
+def describe_index_search(index: dict[str, Any]) -> str:
+    """``ENHANCED; full-text: overview ACTIVE (en), title BUILDING (standard)`` from a GetIndex ``index``."""
+    mode = index.get("indexMode") or "mode not reported"
+    keys = (index.get("metadataConfiguration") or {}).get("textSearchConfigurations") or []
+    if not keys:
+        return f"{mode}; full-text search off"
+    shown = ", ".join(f"{k['metadataKey']} {k.get('status', '?')} ({k.get('language') or 'standard'})" for k in keys)
+    return f"{mode}; full-text: {shown}"
 
 
 def _add_local_stats(report: StatusReport, local_stats: dict[str, Any]) -> None:
@@ -289,6 +306,7 @@ def render_status(report: StatusReport, res: StackResources) -> Table:
         else f"{'≥' if report.vectors_capped else ''}{report.vectors:,}"
     )
     table.add_row("vectors in index", vectors)
+    table.add_row("index search", report.index_search or "unavailable")
     rows = (
         "not counted (--count-rows)"
         if report.rows is None

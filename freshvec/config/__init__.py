@@ -32,6 +32,7 @@ from freshvec.config.sections import (
     SinkConfig,
     SourceConfig,
     StreamConfig,
+    TextSearchConfig,
     VectorStoreConfig,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "SinkConfig",
     "SourceConfig",
     "StreamConfig",
+    "TextSearchConfig",
     "VectorStoreConfig",
     "check_cloudformation_names",
     "check_deployable",

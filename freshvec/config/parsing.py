@@ -23,6 +23,7 @@ from freshvec.config.sections import (
     SinkConfig,
     SourceConfig,
     StreamConfig,
+    TextSearchConfig,
     VectorStoreConfig,
 )
 
@@ -83,6 +84,7 @@ _NESTED = {
     "GenerationConfig": GenerationConfig,
     "VectorStoreConfig": VectorStoreConfig,
     "ChunkingConfig": ChunkingConfig,
+    "TextSearchConfig": TextSearchConfig,
     "StreamConfig": StreamConfig,
     "SinkConfig": SinkConfig,
     "ForwarderConfig": ForwarderConfig,

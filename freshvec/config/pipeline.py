@@ -29,6 +29,7 @@ from freshvec.config.sections import (
     SinkConfig,
     SourceConfig,
     StreamConfig,
+    TextSearchConfig,
     VectorStoreConfig,
 )
 from freshvec.config.validation import (
@@ -36,6 +37,7 @@ from freshvec.config.validation import (
     validate_embedding,
     validate_postgres,
     validate_stream_and_lambdas,
+    validate_text_search,
     validate_vector_store,
 )
 from freshvec.sources.keyspaces.cqltypes import CqlType, CqlTypeError, parse_cql_type
@@ -62,6 +64,7 @@ class PipelineConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    text_search: TextSearchConfig = field(default_factory=TextSearchConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
@@ -125,6 +128,14 @@ class PipelineConfig:
         }
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         return f"{self.vector_store.index_name}-{digest[: c.S3V_INDEX_SETTINGS_HASH_CHARS]}"
+
+    @property
+    def text_search_keys(self) -> dict[str, str | None]:
+        """Full-text searchable metadata key -> analyzer language (None: standard); empty when text search is off."""
+        ts = self.text_search
+        if not ts.enabled:
+            return {}
+        return {key: ts.languages.get(key, ts.language) for key in ts.keys or (self.embedding_field,)}
 
     @property
     def metadata_keys(self) -> tuple[str, ...]:
@@ -243,6 +254,11 @@ class PipelineConfig:
             metadata_keys=self.metadata_keys,
             non_filterable_keys=self.non_filterable_keys,
             embedding_field=self.embedding_field,
+        )
+        validate_text_search(
+            self.text_search,
+            embedding_field=self.embedding_field,
+            stored={name: types[name] for name in {*self.metadata_fields, self.embedding_field}},
         )
         self._validate_generations()
         validate_stream_and_lambdas(self.stream, self.sink, self.forwarder)

@@ -58,6 +58,15 @@ class VectorStoreConfig:
 
 
 @dataclass(frozen=True)
+class TextSearchConfig:  # full-text (BM25) and hybrid search on the index (docs/deploy.md, README "Query modes")
+    enabled: bool = False
+    keys: tuple[str, ...] = ()  # metadata keys made full-text searchable; empty: the embedded text (each passage)
+    language: str | None = None  # analyzer of every key: one of c.S3V_TEXT_LANGUAGES; None: the standard analyzer
+    languages: dict[str, str] = field(default_factory=dict)  # per-key analyzer, over ``language``
+    index_mode: str = "ENHANCED"  # CLASSIC only for an index without full-text search, in an older bucket
+
+
+@dataclass(frozen=True)
 class GenerationConfig:
     """The next index generation during a migration: its own model, dimensions, chunking and index settings
     (``freshvec.generations``; docs/migrations.md). The bucket is the active generation's."""

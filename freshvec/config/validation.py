@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from freshvec import constants as c
 from freshvec.config.errors import ConfigError
@@ -24,6 +26,7 @@ from freshvec.config.sections import (
     PostgresSourceConfig,
     SinkConfig,
     StreamConfig,
+    TextSearchConfig,
     VectorStoreConfig,
 )
 from freshvec.sources.postgres import types as pgtypes
@@ -180,3 +183,27 @@ def validate_postgres(pg: PostgresSourceConfig | None) -> None:  # noqa: PLR0912
         raise ConfigError("source.postgres.network", "with vpc_id, list subnet_ids and security_group_ids too")
     if net.vpc_id is None and (net.subnet_ids or net.security_group_ids):
         raise ConfigError("source.postgres.network.vpc_id", "subnet_ids and security_group_ids need the vpc_id")
+
+
+def validate_text_search(ts: TextSearchConfig, *, embedding_field: str, stored: Mapping[str, Any]) -> None:
+    """``stored``: the metadata keys a vector carries (columns and the embedded text) -> their CQL types."""
+    one_of("text_search.index_mode", ts.index_mode, c.S3V_INDEX_MODES)
+    if ts.language is not None:
+        one_of("text_search.language", ts.language, c.S3V_TEXT_LANGUAGES)
+    keys = ts.keys or (embedding_field,)
+    for key, language in ts.languages.items():
+        if key not in keys:
+            raise ConfigError(f"text_search.languages.{key}", f"{key!r} is not in text_search.keys")
+        one_of(f"text_search.languages.{key}", language, c.S3V_TEXT_LANGUAGES)
+    if len(set(keys)) != len(keys):
+        raise ConfigError("text_search.keys", "a key is listed twice")
+    if len(keys) > c.S3V_MAX_TEXT_SEARCH_KEYS:
+        raise ConfigError("text_search.keys", f"{len(keys)} keys; an index has at most {c.S3V_MAX_TEXT_SEARCH_KEYS}")
+    for key in keys:
+        if key not in stored:
+            allowed = ", ".join(sorted(stored))
+            raise ConfigError("text_search.keys", f"{key!r} is not a metadata key; allowed: {allowed}")
+        if not stored[key].is_text:
+            raise ConfigError("text_search.keys", f"{key!r} is {stored[key]}; full-text search needs a text column")
+    if ts.enabled and ts.index_mode != "ENHANCED":
+        raise ConfigError("text_search.index_mode", "full-text search needs an ENHANCED index")

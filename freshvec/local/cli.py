@@ -178,7 +178,7 @@ def up(
     try:
         write_local_state(path, stack_state(pipeline, control, batch))
         typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
-        typer.echo(f"state file: {path} (removed on exit)")
+        typer.echo(f"state file: {path} (removed on exit)\n{application_settings(pipeline)}")
         _announce_postgres(pipeline, attachment, loaded, samples=source is Source.POSTGRES and config is None)
         if pipeline.initial_fill is not None:
             fill = pipeline.initial_fill
@@ -212,6 +212,15 @@ def _announce_postgres(pipeline: Any, attachment: Any, loaded: Any, *, samples: 
         named = loaded.postgres.connection
         typer.echo(f"(a throwaway server with an empty {loaded.postgres.table} table; --attach uses "
                    f"{named.host}:{named.port}/{named.database} from the config, as it is)")  # fmt: skip
+
+
+def application_settings(pipeline: Any) -> str:
+    """What an application's own S3 Vectors client needs to read the local index (docs/integrations.md)."""
+    resources = pipeline.resources
+    return (
+        f"for your application: AWS_ENDPOINT_URL_S3VECTORS={pipeline.server.endpoint} "
+        f"FRESHVEC_VECTOR_BUCKET={resources.vector_bucket} FRESHVEC_VECTOR_INDEX={resources.vector_index}"
+    )
 
 
 def stack_state(pipeline: Any, control: ControlServer, batch: BedrockBatchServer | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ outputs), the control URL and the control token. The control API is a small JSON
 - ``POST /stream/put {"records": [{"data_b64": "...", "partition_key": "..."}, ...]}`` -> the PutRecords
   answer (``FailedRecordCount``, ``Records``): the CLI's re-syncs reach the change stream through the pipeline's
   own producer, one put at a time with the forwarder's (moto numbers concurrent puts to a shard wrongly)
-- ``POST /query {"text": "...", "k": 5, "filter": {...}}`` -> ``{"hits": [...]}``
+- ``POST /query {"text": "...", "k": 5, "filter": {...}, "mode": "hybrid"|"vector"|"text"}`` -> ``{"hits": [...]}``
 - ``POST /query`` may name a ``"generation"`` (default: the active one, as the index pointer says)
 - ``POST /generations/add {"generation": {...}}`` (a ``next_generation`` object) and ``POST /generations/retire
   {"name": ...}`` -> ``{"config": {...}}``: a migration's first and last steps (``freshvec.local.generations``)
@@ -71,7 +71,9 @@ class ControlledPipeline(Protocol):
     def read_rows(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def scan_rows(self, segment: int, segments: int, after: str | None = None, limit: int = 1000) -> Any: ...
     def put_stream_records(self, records: list[dict[str, Any]]) -> dict[str, Any]: ...
-    def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def query(
+        self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None, mode: str | None = None
+    ) -> list[dict[str, Any]]: ...
     def wait_synced(self, timeout: float = 30) -> Any: ...
     def stats(self) -> dict[str, Any]: ...
 
@@ -162,12 +164,16 @@ class ControlServer:
             k = body.get("k", 5)
             if isinstance(k, bool) or not isinstance(k, int):
                 raise ValueError("'k' must be a whole number")
+            mode = body.get("mode")
+            if mode is not None and not isinstance(mode, str):
+                raise ValueError("'mode' must be hybrid, vector or text")
             generation = body.get("generation")
             if generation is not None and not isinstance(generation, str):
                 raise ValueError("'generation' must be a generation name, or absent for the active one")
             if generation is None:  # the call every reader makes: the active generation, as the pointer says
-                return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"))}
-            return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"), generation=generation)}
+                return HTTPStatus.OK, {"hits": p.query(text, k=k, filter=body.get("filter"), mode=mode)}
+            hits = p.query(text, k=k, filter=body.get("filter"), generation=generation, mode=mode)
+            return HTTPStatus.OK, {"hits": hits}
 
         def sync(body: dict[str, Any]) -> tuple[int, Any]:
             timeout = body.get("timeout", 30)

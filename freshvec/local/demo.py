@@ -7,8 +7,10 @@ write call until the change is searchable.
 
 With the sample movies it tells a small story (dinosaurs), then adds one long document (the bundled long documents) to
 show chunking: a question about a passage in the middle of the text finds it, and an edit of one paragraph
-re-embeds one chunk. With any other config and data it picks its rows and queries from the data itself, so
-users can watch their own table before deploying.
+re-embeds one chunk. Last, with full-text search on (the demo turns it on for the sample movies: ``overview`` and
+``title``), an exact title among look-alike sequels: vector search alone ranks another film first, hybrid search
+(vector and BM25 fused by the local S3 Vectors endpoint) the one named. With any other config and data it picks
+its rows and queries from the data itself, so users can watch their own table before deploying.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from freshvec.config import GenerationConfig, PipelineConfig
+from freshvec.config import GenerationConfig, PipelineConfig, TextSearchConfig
 from freshvec.datafiles import read_records, sample_movies
 from freshvec.local.pipeline import LocalPipeline, load_pipeline_config
 from freshvec.local.resources import local_config
@@ -45,6 +47,8 @@ MOVIE_NEW_OVERVIEW = (
 )
 MOVIE_DELETED = "Jurassic Park"
 MOVIE_RERATED = "The Land Before Time"
+MOVIE_TITLE_QUERY = "Jurassic World Dominion"  # one of six Jurassic films whose overviews read alike
+MOVIE_TEXT_SEARCH = TextSearchConfig(enabled=True, keys=("overview", "title"), language="en")
 SYNC_TIMEOUT_S = 45
 _QUERY_WORDS = 6
 
@@ -91,6 +95,12 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
     """Run the demo; returns each step's freshness. Works with any config whose table holds the data."""
     effective = local_config(load_pipeline_config(config))
     data_path = Path(data) if data is not None else DEFAULT_DATA
+    movies = (
+        data_path == DEFAULT_DATA and effective.primary_key == ("title",) and effective.embedding_field == "overview"
+    )
+    if movies and not effective.text_search_keys:  # the hybrid step needs full-text search on the index
+        effective = dataclasses.replace(effective, text_search=MOVIE_TEXT_SEARCH)
+        effective.validate()
     started = time.monotonic()
     rows = read_rows(data_path, effective, echo)
     texted = [row for row in rows if str(row.get(effective.embedding_field) or "").strip()]
@@ -114,8 +124,12 @@ def run_demo(config: Any = None, data: str | Path | None = None, echo: Echo = pr
         long_text = script.queries == MOVIE_QUERIES and effective.chunking.strategy == "recursive"
         if long_text:
             demo.long_text_step(read_rows(LONG_DOCUMENT, effective, echo)[0])
+        step = 7 if long_text else 6
+        if script.queries == MOVIE_QUERIES and effective.text_search_keys:
+            demo.hybrid_step(MOVIE_TITLE_QUERY, step)
+            step += 1
         if effective.next_generation is None and effective.source.kind == "keyspaces":
-            demo.migration_step(script, 7 if long_text else 6)
+            demo.migration_step(script, step)
         demo.summary(pipeline.config)
     echo(f"\nDone in {time.monotonic() - started:.1f} s.")
     return demo.steps
@@ -147,14 +161,14 @@ class _Demo:
 
     def show_hits(self, text: str, k: int = 3) -> None:
         self.echo(f"  {text!r}")
-        for rank, hit in enumerate(self.pipeline.query(text, k=k), start=1):
+        for rank, hit in enumerate(self.pipeline.query(text, k=k, mode="vector"), start=1):
             self.echo(f"    {rank}. {self.label({**hit['metadata'], **hit['primary_key']})}  ({hit['distance']:.3f})")
 
     def rank(self, text: str, row: Row) -> str:
         key = self.key(row)
         if self.pipeline.indexed(key) is None:
             return "not in the index"
-        for rank, hit in enumerate(self.pipeline.query(text, k=100), start=1):
+        for rank, hit in enumerate(self.pipeline.query(text, k=100, mode="vector"), start=1):
             if hit["primary_key"] == key:
                 return f"#{rank} for {text!r} (distance {hit['distance']:.3f})"
         return f"in the index, beyond the 100 nearest for {text!r}"
@@ -202,7 +216,7 @@ class _Demo:
         chunks = self.pipeline.indexed_chunks(self.key(document))
         self.echo(f"  stored as {len(chunks)} chunks (vectors), each with the row's columns")
         self.echo(f"  {LONG_QUESTION!r}")
-        hits = self.pipeline.query(LONG_QUESTION, k=3)
+        hits = self.pipeline.query(LONG_QUESTION, k=3, mode="vector")
         for rank, hit in enumerate(hits, start=1):
             label = self.label({**hit["metadata"], **hit["primary_key"]})
             self.echo(f"    {rank}. {label}  ({hit['distance']:.3f}), best passage: chunk {hit['chunk']}")
@@ -218,6 +232,24 @@ class _Demo:
         embedded = after.get("chunks_embedded", 0) - before.get("chunks_embedded", 0)
         reused = after.get("chunks_reused", 0) - before.get("chunks_reused", 0)
         self.echo(f"  paragraph {LONG_EDITED_PARAGRAPH + 1} edited: chunks embedded {embedded}, reused {reused}")
+
+    def hybrid_step(self, title: str, number: int) -> None:
+        keys = ", ".join(self.config.text_search_keys)
+        self.echo(f"\n{number}. An exact title, {title!r}: vector search alone, then hybrid (full-text on {keys})")
+        for mode in ("vector", "hybrid"):
+            hits = self.pipeline.query(title, k=3, mode=mode)
+            self.echo(f"  {mode}:")
+            for rank, hit in enumerate(hits, start=1):
+                label = self.label({**hit["metadata"], **hit["primary_key"]})
+                if mode == "vector":
+                    score = f"distance {hit['distance']:.3f}"
+                else:
+                    bm25 = sum(s["score"] for s in (hit["scores"] or {}).get("bm25Scores", []))
+                    score = f"fused {hit['scores']['fused']:.4f}, BM25 {bm25:.2f}"
+                self.echo(f"    {rank}. {label}  ({score})")
+            first = self.label({**hits[0]["metadata"], **hits[0]["primary_key"]}) if hits else None
+            verdict = "the film named" if first == title else "another film"
+            self.echo(f"  -> {mode} ranks {verdict} first")
 
     def migration_step(self, script: Script, number: int) -> None:
         """A migration to smaller chunks in a new index while the table changes: fill, compare, cutover,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from freshvec import constants as c
+from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.ssm import SsmPointerStore
 from freshvec.config import GenerationConfig, PipelineConfig
 from freshvec.events import ChangeEvent, format_timestamp
@@ -34,7 +35,6 @@ from freshvec.generations import (
 from freshvec.keys import partition_key, vector_key
 from freshvec.local.embedder import LocalEmbedder
 from freshvec.local.resources import LocalResources, create_generation_index, local_config
-from freshvec.local.search import ExactVectorSearch
 
 LOCAL_POINTER_TTL_S = 0.25  # readers here see a switch within this
 _RETIRE_WAIT_S = 60.0
@@ -71,7 +71,7 @@ class LocalGenerations:
         self._cond = threading.Condition()
         self._in_flight: dict[int, int] = {}  # id(config) -> batches running with it
         self._embedders: dict[int, LocalEmbedder] = {}
-        self._searches: dict[str, ExactVectorSearch] = {}
+        self._searches: dict[str, S3VectorsStore] = {}
         self._counts: dict[str, dict[str, int]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -96,11 +96,12 @@ class LocalGenerations:
                 self._embedders[dimensions] = LocalEmbedder(dimensions)
             return self._embedders[dimensions]
 
-    def search(self, index: str) -> ExactVectorSearch:
+    def search(self, index: str) -> S3VectorsStore:
+        """One generation's index, queried through the local S3 Vectors endpoint (QueryVectors)."""
         with self._lock:
             if index not in self._searches:
                 bucket = self._pipeline.resources.vector_bucket
-                self._searches[index] = ExactVectorSearch(self._pipeline.server.client("s3vectors"), bucket, index)
+                self._searches[index] = S3VectorsStore(self._pipeline.server.client("s3vectors"), bucket, index)
             return self._searches[index]
 
     def resolve(self, name: str | None = None) -> PointerEntry:

@@ -1,4 +1,4 @@
-"""A moto server in its own process on 127.0.0.1, for local mode.
+"""A moto server (behind the S3 Vectors front, ``freshvec.local.vectors``) in its own process on 127.0.0.1.
 
 moto answers from the process it runs in. Run inside the pipeline's process, every request it serves
 competes with the forwarder, the event source mapping and the sink for one interpreter lock; in a child
@@ -8,9 +8,11 @@ process it uses a core of its own, which roughly halves local mode's write-to-se
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from freshvec.local.moto_server import LOCAL_REGION, MotoServer
 
@@ -19,11 +21,9 @@ import logging, os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the pipeline first
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-print(f"http://{host}:{port}", flush=True)
+from freshvec.local.vectors.server import LocalAwsServer
+server = LocalAwsServer(legacy_buckets=sys.argv[1] == "legacy").start()
+print(server.endpoint, flush=True)
 sys.stdin.read()  # until the parent closes it (stop() or the parent's exit)
 os._exit(0)  # nothing to flush: the state lives only in this process
 """
@@ -32,13 +32,14 @@ os._exit(0)  # nothing to flush: the state lives only in this process
 class MotoProcess:
     """A started child process; ``wait_ready()`` gives a MotoServer whose ``stop()`` ends the child."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, legacy_buckets: bool = False) -> None:
         self._child = subprocess.Popen(  # noqa: S603 - our own interpreter with a fixed script
-            [sys.executable, "-c", _CHILD],
+            [sys.executable, "-c", _CHILD, "legacy" if legacy_buckets else "current"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,  # a terminal's Ctrl-C goes to the parent only
+            env=_child_environment(),
         )
 
     def wait_ready(self, region: str = LOCAL_REGION) -> MotoServer:
@@ -65,3 +66,10 @@ class MotoProcess:
             self._child.wait(timeout=5)
         if self._child.stdout is not None:
             self._child.stdout.close()
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with the folder this freshvec was imported from first on the child's path."""
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}

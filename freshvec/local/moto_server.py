@@ -1,4 +1,8 @@
-"""An in-process moto server on loopback: the AWS stand-in for local mode and the tests."""
+"""An in-process moto server on loopback: the AWS stand-in for local mode and the tests.
+
+It serves moto behind the S3 Vectors front (``freshvec.local.vectors``), which answers the S3 Vectors
+operations moto lacks (QueryVectors, index modes, full-text search settings) on the same endpoint.
+"""
 
 from __future__ import annotations
 
@@ -25,16 +29,16 @@ class MotoServer:
     _server: Any = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, region: str = LOCAL_REGION) -> MotoServer:
-        from moto.server import ThreadedMotoServer  # moto is heavy; import only when a server is wanted
+    def start(cls, region: str = LOCAL_REGION, *, legacy_buckets: bool = False) -> MotoServer:
+        """``legacy_buckets``: vector buckets behave as if created before ENHANCED became the only mode."""
+        # moto is heavy; import only when a server is wanted
+        from freshvec.local.vectors.server import LocalAwsServer
 
         # werkzeug logs every request at INFO; local mode and tests want quiet output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        return cls(endpoint=f"http://{host}:{port}", region=region, _server=server)
+        server = LocalAwsServer(legacy_buckets=legacy_buckets).start()
+        return cls(endpoint=server.endpoint, region=region, _server=server)
 
     def client(self, service: str, **config: Any) -> Any:
         return boto3.client(

@@ -11,7 +11,8 @@ metadata mapping, the change-event contract. What stands in:
 - Amazon Bedrock -> WordLlama, 256 dimensions, offline (whatever the config's provider)
 - the EventBridge schedule -> a thread calling the forwarder's ``run_once`` every ``poll_interval_ms``
 - the Lambda event source mapping -> ``freshvec.local.esm`` with the config's mapping settings
-- QueryVectors (moto lacks it) -> an exact nearest-neighbour search (``freshvec.local.search``)
+- QueryVectors, index modes and full-text search (moto lacks them) -> the S3 Vectors front on moto's endpoint
+  (``freshvec.local.vectors``): exact vector, BM25 and hybrid search with the service's filter semantics
 
 ``faults`` (optional) wraps every client and the embedder the pipeline hands to freshvec's code, and is
 the forwarder's ``hooks``; a step that crashes is retried, never skipped.
@@ -42,6 +43,7 @@ from freshvec.adapters.wiring import keyspaces_forwarder, postgres_forwarder
 from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
 from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
+from freshvec.filters import validate_filter
 from freshvec.forwarder import Forwarder
 from freshvec.generation_sink import GenerationSink
 from freshvec.generations import live_generations
@@ -57,6 +59,7 @@ from freshvec.local.postgres import LocalPostgresTable
 from freshvec.local.resources import LocalResources, create_resources, local_config
 from freshvec.local.tracker import Position, SyncTracker, WriteReceipt
 from freshvec.outgoing import plan_calls
+from freshvec.search import needs_vector, query_texts, resolve_mode
 from freshvec.sink import SinkStats
 from freshvec.sources.postgres.snapshot import backfill_record, snapshot_pages
 from freshvec.sources.postgres.writer import PgTableWriter
@@ -77,6 +80,7 @@ _SINK_COUNTERS = (
     "chunks_reused",
     "chunks_deleted",
     "texts_truncated",
+    "searchable_text_cut",
     "vectors_put",
     "vectors_deleted",
     "dlq_records",
@@ -196,11 +200,11 @@ class LocalPipeline:
             if server is not None:
                 running = server
             elif isolated:
-                child = MotoProcess()
+                child = MotoProcess(legacy_buckets=effective.text_search.index_mode == "CLASSIC")
                 LocalEmbedder(effective.embedding.dimensions)  # load the model while the child starts
                 running = child.wait_ready()
             else:
-                running = MotoServer.start()
+                running = MotoServer.start(legacy_buckets=effective.text_search.index_mode == "CLASSIC")
         except BaseException:
             if postgres is not None:
                 postgres.stop()
@@ -508,24 +512,35 @@ class LocalPipeline:
         return self._tracker.latencies_ms()
 
     def query(
-        self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None, generation: str | None = None
+        self,
+        text: str,
+        k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        generation: str | None = None,
+        mode: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Nearest rows first (``k`` rows, not chunks): ``[{"key", "primary_key", "distance", "metadata",
-        "chunk", "passage", "chunks"}]`` — the row's best chunk (its number, text and metadata) and every
-        matching chunk of the row (``[{"chunk", "key", "distance", "passage"}]``, best first).
+        """Best rows first (``k`` rows, not chunks): ``[{"key", "primary_key", "distance", "metadata", "chunk",
+        "passage", "chunks", "scores"}]`` — the row's best chunk (its number, text, metadata and scores) and every
+        matching chunk of the row (``[{"chunk", "key", "distance", "passage", "scores"}]``, best first).
 
-        The index is the active generation's, as the index pointer names it (or ``generation``'s); the text is
-        embedded like that generation's sink embeds rows; the search is exact, with the index's metric
-        and the S3 Vectors filter operators; it over-fetches chunks (``query_top_k``) to fill ``k`` rows.
+        The index is the active generation's, as the index pointer names it (or ``generation``'s); ``mode``
+        (``freshvec.search``): ``vector``, ``text`` or ``hybrid`` (default: hybrid where text search is
+        configured). The text is embedded like that generation's sink embeds rows; QueryVectors is asked through
+        the local S3 Vectors endpoint, over-fetching chunks (``query_top_k``) to fill ``k`` rows.
         """
         if not text or not text.strip():
             raise ValueError("the query text is empty")
         if not 1 <= k <= S3V_MAX_TOP_K:
             raise ValueError(f"k must be between 1 and {S3V_MAX_TOP_K}, got {k}")
+        chosen = resolve_mode(self.config, mode)
+        texts = query_texts(self.config, text, chosen)
+        if filter is not None:  # a bad filter is the caller's mistake (400), not the endpoint's
+            validate_filter(filter, enhanced=self.config.text_search.index_mode == "ENHANCED")
         entry = self.generations.resolve(generation)
-        vector = self.generations.embedder(entry.dimensions).embed_query(text)
-        search = self.generations.search(entry.index)
-        hits = search.query(vector, query_top_k(k), dict(filter) if filter is not None else None)
+        vector = self.generations.embedder(entry.dimensions).embed_query(text) if needs_vector(chosen) else None
+        store = self.generations.search(entry.index)
+        filter_doc = dict(filter) if filter is not None else None
+        hits = store.query(vector, query_top_k(k), filter_doc, texts=texts, return_scores=bool(texts))
         rows = []
         for row in group_hits(hits, k, self.config.embedding_field):
             found = asdict(row)

@@ -96,6 +96,15 @@ def local_config(config: PipelineConfig) -> PipelineConfig:
     return effective
 
 
+def index_metadata_configuration(config: PipelineConfig) -> dict[str, Any]:
+    """CreateIndex's ``metadataConfiguration``: the non-filterable keys and the full-text searchable ones."""
+    configuration: dict[str, Any] = {"nonFilterableMetadataKeys": list(config.non_filterable_keys)}
+    text = [{"metadataKey": k, **({"language": lang} if lang else {})} for k, lang in config.text_search_keys.items()]
+    if text:
+        configuration["textSearchConfigurations"] = text
+    return configuration
+
+
 def create_generation_index(clients: ClientFactory, generation: PipelineConfig) -> str:
     """Create one generation's index (named like the stack's) in the existing bucket; returns its ARN."""
     s3vectors = clients("s3vectors")
@@ -106,11 +115,14 @@ def create_generation_index(clients: ClientFactory, generation: PipelineConfig) 
         dataType="float32",
         dimension=generation.embedding.dimensions,
         distanceMetric=generation.vector_store.distance_metric,
-        metadataConfiguration={"nonFilterableMetadataKeys": list(generation.non_filterable_keys)},
+        metadataConfiguration=index_metadata_configuration(generation),
     )
-    return str(
-        s3vectors.get_index(vectorBucketName=bucket, indexName=generation.vector_index_name)["index"]["indexArn"]
-    )
+    index = s3vectors.get_index(vectorBucketName=bucket, indexName=generation.vector_index_name)["index"]
+    if index.get("indexMode") != generation.text_search.index_mode:  # what the stack's index settings resource does
+        s3vectors.update_index_mode(
+            vectorBucketName=bucket, indexName=generation.vector_index_name, indexMode=generation.text_search.index_mode
+        )
+    return str(index["indexArn"])
 
 
 def create_resources(clients: ClientFactory, config: PipelineConfig) -> LocalResources:

@@ -117,6 +117,7 @@ def _report(result: GenerationSinkResult) -> None:
         c.M_CHUNKS_REUSED: s.chunks_reused,
         c.M_CHUNKS_DELETED: s.chunks_deleted,
         c.M_TEXTS_TRUNCATED: s.texts_truncated,
+        c.M_SEARCHABLE_TEXT_CUT: s.searchable_text_cut,
         c.M_VECTORS_PUT: s.vectors_put,
         c.M_VECTORS_DELETED: s.vectors_deleted,
         c.M_STALE_CHANGES_SKIPPED: s.stale_skipped,

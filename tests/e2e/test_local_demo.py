@@ -40,7 +40,11 @@ def test_the_movie_demo_tells_its_story(tmp_path: Path) -> None:
     long_text = out.split("6. Long text: add 'Varna Point Lighthouse'")[1]
     assert "1. Varna Point Lighthouse" in long_text and "Mira Halloway" in long_text  # the passage in the middle
     assert "chunks embedded 1, reused" in long_text
-    migration = out.split("7. Migrate to a new index generation")[1]
+    hybrid = out.split("7. An exact title, 'Jurassic World Dominion'")[1]
+    assert "vector ranks another film first" in hybrid
+    assert "hybrid ranks the film named first" in hybrid
+    assert "1. Jurassic World Dominion  (fused " in hybrid.split("  hybrid:")[1]
+    migration = out.split("8. Migrate to a new index generation")[1]
     assert "copied from g1 (same fingerprint)" in migration
     assert "cutover: readers use g2" in migration and "rollback: readers use g1" in migration
     assert "finish: g1 retired" in migration

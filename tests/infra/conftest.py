@@ -82,6 +82,7 @@ VARIANT_OVERRIDES: dict[str, Any] = {
             "index_name": "reviews",
             "distance_metric": "euclidean",
         },
+        "text_search": {"enabled": True, "language": "en"},
         "stream": {"mode": "PROVISIONED", "shard_count": 4, "retention_hours": 48},
         "sink": {
             "batch_size": 250,

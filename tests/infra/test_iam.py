@@ -117,6 +117,13 @@ SINK_CALLS: dict[str, tuple[str, ...]] = {
     # (https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html).
     "ESM: on-failure PutObject": ("s3:PutObject", "s3:ListBucket", "kms:GenerateDataKey"),
 }
+# freshvec/index_settings.py through freshvec/adapters/s3vectors.py, on the stack's index only.
+INDEX_SETTINGS_CALLS: dict[str, tuple[str, ...]] = {
+    "Lambda runtime: write logs": LOGS,
+    "s3vectors:GetIndex": ("s3vectors:GetIndex",),
+    "s3vectors:UpdateIndexMode": ("s3vectors:UpdateIndexMode",),
+    "s3vectors:UpdateMetadataConfiguration": ("s3vectors:UpdateMetadataConfiguration",),
+}
 # The role Bedrock assumes for batch inference (stacks/batch_inference.py): read the input, write the output, both
 # under the stack key, and invoke the generations' model
 # (https://docs.aws.amazon.com/bedrock/latest/userguide/batch-iam-sr.html).
@@ -374,6 +381,7 @@ def test_each_role_holds_exactly_what_its_calls_need(synth: Synth, variant: Synt
             "forwarder": (stack.forwarder.function.role, FORWARDER_CALLS),
             "sink": (stack.sink.function.role, SINK_CALLS),
             "row TTL custom resource": (stack.source.row_ttl.grant_principal, ROW_TTL_CALLS),
+            "index settings custom resource": (stack.index_settings.function.role, INDEX_SETTINGS_CALLS),
             "Bedrock batch service role": (stack.batch.role, BATCH_ROLE_CALLS),
         }
         for name, (role, calls) in roles.items():
@@ -387,6 +395,7 @@ def test_postgres_roles_hold_exactly_what_their_calls_need(pg_synth: Synth) -> N
     for name, role, calls in (
         ("forwarder", stack.forwarder.function.role, PG_FORWARDER_CALLS),
         ("sink", stack.sink.function.role, SINK_CALLS),
+        ("index settings", stack.index_settings.function.role, INDEX_SETTINGS_CALLS),
     ):
         held = role_actions(pg_synth.template, pg_synth.logical_id(role))
         assert (name, _differences(held, calls)) == (name, NO_DIFFERENCE)

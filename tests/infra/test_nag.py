@@ -23,6 +23,7 @@ EXPECTED_ACKNOWLEDGMENTS = {
     ("Operator/Policy", "AwsSolutions-IAM5[Resource::<SinkFailedBatches16F480FE.Arn>/*]"),
     ("Forwarder/Function", "AwsSolutions-L1"),
     ("Sink/Function", "AwsSolutions-L1"),
+    ("IndexSettings/Function", "AwsSolutions-L1"),
     ("Sink/Role", "AwsSolutions-IAM5[Resource::<SinkFailedBatches16F480FE.Arn>/*]"),
     ("Sink/PoisonRecords", "AwsSolutions-SQS3"),
     ("Sink/FailedBatches", "AwsSolutions-S1"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -463,10 +464,50 @@ def test_retain_keeps_data_resources_and_their_key(variant: Synth) -> None:
 
 def test_log_groups_have_retention(synth: Synth) -> None:
     groups = synth.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 3  # forwarder, sink, the TTL switch
+    assert len(groups) == 4  # forwarder, sink, the TTL switch, the index settings
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == 30
     synth.assertions.has_resource_properties(
         "AWS::Lambda::Function",
         {"Handler": "lambdas.sink.handler.handler", "LoggingConfig": {"LogGroup": Match.any_value()}},
     )
+
+
+def test_index_settings_are_applied_in_place_by_a_custom_resource(synth: Synth, variant: Synth) -> None:
+    """Mode and full-text keys travel as properties of one custom resource after the index; the index's own
+    definition (and so its name) does not depend on them."""
+    for result, text_search in ((synth, {}), (variant, {"body": "en"})):
+        [settings] = result.resources("AWS::CloudFormation::CustomResource").values()
+        props = settings["Properties"]
+        assert props["IndexMode"] == "ENHANCED" and json.loads(props["TextSearch"]) == text_search
+        [index_id] = result.resources("AWS::S3Vectors::Index")
+        assert index_id in settings["DependsOn"]
+        assert props["IndexName"] == result.config.vector_index_name
+        assert props["ServiceToken"]["Fn::GetAtt"][0] == result.logical_id(result.stack.index_settings.function)
+    off = dataclasses.replace(
+        variant.config, text_search=dataclasses.replace(variant.config.text_search, enabled=False)
+    )
+    assert off.vector_index_name == variant.config.vector_index_name  # text search on or off: the same index
+    synth.assertions.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "lambdas.index_settings.handler.handler", "Timeout": 900, "Runtime": "python3.13"},
+    )
+
+
+def test_the_index_settings_role_may_change_only_this_index(synth: Synth) -> None:
+    role = synth.logical_id(synth.stack.index_settings.function.role)
+    found = statements(synth.template, lambda _lid, r: {"Ref": role} in r["Properties"]["Roles"])
+    s3v = [
+        s
+        for s in found
+        if any(
+            str(a).startswith("s3vectors:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        )
+    ]
+    assert s3v == [
+        {
+            "Action": ["s3vectors:GetIndex", "s3vectors:UpdateIndexMode", "s3vectors:UpdateMetadataConfiguration"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [synth.logical_id(synth.stack.vectors.index), "IndexArn"]},
+        }
+    ]

@@ -387,7 +387,7 @@ def _query_clients(moto: MotoServer, bedrock: FakeBedrockRuntime, stubbed: Any) 
     return factory
 
 
-def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stubber]:
+def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256, mode: str | None = None) -> tuple[Any, Stubber]:
     client = moto.client("s3vectors")
     stubber = Stubber(client)
     index = {
@@ -398,6 +398,7 @@ def _stubbed_s3vectors(moto: MotoServer, dimension: int = 256) -> tuple[Any, Stu
         "dataType": "float32",
         "dimension": dimension,
         "distanceMetric": "cosine",
+        **({"indexMode": mode} if mode else {}),
     }
     stubber.add_response("get_index", {"index": index}, {"vectorBucketName": "freshvec-local", "indexName": INDEX})
     return client, stubber
@@ -454,7 +455,7 @@ def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, mo
     with stubber:
         result = invoke("query", "shark", "--json")
     doc = json.loads(result.output)
-    assert doc["distance_metric"] == "cosine" and doc["score"] == "distance"
+    assert doc["distance_metric"] == "cosine" and doc["score"] == "distance" and doc["mode"] == "vector"
     assert doc["hits"] == [
         {
             "rank": 1,
@@ -465,11 +466,27 @@ def test_query_json_output(moto: MotoServer, stack: cli_stack.StackResources, mo
             "chunk": 1,
             "passage": "The shark returns.",
             "chunks": [
-                {"chunk": 1, "key": '["Jaws"]#1', "distance": 0.5, "passage": "The shark returns."},
-                {"chunk": 0, "key": '["Jaws"]', "distance": 0.7, "passage": "A beach town."},
+                {"chunk": 1, "key": '["Jaws"]#1', "distance": 0.5, "passage": "The shark returns.", "scores": None},
+                {"chunk": 0, "key": '["Jaws"]', "distance": 0.7, "passage": "A beach town.", "scores": None},
             ],
+            "scores": {"distance": 0.5, "bm25": {}, "fused": None},
         }
     ]
+
+
+def test_starts_with_is_refused_in_one_line_on_a_classic_index(
+    moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bedrock = FakeBedrockRuntime()
+    client, stubber = _stubbed_s3vectors(moto, mode="CLASSIC")  # GetIndex only: nothing else may be sent
+    monkeypatch.setattr(cli_stack, "make_client_factory", lambda *_a, **_k: _query_clients(moto, bedrock, client))
+    with stubber:
+        result = invoke("query", "park", "--filter", '{"title": {"$startsWith": "Jurassic"}}')
+    assert result.exit_code != 0 and bedrock.calls == []
+    assert result.output.strip() == (
+        "error: invalid filter at title.$startsWith: $startsWith needs an ENHANCED index; this index is CLASSIC"
+    )
+    stubber.assert_no_pending_responses()
 
 
 def test_query_dimension_mismatch(
@@ -589,7 +606,8 @@ def test_status_counts_nothing_expensive_unless_asked(moto: MotoServer, stack: c
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli_stack, "make_client_factory", factory)
         result = invoke("status")
-    assert result.exit_code == 0 and calls == []
+    assert result.exit_code == 0 and calls == ["GetIndex"]  # one cheap read: the index mode and its analyzers
     text = " ".join(result.output.split())
+    assert "index search │ ENHANCED; full-text search off" in text
     assert "vectors in index │ not counted (--count-vectors)" in text
     assert "rows in table │ not counted (--count-rows)" in text

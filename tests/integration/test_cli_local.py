@@ -41,8 +41,10 @@ class RecordingPipeline:
         self.options.append(options)
         return SimpleNamespace(changes=len(keys))
 
-    def query(self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        self.queries.append({"text": text, "k": k, "filter": filter})
+    def query(
+        self, text: str, k: int = 5, filter: Mapping[str, Any] | None = None, mode: str | None = None
+    ) -> list[dict[str, Any]]:
+        self.queries.append({"text": text, "k": k, "filter": filter, "mode": mode})
         hits = [
             {"key": '["Jurassic Park"]', "distance": 0.21, "metadata": {"original_lang": "en", "vote_count": 16210}},
             {"key": '["Jaws"]', "distance": 0.4, "metadata": {"original_lang": "en", "vote_count": 9000}},
@@ -112,7 +114,8 @@ def test_load_passes_a_column_ttl_and_a_client_timestamp(local: RecordingPipelin
 def test_query_goes_to_the_control_api(local: RecordingPipeline) -> None:
     result = invoke("query", "dinosaurs on an island", "--k", "1", "--filter", '{"original_lang": "en"}')
     assert result.exit_code == 0
-    assert local.queries == [{"text": "dinosaurs on an island", "k": 1, "filter": {"original_lang": "en"}}]
+    expected = {"text": "dinosaurs on an island", "k": 1, "filter": {"original_lang": "en"}, "mode": "vector"}
+    assert local.queries == [expected]
     assert "title=Jurassic Park" in result.output and "0.2100" in result.output and "Jaws" not in result.output
 
 

@@ -86,12 +86,14 @@ def test_a_ready_account_passes_every_check(account: Account, tmp_path: Path) ->
         "config",
         "keyspaces-cdc",
         "s3-vectors",
+        "index-search",
         "bedrock-model",
         "model-access",
         "lambda-concurrency",
         "cdk-bootstrap",
     ]
     assert {check.status for check in checks.values()} == {preflight.OK}, checks
+    assert checks["index-search"].detail == "the deploy sets ENHANCED; full-text: off (in place, no new index)"
     assert checks["cdk-bootstrap"].detail == "CDKToolkit is CREATE_COMPLETE"
     # The configured table does not exist before the first deploy: ListStreams asked for it, and that is fine.
     assert account.streams.calls == [{"maxResults": 1, "keyspaceName": "media", "tableName": "movies"}]
@@ -298,10 +300,11 @@ def test_the_command_prints_one_line_per_check_and_exits_1_on_a_failure(
     assert ready.exit_code == 0, ready.output
     lines = ready.output.splitlines()
     assert lines[0] == "freshvec preflight: account 123456789012, us-east-1"
-    assert [line.split(":")[0] for line in lines[1:8]] == [
+    assert [line.split(":")[0] for line in lines[1:9]] == [
         "✓ config",
         "✓ keyspaces-cdc",
         "✓ s3-vectors",
+        "✓ index-search",
         "✓ bedrock-model",
         "✓ model-access",
         "✓ lambda-concurrency",
@@ -321,4 +324,27 @@ def test_the_command_prints_one_line_per_check_and_exits_1_on_a_failure(
     text = runner.invoke(cli.app, ["preflight", "--config", str(path)])
     assert "✗ keyspaces-cdc: us-east-1 does not offer Amazon Keyspaces CDC streams" in text.output
     assert "    fix: deploy in a Region that offers Amazon Keyspaces CDC streams" in text.output
-    assert text.output.rstrip().endswith("1 of 7 checks failed")
+    assert text.output.rstrip().endswith("1 of 8 checks failed")
+
+
+def test_index_search_shows_the_deployed_mode_and_each_analyzer(tmp_path: Path) -> None:
+    """Against the local S3 Vectors endpoint as the deployed index: the mode and each key's status, read back."""
+    from freshvec.cli.status import describe_index_search
+    from freshvec.local.moto_server import MotoServer
+
+    with MotoServer.start() as server:
+        s3v = server.client("s3vectors")
+        s3v.create_vector_bucket(vectorBucketName="preflight-vectors")
+        s3v.create_index(
+            vectorBucketName="preflight-vectors",
+            indexName="movies-x",
+            dataType="float32",
+            dimension=4,
+            distanceMetric="cosine",
+            metadataConfiguration={
+                "textSearchConfigurations": [{"metadataKey": "overview", "language": "en"}, {"metadataKey": "title"}]
+            },
+        )
+        index = s3v.get_index(vectorBucketName="preflight-vectors", indexName="movies-x")["index"]
+    assert describe_index_search(index) == "ENHANCED; full-text: overview ACTIVE (en), title ACTIVE (standard)"
+    assert describe_index_search({"indexMode": "CLASSIC"}) == "CLASSIC; full-text search off"

@@ -117,8 +117,13 @@ def make_pipeline(server: MotoServer, config: PipelineConfig | None = None, dime
     for client in (s3vectors, sqs):
         client.meta.events.register("before-send", tap.before_send)
     s3vectors.create_vector_bucket(vectorBucketName=BUCKET)
-    s3vectors.create_index(
-        vectorBucketName=BUCKET, indexName=INDEX, dataType="float32", dimension=dimension, distanceMetric="cosine"
+    s3vectors.create_index(  # as the stack creates it: the text and the pipeline's own keys non-filterable
+        vectorBucketName=BUCKET,
+        indexName=INDEX,
+        dataType="float32",
+        dimension=dimension,
+        distanceMetric="cosine",
+        metadataConfiguration={"nonFilterableMetadataKeys": list(config.non_filterable_keys)},
     )
     queue_url = sqs.create_queue(QueueName="freshvec-sink-dlq")["QueueUrl"]
     bedrock = FakeBedrockRuntime()
@@ -328,6 +333,7 @@ def test_without_chunking_a_long_text_is_truncated_for_the_model_and_counted(mot
     text = "word " * 12_000  # 60,000 characters: over Titan's 50,000-character limit
     result = pipe.sink.process(batch(change("INSERT", movie("Long", text))))
     assert result.stats.texts_truncated == 1
+    assert result.stats.searchable_text_cut == 1  # the passage, 60,000 characters, is stored as a 32 KB prefix
     sent = pipe.bedrock.texts_embedded()
     assert len(sent) == 1 and len(sent[0]) <= c.TITAN_MAX_INPUT_CHARS
     metadata = pipe.vectors()[key_of("Long")]["metadata"]

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = {"constants", "errors", "retry", "events", "keys", "outgoing", "ports", "filters", "state", "versions"}
 DOMAIN = {
     "config", "metadata", "plan", "chunking", "sink", "sink_calls", "sink_report", "truncate", "forwarder",
-    "datafiles", "generations", "generation_sink", "migration", "pricing",
+    "datafiles", "generations", "generation_sink", "migration", "pricing", "search",
+    "index_settings",
 }  # fmt: skip
 ENTRY = "freshvec.command"  # with its ``__main__``
 RUNNERS = ("lambdas", "freshvec.cli", "freshvec.local")
@@ -250,7 +251,7 @@ def test_only_handlers_cli_and_local_mode_construct_aws_clients() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("handler", [k.FORWARDER_HANDLER, k.SINK_HANDLER])
+@pytest.mark.parametrize("handler", [k.FORWARDER_HANDLER, k.SINK_HANDLER, k.INDEX_SETTINGS_HANDLER])
 def test_a_handler_reaches_only_the_asset_the_layer_and_the_standard_library(handler: str) -> None:
     asset = {_module_name(source) for source, _target in bundling.code_files() if source.suffix == ".py"}
     layer_dir = ROOT / ".build" / "lambda-deps" / k.LAYER_PYTHON_DIR

@@ -235,6 +235,44 @@ def test_a_model_of_another_provider_is_still_refused():
     assert raised.value.field == "embedding.dimensions" and "allowed: 1024" in str(raised.value)
 
 
+def test_text_search_defaults_to_the_embedded_text_with_the_standard_analyzer():
+    off = default_config()
+    assert off.text_search_keys == {}
+    on = PipelineConfig.from_dict({**off.to_dict(), "text_search": {"enabled": True}})
+    assert on.text_search_keys == {off.embedding_field: None}
+    assert on.vector_index_name == off.vector_index_name  # changed in place, never a new index
+    chosen = {"enabled": True, "keys": ["overview", "title"], "language": "en", "languages": {"title": "fr"}}
+    both = PipelineConfig.from_dict({**off.to_dict(), "text_search": chosen})
+    assert both.text_search_keys == {"overview": "en", "title": "fr"}
+    assert PipelineConfig.from_json(both.to_json()) == both
+
+
+@pytest.mark.parametrize(
+    ("text_search", "field", "words"),
+    [
+        ({"enabled": True, "language": "xx"}, "text_search.language", "allowed: en, fr"),
+        ({"enabled": True, "keys": ["nope"]}, "text_search.keys", "not a metadata key"),
+        ({"enabled": True, "keys": ["vote_count"]}, "text_search.keys", "needs a text column"),
+        ({"enabled": True, "keys": ["overview", "overview"]}, "text_search.keys", "listed twice"),
+        ({"enabled": True, "languages": {"title": "en"}}, "text_search.languages.title", "not in text_search.keys"),
+        ({"enabled": True, "index_mode": "CLASSIC"}, "text_search.index_mode", "needs an ENHANCED index"),
+        ({"index_mode": "FAST"}, "text_search.index_mode", "allowed: ENHANCED, CLASSIC"),
+        ({"enabled": "yes"}, "text_search.enabled", "expected bool"),
+    ],
+)
+def test_text_search_settings_are_validated_by_field(text_search, field, words):
+    raw = {**default_config().to_dict(), "text_search": text_search}
+    if text_search.get("keys") == ["vote_count"]:
+        raw["metadata_fields"] = (
+            [*raw["metadata_fields"], "vote_count"]
+            if "vote_count" not in raw["metadata_fields"]
+            else raw["metadata_fields"]
+        )
+    with pytest.raises(ConfigError) as caught:
+        PipelineConfig.from_dict(raw)
+    assert caught.value.field == field and words in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("embedding", "field", "words"),
     [

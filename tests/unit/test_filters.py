@@ -131,3 +131,26 @@ def test_in_and_nin_are_complements_when_the_key_exists(metadata: dict, key: str
         assert in_result != nin_result
     else:
         assert not in_result and not nin_result
+
+
+def test_starts_with_matches_string_prefixes_and_array_elements() -> None:
+    validate_filter({"sku": {"$startsWith": "XR-"}})
+    assert matches({"sku": {"$startsWith": "XR-"}}, {"sku": "XR-2250"})
+    assert not matches({"sku": {"$startsWith": "XR-"}}, {"sku": "RX-100"})
+    assert matches({"tags": {"$startsWith": "tr"}}, {"tags": ["road", "trail"]})
+    assert not matches({"n": {"$startsWith": "1"}}, {"n": 12})
+    assert not matches({"sku": {"$startsWith": "X"}}, {})
+
+
+def test_starts_with_needs_a_string_and_an_enhanced_index() -> None:
+    with pytest.raises(FilterError, match=r"sku.\$startsWith: \$startsWith takes a non-empty string"):
+        validate_filter({"sku": {"$startsWith": ""}})
+    with pytest.raises(FilterError, match=r"at \$or\[1\].sku.\$startsWith: \$startsWith needs an ENHANCED index"):
+        validate_filter({"$or": [{"a": 1}, {"sku": {"$startsWith": "X"}}]}, enhanced=False)
+    validate_filter({"sku": {"$eq": "X"}}, enhanced=False)
+
+
+def test_an_enhanced_filter_takes_at_most_100_conditions() -> None:
+    validate_filter({"$and": [{"a": i} for i in range(100)]})
+    with pytest.raises(FilterError, match="101 conditions"):
+        validate_filter({"$and": [{"a": {"$gte": 0, "$lte": i}} for i in range(50)] + [{"b": 1}]})

@@ -63,6 +63,9 @@ def test_provenance_keys_do_not_count_but_every_mapped_value_does() -> None:
     changed = {**stored, "original_lang": "xx"}
     assert reconcile.stored_entry({"key": '["Jaws"]', "metadata": changed})[2] != digest
     assert reconcile.stored_entry({"key": '["Jaws"]', "metadata": {}})[1:] == ("", reconcile.metadata_digest({}))
+    # the searchable passage counts like any other value: a cut or stale passage is drift, even with the same _fp
+    for passage in ("A shar", "A whale."):
+        assert reconcile.stored_entry({"key": '["Jaws"]', "metadata": {**stored, "overview": passage}})[2] != digest
 
 
 def test_rows_without_text_expect_no_vector_and_oversized_metadata_is_unindexable() -> None:

@@ -1,0 +1,91 @@
+"""docs/integrations.md, run as written: each Python block against a running local pipeline, through boto3, LangChain's
+``AmazonS3Vectors`` and LlamaIndex's ``S3VectorStore``, configured only by the environment variables
+``freshvec local up`` prints."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from freshvec.config import DEFAULT_CONFIG
+from freshvec.datafiles import sample_movies
+from freshvec.local import LocalPipeline
+from freshvec.local.demo import read_rows
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
+BLOCK = re.compile(r"^## (?P<title>[^\n]+)\n(?:(?!^## ).)*?```python\n(?P<code>.*?)```", re.S | re.M)
+CONFIG = {
+    **DEFAULT_CONFIG,
+    "sink": {"batching_window_s": 0},
+    "text_search": {"enabled": True, "keys": ["overview", "title"], "language": "en"},
+}
+
+
+def examples() -> dict[str, str]:
+    return {m["title"]: m["code"] for m in BLOCK.finditer(DOC.read_text(encoding="utf-8"))}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Iterator[LocalPipeline]:
+    with LocalPipeline.start(CONFIG) as running:
+        receipt = running.upsert(read_rows(sample_movies(), running.config))
+        running.wait_synced(timeout=30, receipt=receipt)
+        yield running
+
+
+@pytest.fixture
+def environment(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly what `freshvec local up` prints for an application, plus credentials any boto3 user has."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", pipeline.server.endpoint)
+    monkeypatch.setenv("FRESHVEC_VECTOR_BUCKET", pipeline.resources.vector_bucket)
+    monkeypatch.setenv("FRESHVEC_VECTOR_INDEX", pipeline.resources.vector_index)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", pipeline.server.region)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+def run(title: str) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "example"}
+    exec(compile(examples()[title], f"{DOC.name}: {title}", "exec"), namespace)  # our own docs, as written
+    return namespace
+
+
+def test_the_page_has_every_example() -> None:
+    assert set(examples()) == {
+        "boto3: vector search with a filter",
+        "boto3: hybrid search, scores, rows not chunks",
+        "LangChain: `AmazonS3Vectors`",
+        "LlamaIndex: `S3VectorStore`",
+    }
+
+
+def test_boto3_vector_search_with_a_filter(environment: None) -> None:
+    hits = run("boto3: vector search with a filter")["vector_hits"]
+    assert len(hits) == 5 and hits[0][2] in {"Jurassic Park", "The Lost World: Jurassic Park", "Jurassic World"}
+    distances = [distance for _, distance, _ in hits]
+    assert distances == sorted(distances)
+
+
+def test_boto3_hybrid_search_groups_chunks_into_rows(environment: None) -> None:
+    found = run("boto3: hybrid search, scores, rows not chunks")
+    assert found["best"]["title"] == "Jurassic World Dominion"
+    assert found["best"]["fused"] > 0 and {s["metadataKey"] for s in found["best"]["bm25Scores"]} >= {"title"}
+    assert all(row["title"].startswith("Jurassic") for row in found["rows"].values())
+
+
+def test_langchain_reads_the_index(environment: None) -> None:
+    documents = run("LangChain: `AmazonS3Vectors`")["documents"]
+    assert len(documents) == 3 and "shark" in documents[0][0].page_content.lower()
+    assert all(d.metadata["vote_count"] >= 1000 for d, _ in documents)
+    assert all(d.page_content and "overview" not in d.metadata for d, _ in documents)
+
+
+def test_llamaindex_reads_the_index(environment: None) -> None:
+    found = run("LlamaIndex: `S3VectorStore`")
+    titles = [title for title, _ in found["nodes"]]
+    assert titles[0] == "Toy Story" and len(titles) == 3
+    assert found["result"].ids[0] == '["Toy Story"]'
