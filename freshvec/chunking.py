@@ -162,6 +162,10 @@ def expected_chunks(
     e = config.embedding
     chunks = []
     for number, chunk in enumerate(chunk_text(text, config.chunking)):
+        if number >= c.MAX_CHUNKS_PER_ROW:
+            raise PoisonRecordError(
+                f"the text needs more than {c.MAX_CHUNKS_PER_ROW} chunks of {config.chunking.max_chars} characters"
+            )
         fp = fingerprint(
             model_id=e.model_id,
             dimensions=e.dimensions,
@@ -174,13 +178,15 @@ def expected_chunks(
 
 
 def stored_chunk_count(chunk0: Mapping[str, Any] | None) -> int:
-    """How many chunks a row has stored, read from its chunk 0 (0: none stored; 1: a vector written without a count)."""
+    """How many chunks a row has stored, read from its chunk 0 (0: none stored; 1: a vector written without a count
+    or with one that is not a number). A count above ``MAX_CHUNKS_PER_ROW`` cannot have been written by the sink:
+    it reads as that bound, so the row's chunks are still all covered and the reads stay bounded."""
     if not chunk0:
         return 0
     raw = (chunk0.get("metadata") or {}).get(c.META_CHUNKS)
     try:
-        return max(1, int(raw)) if raw is not None else 1
-    except (TypeError, ValueError):
+        return min(c.MAX_CHUNKS_PER_ROW, max(1, int(raw))) if raw is not None else 1
+    except (TypeError, ValueError, OverflowError):
         return 1
 
 

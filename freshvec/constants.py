@@ -76,6 +76,9 @@ META_VERSION = "_ver"
 # one vector per row (``{"_chunk": 0}``) without spending a non-filterable slot.
 META_CHUNK = "_chunk"
 META_CHUNKS = "_chunks"
+# A row's chunks at most (10 MB of text at the default bound): a text that needs more is refused, and a stored
+# `_chunks` above it is corrupt, not a count — read as this many, so a hostile value cannot stall the sink.
+MAX_CHUNKS_PER_ROW = 10_000
 CHUNK_KEY_SEPARATOR = "#"  # chunk n > 0 of a row is stored under "<row key>#<n>" (a row key always ends with "]")
 # Metadata keys the pipeline writes for itself (provenance, never filters): always non-filterable, added to the
 # index's nonFilterableMetadataKeys ahead of the user's extra keys. Everything (config validation, the index

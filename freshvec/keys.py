@@ -33,11 +33,19 @@ def vector_key(key_values: Mapping[str, Any], key_columns: Sequence[str]) -> str
 
 
 def parse_vector_key(key: str, key_columns: Sequence[str]) -> dict[str, Any]:
-    """The primary key values a vector key was built from (ValueError if it was not built by ``vector_key``)."""
+    """The primary key values a vector key was built from (ValueError if it was not built by ``vector_key``:
+    JSON in another spelling, such as ``[ 1 ]`` or ``["\\u0041"]``, names no row — the sink never writes it)."""
     values = json.loads(key)
     if not isinstance(values, list) or len(values) != len(key_columns):
         raise ValueError(f"{key!r} is not a vector key for columns {', '.join(key_columns)}")
-    return dict(zip(key_columns, values, strict=True))
+    parsed = dict(zip(key_columns, values, strict=True))
+    try:
+        canonical = vector_key(parsed, key_columns)
+    except PoisonRecordError as exc:
+        raise ValueError(f"{key!r} is not a vector key: {exc}") from exc
+    if canonical != key:
+        raise ValueError(f"{key!r} is not a vector key as the sink writes it ({canonical!r})")
+    return parsed
 
 
 STRAY_KEY_FIELD = "$vector"  # a repair's key naming a stored vector key that names no row: {"$vector": "<key>"}
@@ -46,19 +54,15 @@ STRAY_KEY_FIELD = "$vector"  # a repair's key naming a stored vector key that na
 def stray_vector_key(event_key: Mapping[str, Any], key_columns: Sequence[str]) -> str | None:
     """The vector key a repair names directly (``{"$vector": key}``), or None when the event names a row.
 
-    PoisonRecordError when the named key is one a row could have (a row's vectors are repaired through the
-    row, so a stray-key repair can never remove a row's vector)."""
+    Reconcile names a key this way only when the table says no row's vectors live under it: a key in another
+    spelling than the sink writes, or one whose row the table returns under another key (``["7"]`` for the
+    integer 7). The removal is compare-and-set on the write reconcile saw (``if_wid``), like every repair."""
     if set(event_key) != {STRAY_KEY_FIELD}:
         return None
     key = event_key[STRAY_KEY_FIELD]
     if not isinstance(key, str) or not key:
         raise PoisonRecordError(f"'{STRAY_KEY_FIELD}' must name a vector key")
-    row_key, _ = split_chunk_key(key)
-    try:
-        parse_vector_key(row_key, key_columns)
-    except (ValueError, TypeError):
-        return key
-    raise PoisonRecordError(f"vector key {key!r} names a row; it is repaired through its row, not as a stray")
+    return key
 
 
 def chunk_key(row_key: str, number: int) -> str:

@@ -265,8 +265,8 @@ def decide(
         assert event is not None
         if event.is_repair:
             holds = effective is None and event.if_wid == observed
-            if holds and stored is None:  # no vector: a delete since reconcile's read left a newer tombstone?
-                holds = versions.verdict(record.version, tombstone) is Verdict.APPLY
+            if holds:
+                holds = _repair_holds(record.version, stored, tombstone, state, now_s)
             if holds:
                 effective, state = record, record.version
             else:
@@ -319,6 +319,37 @@ def _stamp_refusal(version: Version | None, now_s: float | None, horizon_s: floa
     if horizon_s is not None and stamp_s < now_s - horizon_s:
         return f"the re-sync was read more than {horizon_s:.0f} s ago (the tombstone horizon); read it again"
     return None
+
+
+def _repair_holds(
+    version: Version | None,
+    stored: Mapping[str, Any] | None,
+    tombstone: Version | None,
+    state: Version | None,
+    now_s: float | None,
+) -> bool:
+    """A repair that found the write it saw: it applies unless, expecting no vector, a delete since left a newer
+    tombstone, or its read may not have seen that write (then the next reconcile, reading later, decides)."""
+    if stored is None:
+        return versions.verdict(version, tombstone) is Verdict.APPLY
+    return not _unseen_by_read(version, state, now_s)
+
+
+def _unseen_by_read(version: Version | None, stored: Version | None, now_s: float | None) -> bool:
+    """A Keyspaces repair whose read may not have seen the stored write: a real write (stamped no later than the
+    sink's clock allows) newer than the read's stamp, so within the visibility bound of the read. A version
+    from beyond that (corrupt) does not count: the repair replaces it."""
+    if not isinstance(version, versions.KsRead) or now_s is None:
+        return False
+    if versions.verdict(version, stored) is Verdict.APPLY:
+        return False
+    if isinstance(stored, versions.KsChange):
+        at_us = stored.created_us
+    elif isinstance(stored, versions.KsRead):
+        at_us = stored.stamp_us
+    else:
+        return False
+    return at_us <= (now_s + c.KEYSPACES_READER_CLOCK_BOUND_S) * 1_000_000
 
 
 def _ambiguity(version: Version | None, state: Version | None) -> str:

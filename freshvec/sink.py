@@ -1,25 +1,23 @@
 """The sink: one Kinesis batch of change events -> the fewest Bedrock and S3 Vectors calls that apply it exactly.
 
 Steps, for a batch from one shard in sequence order:
-
 1. Parse: decode and validate each record (contract, table, vector key, metadata of the new image, the
    fingerprint of its text). A record that can never succeed is set aside for the dead-letter queue.
 2. Coalesce per vector key; each key's changes are folded in order against what is stored (``freshvec.plan``).
 3. Read what the index holds for those keys (GetVectors, 100 a call): each row's chunk 0, then the row's
    other stored chunks (chunk 0 says how many), and, where no vector is stored, the tombstones of recent
    deletes; then decide per key (``plan.decide``): skip what the stored version supersedes (a repair: what no
-   longer holds the write it saw), park ambiguous Keyspaces re-syncs in the DLQ, reuse the vector of
-   any stored chunk of the row whose fingerprint matches a new chunk's, embed the rest, delete removals.
+   longer holds the write it saw), park ambiguous Keyspaces re-syncs in the DLQ, reuse the vector of any
+   stored chunk of the row whose fingerprint matches a new chunk's, embed the rest, delete removals.
 4. Embed each distinct text once, then write in calls of at most 500: surplus chunks of rows whose text
    shrank (DeleteVectors), PutVectors (a row's chunks together, chunk 0 first), tombstones, and the chunks
    of deleted rows (chunk 0 last). So chunk 0's count always covers every chunk stored: none is orphaned.
 
-Failures: a transient one (after retries) at record *n* means nothing at or after *n* may be applied now,
-because the event source mapping re-delivers from there; the plan is rebuilt from the records before *n*
-and *n*'s sequence number is reported in ``batch_item_failures``. A write call that fails after others
-succeeded may leave later keys written; they are written again, identically, on re-delivery (writes are
-idempotent, and versions keep a re-delivered older change from winning). Poison records go to the DLQ with
-their payload and reason; misconfiguration raises.
+Failures: a transient one (after retries) at record *n* means nothing at or after *n* is applied now (the
+event source mapping re-delivers from there): the plan is rebuilt from the records before *n*, and *n*'s
+sequence number is reported. Keys written by calls before a failed one are written again, identically, on
+re-delivery (versions keep an older change from winning). Poison records go to the DLQ with their payload
+and reason; misconfiguration raises.
 """
 
 from __future__ import annotations
@@ -405,8 +403,8 @@ class _Run:
                 if kind == "put":
                     self.sink.store.put(items)
                     self.stats.vectors_put += len(items)
-                    cut = passages_cut(items, [c for p in plans for c in p.chunks], self.sink.config.embedding_field)
-                    self.stats.searchable_text_cut += cut
+                    chunks = [chunk for plan in plans for chunk in plan.chunks]
+                    self.stats.searchable_text_cut += passages_cut(items, chunks, self.sink.config.embedding_field)
                     self._written(plans)
                 elif kind == "tombstone":
                     expires_at = self.sink.clock() + truncate.tombstone_lifetime_s(self.sink.config)

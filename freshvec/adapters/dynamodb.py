@@ -327,9 +327,11 @@ class DynamoDbTombstones:
         for _ in range(_RAISE_ATTEMPTS):
             if seen is not None and not newer(parse(version), parse(seen)):
                 return  # the stored tombstone is as high or higher: it stays
-            values: dict[str, Any] = {":now": {"N": str(int(self._clock()))}}
-            names = {"#pk": CHECKPOINT_PK, "#exp": ATTR_EXPIRES_AT}
-            condition = "attribute_not_exists(#pk) OR #exp < :now"
+            # Nothing counted as read: no item, an expired one, or one without a text version (written before
+            # versions were texts) — ``get`` skips those, so the write must be allowed to replace them.
+            values: dict[str, Any] = {":now": {"N": str(int(self._clock()))}, ":text": {"S": "S"}}
+            names = {"#pk": CHECKPOINT_PK, "#exp": ATTR_EXPIRES_AT, "#ver": ATTR_TOMBSTONE_VERSION}
+            condition = "attribute_not_exists(#pk) OR #exp < :now OR NOT attribute_type(#ver, :text)"
             if seen is not None:
                 condition, names, values = "#ver = :seen", {"#ver": ATTR_TOMBSTONE_VERSION}, {":seen": {"S": seen}}
             item = {

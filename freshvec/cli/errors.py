@@ -29,6 +29,10 @@ class OperatorError(Exception):
     """An expected failure, explained in one line (no traceback needed): the command could not finish."""
 
 
+class RefusedKeyError(OperatorError):
+    """The table refuses a key as a key of its rows (a value its key column cannot hold): no row has it."""
+
+
 class UsageError(OperatorError):
     """The operator asked for something that cannot be done as asked (exit ``EXIT_USAGE``)."""
 

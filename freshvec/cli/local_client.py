@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from freshvec import state
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.stack import StackResources
 
 
@@ -63,7 +63,8 @@ def control_request(resources: StackResources, method: str, path: str, body: Any
             reason = response.json().get("error") or response.text
         except ValueError:
             reason = response.text
-        raise OperatorError(f"local pipeline refused {path} ({response.status_code}): {str(reason).strip()[:200]}")
+        refused = RefusedKeyError if (path, response.status_code) == ("rows/read", 400) else OperatorError
+        raise refused(f"local pipeline refused {path} ({response.status_code}): {str(reason).strip()[:200]}")
     try:
         return response.json()
     except ValueError as exc:

@@ -26,7 +26,7 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.adapters.postgres import connect
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import PipelineConfig
@@ -275,6 +275,8 @@ class PostgresRowReader:
             return []
         try:
             version, rows = snapshot.read_keys(self.conn, table_writer(self.config), keys)
+        except snapshot.UnreadableKeyError as exc:
+            raise RefusedKeyError(str(exc)) from exc
         except ValueError as exc:
             raise OperatorError(str(exc)) from exc
         return [(row, version) for row in rows]

@@ -6,8 +6,8 @@ kinds:
 
 - **missing**: a row with text and no vector;
 - **stale**: the stored ``_fp`` is not the fingerprint of the row's text under the configured model;
-- **metadata**: the stored metadata is not the row's mapped metadata (``_seq``, ``_changed_at``, ``_fp`` and
-  ``_ver`` are the pipeline's provenance and are not compared);
+- **metadata**: the stored metadata is not the row's mapped metadata, chunk numbers and chunk 0's count
+  included (``_seq``, ``_changed_at``, ``_fp`` and ``_ver`` are the pipeline's provenance and are not compared);
 - **orphan**: a vector with no row (or with a row that has no text).
 
 The index is read first (ListVectors segments in parallel), then the table (token ranges in parallel; one
@@ -61,7 +61,8 @@ S3V_LIST_PAGE = 1000  # ListVectors maxResults
 _UNINDEXABLE = "!"  # the table side's fingerprint for a row whose metadata the sink would refuse
 _SPILL_FLUSH_LINES = 20_000  # buffered spill lines (both sides) before they are appended to their files
 _REPAIR_BATCH = 500  # keys read and re-synced at a time
-_IGNORED_METADATA = frozenset(c.PIPELINE_NON_FILTERABLE_KEYS)
+# Provenance is not compared; chunk 0's count is (a wrong one makes a later delete leave chunks behind).
+_IGNORED_METADATA = frozenset(c.PIPELINE_NON_FILTERABLE_KEYS) - {c.META_CHUNKS}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

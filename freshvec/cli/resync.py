@@ -29,14 +29,14 @@ from typing import Any, Protocol
 from freshvec import constants as c
 from freshvec import versions
 from freshvec.cli import keyspaces, local_client
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.load import quote
 from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.stack import StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
 from freshvec.events import ChangeEvent, format_timestamp
-from freshvec.keys import STRAY_KEY_FIELD, parse_vector_key, partition_key, vector_key
+from freshvec.keys import STRAY_KEY_FIELD, chunk_key, parse_vector_key, partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.plan import write_token
 from freshvec.sources.keyspaces.types import CellError, to_driver_value, to_json_value
@@ -85,11 +85,11 @@ def driver_key(key: Mapping[str, Any], config: PipelineConfig) -> list[Any]:
     values = []
     for name in config.primary_key:
         if key.get(name) is None:
-            raise OperatorError(f"key {dict(key)} lacks primary key column {name!r}")
+            raise RefusedKeyError(f"key {dict(key)} lacks primary key column {name!r}")
         try:
             values.append(to_driver_value(key[name], types[name]))
         except CellError as exc:
-            raise OperatorError(f"key {dict(key)}: column {name!r}: {exc}") from exc
+            raise RefusedKeyError(f"key {dict(key)}: column {name!r}: {exc}") from exc
     return values
 
 
@@ -257,6 +257,7 @@ class Resyncer:
         origin: str,
         seqs: Sequence[str] | None = None,
         observed: Mapping[str, Observed] | None = None,
+        reads: Sequence[RowRead | None] | None = None,
     ) -> tuple[list[OutgoingRecord], list[Resynced]]:
         """The records to send for ``keys`` (one per key that needs one) and what each key amounts to.
 
@@ -267,8 +268,16 @@ class Resyncer:
         if origin not in c.RESYNC_ORIGINS:
             raise ValueError(f"{origin} is not a re-sync origin")
         vector_keys = [vector_key(key, self.config.key_columns) for key in keys]
-        reads = self.reader.read(keys)
-        gone = [vk for vk, (row, _) in zip(vector_keys, reads, strict=True) if row is None]
+        # A key the table refuses (None) names no row: nothing to read, nothing to send (a vector stored under
+        # it is a stray, which reconcile removes).
+        read_each = self._read_each(keys) if reads is None else list(reads)
+        refused = {position for position, read in enumerate(read_each) if read is None}
+        reads = [read if read is not None else (None, None) for read in read_each]
+        gone = [
+            vk
+            for i, (vk, (row, _)) in enumerate(zip(vector_keys, reads, strict=True))
+            if row is None and i not in refused
+        ]
         if observed is None:
             stored = stored_metadata(self.s3vectors, self.resources, gone) if gone else {}
         else:
@@ -279,7 +288,7 @@ class Resyncer:
         for position, (key, vk, (row, read_version)) in enumerate(zip(keys, vector_keys, reads, strict=True)):
             seq = seqs[position] if seqs is not None else f"{shard}:{self._run}:{next(self._counter)}"
             version = read_version
-            if row is None and vk not in stored:
+            if position in refused or (row is None and vk not in stored):
                 results.append(Resynced(dict(key), vk, "none", None))
                 continue
             seen = observed.get(vk, NOTHING_SEEN) if observed is not None else None
@@ -312,16 +321,67 @@ class Resyncer:
             for vk in vector_keys
         }
         keys = [parse_vector_key(vk, self.config.key_columns) for vk in vector_keys]
-        return self.resync(keys, origin="RECONCILE", seqs=seqs, observed=observed)
+        reads = self._read_each(keys)
+        results: list[Resynced] = []
+        strays: list[str] = []
+        kept: list[tuple[Row, RowRead, str | None]] = []
+        for position, (vk, key, read) in enumerate(zip(vector_keys, keys, reads, strict=True)):
+            row = read[0] if read is not None else None
+            found = key_of_row(row, self.config) if row is not None else key
+            if read is None or found is None or checked_vector_key(found, self.config) != vk:
+                # The table refuses the key (``["abc"]`` for an integer column: no row can have it), or the row
+
+                # lives under another key (``["7"]`` or ``[7.0]`` for 7): these vectors are no row's.
+                strays += [vk, *(chunk_key(vk, n) for n in rows[vk])]
+                continue
+            kept.append((key, read, seqs[position] if seqs is not None else None))
+        for vk in self._remove(strays):
+            results.append(Resynced({}, vk, "stray", None))
+        records, planned = self.plan(
+            [key for key, _, _ in kept],
+            origin="RECONCILE",
+            seqs=[seq for _, _, seq in kept] if seqs is not None else None,
+            observed=observed,
+            reads=[read for _, read, _ in kept],
+        )
+        if records:
+            self.sender.send(records)
+        return planned + results
+
+    def _read_each(self, keys: Sequence[Row]) -> list[RowRead | None]:
+        """Every key's read; when the table refuses a key in a batch, each key alone, so one key it refuses
+        (None: no row can have it) does not stop the others. Any other failure stops the repair."""
+        if not keys:
+            return []
+        try:
+            return list(self.reader.read(keys))
+        except RefusedKeyError:
+            if len(keys) == 1:
+                return [None]
+        reads: list[RowRead | None] = []
+        for key in keys:
+            try:
+                reads.extend(self.reader.read([key]))
+            except RefusedKeyError:
+                reads.append(None)
+        return reads
 
     def remove_strays(self, vector_keys: Sequence[str]) -> int:
         """Remove stored vectors whose keys name no row, each a compare-and-set on the write read now (through
         the sink, like every index write); returns how many removals were sent."""
+        return len(self._remove(vector_keys))
+
+    def _remove(self, vector_keys: Sequence[str]) -> list[str]:
+        """Send a compare-and-set removal for each of ``vector_keys`` stored now; returns the keys sent."""
+        if not vector_keys:
+            return []
         stored = stored_metadata(self.s3vectors, self.resources, vector_keys)
         records = []
+        sent = []
         for vk in vector_keys:
             if vk not in stored:
                 continue
+            sent.append(vk)
             seq = f"reconcile:{self._run}:{next(self._counter)}"
             event = ChangeEvent(
                 keyspace=self.config.keyspace,
@@ -341,7 +401,7 @@ class Resyncer:
             records.append(OutgoingRecord(event.to_bytes(), partition_key(vk), seq, changed_at=time.time()))
         if records:
             self.sender.send(records)
-        return len(records)
+        return sent
 
     def resync(
         self,

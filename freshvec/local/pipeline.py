@@ -544,7 +544,10 @@ class LocalPipeline:
         rows = []
         for row in group_hits(hits, k, self.config.embedding_field):
             found = asdict(row)
-            found["primary_key"] = parse_vector_key(row.key, self.config.key_columns)
+            try:
+                found["primary_key"] = parse_vector_key(row.key, self.config.key_columns)
+            except ValueError:  # a vector no sink wrote for a row (reconcile reports and removes it)
+                found["primary_key"] = {}
             rows.append(found)
         return rows
 

@@ -139,11 +139,23 @@ def test_a_poisoned_live_key_gets_a_valid_change_next_and_lives_on() -> None:
         later = [w for w in writes[position + 1 :] if key_of(w) == key_of(write)]
         assert later and later[0].kind.startswith("fix_"), later[:1]  # nothing else touches it until its fix
         if later[0].kind == "fix_delete":
-            assert later[0].call == ("delete", None)  # a real delete, not an upsert of the key
+            assert later[0].call == ("delete", None, None)  # a real delete, not an upsert of the key
         else:
             assert len(later[0].row["title"].encode()) < 200
         lived_on += len(later) > 1 and later[0].kind == "fix_metadata"
     assert lived_on > 0  # metadata-only fixes followed by further changes of the key
+
+
+def test_workload_has_the_cell_level_kinds() -> None:
+    workload = generate_workload(CONFIG, 600, seed=5)
+    kinds = {w.kind: w for w in workload.writes}
+    assert {"column_ttl", "null_write", "collection_add"} <= set(kinds)
+    assert kinds["column_ttl"].partial and kinds["column_ttl"].ttl_s
+    assert all(
+        value is None for k, value in kinds["null_write"].row.items() if k not in ("tenant", "item_id", "variant")
+    )
+    assert set(kinds["collection_add"].row) == {"tenant", "item_id", "variant", "$add"}
+    assert any(w.skew_s for w in workload.writes), "no write from the skewed client"
 
 
 def test_workload_rows_cover_every_column_type_and_fit_the_table() -> None:
@@ -151,11 +163,12 @@ def test_workload_rows_cover_every_column_type_and_fit_the_table() -> None:
     table = LocalTable(CONFIG.keyspace, CONFIG.table, CONFIG.column_types, CONFIG.partition_key, CONFIG.clustering_key)
     written_columns: set[str] = set()
     for call in workload.calls:
-        kind, ttl_s = call[0].call
-        if kind == "upsert":
+        kind, ttl_s, _skew = call[0].call
+        if kind in ("upsert", "update"):
             rows = [w.row for w in call if w.row is not None]
-            table.upsert(rows, ttl_s=ttl_s)  # raises ValueError for a value that does not fit its column
-            written_columns.update(column for row in rows for column in row)
+            write = table.upsert if kind == "upsert" else table.update
+            write(rows, ttl_s=ttl_s)  # raises ValueError for a value that does not fit its column
+            written_columns.update(column for row in rows for column in row if not column.startswith("$"))
         elif kind == "delete":
             table.delete([w.row for w in call if w.row is not None])
     assert written_columns == set(CONFIG.columns)

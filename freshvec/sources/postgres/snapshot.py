@@ -31,6 +31,10 @@ Row = dict[str, Any]
 _CURSOR = "freshvec_snapshot"
 
 
+class UnreadableKeyError(ValueError):
+    """A key value its column cannot hold: no row has that key."""
+
+
 def begin_snapshot(conn: Any) -> str:
     """Open a read-only REPEATABLE READ transaction and return its snapshot as a version text."""
     conn.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -130,11 +134,11 @@ def _key_select(table: PgTableWriter, keys: Sequence[Mapping[str, Any]], first: 
         cells = [str(first + offset)]
         for j, column in enumerate(table.primary_key):
             if key.get(column) is None:
-                raise ValueError(f"key {dict(key)} lacks primary key column {column!r}")
+                raise UnreadableKeyError(f"key {dict(key)} lacks primary key column {column!r}")
             try:
                 params[f"k{offset}_{j}"] = pgtypes.to_text(key[column], table.columns[column])
             except pgtypes.PgTypeError as exc:
-                raise ValueError(f"key {dict(key)}: column {column!r}: {exc}") from exc
+                raise UnreadableKeyError(f"key {dict(key)}: column {column!r}: {exc}") from exc
             cells.append(f"CAST(:k{offset}_{j} AS {pgtypes.storage_type(table.columns[column])})")
         tuples.append("(" + ", ".join(cells) + ")")
     aliases = ", ".join(["fv_i", *(f"fv_k{j}" for j in range(len(table.primary_key)))])

@@ -43,14 +43,13 @@ from freshvec.testing.soak.oracle import (
 )
 from freshvec.testing.soak.rules import SoakRules
 from freshvec.testing.soak.run import run
+from freshvec.testing.soak.values import random_value, sentence
 from freshvec.testing.soak.workload import (
     PoisonChange,
     Workload,
     WorkloadGenerator,
     Write,
     generate_workload,
-    random_value,
-    sentence,
 )
 
 __all__ = [

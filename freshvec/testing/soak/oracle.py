@@ -138,6 +138,7 @@ class SoakReport:
     sync_timeout: str | None = None
     faults: dict[str, int] = field(default_factory=dict)
     pipeline: dict[str, Any] = field(default_factory=dict)
+    corruption: dict[str, Any] = field(default_factory=dict)  # the damage done, the repair's and check's exits
     differences: list[str] = field(default_factory=list)
 
     @property
@@ -160,6 +161,7 @@ class SoakReport:
             and self.parked_records == 0
             and self.ttl_rows_left == 0
             and self.sync_timeout is None
+            and self.corruption.get("reconcile_after_repair_exit_code", 0) == 0
         )
 
     def figures(self) -> dict[str, Any]:
@@ -174,6 +176,8 @@ class SoakReport:
             "soak_dlq_redriven": self.dlq_redriven,
             "soak_resync_events": sum(v for k, v in self.resync.items() if k.endswith("_sent")),
             "soak_faults_injected": self.faults_injected,
+            "soak_corrupted_vectors": sum(self.corruption.get("damaged", {}).values()),
+            "soak_reconcile_after_repair_exit_code": self.corruption.get("reconcile_after_repair_exit_code"),
             "soak_seconds": round(self.seconds, 1),
             "soak_ok": self.ok,
         }
@@ -194,6 +198,9 @@ class SoakReport:
             f"re-syncs             {_counts_text(self.resync)}",
             f"on-failure parked    {self.parked_records} records",
             f"faults injected      {self.faults_injected}  ({_counts_text(self.faults)})",
+            f"corruption + repair  {_counts_text(self.corruption.get('damaged', {}))}; reconcile --repair exit "
+            f"{self.corruption.get('repair_exit_code')}, the reconcile after it exit "
+            f"{self.corruption.get('reconcile_after_repair_exit_code')}",
             f"wall time            {self.seconds:.1f} s",
         ]
         if self.ttl_rows_left:

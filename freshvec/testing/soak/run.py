@@ -3,6 +3,9 @@
 While the changes flow, two re-syncs race them: a backfill reads every row with its version at 30% of the
 workload and sends them as BACKFILL events at 70% (after more live writes: many are stale by then), and at 55%
 a redrive takes the parked changes of keys that live on out of the DLQ and re-syncs each key from the table.
+Writes of the second client carry ``USING TIMESTAMP`` from its skewed clock; column TTLs run out while the
+pipeline runs. Once in sync, the index is damaged behind the pipeline's back and ``freshvec --local reconcile
+--repair`` runs against it (``freshvec.testing.soak.corrupt``) before the oracle judges.
 
 ``run(changes=...)`` returns a ``SoakReport`` (``report.ok`` is the verdict); ``bench/soak.py`` (``make soak``)
 runs it at full size and prints the report.
@@ -23,6 +26,7 @@ from freshvec.config import PipelineConfig
 from freshvec.constants import KEYSPACES_READER_CLOCK_BOUND_S, KEYSPACES_VISIBILITY_BOUND_S
 from freshvec.testing.faults import Chaos, FaultPlan
 from freshvec.testing.soak.config import FULL_CHANGES, MAPPING_OVERRIDES, SOAK_CONFIG
+from freshvec.testing.soak.corrupt import check_in_sync, corrupt_and_repair
 from freshvec.testing.soak.oracle import (
     DlqReader,
     SoakReport,
@@ -123,11 +127,12 @@ def run(
     timeout_s: float = 540.0,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
     chaos: Chaos | None = None,
+    corrupt: bool = True,
 ) -> SoakReport:
     """Run the soak and return its report (``report.ok`` is the verdict).
 
     ``chaos`` replaces the fault injector built from ``plan`` (tests hand in one that breaks the pipeline
-    on purpose, to show the oracle notices).
+    on purpose, to show the oracle notices); ``corrupt`` runs the corruption and repair phase.
     """
     from freshvec.local.pipeline import LocalPipeline
 
@@ -153,6 +158,7 @@ def run(
         calls = len(workload.calls)
         at = {int(fraction * calls): name for fraction, name in _RESYNCS}
         snapshot: list[tuple[dict[str, Any], str]] = []
+        ttl_deadline = 0.0  # every TTL written has run out after this (epoch seconds)
         progress_step = max(1, len(workload.calls) // 10)
         for index, call in enumerate(workload.calls):
             disruptions.apply(index, streams, arn)
@@ -164,7 +170,7 @@ def run(
             elif at.get(index) == "redrive":
                 redriven, counts = _redrive(pipeline, sender, rules, workload, deadline)
                 report.resync.update(counts)
-            kind, ttl_s = call[0].call
+            kind, ttl_s, skew_s = call[0].call
             if kind == "raw":
                 _put_raw(producer, pipeline.resources.stream_name, call)
             elif kind == "delete":
@@ -172,11 +178,18 @@ def run(
                 pipeline.delete(keys_to_delete)
                 removed.extend(keys_to_delete)
             else:
-                pipeline.upsert([w.row for w in call if w.row is not None], ttl_s=ttl_s)
+                # The second client's writes carry its own (skewed) clock's time as USING TIMESTAMP.
+                stamp = None if skew_s is None else int((time.time() + skew_s) * 1_000_000)
+                rows = [w.row for w in call if w.row is not None]
+                pipeline.upsert(rows, ttl_s=ttl_s, timestamp_us=stamp, partial=kind == "update")
+                if ttl_s is not None:
+                    ttl_deadline = max(ttl_deadline, time.time() + ttl_s)
             if index % progress_step == 0:
                 log(f"  {index}/{len(workload.calls)} calls written, {pipeline.stats()['pending']} changes pending")
         log(f"soak: all changes written after {time.monotonic() - started:.1f} s; disruptions {dict(disruptions.done)}")
         _wait_for_ttl(pipeline, workload.ttl_keys, deadline)
+        time.sleep(max(0.0, ttl_deadline - time.time()))  # column TTLs too; then purge what is due now
+        pipeline.expire_due()
         removed.extend(workload.ttl_keys)
         report.ttl_rows_left = sum(1 for key in workload.ttl_keys if pipeline.table.get(key) is not None)
         report.sync_timeout = _wait_synced(pipeline, deadline, log, started)
@@ -184,6 +197,14 @@ def run(
         dlq = DlqReader(pipeline.server.client("sqs"), pipeline.resources.dlq_url)
         _wait_for_raw_poison(dlq, workload.poison_raw, deadline)
         _wait_quiet(pipeline, deadline)
+        if corrupt:
+            repair = corrupt_and_repair(pipeline, random.Random(seed))
+            log(f"soak: index damaged ({repair.damaged}); reconcile --repair exited {repair.repair_exit_code}")
+            _wait_quiet(pipeline, deadline, quiet_s=2.0)
+            check_in_sync(pipeline, repair)
+            report.corruption = repair.figures()
+            if repair.check_exit_code != 0:
+                report.differences.append(f"reconcile after the repair still finds drift:\n{repair.check_output}")
         state = "in sync" if report.sync_timeout is None else "NOT in sync"
         log(f"soak: {state} after {time.monotonic() - started:.1f} s; comparing with the oracle")
         final_rows = list(pipeline.table.rows_with_versions())
@@ -295,6 +316,7 @@ def _check_workload(workload: Workload, report: SoakReport) -> None:
     """The workload must have exercised every kind of change it claims to (a soak that skipped deletes proves
     nothing about deletes)."""
     wanted = {"insert", "text_update", "metadata_update", "partial_update", "duplicate", "delete", "ttl_insert"}
+    wanted |= {"column_ttl", "null_write", "collection_add"}
     if workload.changes >= 300:
         missing = sorted(wanted - set(report.kinds))
         if missing:

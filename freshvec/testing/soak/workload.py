@@ -5,118 +5,33 @@ re-inserts, TTL inserts, empty and null texts, about 1% poison changes on keys o
 must refuse, and raw Kinesis records no forwarder would write), and about 1% poison changes on live keys that
 keep changing: an oversize title written to a live row, followed some writes later by a valid change of the
 same key (a metadata-only update, a text update or a delete), after which the key lives on like any other.
+
+Keyspaces' cell-level semantics get their own kinds: column TTLs (``UPDATE ... USING TTL`` of a few columns,
+which expire alone), null writes (``UPDATE ... SET c = null``: a cell tombstone), collection-only updates
+(``SET tags = tags + [...]``, set and map additions), and writes from a second client whose clock is skewed
+from the service's (``USING TIMESTAMP`` from that clock, ahead or behind; last write wins per cell).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from freshvec.config import PipelineConfig
-from freshvec.events import format_timestamp
-from freshvec.sources.keyspaces.cqltypes import CqlType
+from freshvec.testing.soak.values import WORDS, random_value, sentence, set_value
 
 POISON_RATE = 0.01
 LIVE_POISON_RATE = 0.015
 FIX_CHANCE = 0.1  # per write, while a live key is poisoned: its fix comes about ten writes later
 TTL_SECONDS = (1, 2, 3)
-
-_WORD_TEXT = (
-    "amber anchor apple arctic atlas autumn badge bamboo basket beacon berry blanket bloom border breeze bridge "
-    "bronze bubble cabin cactus camera candle canyon carbon castle cedar cherry circuit cliff cloud clover coffee "
-    "comet copper coral cotton crystal dawn delta desert diamond dragon dune eagle echo ember engine falcon "
-    "feather fern festival field flame forest fossil fountain galaxy garden garnet glacier granite harbor hazel "
-    "helmet honey horizon island ivory jacket jasmine jungle kettle lagoon lantern lemon lighthouse lily marble "
-    "meadow melody meteor mirror mountain nectar needle ocean olive orbit orchard otter paper pepper pebble "
-    "piano planet prairie quartz quill rabbit rainbow raven reef ribbon river rocket saddle salmon sapphire "
-    "satellite shadow silver spice spiral summit sunset tiger timber tulip tundra valley velvet violet volcano "
-    "walnut whale willow window winter wolf yarn zebra"
-)
-_WORDS = tuple(_WORD_TEXT.split())
-_NAMES = ("Ada", "Brook", "Cyrus", "Dana", "Elio", "Fern", "Gale", "Hana", "Ivo", "June")
-
-
-# ---------------------------------------------------------------------------------------------
-# Values of every CQL type, as change-event JSON values
-# ---------------------------------------------------------------------------------------------
-def random_value(cql_type: CqlType, rng: random.Random) -> Any:
-    """A random value of ``cql_type`` in the change-event JSON form (docs/change-event.md)."""
-    name = cql_type.base.name
-    base = cql_type.base
-    if name in ("text", "varchar"):
-        return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
-    if name == "ascii":
-        return f"SKU-{rng.randint(0, 99_999):05d}"
-    if name == "int":
-        return rng.randint(-(2**31), 2**31 - 1)
-    if name == "bigint":
-        return rng.randint(-(2**63), 2**63 - 1)
-    if name == "smallint":
-        return rng.randint(-(2**15), 2**15 - 1)
-    if name == "tinyint":
-        return rng.randint(-128, 127)
-    if name == "varint":
-        return rng.choice((rng.randint(-1000, 1000), rng.randint(2**60, 2**80)))
-    if name == "float":
-        return rng.randint(-(10**6), 10**6) / 64  # exact in binary: survives the float32 round trip
-    if name == "double":
-        return round(rng.uniform(-1e6, 1e6), 6)
-    if name == "decimal":
-        return f"{rng.randint(-99_999, 99_999)}.{rng.randint(0, 9999):04d}"
-    if name == "boolean":
-        return rng.random() < 0.5
-    if name == "date":
-        return (date(1970, 1, 1) + timedelta(days=rng.randint(0, 25_000))).isoformat()
-    if name == "timestamp":
-        moment = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(milliseconds=rng.randint(0, 10**12))
-        return format_timestamp(moment)
-    if name == "time":
-        return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}"
-    if name == "duration":
-        return f"{rng.randint(0, 48)}h{rng.randint(0, 59)}m"
-    if name == "inet":
-        if rng.random() < 0.8:
-            return ".".join(str(rng.randint(1, 254)) for _ in range(4))
-        return f"2001:db8::{rng.randint(1, 0xFFFF):x}"
-    if name == "uuid":
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    if name == "timeuuid":
-        return str(uuid.UUID(int=rng.getrandbits(128), version=1))
-    if name == "blob":
-        return base64.b64encode(rng.randbytes(rng.randint(1, 24))).decode("ascii")
-    if name == "list":
-        return [random_value(base.params[0], rng) for _ in range(rng.randint(1, 4))]
-    if name == "set":
-        return sorted({json.dumps(random_value(base.params[0], rng)) for _ in range(rng.randint(1, 4))})
-    if name == "map":
-        key_type, value_type = base.params
-        entries = {json.dumps(random_value(key_type, rng)): random_value(value_type, rng) for _ in range(3)}
-        if key_type.is_text:
-            return {json.loads(k): v for k, v in entries.items()}
-        return [[json.loads(k), v] for k, v in entries.items()]
-    if name == "tuple":
-        return [random_value(param, rng) for param in base.params]
-    if name == "udt":
-        return {"name": rng.choice(_NAMES), "age": rng.randint(18, 90)}
-    raise ValueError(f"the soak has no generator for CQL type {cql_type}")
-
-
-def _set_value(cql_type: CqlType, rng: random.Random) -> Any:
-    value = random_value(cql_type, rng)
-    if cql_type.base.name == "set":  # random_value keeps set members as JSON text to de-duplicate them
-        return [json.loads(item) for item in value]
-    return value
-
-
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 14)))
+SKEWED_CLIENT_SHARE = 0.25  # of the updates that may go through the second client
+SKEWS_S = (-0.25, -0.05, 0.05, 0.25)  # the second client's clock error, changed now and then (NTP steps)
+COLLECTION_COLUMNS = ("tags", "sizes", "stock", "by_code")  # the non-frozen list, set and maps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,15 +46,17 @@ class Write:
     ttl_s: int | None = None
     raw: bytes | None = None
     partition_key: str | None = None
+    partial: bool = False  # an UPDATE of the given columns (no row marker), not an INSERT
+    skew_s: float | None = None  # written by the second client, whose clock is the service's plus this
 
     @property
-    def call(self) -> tuple[str, int | None]:
+    def call(self) -> tuple[str, int | None, float | None]:
         """Writes with the same call signature go to the table in one call."""
         if self.raw is not None:
-            return ("raw", None)
+            return ("raw", None, None)
         if self.kind in ("delete", "fix_delete"):
-            return ("delete", None)
-        return ("upsert", self.ttl_s)
+            return ("delete", None, None)
+        return ("update" if self.partial else "upsert", self.ttl_s, self.skew_s)
 
 
 @dataclass(frozen=True)
@@ -209,6 +126,9 @@ _WEIGHTS = {
     "empty_text": 0.03,
     "reinsert": 0.04,
     "key_text_change": 0.04,
+    "column_ttl": 0.03,
+    "null_write": 0.03,
+    "collection_add": 0.04,
     "poison": POISON_RATE,
     "poison_live": LIVE_POISON_RATE,
 }
@@ -230,6 +150,8 @@ class WorkloadGenerator:
         self.live = _Bag()
         self.deleted = _Bag()
         self.poisoned = _Bag()  # live keys whose last write was poison: no other change until their fix
+        self.ever_poisoned: set[str] = set()  # the second client never writes these (see ``_skew``)
+        self.skew_s = self.rng.choice(SKEWS_S)
         self._raw_count = 0
 
     def _new_key(self, index: int) -> dict[str, Any]:
@@ -251,7 +173,7 @@ class WorkloadGenerator:
         row = dict(key)
         row[self.text] = sentence(self.rng)
         for column in self.value_columns:
-            row[column] = _set_value(self.types[column], self.rng)
+            row[column] = set_value(self.types[column], self.rng)
         return row
 
     def generate(self, changes: int) -> Workload:
@@ -288,7 +210,7 @@ class WorkloadGenerator:
 
     def _feasible(self, kind: str) -> str:
         needs_live = {"text_update", "metadata_update", "partial_update", "duplicate", "delete", "empty_text"}
-        needs_live.add("key_text_change")
+        needs_live |= {"key_text_change", "column_ttl", "null_write", "collection_add"}
         if kind in needs_live and not self.live:
             kind = "insert"
         if kind == "reinsert" and not self.deleted:
@@ -350,14 +272,14 @@ class WorkloadGenerator:
         key_id = self.live.choice(self.rng)
         change = {**self._key_of(key_id), self.text: sentence(self.rng)}
         self.rows[key_id].update(change)
-        return Write("text_update", change)
+        return Write("text_update", change, skew_s=self._skew(key_id))
 
     def _key_text_change(self) -> Write:
         """Text and several other columns in one write."""
         key_id = self.live.choice(self.rng)
         change = {**self._key_of(key_id), self.text: sentence(self.rng)}
         for column in self.rng.sample(self.value_columns, 4):
-            change[column] = _set_value(self.types[column], self.rng)
+            change[column] = set_value(self.types[column], self.rng)
         self.rows[key_id].update(change)
         return Write("key_text_change", change)
 
@@ -366,18 +288,55 @@ class WorkloadGenerator:
         key_id = self.live.choice(self.rng)
         row = dict(self.rows[key_id])
         for column in self.rng.sample(self.value_columns, self.rng.randint(1, 5)):
-            row[column] = _set_value(self.types[column], self.rng)
+            row[column] = set_value(self.types[column], self.rng)
         self.rows[key_id] = row
-        return Write("metadata_update", dict(row))
+        return Write("metadata_update", dict(row), skew_s=self._skew(key_id))
 
     def _partial_update(self) -> Write:
         """A CQL upsert of a few columns (the others keep their values); sometimes one is set to null."""
         key_id = self.live.choice(self.rng)
         change = self._key_of(key_id)
         for column in self.rng.sample(self.value_columns, self.rng.randint(1, 3)):
-            change[column] = None if self.rng.random() < 0.15 else _set_value(self.types[column], self.rng)
+            change[column] = None if self.rng.random() < 0.15 else set_value(self.types[column], self.rng)
         self.rows[key_id].update(change)
-        return Write("partial_update", change)
+        return Write("partial_update", change, skew_s=self._skew(key_id))
+
+    def _skew(self, key_id: str) -> float | None:
+        """The second client's clock error for a write of ``key_id``, or None (the first client writes it).
+
+        The second client never writes keys that were ever poisoned: an out-of-order timestamp there could
+        shadow the poison (or its fix) in the table, and the soak counts each poison change in the DLQ."""
+        if key_id in self.ever_poisoned or self.rng.random() >= SKEWED_CLIENT_SHARE:
+            return None
+        if self.rng.random() < 0.05:
+            self.skew_s = self.rng.choice(SKEWS_S)
+        return self.skew_s
+
+    def _column_ttl(self) -> Write:
+        """``UPDATE ... USING TTL n SET a = ..., b = ...``: those columns expire alone; the row stays."""
+        key_id = self.live.choice(self.rng)
+        change = self._key_of(key_id)
+        for column in self.rng.sample(self.value_columns, self.rng.randint(1, 2)):
+            change[column] = set_value(self.types[column], self.rng)
+        self.rows[key_id].update(change)
+        ttl = self.rng.choice(TTL_SECONDS)
+        return Write("column_ttl", change, ttl_s=ttl, partial=True, skew_s=self._skew(key_id))
+
+    def _null_write(self) -> Write:
+        """``UPDATE ... SET a = null``: a cell tombstone; the column leaves the row (and its metadata)."""
+        key_id = self.live.choice(self.rng)
+        change = self._key_of(key_id)
+        for column in self.rng.sample(self.value_columns, self.rng.randint(1, 2)):
+            change[column] = None
+        self.rows[key_id].update(change)
+        return Write("null_write", change, partial=True, skew_s=self._skew(key_id))
+
+    def _collection_add(self) -> Write:
+        """``SET c = c + ...`` on a list, set or map: the only change of the row (no text, no other column)."""
+        key_id = self.live.choice(self.rng)
+        column = self.rng.choice(COLLECTION_COLUMNS)
+        added = set_value(self.types[column], self.rng)
+        return Write("collection_add", {**self._key_of(key_id), "$add": {column: added}}, partial=True)
 
     def _duplicate(self) -> Write:
         key_id = self.live.choice(self.rng)
@@ -418,6 +377,7 @@ class WorkloadGenerator:
             return self._poison()
         self.live.remove(key_id)
         self.poisoned.add(key_id)
+        self.ever_poisoned.add(key_id)
         change = {**self._key_of(key_id), "title": _oversize_title(self.rng)}
         self.rows[key_id].update(change)
         return Write("poison_live_oversize_metadata", change)
@@ -445,7 +405,7 @@ class WorkloadGenerator:
         row["title"] = random_value(self.types["title"], self.rng)
         for column in self.rng.sample(self.value_columns, self.rng.randint(0, 3)):
             if column != "title":
-                row[column] = _set_value(self.types[column], self.rng)
+                row[column] = set_value(self.types[column], self.rng)
         self.rows[key_id] = row
         return Write("fix_metadata", dict(row))
 
@@ -485,7 +445,7 @@ class WorkloadGenerator:
 
 def _oversize_title(rng: random.Random) -> str:
     """A title of about 2.9 KB: over the 2 KB S3 Vectors allows for filterable metadata, and unique."""
-    return " ".join(rng.choice(_WORDS) for _ in range(420))
+    return " ".join(rng.choice(WORDS) for _ in range(420))
 
 
 def generate_workload(config: PipelineConfig, changes: int, *, keys: int | None = None, seed: int = 7) -> Workload:

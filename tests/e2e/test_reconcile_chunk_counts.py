@@ -1,0 +1,86 @@
+"""A corrupted chunk count on a row's chunk 0 is drift: ``freshvec --local reconcile`` reports it and
+``--repair`` fixes it, so a later delete of the row leaves none of its chunks behind."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from freshvec import constants as c
+from freshvec.cli import app as cli
+from freshvec.cli.errors import EXIT_CHECK_FAILED
+from freshvec.config import DEFAULT_CONFIG
+from freshvec.local import LocalPipeline
+from freshvec.local.cli import stack_state
+from freshvec.local.control import ControlServer
+from freshvec.state import write_local_state
+from freshvec.testing.builders import movie
+
+SYNC_S = 30
+LONG = " ".join(f"Sentence number {i} tells more of the story of the sharks." for i in range(30))
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    config = {**DEFAULT_CONFIG, "sink": {"batching_window_s": 0}, "chunking": {"max_chars": 200}}
+    with LocalPipeline.start(config) as running:
+        control = ControlServer(running).start()
+        state = tmp_path_factory.mktemp("local") / "state.json"
+        write_local_state(state, stack_state(running, control))
+        mp = pytest.MonkeyPatch()
+        mp.setenv("FRESHVEC_LOCAL_STATE", str(state))
+        try:
+            yield running
+        finally:
+            mp.undo()
+            control.stop()
+
+
+def reconcile(*args: str) -> Any:
+    result = runner.invoke(cli.app, ["--local", "reconcile", *args], catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
+def _until_in_sync() -> Any:
+    deadline = time.monotonic() + SYNC_S
+    while (again := reconcile("--json")).exit_code != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return again
+
+
+def test_a_lowered_chunk_count_is_reported_repaired_and_a_delete_then_removes_every_chunk(
+    pipeline: LocalPipeline,
+) -> None:
+    row = {k: v for k, v in movie("Long", LONG).items() if k in pipeline.config.columns}
+    pipeline.wait_synced(timeout=SYNC_S, receipt=pipeline.upsert([row]))
+    chunks = pipeline.indexed_chunks({"title": "Long"})
+    assert len(chunks) > 2
+    assert reconcile("--json").exit_code == 0
+    chunk0 = pipeline.indexed({"title": "Long"})
+    assert chunk0 is not None
+    res = pipeline.resources
+    pipeline.server.client("s3vectors").put_vectors(
+        vectorBucketName=res.vector_bucket,
+        indexName=res.vector_index,
+        vectors=[{"key": chunk0["key"], "data": chunk0["data"], "metadata": {**chunk0["metadata"], c.META_CHUNKS: 1}}],
+    )
+    found = reconcile("--json")
+    assert found.exit_code == EXIT_CHECK_FAILED, found.output
+    assert json.loads(found.stdout)["metadata"] == 1
+
+    assert reconcile("--repair").exit_code == EXIT_CHECK_FAILED
+    assert _until_in_sync().exit_code == 0
+
+    pipeline.wait_synced(timeout=SYNC_S, receipt=pipeline.delete([{"title": "Long"}]))
+    assert _until_in_sync().exit_code == 0
+    listed = pipeline.server.client("s3vectors").list_vectors(
+        vectorBucketName=res.vector_bucket, indexName=res.vector_index
+    )["vectors"]
+    assert [v["key"] for v in listed] == []
