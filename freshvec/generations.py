@@ -20,7 +20,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -244,10 +244,6 @@ class CopyStats:
     copied: int = 0
     embedded: int = 0  # texts that went to the model
 
-    def add(self, other: CopyStats) -> None:
-        self.copied += other.copied
-        self.embedded += other.embedded
-
 
 @dataclass
 class GenerationReport:
@@ -260,14 +256,6 @@ class GenerationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "copied": self.copy.copied, "embedded": self.copy.embedded}
-
-
-def pointer_summary(pointer: IndexPointer) -> Mapping[str, Any]:
-    return {
-        "active": pointer.active,
-        "previous": pointer.previous,
-        "indexes": {k: v.index for k, v in pointer.generations.items()},
-    }
 
 
 def promoted(config: PipelineConfig) -> PipelineConfig:

@@ -246,6 +246,7 @@ def status_command(
             close()
     doc = {
         "active": ctx.pointer.active,
+        "pointer": generations.describe(ctx.pointer),
         "phase": state.phase if state else None,
         "path": state.fill_path if state else None,
         "generations": {name: r.as_json() for name, r in reports.items()},
