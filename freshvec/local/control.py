@@ -11,7 +11,8 @@ outputs), the control URL and the control token. The control API is a small JSON
   changes), ``ttl_s`` is ``USING TTL`` for exactly the cells written (a column TTL on a partial update),
   ``timestamp_us`` is ``USING TIMESTAMP`` (microseconds, the client's clock otherwise)
 - ``POST /rows/read {"keys": [...]}`` -> ``{"rows": [{"key", "row", "version"}, ...]}``: each key's current
-  row (None when there is none) and its version, the newest cell write time in microseconds (re-sync reads)
+  row (None when there is none) and the read's version (``freshvec.versions``): a PostgreSQL read's snapshot,
+  a Keyspaces read's conservative stamp (re-sync reads)
 - ``POST /rows/scan {"segment": i, "segments": n, "after": cursor, "limit": m}`` -> ``{"rows": [{"row",
   "version"}, ...], "next": cursor}``: one page of the rows whose key hashes into segment i of n, in key
   order after ``after`` (``next`` None: the segment is done); backfill and reconcile read the table with it
