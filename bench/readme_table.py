@@ -22,7 +22,8 @@ def _value(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+        # sorted, as the results file stores it: a render from a fresh run and one from the file agree
+        return ", ".join(f"{k} {_value(value[k])}" for k in sorted(value))
     return str(value)
 
 
