@@ -22,7 +22,7 @@ from rich.table import Table
 from freshvec import constants as c
 from freshvec.chunking import group_hits, query_top_k
 from freshvec.cli import console, generations, local_client
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import OperatorError, UsageError
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
@@ -135,7 +135,7 @@ def query_index(
         chosen = resolve_mode(config, mode)
         texts = query_texts(config, text, chosen)
     except QueryModeError as exc:
-        raise OperatorError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     if resources.is_local:
         if filter_doc is not None:
             validate_filter(filter_doc, enhanced=config.text_search.index_mode == "ENHANCED")

@@ -179,7 +179,7 @@ def test_a_text_edit_is_found_by_its_new_words_and_no_longer_by_its_old(pipeline
 
 def test_refusals_are_one_line(local_cli: None) -> None:
     result = runner.invoke(cli.app, ["--local", "query", "x" * 1100, "--mode", "text"])
-    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.exit_code == 2 and result.output.count("\n") == 1  # a usage error
     assert "full-text search takes at most 1024" in result.output
     result = runner.invoke(cli.app, ["--local", "query", "x", "--mode", "fuzzy"])
     assert result.exit_code != 0 and "--mode must be one of hybrid, vector, text" in result.output
