@@ -12,8 +12,9 @@ from botocore.response import StreamingBody
 
 from freshvec import constants as c
 from freshvec.adapters.bedrock import (
-    CohereEmbedder,
+    BedrockEmbedder,
     TitanEmbedder,
+    bedrock_embedder,
     make_embedder,
 )
 from freshvec.config import EmbeddingConfig
@@ -176,14 +177,14 @@ def test_access_and_model_errors_fail_the_whole_batch(code: str) -> None:
 
 def test_output_dimension_must_match_the_index() -> None:
     with pytest.raises(MisconfigurationError, match="1024 dimensions; the index expects 256"):
-        CohereEmbedder(FakeBedrockRuntime(), dimensions=256, retry=no_wait()).embed_documents(["a"])
+        bedrock_embedder(FakeBedrockRuntime(), "cohere", c.COHERE_EN_V3, 256, retry=no_wait()).embed_documents(["a"])
 
 
 # ---- Cohere --------------------------------------------------------------------------------------------
 def test_cohere_sends_up_to_96_texts_per_call_as_documents() -> None:
     fake = FakeBedrockRuntime()
     texts = [f"doc {i}" for i in range(200)]
-    vectors = CohereEmbedder(fake, retry=no_wait()).embed_documents(texts)
+    vectors = bedrock_embedder(fake, "cohere", c.COHERE_EN_V3, 1024, retry=no_wait()).embed_documents(texts)
     assert sorted(len(call["body"]["texts"]) for call in fake.calls) == [8, 96, 96]
     assert {call["body"]["input_type"] for call in fake.calls} == {"search_document"}
     assert {call["body"]["truncate"] for call in fake.calls} == {"END"}
@@ -192,7 +193,7 @@ def test_cohere_sends_up_to_96_texts_per_call_as_documents() -> None:
 
 def test_cohere_queries_use_search_query_and_texts_are_cut_to_2048_characters() -> None:
     fake = FakeBedrockRuntime()
-    CohereEmbedder(fake, retry=no_wait()).embed_query("q" * 3000)
+    bedrock_embedder(fake, "cohere", c.COHERE_EN_V3, 1024, retry=no_wait()).embed_query("q" * 3000)
     [call] = fake.calls
     assert call["body"]["input_type"] == "search_query"
     assert len(call["body"]["texts"][0]) == c.COHERE_MAX_INPUT_CHARS
@@ -201,7 +202,9 @@ def test_cohere_queries_use_search_query_and_texts_are_cut_to_2048_characters() 
 def test_cohere_isolates_a_refused_text_and_keeps_the_rest_of_its_call() -> None:
     fake = FakeBedrockRuntime()
     fake.fail("ValidationException", times=-1, when=lambda body: "refused" in body["texts"])
-    results = CohereEmbedder(fake, retry=no_wait()).try_embed_documents(["a", "refused", "b"])
+    results = bedrock_embedder(fake, "cohere", c.COHERE_EN_V3, 1024, retry=no_wait()).try_embed_documents(
+        ["a", "refused", "b"]
+    )
     assert [r.vector is not None for r in results] == [True, False, True]
     assert isinstance(results[1].error, PoisonRecordError)
 
@@ -238,5 +241,5 @@ def test_make_embedder_passes_the_config_through() -> None:
     assert isinstance(titan, TitanEmbedder)
     assert (titan.dimensions, titan.max_concurrency, titan.max_input_chars) == (1024, 2, c.TITAN_MAX_INPUT_CHARS)
     cohere = make_embedder(EmbeddingConfig(provider="cohere", model_id=c.COHERE_MULTI_V3, dimensions=1024), fake)
-    assert isinstance(cohere, CohereEmbedder)
+    assert isinstance(cohere, BedrockEmbedder) and not isinstance(cohere, TitanEmbedder)
     assert cohere.model_id == c.COHERE_MULTI_V3
