@@ -174,27 +174,6 @@ class TitanEmbedder(BedrockEmbedder):
         return [EmbedResult(result.vector, result.error, truncated=result.vector is not None and limit < len(text))]
 
 
-def bedrock_embedder(
-    bedrock_client: Any,
-    provider: str,
-    model_id: str,
-    dimensions: int,
-    *,
-    max_concurrency: int = 8,
-    retry: RetryPolicy | None = None,
-    limiter: AdaptiveRateLimiter | None = None,
-) -> BedrockEmbedder:
-    """The embedder of a Cohere (v3, v4) or Nova model: ``BedrockEmbedder`` with that model's body and limit."""
-    return BedrockEmbedder(
-        bedrock_client,
-        model_body(provider, model_id, dimensions),
-        max_input_chars=c.input_char_limit(provider, model_id),
-        max_concurrency=max_concurrency,
-        retry=retry,
-        limiter=limiter,
-    )
-
-
 def make_embedder(
     embedding_config: EmbeddingConfig, bedrock_client: Any = None, retry: RetryPolicy | None = None
 ) -> Embedder:
@@ -205,17 +184,14 @@ def make_embedder(
     if bedrock_client is None:
         raise MisconfigurationError(f"embedding provider {provider!r} needs a bedrock-runtime client")
     limiter = AdaptiveRateLimiter(embedding_config.max_concurrency) if embedding_config.adaptive_rate else None
-    common: dict[str, Any] = {
-        "model_id": embedding_config.model_id,
-        "dimensions": embedding_config.dimensions,
-        "max_concurrency": embedding_config.max_concurrency,
-        "retry": retry,
-        "limiter": limiter,
-    }
+    model_id, dimensions = embedding_config.model_id, embedding_config.dimensions
+    calls: dict[str, Any] = {"max_concurrency": embedding_config.max_concurrency, "retry": retry, "limiter": limiter}
     if provider == "titan":
-        return TitanEmbedder(bedrock_client, normalize=embedding_config.normalize, **common)
+        normalize = embedding_config.normalize
+        return TitanEmbedder(bedrock_client, model_id=model_id, dimensions=dimensions, normalize=normalize, **calls)
     if provider in ("cohere", "nova"):
-        return bedrock_embedder(bedrock_client, provider, **common)
+        body = model_body(provider, model_id, dimensions)
+        return BedrockEmbedder(bedrock_client, body, max_input_chars=c.input_char_limit(provider, model_id), **calls)
     raise MisconfigurationError(f"unknown embedding provider {provider!r}; allowed: {', '.join(c.PROVIDER_MODELS)}")
 
 
