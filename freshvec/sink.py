@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,7 +58,7 @@ from freshvec.ports import (
     TombstoneStore,
     VectorStore,
 )
-from freshvec.sink_calls import key_calls, put_calls
+from freshvec.sink_calls import key_calls, put_calls, valid_vectors
 from freshvec.sink_report import SinkResult, SinkStats, add_stats, dead_letter_body, in_sequence_order, park_one
 
 
@@ -76,6 +75,7 @@ class Sink:
         *,
         tombstones: TombstoneStore,
         clock: Callable[[], float] = time.time,
+        truncate_wait_s: float = c.TRUNCATE_RACE_WAIT_S,
     ) -> None:
         self.config = config
         self.embedder = embedder
@@ -83,6 +83,7 @@ class Sink:
         self.dlq = dlq
         self.tombstones = tombstones
         self.clock = clock
+        self.truncate_wait_s = truncate_wait_s  # how long a put that raced a TRUNCATE waits for it (PostgreSQL)
         self._metadata = MetadataBuilder(config)
         self._index_checked = False
 
@@ -146,12 +147,16 @@ class Sink:
         self._check_index()
         stats = SinkStats(changes_received=len(records))
         parsed = [self._parse(index, record) for index, record in enumerate(records)]
-        # Changes the table's last TRUNCATE supersedes (PostgreSQL) are set aside.
-        truncated = truncate.set_aside_older(self.store, self.tombstones, self.config, parsed)
+        # Changes the table's last TRUNCATE supersedes (PostgreSQL) are set aside; puts are checked against it after.
+        floor = truncate.read_state(self.tombstones, self.config)
+        truncated = truncate.set_aside_older(self.store, floor, parsed)
         run = _Run(self, stats)
         limit = run.prepare(parsed)  # parks the poison records, before any write
         limit = run.write(limit)
-        truncate.recheck(self.store, self.tombstones, self.config, run.written)  # a TRUNCATE applied meanwhile
+        racing = truncate.recheck(  # a TRUNCATE applied meanwhile; what it could not confirm goes to re-delivery
+            self.store, self.tombstones, self.config, run.written, floor, wait_s=self.truncate_wait_s
+        )
+        limit = min([limit, *(p.first_index for p in racing)])
         limit = run.dead_letter(parsed, limit)  # vectors S3 Vectors refused while writing
         now_ms = self.clock() * 1000
         for plan in run.written:
@@ -384,7 +389,7 @@ class _Run:
 
     # -- write: surplus chunks, puts, tombstones, deletes; a failed call leaves its rows and later ones to re-delivery
     def write(self, limit: int) -> int:
-        puts = self._valid_vectors([p for p in self.plans if p.action is Action.PUT])
+        puts = valid_vectors([p for p in self.plans if p.action is Action.PUT], self.sink.embedder.dimensions)
         deletes = [p for p in self.plans if p.action is Action.DELETE]
         self._written(p for p in self.plans if p.action is Action.SKIP)
         versioned = [p for p in deletes if p.version is not None]  # each delete's tombstone rises to it
@@ -444,33 +449,6 @@ class _Run:
             if id(plan) not in self._written_ids:
                 self._written_ids.add(id(plan))
                 self.written.append(plan)
-
-    def _valid_vectors(self, plans: list[KeyPlan]) -> list[KeyPlan]:
-        """The plans whose every chunk vector has the index's dimension and only finite floats; the others are
-        poison.
-
-        S3 Vectors would refuse the others too, but the SDK's own validation of every float is turned off for
-        vector writes (it costs more CPU than the sink), so this check is the one that counts.
-        """
-        dimension = self.sink.embedder.dimensions
-        valid = []
-        for plan in plans:
-            problem = None
-            for chunk in plan.chunks:
-                vector = chunk.vector or []
-                if len(vector) != dimension:
-                    problem = f"the vector has {len(vector)} dimensions; the index has {dimension}"
-                # A non-finite value makes the sum non-finite; only then (or on overflow) is each value checked.
-                elif not math.isfinite(sum(vector)) and not all(math.isfinite(x) for x in vector):
-                    problem = "the vector holds a value that is not a finite number"
-                if problem:
-                    break
-            if problem is None:
-                valid.append(plan)
-                continue
-            for record in plan.records:
-                record.error = PoisonRecordError(problem)
-        return valid
 
     # -- dead letters: every poison record before the limit, sent before any write -------------------------
     def dead_letter(self, parsed: list[ParsedRecord], limit: int) -> int:

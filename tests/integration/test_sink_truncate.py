@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 from freshvec import constants as c
@@ -239,3 +241,62 @@ def test_the_floor_only_rises_a_re_delivered_older_truncate_does_not_lower_it(mo
     pipe.sink.process(records(event("TRUNCATE", None, 200), start=10))  # an older TRUNCATE, re-delivered
     late = pipe.sink.process(records(event("INSERT", 1, 250, body="first"), start=20))
     assert late.stats.stale_skipped == 1 and stored(pipe) == {}
+
+
+def _listing_then(pipe: Pipeline, between: Any) -> None:
+    """Run ``between`` once, after the TRUNCATE's listing of the index and before its deletes (another shard's
+    sink at work at that moment)."""
+    real_scan = pipe.sink.store.scan
+
+    def scan(**kwargs: Any) -> Any:
+        pages = list(real_scan(**kwargs))
+        between()
+        yield from pages
+
+    pipe.sink.store.scan = scan  # type: ignore[method-assign]
+
+
+def test_a_newer_put_between_the_truncate_listing_and_its_deletes_goes_back_to_redelivery(moto: MotoServer) -> None:
+    """BEGIN; UPDATE id=1; TRUNCATE; INSERT id=1; COMMIT, the TRUNCATE on its own shard: the re-insert is put
+    after the TRUNCATE listed the index (row 1 at its old version) and before it deleted by that listing. The
+    put's re-check sees the floor still applying: the record goes back to re-delivery (no DLQ), and comes
+    back after the TRUNCATE is done."""
+    pipe = make_pipeline(moto, pg_config())
+    assert pipe.sink.process(records(event("INSERT", 1, 100, body="old"))).batch_item_failures == []
+    tx = 300
+    shard0 = records(event("UPDATE", 1, at(tx, 0), body="updated"), event("INSERT", 1, at(tx, 2), body="again"))
+    pipe.sink.truncate_wait_s = 0  # the TRUNCATE cannot finish while this runs: no wait
+    results: list[Any] = []
+    _listing_then(pipe, lambda: results.append(pipe.sink.process(shard0)))
+    assert pipe.sink.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
+    (raced,) = results
+    # The UPDATE is older than the floor (set aside); the re-insert goes back.
+    assert raced.batch_item_failures == [{"itemIdentifier": shard0[1]["kinesis"]["sequenceNumber"]}]
+    assert raced.dead_letters == [] and pipe.sqs.receive_message(QueueUrl=pipe.queue_url).get("Messages") is None
+    assert stored(pipe) == {}  # the stale listing removed the put ...
+    again = pipe.sink.process(shard0[1:])  # ... and the re-delivery brings it back
+    assert again.batch_item_failures == []
+    assert stored(pipe) == {key(1): str(tx)}
+
+
+def test_a_newer_put_racing_the_truncate_deletes_waits_for_them_and_is_put_again(moto: MotoServer) -> None:
+    """The same race with the TRUNCATE finishing while the put waits: the row is put again, no re-delivery."""
+    pipe = make_pipeline(moto, pg_config())
+    assert pipe.sink.process(records(event("INSERT", 1, 100, body="old"))).batch_item_failures == []
+    tx = 300
+    shard0 = records(event("INSERT", 1, at(tx, 2), body="again"))
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(pipe.sink.process(shard0)))
+
+    def put_on_another_shard() -> None:
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not stored(pipe).get(key(1)) == str(tx) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the put is in the index; the TRUNCATE's deletes follow its stale listing
+
+    _listing_then(pipe, put_on_another_shard)
+    assert pipe.sink.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
+    worker.join(60)
+    (raced,) = results
+    assert raced.batch_item_failures == [] and raced.dead_letters == []
+    assert stored(pipe) == {key(1): str(tx)}
