@@ -84,3 +84,39 @@ def test_a_lowered_chunk_count_is_reported_repaired_and_a_delete_then_removes_ev
         vectorBucketName=res.vector_bucket, indexName=res.vector_index
     )["vectors"]
     assert [v["key"] for v in listed] == []
+
+
+def _listed(pipeline: LocalPipeline, prefix: str) -> list[str]:
+    res = pipeline.resources
+    listed = pipeline.server.client("s3vectors").list_vectors(
+        vectorBucketName=res.vector_bucket, indexName=res.vector_index
+    )["vectors"]
+    return sorted(v["key"] for v in listed if v["key"].startswith(prefix))
+
+
+@pytest.mark.parametrize("change", ["delete", "no text"])
+def test_chunks_left_without_chunk_0_are_removed_by_a_repair_when_the_row_is_gone_or_has_no_text(
+    pipeline: LocalPipeline, change: str
+) -> None:
+    title = f"Orphaned {change}"
+    row = {k: v for k, v in movie(title, LONG).items() if k in pipeline.config.columns}
+    pipeline.wait_synced(timeout=SYNC_S, receipt=pipeline.upsert([row]))
+    chunks = [chunk["key"] for chunk in pipeline.indexed_chunks({"title": title})]
+    assert len(chunks) > 2
+    res = pipeline.resources
+    pipeline.server.client("s3vectors").delete_vectors(  # damage: the row's chunk 0 is lost
+        vectorBucketName=res.vector_bucket, indexName=res.vector_index, keys=[chunks[0]]
+    )
+    if change == "delete":
+        receipt = pipeline.delete([{"title": title}])
+    else:
+        receipt = pipeline.upsert([{**row, pipeline.config.embedding_field: None}])
+    pipeline.wait_synced(timeout=SYNC_S, receipt=receipt)
+    prefix = chunks[0]
+    found = reconcile("--json")
+    assert found.exit_code == EXIT_CHECK_FAILED, found.output
+    assert json.loads(found.stdout)["orphan"] == len(chunks) - 1
+
+    assert reconcile("--repair").exit_code == EXIT_CHECK_FAILED
+    assert _until_in_sync().exit_code == 0
+    assert _listed(pipeline, prefix) == []
