@@ -209,6 +209,7 @@ class Sink:
                     f"change event is for {event.keyspace}.{event.table}; this sink serves "
                     f"{self.config.keyspace}.{self.config.table}"
                 )
+            parsed.event = event  # from here on a poison change still names its row and version
             stray = stray_vector_key(event.key, self.config.key_columns) if event.is_repair else None
             if stray is not None and event.op != "DELETE":
                 raise PoisonRecordError("a repair of a vector key that names no row can only remove it")
@@ -236,7 +237,6 @@ class Sink:
                     parsed.chunks.append(ChunkPlan(chunk.number, chunk.key, chunk.text, chunk.fingerprint, metadata))
                 if parsed.chunks:
                     parsed.fingerprint, parsed.metadata = parsed.chunks[0].fingerprint, parsed.chunks[0].metadata
-            parsed.event = event
         except PoisonRecordError as exc:
             parsed.error = exc
         return parsed
@@ -427,22 +427,19 @@ class _Run:
         return limit
 
     def _refused(self, plans: list[KeyPlan], items: list[dict[str, Any]], exc: RejectedVectorsError) -> list[Any]:
-        """Rows with a refused chunk are parked; chunks they added beyond the stored count are removed again
-        when their chunk 0 (which would have counted them) was refused."""
+        """Rows with a refused chunk are parked, and (their newest state cannot be indexed) lose every vector the
+        index held or this put added, chunk 0 last, behind a tombstone at the refused change's version."""
         refused_rows = {split_chunk_key(key)[0]: reason for key, reason in exc.rejected.items()}
-        accepted = [v for v in items if v["key"] not in exc.rejected]
-        self.stats.vectors_put += len(accepted)
+        self.stats.vectors_put += sum(1 for v in items if v["key"] not in exc.rejected)
         self._written(p for p in plans if p.key not in refused_rows)
-        cleanup: list[tuple[KeyPlan, list[str]]] = []
-        for plan in plans:
-            if plan.key in refused_rows:
-                for record in plan.records:
-                    record.error = PoisonRecordError(f"S3 Vectors refused the vector: {refused_rows[plan.key]}")
-                if plan.key in exc.rejected:
-                    beyond = {chunk.key for chunk in plan.chunks[plan.stored_count :]}
-                    added = [v["key"] for v in accepted if v["key"] in beyond]
-                    cleanup += [(plan, added)] if added else []
-        return key_calls("surplus", cleanup)
+        refused = [p for p in plans if p.key in refused_rows]
+        for plan in refused:
+            for record in plan.records:
+                record.error = PoisonRecordError(f"S3 Vectors refused the vector: {refused_rows[plan.key]}")
+        versioned = [p for p in refused if p.version is not None]
+        calls: list[Any] = [("tombstone", versioned, [])] if versioned else []
+        rows = [(p, [*chunk_keys(p.key, max(len(p.chunks), p.stored_count), start=1), p.key]) for p in refused]
+        return calls + key_calls("surplus", rows)
 
     def _written(self, plans: Any) -> None:
         for plan in plans:

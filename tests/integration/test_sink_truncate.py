@@ -291,8 +291,8 @@ def test_a_newer_put_racing_the_truncate_deletes_waits_for_them_and_is_put_again
     def put_on_another_shard() -> None:
         worker.start()
         deadline = time.monotonic() + 30
-        while not stored(pipe).get(key(1)) == str(tx) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the put is in the index; the TRUNCATE's deletes follow its stale listing
+        while stored(pipe).get(key(1)) != str(tx) and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the put is in the index; then the TRUNCATE deletes by its stale listing
 
     _listing_then(pipe, put_on_another_shard)
     assert pipe.sink.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
