@@ -9,7 +9,7 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from freshvec import constants as c
-from freshvec.cli.redrive import REDRIVEN_PREFIX
+from freshvec.cli.parked import REDRIVEN_PREFIX
 from freshvec.config import PipelineConfig
 from stacks import constants as k
 from tests.infra.conftest import Synth, statements
