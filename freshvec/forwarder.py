@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,7 @@ from freshvec.ports import (
     LeaseStore,
     LostRange,
     ReadResult,
+    ShardCheckpoint,
     SourceCursor,
     StreamView,
 )
@@ -286,13 +287,14 @@ class Forwarder:
             current = checkpoints.get(shard_id)
             if current is not None and not current.lease_free(now) and current.lease_owner != self.owner_id:
                 continue
-            lease = self._store.try_acquire(view.stream_id, shard_id)
+            lease = self._store.try_acquire(view.stream_id, shard_id, lineage_depth(shard_id, view, checkpoints))
             if lease is None:
                 continue
             fresh = not continuation and not any(p in checkpoints for p in partition.parents)
             cursor = self._source.open(
-                view.stream_id, shard_id, lease.sequence_number, fresh=fresh, resume=lease.resume
-            )
+                view.stream_id, shard_id, lease.sequence_number, fresh=fresh, resume=lease.resume,
+                depth=lease.depth or 0,
+            )  # fmt: skip
             self._owned[shard_id] = _OwnedShard(
                 cursor,
                 lease_expires_at=lease.lease_expires_at or now,
@@ -458,3 +460,28 @@ class Forwarder:
     def _hook(self, step: str, **details: Any) -> None:
         if self._hooks is not None:
             self._hooks(step, **details)
+
+
+def lineage_depth(partition_id: str, view: StreamView, stored: Mapping[str, ShardCheckpoint]) -> int:
+    """How many generations of parents a partition has: its stored depth, else one more than its deepest parent's.
+
+    A parent's depth is the one stored when it was leased, so it survives the parent being trimmed from the
+    stream's listing (Keyspaces lists a closed shard for 24 h): a child always ends up deeper than every parent
+    whose records were forwarded. A parent neither listed nor stored (trimmed before anything read it) counts as
+    depth 0: none of its records were forwarded.
+    """
+    known: dict[str, int] = {}
+
+    def depth(shard_id: str, trail: frozenset[str]) -> int:
+        checkpoint = stored.get(shard_id)
+        if checkpoint is not None and checkpoint.depth is not None:
+            return checkpoint.depth
+        partition = view.partitions.get(shard_id)
+        if partition is None or shard_id in trail:  # unknown, or a lineage that loops (never from a real stream)
+            return 0
+        if shard_id not in known:
+            parents = partition.named_parents or partition.parents
+            known[shard_id] = max((depth(p, trail | {shard_id}) + 1 for p in parents), default=0)
+        return known[shard_id]
+
+    return depth(partition_id, frozenset())

@@ -75,7 +75,8 @@ class KeyspacesStreamsSource:
         self.table = table
         self._converter = converter
         self._starting_position = starting_position
-        self._lineage: dict[str, tuple[str, int]] = {}  # shard id -> (stream label, lineage depth)
+        self._labels: dict[str, str] = {}  # stream ARN -> stream label
+        self._lineage: dict[str, tuple[str, int]] = {}  # shard id -> (stream label, lineage depth) of opened shards
 
     @classmethod
     def for_config(cls, streams: Any, config: Any) -> KeyspacesStreamsSource:
@@ -134,22 +135,32 @@ class KeyspacesStreamsSource:
                 shard_id,
                 parents=tuple(p for p in shard.get("parentShardIds") or [] if p in shards),
                 order=_start_sequence(shard),
+                named_parents=tuple(shard.get("parentShardIds") or ()),
             )
             for shard_id, shard in shards.items()
         }
-        label = str(pages[0].get("streamLabel") or stream_arn.rpartition("/")[2])
-        self._lineage.update({shard_id: (label, _depth(shard_id, partitions)) for shard_id in partitions})
+        self._labels[stream_arn] = str(pages[0].get("streamLabel") or stream_arn.rpartition("/")[2])
         return StreamView(stream_arn, closed=pages[0]["streamStatus"] == STATUS_DISABLED, partitions=partitions)
 
     def open(
-        self, stream_arn: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+        self,
+        stream_arn: str,
+        partition_id: str,
+        position: str | None,
+        *,
+        fresh: bool,
+        resume: str | None = None,
+        depth: int = 0,
     ) -> SourceCursor:
         """A cursor at the checkpoint; a shard never read starts at the configured position only when
         ``fresh`` (no parent was read and this is the first stream), else from its start.
 
         ``resume`` is a shard iterator an earlier reader got past a stretch without changes: the first read uses
-        it, and when it has expired (15 minutes) the iterator is taken again from the checkpoint.
+        it, and when it has expired (15 minutes) the iterator is taken again from the checkpoint. ``depth``: the
+        shard's lineage depth as the forwarder's lease store keeps it (``freshvec.forwarder.lineage_depth``),
+        which the versions of its records carry with the stream label.
         """
+        self._lineage[partition_id] = (self._labels.get(stream_arn) or stream_arn.rpartition("/")[2], depth)
         start = self._starting_position if fresh else ITERATOR_TRIM_HORIZON
         return SourceCursor(stream_arn, partition_id, position, start, _ShardState(iterator=resume))
 
@@ -307,12 +318,3 @@ def validation_reason(exc: ClientError) -> str | None:
 def _start_sequence(shard: Mapping[str, Any]) -> int:
     start = (shard.get("sequenceNumberRange") or {}).get("startingSequenceNumber") or ""
     return int(start) if start.isdigit() else 0
-
-
-def _depth(shard_id: str, partitions: Mapping[str, Partition]) -> int:
-    """How many generations of parents a shard has (a child's records of a key come after its parents')."""
-    depth, level = 0, set(partitions[shard_id].parents)
-    while level and depth < len(partitions):
-        depth += 1
-        level = {parent for p in level if p in partitions for parent in partitions[p].parents}
-    return depth
