@@ -82,6 +82,7 @@ class ForwarderStats:
     shards_owned: int = 0  # most shards held at once
     throttles: int = 0  # ThrottlingException from Keyspaces Streams, throttled PutRecords entries
     trimmed_events: int = 0
+    created_at_regressions: int = 0  # records older than the previous one of their row in a read (ReadResult)
     lost_ranges: list[LostRange] = field(default_factory=list)
     passes: int = 0
     at_tip: bool = True  # every owned shard had nothing more to read (for ``run``: at the end of the run)
@@ -107,6 +108,7 @@ class ForwarderStats:
         self.shards_owned = max(self.shards_owned, other.shards_owned)
         self.throttles += other.throttles
         self.trimmed_events += other.trimmed_events
+        self.created_at_regressions += other.created_at_regressions
         self.lost_ranges.extend(other.lost_ranges)
         self.passes += other.passes
         self.at_tip = self.at_tip and other.at_tip
@@ -336,6 +338,7 @@ class Forwarder:
             read = True
             shard.failed_reads = 0
             stats.trimmed_events += result.trims
+            stats.created_at_regressions += result.created_at_regressions
             stats.lost_ranges.extend(result.lost_ranges)
             self._hook(STEP_AFTER_READ, stream_arn=shard.stream_arn, shard_id=shard.shard_id, count=len(result.records))
             if result.records:

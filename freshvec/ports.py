@@ -273,6 +273,9 @@ class ReadResult:
     # Where the next read starts, as a token ``ChangeSource.open`` can resume from (None: the source has none);
     # past every record of this read.
     resume: str | None = None
+    # Records whose change time is older than the previous record's of the same row in this read (Keyspaces
+    # ``createdAt``): what the per-key order of versions assumes never happens (docs/exactness.md).
+    created_at_regressions: int = 0
 
 
 class ChangeSource(Protocol):

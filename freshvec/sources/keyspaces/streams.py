@@ -21,6 +21,7 @@ The forwarder (``freshvec.forwarder``) owns leases, checkpoints, concurrency and
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from freshvec import constants as c
 from freshvec.errors import TransientError, error_code
 from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import LeaseStore, LostRange, Partition, ReadResult, SourceCursor, StreamEntry, StreamView
+from freshvec.sources.keyspaces.cells import to_micros
 from freshvec.sources.keyspaces.convert import RecordConverter
 
 log = logging.getLogger(__name__)
@@ -173,16 +175,22 @@ class KeyspacesStreamsSource:
         trims = len(state.trimmed_after) - trims_before
         records = response.get("changeRecords") or []
         lost = self._lost_ranges(cursor, state, records)
+        regressions = created_at_regressions(records, cursor.partition_id)
         next_iterator = response.get("nextShardIterator")
         if next_iterator is None:
-            return ReadResult(records, ended=True, at_tip=False, trims=trims, lost_ranges=lost)
+            return ReadResult(
+                records, ended=True, at_tip=False, trims=trims, lost_ranges=lost, created_at_regressions=regressions
+            )
         state.iterator = next_iterator
         # AT_TIP: nothing more now. BEHIND_TIP, even with no records, means the stream moved on without changes
         # at this position and more may follow: read on at once ("Continue polling normally", GetRecords'
         # iteratorDescription in the keyspacesstreams model). No description: an empty page is the tip.
         position = (response.get("iteratorDescription") or {}).get("iteratorPosition")
         at_tip = position == ITERATOR_AT_TIP if position is not None else not records
-        return ReadResult(records, ended=False, at_tip=at_tip, trims=trims, lost_ranges=lost, resume=next_iterator)
+        return ReadResult(
+            records, ended=False, at_tip=at_tip, trims=trims, lost_ranges=lost, resume=next_iterator,
+            created_at_regressions=regressions,
+        )  # fmt: skip
 
     def rewind(self, cursor: SourceCursor) -> None:
         """Resume from the checkpoint on the next read, not from where the last read got to."""
@@ -313,6 +321,39 @@ def validation_reason(exc: ClientError) -> str | None:
     message = str(response.get("Error", {}).get("Message", ""))
     known = (VALIDATION_EXPIRED_ITERATOR, VALIDATION_TRIMMED, VALIDATION_EXPIRED_NEXT_TOKEN)
     return next((name for name in known if name in message), None)
+
+
+def created_at_regressions(records: Sequence[Mapping[str, Any]], shard_id: str) -> int:
+    """How many records of one page of a shard carry a ``createdAt`` older than the previous record's of the same
+    row (primary key) in that page; the first one is logged, with positions and times but no key or row data.
+
+    Versions order a key's records by ``createdAt`` first, assuming it never goes backwards along them (the order
+    is per key and per shard, docs/exactness.md). This checks that assumption where it costs nothing: on the page
+    in hand, one short key encoding and one dictionary lookup per record, no call. It cannot see a regression across pages, shards or
+    invocations, nor one that keeps the order of the page but disagrees with the service's visibility order.
+    """
+    last: dict[str, tuple[int, str]] = {}  # row -> (createdAt µs, sequence number) of its latest record so far
+    found, first = 0, None
+    for record in records:
+        try:
+            created_us = to_micros(record.get("createdAt"))
+        except (ValueError, TypeError, OverflowError):
+            continue  # unreadable: the converter parks it with the reason
+        row = json.dumps([record.get("partitionKeys"), record.get("clusteringKeys")], sort_keys=True, default=str)
+        seq = str(record.get("sequenceNumber") or "")
+        previous = last.get(row)
+        if previous is not None and created_us < previous[0]:
+            found += 1
+            first = first or (previous, (created_us, seq))
+        last[row] = (created_us, seq)
+    if first is not None:
+        (before_us, before_seq), (after_us, after_seq) = first
+        log.warning(
+            "createdAt went backwards along one row's records in shard %s: %d record(s) in this read, the first at "
+            "sequence number %s (createdAt %d µs) after %s (%d µs); versions of that row may be misordered",
+            shard_id, found, after_seq, after_us, before_seq, before_us,
+        )  # fmt: skip
+    return found
 
 
 def _start_sequence(shard: Mapping[str, Any]) -> int:
