@@ -329,8 +329,9 @@ def created_at_regressions(records: Sequence[Mapping[str, Any]], shard_id: str) 
 
     Versions order a key's records by ``createdAt`` first, assuming it never goes backwards along them (the order
     is per key and per shard, docs/exactness.md). This checks that assumption where it costs nothing: on the page
-    in hand, one short key encoding and one dictionary lookup per record, no call. It cannot see a regression across pages, shards or
-    invocations, nor one that keeps the order of the page but disagrees with the service's visibility order.
+    in hand, one short key encoding and one dictionary lookup per record, no call. It cannot see a regression
+    across pages, shards or invocations, nor one that keeps the order of the page but disagrees with the
+    service's visibility order.
     """
     last: dict[str, tuple[int, str]] = {}  # row -> (createdAt µs, sequence number) of its latest record so far
     found, first = 0, None
