@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from freshvec.sources.keyspaces.streams import created_at_regressions
 
@@ -46,3 +48,14 @@ def test_a_page_in_order_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
         assert created_at_regressions([record(1, "A", 0), record(2, "A", 0), record(3, "A", 1)], "s") == 0
         assert created_at_regressions([], "s") == 0
     assert not caplog.records
+
+
+@given(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 5)), max_size=30))
+def test_the_count_equals_brute_force_over_any_page(page: list[tuple[str, int]]) -> None:
+    """Against a direct count: each record compared with the previous record of its row."""
+    records = [record(seq, title, offset) for seq, (title, offset) in enumerate(page)]
+    expected = 0
+    for i, (title, offset) in enumerate(page):
+        before = [o for t, o in page[:i] if t == title]
+        expected += bool(before) and offset < before[-1]
+    assert created_at_regressions(records, "s") == expected

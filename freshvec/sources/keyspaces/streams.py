@@ -21,10 +21,10 @@ The forwarder (``freshvec.forwarder``) owns leases, checkpoints, concurrency and
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -35,6 +35,7 @@ from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import LeaseStore, LostRange, Partition, ReadResult, SourceCursor, StreamEntry, StreamView
 from freshvec.sources.keyspaces.cells import to_micros
 from freshvec.sources.keyspaces.convert import RecordConverter
+from freshvec.sources.keyspaces.types.temporal import as_datetime
 
 log = logging.getLogger(__name__)
 
@@ -329,32 +330,54 @@ def created_at_regressions(records: Sequence[Mapping[str, Any]], shard_id: str) 
 
     Versions order a key's records by ``createdAt`` first, assuming it never goes backwards along them (the order
     is per key and per shard, docs/exactness.md). This checks that assumption where it costs nothing: on the page
-    in hand, one short key encoding and one dictionary lookup per record, no call. It cannot see a regression
-    across pages, shards or invocations, nor one that keeps the order of the page but disagrees with the
-    service's visibility order.
+    in hand, with no call. While ``createdAt`` rises along the page (a record at or after every earlier one cannot
+    be older than its row's previous record) a record costs one comparison; from the first record that is older
+    than an earlier one, rows are told apart (a ``repr`` of the record's keys and a dictionary lookup per record).
+    It cannot see a regression across pages, shards or invocations, nor one that keeps the order of the page but
+    disagrees with the service's visibility order.
     """
-    last: dict[str, tuple[int, str]] = {}  # row -> (createdAt µs, sequence number) of its latest record so far
+    rows: dict[str, tuple[datetime, Mapping[str, Any]]] | None = None  # row -> its latest (createdAt, record)
+    latest: datetime | None = None  # the newest createdAt of the page so far
     found, first = 0, None
-    for record in records:
-        try:
-            created_us = to_micros(record.get("createdAt"))
-        except (ValueError, TypeError, OverflowError):
+    for position, record in enumerate(records):
+        created = _created(record)
+        if created is None:
             continue  # unreadable: the converter parks it with the reason
-        row = json.dumps([record.get("partitionKeys"), record.get("clusteringKeys")], sort_keys=True, default=str)
-        seq = str(record.get("sequenceNumber") or "")
-        previous = last.get(row)
-        if previous is not None and created_us < previous[0]:
+        if rows is None:
+            if latest is None or created >= latest:
+                latest = created
+                continue
+            rows = {}
+            for earlier in records[:position]:
+                moment = _created(earlier)
+                if moment is not None:
+                    rows[_row(earlier)] = (moment, earlier)
+        row = _row(record)
+        previous = rows.get(row)
+        if previous is not None and created < previous[0]:
             found += 1
-            first = first or (previous, (created_us, seq))
-        last[row] = (created_us, seq)
+            first = first or (previous[1], record)
+        rows[row] = (created, record)
     if first is not None:
-        (before_us, before_seq), (after_us, after_seq) = first
+        before, after = first
         log.warning(
             "createdAt went backwards along one row's records in shard %s: %d record(s) in this read, the first at "
             "sequence number %s (createdAt %d µs) after %s (%d µs); versions of that row may be misordered",
-            shard_id, found, after_seq, after_us, before_seq, before_us,
+            shard_id, found, after.get("sequenceNumber"), to_micros(after.get("createdAt")),
+            before.get("sequenceNumber"), to_micros(before.get("createdAt")),
         )  # fmt: skip
     return found
+
+
+def _created(record: Mapping[str, Any]) -> datetime | None:
+    try:
+        return as_datetime(record.get("createdAt"))  # a datetime from boto3: returned as it is
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _row(record: Mapping[str, Any]) -> str:
+    return repr((record.get("partitionKeys"), record.get("clusteringKeys")))  # one row's keys print alike
 
 
 def _start_sequence(shard: Mapping[str, Any]) -> int:
