@@ -292,7 +292,9 @@ class Forwarder:
             lease = self._store.try_acquire(view.stream_id, shard_id, lineage_depth(shard_id, view, checkpoints))
             if lease is None:
                 continue
-            fresh = not continuation and not any(p in checkpoints for p in partition.parents)
+            # A parent no longer listed (trimmed) but read before still makes this shard a continuation.
+            ancestry = partition.named_parents or partition.parents
+            fresh = not continuation and not any(p in checkpoints for p in ancestry)
             cursor = self._source.open(
                 view.stream_id, shard_id, lease.sequence_number, fresh=fresh, resume=lease.resume,
                 depth=lease.depth or 0,

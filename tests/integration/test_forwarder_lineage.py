@@ -8,7 +8,7 @@ from typing import Any
 from freshvec import versions
 from freshvec.events import ChangeEvent
 from freshvec.keys import vector_key
-from tests.integration.test_forwarder_stream import KEY_COLUMNS, Harness
+from tests.integration.test_forwarder_stream import KEY_COLUMNS, Harness, pipeline_config
 
 DAY_S = 24 * 3600
 ROW = {"title": "Jaws", "overview": "v", "vote_count": 1, "popularity": "1.00", "rel_date": "2026-01-02"}
@@ -73,3 +73,25 @@ def test_a_childs_depth_survives_its_grandparent_being_trimmed_from_the_listing(
     stored = harness.store().load_stream(arn)
     assert {shard: stored[shard].depth for shard in (a, b, d)} == {a: 0, b: 1, d: 2}
     assert f  # the split gave D two children; the row's change landed in one of them
+
+
+def test_a_child_of_a_parent_trimmed_from_the_listing_is_read_from_its_start_not_from_latest(moto: Any) -> None:
+    """With ``starting_position = LATEST``, only a shard with no parent read so far starts at the tip. A child whose
+    parent was read to its end but is no longer listed (24 h after it closed, while no forwarder ran) is no such
+    shard: its changes are forwarded from its start."""
+    harness = Harness.create(moto, shards=1, config=pipeline_config(starting_position="LATEST"))
+    arn = harness.stream_arn
+    [a] = harness.streams.shard_ids(arn, open_only=True)
+    first = harness.forwarder()
+    first.run_once()  # A starts at its tip
+    _write(harness, "read from A")
+    harness.drain(first)
+    harness.streams.split_shard(arn, a)
+    first.run_once()  # A read to its end; its children not leased yet
+    first.release()
+    assert harness.store().load_stream(arn)[a].ended
+    harness.clock.advance(DAY_S + 1)  # no forwarder runs for a day: A is trimmed from the listing
+    _write(harness, "written into a child")
+    harness.drain(harness.forwarder("second"))
+    assert a not in harness.streams.shard_ids(arn)
+    assert set(_events(harness)) == {"read from A", "written into a child"}
