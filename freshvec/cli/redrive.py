@@ -105,7 +105,15 @@ def decode_dlq_body(body: str) -> tuple[list[OutgoingRecord], str, str | None, s
     reason = f"{doc.get('error_class', '?')}: {doc.get('error_message', '')}".strip()
     position = f"{doc.get('kinesis_shard_id', '?')}/{doc.get('kinesis_sequence_number', '?')}"
     sequence_number = str(doc.get("kinesis_sequence_number") or "")
-    return [OutgoingRecord(payload, key, sequence_number)], reason, doc.get("failed_at"), position, None
+    return [OutgoingRecord(payload, key, sequence_number)], reason, stated_time(doc.get("failed_at")), position, None
+
+
+def stated_time(value: Any) -> str | None:
+    """A parked item's time as its writer stated it: text as it is, anything else shown as malformed (any
+    process can write to the DLQ or the bucket; listing must still show the item)."""
+    if value is None or isinstance(value, str):
+        return value
+    return f"malformed: {json.dumps(value, default=str)[:60]}"
 
 
 def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 300) -> list[ParkedItem]:
@@ -155,7 +163,7 @@ def read_on_failure_object(body: bytes, key: str) -> ParkedItem:
         payload = doc.get("payload")
         if payload is None:
             missing = "no payload: only the sequence range is known; read it from the stream while retained"
-            return ParkedItem("on-failure", key, [], reason, doc.get("timestamp"), position, key, missing)
+            return ParkedItem("on-failure", key, [], reason, stated_time(doc.get("timestamp")), position, key, missing)
         if isinstance(payload, str):
             payload = json.loads(payload)
         kinesis_records = [r["kinesis"] for r in payload["Records"]]
@@ -168,7 +176,7 @@ def read_on_failure_object(body: bytes, key: str) -> ParkedItem:
         ]
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         return ParkedItem("on-failure", key, [], "", None, "", key, f"not a Lambda invocation record: {exc}")
-    return ParkedItem("on-failure", key, records, reason, doc.get("timestamp"), position, key)
+    return ParkedItem("on-failure", key, records, reason, stated_time(doc.get("timestamp")), position, key)
 
 
 def list_on_failure(s3: Any, bucket: str, *, limit: int) -> list[ParkedItem]:
@@ -395,13 +403,19 @@ def redrive_list(
     for name in ("source", "id", "records", "failed at", "position", "reason"):
         table.add_column(name, overflow="fold")
     for item in items:
+        # Text cells: a parked message's fields are whatever its writer put there, never markup to render.
         table.add_row(
-            item.source,
-            item.ref,
-            str(len(item.records)),
-            item.failed_at or "",
-            item.position,
-            item.unreadable or item.reason,
+            *(
+                Text(str(cell))
+                for cell in (
+                    item.source,
+                    item.ref,
+                    len(item.records),
+                    item.failed_at or "",
+                    item.position,
+                    item.unreadable or item.reason,
+                )
+            )
         )
     console.out.print(table)
 

@@ -79,3 +79,25 @@ def test_backfill_counts_a_row_no_vector_can_hold_and_sends_the_rest(pipeline: L
     again = freshvec("--local", "backfill", "--segments", "1", "--state", str(tmp_path / "bf.json"))
     assert again.exit_code == EXIT_CHECK_FAILED and "already complete" in again.output
     assert "1 row(s) cannot be indexed" in again.output
+
+
+def test_redrive_list_shows_malformed_parked_messages_as_malformed(pipeline: LocalPipeline) -> None:
+    sqs = pipeline.server.client("sqs")
+    event = {"v": 1, "source": "keyspaces", "keyspace": "media", "table": "movies", "op": "UPDATE",
+             "key": {"title": "Heat"}, "new": {"title": "Heat"}, "old": None, "seq": "1", "shard": "s",
+             "ts": "2026-12-07T10:00:00Z", "origin": "USER"}  # fmt: skip
+    payload = base64.b64encode(json.dumps(event).encode()).decode()
+    bodies = [
+        {"payload_b64": payload, "partition_key": '["Heat"]', "failed_at": {"x": 1}, "error_class": "[bold]x"},
+        {"payload_b64": payload, "partition_key": '["Heat"]', "failed_at": 17},
+        ["not", "an", "object"],
+    ]
+    for body in bodies:
+        sqs.send_message(QueueUrl=pipeline.resources.dlq_url, MessageBody=json.dumps(body))
+
+    result = freshvec("--local", "redrive", "list", "--source", "dlq")
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert 'malformed: {"x": 1}' in result.output and "malformed: 17" in result.output
+    assert "[bold]x" in result.output  # shown as written, not taken for markup
+    assert "not a freshvec DLQ message" in result.output
