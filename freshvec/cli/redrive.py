@@ -109,8 +109,7 @@ def decode_dlq_body(body: str) -> tuple[list[OutgoingRecord], str, str | None, s
 
 
 def stated_time(value: Any) -> str | None:
-    """A parked item's time as its writer stated it: text as it is, anything else shown as malformed (any
-    process can write to the DLQ or the bucket; listing must still show the item)."""
+    """A parked item's time as stated: text as it is, anything else shown as malformed (listing must show it)."""
     if value is None or isinstance(value, str):
         return value
     return f"malformed: {json.dumps(value, default=str)[:60]}"
@@ -403,20 +402,9 @@ def redrive_list(
     for name in ("source", "id", "records", "failed at", "position", "reason"):
         table.add_column(name, overflow="fold")
     for item in items:
-        # Text cells: a parked message's fields are whatever its writer put there, never markup to render.
-        table.add_row(
-            *(
-                Text(str(cell))
-                for cell in (
-                    item.source,
-                    item.ref,
-                    len(item.records),
-                    item.failed_at or "",
-                    item.position,
-                    item.unreadable or item.reason,
-                )
-            )
-        )
+        reason = item.unreadable or item.reason
+        cells = (item.source, item.ref, len(item.records), item.failed_at or "", item.position, reason)
+        table.add_row(*(Text(str(cell)) for cell in cells))  # as written by whoever parked it, never markup
     console.out.print(table)
 
 
