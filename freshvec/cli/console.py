@@ -27,13 +27,15 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s")
 
 
-def progress() -> Progress:
+def progress(*extra: ProgressColumn) -> Progress:
+    """The CLI's progress display on stderr: what, bar, done of total, rate, time so far; then ``extra``."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
+        *extra,
         console=err,
         transient=False,
     )
@@ -41,14 +43,4 @@ def progress() -> Progress:
 
 def progress_eta() -> Progress:
     """``progress`` with the time left (rich's estimate from the recent rate, shown once a total is known)."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
+    return progress(TextColumn("ETA"), TimeRemainingColumn())

@@ -17,7 +17,7 @@ from typing import Any
 
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
-from freshvec.errors import MisconfigurationError, error_code
+from freshvec.errors import MisconfigurationError, PoisonRecordError, TransientError, error_code
 from freshvec.filters import FilterError
 
 EXIT_OK = 0
@@ -57,7 +57,7 @@ def explain(exc: BaseException) -> str | None:  # noqa: PLR0911 - one line per k
 
     if isinstance(exc, OperatorError | FilterError | LoaderFileError | ConfigError):
         return str(exc)
-    if isinstance(exc, MisconfigurationError):
+    if isinstance(exc, MisconfigurationError | PoisonRecordError | TransientError):  # classified: say what it is
         return str(exc)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return "no AWS credentials found: set AWS_PROFILE (aws configure / aws sso login) or the AWS_* variables"

@@ -51,7 +51,14 @@ def decode_dlq_body(body: str) -> tuple[list[OutgoingRecord], str, str | None, s
     reason = f"{doc.get('error_class', '?')}: {doc.get('error_message', '')}".strip()
     position = f"{doc.get('kinesis_shard_id', '?')}/{doc.get('kinesis_sequence_number', '?')}"
     sequence_number = str(doc.get("kinesis_sequence_number") or "")
-    return [OutgoingRecord(payload, key, sequence_number)], reason, doc.get("failed_at"), position, None
+    return [OutgoingRecord(payload, key, sequence_number)], reason, stated_time(doc.get("failed_at")), position, None
+
+
+def stated_time(value: Any) -> str | None:
+    """A parked item's time as stated: text as it is, anything else shown as malformed (listing must show it)."""
+    if value is None or isinstance(value, str):
+        return value
+    return f"malformed: {json.dumps(value, default=str)[:60]}"
 
 
 def receive_dlq(sqs: Any, queue_url: str, *, limit: int, visibility_s: int = 300) -> list[ParkedItem]:
@@ -101,7 +108,7 @@ def read_on_failure_object(body: bytes, key: str) -> ParkedItem:
         payload = doc.get("payload")
         if payload is None:
             missing = "no payload: only the sequence range is known; read it from the stream while retained"
-            return ParkedItem("on-failure", key, [], reason, doc.get("timestamp"), position, key, missing)
+            return ParkedItem("on-failure", key, [], reason, stated_time(doc.get("timestamp")), position, key, missing)
         if isinstance(payload, str):
             payload = json.loads(payload)
         kinesis_records = [r["kinesis"] for r in payload["Records"]]
@@ -114,7 +121,7 @@ def read_on_failure_object(body: bytes, key: str) -> ParkedItem:
         ]
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         return ParkedItem("on-failure", key, [], "", None, "", key, f"not a Lambda invocation record: {exc}")
-    return ParkedItem("on-failure", key, records, reason, doc.get("timestamp"), position, key)
+    return ParkedItem("on-failure", key, records, reason, stated_time(doc.get("timestamp")), position, key)
 
 
 def list_on_failure(s3: Any, bucket: str, *, limit: int) -> list[ParkedItem]:

@@ -287,15 +287,9 @@ def redrive_list(
     for name in ("source", "id", "records", "changes", "failed at", "position", "reason"):
         table.add_column(name, overflow="fold")
     for item in items:
-        table.add_row(
-            item.source,
-            item.ref,
-            str(len(item.records)),
-            changes(item),
-            item.failed_at or "",
-            item.position,
-            item.unreadable or item.reason,
-        )
+        reason = item.unreadable or item.reason
+        cells = (item.source, item.ref, len(item.records), changes(item), item.failed_at or "", item.position, reason)
+        table.add_row(*(Text(str(cell)) for cell in cells))  # as written by whoever parked it, never markup
     console.out.print(table)
 
 
