@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from freshvec.cli import console, generations, keyspaces, local_client, resync
 from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError
@@ -257,7 +256,7 @@ class _BackfillRun:
                 # A row no vector can hold (its key is longer than S3 Vectors allows): the sink would park it
                 # too. Counted and named, and the rest of the range goes on.
                 with self.lock:
-                    self.state.unindexable.append(f"{shorten(_row_key(row, self.config))}: {exc}")
+                    self.state.unindexable.append(f"{console.shorten(_row_key(row, self.config))}: {exc}")
                 continue
             if len(page) >= self.page_rows:
                 if self.stop.is_set():
@@ -317,11 +316,6 @@ def _backfill_record(
 
 def _row_key(row: dict[str, Any], config: PipelineConfig) -> str:
     return json.dumps([row.get(name) for name in config.primary_key], separators=(",", ":"), ensure_ascii=False)
-
-
-def shorten(text: str, limit: int = 60) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis and its length, for one line of a report."""
-    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
 
 
 def _local_cursor(row: dict[str, Any], config: PipelineConfig) -> str:
@@ -392,13 +386,6 @@ def backfill_command(
 
 def report_unindexable(lines: Sequence[str]) -> None:
     """Rows no vector can hold: how many, the first few (key shortened, reason); exit 1, as a failed check."""
-    lines = list(dict.fromkeys(lines))  # a page re-read after an interruption names its rows again
-    if not lines:
-        return
-    for line in lines[:5]:
-        console.err.print(Text(f"not sent: {line}"))
-    more = f" ({len(lines) - 5} more not shown)" if len(lines) > 5 else ""
-    console.err.print(
-        f"error: {len(lines)} row(s) cannot be indexed and were not sent{more}; shorten their keys in the table"
-    )
-    raise typer.Exit(EXIT_CHECK_FAILED)
+    if lines:
+        console.unindexable_rows(list(lines), "they were not sent (shorten their keys in the table)")
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -101,3 +101,35 @@ def test_redrive_list_shows_malformed_parked_messages_as_malformed(pipeline: Loc
     assert 'malformed: {"x": 1}' in result.output and "malformed: 17" in result.output
     assert "[bold]x" in result.output  # shown as written, not taken for markup
     assert "not a freshvec DLQ message" in result.output
+
+
+def test_load_wait_summarises_a_row_no_vector_can_hold_and_exits_1(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    rows = jsonl(
+        tmp_path,
+        "rows.jsonl",
+        {"title": "W" * 1100, "overview": "a long key movie"},
+        {"title": "Wait Neighbour", "overview": "a submarine crew hears whale song"},
+    )
+
+    result = freshvec("--local", "load", str(rows), "--wait", "--timeout", "30")
+
+    assert result.exit_code == EXIT_CHECK_FAILED, result.output
+    assert "2 row(s) written to the local pipeline" in result.output
+    assert "1 change(s) searchable" in result.output
+    assert "1 row(s) cannot be indexed" in result.output and "vector key is 1104 characters" in result.output
+    assert "W" * 100 not in result.output
+
+
+def test_load_wait_for_rows_without_text_waits_for_what_the_table_holds(
+    pipeline: LocalPipeline, tmp_path: Path
+) -> None:
+    with_text = jsonl(tmp_path, "first.jsonl", {"title": "W2 kept", "overview": "a clockmaker repairs time"})
+    assert freshvec("--local", "load", str(with_text), "--wait", "--timeout", "30").exit_code == EXIT_OK
+    # A new row without text has none (no vector); an existing row keeps its text (its vector stays).
+    rows = jsonl(tmp_path, "rows.jsonl", {"title": "W2 nulltext"}, {"title": "W2 kept", "vote_count": 7})
+
+    result = freshvec("--local", "load", str(rows), "--wait", "--timeout", "20")
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert "1 change(s) searchable, 1 row(s) without text, not in the index" in result.output
+    assert pipeline.indexed({"title": "W2 nulltext"}) is None
