@@ -15,7 +15,8 @@ a table-wide tombstone, the *floor* (kept as long as a per-key one, and only eve
 source the sink sets aside every change the floor supersedes (``set_aside_older``, which also removes what
 such a change may have written, every chunk of the row), and re-reads the floor after its puts (``recheck``)
 to remove every chunk of a put that raced a TRUNCATE being applied. The floor is written before the index is
-listed, so a put either sees the floor or is seen by the listing.
+listed, so a put either sees the floor or is seen by the listing (ListVectors is strongly consistent:
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-vectors-list.html).
 
 A put *newer* than the floor can race it too: the TRUNCATE lists the index, another shard's sink replaces a
 listed (older) vector with a newer row, and the TRUNCATE's delete by its listing removes it. S3 Vectors has no
