@@ -21,14 +21,16 @@ https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-vectors-list.html).
 A put *newer* than the floor can race it too: the TRUNCATE lists the index, another shard's sink replaces a
 listed (older) vector with a newer row, and the TRUNCATE's delete by its listing removes it. S3 Vectors has no
 conditional delete, so a GetVectors re-check before each delete would only narrow that window. Instead the
-floor has a state: a second tombstone, *done*, rises to the TRUNCATE's version after its deletes (both only
-rise, so a re-delivered TRUNCATE completes it again and an older one never lowers it); the floor is
-*applying* while done is below it. A sink reads the floor's state before its puts and again after them; a
-put is safe iff the state did not change and is not applying (then every delete of every TRUNCATE up to the
-floor happened before the put). Otherwise the sink waits (bounded) for the floor to be done and puts the row
-again, or, past its budget, leaves the record to re-delivery — never the DLQ. A TRUNCATE is parked only when
-it cannot be parsed, before it raises the floor, so a parked TRUNCATE never leaves it applying; a TRUNCATE
-that keeps failing leaves it applying at most for the floor's lifetime.
+floor has a state per index: two more tombstones, *started* and *done*, rise to the TRUNCATE's version before
+its listing and after its deletes (all only rise, so a re-delivered TRUNCATE completes it again and an older
+one never lowers it; a TRUNCATE this index is already done with, or an older one, deletes nothing again); the
+index is *applying* while done is below started. A sink reads the state before its puts and again after them;
+a put is safe iff the state did not change and is not applying (then every delete of every TRUNCATE up to
+the floor happened before the put, and a later one starts, and lists, after it). Otherwise the sink waits
+(bounded) for the index to be done and puts the row again, or, past its budget, leaves the record to
+re-delivery — never the DLQ. A TRUNCATE is parked only when it cannot be parsed, before it raises anything, so
+a parked TRUNCATE never leaves an index applying; one that keeps failing leaves it applying at most for the
+tombstones' lifetime.
 
 The index is listed whole (ListVectors pages of 1,000 with metadata) before anything is deleted, so the
 deletes cannot disturb the listing; DeleteVectors then goes in calls of at most 500. A transient failure
@@ -66,16 +68,19 @@ def floor_key(keyspace: str, table: str) -> str:
     return f"{TABLE_KEY}:{keyspace}.{table}"
 
 
-def done_key(keyspace: str, table: str) -> str:
-    """The tombstone key that rises to a TRUNCATE's version once its deletes are done."""
-    return floor_key(keyspace, table) + "#done"
+def progress_keys(config: PipelineConfig) -> tuple[str, str]:
+    """The tombstone keys that rise to a TRUNCATE's version when it starts, and when it has done, its deletes in
+    this sink's index (each generation's index has its own: one may be done while another is applying)."""
+    base = floor_key(config.keyspace, config.table)
+    return f"{base}#started:{config.vector_index_name}", f"{base}#done:{config.vector_index_name}"
 
 
 @dataclass(frozen=True)
 class FloorState:
-    """The table's floor and how far its deletes are done (version texts; None: none)."""
+    """The table's floor, and how far TRUNCATEs went in this index (version texts; None: none)."""
 
     floor: str | None = None
+    started: str | None = None
     done: str | None = None
 
     @property
@@ -84,17 +89,17 @@ class FloorState:
 
     @property
     def applying(self) -> bool:
-        """A TRUNCATE raised the floor and has not finished its deletes."""
-        return versions.newer(self.version, versions.parse(self.done))
+        """A TRUNCATE started on this index and has not finished its deletes."""
+        return versions.newer(versions.parse(self.started), versions.parse(self.done))
 
 
 def read_state(tombstones: TombstoneStore, config: PipelineConfig) -> FloorState:
     """The floor's state (PostgreSQL only: other sources have no floor)."""
     if config.source.kind != "postgres":
         return FloorState()
-    floor, done = floor_key(config.keyspace, config.table), done_key(config.keyspace, config.table)
-    found = tombstones.get([floor, done])
-    return FloorState(found.get(floor), found.get(done))
+    floor, (started, done) = floor_key(config.keyspace, config.table), progress_keys(config)
+    found = tombstones.get([floor, started, done])
+    return FloorState(found.get(floor), found.get(started), found.get(done))
 
 
 def tombstone_lifetime_s(config: PipelineConfig) -> float:
@@ -179,7 +184,12 @@ def apply_truncate(
     were removed. TransientError leaves it to re-delivery (it is idempotent, and completes the done)."""
     truncated_at = versions.parse(event.version)
     assert truncated_at is not None  # parse_event requires a PostgreSQL change version for TRUNCATE
-    tombstones.put({floor_key(config.keyspace, config.table): truncated_at.text()}, expires_at)
+    version = truncated_at.text()
+    started, done = progress_keys(config)
+    tombstones.put({floor_key(config.keyspace, config.table): version}, expires_at)
+    if not versions.newer(truncated_at, versions.parse(tombstones.get([done]).get(done))):
+        return 0  # this index is done with it, or with a newer TRUNCATE (which removed all this one would)
+    tombstones.put({started: version}, expires_at)  # applying: puts from now on wait for the done
     doomed = [
         vector["key"]
         for page in store.scan(return_metadata=True)
@@ -188,7 +198,7 @@ def apply_truncate(
     ]
     _delete_keys(store, doomed)
     # Done: a put made under this state was made after every delete above.
-    tombstones.put({done_key(config.keyspace, config.table): truncated_at.text()}, expires_at)
+    tombstones.put({done: version}, expires_at)
     return len(doomed)
 
 

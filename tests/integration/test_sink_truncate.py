@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from freshvec import versions
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.keys import vector_key
 from freshvec.local.moto_server import MotoServer
+from freshvec.sink import Sink
 from freshvec.testing.builders import kinesis_record
 from tests.integration.test_sink_apply import BUCKET, INDEX, Pipeline, make_pipeline
 
@@ -316,3 +318,27 @@ def test_a_newer_put_racing_the_truncate_deletes_waits_for_them_and_is_put_again
     (raced,) = results
     assert raced.batch_item_failures == [] and raced.dead_letters == []
     assert stored(pipe) == {key(1): str(tx)}
+
+
+def test_each_index_has_its_own_truncate_progress(moto: MotoServer) -> None:
+    """Two generations' sinks share the table's floor but not its progress: one index done with a TRUNCATE says
+    nothing of another still deleting by its listing, so a put racing the second is still not confirmed."""
+    pipe = make_pipeline(moto, pg_config())
+    g1 = pipe.sink
+    config2 = dataclasses.replace(
+        pipe.config, vector_store=dataclasses.replace(pipe.config.vector_store, index_name="g2")
+    )
+    assert config2.vector_index_name != pipe.config.vector_index_name
+    g2 = Sink(config2, g1.embedder, g1.store, g1.dlq, tombstones=g1.tombstones, truncate_wait_s=0)
+    assert g2.process(records(event("INSERT", 1, 100, body="old"))).batch_item_failures == []
+    tx = 300
+    assert g1.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []  # g1 done
+    later = records(event("INSERT", 1, at(tx, 2), body="again"))
+    results: list[Any] = []
+    pipe.sink = g2
+    _listing_then(pipe, lambda: results.append(g2.process(later)))
+    pipe.sink = g1
+    assert g2.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
+    (raced,) = results
+    assert raced.batch_item_failures == [{"itemIdentifier": later[0]["kinesis"]["sequenceNumber"]}]
+    assert g2.process(later).batch_item_failures == [] and stored(pipe) == {key(1): str(tx)}
