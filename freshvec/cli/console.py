@@ -44,3 +44,17 @@ def progress(*extra: ProgressColumn) -> Progress:
 def progress_eta() -> Progress:
     """``progress`` with the time left (rich's estimate from the recent rate, shown once a total is known)."""
     return progress(TextColumn("ETA"), TimeRemainingColumn())
+
+
+def unindexable_rows(rows: list[str], what: str) -> None:
+    """Rows no vector can hold (each "key: reason", the key already shortened): the first few and how many."""
+    rows = list(dict.fromkeys(rows))  # a page re-read after an interruption names its rows again
+    for line in rows[:5]:
+        err.print(Text(f"cannot be indexed: {line}"))
+    more = f" ({len(rows) - 5} more not shown)" if len(rows) > 5 else ""
+    err.print(Text(f"error: {len(rows)} row(s) cannot be indexed{more}: {what}"))
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: one line of a report, whatever the key."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
