@@ -153,7 +153,7 @@ class SteppedStack:
         except HeldPut:
             self.clock.advance(LEASE_WAIT_S)
             self.forwarder = self._new_forwarder()
-            return 0
+            return 1  # records were read (and are in flight): not quiet, the successor forwards them again
 
     def hold_next_put(self) -> None:
         self._forwarder_kinesis.hold_next = True

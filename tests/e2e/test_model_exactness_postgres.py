@@ -201,6 +201,20 @@ class PostgresExactnessMachine(RuleBasedStateMachine):
         else:
             self.open[slot].append(statement)
 
+    @rule(
+        slot=slots,
+        before=st.lists(statements.filter(lambda x: x[0] != "truncate"), min_size=1, max_size=3),
+        after=st.lists(statements.filter(lambda x: x[0] != "truncate"), max_size=2),
+    )
+    def truncate_between_writes(self, slot, before, after) -> None:
+        """``BEGIN; writes; TRUNCATE; writes; COMMIT`` in one transaction: only the writes after it survive."""
+        if self.open[slot] is not None or any(self.open):
+            return
+        self.begin(slot)
+        for statement in (*before, ("truncate",), *after):
+            self.execute(slot, statement)
+        self.commit(slot)
+
     @rule(slot=slots)
     def commit(self, slot) -> None:
         if self.open[slot] is not None:
