@@ -100,8 +100,11 @@ class ControlServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> ControlServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="control-api", daemon=True)
+    def start(self, poll_interval_s: float = 0.5) -> ControlServer:
+        """Serve on a thread; ``stop`` waits up to ``poll_interval_s`` for it to notice."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(poll_interval_s,), name="control-api", daemon=True
+        )
         self._thread.start()
         return self
 
