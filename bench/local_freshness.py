@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,14 @@ def _change(rng: random.Random, rows: list[dict[str, Any]], step: int) -> tuple[
     return "upsert", row
 
 
-def _steady_writes(pipeline: LocalPipeline, rows: list[dict[str, Any]], rate: float, duration: float) -> list[Any]:
+Change = Callable[[random.Random, list[dict[str, Any]], int], tuple[str, dict[str, Any]]]
+
+
+def steady_writes(
+    pipeline: LocalPipeline, rows: list[dict[str, Any]], rate: float, duration: float, change: Change = _change
+) -> list[Any]:
+    """``rate`` changes a second for ``duration`` seconds, each ``change(rng, rows, step)`` (an upsert or a delete
+    of one row); the receipts of those that changed something."""
     rng = random.Random(42)
     receipts = []
     interval = 1 / rate
@@ -57,7 +65,7 @@ def _steady_writes(pipeline: LocalPipeline, rows: list[dict[str, Any]], rate: fl
         pause = due - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-        kind, row = _change(rng, rows, step)
+        kind, row = change(rng, rows, step)
         receipt = pipeline.upsert([row]) if kind == "upsert" else pipeline.delete([row])
         if receipt.changes:
             receipts.append(receipt)
@@ -70,7 +78,7 @@ def _steady_run(config: Any, duration: float) -> dict[str, Any]:
         rows = read_rows(DATA, pipeline.config)
         pipeline.wait_synced(SYNC_TIMEOUT_S, pipeline.upsert(rows))
         started = time.monotonic()
-        receipts = _steady_writes(pipeline, rows, RATE_PER_S, duration)
+        receipts = steady_writes(pipeline, rows, RATE_PER_S, duration)
         elapsed = time.monotonic() - started
         pipeline.wait_synced(SYNC_TIMEOUT_S)
         freshness = np.array([pipeline.freshness_ms(r) for r in receipts])

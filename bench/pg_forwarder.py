@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.forwarder import PUT_RECORDS_LATENCY_S, SlowKinesis, drain_rate
+from bench.local_freshness import steady_writes
 from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
 from freshvec.adapters.postgres import connect
 from freshvec.adapters.wiring import postgres_forwarder
@@ -165,19 +166,8 @@ def _local_freshness() -> dict[str, Any]:
     with LocalPipeline.start(config) as pipeline:
         rows = read_rows(EXAMPLES / "articles.jsonl", pipeline.config)
         pipeline.wait_synced(SYNC_TIMEOUT_S, pipeline.upsert(rows))
-        rng = random.Random(42)
-        receipts = []
         started = time.monotonic()
-        step = 0
-        while (due := started + step / RATE_PER_S) < started + DURATION_S:
-            pause = due - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            kind, row = _change(rng, rows, step)
-            receipt = pipeline.upsert([row]) if kind == "upsert" else pipeline.delete([row])
-            if receipt.changes:
-                receipts.append(receipt)
-            step += 1
+        receipts = steady_writes(pipeline, rows, RATE_PER_S, DURATION_S, _change)
         elapsed = time.monotonic() - started
         pipeline.wait_synced(SYNC_TIMEOUT_S)
         freshness = np.array([pipeline.freshness_ms(r) for r in receipts])

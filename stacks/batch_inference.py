@@ -19,8 +19,9 @@ from constructs import Construct
 
 from freshvec.config import PipelineConfig
 from stacks import constants as k
-from stacks.bedrock_access import generation_embeddings, invoke_statements
+from stacks.bedrock_access import grant_invoke
 from stacks.function import grant_key_use
+from stacks.private_bucket import private_bucket
 
 # The batch inference service role reads inputs (GetObject, ListBucket) and writes outputs (PutObject)
 # (https://docs.aws.amazon.com/bedrock/latest/userguide/batch-iam-sr.html#batch-iam-sr-identity).
@@ -37,15 +38,11 @@ class BatchInference(Construct):
         self, scope: Construct, construct_id: str, *, config: PipelineConfig, key: kms.IKey, removal: RemovalPolicy
     ) -> None:
         super().__init__(scope, construct_id)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "JobFiles",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            key=key,
+            removal=removal,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireJobFiles",
@@ -53,8 +50,6 @@ class BatchInference(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
-            removal_policy=removal,
-            auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
         jobs_here = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-invocation-job/*"
         self.job_arns = jobs_here
@@ -80,5 +75,4 @@ class BatchInference(Construct):
                 iam.PolicyStatement(sid=sid, actions=list(actions), resources=[resource], conditions=own_account)
             )
         grant_key_use(self.role, key, *JOB_FILE_KEY_ACTIONS)
-        for statement in invoke_statements("InvokeGenerationModels", generation_embeddings(config)):
-            self.role.add_to_principal_policy(statement)
+        grant_invoke(self.role, "InvokeGenerationModels", config)

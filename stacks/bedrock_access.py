@@ -63,3 +63,9 @@ def invoke_statements(sid: str, embeddings: list[EmbeddingConfig]) -> list[iam.P
     if foundation:
         statements.insert(0, iam.PolicyStatement(sid=sid, actions=list(INVOKE_ACTIONS), resources=foundation))
     return statements
+
+
+def grant_invoke(role: iam.IRole, sid: str, config: PipelineConfig) -> None:
+    """Let ``role`` invoke exactly the models of the config's generations, and nothing else."""
+    for statement in invoke_statements(sid, generation_embeddings(config)):
+        role.add_to_principal_policy(statement)

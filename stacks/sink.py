@@ -16,8 +16,9 @@ from constructs import Construct
 from freshvec import constants as c
 from freshvec.config import PipelineConfig, check_deployable_embedding
 from stacks import constants as k
-from stacks.bedrock_access import generation_embeddings, invoke_statements
+from stacks.bedrock_access import grant_invoke
 from stacks.function import grant_key_use, python_function
+from stacks.private_bucket import private_bucket
 from stacks.vector_store import VectorStore
 
 # GetIndex: the sink checks once per container that the index's dimension matches the embedding model.
@@ -71,23 +72,17 @@ class Sink(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(settings.dlq_retention_days),
         )
-        self.on_failure_bucket = s3.Bucket(
+        self.on_failure_bucket = private_bucket(
             self,
             "FailedBatches",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            key=key,
+            removal=removal,
             lifecycle_rules=[
                 s3.LifecycleRule(id="ExpireFailedBatches", expiration=Duration.days(k.ON_FAILURE_EXPIRY_DAYS))
             ],
             # Request metrics make each object Lambda delivers a PutRequests data point (alarmed in monitoring);
             # the prefix leaves out the copies `freshvec redrive` makes under "redriven/".
             metrics=[s3.BucketMetrics(id=k.ON_FAILURE_METRICS_FILTER_ID, prefix=k.ON_FAILURE_LAMBDA_PREFIX)],
-            removal_policy=removal,
-            auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
         self.function = python_function(
             self,
@@ -127,8 +122,7 @@ class Sink(Construct):
     def _grant(self, config: PipelineConfig, vectors: VectorStore, key: kms.IKey) -> None:
         role = self.function.role
         assert role is not None  # python_function always creates one
-        for statement in invoke_statements("EmbedWithTheGenerationModels", generation_embeddings(config)):
-            role.add_to_principal_policy(statement)
+        grant_invoke(role, "EmbedWithTheGenerationModels", config)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="WriteTheLiveIndexes", actions=list(VECTOR_WRITE_ACTIONS), resources=list(vectors.index_arns)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from freshvec import constants as c
 from freshvec.adapters.adaptive import AdaptiveRateLimiter
-from freshvec.adapters.bedrock_models import NovaBody, Purpose, TitanV2Body, model_body
+from freshvec.adapters.bedrock_models import Embedded, ModelBody, Purpose, TitanV2Body, model_body
 from freshvec.config import EmbeddingConfig
 from freshvec.errors import (
     FreshvecError,
@@ -76,32 +76,69 @@ class BaseEmbedder(ABC):
         return [float(x) for x in vector]
 
 
-class _OneTextPerCall(BaseEmbedder):
-    """Models that take one text a call: calls run concurrently, at most ``max_concurrency`` at a time."""
+class BedrockEmbedder(BaseEmbedder):
+    """One Bedrock embedding model through InvokeModel, speaking the request and response body of
+    ``bedrock_models`` (``body``): texts go ``body.texts_per_call`` to a call, the calls run concurrently,
+    at most ``max_concurrency`` at a time; a text is cut to ``max_input_chars`` first. A call the model refuses
+    (ValidationException) with several texts is made again text by text, so only the refused text fails."""
 
-    max_concurrency: int
+    def __init__(
+        self,
+        bedrock_client: Any,
+        body: ModelBody,
+        *,
+        max_input_chars: int,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        limiter: AdaptiveRateLimiter | None = None,
+    ) -> None:
+        self._client = bedrock_client
+        self._body = body
+        self.model_id = body.model_id
+        self.dimensions = body.dimensions
+        self.max_input_chars = max_input_chars
+        self.max_concurrency = max_concurrency
+        self._retry = retry or RetryPolicy()
+        self.limiter = limiter
 
     def embed_query(self, text: str) -> list[float]:
-        result = self._embed_one(text, "query")
+        [result] = self._embed_call([text], "query")
         if result.error is not None:
             raise result.error
         assert result.vector is not None
         return result.vector
 
     def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
-        if not texts:
-            return []
-        if len(texts) == 1:
-            return [self._embed_one(texts[0], "document")]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(texts))) as pool:
-            return list(pool.map(lambda text: self._embed_one(text, "document"), texts))
+        size = self._body.texts_per_call
+        calls = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+        if len(calls) <= 1:
+            return [result for call in calls for result in self._embed_call(call, "document")]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(calls))) as pool:
+            return [
+                result for call in pool.map(lambda texts: self._embed_call(texts, "document"), calls) for result in call
+            ]
 
-    @abstractmethod
-    def _embed_one(self, text: str, purpose: Purpose) -> EmbedResult: ...
+    def _embed_call(self, texts: list[str], purpose: Purpose) -> list[EmbedResult]:
+        """One call's results, a text each; never raises but MisconfigurationError."""
+        try:
+            embedded = self._invoke(texts, purpose)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
+            error = _classified(exc)
+            if isinstance(error, PoisonRecordError) and len(texts) > 1:
+                # One bad text fails the whole call: embed one by one to find it and keep the others.
+                return [result for text in texts for result in self._embed_call([text], purpose)]
+            return [EmbedResult(error=error) for _ in texts]
+        return [EmbedResult(vector, truncated=embedded.truncated) for vector in embedded.vectors]
+
+    def _invoke(self, texts: list[str], purpose: Purpose) -> Embedded:
+        body = json.dumps(self._body.request([t[: self.max_input_chars] for t in texts], purpose))
+        payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
+        return self._body.parse(payload, len(texts))
 
 
-class TitanEmbedder(_OneTextPerCall):
-    """Titan Text Embeddings V2 (``bedrock_models.TitanV2Body``)."""
+class TitanEmbedder(BedrockEmbedder):
+    """Titan Text Embeddings V2 (``bedrock_models.TitanV2Body``), one text a call. Titan refuses a text over its
+    token limit instead of cutting it: the text is shortened (``TITAN_START_CHARS``, ``TITAN_SHORTENINGS``)."""
 
     def __init__(
         self,
@@ -114,115 +151,27 @@ class TitanEmbedder(_OneTextPerCall):
         retry: RetryPolicy | None = None,
         limiter: AdaptiveRateLimiter | None = None,
     ) -> None:
-        self._client = bedrock_client
-        self.model_id = model_id
-        self.dimensions = dimensions
+        super().__init__(
+            bedrock_client,
+            TitanV2Body(model_id, dimensions, normalize=normalize),
+            max_input_chars=c.input_char_limit("titan", model_id),
+            max_concurrency=max_concurrency,
+            retry=retry,
+            limiter=limiter,
+        )
         self.normalize = normalize
-        self.max_concurrency = max_concurrency
-        self.max_input_chars = c.input_char_limit("titan", model_id)
-        self._body = TitanV2Body(model_id, dimensions, normalize=normalize)
-        self._retry = retry or RetryPolicy()
-        self.limiter = limiter
 
-    def _embed_one(self, text: str, purpose: Purpose) -> EmbedResult:
+    def _embed_call(self, texts: list[str], purpose: Purpose) -> list[EmbedResult]:
+        (text,) = texts
         text = text[: self.max_input_chars]
         limit = min(len(text), TITAN_START_CHARS)
         for _ in range(TITAN_SHORTENINGS + 1):
-            prefix = text[:limit]
-            result = _guarded(lambda prefix=prefix: self._invoke(prefix))
+            [result] = super()._embed_call([text[:limit]], purpose)
             too_long = isinstance(result.error, PoisonRecordError) and _is_token_limit(result.error)
             if not too_long or limit <= 1:
                 break
             limit //= 2
-        return EmbedResult(result.vector, result.error, truncated=result.vector is not None and limit < len(text))
-
-    def _invoke(self, text: str) -> list[float]:
-        body = json.dumps(self._body.request([text], "document"))
-        payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
-        return self._body.parse(payload, 1).vectors[0]
-
-
-class NovaEmbedder(_OneTextPerCall):
-    """Amazon Nova Multimodal Embeddings, text (``bedrock_models.NovaBody``): documents as GENERIC_INDEX,
-    queries as TEXT_RETRIEVAL; the model cuts text past its token limit and says so (``truncated``)."""
-
-    def __init__(
-        self,
-        bedrock_client: Any,
-        *,
-        model_id: str = c.NOVA_MME,
-        dimensions: int = 1024,
-        max_concurrency: int = 8,
-        retry: RetryPolicy | None = None,
-        limiter: AdaptiveRateLimiter | None = None,
-    ) -> None:
-        self._client = bedrock_client
-        self.model_id = model_id
-        self.dimensions = dimensions
-        self.max_concurrency = max_concurrency
-        self.max_input_chars = c.input_char_limit("nova", model_id)
-        self._body = NovaBody(model_id, dimensions)
-        self._retry = retry or RetryPolicy()
-        self.limiter = limiter
-
-    def _embed_one(self, text: str, purpose: Purpose) -> EmbedResult:
-        text = text[: self.max_input_chars]
-        try:
-            body = json.dumps(self._body.request([text], purpose))
-            embedded = self._body.parse(_invoke_model(self._client, self._retry, self.model_id, body, self.limiter), 1)
-        except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
-            return EmbedResult(error=_classified(exc))
-        return EmbedResult(embedded.vectors[0], truncated=embedded.truncated)
-
-
-class CohereEmbedder(BaseEmbedder):
-    """Cohere Embed v3 and v4 (``bedrock_models.CohereV3Body`` / ``CohereV4Body``): up to 96 texts a call; rows
-    are embedded as ``search_document``, queries as ``search_query``."""
-
-    def __init__(
-        self,
-        bedrock_client: Any,
-        *,
-        model_id: str = c.COHERE_EN_V3,
-        dimensions: int = 1024,
-        max_concurrency: int = 4,
-        retry: RetryPolicy | None = None,
-        limiter: AdaptiveRateLimiter | None = None,
-    ) -> None:
-        self._client = bedrock_client
-        self.model_id = model_id
-        self.dimensions = dimensions
-        self.max_concurrency = max_concurrency
-        self.max_input_chars = c.input_char_limit("cohere", model_id)
-        self._body = model_body("cohere", model_id, dimensions)
-        self._retry = retry or RetryPolicy()
-        self.limiter = limiter
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._invoke([text], "query")[0]
-
-    def try_embed_documents(self, texts: Sequence[str]) -> list[EmbedResult]:
-        if not texts:
-            return []
-        size = self._body.texts_per_call
-        chunks = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(chunks))) as pool:
-            return [result for chunk in pool.map(self._embed_chunk, chunks) for result in chunk]
-
-    def _embed_chunk(self, texts: list[str]) -> list[EmbedResult]:
-        try:
-            return [EmbedResult(vector) for vector in self._invoke(texts, "document")]
-        except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
-            error = _classified(exc)
-            if isinstance(error, PoisonRecordError) and len(texts) > 1:
-                # One bad text fails the whole call: embed one by one to find it and keep the others.
-                return [_guarded(lambda text=text: self._invoke([text], "document")[0]) for text in texts]
-            return [EmbedResult(error=error) for _ in texts]
-
-    def _invoke(self, texts: list[str], purpose: Purpose) -> list[list[float]]:
-        body = json.dumps(self._body.request([t[: self.max_input_chars] for t in texts], purpose))
-        payload = _invoke_model(self._client, self._retry, self.model_id, body, self.limiter)
-        return self._body.parse(payload, len(texts)).vectors
+        return [EmbedResult(result.vector, result.error, truncated=result.vector is not None and limit < len(text))]
 
 
 def make_embedder(
@@ -235,19 +184,14 @@ def make_embedder(
     if bedrock_client is None:
         raise MisconfigurationError(f"embedding provider {provider!r} needs a bedrock-runtime client")
     limiter = AdaptiveRateLimiter(embedding_config.max_concurrency) if embedding_config.adaptive_rate else None
-    common: dict[str, Any] = {
-        "model_id": embedding_config.model_id,
-        "dimensions": embedding_config.dimensions,
-        "max_concurrency": embedding_config.max_concurrency,
-        "retry": retry,
-        "limiter": limiter,
-    }
+    model_id, dimensions = embedding_config.model_id, embedding_config.dimensions
+    calls: dict[str, Any] = {"max_concurrency": embedding_config.max_concurrency, "retry": retry, "limiter": limiter}
     if provider == "titan":
-        return TitanEmbedder(bedrock_client, normalize=embedding_config.normalize, **common)
-    if provider == "cohere":
-        return CohereEmbedder(bedrock_client, **common)
-    if provider == "nova":
-        return NovaEmbedder(bedrock_client, **common)
+        normalize = embedding_config.normalize
+        return TitanEmbedder(bedrock_client, model_id=model_id, dimensions=dimensions, normalize=normalize, **calls)
+    if provider in ("cohere", "nova"):
+        body = model_body(provider, model_id, dimensions)
+        return BedrockEmbedder(bedrock_client, body, max_input_chars=c.input_char_limit(provider, model_id), **calls)
     raise MisconfigurationError(f"unknown embedding provider {provider!r}; allowed: {', '.join(c.PROVIDER_MODELS)}")
 
 
@@ -281,10 +225,3 @@ def _classified(exc: Exception) -> FreshvecError:
 def _is_token_limit(error: BaseException) -> bool:
     """Titan's refusal of an input over its token limit ("Too many input tokens ...")."""
     return "token" in str(error).lower()
-
-
-def _guarded(call: Callable[[], list[float]]) -> EmbedResult:
-    try:
-        return EmbedResult(call())
-    except Exception as exc:  # noqa: BLE001 - every failure is classified in one place
-        return EmbedResult(error=_classified(exc))

@@ -23,12 +23,13 @@ from typing import Annotated, Any
 import typer
 
 from freshvec.cli import console, generations, keyspaces, local_client, resync
-from freshvec.cli.errors import OperatorError
+from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError
 from freshvec.cli.load import quote
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import StackResources
 from freshvec.config import PipelineConfig
+from freshvec.errors import PoisonRecordError
 from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import ChangeStreamWriter
 
@@ -75,6 +76,7 @@ class BackfillState:
     positions: dict[int, int | str] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     sent: int = 0
+    unindexable: list[str] = field(default_factory=list)  # one line per row that no vector can hold
 
     @classmethod
     def open(cls, path: Path, segments: int, *, restart: bool = False) -> BackfillState:
@@ -93,6 +95,7 @@ class BackfillState:
                     {int(k): v if isinstance(v, str) else int(v) for k, v in raw["positions"].items()},
                     {int(s) for s in raw["done"]},
                     int(raw["sent"]),
+                    [str(line) for line in raw.get("unindexable", [])],
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise OperatorError(f"{path} is not a backfill state file ({exc}); pass --restart") from exc
@@ -110,6 +113,7 @@ class BackfillState:
             "positions": {str(k): v for k, v in sorted(self.positions.items())},
             "done": sorted(self.done),
             "sent": self.sent,
+            "unindexable": self.unindexable,
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc), encoding="utf-8")
@@ -122,6 +126,7 @@ class BackfillReport:
     segments_done: int = 0
     segments: int = 0
     resumed: bool = False
+    unindexable: list[str] = field(default_factory=list)  # rows no vector can hold: key (shortened) and reason
 
 
 def backfill(
@@ -223,7 +228,7 @@ class _BackfillRun:
                 raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-        return BackfillReport(state.sent - before, len(state.done), state.segments, resumed)
+        return BackfillReport(state.sent - before, len(state.done), state.segments, resumed, list(state.unindexable))
 
     def _segment(self, index: int, low: int, high: int) -> None:
         try:
@@ -244,8 +249,15 @@ class _BackfillRun:
             last = position
             with self.lock:
                 seq = str(self.seq_base + next(self.counter))
-            vectors = self.vectors_for(row) if self.vectors_for is not None else None
-            page.append(_backfill_record(row, version, self.config, seq, self.generations, vectors=vectors))
+            try:
+                vectors = self.vectors_for(row) if self.vectors_for is not None else None
+                page.append(_backfill_record(row, version, self.config, seq, self.generations, vectors=vectors))
+            except PoisonRecordError as exc:
+                # A row no vector can hold (its key is longer than S3 Vectors allows): the sink would park it
+                # too. Counted and named, and the rest of the range goes on.
+                with self.lock:
+                    self.state.unindexable.append(f"{console.shorten(_row_key(row, self.config))}: {exc}")
+                continue
             if len(page) >= self.page_rows:
                 if self.stop.is_set():
                     return False
@@ -302,6 +314,10 @@ def _backfill_record(
     )  # fmt: skip
 
 
+def _row_key(row: dict[str, Any], config: PipelineConfig) -> str:
+    return json.dumps([row.get(name) for name in config.primary_key], separators=(",", ":"), ensure_ascii=False)
+
+
 def _local_cursor(row: dict[str, Any], config: PipelineConfig) -> str:
     """The local table's scan cursor for a row: its primary key values as compact JSON (``LocalTable`` key id)."""
     return json.dumps([row[name] for name in config.primary_key], separators=(",", ":"), ensure_ascii=False)
@@ -341,7 +357,7 @@ def backfill_command(
     state = BackfillState.open(path, segments, restart=restart)
     if state.complete:
         console.out.print(f"backfill already complete ({state.sent} rows sent); pass --restart to run it again")
-        return
+        return report_unindexable(state.unindexable)
     cluster, session = (None, None) if res.is_local else keyspaces.connect_table(res.region, ca_bundle)
     try:
         with console.progress() as progress:
@@ -365,3 +381,11 @@ def backfill_command(
         f"backfill{resumed}: {report.sent} row(s) sent to {res.stream_name}{scope}; "
         f"{report.segments_done}/{report.segments} token ranges done; progress in {path}"
     )
+    report_unindexable(report.unindexable)
+
+
+def report_unindexable(lines: Sequence[str]) -> None:
+    """Rows no vector can hold: how many, the first few (key shortened, reason); exit 1, as a failed check."""
+    if lines:
+        console.unindexable_rows(list(lines), "they were not sent (shorten their keys in the table)")
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -4,7 +4,8 @@ traceback), and the exit codes every command keeps, so scripts can gate on them:
 
 - ``EXIT_OK`` (0): done; for a check (reconcile, wait, preflight, load), it passed.
 - ``EXIT_CHECK_FAILED`` (1): the command finished and its check did not pass: reconcile found drift, wait saw
-  changes that never became searchable, preflight found a problem, load had rows refused.
+  changes that never became searchable, preflight found a problem, load had rows refused, redrive send left
+  parked items it cannot redrive in place.
 - ``EXIT_USAGE`` (2): the command line, the config or an input file is wrong (also click's own usage errors).
 - ``EXIT_FAILED`` (3): the command could not finish: a service unreachable or refusing, an unexpected error.
   A script can tell "drift" from "could not look".
@@ -16,7 +17,7 @@ from typing import Any
 
 from freshvec.config import ConfigError
 from freshvec.datafiles import LoaderFileError
-from freshvec.errors import MisconfigurationError, error_code
+from freshvec.errors import MisconfigurationError, PoisonRecordError, TransientError, error_code
 from freshvec.filters import FilterError
 
 EXIT_OK = 0
@@ -56,7 +57,7 @@ def explain(exc: BaseException) -> str | None:  # noqa: PLR0911 - one line per k
 
     if isinstance(exc, OperatorError | FilterError | LoaderFileError | ConfigError):
         return str(exc)
-    if isinstance(exc, MisconfigurationError):
+    if isinstance(exc, MisconfigurationError | PoisonRecordError | TransientError):  # classified: say what it is
         return str(exc)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return "no AWS credentials found: set AWS_PROFILE (aws configure / aws sso login) or the AWS_* variables"

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from freshvec.cli import console, keyspaces, local_client, wait
+from freshvec.cli import console, keyspaces, local_client, resync, wait
 from freshvec.cli import load as loader
 from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.settings import settings
@@ -85,6 +85,7 @@ def load_command(
     records = read_records(file, schema.column_types)
     verb = "deleting" if delete else f"updating ({update.value})" if update else "loading"
     cluster = None
+    source_session = None  # what reads rows back: the Keyspaces session or the PostgreSQL connection
     if res.is_local:
         writer: loader.RowWriter = loader.ControlApiRowWriter(
             res.control_url or "", schema, headers=local_client.control_headers(res), options=options
@@ -93,13 +94,12 @@ def load_command(
     elif res.config.source.kind == "postgres":
         from freshvec.cli import postgres
 
-        writer = cluster = postgres.PostgresRowWriter(
-            postgres.connect_source(res.config, settings().clients()), res.config, schema
-        )
+        source_session = postgres.connect_source(res.config, settings().clients())
+        writer = cluster = postgres.PostgresRowWriter(source_session, res.config, schema)
         target = f"{res.config.keyspace}.{res.config.table} on {res.config.postgres.connection.host}"
     else:
-        cluster, session = keyspaces.connect_table(res.region, ca_bundle)
-        writer = loader.CassandraRowWriter(session, schema, max_in_flight=concurrency, options=options)
+        cluster, source_session = keyspaces.connect_table(res.region, ca_bundle)
+        writer = loader.CassandraRowWriter(source_session, schema, max_in_flight=concurrency, options=options)
         target = f"{res.config.keyspace}.{res.config.table} in {res.region}"
     recorder = wait.RecordingWriter(writer, wait.Expectations(res.config, schema)) if wait_visible else None
     writer = recorder or writer
@@ -116,6 +116,8 @@ def load_command(
                 on_progress=lambda r: progress.update(task, completed=r.written + len(r.failed)),
             )
             progress.update(task, total=report.written + len(report.failed))
+        if recorder is not None:  # rows written without their text: wait for the text the table holds now
+            recorder.settle(resync.row_reader(res, source_session))
     finally:
         if cluster is not None:
             cluster.shutdown()

@@ -6,11 +6,10 @@
 - Load: rows in batches of ``LOAD_BATCH_ROWS``, each one ``INSERT ... ON CONFLICT (<primary key>) DO UPDATE``
   in its own transaction (``freshvec.sources.postgres.writer``); a batch PostgreSQL refuses is written again
   row by row, so only the bad rows fail, each with the server's reason.
-- Backfill without a gap: the slot first (changes after it are in it), then a snapshot whose every
-  invisible transaction commits after a WAL position ``L``; every row read carries ``L`` as its version and
-  goes through the one Kinesis writer (``ChangeStreamSender``) as a BACKFILL event. A change the snapshot
-  missed reaches the slot with a commit LSN above ``L`` and wins; a row the snapshot saw changed after ``L``
-  arrives twice, and versions make the repeat harmless.
+- Backfill without a gap: the slot first (changes after it are in it), then the whole table in one snapshot;
+  every row read carries the snapshot as its version and goes through the one Kinesis writer
+  (``ChangeStreamSender``) as a BACKFILL event (``freshvec.sources.postgres.snapshot``, the read local mode
+  uses too). A live change the snapshot did not include wins; one it included is dropped.
 - Re-sync reads (``PostgresRowReader``, for redrive and reconcile's repair): the same argument per batch of
   keys; reconcile's table side is one snapshot through a server-side cursor (``table_rows``); status counts
   rows with ``SELECT count(*)`` (``count_rows``).
@@ -21,19 +20,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from freshvec import constants as c
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import PipelineConfig
 from freshvec.errors import TransientError
-from freshvec.events import ChangeEvent, format_timestamp
-from freshvec.keys import partition_key, vector_key
-from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.keyspaces.driver import row_to_json
 from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres.errors import PostgresError
@@ -198,7 +192,19 @@ def backfill(
     sent = 0
     version = ""
     for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
-        records = [_record(row, config, version, sent + i, generations) for i, row in enumerate(page)]
+        records = [
+            snapshot.backfill_record(
+                row,
+                keyspace=config.keyspace,
+                table=config.table,
+                primary_key=config.primary_key,
+                key_columns=config.key_columns,
+                version=version,
+                index=sent + i,
+                generations=generations,
+            )
+            for i, row in enumerate(page)
+        ]
         limiter.acquire(len(records))
         sender.send(records)
         sent += len(records)
@@ -231,33 +237,6 @@ def backfill_command(
     console.out.print(
         f"backfill: {sent} row(s) of {res.config.keyspace}.{res.config.table} sent to {res.stream_name}, "
         f"read in one snapshot ({version or 'the table was empty'})"
-    )
-
-
-def _record(
-    row: dict[str, Any], config: PipelineConfig, version: str, index: int, generations: Sequence[str] | None = None
-) -> OutgoingRecord:
-    key = {name: row[name] for name in config.primary_key}
-    now = datetime.now(UTC)
-    seq = f"backfill:{index}"
-    event = ChangeEvent(
-        keyspace=config.keyspace,
-        table=config.table,
-        op="INSERT",
-        key=key,
-        new=row,
-        old=None,
-        seq=seq,
-        shard="backfill",
-        ts=format_timestamp(now),
-        origin="BACKFILL",
-        source="postgres",
-        version=version,
-        extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
-    )
-    # The partition key the forwarder gives the row's live changes: one Kinesis shard per row.
-    return OutgoingRecord(
-        event.to_bytes(), partition_key(vector_key(key, config.key_columns)), seq, changed_at=now.timestamp()
     )
 
 

@@ -33,11 +33,13 @@ from freshvec.cli.load import LoadReport, RowWriter, WriteOp, WriteResult
 from freshvec.cli.settings import settings
 from freshvec.config import PipelineConfig
 from freshvec.datafiles import read_records
-from freshvec.keys import vector_key
+from freshvec.errors import PoisonRecordError
+from freshvec.keys import parse_vector_key, vector_key
 from freshvec.plan import fingerprint, has_text
 from freshvec.sources.keyspaces.driver import CellError, TableSchema, convert_row, row_to_json
 
 PRESENT = object()  # expectation of a key known only by its primary key: any vector
+TABLE_TEXT = object()  # a write that left the text column out: whatever text the table's row holds now
 POLL_INTERVAL_S = 0.25
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -95,14 +97,21 @@ class Expectations:
             text=text,
         )
 
-    def of(self, row: Mapping[str, Any], *, delete: bool, written_at: float | None) -> Expected:
+    def of(
+        self, row: Mapping[str, Any], *, delete: bool, written_at: float | None, without_text: object = PRESENT
+    ) -> Expected:
+        """What the index should show after ``row`` was written (or deleted). A row without the text column is
+        ``without_text``: PRESENT for a key named alone (any vector), TABLE_TEXT for a write (it left the row's
+        text as the table has it: none for a new row, so no vector). PoisonRecordError: no vector can hold it."""
         values = row_to_json(row, self.schema)
         key = vector_key(values, self.config.key_columns)
         if delete:
             return Expected(key, None, written_at)
         if self.schema.text_column not in values:
-            return Expected(key, PRESENT, written_at)
-        text = values.get(self.schema.text_column)
+            return Expected(key, without_text, written_at)
+        return self.of_text(key, values.get(self.schema.text_column), written_at)
+
+    def of_text(self, key: str, text: Any, written_at: float | None) -> Expected:
         # An update to empty text removes the vector, as the sink does.
         return Expected(key, self.fingerprint(text) if has_text(text) else None, written_at)
 
@@ -115,18 +124,41 @@ class RecordingWriter:
         self.expectations = expectations
         self.clock = clock
         self.expected: dict[str, Expected] = {}  # by key: the last write of each key is the one to see
+        self.unindexable: list[str] = []  # rows written that no vector can hold: key (shortened) and reason
 
     def write(self, ops: Iterable[WriteOp], report: Callable[[WriteResult], None]) -> None:
         def recorded(result: WriteResult) -> None:
             if result.error is None:
-                expected = self.expectations.of(
-                    result.op.row, delete=result.op.kind == "delete", written_at=self.clock()
-                )
-                self.expected.pop(expected.key, None)
-                self.expected[expected.key] = expected
+                self._record(result.op)
             report(result)
 
         self.inner.write(ops, recorded)
+
+    def _record(self, op: WriteOp) -> None:
+        try:
+            expected = self.expectations.of(
+                op.row, delete=op.kind == "delete", written_at=self.clock(), without_text=TABLE_TEXT
+            )
+        except PoisonRecordError as exc:  # written, but the sink parks it: nothing will become searchable
+            values = row_to_json(op.row, self.expectations.schema)
+            key = json.dumps([values.get(name) for name in self.expectations.config.key_columns], ensure_ascii=False)
+            self.unindexable.append(f"{console.shorten(key)}: {exc}")
+            return
+        self.expected.pop(expected.key, None)
+        self.expected[expected.key] = expected
+
+    def settle(self, reader: Any) -> None:
+        """Read the rows whose writes left the text column out (``resync.RowReader``): the text the table holds
+        now is what the index should show (none: no vector)."""
+        pending = [e for e in self.expected.values() if e.fingerprint is TABLE_TEXT]
+        if not pending:
+            return
+        columns = self.expectations.config.key_columns
+        reads = reader.read([parse_vector_key(e.key, columns) for e in pending])
+        text_column = self.expectations.schema.text_column
+        for e, (row, _version) in zip(pending, reads, strict=True):
+            text = (row or {}).get(text_column)
+            self.expected[e.key] = self.expectations.of_text(e.key, text, e.written_at)
 
 
 def visible(expected: Expected, stored: Mapping[str, Any] | None) -> bool:
@@ -192,7 +224,9 @@ def index_reader() -> Callable[[list[str]], Mapping[str, Any]]:
     return lambda keys: store.get(keys, return_data=False, return_metadata=True)
 
 
-def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: str = "write → searchable") -> None:
+def wait_and_report(
+    expected: Sequence[Expected], timeout_s: float, *, label: str = "write → searchable", delete: bool = False
+) -> None:
     """Wait with a progress bar, print p50/p95/max; exit 1 naming how many writes never became visible."""
     if not expected:
         console.out.print("nothing to wait for")
@@ -209,7 +243,7 @@ def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: st
     seen = len(outcome.latencies_ms)
     if seen:
         console.out.print(
-            f"{_seen_summary(expected, outcome)}; {label}: p50 {outcome.percentile(50):.0f} ms, "
+            f"{_seen_summary(expected, outcome, delete=delete)}; {label}: p50 {outcome.percentile(50):.0f} ms, "
             f"p95 {outcome.percentile(95):.0f} ms, max {max(outcome.latencies_ms):.0f} ms"
         )
     if outcome.never_visible:
@@ -223,14 +257,17 @@ def wait_and_report(expected: Sequence[Expected], timeout_s: float, *, label: st
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _seen_summary(expected: Sequence[Expected], outcome: WaitOutcome) -> str:
-    """What became visible, by kind: rows searchable (a vector with the text written) and rows removed (none)."""
+def _seen_summary(expected: Sequence[Expected], outcome: WaitOutcome, *, delete: bool) -> str:
+    """What became visible, by kind: rows searchable (a vector with the text written) and rows removed (none:
+    deleted, or written without text)."""
     pending = set(outcome.never_visible)
     removed = sum(1 for e in expected if e.fingerprint is None and e.key not in pending)
     searchable = sum(1 for e in expected if e.fingerprint is not None and e.key not in pending)
     parts = [f"{searchable} change(s) searchable"] if searchable else []
     if removed:
-        parts.append(f"{removed} row(s) removed from the index")
+        parts.append(
+            f"{removed} row(s) removed from the index" if delete else f"{removed} row(s) without text, not in the index"
+        )
     return ", ".join(parts)
 
 
@@ -239,8 +276,12 @@ def after_load(
 ) -> None:
     """``load``'s last words: wait (``--wait``), or say when the changes become searchable and how to wait."""
     if recorder is not None:
-        wait_and_report(list(recorder.expected.values()), timeout_s, label="delete → absent" if delete else
-                        "write → searchable")  # fmt: skip
+        if recorder.unindexable:
+            console.unindexable_rows(recorder.unindexable, "written, parked in the DLQ (`freshvec redrive list`)")
+        label = "delete → absent" if delete else "write → searchable"
+        wait_and_report(list(recorder.expected.values()), timeout_s, label=label, delete=delete)
+        if recorder.unindexable:
+            raise typer.Exit(EXIT_CHECK_FAILED)
     elif report.written:
         again = " --delete" if delete else ""
         console.out.print(
@@ -339,4 +380,4 @@ def wait_command(
                 "give --keys-file FILE or primary keys as JSON Lines on stdin", param_hint="--keys-file"
             )
         expected = expectations_from_lines(sys.stdin, expectations, delete=delete)
-    wait_and_report(expected, timeout, label="delete → absent" if delete else "change → searchable")
+    wait_and_report(expected, timeout, label="delete → absent" if delete else "change → searchable", delete=delete)

@@ -9,6 +9,7 @@
 - ``defaults``   the tutorial's movie table (``cdk.json``)
 """
 
+from freshvec.config import sections
 from freshvec.config.context import load_config
 from freshvec.config.defaults import DEFAULT_CONFIG, default_config
 from freshvec.config.deployable import (
@@ -20,40 +21,13 @@ from freshvec.config.deployable import (
 from freshvec.config.errors import ConfigError
 from freshvec.config.parsing import parse_generation
 from freshvec.config.pipeline import CONTEXT_KEY, PipelineConfig
-from freshvec.config.sections import (
-    SOURCE_KINDS,
-    ChunkingConfig,
-    EmbeddingConfig,
-    ForwarderConfig,
-    GenerationConfig,
-    PostgresConnectionConfig,
-    PostgresNetworkConfig,
-    PostgresSourceConfig,
-    SinkConfig,
-    SourceConfig,
-    StreamConfig,
-    TextSearchConfig,
-    VectorStoreConfig,
-)
+from freshvec.config.sections import *  # noqa: F403 - the sections' own list of public names
 
 __all__ = [
     "CONTEXT_KEY",
     "DEFAULT_CONFIG",
-    "SOURCE_KINDS",
-    "ChunkingConfig",
     "ConfigError",
-    "EmbeddingConfig",
-    "ForwarderConfig",
-    "GenerationConfig",
     "PipelineConfig",
-    "PostgresConnectionConfig",
-    "PostgresNetworkConfig",
-    "PostgresSourceConfig",
-    "SinkConfig",
-    "SourceConfig",
-    "StreamConfig",
-    "TextSearchConfig",
-    "VectorStoreConfig",
     "check_cloudformation_names",
     "check_deployable",
     "check_deployable_embedding",
@@ -62,3 +36,4 @@ __all__ = [
     "load_config",
     "parse_generation",
 ]
+__all__ += sections.__all__

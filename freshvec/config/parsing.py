@@ -11,21 +11,9 @@ from dataclasses import MISSING, asdict, fields, is_dataclass
 from typing import Any
 
 from freshvec import constants as c
+from freshvec.config import sections
 from freshvec.config.errors import ConfigError
-from freshvec.config.sections import (
-    ChunkingConfig,
-    EmbeddingConfig,
-    ForwarderConfig,
-    GenerationConfig,
-    PostgresConnectionConfig,
-    PostgresNetworkConfig,
-    PostgresSourceConfig,
-    SinkConfig,
-    SourceConfig,
-    StreamConfig,
-    TextSearchConfig,
-    VectorStoreConfig,
-)
+from freshvec.config.sections import EmbeddingConfig, GenerationConfig, PostgresSourceConfig
 
 
 def parse_override(value: Any) -> Any:
@@ -75,20 +63,8 @@ def _embedding_defaults(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     return filled
 
 
-_NESTED = {
-    "SourceConfig": SourceConfig,
-    "PostgresSourceConfig": PostgresSourceConfig,
-    "PostgresConnectionConfig": PostgresConnectionConfig,
-    "PostgresNetworkConfig": PostgresNetworkConfig,
-    "EmbeddingConfig": EmbeddingConfig,
-    "GenerationConfig": GenerationConfig,
-    "VectorStoreConfig": VectorStoreConfig,
-    "ChunkingConfig": ChunkingConfig,
-    "TextSearchConfig": TextSearchConfig,
-    "StreamConfig": StreamConfig,
-    "SinkConfig": SinkConfig,
-    "ForwarderConfig": ForwarderConfig,
-}
+# Every section class, by the name its annotations use (the annotations are text: ``from __future__``).
+_NESTED = {name: section for name in sections.__all__ if isinstance(section := getattr(sections, name), type)}
 
 
 def _coerce(type_text: Any, value: Any, path: str) -> Any:

@@ -10,6 +10,23 @@ from dataclasses import dataclass, field
 from freshvec import constants as c
 from freshvec.sources.postgres import types as pgtypes
 
+# The public names, re-exported by ``freshvec.config``; ``parsing`` reads its nested sections from this list.
+__all__ = [
+    "SOURCE_KINDS",
+    "ChunkingConfig",
+    "EmbeddingConfig",
+    "ForwarderConfig",
+    "GenerationConfig",
+    "PostgresConnectionConfig",
+    "PostgresNetworkConfig",
+    "PostgresSourceConfig",
+    "SinkConfig",
+    "SourceConfig",
+    "StreamConfig",
+    "TextSearchConfig",
+    "VectorStoreConfig",
+]
+
 SOURCE_KINDS = ("keyspaces", "postgres")
 # PostgreSQL type family -> the CQL type whose change-event JSON form is the same (for the shared checks:
 # the embedded text is text, key columns are scalars). Metadata of a PostgreSQL column is converted by its own

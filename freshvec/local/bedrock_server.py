@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +31,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 from freshvec import constants as c
 from freshvec.local.bedrock_batch import BatchInferenceStandIn, RecordLimits
 from freshvec.local.control import host_allowed, token_matches
+from freshvec.local.loopback import LoopbackServer
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -49,32 +49,24 @@ LOCAL_BATCH_ROLE = "arn:aws:iam::123456789012:role/freshvec-local-batch"
 LOCAL_BATCH_LIMITS = RecordLimits(min_records=10, max_records=c.BATCH_DEFAULT_RECORDS[1])
 
 
-class BedrockBatchServer:
-    """Serves one stand-in on 127.0.0.1 in a background thread; ``url`` is the boto3 ``endpoint_url``."""
+class BedrockBatchServer(LoopbackServer):
+    """Serves one stand-in on 127.0.0.1 in a background thread (``loopback``); ``url`` is the boto3
+    ``endpoint_url``. ``stop()`` stops the stand-in's stepping too."""
 
-    def __init__(self, stand_in: BatchInferenceStandIn, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, stand_in: BatchInferenceStandIn, token: str, port: int = 0) -> None:
         self.stand_in = stand_in
         self.token = token
-        self._server = ThreadingHTTPServer((host, port), _handler(stand_in, token))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> BedrockBatchServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bedrock-batch-http", daemon=True)
-        self._thread.start()
-        return self
+        handler = _handler(stand_in, token)
+        super().__init__(
+            lambda host, port: ThreadingHTTPServer((host, port), handler),
+            port,
+            name="bedrock-batch-http",
+            join_timeout_s=10,
+        )
 
     def stop(self) -> None:
         self.stand_in.stop()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
 
 
 def quota_answer(stand_in: BatchInferenceStandIn) -> dict[str, Any]:

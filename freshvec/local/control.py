@@ -43,13 +43,13 @@ import hmac
 import json
 import logging
 import secrets
-import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from freshvec.config import parse_generation
+from freshvec.local.loopback import LoopbackServer
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -79,40 +79,18 @@ class ControlledPipeline(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-class ControlServer:
-    """Serves the control API for one pipeline on 127.0.0.1 in a background thread.
+class ControlServer(LoopbackServer):
+    """Serves the control API for one pipeline on 127.0.0.1 in a background thread (``loopback``).
 
     ``token`` is the secret every request must send in ``CONTROL_TOKEN_HEADER``; a fresh random one is made
     unless given. Write it to the state file (``freshvec.local.cli.stack_state``) for the CLI to find.
     """
 
-    def __init__(
-        self, pipeline: ControlledPipeline, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None
-    ) -> None:
+    def __init__(self, pipeline: ControlledPipeline, port: int = 0, *, token: str | None = None) -> None:
         self._pipeline = pipeline
         self.token = token or secrets.token_urlsafe(32)
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self._routes(), self.token))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self, poll_interval_s: float = 0.5) -> ControlServer:
-        """Serve on a thread; ``stop`` waits up to ``poll_interval_s`` for it to notice."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(poll_interval_s,), name="control-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        handler = _handler_class(self._routes(), self.token)
+        super().__init__(lambda host, port: ThreadingHTTPServer((host, port), handler), port, name="control-api")
 
     def _routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]]:
         p = self._pipeline

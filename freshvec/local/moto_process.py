@@ -23,7 +23,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
 from freshvec.local.vectors.server import LocalAwsServer
 server = LocalAwsServer(legacy_buckets=sys.argv[1] == "legacy").start()
-print(server.endpoint, flush=True)
+print(server.url, flush=True)
 sys.stdin.read()  # until the parent closes it (stop() or the parent's exit)
 os._exit(0)  # nothing to flush: the state lives only in this process
 """

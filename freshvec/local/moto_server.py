@@ -38,7 +38,7 @@ class MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
         server = LocalAwsServer(legacy_buckets=legacy_buckets).start()
-        return cls(endpoint=server.endpoint, region=region, _server=server)
+        return cls(endpoint=server.url, region=region, _server=server)
 
     def client(self, service: str, **config: Any) -> Any:
         return boto3.client(

@@ -29,7 +29,7 @@ def legacy() -> Iterator[LocalAwsServer]:
 def _client(server: LocalAwsServer) -> Any:
     return boto3.client(
         "s3vectors",
-        endpoint_url=server.endpoint,
+        endpoint_url=server.url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -131,7 +131,7 @@ def test_the_handler_answers_cloudformation_for_create_update_and_delete(
     from lambdas.index_settings import handler as module
 
     _store(legacy, "settings-c")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", legacy.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", legacy.url)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -47,7 +47,7 @@ def server() -> Iterator[LocalAwsServer]:
 
 @pytest.fixture(scope="module")
 def s3v(server: LocalAwsServer) -> Any:
-    s3v = client(server.endpoint)
+    s3v = client(server.url)
     s3v.create_vector_bucket(vectorBucketName=BUCKET)
     s3v.create_index(
         vectorBucketName=BUCKET,
@@ -181,7 +181,7 @@ def test_every_filter_operator_applies_before_the_search_on_enhanced(
 
 
 def test_paging_continues_the_same_ranking_with_next_token(server: LocalAwsServer) -> None:
-    s3v = client(server.endpoint)
+    s3v = client(server.url)
     s3v.create_index(
         vectorBucketName=BUCKET, indexName="many", dataType="float32", dimension=2, distanceMetric="euclidean"
     )
@@ -273,7 +273,7 @@ def test_put_vectors_keeps_to_the_metadata_limits(s3v: Any) -> None:
 def test_text_search_keys_are_added_and_deleted_in_place_and_build_first() -> None:
     server = LocalAwsServer(analyzer_build_seconds=0.6).start()
     try:
-        s3v = client(server.endpoint)
+        s3v = client(server.url)
         s3v.create_vector_bucket(vectorBucketName=OTHER)
         s3v.create_index(
             vectorBucketName=OTHER, indexName=INDEX, dataType="float32", dimension=3, distanceMetric="cosine"
@@ -320,7 +320,7 @@ def test_text_search_keys_are_added_and_deleted_in_place_and_build_first() -> No
 def test_classic_indexes_filter_during_the_search_and_have_no_starts_with() -> None:
     server = LocalAwsServer(legacy_buckets=True).start()
     try:
-        s3v = client(server.endpoint)
+        s3v = client(server.url)
         s3v.create_vector_bucket(vectorBucketName=LEGACY)
         s3v.create_index(
             vectorBucketName=LEGACY, indexName=INDEX, dataType="float32", dimension=2, distanceMetric="euclidean"
@@ -359,7 +359,7 @@ def test_everything_else_still_reaches_moto(s3v: Any, server: LocalAwsServer) ->
     assert {v["key"] for v in listed} >= set(PRODUCTS)
     sqs = boto3.client(
         "sqs",
-        endpoint_url=server.endpoint,
+        endpoint_url=server.url,
         region_name="us-east-1",
         aws_access_key_id="t",
         aws_secret_access_key="t",

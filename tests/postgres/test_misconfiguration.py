@@ -12,8 +12,10 @@ from freshvec.adapters.postgres import connect
 from freshvec.adapters.wiring import postgres_connector
 from freshvec.config import ConfigError, PipelineConfig
 from freshvec.local.pgserver import LocalPostgres
+from freshvec.sources.postgres.catalog import describe_table
 from freshvec.sources.postgres.errors import PostgresError
 from freshvec.sources.postgres.reader import PostgresSlotSource, SlotBusyError
+from freshvec.sources.postgres.session import check_table, primary_key_columns
 
 SMALL = {"id": "bigint", "body": "text", "n": "integer"}
 
@@ -172,3 +174,22 @@ def test_top_level_table_settings_conflicting_with_a_postgres_source_are_refused
     config = PipelineConfig.from_dict({k: v for k, v in raw.items() if k != "keyspace"})
     assert PipelineConfig.from_json(config.to_json()) == config  # the Lambda's copy round-trips
     assert (config.keyspace, config.table, config.partition_key) == ("public", "docs", ("id",))
+
+
+def test_the_primary_key_is_read_in_key_order_not_column_order(pg):
+    """One catalog query serves the source check and ``describe_table`` (init): both see (b, a) for a key declared
+    in that order over columns declared a, b."""
+    pg.run("CREATE TABLE pair (a int, b text, body text, PRIMARY KEY (b, a))")
+    pg.run("CREATE TABLE keyless (a int)")
+    oid = pg.run("SELECT 'public.pair'::regclass::oid")[0][0]
+    keyless = pg.run("SELECT 'public.keyless'::regclass::oid")[0][0]
+    assert primary_key_columns(pg.sql, oid) == ["b", "a"]
+    assert primary_key_columns(pg.sql, keyless) == []
+    assert describe_table(pg.sql, "public", "pair").primary_key == ("b", "a")
+    pg.run("CREATE PUBLICATION freshvec FOR TABLE pair")
+    check = {"schema": "public", "table": "pair", "columns": {"a": "integer", "b": "text"}, "publication": None}
+    check_table(pg.sql, **check, primary_key=("b", "a"))
+    with pytest.raises(
+        PostgresError, match=r"the primary key of public.pair is \(b, a\), but the config says \(a, b\)"
+    ):
+        check_table(pg.sql, **check, primary_key=("a", "b"))

@@ -16,7 +16,7 @@ from freshvec.cli import app as cli
 from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError, explain
 from freshvec.config import default_config
 from freshvec.datafiles import LoaderFileError
-from freshvec.errors import MisconfigurationError
+from freshvec.errors import MisconfigurationError, PoisonRecordError, TransientError
 from freshvec.filters import FilterError
 
 runner = CliRunner()
@@ -60,6 +60,14 @@ def _client_error(code: str, message: str, operation: str = "DescribeStacks") ->
         (LoaderFileError("rows.csv: no such file"), "rows.csv: no such file"),
         (OperatorError("stack 'x' not found"), "stack 'x' not found"),
         (MisconfigurationError("S3 Vectors QueryVectors failed: denied"), "S3 Vectors QueryVectors failed: denied"),
+        (
+            PoisonRecordError("Bedrock refused the text: ValidationException: too many tokens"),
+            "Bedrock refused the text: ValidationException",
+        ),
+        (
+            TransientError("Bedrock InvokeModel m still failing after 5 attempt(s): slow down"),
+            "still failing after 5 attempt(s)",
+        ),
         (AuthenticationFailed("Failed to authenticate"), "Amazon Keyspaces: AuthenticationFailed"),
         (FileNotFoundError(2, "No such file or directory", "x.pem"), "No such file or directory"),
     ],

@@ -335,3 +335,27 @@ def test_a_deployed_pipeline_bounds_its_calls_inside_its_timeouts_and_leases() -
     short_sink = PipelineConfig.from_dict({**raw, "sink": {"timeout_s": 60}})
     with pytest.raises(ConfigError, match=f"at least {3 * c.S3V_CALL_BUDGET_S} s"):
         check_call_bounds(short_sink)
+
+
+def test_the_sections_name_list_is_the_one_every_section_is_exported_and_parsed_by():
+    import dataclasses
+
+    import freshvec.config
+    from freshvec.config import parsing, sections
+
+    defined = {
+        name
+        for name, value in vars(sections).items()
+        if dataclasses.is_dataclass(value) and value.__module__ == sections.__name__
+    }
+    assert defined <= set(sections.__all__)  # a new section cannot be left off the list
+    assert set(sections.__all__) <= set(freshvec.config.__all__)
+    assert all(getattr(freshvec.config, name) is getattr(sections, name) for name in sections.__all__)
+    assert set(parsing._NESTED) == defined  # every section can be nested in another and parsed by path
+    raw = {"kind": "postgres", "postgres": {"table": "t", "columns": {"id": "int"}, "primary_key": ["id"]}}
+    raw["postgres"]["connection"] = {"port": "5432"}  # two levels down, found through the list, checked by path
+    with pytest.raises(ConfigError, match=r"source\.postgres\.connection\.port"):
+        parsing.build(sections.SourceConfig, raw, "source")
+    raw["postgres"]["connection"] = {"port": 5432}
+    nested = parsing.build(sections.SourceConfig, raw, "source")
+    assert isinstance(nested.postgres.connection, sections.PostgresConnectionConfig)

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
 from freshvec import constants as c
-from freshvec.adapters.bedrock import CohereEmbedder, NovaEmbedder, make_embedder
+from freshvec.adapters.bedrock import make_embedder
 from freshvec.adapters.bedrock_models import CohereV4Body, NovaBody, model_body
 from freshvec.config import EmbeddingConfig
 from freshvec.errors import MisconfigurationError, PoisonRecordError
 from freshvec.local.embedder import LocalEmbedder
 from freshvec.retry import RetryPolicy
 from freshvec.testing.botocore_shapes import assert_is_modeled_error, assert_matches_output_shape
-from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector, purposed_vector
+from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector, purposed_vector, request_texts
+
+
+def _bedrock(fake: FakeBedrockRuntime, provider: str, model_id: str, dimensions: int) -> Any:
+    """The embedder the sink would make for this model (no pacing, no retry waits)."""
+    config = EmbeddingConfig(provider=provider, model_id=model_id, dimensions=dimensions, adaptive_rate=False)
+    return make_embedder(config, fake, retry=no_wait())
 
 
 def no_wait() -> RetryPolicy:
@@ -47,7 +54,7 @@ def refusal(fake: FakeBedrockRuntime, model_id: str, body: dict) -> str:
 def test_cohere_v4_sends_its_documented_body_at_the_configured_dimension(model_id: str) -> None:
     fake = FakeBedrockRuntime()
     texts = [f"doc {i}" for i in range(100)]
-    vectors = CohereEmbedder(fake, model_id=model_id, dimensions=512, retry=no_wait()).embed_documents(texts)
+    vectors = _bedrock(fake, "cohere", model_id, 512).embed_documents(texts)
     assert sorted(len(call["body"]["texts"]) for call in fake.calls) == [4, 96]
     assert {call["modelId"] for call in fake.calls} == {model_id}
     body = fake.calls[0]["body"]
@@ -62,7 +69,7 @@ def test_cohere_v4_sends_its_documented_body_at_the_configured_dimension(model_i
 
 def test_cohere_v4_queries_are_search_query_and_differ_from_the_document_vector() -> None:
     fake = FakeBedrockRuntime()
-    embedder = CohereEmbedder(fake, model_id=c.COHERE_V4, dimensions=256, retry=no_wait())
+    embedder = _bedrock(fake, "cohere", c.COHERE_V4, 256)
     query = embedder.embed_query("sharks")
     assert fake.calls[-1]["body"]["input_type"] == "search_query"
     assert query == pytest.approx(purposed_vector("search_query", "sharks", 256))
@@ -71,7 +78,7 @@ def test_cohere_v4_queries_are_search_query_and_differ_from_the_document_vector(
 
 def test_cohere_v4_texts_are_cut_to_its_own_limit_not_v3s() -> None:
     fake = FakeBedrockRuntime()
-    embedder = CohereEmbedder(fake, model_id=c.COHERE_V4, dimensions=256, retry=no_wait())
+    embedder = _bedrock(fake, "cohere", c.COHERE_V4, 256)
     embedder.embed_documents(["x" * 60_000])
     assert len(fake.calls[0]["body"]["texts"][0]) == c.COHERE_V4_MAX_INPUT_CHARS == embedder.max_input_chars
 
@@ -123,7 +130,7 @@ def test_a_v3_body_sent_to_v4_is_refused_for_its_truncate_value() -> None:
 # ---- Nova Multimodal Embeddings ------------------------------------------------------------------------
 def test_nova_sends_single_embedding_generic_index_for_documents() -> None:
     fake = FakeBedrockRuntime()
-    vectors = NovaEmbedder(fake, dimensions=384, retry=no_wait()).embed_documents(["a quiet town", "a shark"])
+    vectors = _bedrock(fake, "nova", c.NOVA_MME, 384).embed_documents(["a quiet town", "a shark"])
     bodies = sorted((call["body"] for call in fake.calls), key=lambda b: b["singleEmbeddingParams"]["text"]["value"])
     assert bodies[0] == {
         "schemaVersion": "nova-multimodal-embed-v1",
@@ -139,21 +146,21 @@ def test_nova_sends_single_embedding_generic_index_for_documents() -> None:
 
 def test_nova_queries_use_the_text_retrieval_purpose() -> None:
     fake = FakeBedrockRuntime()
-    vector = NovaEmbedder(fake, dimensions=256, retry=no_wait()).embed_query("sharks")
+    vector = _bedrock(fake, "nova", c.NOVA_MME, 256).embed_query("sharks")
     assert fake.calls[0]["body"]["singleEmbeddingParams"]["embeddingPurpose"] == "TEXT_RETRIEVAL"
     assert vector == pytest.approx(purposed_vector("TEXT_RETRIEVAL", "sharks", 256))
 
 
 def test_nova_reports_a_text_the_model_cut_as_truncated() -> None:
     fake = FakeBedrockRuntime()
-    short, long = NovaEmbedder(fake, dimensions=256, retry=no_wait()).try_embed_documents(["short", "word " * 9_000])
+    short, long = _bedrock(fake, "nova", c.NOVA_MME, 256).try_embed_documents(["short", "word " * 9_000])
     assert not short.truncated and long.truncated and long.vector is not None
 
 
 def test_nova_refusal_is_poison_for_its_row_and_a_wrong_dimension_is_misconfiguration() -> None:
     fake = FakeBedrockRuntime()
     fake.fail("ValidationException", times=-1, when=lambda b: b["singleEmbeddingParams"]["text"]["value"] == "bad")
-    good, bad = NovaEmbedder(fake, dimensions=256, retry=no_wait()).try_embed_documents(["good", "bad"])
+    good, bad = _bedrock(fake, "nova", c.NOVA_MME, 256).try_embed_documents(["good", "bad"])
     assert good.vector is not None and isinstance(bad.error, PoisonRecordError)
     with pytest.raises(MisconfigurationError, match="1024 dimensions; the index expects 256"):
         NovaBody(c.NOVA_MME, 256).parse({"embeddings": [{"embeddingType": "TEXT", "embedding": [0.0] * 1024}]}, 1)
@@ -243,3 +250,37 @@ def test_titan_vectors_are_unchanged_by_the_shared_bodies() -> None:
     fake = FakeBedrockRuntime()
     [vector] = make_embedder(EmbeddingConfig(dimensions=256), fake).embed_documents(["same as ever"])
     assert vector == pytest.approx(fake_vector("same as ever", 256))
+
+
+# ---- the one Bedrock embedder, every model -------------------------------------------------------------
+_EVERY_MODEL = [("titan", c.TITAN_V2, 256), ("cohere", c.COHERE_EN_V3, 1024), ("cohere", c.COHERE_V4, 256)]
+_EVERY_MODEL += [("nova", c.NOVA_MME, 256)]
+
+
+@pytest.mark.parametrize(("provider", "model_id", "dimensions"), _EVERY_MODEL)
+def test_every_model_isolates_a_refused_text_and_keeps_order(provider: str, model_id: str, dimensions: int) -> None:
+    fake = FakeBedrockRuntime()
+    fake.fail("ValidationException", times=-1, when=lambda body: "refused" in request_texts(body))
+    config = EmbeddingConfig(provider=provider, model_id=model_id, dimensions=dimensions, max_concurrency=2)
+    embedder = make_embedder(config, fake, retry=no_wait())
+    texts = [f"doc {i}" for i in range(5)]
+    texts[3] = "refused"
+    results = embedder.try_embed_documents(texts)
+    assert [r.error is None for r in results] == [True, True, True, False, True]
+    assert isinstance(results[3].error, PoisonRecordError)
+    fresh = make_embedder(config, FakeBedrockRuntime(), retry=no_wait())
+    assert [r.vector for r in results if r.vector] == fresh.embed_documents([t for t in texts if t != "refused"])
+
+
+@pytest.mark.parametrize(("provider", "model_id", "dimensions"), _EVERY_MODEL)
+@pytest.mark.parametrize(
+    ("code", "raised"), [("ValidationException", PoisonRecordError), ("AccessDeniedException", MisconfigurationError)]
+)
+def test_every_model_raises_a_query_failure_classified(
+    provider: str, model_id: str, dimensions: int, code: str, raised: type
+) -> None:
+    fake = FakeBedrockRuntime()
+    fake.fail(code, times=-1)
+    embedder = make_embedder(EmbeddingConfig(provider=provider, model_id=model_id, dimensions=dimensions), fake)
+    with pytest.raises(raised, match=code):
+        embedder.embed_query("sharks")

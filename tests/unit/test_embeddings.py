@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import botocore.session
 import pytest
@@ -12,7 +13,7 @@ from botocore.response import StreamingBody
 
 from freshvec import constants as c
 from freshvec.adapters.bedrock import (
-    CohereEmbedder,
+    BedrockEmbedder,
     TitanEmbedder,
     make_embedder,
 )
@@ -29,6 +30,12 @@ class RecordingSleep:
 
     def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+
+def _bedrock(fake: FakeBedrockRuntime, provider: str, model_id: str, dimensions: int) -> Any:
+    """The embedder the sink would make for this model (no pacing, no retry waits)."""
+    config = EmbeddingConfig(provider=provider, model_id=model_id, dimensions=dimensions, adaptive_rate=False)
+    return make_embedder(config, fake, retry=no_wait())
 
 
 def no_wait(attempts: int = 4) -> RetryPolicy:
@@ -176,14 +183,14 @@ def test_access_and_model_errors_fail_the_whole_batch(code: str) -> None:
 
 def test_output_dimension_must_match_the_index() -> None:
     with pytest.raises(MisconfigurationError, match="1024 dimensions; the index expects 256"):
-        CohereEmbedder(FakeBedrockRuntime(), dimensions=256, retry=no_wait()).embed_documents(["a"])
+        _bedrock(FakeBedrockRuntime(), "cohere", c.COHERE_EN_V3, 256).embed_documents(["a"])
 
 
 # ---- Cohere --------------------------------------------------------------------------------------------
 def test_cohere_sends_up_to_96_texts_per_call_as_documents() -> None:
     fake = FakeBedrockRuntime()
     texts = [f"doc {i}" for i in range(200)]
-    vectors = CohereEmbedder(fake, retry=no_wait()).embed_documents(texts)
+    vectors = _bedrock(fake, "cohere", c.COHERE_EN_V3, 1024).embed_documents(texts)
     assert sorted(len(call["body"]["texts"]) for call in fake.calls) == [8, 96, 96]
     assert {call["body"]["input_type"] for call in fake.calls} == {"search_document"}
     assert {call["body"]["truncate"] for call in fake.calls} == {"END"}
@@ -192,7 +199,7 @@ def test_cohere_sends_up_to_96_texts_per_call_as_documents() -> None:
 
 def test_cohere_queries_use_search_query_and_texts_are_cut_to_2048_characters() -> None:
     fake = FakeBedrockRuntime()
-    CohereEmbedder(fake, retry=no_wait()).embed_query("q" * 3000)
+    _bedrock(fake, "cohere", c.COHERE_EN_V3, 1024).embed_query("q" * 3000)
     [call] = fake.calls
     assert call["body"]["input_type"] == "search_query"
     assert len(call["body"]["texts"][0]) == c.COHERE_MAX_INPUT_CHARS
@@ -201,7 +208,7 @@ def test_cohere_queries_use_search_query_and_texts_are_cut_to_2048_characters() 
 def test_cohere_isolates_a_refused_text_and_keeps_the_rest_of_its_call() -> None:
     fake = FakeBedrockRuntime()
     fake.fail("ValidationException", times=-1, when=lambda body: "refused" in body["texts"])
-    results = CohereEmbedder(fake, retry=no_wait()).try_embed_documents(["a", "refused", "b"])
+    results = _bedrock(fake, "cohere", c.COHERE_EN_V3, 1024).try_embed_documents(["a", "refused", "b"])
     assert [r.vector is not None for r in results] == [True, False, True]
     assert isinstance(results[1].error, PoisonRecordError)
 
@@ -238,5 +245,5 @@ def test_make_embedder_passes_the_config_through() -> None:
     assert isinstance(titan, TitanEmbedder)
     assert (titan.dimensions, titan.max_concurrency, titan.max_input_chars) == (1024, 2, c.TITAN_MAX_INPUT_CHARS)
     cohere = make_embedder(EmbeddingConfig(provider="cohere", model_id=c.COHERE_MULTI_V3, dimensions=1024), fake)
-    assert isinstance(cohere, CohereEmbedder)
+    assert isinstance(cohere, BedrockEmbedder) and not isinstance(cohere, TitanEmbedder)
     assert cohere.model_id == c.COHERE_MULTI_V3

@@ -13,8 +13,6 @@ from: docs/local-mode.md, "The Keyspaces stand-in".
 from __future__ import annotations
 
 import functools
-import hashlib
-import heapq
 import json
 import threading
 import time
@@ -25,6 +23,7 @@ from freshvec.local.keyspaces.clocks import TableClocks
 from freshvec.local.keyspaces.model import _copy
 from freshvec.local.keyspaces.records import RecordMaker
 from freshvec.local.keyspaces.schema import LocalSchema
+from freshvec.local.keyspaces.segments import SegmentIndex
 from freshvec.local.keyspaces.storage import (
     COLLECTION_KINDS,
     Cell,
@@ -91,7 +90,7 @@ class LocalTable:
         self._lock = threading.RLock()
         self._partitions: dict[str, StoredPartition] = {}
         self._keys: dict[str, tuple[str, str]] = {}  # key id -> (partition id, clustering id), rows ever written
-        self._hashes: dict[str, int] = {}  # key id -> its scan-segment hash, computed once
+        self._segments = SegmentIndex()  # the same key ids, by scan segment and in order
         self._expiring: set[tuple[str, str | None]] = set()  # (partition, row or None: static) with TTL cells
 
     @property
@@ -248,12 +247,7 @@ class LocalTable:
             raise ValueError("limit must be at least 1")
         with self._lock:
             now = self._clock()
-            candidates = (
-                key_id
-                for key_id in self._keys
-                if (after is None or key_id > after) and self._segment_hash(key_id) % segments == segment
-            )
-            page_ids = heapq.nsmallest(limit + 1, candidates)
+            page_ids = self._segments.page(segment, segments, after, limit + 1)
             more = len(page_ids) > limit
             page_ids = page_ids[:limit]
             reads = [self._read(key_id, now) for key_id in page_ids]
@@ -350,7 +344,9 @@ class LocalTable:
         row_id = self.schema.id_of(key, self.clustering_key)
         row = partition.rows.setdefault(row_id, StoredRow())
         key_id = self.schema.id_of(key, self.primary_key)
-        self._keys.setdefault(key_id, (self.schema.id_of(key, self.partition_key), row_id))
+        if key_id not in self._keys:
+            self._keys[key_id] = (self.schema.id_of(key, self.partition_key), row_id)
+            self._segments.add(key_id)
         before = self._records.snapshot(partition, row, now)
         apply(row)
         after = self._records.snapshot(partition, row, now)
@@ -483,13 +479,6 @@ class LocalTable:
 
     def _partition(self, key: Mapping[str, Any]) -> StoredPartition:
         return self._partitions.setdefault(self.schema.id_of(key, self.partition_key), StoredPartition())
-
-    def _segment_hash(self, key_id: str) -> int:
-        cached = self._hashes.get(key_id)
-        if cached is None:
-            cached = int.from_bytes(hashlib.sha256(key_id.encode("utf-8")).digest()[:8], "big")
-            self._hashes[key_id] = cached
-        return cached
 
 
 def _check_write_origin(origin: str) -> None:

@@ -77,9 +77,13 @@ class S3VectorsFront:
             return _respond(start_response, exc.status, {"message": str(exc)}, error=exc.code)
         return _respond(start_response, status, answer)
 
-    def _moto(self, environ: Environ, operation: str, body: Mapping[str, Any]) -> tuple[int, Any]:
-        """One call into moto with the caller's headers; its error becomes a ServiceError."""
-        payload = json.dumps(body).encode("utf-8")
+    def _moto(
+        self, environ: Environ, operation: str, body: Mapping[str, Any], *, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        """One call into moto with the caller's headers; its error becomes a ServiceError. ``raw``: the caller's
+        request body as received, forwarded as is (a PutVectors body is large; encoding it again costs more than
+        moto's own handling of it)."""
+        payload = raw if raw is not None else json.dumps(body).encode("utf-8")
         inner = dict(environ)
         inner.update(
             {
@@ -226,7 +230,7 @@ class S3VectorsFront:
             if not isinstance(values, list) or len(values) != state.dimension:
                 raise invalid(f"vector {vector.get('key')!r} does not have {state.dimension} dimensions")
         with state.lock:  # moto and the copy change together: writes to one index are applied in one order
-            answer = self._moto(environ, "PutVectors", body)
+            answer = self._moto(environ, "PutVectors", body, raw=environ.get(_RAW_BODY))
             state.put(vectors)
         return answer
 
@@ -287,6 +291,9 @@ def _index_ref(body: Mapping[str, Any]) -> dict[str, Any]:
     return {"vectorBucketName": body.get("vectorBucketName"), "indexName": body.get("indexName")}
 
 
+_RAW_BODY = "freshvec.raw_body"  # the request body as received, kept in the WSGI environ by _read_json
+
+
 def _is_s3vectors(environ: Environ) -> bool:
     """A request signed for S3 Vectors (SigV4 credential scope ``.../s3vectors/aws4_request``)."""
     return "/s3vectors/aws4_request" in environ.get("HTTP_AUTHORIZATION", "")
@@ -295,6 +302,7 @@ def _is_s3vectors(environ: Environ) -> bool:
 def _read_json(environ: Environ) -> dict[str, Any]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     raw = environ["wsgi.input"].read(length) if length else b""
+    environ[_RAW_BODY] = raw
     if not raw.strip():
         return {}
     try:

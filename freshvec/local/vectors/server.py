@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
+from freshvec.local.loopback import LoopbackServer
 from freshvec.local.vectors.api import S3VectorsFront
 
 
-class LocalAwsServer:
+class LocalAwsServer(LoopbackServer):
     """moto's WSGI application behind ``S3VectorsFront``, served by werkzeug on 127.0.0.1 in a thread.
 
-    ``start()`` returns once the port is bound; ``endpoint`` is then the URL every local client uses.
+    The port is bound when it is made; ``url`` is the endpoint every local client uses.
     """
 
     def __init__(self, port: int = 0, *, legacy_buckets: bool = False, analyzer_build_seconds: float = 0.0) -> None:
@@ -29,22 +27,9 @@ class LocalAwsServer:
             # answer would wait ~40 ms on loopback.
             disable_nagle_algorithm = True
 
-        # Loopback only: the stand-ins accept any credentials.
-        self._server: Any = make_server("127.0.0.1", port, self.front, True, request_handler=Handler)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LocalAwsServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-aws", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        # threaded=True: a thread per request, as the other local servers answer.
+        super().__init__(
+            lambda host, port: make_server(host, port, self.front, True, request_handler=Handler),
+            port,
+            name="local-aws",
+        )

@@ -13,7 +13,7 @@ from typing import Any
 
 from freshvec.sources.postgres import types as pgtypes
 from freshvec.sources.postgres.errors import PostgresError
-from freshvec.sources.postgres.session import qualified, quote_ident
+from freshvec.sources.postgres.session import primary_key_columns, qualified, quote_ident
 
 SAMPLE_ROWS = 200
 REPLICA_IDENTITIES = {"d": "DEFAULT", "f": "FULL", "i": "INDEX", "n": "NOTHING"}
@@ -81,15 +81,7 @@ def describe_table(conn: Any, schema: str, table: str) -> PgTable:
             oid=oid,
         )
     )
-    key = tuple(
-        row[0]
-        for row in conn.run(
-            "SELECT a.attname FROM pg_index i JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-            "WHERE i.indrelid = :oid AND i.indisprimary ORDER BY k.n",
-            oid=oid,
-        )
-    )
+    key = tuple(primary_key_columns(conn, oid))
     publications = tuple(
         row[0]
         for row in conn.run(

@@ -42,6 +42,19 @@ def qualified(schema: str, table: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(table)}"
 
 
+def primary_key_columns(conn: Any, oid: int) -> list[str]:
+    """The primary key's columns of the table ``oid`` (a ``pg_class`` oid), in key order; [] when it has none."""
+    return [
+        row[0]
+        for row in conn.run(
+            "SELECT a.attname FROM pg_index i JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = :oid AND i.indisprimary ORDER BY k.n",
+            oid=oid,
+        )
+    ]
+
+
 def check_table(
     conn: Any,
     *,
@@ -80,15 +93,7 @@ def check_table(
             raise PostgresError(f"column {name!r} is configured but {where} has no such column")
         if pgtypes.is_known(declared) and not pgtypes.same_type(declared, actual[name]):
             raise PostgresError(f"column {name!r} of {where} is {actual[name]}, but the config says {declared}")
-    key = [
-        row[0]
-        for row in conn.run(
-            "SELECT a.attname FROM pg_index i JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-            "WHERE i.indrelid = :oid AND i.indisprimary ORDER BY k.n",
-            oid=oid,
-        )
-    ]
+    key = primary_key_columns(conn, oid)
     if not key:
         raise PostgresError(
             f"table {where} has no primary key; the pipeline needs one to key its vectors "

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from freshvec import constants as c
 from freshvec.events import ChangeEvent, format_timestamp
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
@@ -102,8 +103,10 @@ def backfill_record(
     key_columns: Sequence[str],
     version: str,
     index: int,
+    generations: Sequence[str] | None = None,
 ) -> OutgoingRecord:
-    """A row read in the snapshot ``version`` as a BACKFILL INSERT, partitioned like the row's live changes."""
+    """A row read in the snapshot ``version`` as a BACKFILL INSERT (for the index ``generations`` only, when
+    given), partitioned like the row's live changes: one Kinesis shard per row."""
     key = {name: row[name] for name in primary_key}
     now = datetime.now(UTC)
     seq = f"backfill:{version}#{index}"
@@ -120,6 +123,7 @@ def backfill_record(
         origin="BACKFILL",
         source="postgres",
         version=version,
+        extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
     )
     shard_key = partition_key(vector_key(key, key_columns))
     return OutgoingRecord(event.to_bytes(), shard_key, seq, changed_at=now.timestamp())
