@@ -33,7 +33,7 @@ from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.cli import app as cli_app
-from freshvec.cli import redrive
+from freshvec.cli import parked
 from freshvec.config import PipelineConfig
 from freshvec.forwarder import Forwarder
 from freshvec.local.control import ControlServer
@@ -421,12 +421,12 @@ class SteppedStack:
 @contextmanager
 def _short_dlq_polls() -> Iterator[None]:
     """moto answers a short SQS poll with every message (one server): no need to long-poll an empty DLQ."""
-    before = redrive.DLQ_RECEIVE_WAIT_S
-    redrive.DLQ_RECEIVE_WAIT_S = 0
+    before = parked.DLQ_RECEIVE_WAIT_S
+    parked.DLQ_RECEIVE_WAIT_S = 0
     try:
         yield
     finally:
-        redrive.DLQ_RECEIVE_WAIT_S = before
+        parked.DLQ_RECEIVE_WAIT_S = before
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from freshvec import constants as c
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.testing.fakes.bedrock import fake_vector
 from freshvec.testing.stepped import SteppedStack
 
@@ -82,7 +83,7 @@ class SteppedMachine(RuleBasedStateMachine):
     AMBIGUITY_WAIT_S: ClassVar[float] = 0.0
 
     stack: SteppedStack
-    final_damage: list[str]
+    final_damage: tuple[str, ...] = ()  # drawn by an initialize rule, if the example got that far
     lossy = False  # live records lost for good (trimmed unread, parked where redrive cannot take them): repair helps
     damaged: set[str]  # rows damaged in the index behind the pipeline's back (chunk 0 keys): only a repair helps
 
@@ -137,7 +138,7 @@ class SteppedMachine(RuleBasedStateMachine):
     def damage_before_the_final_repair(self, kinds) -> None:
         """What the index suffers once the pipeline caught up, just before the final repair (the damage rule may
         find an index not yet filled: here every row is in it)."""
-        self.final_damage = sorted(kinds, key=DAMAGE_KINDS.index)
+        self.final_damage = tuple(sorted(kinds, key=DAMAGE_KINDS.index))
 
     @rule(kind=st.sampled_from(DAMAGE_KINDS))
     def damage_index(self, kind) -> None:
@@ -157,7 +158,7 @@ class SteppedMachine(RuleBasedStateMachine):
             assert code == 0, output
         elif command == "redrive":
             code, output = stack.cli(*self.REDRIVE)
-            assert code == 0, output
+            assert code in (0, EXIT_CHECK_FAILED), output  # 1: an item had to be left in place
         else:
             code, output = stack.cli(*RECONCILE, "--repair")
             assert code in (0, 1), output
@@ -188,8 +189,7 @@ class SteppedMachine(RuleBasedStateMachine):
     def settle(self) -> None:
         """The pipeline catches up; what the sink parked (re-syncs too close to a write to tell whether they saw
         it) is read again once the source's bounds have passed, as ``redrive send`` does. A parked batch that
-        ``redrive send`` leaves in place (a TRUNCATE in it names no row to read again) is lost for good: only a
-        repair mends what it changed."""
+        ``redrive send`` leaves in place (exit 1) is lost for good: only a repair mends what it changed."""
         output = ""
         for _ in range(10):
             self.stack.quiesce()
@@ -197,7 +197,7 @@ class SteppedMachine(RuleBasedStateMachine):
                 return
             self.stack.clock.advance(self.AMBIGUITY_WAIT_S)
             code, output = self.stack.cli("redrive", "send")
-            assert code == 0, output
+            assert code in (0, EXIT_CHECK_FAILED), output
             summary = _REDRIVE_SUMMARY.search(output)
             assert summary is not None, output
             parked, resynced, left = (int(n) for n in summary.groups())
