@@ -219,7 +219,8 @@ class SteppedMachine(RuleBasedStateMachine):
         assert sorted(have) == sorted(want), f"{when}: keys differ: index {sorted(have)}, table {sorted(want)}"
         for key, (text, metadata) in want.items():
             vector, stored = have[key]
-            assert {k: v for k, v in stored.items() if k not in IGNORED_METADATA} == metadata, f"{when}: {key}"
+            found = {k: v for k, v in stored.items() if k not in IGNORED_METADATA}
+            assert found == metadata, f"{when}: {key}: index {found} ({stored.get('_ver')}), table {metadata}"
             assert _close(vector, fake_vector(text, VECTOR_DIMENSIONS)), f"{when}: {key}: another text's vector"
 
     def check_converges(self) -> None:
@@ -231,6 +232,9 @@ class SteppedMachine(RuleBasedStateMachine):
             self.assert_index_equals_the_table("before the final repair", except_rows=self.damaged)
         for kind in self.final_damage:
             self.damaged |= stack.damage(kind)
+        # the source's bounds pass after the last write: a repair read within them may not have seen it, and is
+        # left to the next reconcile (docs/exactness.md)
+        stack.clock.advance(self.AMBIGUITY_WAIT_S)
         code, output = stack.cli(*RECONCILE, "--repair")
         assert code in (0, 1), output
         self.settle()
