@@ -31,6 +31,7 @@ class StackResources:
     control_url: str | None = None  # local mode: the control API
     control_token: str | None = field(default=None, repr=False)  # local mode: the control API's token
     batch_endpoint_url: str | None = None  # local mode: the Bedrock batch inference stand-in
+    aws_access_key: str | None = field(default=None, repr=False)  # local mode: the key the endpoint requires
 
     @property
     def is_local(self) -> bool:
@@ -82,6 +83,7 @@ class StackResources:
         control_url: str | None = None,
         control_token: str | None = None,
         batch_endpoint_url: str | None = None,
+        aws_access_key: str | None = None,
     ) -> StackResources:
         where = "the local state file" if control_url else f"stack {stack_name!r}"
         text = outputs.get(c.OUT_PIPELINE_CONFIG)
@@ -92,7 +94,10 @@ class StackResources:
         except ConfigError as exc:
             raise OperatorError(f"{where}: its pipeline config is not valid: {exc}") from exc
         region = outputs.get(c.OUT_REGION) or region
-        return cls(stack_name, region, outputs, config, endpoint_url, control_url, control_token, batch_endpoint_url)
+        return cls(
+            stack_name, region, outputs, config, endpoint_url, control_url, control_token, batch_endpoint_url,
+            aws_access_key,
+        )  # fmt: skip
 
 
 def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackResources:
@@ -115,8 +120,11 @@ def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackRes
     return StackResources.from_outputs(stack_name, region, outputs)
 
 
-def make_client_factory(region: str, endpoint_url: str | None = None, session: Any = None) -> ClientFactory:
-    """Cached boto3 clients for one region; with an endpoint (local mode) they use fixed local credentials."""
+def make_client_factory(
+    region: str, endpoint_url: str | None = None, session: Any = None, *, access_key: str | None = None
+) -> ClientFactory:
+    """Cached boto3 clients for one region; with an endpoint (local mode) they sign with its ``access_key``, the
+    only credential the local endpoint takes (``freshvec.local.vectors.access``)."""
     import boto3
     from botocore.config import Config
 
@@ -130,9 +138,13 @@ def make_client_factory(region: str, endpoint_url: str | None = None, session: A
             if service not in clients:
                 kwargs: dict[str, Any] = {"region_name": region, "config": config}
                 if endpoint_url:
-                    # The local moto server accepts any credentials; fixed ones keep boto3 from looking for real ones.
-                    kwargs.update(endpoint_url=endpoint_url, aws_access_key_id="testing")
-                    kwargs["aws_secret_access_key"] = "testing"  # noqa: S105
+                    if not access_key:
+                        raise OperatorError(
+                            f"no access key for the local endpoint {endpoint_url}: restart `freshvec local up`"
+                        )
+                    # Only the key id is checked; any secret signs.
+                    kwargs.update(endpoint_url=endpoint_url, aws_access_key_id=access_key)
+                    kwargs["aws_secret_access_key"] = "local"  # noqa: S105
                 clients[service] = base.client(service, **kwargs)
             return clients[service]
 

@@ -29,7 +29,7 @@ from freshvec.sink import Sink
 from freshvec.sources.postgres.pgoutput import parse_lsn
 from freshvec.testing.builders import kinesis_record
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
-from tests.integration.test_cli_aws import _dlq_body, _read_stream, _visible, invoke
+from tests.integration.test_cli_aws import _dlq_body, _invocation_record, _read_stream, _visible, invoke
 
 STACK = "freshvec-pg-test"
 COLUMNS = {"id": "bigint", "body": "text", "section": "text"}
@@ -306,3 +306,42 @@ def test_redrive_re_sends_a_parked_truncate_and_the_sink_applies_it(moto: MotoSe
     assert [v["key"] for v in stored] == ["[2]"]  # rows 1 and 3 gone; the row written after the TRUNCATE stays
     clean = invoke("reconcile", "--json")
     assert clean.exit_code == 0, clean.output
+
+
+def test_an_on_failure_batch_with_writes_around_a_truncate_is_redriven_whole(
+    moto: MotoServer, pg: Any, stack: Any
+) -> None:
+    """A discarded batch ``UPDATE id=1; TRUNCATE; INSERT id=5`` (the sink never applied it): redrive re-syncs rows 1
+    and 5 from the table and re-sends the TRUNCATE; applied in any order, the index holds row 5 only."""
+    config = stack.config
+    sink = _sink(moto, stack)
+    assert sink.process([kinesis_record(_event(config, 1, body="Row 1 before."), 1)]).batch_item_failures == []
+    pg.run("INSERT INTO docs (id, body, section) VALUES (1, 'Row 1 before.', 'n')")
+    truncate_xid, truncate_lsn = _committed(pg, "UPDATE docs SET body = 'Row 1 again.' WHERE id = 1", "TRUNCATE docs")
+    insert_xid, insert_lsn = _committed(pg, "INSERT INTO docs (id, body, section) VALUES (5, 'Row 5.', 'n')")
+    truncate = _truncate_event(config, versions.PgChange(truncate_lsn, 1, truncate_xid).text())
+    batch = [
+        ("100", _event(config, 1, body="Row 1 again."), "[1]"),
+        ("200", truncate, f"{config.keyspace}.{config.table}"),
+        ("300", _event(config, 5, body="Row 5."), "[5]"),
+    ]
+    s3 = moto.client("s3")
+    key = "aws/lambda/esm/shardId-000000000000/2026/12/07/batch"
+    s3.put_object(Bucket=stack.on_failure_bucket, Key=key, Body=_invocation_record(batch))
+
+    result = invoke("redrive", "send", "--source", "on-failure")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 parked, 1 re-synced: 2 key(s) read from the table (1 row(s) sent, 1 removal(s)" in output
+    assert "and 1 TRUNCATE(s) re-sent as parked" in output
+    sent = {r["PartitionKey"]: r["Data"] for r in _read_stream(moto, stack.stream_name)}
+    assert sent[f"{config.keyspace}.{config.table}"] == truncate
+    assert {parse_event(sent[k]).op for k in ("[1]", "[5]")} == {"DELETE", "UPDATE"}
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]] == ["redriven/" + key]
+
+    for origin in ("REDRIVE", "USER"):  # the re-syncs first, then the TRUNCATE: it must not remove row 5
+        _apply_stream(moto, stack, sink, origin)
+    stored = moto.client("s3vectors").list_vectors(vectorBucketName=stack.vector_bucket, indexName=stack.vector_index)
+    assert [v["key"] for v in stored["vectors"]] == ["[5]"]
+    assert insert_xid and insert_lsn > truncate_lsn
+    assert invoke("reconcile", "--json").exit_code == 0
