@@ -142,6 +142,7 @@ class SteppedStack:
             json.dumps(
                 {
                     "endpoint": server.endpoint,
+                    "aws_access_key": server.access_key,
                     "region": server.region,
                     "control": self.control.url,
                     "token": self.control.token,
