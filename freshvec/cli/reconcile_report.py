@@ -1,9 +1,10 @@
 """What ``freshvec reconcile`` found: the per-partition comparison and its report (counts, examples, JSON, text).
 
 Drift comes in four kinds (``KINDS``; ``freshvec.cli.reconcile`` says what each means). A row the sink refuses
-(its metadata or a chunk key over S3 Vectors' limits) is **unindexable**: counted apart with its reason, since
-only fixing the row brings it into the index; a vector still stored for such a row is **stale** (an older state
-must not be served as the row's), and ``--repair`` removes it.
+(its metadata or a chunk key over S3 Vectors' limits) is **unindexable**: counted apart with its reason and not
+drift (no repair can index it; only fixing the row does, and its change waits in the DLQ meanwhile); a
+vector still stored for such a row is **stale** (an older state must not be served as the row's), and
+``--repair`` removes it.
 """
 
 from __future__ import annotations
@@ -123,5 +124,5 @@ def print_report(report: ReconcileReport, res: StackResources, generation: str) 
             f"repair: {r['update']} row(s) re-sent, {r['delete']} removal(s), {r['none']} already gone, "
             f"{r['stray']} vector key(s) that name no row removed; run reconcile again once the pipeline caught up"
         )
-    elif not report.drift and not report.unindexable:
-        console.out.print("in sync")
+    elif not report.drift:
+        console.out.print("in sync" + (" (but for the unindexable rows above)" if report.unindexable else ""))

@@ -139,7 +139,7 @@ def test_a_text_whose_chunk_keys_would_be_too_long_removes_the_rows_older_vector
     assert pipeline.indexed({"title": title}) is None  # the short text is no longer the row's: not served
 
     found = reconcile("--json")
-    assert found.exit_code == EXIT_CHECK_FAILED, found.output
+    assert found.exit_code == 0, found.output  # reported with its reason, not drift: no repair can index it
     doc = json.loads(found.stdout)
     assert (doc["unindexable"], doc["drift"]) == (1, 0)
     assert "characters; S3 Vectors allows at most 1024" in doc["examples"]["unindexable"][0]
