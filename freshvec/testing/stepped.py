@@ -136,6 +136,7 @@ class SteppedStack:
         ]
         self._delivered: dict[str, str | None] = dict.fromkeys(self._shard_ids)  # last sequence number delivered
         self._history: dict[str, list[dict[str, Any]]] = {shard: [] for shard in self._shard_ids}
+        self._iterators: dict[str, tuple[str | None, str]] = {}  # shard -> (the records it follows, iterator)
         self.control = ControlServer(self).start(poll_interval_s=0.02)  # a stack per example: stop it quickly
         self.state_path = workdir / f"{config.stack_name}.state.json"
         self.state_path.write_text(
@@ -207,14 +208,24 @@ class SteppedStack:
         return list(self._shard_ids)
 
     def _next_records(self, shard_id: str, limit: int) -> list[dict[str, Any]]:
+        """The shard's records after the last one delivered, as the mapping reads them: the previous read's next
+        iterator when everything it returned was delivered since, else a new iterator after the last delivered."""
         after = self._delivered[shard_id]
-        if after is None:
-            kind: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
+        resume = self._iterators.get(shard_id)
+        if resume is not None and resume[0] == after:
+            iterator = resume[1]
         else:
-            kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
-        iterator = self.kinesis.get_shard_iterator(StreamName=self.resources.stream_name, ShardId=shard_id, **kind)
-        page = self.kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=limit)
-        return [self._lambda_record(shard_id, record) for record in page["Records"]]
+            if after is None:
+                kind: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
+            else:
+                kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
+            stream = self.resources.stream_name
+            iterator = self.kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, **kind)["ShardIterator"]
+        page = self.kinesis.get_records(ShardIterator=iterator, Limit=limit)
+        records = page["Records"]
+        if page.get("NextShardIterator"):
+            self._iterators[shard_id] = (records[-1]["SequenceNumber"] if records else after, page["NextShardIterator"])
+        return [self._lambda_record(shard_id, record) for record in records]
 
     def _lambda_record(self, shard_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
         arrival = record["ApproximateArrivalTimestamp"]
