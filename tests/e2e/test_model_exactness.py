@@ -275,8 +275,9 @@ class ExactnessMachine(SteppedMachine):
         whole_partition=st.booleans(),
     )
     def reinsert_from_a_clock_behind(self, key, body, lag_us, whole_partition) -> None:
-        """DELETE then INSERT of one key in one go by a writer whose clock is behind the service's (which stamps
-        the DELETE's record): the row is back, whatever the two clocks say."""
+        """Some time later, DELETE then INSERT of one key in one go by a writer whose clock is behind the service's
+        (which stamps the DELETE's record): the row is back, whatever the two clocks say."""
+        self.stack.clock.advance(lag_us / US + 0.5)  # the DELETE is newer than what the key held
         writer = Client(-lag_us)
         self._delete(key, writer.stamp(self.stack.clock()), whole_partition=whole_partition)
         self._insert(key, {"body": body, "votes": 2}, None, writer.stamp(self.stack.clock()))
