@@ -353,10 +353,10 @@ class SteppedStack:
     def damage(self, kind: str) -> set[str]:
         """Damage the index behind the pipeline's back (a bug, a restore, a hand edit): ``swap`` two rows' chunk
         0 whole (vector, metadata, ``_fp``, ``_ver``); ``tamper`` a metadata value; ``drop`` a vector; ``orphan``
-        a chunk beyond its row's count; ``future`` a changed metadata value under a ``_ver`` an hour ahead (a
-        restore, a bug): drift with a version newer than any read, which no repair ordered by versions mends.
-        Returns the rows damaged (their chunk 0 keys; none when there was nothing to damage): only a
-        repair mends them, every other row is still the pipeline's to keep right."""
+        a chunk beyond its row's count; ``future`` a ``_ver`` an hour ahead (a restore, a bug): a version newer than
+        any read; ``stale_future`` that on a changed value: drift no repair ordered by versions mends. Returns the
+        rows damaged (their chunk 0 keys; none when there was nothing to damage): only a repair mends them, every
+        other row is still the pipeline's to keep right."""
         index = self.index()
         rows = sorted(k for k in index if "#" not in k)
         target = {"vectorBucketName": self.resources.vector_bucket, "indexName": self.resources.vector_index}
@@ -376,12 +376,13 @@ class SteppedStack:
         if kind == "drop" and rows:
             self.s3vectors.delete_vectors(**target, keys=[rows[-1]])
             return {rows[-1]}
-        if kind == "future" and rows:
+        if kind in ("future", "stale_future") and rows:
             data, metadata = index[rows[-1]]
             write_id = str(metadata.get("_ver", "")).partition(";")[0] or "0"
             ahead = int((self.clock() + 3_600) * 1_000_000)
             version = f"ks:{ahead:016d}:0000:0:later" if self.table is not None else f"pg:{2**62:016x}:00000000:0"
-            put(rows[-1], data, {**metadata, "tampered": True, "_ver": f"{write_id};{version}"})
+            changed = {"tampered": True} if kind == "stale_future" else {}
+            put(rows[-1], data, {**metadata, **changed, "_ver": f"{write_id};{version}"})
             return {rows[-1]}
         if kind == "orphan" and rows:
             data, metadata = index[rows[0]]
