@@ -15,6 +15,7 @@ RESULTS = readme_table.RESULTS
 # Each module exposes run() -> dict of figures; ratios are measured against a baseline in the same run.
 BENCHMARKS = (
     "bench.forwarder",
+    "bench.forwarder_checks",
     "bench.sink",
     "bench.bedrock_quota",
     "bench.local_freshness",

@@ -282,6 +282,7 @@ M_SLOT_LAG_BYTES = "SlotLagBytes"  # PostgreSQL: WAL bytes the replication slot 
 M_SHARDS_OWNED = "ShardsOwned"
 M_THROTTLES = "Throttles"
 M_TRIMMED_DATA_EVENTS = "TrimmedDataEvents"
+M_CREATED_AT_REGRESSIONS = "CreatedAtRegressions"  # Keyspaces records older than the previous one of their row
 M_CHANGES_RECEIVED = "ChangesReceived"
 M_EMBEDDINGS_COMPUTED = "EmbeddingsComputed"
 M_EMBEDDINGS_SKIPPED = "EmbeddingsSkipped"  # text unchanged: vector reused, no Bedrock call

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,7 @@ from freshvec.ports import (
     LeaseStore,
     LostRange,
     ReadResult,
+    ShardCheckpoint,
     SourceCursor,
     StreamView,
 )
@@ -81,6 +82,7 @@ class ForwarderStats:
     shards_owned: int = 0  # most shards held at once
     throttles: int = 0  # ThrottlingException from Keyspaces Streams, throttled PutRecords entries
     trimmed_events: int = 0
+    created_at_regressions: int = 0  # records older than the previous one of their row in a read (ReadResult)
     lost_ranges: list[LostRange] = field(default_factory=list)
     passes: int = 0
     at_tip: bool = True  # every owned shard had nothing more to read (for ``run``: at the end of the run)
@@ -106,6 +108,7 @@ class ForwarderStats:
         self.shards_owned = max(self.shards_owned, other.shards_owned)
         self.throttles += other.throttles
         self.trimmed_events += other.trimmed_events
+        self.created_at_regressions += other.created_at_regressions
         self.lost_ranges.extend(other.lost_ranges)
         self.passes += other.passes
         self.at_tip = self.at_tip and other.at_tip
@@ -286,13 +289,16 @@ class Forwarder:
             current = checkpoints.get(shard_id)
             if current is not None and not current.lease_free(now) and current.lease_owner != self.owner_id:
                 continue
-            lease = self._store.try_acquire(view.stream_id, shard_id)
+            lease = self._store.try_acquire(view.stream_id, shard_id, lineage_depth(shard_id, view, checkpoints))
             if lease is None:
                 continue
-            fresh = not continuation and not any(p in checkpoints for p in partition.parents)
+            # A parent no longer listed (trimmed) but read before still makes this shard a continuation.
+            ancestry = partition.named_parents or partition.parents
+            fresh = not continuation and not any(p in checkpoints for p in ancestry)
             cursor = self._source.open(
-                view.stream_id, shard_id, lease.sequence_number, fresh=fresh, resume=lease.resume
-            )
+                view.stream_id, shard_id, lease.sequence_number, fresh=fresh, resume=lease.resume,
+                depth=lease.depth or 0,
+            )  # fmt: skip
             self._owned[shard_id] = _OwnedShard(
                 cursor,
                 lease_expires_at=lease.lease_expires_at or now,
@@ -334,6 +340,7 @@ class Forwarder:
             read = True
             shard.failed_reads = 0
             stats.trimmed_events += result.trims
+            stats.created_at_regressions += result.created_at_regressions
             stats.lost_ranges.extend(result.lost_ranges)
             self._hook(STEP_AFTER_READ, stream_arn=shard.stream_arn, shard_id=shard.shard_id, count=len(result.records))
             if result.records:
@@ -458,3 +465,28 @@ class Forwarder:
     def _hook(self, step: str, **details: Any) -> None:
         if self._hooks is not None:
             self._hooks(step, **details)
+
+
+def lineage_depth(partition_id: str, view: StreamView, stored: Mapping[str, ShardCheckpoint]) -> int:
+    """How many generations of parents a partition has: its stored depth, else one more than its deepest parent's.
+
+    A parent's depth is the one stored when it was leased, so it survives the parent being trimmed from the
+    stream's listing (Keyspaces lists a closed shard for 24 h): a child always ends up deeper than every parent
+    whose records were forwarded. A parent neither listed nor stored (trimmed before anything read it) counts as
+    depth 0: none of its records were forwarded.
+    """
+    known: dict[str, int] = {}
+
+    def depth(shard_id: str, trail: frozenset[str]) -> int:
+        checkpoint = stored.get(shard_id)
+        if checkpoint is not None and checkpoint.depth is not None:
+            return checkpoint.depth
+        partition = view.partitions.get(shard_id)
+        if partition is None or shard_id in trail:  # unknown, or a lineage that loops (never from a real stream)
+            return 0
+        if shard_id not in known:
+            parents = partition.named_parents or partition.parents
+            known[shard_id] = max((depth(p, trail | {shard_id}) + 1 for p in parents), default=0)
+        return known[shard_id]
+
+    return depth(partition_id, frozenset())

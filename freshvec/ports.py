@@ -172,6 +172,9 @@ class ShardCheckpoint:
     # saved after stretches with no changes, which move no sequence number, so a later reader skips them.
     resume: str | None = None
     caught_up_at: float | None = None  # epoch seconds of the last read that found the shard at its tip
+    # Generations of parents the shard has, stored when it is first leased and never changed: a parent trimmed from
+    # the stream's listing later cannot lower it (the tie-break of versions, ``freshvec.versions.KsChange``).
+    depth: int | None = None
 
     def lease_free(self, now: float) -> bool:
         return self.lease_owner is None or self.lease_expires_at is None or self.lease_expires_at < now
@@ -191,7 +194,9 @@ class LeaseStore(Protocol):
 
     def load_stream(self, stream_arn: str) -> dict[str, ShardCheckpoint]: ...
 
-    def try_acquire(self, stream_arn: str, shard_id: str) -> ShardCheckpoint | None: ...
+    def try_acquire(self, stream_arn: str, shard_id: str, depth: int | None = None) -> ShardCheckpoint | None:
+        """Take the lease if free; ``depth`` is stored unless the shard has one already (the stored one returns)."""
+        ...
 
     def renew(self, stream_arn: str, shard_id: str) -> float:
         """The new lease expiry; LeaseLostError when another reader holds the shard now."""
@@ -226,6 +231,8 @@ class Partition:
     partition_id: str
     parents: tuple[str, ...] = ()  # read only after every parent was read to its end (splits, merges)
     order: int = 0  # reading order among partitions that are readable together
+    # Every parent the source names, also those it no longer lists (trimmed): the lineage, for the depth.
+    named_parents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,6 +273,9 @@ class ReadResult:
     # Where the next read starts, as a token ``ChangeSource.open`` can resume from (None: the source has none);
     # past every record of this read.
     resume: str | None = None
+    # Records whose change time is older than the previous record's of the same row in this read (Keyspaces
+    # ``createdAt``): what the per-key order of versions assumes never happens (docs/exactness.md).
+    created_at_regressions: int = 0
 
 
 class ChangeSource(Protocol):
@@ -289,10 +299,18 @@ class ChangeSource(Protocol):
     def describe(self, stream_id: str) -> StreamView: ...
 
     def open(
-        self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+        self,
+        stream_id: str,
+        partition_id: str,
+        position: str | None,
+        *,
+        fresh: bool,
+        resume: str | None = None,
+        depth: int = 0,
     ) -> SourceCursor:
         """A cursor at ``position``; ``resume`` (a token an earlier ``ReadResult`` gave) starts the first read past
-        it, and the source falls back to ``position`` when the token is no longer valid."""
+        it, and the source falls back to ``position`` when the token is no longer valid. ``depth``: the partition's
+        lineage depth as the lease store keeps it (``ShardCheckpoint.depth``)."""
         ...
 
     def read(self, cursor: SourceCursor) -> ReadResult: ...

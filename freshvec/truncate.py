@@ -156,7 +156,17 @@ def parse_truncate(record: Mapping[str, Any], config: PipelineConfig) -> ChangeE
         data = base64.b64decode(record.get("kinesis", {}).get("data", ""), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PoisonRecordError(f"Kinesis data is not base64: {exc}") from exc
+    return check_truncate(data, config)
+
+
+def check_truncate(data: bytes, config: PipelineConfig) -> ChangeEvent:
+    """The TRUNCATE change event ``data`` holds; PoisonRecordError when this sink cannot apply it (also what
+    ``freshvec redrive send`` checks before it re-sends a parked one)."""
     event = parse_event(data)
+    if event.op != TRUNCATE_OP:
+        raise PoisonRecordError(f"not a TRUNCATE: op {event.op}")
+    if config.source.kind != "postgres":  # unordered against this source's versions, it would remove every vector
+        raise PoisonRecordError(f"TRUNCATE comes from PostgreSQL; this sink serves a {config.source.kind} table")
     if (event.keyspace, event.table) != (config.keyspace, config.table):
         raise PoisonRecordError(
             f"TRUNCATE is for {event.keyspace}.{event.table}; this sink serves {config.keyspace}.{config.table}"

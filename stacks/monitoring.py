@@ -99,6 +99,13 @@ class Monitoring(Construct):
                 "The forwarder fell more than 24 h behind a Keyspaces shard: changes were trimmed before being read. "
                 "Backfill the table (freshvec backfill) to repair the index.",
             )
+            self._alarm(
+                "CreatedAtRegressions",
+                _custom(c.M_CREATED_AT_REGRESSIONS, c.SERVICE_FORWARDER, "Sum"),
+                1,
+                "A Keyspaces record's createdAt was older than the previous record's of the same row in one shard: "
+                "versions assume it never goes backwards. Run freshvec reconcile (and --repair) to check the index.",
+            )
         self._alarm(
             "PoisonRecords", dlq_depth, 1, "Change events were parked in the sink DLQ; inspect and `freshvec redrive`."
         )

@@ -5,7 +5,8 @@ An item holds the last sequence number forwarded to Kinesis (``seq``), whether t
 owner can move a checkpoint, so two forwarders never read one shard at the same time, and a lease whose
 owner died is free again once it expires. Past a stretch of the stream without changes (no sequence number to
 checkpoint) the item also keeps where reading got to (``resume``, the source's token, dropped whenever ``seq``
-moves) and when the shard was last at its tip (``caught_up_at``).
+moves) and when the shard was last at its tip (``caught_up_at``). The shard's lineage depth (``depth``,
+``freshvec.forwarder.lineage_depth``) is written by the first lease-taking write and never changed after.
 
 The sink's tombstones (``DynamoDbTombstones``) live in the same table, one item per deleted vector key
 (``#tombstone/<sha256 of the key>``) holding the delete's version text, with ``expires_at`` as the table's TTL
@@ -38,6 +39,7 @@ ATTR_LEASE_EXPIRES_AT = "lease_expires_at"
 ATTR_UPDATED_AT = "updated_at"
 ATTR_RESUME = "resume"
 ATTR_CAUGHT_UP_AT = "caught_up_at"
+ATTR_DEPTH = "depth"  # the shard's lineage depth, written once (``if_not_exists``)
 ATTR_STREAM_LABEL = "label"
 ATTR_STREAM_STATE = "state"
 STREAM_READING = "reading"
@@ -96,10 +98,15 @@ class CheckpointStore:
         """Every shard checkpoint of a stream (strongly consistent), by shard id."""
         return {item.shard_id: item for item in map(_checkpoint, self._query(stream_arn))}
 
-    def try_acquire(self, stream_arn: str, shard_id: str) -> ShardCheckpoint | None:
-        """Take the lease if it is free, expired or already ours and the shard has not ended; else None."""
+    def try_acquire(self, stream_arn: str, shard_id: str, depth: int | None = None) -> ShardCheckpoint | None:
+        """Take the lease if it is free, expired or already ours and the shard has not ended; else None. ``depth``
+        is stored in the same write unless the shard has one already: the first one stored stays."""
         now = self._clock()
         update = "SET #owner = :me, #expires = :expires, #updated = :now"
+        depth_values: dict[str, Any] = {}
+        if depth is not None:
+            update += ", #depth = if_not_exists(#depth, :depth)"
+            depth_values = {":depth": {"N": str(depth)}}
         condition = (
             "(attribute_not_exists(#owner) OR #expires < :now OR #owner = :me) "
             "AND (attribute_not_exists(#ended) OR #ended = :false)"
@@ -116,6 +123,7 @@ class CheckpointStore:
                     ":expires": _number(now + self.lease_duration_s),
                     ":now": _number(now),
                     ":false": {"BOOL": False},
+                    **depth_values,
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -269,6 +277,7 @@ _NAMES = {
     "#updated": ATTR_UPDATED_AT,
     "#resume": ATTR_RESUME,
     "#caught": ATTR_CAUGHT_UP_AT,
+    "#depth": ATTR_DEPTH,
 }
 
 
@@ -290,6 +299,7 @@ def _number(value: float) -> dict[str, str]:
 def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
     expires = item.get(ATTR_LEASE_EXPIRES_AT, {}).get("N")
     caught_up_at = item.get(ATTR_CAUGHT_UP_AT, {}).get("N")
+    depth = item.get(ATTR_DEPTH, {}).get("N")
     return ShardCheckpoint(
         stream_arn=item[CHECKPOINT_PK]["S"],
         shard_id=item[CHECKPOINT_SK]["S"],
@@ -299,6 +309,7 @@ def _checkpoint(item: dict[str, Any]) -> ShardCheckpoint:
         lease_expires_at=float(expires) if expires is not None else None,
         resume=item.get(ATTR_RESUME, {}).get("S"),
         caught_up_at=float(caught_up_at) if caught_up_at is not None else None,
+        depth=int(float(depth)) if depth is not None else None,
     )
 
 

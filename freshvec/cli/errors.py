@@ -4,7 +4,8 @@ traceback), and the exit codes every command keeps, so scripts can gate on them:
 
 - ``EXIT_OK`` (0): done; for a check (reconcile, wait, preflight, load), it passed.
 - ``EXIT_CHECK_FAILED`` (1): the command finished and its check did not pass: reconcile found drift, wait saw
-  changes that never became searchable, preflight found a problem, load had rows refused.
+  changes that never became searchable, preflight found a problem, load had rows refused, redrive send left
+  parked items it cannot redrive in place.
 - ``EXIT_USAGE`` (2): the command line, the config or an input file is wrong (also click's own usage errors).
 - ``EXIT_FAILED`` (3): the command could not finish: a service unreachable or refusing, an unexpected error.
   A script can tell "drift" from "could not look".

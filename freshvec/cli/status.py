@@ -16,7 +16,7 @@ from freshvec import constants as c
 from freshvec.cli import console, local_client, resync
 from freshvec.cli.backfill import MAX_TOKEN, MIN_TOKEN, build_range_select
 from freshvec.cli.errors import OperatorError, explain
-from freshvec.cli.redrive import REDRIVEN_PREFIX, decode_dlq_body
+from freshvec.cli.parked import REDRIVEN_PREFIX, decode_dlq_body
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig

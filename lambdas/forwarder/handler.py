@@ -138,6 +138,7 @@ def _report(stats: ForwarderStats) -> dict[str, Any]:
         c.M_SHARDS_OWNED: stats.shards_owned,
         c.M_THROTTLES: stats.throttles,
         c.M_TRIMMED_DATA_EVENTS: stats.trimmed_events,
+        c.M_CREATED_AT_REGRESSIONS: stats.created_at_regressions,
     }
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -150,6 +151,7 @@ def _report(stats: ForwarderStats) -> dict[str, Any]:
         "shards_owned": stats.shards_owned,
         "throttles": stats.throttles,
         "trimmed_events": stats.trimmed_events,
+        "created_at_regressions": stats.created_at_regressions,
         "lost_ranges": [dataclasses.asdict(lost) for lost in stats.lost_ranges],
         "passes": stats.passes,
         "lag_ms": lag_ms,

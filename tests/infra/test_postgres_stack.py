@@ -94,7 +94,8 @@ def test_slot_lag_alarm_fires_on_a_threshold_and_on_missing_data(pg_synth: Synth
     assert slot["Threshold"] == 1024 * 2**20
     assert slot["Namespace"] == c.METRICS_NAMESPACE
     assert slot["AlarmActions"]
-    assert not [a for a in alarms if a["Properties"].get("MetricName") == c.M_TRIMMED_DATA_EVENTS]
+    keyspaces_only = (c.M_TRIMMED_DATA_EVENTS, c.M_CREATED_AT_REGRESSIONS)
+    assert not [a for a in alarms if a["Properties"].get("MetricName") in keyspaces_only]
 
 
 def test_without_endpoints_the_forwarder_still_runs_in_the_vpc(tmp_path_factory: pytest.TempPathFactory) -> None:

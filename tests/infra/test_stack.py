@@ -9,7 +9,7 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from freshvec import constants as c
-from freshvec.cli.redrive import REDRIVEN_PREFIX
+from freshvec.cli.parked import REDRIVEN_PREFIX
 from freshvec.config import PipelineConfig
 from stacks import constants as k
 from tests.infra.conftest import Synth, statements
@@ -375,6 +375,9 @@ def test_every_failure_signal_has_an_alarm_that_notifies_the_topic(synth: Synth)
     assert lag["Statistic"] == "Maximum"
     trimmed = _alarm_for(synth, c.METRICS_NAMESPACE, c.M_TRIMMED_DATA_EVENTS)
     assert (trimmed["Threshold"], trimmed["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    regressions = _alarm_for(synth, c.METRICS_NAMESPACE, c.M_CREATED_AT_REGRESSIONS)
+    assert regressions["Dimensions"] == [{"Name": "service", "Value": c.SERVICE_FORWARDER}]
+    assert (regressions["Statistic"], regressions["Threshold"]) == ("Sum", 1)
     dlq = _alarm_for(synth, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert dlq["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": [synth.logical_id(synth.stack.sink.dlq), "QueueName"]}}

@@ -21,7 +21,7 @@ from freshvec import constants as c
 from freshvec import versions
 from freshvec.adapters.kinesis import KinesisWriter
 from freshvec.cli import app as cli
-from freshvec.cli import backfill, console, keyspaces, redrive
+from freshvec.cli import backfill, console, keyspaces, parked
 from freshvec.cli import stack as cli_stack
 from freshvec.cli.errors import EXIT_FAILED, EXIT_USAGE, OperatorError
 from freshvec.cli.load import CassandraRowWriter, load_rows
@@ -61,7 +61,7 @@ def make_stack(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> cli_stack.S
     monkeypatch.setenv("AWS_REGION", moto.region)
     monkeypatch.setenv(cli.STACK_ENV, STACK)
     monkeypatch.setattr(console.out, "width", 250)  # a wide terminal: tables print without folding
-    monkeypatch.setattr(redrive, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
+    monkeypatch.setattr(parked, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
     return cli_stack.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
 
 
@@ -236,7 +236,7 @@ def test_backfill_sends_one_change_per_row_per_call(
 
 
 def test_object_payload_form_is_accepted() -> None:
-    item = redrive.read_on_failure_object(_invocation_record([("1", b"x", "k")], as_string=False), "key")
+    item = parked.read_on_failure_object(_invocation_record([("1", b"x", "k")], as_string=False), "key")
     assert item.unreadable is None and [(r.data, r.partition_key, r.sequence_number) for r in item.records] == [
         (b"x", "k", "1")
     ]

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from freshvec import versions
-from freshvec.cli import keyspaces, redrive
+from freshvec.cli import keyspaces, parked, redrive
 from freshvec.cli import stack as cli_stack
+from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.cli.resync import KeyspacesRowReader
 from freshvec.config import default_config
 from freshvec.events import ChangeEvent, parse_event
@@ -102,12 +103,12 @@ def test_redrive_sends_the_current_row_not_the_parked_payload(
     _put_vector(moto, stack, '["Gone Film"]', 1_700_000_000_000_123)
 
     dry = invoke("redrive", "send", "--source", "dlq", "--dry-run")
-    assert dry.exit_code == 0, dry.output
+    assert dry.exit_code == EXIT_CHECK_FAILED, dry.output  # two items would be left in place
     assert "dry run: 7 parked, 5 would be re-synced (4 key(s)), 2 left in place" in dry.output
     assert _read_stream(moto, stack.stream_name) == [] and _visible(moto, stack.dlq_url) == 7
 
     sent = invoke("redrive", "send", "--source", "dlq")
-    assert sent.exit_code == 0, sent.output
+    assert sent.exit_code == EXIT_CHECK_FAILED, sent.output  # finished, two items left in place
     assert "7 parked, 5 re-synced: 4 key(s) read from the table (2 row(s) sent, 1 removal(s), 1 already gone)" in (
         sent.output
     )
@@ -155,7 +156,7 @@ def test_redrive_on_failure_batch_re_syncs_each_key_once(
     assert "RetryAttemptsExhausted after 6 invocation(s) (Unhandled)" in listed.output and "no payload" in listed.output
 
     sent = invoke("redrive", "send", "--source", "on-failure")
-    assert sent.exit_code == 0, sent.output
+    assert sent.exit_code == EXIT_CHECK_FAILED, sent.output
     assert "3 parked, 1 re-synced: 2 key(s)" in sent.output and "(1 unreadable, 1 without a key)" in sent.output
     stream = _read_stream(moto, stack.stream_name)
     assert sorted(r["PartitionKey"] for r in stream) == sorted([json.dumps([a]), json.dumps([b])])
@@ -163,7 +164,7 @@ def test_redrive_on_failure_batch_re_syncs_each_key_once(
         event = parse_event(record["Data"])
         assert isinstance(versions.parse(event.version), versions.KsRead)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]}
-    assert keys == {redrive.REDRIVEN_PREFIX + key, keyless, "aws/lambda/x/meta-only"}
+    assert keys == {parked.REDRIVEN_PREFIX + key, keyless, "aws/lambda/x/meta-only"}
     again = invoke("redrive", "send", "--source", "on-failure")
     assert "2 parked, 0 re-synced" in again.output  # moved objects are not re-synced twice
 
@@ -183,3 +184,30 @@ def test_redrive_collapses_duplicates_across_the_dlq_and_the_bucket(
     assert (report.found, report.resynced_items, report.keys, report.updates) == (4, 4, 2, 2)
     assert sorted(key for call in kinesis.calls for key in call) == sorted([json.dumps([a]), json.dumps([b])])
     assert _visible(moto, stack.dlq_url) == 0
+
+
+def test_a_parked_truncate_on_a_keyspaces_stack_stays_parked_and_is_reported_in_one_line(
+    moto: MotoServer, stack: cli_stack.StackResources
+) -> None:
+    """A TRUNCATE comes from PostgreSQL only: on a Keyspaces table the sink would park it again, so redrive leaves
+    it in the queue, says why on one line, and exits 1; ``list`` and ``show`` name it as a TRUNCATE."""
+    truncate = ChangeEvent(
+        keyspace=CONFIG.keyspace, table=CONFIG.table, op="TRUNCATE",
+        key={"$table": f"{CONFIG.keyspace}.{CONFIG.table}"}, new=None, old=None, seq="1#0", shard="postgres",
+        ts="2026-11-22T10:00:00.000Z", source="postgres", version=versions.PgChange(0x100, 0, 7).text(),
+    ).to_bytes()  # fmt: skip
+    sqs = moto.client("sqs")
+    message_id = sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(truncate, "$table"))["MessageId"]
+    sent = invoke("redrive", "send", "--source", "dlq")
+    assert sent.exit_code == EXIT_CHECK_FAILED, sent.output
+    [line] = [line for line in sent.output.splitlines() if message_id in line]
+    assert "cannot apply" in line and "TRUNCATE comes from PostgreSQL" in line
+    assert "1 left in place (0 unreadable, 0 without a key, 1 TRUNCATE(s) the sink cannot apply)" in sent.output
+    assert _read_stream(moto, stack.stream_name) == [] and _visible(moto, stack.dlq_url) == 1
+    listed = invoke("redrive", "list", "--source", "dlq")
+    assert f"TRUNCATE {CONFIG.keyspace}.{CONFIG.table}" in " ".join(listed.output.split()), listed.output
+    shown = json.loads(invoke("redrive", "show", message_id).output)
+    assert shown["redrive"] == [
+        "left in place: a TRUNCATE the sink cannot apply: TRUNCATE comes from PostgreSQL; this sink serves a "
+        "keyspaces table"
+    ]

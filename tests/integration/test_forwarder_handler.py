@@ -83,3 +83,25 @@ def test_an_idle_invocation_reports_no_lag(deployed, capsys):
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metrics[c.M_FORWARDER_LAG_MS] == 0
     assert metrics[c.M_CHANGES_FORWARDED] == 0
+
+
+def test_a_created_at_that_goes_backwards_along_a_row_is_counted_and_logged_without_row_data(deployed, capsys, caplog):
+    """The stand-in's service clock stamps the second change of one row 5 s earlier than the first (an injected
+    createdAt lag): the forwarder counts it in CreatedAtRegressions and logs it once, with positions and times but
+    neither the key nor the row. The same lag between two different rows is no regression."""
+    lags = iter([0.0, 5.0, 0.0, 5.0])
+    deployed.table.clocks.created_at_lag_s = lambda: next(lags)
+    row = {"overview": "Secret text", "vote_count": 1, "popularity": "1.00", "rel_date": "2026-01-02"}
+    deployed.table.upsert([{**row, "title": "Hidden Title"}])
+    deployed.table.upsert([{**row, "title": "Hidden Title", "overview": "Secret text again"}])  # 5 s earlier
+    deployed.table.upsert([{**row, "title": "Other A"}])
+    deployed.table.upsert([{**row, "title": "Other B"}])  # earlier than Other A, another row: fine
+    context = Context(remaining_ms=(forwarder_handler.SAFETY_MARGIN_S + RUN_S) * 1000)
+    with caplog.at_level("WARNING"):
+        summary = forwarder_handler.handler({"source": "aws.events"}, context)
+    assert summary["changes_forwarded"] == 4 and summary["created_at_regressions"] == 1
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics[c.M_CREATED_AT_REGRESSIONS] == 1
+    [warning] = [r.getMessage() for r in caplog.records if "createdAt went backwards" in r.getMessage()]
+    assert "1 record(s)" in warning
+    assert "Hidden" not in warning and "Secret" not in warning

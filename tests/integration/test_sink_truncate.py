@@ -177,6 +177,22 @@ def test_a_truncate_it_cannot_apply_goes_to_the_dlq(moto: MotoServer) -> None:
     assert result.stats.dlq_records == 3
 
 
+def test_a_truncate_on_a_keyspaces_table_is_parked_and_removes_nothing(moto: MotoServer) -> None:
+    """Its PostgreSQL version cannot be ordered against Keyspaces versions (any pair of sources compares as
+    APPLY), so applied it would remove every vector: the sink parks it with the reason instead."""
+    from freshvec.testing.builders import batch, change, movie
+
+    pipe = make_pipeline(moto)
+    assert pipe.sink.process(batch(change("INSERT", movie("Heat", "A heist.")))).batch_item_failures == []
+    truncate = event("TRUNCATE", None, 300, keyspace=pipe.config.keyspace, table=pipe.config.table,
+                     key={"$table": f"{pipe.config.keyspace}.{pipe.config.table}"})  # fmt: skip
+    result = pipe.sink.process(records(truncate, start=10))
+    assert result.batch_item_failures == [] and result.stats.dlq_records == 1
+    [letter] = pipe.dead_letters()
+    assert "TRUNCATE comes from PostgreSQL" in letter["error_message"]
+    assert len(pipe.vectors()) == 1
+
+
 def test_a_change_from_before_the_truncate_arriving_later_is_set_aside(moto: MotoServer) -> None:
     """The TRUNCATE travels on the table's shard; a row's older change (or its re-sent copy) may come after it."""
     pipe = make_pipeline(moto, pg_config())

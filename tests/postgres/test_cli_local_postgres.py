@@ -158,6 +158,58 @@ def test_a_truncate_between_writes_of_one_transaction_leaves_only_the_rows_writt
     assert found.exit_code == EXIT_OK and json.loads(found.stdout)["in_sync"] == 1, found.output
 
 
+def _stream_events(pipeline: LocalPipeline) -> list[tuple[dict[str, Any], str]]:
+    """Every change event on the local change stream, with its partition key."""
+    kinesis = pipeline.server.client("kinesis")
+    name = pipeline.resources.stream_name
+    found = []
+    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            found += [(json.loads(r["Data"]), r["PartitionKey"]) for r in page["Records"]]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return found
+
+
+def test_a_parked_truncate_is_redriven_and_the_index_equals_the_table_again(pipeline: LocalPipeline) -> None:
+    """A TRUNCATE the sink parked instead of applying (the index still holds the rows it removed) is re-sent by
+    ``redrive send`` as it was parked; the index empties and reconcile reports 0 without a repair."""
+    server = pipeline.postgres.server
+    conn = connect(pipeline.postgres.config.postgres.connection, server.password)
+    try:
+        conn.run("INSERT INTO public.articles (id, title, body) VALUES (51, 'One', 'first row'), (52, 'Two', 'second')")
+        eventually(lambda: {key(51), key(52)} <= keys(pipeline), "rows 51 and 52 indexed")
+        s3vectors = pipeline.server.client("s3vectors")
+        where = {"vectorBucketName": pipeline.resources.vector_bucket, "indexName": pipeline.resources.vector_index}
+        held = s3vectors.get_vectors(**where, keys=sorted(keys(pipeline)), returnData=True, returnMetadata=True)
+        conn.run("TRUNCATE public.articles")
+    finally:
+        conn.close()
+    eventually(lambda: keys(pipeline) == set(), "the live TRUNCATE applied")
+    # As if the sink had parked the TRUNCATE: its rows back in the index, the TRUNCATE in the DLQ.
+    s3vectors.put_vectors(**where, vectors=[{k: v[k] for k in ("key", "data", "metadata")} for v in held["vectors"]])
+    truncates = [(event, pk) for event, pk in _stream_events(pipeline) if event["op"] == "TRUNCATE"]
+    event, partition = max(truncates, key=lambda pair: pair[0]["version"])  # the last one ("pg:" + 16 hex LSN)
+    body = {
+        "payload_b64": base64.b64encode(json.dumps(event).encode()).decode(), "partition_key": partition,
+        "error_class": "PoisonRecordError", "error_message": "parked", "kinesis_shard_id": "shardId-000000000000",
+        "kinesis_sequence_number": "1", "failed_at": "2026-12-07T00:00:00.000Z",
+    }  # fmt: skip
+    sqs = pipeline.server.client("sqs")
+    sqs.send_message(QueueUrl=pipeline.resources.dlq_url, MessageBody=json.dumps(body))
+    assert freshvec("reconcile").exit_code == EXIT_CHECK_FAILED  # the index holds rows the table does not
+
+    sent = freshvec("redrive", "send", "--source", "dlq")
+    assert sent.exit_code == EXIT_OK, sent.output
+    assert "1 TRUNCATE(s) re-sent as parked" in " ".join(sent.output.split()), sent.output
+    eventually(lambda: keys(pipeline) == set(), "the redriven TRUNCATE applied")
+    eventually(lambda: freshvec("reconcile").exit_code == EXIT_OK, "reconcile reports 0")
+    assert "0 parked item(s)" in freshvec("redrive", "list", "--source", "dlq").output
+
+
 def test_reconcile_that_cannot_reach_the_stack_exits_3_not_1(tmp_path: Path) -> None:
     state = tmp_path / "gone.json"
     write_local_state(state, {"endpoint": "http://127.0.0.1:9", "region": "us-east-1", "control": "http://127.0.0.1:9",

@@ -15,7 +15,7 @@ from freshvec.adapters.memory import InProcessTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.cli import app as cli
-from freshvec.cli import console, redrive
+from freshvec.cli import console, parked
 from freshvec.cli import postgres as cli_pg
 from freshvec.cli import stack as cli_stack
 from freshvec.cli.errors import EXIT_CHECK_FAILED
@@ -29,7 +29,7 @@ from freshvec.sink import Sink
 from freshvec.sources.postgres.pgoutput import parse_lsn
 from freshvec.testing.builders import kinesis_record
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime, fake_vector
-from tests.integration.test_cli_aws import _dlq_body, _read_stream, _visible, invoke
+from tests.integration.test_cli_aws import _dlq_body, _invocation_record, _read_stream, _visible, invoke
 
 STACK = "freshvec-pg-test"
 COLUMNS = {"id": "bigint", "body": "text", "section": "text"}
@@ -53,7 +53,7 @@ def stack(moto: MotoServer, pg: Any, monkeypatch: pytest.MonkeyPatch) -> cli_sta
     monkeypatch.setenv(cli.STACK_ENV, STACK)
     monkeypatch.setenv(cli_pg.PASSWORD_ENV, pg.server.password)
     monkeypatch.setattr(console.out, "width", 250)
-    monkeypatch.setattr(redrive, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
+    monkeypatch.setattr(parked, "DLQ_RECEIVE_WAIT_S", 0)  # moto answers short polls with every message
     resources = cli_stack.resolve_stack(moto.client("cloudformation"), STACK, moto.region)
     assert resources.config.source.kind == "postgres"
     return resources
@@ -223,3 +223,125 @@ def test_reconcile_finds_drift_in_a_postgres_backed_index_and_repairs_it(moto: M
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["rows"] == 1205
     assert json.loads(status.stdout)["rows_estimated"] is False
+
+
+def _committed(pg: Any, *statements: str) -> tuple[int, int]:
+    """Run ``statements`` in one transaction; its xid and the WAL position after its commit."""
+    conn = pg8000.native.Connection(
+        "postgres", host="127.0.0.1", port=pg.server.port, password=pg.server.password, database=pg.name
+    )
+    try:
+        conn.run("BEGIN")
+        for statement in statements:
+            conn.run(statement)
+        xid = int(conn.run("SELECT pg_current_xact_id()::text")[0][0])
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    return xid, _lsn(pg)
+
+
+def _truncate_event(config: PipelineConfig, version: str, *, table: str | None = None) -> bytes:
+    table = table or config.table
+    return ChangeEvent(
+        keyspace=config.keyspace, table=table, op="TRUNCATE", key={"$table": f"{config.keyspace}.{table}"},
+        new=None, old=None, seq="9#0", shard="postgres", ts="2026-11-22T10:00:00.000Z", source="postgres",
+        version=version,
+    ).to_bytes()  # fmt: skip
+
+
+def test_redrive_re_sends_a_parked_truncate_and_the_sink_applies_it(moto: MotoServer, pg: Any, stack: Any) -> None:
+    """A TRUNCATE parked in the DLQ (its rows still in the index) is re-sent as it was parked, and removes exactly
+    the rows written before it; a row written after it stays. A TRUNCATE of another table cannot be applied here:
+    it stays in the queue, reported on one line, and the command exits 1."""
+    config = stack.config
+    sink = _sink(moto, stack)
+    live = [
+        kinesis_record(_event(config, key, body=f"Row {key} before the truncate."), key) for key in (1, 2, 3)
+    ]  # live changes at PgChange(5, 0, 5): before everything below
+    assert sink.process(live).batch_item_failures == []
+    truncate_xid, truncate_lsn = _committed(pg, "TRUNCATE docs")
+    insert_xid, insert_lsn = _committed(pg, "INSERT INTO docs (id, body, section) VALUES (2, 'Written after.', 'n')")
+    after = ChangeEvent(
+        keyspace=config.keyspace, table=config.table, op="INSERT", key={"id": 2},
+        new={"id": 2, "body": "Written after.", "section": "n"}, old=None, seq="10#0", shard="postgres",
+        ts="2026-11-22T10:00:01.000Z", source="postgres",
+        version=versions.PgChange(insert_lsn, 0, insert_xid).text(),
+    ).to_bytes()  # fmt: skip
+    assert sink.process([kinesis_record(after, 10)]).batch_item_failures == []
+    truncate = _truncate_event(config, versions.PgChange(truncate_lsn, 0, truncate_xid).text())
+    sqs = moto.client("sqs")
+    ids = [
+        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body)["MessageId"]
+        for body in (
+            _dlq_body(truncate, f"{config.keyspace}.{config.table}"),
+            _dlq_body(truncate, f"{config.keyspace}.{config.table}"),  # parked twice: sent once
+            _dlq_body(_truncate_event(config, versions.PgChange(7, 0, 7).text(), table="other"), "public.other"),
+        )
+    ]
+    shown = json.loads(invoke("redrive", "show", ids[0]).output)
+    assert shown["redrive"] == [
+        f"re-send this TRUNCATE of {config.keyspace}.{config.table} as parked "
+        f"(version {versions.PgChange(truncate_lsn, 0, truncate_xid).text()})"
+    ]
+    listed = " ".join(invoke("redrive", "list", "--source", "dlq").output.split())
+    assert f"TRUNCATE {config.keyspace}.{config.table}" in listed and f"TRUNCATE {config.keyspace}.other" in listed
+
+    result = invoke("redrive", "send", "--source", "dlq")
+    assert result.exit_code == EXIT_CHECK_FAILED, result.output  # one item left in place
+    output = " ".join(result.output.split())
+    assert "3 parked, 2 re-synced: 0 key(s) read from the table" in output
+    assert "and 1 TRUNCATE(s) re-sent as parked" in output
+    assert "1 left in place (0 unreadable, 0 without a key, 1 TRUNCATE(s) the sink cannot apply)" in output
+    [line] = [line for line in result.output.splitlines() if ids[2] in line]
+    assert "TRUNCATE is for public.other" in line
+    [sent] = _read_stream(moto, stack.stream_name)
+    assert (sent["Data"], sent["PartitionKey"]) == (truncate, f"{config.keyspace}.{config.table}")  # as parked
+    assert _visible(moto, stack.dlq_url) == 1
+
+    assert _apply_stream(moto, stack, sink, "USER") == 1
+    stored = moto.client("s3vectors").list_vectors(
+        vectorBucketName=stack.vector_bucket, indexName=stack.vector_index, returnMetadata=True
+    )["vectors"]
+    assert [v["key"] for v in stored] == ["[2]"]  # rows 1 and 3 gone; the row written after the TRUNCATE stays
+    clean = invoke("reconcile", "--json")
+    assert clean.exit_code == 0, clean.output
+
+
+def test_an_on_failure_batch_with_writes_around_a_truncate_is_redriven_whole(
+    moto: MotoServer, pg: Any, stack: Any
+) -> None:
+    """A discarded batch ``UPDATE id=1; TRUNCATE; INSERT id=5`` (the sink never applied it): redrive re-syncs rows 1
+    and 5 from the table and re-sends the TRUNCATE; applied in any order, the index holds row 5 only."""
+    config = stack.config
+    sink = _sink(moto, stack)
+    assert sink.process([kinesis_record(_event(config, 1, body="Row 1 before."), 1)]).batch_item_failures == []
+    pg.run("INSERT INTO docs (id, body, section) VALUES (1, 'Row 1 before.', 'n')")
+    truncate_xid, truncate_lsn = _committed(pg, "UPDATE docs SET body = 'Row 1 again.' WHERE id = 1", "TRUNCATE docs")
+    insert_xid, insert_lsn = _committed(pg, "INSERT INTO docs (id, body, section) VALUES (5, 'Row 5.', 'n')")
+    truncate = _truncate_event(config, versions.PgChange(truncate_lsn, 1, truncate_xid).text())
+    batch = [
+        ("100", _event(config, 1, body="Row 1 again."), "[1]"),
+        ("200", truncate, f"{config.keyspace}.{config.table}"),
+        ("300", _event(config, 5, body="Row 5."), "[5]"),
+    ]
+    s3 = moto.client("s3")
+    key = "aws/lambda/esm/shardId-000000000000/2026/12/07/batch"
+    s3.put_object(Bucket=stack.on_failure_bucket, Key=key, Body=_invocation_record(batch))
+
+    result = invoke("redrive", "send", "--source", "on-failure")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 parked, 1 re-synced: 2 key(s) read from the table (1 row(s) sent, 1 removal(s)" in output
+    assert "and 1 TRUNCATE(s) re-sent as parked" in output
+    sent = {r["PartitionKey"]: r["Data"] for r in _read_stream(moto, stack.stream_name)}
+    assert sent[f"{config.keyspace}.{config.table}"] == truncate
+    assert {parse_event(sent[k]).op for k in ("[1]", "[5]")} == {"DELETE", "UPDATE"}
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=stack.on_failure_bucket)["Contents"]] == ["redriven/" + key]
+
+    for origin in ("REDRIVE", "USER"):  # the re-syncs first, then the TRUNCATE: it must not remove row 5
+        _apply_stream(moto, stack, sink, origin)
+    stored = moto.client("s3vectors").list_vectors(vectorBucketName=stack.vector_bucket, indexName=stack.vector_index)
+    assert [v["key"] for v in stored["vectors"]] == ["[5]"]
+    assert insert_xid and insert_lsn > truncate_lsn
+    assert invoke("reconcile", "--json").exit_code == 0

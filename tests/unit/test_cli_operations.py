@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from rich.console import Console
 
 from freshvec.cli import app as cli
-from freshvec.cli import backfill, query, redrive, stack, status
+from freshvec.cli import backfill, parked, query, stack, status
 from freshvec.cli.errors import OperatorError, explain
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import default_config
@@ -175,20 +175,20 @@ def test_range_select_uses_the_whole_partition_key() -> None:
     ],
 )
 def test_unreadable_on_failure_objects_are_flagged(body: bytes, words: str) -> None:
-    item = redrive.read_on_failure_object(body, "key")
+    item = parked.read_on_failure_object(body, "key")
     assert item.unreadable is not None and words in item.unreadable and item.records == []
 
 
 def test_dlq_body_decoding() -> None:
     body = json.dumps({"payload_b64": base64.b64encode(b"{}").decode(), "partition_key": '["a"]', "error_class": "X"})
-    records, reason, _failed_at, position, unreadable = redrive.decode_dlq_body(body)
+    records, reason, _failed_at, position, unreadable = parked.decode_dlq_body(body)
     assert (
         [(r.data, r.partition_key) for r in records] == [(b"{}", '["a"]')]
         and reason == "X:"
         and position == "?/?"
         and unreadable is None
     )
-    assert redrive.decode_dlq_body(json.dumps({"payload_b64": "AA=="}))[4] is not None
+    assert parked.decode_dlq_body(json.dumps({"payload_b64": "AA=="}))[4] is not None
 
 
 def _render(renderable: Any) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from freshvec.adapters.dynamodb import CheckpointStore, create_checkpoint_table
-from freshvec.ports import LeaseLostError
+from freshvec.forwarder import lineage_depth
+from freshvec.ports import LeaseLostError, Partition, ShardCheckpoint, StreamView
 
 STREAM = "arn:aws:cassandra:us-east-1:111122223333:/keyspace/media/table/movies/stream/2026-11-22T00:00:00.000"
 SHARD = "shardId-00000001-0000000000000000000001"
@@ -131,3 +132,31 @@ def test_stream_registry_registers_once_and_orders_by_label(dynamodb):
     assert [e.done for e in b.load_streams("media", "movies")] == [True, False]
     assert b.load_streams("media", "other") == []
     assert b.load_stream(STREAM) == {}  # registry items never show up as shards
+
+
+def test_a_shards_lineage_depth_is_stored_once_and_the_first_one_stays(dynamodb):
+    clock = Clock()
+    a, b = store(dynamodb, "a", clock), store(dynamodb, "b", clock)
+    assert a.try_acquire(STREAM, SHARD, 3).depth == 3
+    a.release(STREAM, SHARD)
+    again = b.try_acquire(STREAM, SHARD, 0)  # counted later from a listing that lost the shard's parents
+    assert again is not None and again.depth == 3
+    assert a.load_stream(STREAM)[SHARD].depth == 3
+
+
+def test_lineage_depth_counts_from_stored_depths_and_the_listing():
+    """Stored depths win (a parent trimmed from the listing keeps its own); a merge is one deeper than its deepest
+    parent; a parent neither listed nor stored counts as depth 0."""
+    view = StreamView(
+        STREAM,
+        closed=False,
+        partitions={
+            "b": Partition("b", named_parents=("a",)),  # a: trimmed from the listing, its depth stored
+            "c": Partition("c", parents=("b",), named_parents=("b",)),
+            "x": Partition("x", named_parents=("gone",)),  # gone: trimmed before anything read it
+            "m": Partition("m", parents=("c", "x"), named_parents=("c", "x")),
+        },
+    )
+    stored = {"a": ShardCheckpoint(STREAM, "a", "9", True, None, None, depth=4)}
+    assert [lineage_depth(p, view, stored) for p in ("b", "c", "x", "m")] == [5, 6, 1, 7]
+    assert lineage_depth("b", view, {}) == 1  # without a's stored depth: it counts as 0

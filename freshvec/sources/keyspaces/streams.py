@@ -24,6 +24,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,7 +33,9 @@ from freshvec import constants as c
 from freshvec.errors import TransientError, error_code
 from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import LeaseStore, LostRange, Partition, ReadResult, SourceCursor, StreamEntry, StreamView
+from freshvec.sources.keyspaces.cells import to_micros
 from freshvec.sources.keyspaces.convert import RecordConverter
+from freshvec.sources.keyspaces.types.temporal import as_datetime
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,8 @@ class KeyspacesStreamsSource:
         self.table = table
         self._converter = converter
         self._starting_position = starting_position
-        self._lineage: dict[str, tuple[str, int]] = {}  # shard id -> (stream label, lineage depth)
+        self._labels: dict[str, str] = {}  # stream ARN -> stream label
+        self._lineage: dict[str, tuple[str, int]] = {}  # shard id -> (stream label, lineage depth) of opened shards
 
     @classmethod
     def for_config(cls, streams: Any, config: Any) -> KeyspacesStreamsSource:
@@ -134,22 +138,32 @@ class KeyspacesStreamsSource:
                 shard_id,
                 parents=tuple(p for p in shard.get("parentShardIds") or [] if p in shards),
                 order=_start_sequence(shard),
+                named_parents=tuple(shard.get("parentShardIds") or ()),
             )
             for shard_id, shard in shards.items()
         }
-        label = str(pages[0].get("streamLabel") or stream_arn.rpartition("/")[2])
-        self._lineage.update({shard_id: (label, _depth(shard_id, partitions)) for shard_id in partitions})
+        self._labels[stream_arn] = str(pages[0].get("streamLabel") or stream_arn.rpartition("/")[2])
         return StreamView(stream_arn, closed=pages[0]["streamStatus"] == STATUS_DISABLED, partitions=partitions)
 
     def open(
-        self, stream_arn: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+        self,
+        stream_arn: str,
+        partition_id: str,
+        position: str | None,
+        *,
+        fresh: bool,
+        resume: str | None = None,
+        depth: int = 0,
     ) -> SourceCursor:
         """A cursor at the checkpoint; a shard never read starts at the configured position only when
         ``fresh`` (no parent was read and this is the first stream), else from its start.
 
         ``resume`` is a shard iterator an earlier reader got past a stretch without changes: the first read uses
-        it, and when it has expired (15 minutes) the iterator is taken again from the checkpoint.
+        it, and when it has expired (15 minutes) the iterator is taken again from the checkpoint. ``depth``: the
+        shard's lineage depth as the forwarder's lease store keeps it (``freshvec.forwarder.lineage_depth``),
+        which the versions of its records carry with the stream label.
         """
+        self._lineage[partition_id] = (self._labels.get(stream_arn) or stream_arn.rpartition("/")[2], depth)
         start = self._starting_position if fresh else ITERATOR_TRIM_HORIZON
         return SourceCursor(stream_arn, partition_id, position, start, _ShardState(iterator=resume))
 
@@ -162,16 +176,22 @@ class KeyspacesStreamsSource:
         trims = len(state.trimmed_after) - trims_before
         records = response.get("changeRecords") or []
         lost = self._lost_ranges(cursor, state, records)
+        regressions = created_at_regressions(records, cursor.partition_id)
         next_iterator = response.get("nextShardIterator")
         if next_iterator is None:
-            return ReadResult(records, ended=True, at_tip=False, trims=trims, lost_ranges=lost)
+            return ReadResult(
+                records, ended=True, at_tip=False, trims=trims, lost_ranges=lost, created_at_regressions=regressions
+            )
         state.iterator = next_iterator
         # AT_TIP: nothing more now. BEHIND_TIP, even with no records, means the stream moved on without changes
         # at this position and more may follow: read on at once ("Continue polling normally", GetRecords'
         # iteratorDescription in the keyspacesstreams model). No description: an empty page is the tip.
         position = (response.get("iteratorDescription") or {}).get("iteratorPosition")
         at_tip = position == ITERATOR_AT_TIP if position is not None else not records
-        return ReadResult(records, ended=False, at_tip=at_tip, trims=trims, lost_ranges=lost, resume=next_iterator)
+        return ReadResult(
+            records, ended=False, at_tip=at_tip, trims=trims, lost_ranges=lost, resume=next_iterator,
+            created_at_regressions=regressions,
+        )  # fmt: skip
 
     def rewind(self, cursor: SourceCursor) -> None:
         """Resume from the checkpoint on the next read, not from where the last read got to."""
@@ -304,15 +324,62 @@ def validation_reason(exc: ClientError) -> str | None:
     return next((name for name in known if name in message), None)
 
 
+def created_at_regressions(records: Sequence[Mapping[str, Any]], shard_id: str) -> int:
+    """How many records of one page of a shard carry a ``createdAt`` older than the previous record's of the same
+    row (primary key) in that page; the first one is logged, with positions and times but no key or row data.
+
+    Versions order a key's records by ``createdAt`` first, assuming it never goes backwards along them (the order
+    is per key and per shard, docs/exactness.md). This checks that assumption where it costs nothing: on the page
+    in hand, with no call. While ``createdAt`` rises along the page (a record at or after every earlier one cannot
+    be older than its row's previous record) a record costs one comparison; from the first record that is older
+    than an earlier one, rows are told apart (a ``repr`` of the record's keys and a dictionary lookup per record).
+    It cannot see a regression across pages, shards or invocations, nor one that keeps the order of the page but
+    disagrees with the service's visibility order.
+    """
+    rows: dict[str, tuple[datetime, Mapping[str, Any]]] | None = None  # row -> its latest (createdAt, record)
+    latest: datetime | None = None  # the newest createdAt of the page so far
+    found, first = 0, None
+    for position, record in enumerate(records):
+        created = _created(record)
+        if created is None:
+            continue  # unreadable: the converter parks it with the reason
+        if rows is None:
+            if latest is None or created >= latest:
+                latest = created
+                continue
+            rows = {}
+            for earlier in records[:position]:
+                moment = _created(earlier)
+                if moment is not None:
+                    rows[_row(earlier)] = (moment, earlier)
+        row = _row(record)
+        previous = rows.get(row)
+        if previous is not None and created < previous[0]:
+            found += 1
+            first = first or (previous[1], record)
+        rows[row] = (created, record)
+    if first is not None:
+        before, after = first
+        log.warning(
+            "createdAt went backwards along one row's records in shard %s: %d record(s) in this read, the first at "
+            "sequence number %s (createdAt %d µs) after %s (%d µs); versions of that row may be misordered",
+            shard_id, found, after.get("sequenceNumber"), to_micros(after.get("createdAt")),
+            before.get("sequenceNumber"), to_micros(before.get("createdAt")),
+        )  # fmt: skip
+    return found
+
+
+def _created(record: Mapping[str, Any]) -> datetime | None:
+    try:
+        return as_datetime(record.get("createdAt"))  # a datetime from boto3: returned as it is
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _row(record: Mapping[str, Any]) -> str:
+    return repr((record.get("partitionKeys"), record.get("clusteringKeys")))  # one row's keys print alike
+
+
 def _start_sequence(shard: Mapping[str, Any]) -> int:
     start = (shard.get("sequenceNumberRange") or {}).get("startingSequenceNumber") or ""
     return int(start) if start.isdigit() else 0
-
-
-def _depth(shard_id: str, partitions: Mapping[str, Partition]) -> int:
-    """How many generations of parents a shard has (a child's records of a key come after its parents')."""
-    depth, level = 0, set(partitions[shard_id].parents)
-    while level and depth < len(partitions):
-        depth += 1
-        level = {parent for p in level if p in partitions for parent in partitions[p].parents}
-    return depth

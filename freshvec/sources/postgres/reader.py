@@ -167,10 +167,17 @@ class PostgresSlotSource:
         return StreamView(stream_id, closed=False, partitions={PARTITION_ID: Partition(PARTITION_ID)})
 
     def open(
-        self, stream_id: str, partition_id: str, position: str | None, *, fresh: bool, resume: str | None = None
+        self,
+        stream_id: str,
+        partition_id: str,
+        position: str | None,
+        *,
+        fresh: bool,
+        resume: str | None = None,
+        depth: int = 0,
     ) -> SourceCursor:
         """A cursor at the checkpoint (None: the slot's own position, which the first read takes); the slot keeps
-        its own position, so there is no resume token."""
+        its own position, so there is no resume token, and one partition, so no lineage (``depth``)."""
         return SourceCursor(stream_id, partition_id, position, "SLOT", self._state)
 
     # ---- reading --------------------------------------------------------------------------------
