@@ -86,14 +86,19 @@ def resolve_source(
 
 def attachment_for(config: Any, pg_url: str | None) -> Any:
     """The server to attach to: ``--pg-url`` (over the config's connection), else the config's connection; the
-    password from the URL, ``FRESHVEC_PG_PASSWORD``/``PGPASSWORD``, else the config."""
-    from freshvec.adapters.postgres import connection_from_url, password_from_environment
+    password from the URL, ``FRESHVEC_PG_PASSWORD``/``PGPASSWORD``, the config, else the password file (as psql)."""
+    from freshvec.adapters.postgres import connection_from_url, password_from_environment, password_from_passfile
     from freshvec.local.pg_attach import Attachment
 
     connection, password = config.postgres.connection, None
     if pg_url is not None:
         connection, password = connection_from_url(pg_url, connection)
-    password = password or password_from_environment() or config.postgres.connection.password
+    password = (
+        password
+        or password_from_environment()
+        or config.postgres.connection.password
+        or password_from_passfile(connection)
+    )
     return Attachment(connection, password)
 
 
