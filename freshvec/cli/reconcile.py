@@ -25,6 +25,8 @@ the orphan chunks it saw beyond chunk 0's count. The sink applies it iff the key
 write, whatever its ``_ver``; if anything was written since, the newer write stands and the next reconcile
 decides. A stored vector whose key names no row is removed the same way. Once the pipeline has caught up
 with the repair, the next reconcile reports 0.
+
+Size: both sides' readers, the spilled comparison and its report are one pass; a split would only pass them around.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ KINDS = ("missing", "stale", "metadata", "orphan")
 S3V_MAX_LIST_SEGMENTS = 16  # ListVectors segmentCount (https://docs.aws.amazon.com/AmazonS3/latest/API/API_S3VectorBuckets_ListVectors.html)
 S3V_LIST_PAGE = 1000  # ListVectors maxResults
 _UNINDEXABLE = "!"  # the table side's fingerprint for a row whose metadata the sink would refuse
+_LONG_KEY = "!key"  # ... and for a row whose key no vector can hold (over S3 Vectors' key length)
 _SPILL_FLUSH_LINES = 20_000  # buffered spill lines (both sides) before they are appended to their files
 _REPAIR_BATCH = 500  # keys read and re-synced at a time
 # Provenance is not compared; chunk 0's count is (a wrong one makes a later delete leave chunks behind).
@@ -102,8 +105,10 @@ class Expectation:
         """
         key = resync.checked_vector_key(row, self.config)
         text = row.get(self.config.embedding_field)
-        if key is None or not isinstance(text, str) or not has_text(text):
+        if not isinstance(text, str) or not has_text(text) or resync.key_of_row(row, self.config) is None:
             return {}
+        if key is None:  # under a name no stored vector can have, so it meets nothing in the index
+            return {"\0" + json.dumps([row[name] for name in self.config.primary_key], default=str): (_LONG_KEY, "")}
         try:
             chunks = expected_chunks(self.config, key, text, max_input_chars=self.max_input_chars)
             expected = {}
@@ -247,6 +252,7 @@ class ReconcileReport:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     examples: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     unindexable: int = 0  # rows whose metadata the sink refuses (parked in its DLQ): not drift
+    long_keys: int = 0  # rows whose key no vector can hold (parked in its DLQ): not drift
     repaired: dict[str, int] | None = None  # with --repair: keys re-synced, by what was sent
     seconds: float = 0.0
 
@@ -261,6 +267,7 @@ class ReconcileReport:
             "in_sync": self.in_sync,
             **self.counts,
             "unindexable": self.unindexable,
+            "long_keys": self.long_keys,
             "drift": self.drift,
             "examples": self.examples,
             "repaired": self.repaired,
@@ -281,8 +288,9 @@ def compare_bucket(
     vectors = len(stored)
     for key, fp, digest in table:
         found = stored.pop(key, None)
-        if fp == _UNINDEXABLE:
-            report.unindexable += 1
+        if fp in (_UNINDEXABLE, _LONG_KEY):
+            report.unindexable += fp == _UNINDEXABLE
+            report.long_keys += fp == _LONG_KEY
             continue
         kind = "missing" if found is None else "stale" if found[0] != fp else "metadata" if found[1] != digest else ""
         if kind:
@@ -488,8 +496,10 @@ def _print(report: ReconcileReport, res: StackResources, generation: str) -> Non
         if report.examples[kind]:
             line += "  e.g. " + ", ".join(report.examples[kind])
         console.out.print(line, markup=False)
-    if report.unindexable:
-        console.out.print(f"  {report.unindexable} row(s) have metadata the sink refuses (see `freshvec redrive list`)")
+    too_long = f"have a key over {c.S3V_MAX_KEY_CHARS} characters as a vector key: not indexed"
+    for count, why in ((report.unindexable, "have metadata the sink refuses"), (report.long_keys, too_long)):
+        if count:
+            console.out.print(f"  {count} row(s) {why} (see `freshvec redrive list`)")
     if report.repaired is not None:
         r = report.repaired
         console.out.print(

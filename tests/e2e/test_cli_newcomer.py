@@ -207,3 +207,17 @@ def test_backfill_progress_belongs_to_its_stack(
     assert sorted(p.name for p in (tmp_path / ".freshvec").glob("backfill-*.json")) == sorted(
         [f"backfill-local-{state['stack_id'][:12]}.json", "backfill-local-0123456789ab.json"]
     )
+
+
+def test_reconcile_counts_rows_whose_key_no_vector_can_hold(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    rows = jsonl(tmp_path, "rows.jsonl", {"title": "R" * 1100, "overview": "a long key movie"})
+    assert freshvec("--local", "load", str(rows)).exit_code == EXIT_OK
+    pipeline.wait_synced(timeout=30)
+
+    result = freshvec("--local", "reconcile", "--json")
+
+    report = json.loads(result.stdout)
+    assert report["long_keys"] >= 1  # this row, and any other over-long key this module loaded
+    assert report["rows"] == report["in_sync"] + report["drift"] + report["long_keys"] + report["unindexable"]
+    text = freshvec("--local", "reconcile")
+    assert "row(s) have a key over 1024 characters as a vector key: not indexed" in text.output

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +90,11 @@ def test_llamaindex_reads_the_index(environment: None) -> None:
     titles = [title for title, _ in found["nodes"]]
     assert titles[0] == "Toy Story" and len(titles) == 3
     assert found["result"].ids[0] == '["Toy Story"]'
+
+
+def test_grouping_chunks_into_rows_keeps_keys_that_hold_a_hash(pipeline: LocalPipeline, environment: None) -> None:
+    receipt = pipeline.upsert([{"title": "Jurassic #1 Fan Cut", "overview": "A fan edit of the dinosaur park film."}])
+    pipeline.wait_synced(timeout=30, receipt=receipt)
+    rows = run("boto3: hybrid search, scores, rows not chunks")["rows"]
+    assert '["Jurassic #1 Fan Cut"]' in rows
+    assert all(isinstance(json.loads(key), list) for key in rows)  # every group is a whole row key

@@ -203,7 +203,8 @@ def test_a_whole_migration_under_live_traffic(
             monkeypatch, ["migrate", "start", "--path", "batch", "--segments", "2"],
             backfill_cli._BackfillRun, "_flush", after=1,
         )  # fmt: skip
-        state = json.loads((home / ".freshvec" / "migration-local.json").read_text())
+        (progress,) = (home / ".freshvec").glob("migration-local-*.json")  # named by the stack's identity
+        state = json.loads(progress.read_text())
         assert state["phase"] == "filled" and state["fill_path"] == "batch"
         jobs = state["batch"]["jobs"]
         assert jobs and all(job["status"] == "Completed" for job in jobs)
