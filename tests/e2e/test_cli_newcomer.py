@@ -221,3 +221,10 @@ def test_reconcile_counts_rows_whose_key_no_vector_can_hold(pipeline: LocalPipel
     assert report["rows"] == report["in_sync"] + report["drift"] + report["long_keys"] + report["unindexable"]
     text = freshvec("--local", "reconcile")
     assert "row(s) have a key over 1024 characters as a vector key: not indexed" in text.output
+
+
+def test_wait_for_a_key_no_vector_can_hold_is_a_usage_error(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    keys = jsonl(tmp_path, "keys.jsonl", {"title": "Z" * 1100})
+    result = freshvec("--local", "wait", "--keys-file", str(keys), "--timeout", "1")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "keys.jsonl:1: vector key is 1104 characters" in result.output
