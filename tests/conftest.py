@@ -9,8 +9,11 @@ import pytest
 
 from freshvec.local.moto_server import MotoServer
 
-# No test may reach real AWS: fixed fake credentials and a fixed region for every client.
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+# No test may reach real AWS: fixed fake credentials and a fixed region for every client. The session's moto
+# server takes the same fixed access key (local mode's servers make a random one), so clients that read it
+# from the environment, as the Lambda handlers do, reach it.
+TEST_ACCESS_KEY = "testing"
+os.environ.setdefault("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
@@ -18,7 +21,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
+    server = MotoServer.start(access_key=TEST_ACCESS_KEY)
     try:
         yield server
     finally:

@@ -349,7 +349,9 @@ def backfill_command(
     s = settings()
     res = s.resources()
     targets = generations.targets(res, generation)
-    if res.config.source.kind == "postgres":  # one snapshot: nothing to resume (a rerun is harmless)
+    # PostgreSQL in AWS: one snapshot, nothing to resume (a rerun is harmless). Locally the table is read through
+    # the control API like any local table: the pipeline holds the password, the CLI never needs it.
+    if res.config.source.kind == "postgres" and not res.is_local:
         from freshvec.cli import postgres
 
         return postgres.backfill_command(res, s.clients(), rate_per_s=rate, generations=targets)

@@ -1,7 +1,8 @@
 """The CLI's side of local mode: the resources of a running ``freshvec local up`` and its control API.
 
-The state file (``freshvec.state``) names the moto endpoint, the resource names, the control API's URL and
-the token the control API requires; every request sends that token in ``state.CONTROL_TOKEN_HEADER``.
+The state file (``freshvec.state``) names the moto endpoint and the access key it requires, the resource names,
+the control API's URL and the token the control API requires; every control request sends that token in
+``state.CONTROL_TOKEN_HEADER``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def load_local_state(path: str | Path | None = None) -> StackResources:
     try:
         endpoint, control, region = doc["endpoint"], doc["control"], doc["region"]
         outputs = {str(k): str(v) for k, v in doc["outputs"].items()}
-        token = doc.get("token")
+        token, access_key = doc.get("token"), doc.get("aws_access_key")
         if token is not None and not isinstance(token, str):
             raise TypeError("the token is not a string")
+        if access_key is not None and not isinstance(access_key, str):
+            raise TypeError("the aws_access_key is not a string")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OperatorError(f"{state_path} is not a freshvec local state file: {exc}") from exc
     batch = doc.get("batch_endpoint")
@@ -45,6 +48,7 @@ def load_local_state(path: str | Path | None = None) -> StackResources:
         control_token=token or None,
         batch_endpoint_url=batch if isinstance(batch, str) else None,
         stack_id=stack_id if isinstance(stack_id, str) else None,
+        aws_access_key=access_key or None,
     )
 
 

@@ -40,7 +40,7 @@ class Settings:
     def clients(self) -> stack.ClientFactory:
         if self._clients is None:
             res = self.resources()
-            self._clients = stack.make_client_factory(res.region, res.endpoint_url)
+            self._clients = stack.make_client_factory(res.region, res.endpoint_url, access_key=res.aws_access_key)
         return self._clients
 
 

@@ -31,6 +31,7 @@ class StackResources:
     control_url: str | None = None  # local mode: the control API
     control_token: str | None = field(default=None, repr=False)  # local mode: the control API's token
     batch_endpoint_url: str | None = None  # local mode: the Bedrock batch inference stand-in
+    aws_access_key: str | None = field(default=None, repr=False)  # local mode: the key the endpoint requires
     stack_id: str | None = None  # this stack's identity: CloudFormation's StackId, local mode's from its state file
 
     @property
@@ -91,6 +92,7 @@ class StackResources:
         control_url: str | None = None,
         control_token: str | None = None,
         batch_endpoint_url: str | None = None,
+        aws_access_key: str | None = None,
         stack_id: str | None = None,
     ) -> StackResources:
         where = "the local state file" if control_url else f"stack {stack_name!r}"
@@ -103,8 +105,9 @@ class StackResources:
             raise OperatorError(f"{where}: its pipeline config is not valid: {exc}") from exc
         region = outputs.get(c.OUT_REGION) or region
         return cls(
-            stack_name, region, outputs, config, endpoint_url, control_url, control_token, batch_endpoint_url, stack_id
-        )
+            stack_name, region, outputs, config, endpoint_url, control_url, control_token, batch_endpoint_url,
+            aws_access_key, stack_id,
+        )  # fmt: skip
 
 
 def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackResources:
@@ -127,8 +130,11 @@ def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackRes
     return StackResources.from_outputs(stack_name, region, outputs, stack_id=stack.get("StackId"))
 
 
-def make_client_factory(region: str, endpoint_url: str | None = None, session: Any = None) -> ClientFactory:
-    """Cached boto3 clients for one region; with an endpoint (local mode) they use fixed local credentials."""
+def make_client_factory(
+    region: str, endpoint_url: str | None = None, session: Any = None, *, access_key: str | None = None
+) -> ClientFactory:
+    """Cached boto3 clients for one region; with an endpoint (local mode) they sign with its ``access_key``, the
+    only credential the local endpoint takes (``freshvec.local.vectors.access``)."""
     import boto3
     from botocore.config import Config
 
@@ -142,9 +148,13 @@ def make_client_factory(region: str, endpoint_url: str | None = None, session: A
             if service not in clients:
                 kwargs: dict[str, Any] = {"region_name": region, "config": config}
                 if endpoint_url:
-                    # The local moto server accepts any credentials; fixed ones keep boto3 from looking for real ones.
-                    kwargs.update(endpoint_url=endpoint_url, aws_access_key_id="testing")
-                    kwargs["aws_secret_access_key"] = "testing"  # noqa: S105
+                    if not access_key:
+                        raise OperatorError(
+                            f"no access key for the local endpoint {endpoint_url}: restart `freshvec local up`"
+                        )
+                    # Only the key id is checked; any secret signs.
+                    kwargs.update(endpoint_url=endpoint_url, aws_access_key_id=access_key)
+                    kwargs["aws_secret_access_key"] = "local"  # noqa: S105
                 clients[service] = base.client(service, **kwargs)
             return clients[service]
 

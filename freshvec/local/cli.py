@@ -21,6 +21,7 @@ from freshvec.config import ConfigError
 from freshvec.errors import MisconfigurationError, TransientError
 from freshvec.local.bedrock_server import BedrockBatchServer, local_batch_outputs, start_local_batch
 from freshvec.local.control import ControlServer
+from freshvec.local.moto_server import LOCAL_SECRET_KEY
 from freshvec.state import local_state_path, write_local_state
 
 local_app = typer.Typer(
@@ -310,18 +311,21 @@ def _announce_postgres(pipeline: Any, attachment: Any, loaded: Any, *, samples: 
 
 
 def application_settings(pipeline: Any) -> str:
-    """What an application's own S3 Vectors client needs to read the local index (docs/integrations.md)."""
-    resources = pipeline.resources
+    """What an application's own boto3 client (or the AWS CLI) needs to read the local index
+    (docs/integrations.md): the endpoint answers only requests signed with the stack's access key, any secret."""
+    resources, server = pipeline.resources, pipeline.server
     return (
-        f"for your application: AWS_ENDPOINT_URL_S3VECTORS={pipeline.server.endpoint} "
-        f"FRESHVEC_VECTOR_BUCKET={resources.vector_bucket} FRESHVEC_VECTOR_INDEX={resources.vector_index}"
+        "for your application (boto3 or the AWS CLI; AWS_ENDPOINT_URL instead reaches every local service):\n"
+        f"  export AWS_ENDPOINT_URL_S3VECTORS={server.endpoint} AWS_DEFAULT_REGION={server.region}\n"
+        f"  export AWS_ACCESS_KEY_ID={server.access_key} AWS_SECRET_ACCESS_KEY={LOCAL_SECRET_KEY}\n"
+        f"  export FRESHVEC_VECTOR_BUCKET={resources.vector_bucket} FRESHVEC_VECTOR_INDEX={resources.vector_index}"
     )
 
 
 def stack_state(pipeline: Any, control: ControlServer, batch: BedrockBatchServer | None = None) -> dict[str, Any]:
-    """The state file's content: where moto is, the resource names (as stack outputs), the control URL, the
-    Bedrock batch stand-in's URL and the token both require (a credential: write it with
-    ``freshvec.state.write_local_state``, mode 0600)."""
+    """The state file's content: where moto is and the access key it requires, the resource names (as stack
+    outputs), the control URL, the Bedrock batch stand-in's URL and the token both require (credentials: write it
+    with ``freshvec.state.write_local_state``, mode 0600)."""
     outputs = pipeline.resources.outputs(pipeline.config)
     if batch is not None:
         outputs = {**outputs, **local_batch_outputs()}
@@ -331,6 +335,7 @@ def stack_state(pipeline: Any, control: ControlServer, batch: BedrockBatchServer
         "pid": os.getpid(),
         "endpoint": pipeline.server.endpoint,
         "region": pipeline.server.region,
+        "aws_access_key": pipeline.server.access_key,
         "control": control.url,
         "token": control.token,
         **({"batch_endpoint": batch.url} if batch is not None else {}),

@@ -22,7 +22,8 @@ outputs), the control URL and the control token. The control API is a small JSON
 - ``POST /query {"text": "...", "k": 5, "filter": {...}, "mode": "hybrid"|"vector"|"text"}`` -> ``{"hits": [...]}``
 - ``POST /query`` may name a ``"generation"`` (default: the active one, as the index pointer says)
 - ``POST /generations/add {"generation": {...}}`` (a ``next_generation`` object) and ``POST /generations/retire
-  {"name": ...}`` -> ``{"config": {...}}``: a migration's first and last steps (``freshvec.local.generations``)
+  {"name": ...}`` -> ``{"config": {...}}`` (without the PostgreSQL password): a migration's first and last steps
+  (``freshvec.local.generations``)
 - ``POST /sync {"timeout": 30}`` -> ``{"synced": true}`` or 504 with what is still pending
 - ``GET /stats`` -> the pipeline's counters
 
@@ -50,6 +51,7 @@ from typing import Any, Protocol
 
 from freshvec.config import parse_generation
 from freshvec.local.loopback import LoopbackServer
+from freshvec.local.resources import without_password
 from freshvec.state import CONTROL_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -190,14 +192,14 @@ class ControlServer(LoopbackServer):
             name = body.get("name")
             if not isinstance(name, str) or not name:
                 raise ValueError("'name' must be the generation to retire")
-            return HTTPStatus.OK, {"config": p.generations.retire(name).to_dict()}
+            return HTTPStatus.OK, {"config": without_password(p.generations.retire(name)).to_dict()}
 
         def add(body: dict[str, Any]) -> tuple[int, Any]:
             raw = body.get("generation")
             if not isinstance(raw, dict):
                 raise ValueError("'generation' must be the next generation's settings (an object)")
             nxt = parse_generation(raw)
-            return HTTPStatus.OK, {"config": p.generations.add(nxt).to_dict()}
+            return HTTPStatus.OK, {"config": without_password(p.generations.add(nxt)).to_dict()}
 
         return {("POST", "/generations/add"): add, ("POST", "/generations/retire"): retire}
 

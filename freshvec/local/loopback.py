@@ -2,8 +2,8 @@
 
 The control API (``control.ControlServer``), moto behind the S3 Vectors front (``vectors.server.LocalAwsServer``)
 and the Bedrock batch stand-in (``bedrock_server.BedrockBatchServer``) bind the loopback address only, here, so
-no other machine can reach them: the AWS stand-ins accept any credentials, and the token the other two check is
-a defence against other users of this machine, not against the network. Each keeps its own request checks.
+no other machine can reach them; the access key the AWS stand-ins check (``vectors.access``) and the token the
+other two check defend against other users of this machine, not the network. Each keeps its own request checks.
 """
 
 from __future__ import annotations

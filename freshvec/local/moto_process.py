@@ -3,7 +3,8 @@
 moto answers from the process it runs in. Run inside the pipeline's process, every request it serves
 competes with the forwarder, the event source mapping and the sink for one interpreter lock; in a child
 process it uses a core of its own, which roughly halves local mode's write-to-searchable time on a
-2-core machine. The child reads its stdin until it closes, so it also exits when the parent dies.
+2-core machine. The child reads its stdin until it closes, so it also exits when the parent dies. It makes
+the endpoint's random access key and tells the parent over its stdout pipe, never on a command line.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
 from freshvec.local.vectors.server import LocalAwsServer
 server = LocalAwsServer(legacy_buckets=sys.argv[1] == "legacy").start()
-print(server.url, flush=True)
+print(server.url, server.access_key, flush=True)
 sys.stdin.read()  # until the parent closes it (stop() or the parent's exit)
 os._exit(0)  # nothing to flush: the state lives only in this process
 """
@@ -45,13 +46,13 @@ class MotoProcess:
     def wait_ready(self, region: str = LOCAL_REGION) -> MotoServer:
         assert self._child.stdout is not None
         started = time.monotonic()
-        endpoint = self._child.stdout.readline().strip()
-        if not endpoint.startswith("http://127.0.0.1:"):
+        endpoint, _, access_key = self._child.stdout.readline().strip().partition(" ")
+        if not endpoint.startswith("http://127.0.0.1:") or not access_key:
             self.stop()
             waited = time.monotonic() - started
             code = self._child.poll()
             raise RuntimeError(f"the moto server process did not start (after {waited:.1f} s, exit code {code})")
-        return MotoServer(endpoint=endpoint, region=region, _server=self)
+        return MotoServer(endpoint=endpoint, access_key=access_key, region=region, _server=self)
 
     def stop(self) -> None:
         """Close the child's stdin (it exits); kill it if it does not."""

@@ -41,7 +41,8 @@ def local_slot(config: PipelineConfig) -> str:
 
 def attached_config(config: PipelineConfig, attachment: Attachment) -> PipelineConfig:
     """``config`` reading the attached server through local mode's own slot. The password goes into this
-    in-memory config (the forwarder connects with it; the state file holding it is the user's, mode 0600)."""
+    in-memory config only (the forwarder connects with it); whatever is shown or written carries
+    ``resources.without_password`` of it."""
     pg = config.postgres
     connection = dataclasses.replace(attachment.connection, password=attachment.password, password_secret_arn=None,
                                      password_secret_kms_key_arn=None)  # fmt: skip

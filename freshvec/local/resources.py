@@ -58,8 +58,18 @@ class LocalResources:
             c.OUT_FORWARDER_FUNCTION: f"{config.stack_name}-forwarder-local",
             c.OUT_SINK_FUNCTION: f"{config.stack_name}-sink-local",
             c.OUT_DASHBOARD: f"{config.stack_name}-local",
-            c.OUT_PIPELINE_CONFIG: config.to_json(),
+            c.OUT_PIPELINE_CONFIG: without_password(config).to_json(),
         }
+
+
+def without_password(config: PipelineConfig) -> PipelineConfig:
+    """``config`` as it may be shown or written (the state file, the control API's answers): without the
+    PostgreSQL password, which stays in the memory of the pipeline that connects with it."""
+    if config.source.postgres is None or config.source.postgres.connection.password is None:
+        return config
+    pg = config.source.postgres
+    postgres = dataclasses.replace(pg, connection=dataclasses.replace(pg.connection, password=None))
+    return dataclasses.replace(config, source=dataclasses.replace(config.source, postgres=postgres))
 
 
 def local_embedding(embedding: EmbeddingConfig) -> EmbeddingConfig:

@@ -15,6 +15,7 @@ import pytest
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.datafiles import sample_movies
 from freshvec.local import LocalPipeline
+from freshvec.local.cli import application_settings
 from freshvec.local.demo import read_rows
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
@@ -40,13 +41,18 @@ def pipeline() -> Iterator[LocalPipeline]:
 
 @pytest.fixture
 def environment(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exactly what `freshvec local up` prints for an application, plus credentials any boto3 user has."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", pipeline.server.endpoint)
-    monkeypatch.setenv("FRESHVEC_VECTOR_BUCKET", pipeline.resources.vector_bucket)
-    monkeypatch.setenv("FRESHVEC_VECTOR_INDEX", pipeline.resources.vector_index)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", pipeline.server.region)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    """Exactly the `export` lines `freshvec local up` prints for an application, and nothing else."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    exported = dict(
+        assignment.split("=", 1)
+        for line in application_settings(pipeline).splitlines()
+        if line.strip().startswith("export ")
+        for assignment in line.split()[1:]
+    )
+    assert {"AWS_ENDPOINT_URL_S3VECTORS", "AWS_ACCESS_KEY_ID", "FRESHVEC_VECTOR_INDEX"} <= set(exported)
+    for name, value in exported.items():
+        monkeypatch.setenv(name, value)
 
 
 def run(title: str) -> dict[str, Any]:

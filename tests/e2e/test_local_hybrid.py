@@ -44,8 +44,8 @@ def s3v(pipeline: LocalPipeline) -> Any:
         "s3vectors",
         endpoint_url=pipeline.server.endpoint,
         region_name=pipeline.server.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=pipeline.server.access_key,  # the stack's key, as `freshvec local up` prints it
+        aws_secret_access_key="any",
     )
 
 
@@ -55,6 +55,7 @@ def local_cli(pipeline: LocalPipeline, tmp_path: Path, monkeypatch: pytest.Monke
     state = tmp_path / "local.json"
     doc = {
         "endpoint": pipeline.server.endpoint,
+        "aws_access_key": pipeline.server.access_key,
         "region": pipeline.server.region,
         "control": server.url,
         "token": server.token,

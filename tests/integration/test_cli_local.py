@@ -67,6 +67,7 @@ def local(moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     state = tmp_path / "local.json"
     doc = {
         "endpoint": moto.endpoint,
+        "aws_access_key": moto.access_key,
         "region": moto.region,
         "control": server.url,
         "token": server.token,

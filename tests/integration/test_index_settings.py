@@ -21,7 +21,7 @@ from freshvec.local.vectors.server import LocalAwsServer
 @pytest.fixture(scope="module")
 def legacy() -> Iterator[LocalAwsServer]:
     """Buckets as they were before 2026-09-30: indexes start CLASSIC."""
-    server = LocalAwsServer(legacy_buckets=True, analyzer_build_seconds=0.3).start()
+    server = LocalAwsServer(access_key="testing", legacy_buckets=True, analyzer_build_seconds=0.3).start()
     yield server
     server.stop()
 

@@ -66,7 +66,7 @@ def test_a_local_migration_can_embed_in_batch_at_another_dimension(
 ) -> None:
     local = resources(moto, served)
     embedding = EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=128)
-    jobs = batch_jobs(local, make_client_factory(moto.region, moto.endpoint), embedding)
+    jobs = batch_jobs(local, make_client_factory(moto.region, moto.endpoint, access_key=moto.access_key), embedding)
     assert jobs.limits().min_records == 10 and jobs.limits().source == "service-quotas"  # read over the wire
     words = ["sharks", "dinosaurs", "robots", "ghosts", "pirates"] * 3
     texts = {f"m{i}": f"a film about {word}" for i, word in enumerate(words)}
@@ -84,7 +84,9 @@ def test_a_local_migration_can_embed_in_batch_at_another_dimension(
 
 def test_the_record_minimum_comes_back_through_service_quotas(moto: MotoServer, served: BedrockBatchServer) -> None:
     embedding = EmbeddingConfig(provider="local", model_id=c.LOCAL_WORDLLAMA, dimensions=256)
-    jobs = batch_jobs(resources(moto, served), make_client_factory(moto.region, moto.endpoint), embedding)
+    jobs = batch_jobs(
+        resources(moto, served), make_client_factory(moto.region, moto.endpoint, access_key=moto.access_key), embedding
+    )
     with pytest.raises(BatchTooSmallError, match="below the batch inference minimum of 10"):
         jobs.submit("few", [BatchRecord(f"r{i}", "x") for i in range(3)])
 

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from freshvec import constants as c
 from freshvec.cli import local_client
@@ -270,12 +273,52 @@ def test_a_stale_state_file_is_replaced_saying_so(stack: dict[str, Any], tmp_pat
     assert done.returncode == 2
 
 
+def aws(stack: dict[str, Any], service: str, key: str | None = None, host: str | None = None) -> Any:
+    """A plain boto3 client on the stack's endpoint (its access key unless ``key``; ``host``: a forged Host)."""
+    state = stack["state"]
+    client = boto3.client(
+        service,
+        endpoint_url=state["endpoint"],
+        region_name=state["region"],
+        aws_access_key_id=state["aws_access_key"] if key is None else key,
+        aws_secret_access_key="anything",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    if host is not None:
+        client.meta.events.register("before-send.*.*", lambda request, **_: request.headers.__setitem__("Host", host))
+    return client
+
+
+def test_the_aws_endpoint_answers_only_the_stacks_key_on_a_loopback_host(stack: dict[str, Any]) -> None:
+    outputs = stack["state"]["outputs"]
+    where = {"vectorBucketName": outputs[c.OUT_VECTOR_BUCKET], "indexName": outputs[c.OUT_VECTOR_INDEX]}
+    assert len(stack["state"]["aws_access_key"]) == 40
+    assert "vectors" in aws(stack, "s3vectors").list_vectors(**where)
+    assert outputs[c.OUT_STREAM_NAME] in aws(stack, "kinesis").list_streams()["StreamNames"]
+    port = stack["state"]["endpoint"].rsplit(":", 1)[1]
+    for key, host, code in [
+        ("testing", None, "UnrecognizedClientException"),
+        ("AKIA" + "0" * 16, None, "UnrecognizedClientException"),
+        (None, f"attacker.example:{port}", "AccessDeniedException"),  # the right key, a foreign Host
+    ]:
+        s3vectors, kinesis = aws(stack, "s3vectors", key, host), aws(stack, "kinesis", key, host)
+        for call_it in (lambda: s3vectors.list_vectors(**where), kinesis.list_streams):  # noqa: B023 - called here
+            with pytest.raises(ClientError) as refused:
+                call_it()
+            answer = refused.value.response
+            assert (answer["ResponseMetadata"]["HTTPStatusCode"], answer["Error"]["Code"]) == (403, code)
+
+
 def test_ctrl_c_stops_the_stack_and_removes_the_state_file(stack: dict[str, Any]) -> None:
     process: subprocess.Popen[str] = stack["process"]
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "local stack stopped" in output
+    # What it printed for an application's own clients: the endpoint and the key it takes.
+    state = stack["state"]
+    assert f"export AWS_ENDPOINT_URL_S3VECTORS={state['endpoint']} AWS_DEFAULT_REGION={state['region']}" in output
+    assert f"export AWS_ACCESS_KEY_ID={state['aws_access_key']} AWS_SECRET_ACCESS_KEY=" in output
     assert not stack["path"].exists()
 
 

@@ -40,7 +40,7 @@ def client(endpoint: str) -> Any:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalAwsServer]:
-    running = LocalAwsServer().start()
+    running = LocalAwsServer(access_key="testing").start()
     yield running
     running.stop()
 
@@ -271,7 +271,7 @@ def test_put_vectors_keeps_to_the_metadata_limits(s3v: Any) -> None:
 
 
 def test_text_search_keys_are_added_and_deleted_in_place_and_build_first() -> None:
-    server = LocalAwsServer(analyzer_build_seconds=0.6).start()
+    server = LocalAwsServer(access_key="testing", analyzer_build_seconds=0.6).start()
     try:
         s3v = client(server.url)
         s3v.create_vector_bucket(vectorBucketName=OTHER)
@@ -318,7 +318,7 @@ def test_text_search_keys_are_added_and_deleted_in_place_and_build_first() -> No
 
 
 def test_classic_indexes_filter_during_the_search_and_have_no_starts_with() -> None:
-    server = LocalAwsServer(legacy_buckets=True).start()
+    server = LocalAwsServer(access_key="testing", legacy_buckets=True).start()
     try:
         s3v = client(server.url)
         s3v.create_vector_bucket(vectorBucketName=LEGACY)
@@ -361,7 +361,7 @@ def test_everything_else_still_reaches_moto(s3v: Any, server: LocalAwsServer) ->
         "sqs",
         endpoint_url=server.url,
         region_name="us-east-1",
-        aws_access_key_id="t",
+        aws_access_key_id="testing",
         aws_secret_access_key="t",
     )
     assert sqs.create_queue(QueueName="still-moto")["QueueUrl"].endswith("/still-moto")

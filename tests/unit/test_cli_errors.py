@@ -94,7 +94,15 @@ def _local_state(tmp_path: Path, control: str = "http://127.0.0.1:9") -> Path:
     path = tmp_path / "local.json"
     outputs = {"PipelineConfig": default_config().to_json(), "ChangeStreamName": "s", "SinkDlqUrl": "http://q"}
     path.write_text(
-        json.dumps({"endpoint": "http://127.0.0.1:9", "region": "us-east-1", "control": control, "outputs": outputs})
+        json.dumps(
+            {
+                "endpoint": "http://127.0.0.1:9",
+                "aws_access_key": "k",
+                "region": "us-east-1",
+                "control": control,
+                "outputs": outputs,
+            }
+        )
     )
     return path
 

@@ -25,7 +25,7 @@ from freshvec.retry import RetryPolicy
 
 def _kinesis() -> Any:
     """A real botocore Kinesis client for Stubber (which answers every call itself: nothing is sent)."""
-    return stack.make_client_factory("us-east-1", "http://127.0.0.1:9")("kinesis")
+    return stack.make_client_factory("us-east-1", "http://127.0.0.1:9", access_key="k")("kinesis")
 
 
 def _records(n: int, rows: int = 3) -> list[OutgoingRecord]:
