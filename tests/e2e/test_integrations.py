@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from freshvec.config import DEFAULT_CONFIG
@@ -53,6 +54,9 @@ def environment(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Non
     assert {"AWS_ENDPOINT_URL_S3VECTORS", "AWS_ACCESS_KEY_ID", "FRESHVEC_VECTOR_INDEX"} <= set(exported)
     for name, value in exported.items():
         monkeypatch.setenv(name, value)
+    # As in the application's own process: boto3's default session reads these variables when it is first made
+    # (and keeps the credentials), so one made by an earlier test must not stand in for it.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 def run(title: str) -> dict[str, Any]:
