@@ -393,7 +393,7 @@ class _Run:
         calls = key_calls("surplus", [(p, p.surplus_keys) for p in puts if p.surplus_keys])
         calls += put_calls(puts)
         calls += [("tombstone", versioned, [])] if versioned else []
-        calls += key_calls("delete", [(p, p.surplus_keys[:-1]) for p in deletes if p.stored_count > 1])
+        calls += key_calls("delete", [(p, p.surplus_keys[:-1]) for p in deletes if p.surplus_keys[:-1]])
         calls += key_calls("delete", [(p, [p.key]) for p in deletes])
         position = 0
         while position < len(calls):

@@ -34,8 +34,11 @@ class LoopbackServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> Self:
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self._name, daemon=True)
+    def start(self, poll_interval_s: float = 0.5) -> Self:
+        """Serve on the thread; ``stop`` waits up to ``poll_interval_s`` for it to notice."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(poll_interval_s,), name=self._name, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -17,14 +17,14 @@ replacing a crashed forwarder; trimming the CDC stream before the forwarder read
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from typer.testing import CliRunner
 
@@ -33,6 +33,7 @@ from freshvec.adapters.dynamodb import DynamoDbTombstones
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.cli import app as cli_app
+from freshvec.cli import parked
 from freshvec.config import PipelineConfig
 from freshvec.forwarder import Forwarder
 from freshvec.local.control import ControlServer
@@ -72,6 +73,28 @@ class _HoldingKinesis:
         return getattr(self._kinesis, name)
 
 
+class _SharedClients:
+    """One boto3 client per service for every stack on a moto server: building a client costs far more than
+    the calls a stepped test makes with it, and a test builds a stack per example (clients are thread-safe)."""
+
+    _by_endpoint: ClassVar[dict[str, _SharedClients]] = {}
+
+    def __init__(self, server: MotoServer) -> None:
+        self._server = server
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, server: MotoServer) -> _SharedClients:
+        return cls._by_endpoint.setdefault(server.endpoint, cls(server))
+
+    def __call__(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._server.client(service)
+            return self._clients[service]
+
+
 class SteppedStack:
     """One pipeline (its own stream, checkpoint table, index and table) on a shared moto server."""
 
@@ -87,24 +110,25 @@ class SteppedStack:
         self.server = server
         self.config = config
         self.clock = ManualClock()
-        self.resources = create_resources(server.client, config)
+        self.client = _SharedClients.of(server)
+        self.resources = create_resources(self.client, config)
         self.source: SteppedSource = source or KeyspacesSource(config, self.clock, shards)
         self.table = getattr(self.source, "table", None)  # the Keyspaces stand-in's table
         self.streams = getattr(self.source, "streams", None)
-        self.kinesis = server.client("kinesis")
-        self.s3vectors = server.client("s3vectors")
+        self.kinesis = self.client("kinesis")
+        self.s3vectors = self.client("s3vectors")
         self.bedrock = FakeBedrockRuntime()
         self.sink = Sink(
             config,
             make_embedder(config.embedding, self.bedrock, NO_WAIT),
             S3VectorsStore(self.s3vectors, self.resources.vector_bucket, self.resources.vector_index, NO_WAIT),
-            SqsDeadLetterQueue(server.client("sqs"), self.resources.dlq_url, NO_WAIT),
+            SqsDeadLetterQueue(self.client("sqs"), self.resources.dlq_url, NO_WAIT),
             tombstones=DynamoDbTombstones(
-                server.client("dynamodb"), self.resources.checkpoint_table, retry=NO_WAIT, clock=self.clock
+                self.client("dynamodb"), self.resources.checkpoint_table, retry=NO_WAIT, clock=self.clock
             ),
             clock=self.clock,  # the sink's clock is the reader's and the service's: one timeline, moved by hand
         )
-        self.on_failure = S3OnFailureDestination(server.client("s3"), self.resources.on_failure_bucket, "stepped")
+        self.on_failure = S3OnFailureDestination(self.client("s3"), self.resources.on_failure_bucket, "stepped")
         self._forwarder_kinesis = _HoldingKinesis(self.kinesis)
         self.forwarder = self._new_forwarder()
         self._shard_ids = [
@@ -112,12 +136,13 @@ class SteppedStack:
         ]
         self._delivered: dict[str, str | None] = dict.fromkeys(self._shard_ids)  # last sequence number delivered
         self._history: dict[str, list[dict[str, Any]]] = {shard: [] for shard in self._shard_ids}
-        self.control = ControlServer(self).start()
+        self.control = ControlServer(self).start(poll_interval_s=0.02)  # a stack per example: stop it quickly
         self.state_path = workdir / f"{config.stack_name}.state.json"
         self.state_path.write_text(
             json.dumps(
                 {
                     "endpoint": server.endpoint,
+                    "aws_access_key": server.access_key,
                     "region": server.region,
                     "control": self.control.url,
                     "token": self.control.token,
@@ -137,7 +162,7 @@ class SteppedStack:
         return self.source.forwarder(
             self.config,
             self._forwarder_kinesis,
-            self.server.client("dynamodb"),
+            self.client("dynamodb"),
             stream_name=self.resources.stream_name,
             checkpoint_table=self.resources.checkpoint_table,
             owner_id=f"forwarder-{uuid.uuid4().hex[:8]}",
@@ -153,7 +178,7 @@ class SteppedStack:
         except HeldPut:
             self.clock.advance(LEASE_WAIT_S)
             self.forwarder = self._new_forwarder()
-            return 0
+            return 1  # records were read (and are in flight): not quiet, the successor forwards them again
 
     def hold_next_put(self) -> None:
         self._forwarder_kinesis.hold_next = True
@@ -212,7 +237,8 @@ class SteppedStack:
 
     def deliver(self, shard_id: str, limit: int = 10) -> int:
         """One invocation of the sink with the shard's next records; a reported failure is retried from the
-        lowest failed record, as the mapping does (bounded: a record failing every time is parked)."""
+        lowest failed record, as the mapping does (bounded: a record failing every time is parked). Returns how
+        many records left the shard (delivered or parked)."""
         batch = self._next_records(shard_id, limit)
         for _ in range(5):
             if not batch:
@@ -226,7 +252,7 @@ class SteppedStack:
             self._done(shard_id, ok)
             batch = batch[len(ok) :]
         self.park(shard_id, batch)
-        return 0
+        return len(batch)
 
     def lose(self, shard_id: str, limit: int = 1) -> int:
         """The shard's next records never reach the sink: parked at the on-failure destination."""
@@ -270,7 +296,7 @@ class SteppedStack:
 
     def parked_count(self) -> int:
         """Changes waiting in the sink's DLQ and batches at the on-failure destination (what ``redrive`` takes)."""
-        sqs, s3 = self.server.client("sqs"), self.server.client("s3")
+        sqs, s3 = self.client("sqs"), self.client("s3")
         attributes = sqs.get_queue_attributes(
             QueueUrl=self.resources.dlq_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -280,17 +306,15 @@ class SteppedStack:
         )
         return queued + s3.list_objects_v2(Bucket=self.resources.on_failure_bucket).get("KeyCount", 0)
 
-    def pending(self) -> int:
-        return sum(len(self._next_records(shard_id, 10_000)) for shard_id in self._shard_ids)
-
     def quiesce(self, rounds: int = 50) -> None:
-        """Forward and deliver until nothing is left anywhere."""
+        """Forward and deliver until nothing is left anywhere: a round that forwarded nothing and delivered
+        nothing (every shard read to its end) leaves nothing behind."""
         for _ in range(rounds):
             moved = self.forward()
             for shard_id in self._shard_ids:
                 while self.deliver(shard_id, 100):
                     moved += 1
-            if not moved and not self.pending():
+            if not moved:
                 return
         raise AssertionError("the pipeline did not go quiet")
 
@@ -315,11 +339,13 @@ class SteppedStack:
             if not token:
                 return found
 
-    def damage(self, kind: str) -> bool:
+    def damage(self, kind: str) -> set[str]:
         """Damage the index behind the pipeline's back (a bug, a restore, a hand edit): ``swap`` two rows' chunk
         0 whole (vector, metadata, ``_fp``, ``_ver``); ``tamper`` a metadata value; ``drop`` a vector; ``orphan``
-        a chunk beyond its row's count; ``future`` a ``_ver`` an hour ahead (a restore, a bug): a version newer than
-        any read. Returns whether there was something to damage."""
+        a chunk beyond its row's count; ``future`` a changed metadata value under a ``_ver`` an hour ahead (a
+        restore, a bug): drift with a version newer than any read, which no repair ordered by versions mends.
+        Returns the rows damaged (their chunk 0 keys; none when there was nothing to damage): only a
+        repair mends them, every other row is still the pipeline's to keep right."""
         index = self.index()
         rows = sorted(k for k in index if "#" not in k)
         target = {"vectorBucketName": self.resources.vector_bucket, "indexName": self.resources.vector_index}
@@ -331,28 +357,31 @@ class SteppedStack:
         if kind == "swap" and len(rows) >= 2:
             put(rows[0], *index[rows[1]])
             put(rows[1], *index[rows[0]])
-        elif kind == "tamper" and rows:
+            return {rows[0], rows[1]}
+        if kind == "tamper" and rows:
             data, metadata = index[rows[0]]
             put(rows[0], data, {**metadata, "tampered": True})
-        elif kind == "drop" and rows:
+            return {rows[0]}
+        if kind == "drop" and rows:
             self.s3vectors.delete_vectors(**target, keys=[rows[-1]])
-        elif kind == "future" and rows:
+            return {rows[-1]}
+        if kind == "future" and rows:
             data, metadata = index[rows[-1]]
             write_id = str(metadata.get("_ver", "")).partition(";")[0] or "0"
             ahead = int((self.clock() + 3_600) * 1_000_000)
             version = f"ks:{ahead:016d}:0000:0:later" if self.table is not None else f"pg:{2**62:016x}:00000000:0"
-            put(rows[-1], data, {**metadata, "_ver": f"{write_id};{version}"})
-        elif kind == "orphan" and rows:
+            put(rows[-1], data, {**metadata, "tampered": True, "_ver": f"{write_id};{version}"})
+            return {rows[-1]}
+        if kind == "orphan" and rows:
             data, metadata = index[rows[0]]
             put(f"{rows[0]}#9", data, {**metadata, "_chunk": 9})
-        else:
-            return False
-        return True
+            return {rows[0]}
+        return set()
 
     # ---- the operator CLI ------------------------------------------------------------------------------
     def cli(self, *args: str) -> tuple[int, str]:
         """``freshvec --local <args>`` in this process, against this stack's control API and moto."""
-        with _env("FRESHVEC_LOCAL_STATE", str(self.state_path)):
+        with _env("FRESHVEC_LOCAL_STATE", str(self.state_path)), _short_dlq_polls():
             result = CliRunner().invoke(cli_app.app, ["--local", *args], catch_exceptions=False)
         self.cli_runs.append((list(args), result.exit_code, result.output))
         return result.exit_code, result.output
@@ -390,9 +419,15 @@ class SteppedStack:
         return {"parked": self.parked}
 
 
-@dataclasses.dataclass
-class _Receipt:
-    changes: int
+@contextmanager
+def _short_dlq_polls() -> Iterator[None]:
+    """moto answers a short SQS poll with every message (one server): no need to long-poll an empty DLQ."""
+    before = parked.DLQ_RECEIVE_WAIT_S
+    parked.DLQ_RECEIVE_WAIT_S = 0
+    try:
+        yield
+    finally:
+        parked.DLQ_RECEIVE_WAIT_S = before
 
 
 @contextmanager

@@ -89,6 +89,7 @@ class PostgresSource:
         self.config = config
         self.writer = PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
         self._opened: list[Any] = []
+        self._readers: list[Any] = []
         self._lock = threading.Lock()  # re-sync reads come from the control API's threads; one connection
         self.sql = self.connection()
         self.writer.create(self.sql, pg.publication)
@@ -104,7 +105,13 @@ class PostgresSource:
         return postgres_forwarder(config, self._reader_connection, kinesis, dynamodb, **wiring)
 
     def _reader_connection(self) -> Any:
-        return self.connection()
+        """As local mode does: one forwarder reads at a time, so an earlier reader's connection (its forwarder
+        crashed or was replaced) is closed and cannot hold the slot."""
+        for earlier in self._readers:
+            with contextlib.suppress(Exception):
+                earlier.close()
+        self._readers = [self.connection()]
+        return self._readers[0]
 
     def read(self, keys: Sequence[Mapping[str, Any]], now: float) -> tuple[str, list[Row | None]]:
         with self._lock:

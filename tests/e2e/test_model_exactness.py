@@ -18,46 +18,39 @@ the key values (``#n`` for chunk n), a text of paragraphs each between half the 
 one chunk per paragraph (one chunk when it fits the bound), the fingerprint is the documented hash of the model
 settings and the chunk's text, and the metadata are the configured columns converted as docs/sink.md says.
 
-Invariants: once the pipeline is quiet (re-syncs the sink parked as ambiguous read again by ``redrive send``
-after the clock bounds) and nothing was lost for good (no trimmed records, no damage), the index already holds
-exactly the expected vectors; and after one ``reconcile --repair`` pass it always does (keys, chunks,
+Invariants (the pipeline and operator rules and the checks are ``freshvec.testing.stepped_machine``'s): whenever
+the pipeline has caught up (re-syncs the sink parked as ambiguous read again by ``redrive send`` after the clock
+bounds) and no live record was lost for good (trimmed), every row the index damage did not touch already holds
+exactly the expected vectors; and after one ``reconcile --repair`` pass every row does (keys, chunks,
 fingerprints, vectors and metadata), and a second ``reconcile`` finds nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.local.moto_server import MotoServer
-from freshvec.testing.fakes.bedrock import fake_vector
 from freshvec.testing.stepped import SteppedStack
+from freshvec.testing.stepped_machine import BODIES, CHUNK_BOUND, Expected, SteppedMachine, expected_vectors
 
 pytestmark = pytest.mark.slow
 
 US = 1_000_000
-CHUNK_BOUND = 60
 SHELVES = ("a", "b")
 NUMBERS = (1, 2)
 KEYS = [(shelf, n) for shelf in SHELVES for n in NUMBERS]
-# Paragraphs between half the bound and the bound: each is a chunk of its own (docs/chunking.md).
-PARAGRAPHS = tuple(f"Paragraph {name} tells of {subject} in plain words." for name, subject in (
-    ("one", "rivers"), ("two", "mountains"), ("three", "old harbours"), ("four", "night trains"),
-))  # fmt: skip
-IGNORED_METADATA = {"_seq", "_changed_at", "_ver", "_wid"}  # provenance the pipeline keeps for itself
-
-RECONCILE = ("reconcile", "--buckets", "4", "--segments", "2", "--workers", "2")
-_EXAMPLE = iter(range(10**9))
+_EXAMPLE = itertools.count()
 
 
 def pipeline_config(name: str) -> PipelineConfig:
@@ -156,45 +149,23 @@ class TableModel:
 
 
 # ---- the expected index, from the documented rules ------------------------------------------------------------
-def expected_chunks(text: str | None) -> list[str]:
-    if text is None or not text.strip():
-        return []
-    if len(text) <= CHUNK_BOUND:
-        return [text.strip()]
-    return [paragraph.strip() for paragraph in text.split("\n\n") if paragraph.strip()]
-
-
-def fingerprint(text: str) -> str:
-    material = json.dumps([c.TITAN_V2, 256, True, c.TITAN_MAX_INPUT_CHARS, text], ensure_ascii=False)
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
-
-
-def expected_index(model: TableModel, now: float) -> dict[str, tuple[str, dict[str, Any]]]:
-    expected: dict[str, tuple[str, dict[str, Any]]] = {}
+def expected_index(model: TableModel, now: float) -> Expected:
+    expected: Expected = {}
     for key in model.rows:
         row = model.get(key, now)
         if row is None:
             continue
-        chunks = expected_chunks(row.get("body"))
+        metadata: dict[str, Any] = {"shelf": key[0], "n": key[1]}
+        if row.get("votes") is not None:
+            metadata["votes"] = row["votes"]
+        if row.get("tags"):
+            metadata["tags"] = row["tags"]
         row_key = json.dumps([key[0], key[1]], ensure_ascii=False, separators=(",", ":"))
-        for number, text in enumerate(chunks):
-            metadata: dict[str, Any] = {"shelf": key[0], "n": key[1], "body": text, "_chunk": number}
-            metadata["_fp"] = fingerprint(text)
-            if row.get("votes") is not None:
-                metadata["votes"] = row["votes"]
-            if row.get("tags"):
-                metadata["tags"] = row["tags"]
-            if number == 0:
-                metadata["_chunks"] = len(chunks)
-            expected[row_key if number == 0 else f"{row_key}#{number}"] = (text, metadata)
+        expected |= expected_vectors(row_key, row.get("body"), metadata)
     return expected
 
 
 # ---- the state machine -----------------------------------------------------------------------------------------
-# Drawn from fixed lists so that generation is about uniform over them (hypothesis favours a ``one_of``'s first
-# branch): mostly texts of one to three paragraphs (chunk growth and shrink), sometimes no text at all.
-_P = PARAGRAPHS
-BODIES = ["\n\n".join(p) for p in ([_P[0]], [_P[1]], [_P[0], _P[1]], [_P[1], _P[2], _P[3]], [_P[2], _P[0]])]
 keys = st.sampled_from(KEYS)
 skews_us = st.sampled_from([-3 * US, -2_000, -1, 0, 0, 1, 2_000, 3 * US])
 ttls = st.sampled_from([None, None, None, 1, 2, 4])
@@ -216,25 +187,25 @@ class Client:
         return self.last
 
 
-class ExactnessMachine(RuleBasedStateMachine):
+class ExactnessMachine(SteppedMachine):
     server: MotoServer
-    workdir: Path
+    REDRIVE = ("redrive", "send", "--source", "on-failure")
+    AMBIGUITY_WAIT_S = c.KEYSPACES_READER_CLOCK_BOUND_S + c.KEYSPACES_VISIBILITY_BOUND_S + 0.5
 
     @initialize(skews=st.tuples(skews_us, skews_us))
     def start(self, skews) -> None:
         self.stack = SteppedStack(self.server, pipeline_config(f"model-{next(_EXAMPLE)}"), self.workdir)
         self.model = TableModel()
-        self.lossy = False  # changes lost for good (trimmed before forwarding, index damaged): only repair helps
+        self.damaged = set()
         self.clients = [Client(skew) for skew in skews]  # two writers, each with its clock's own error
 
-    def teardown(self) -> None:
-        stack = getattr(self, "stack", None)
-        if stack is None:
-            return
-        try:
-            self.check_converges()
-        finally:
-            stack.close()
+    def expected_index(self) -> Expected:
+        return expected_index(self.model, self.stack.clock())
+
+    def before_catching_up(self, *, final: bool) -> None:
+        if final:
+            self.stack.clock.advance(10)  # every TTL runs out while the pipeline is quiet: the purge, its records
+        self.stack.table.expire_due()
 
     # -- the writers and the table --
     def _stamp(self, client: int) -> int:
@@ -304,105 +275,11 @@ class ExactnessMachine(RuleBasedStateMachine):
         if purge:
             self.stack.table.expire_due()
 
-    # -- the pipeline --
-    @rule()
-    def forward(self) -> None:
-        self.stack.forward()
-
-    @rule(shard=st.integers(0, 1), limit=st.integers(1, 5))
-    def deliver(self, shard, limit) -> None:
-        self.stack.deliver(self.stack.shard_ids[shard], limit)
-
-    @rule(
-        fault=st.sampled_from(["lose", "redeliver", "crash", "hold_put", "land_puts", "trim"]),
-        shard=st.integers(0, 1),
-        count=st.integers(1, 4),
-    )
-    def fault(self, fault, shard, count) -> None:
-        """Something goes wrong: a batch parked, records delivered twice, a forwarder crash, a PutRecords call
-        held in flight past its forwarder's lease and landed later, CDC records trimmed before they were read."""
-        stack, shard_id = self.stack, self.stack.shard_ids[shard]
-        if fault == "lose":
-            stack.lose(shard_id, count)
-        elif fault == "redeliver":
-            stack.redeliver(shard_id, count)
-        elif fault == "crash":
-            stack.crash_forwarder()
-        elif fault == "hold_put":
-            stack.hold_next_put()
-        elif fault == "land_puts":
-            stack.land_held_puts()
-        else:
-            self.lossy |= stack.trim_unread() > 0
-
-    # -- the operator, racing all of the above --
-    @rule(kind=st.sampled_from(["swap", "tamper", "drop", "orphan", "future"]))
-    def damage_index(self, kind) -> None:
-        """Drift behind the pipeline's back, in the versions too (a swap carries the other row's ``_ver``)."""
-        self.lossy |= self.stack.damage(kind)
-
-    @rule(command=st.sampled_from(["backfill", "redrive", "reconcile"]))
-    def operator(self, command) -> None:
-        stack = self.stack
-        if command == "backfill":
-            state = self.workdir / f"{stack.config.stack_name}-backfill.json"
-            code, output = stack.cli(
-                "backfill", "--segments", "2", "--workers", "1", "--state", str(state), "--restart"
-            )
-            assert code == 0, output
-        elif command == "redrive":
-            code, output = stack.cli("redrive", "send", "--source", "on-failure")
-            assert code == 0, output
-        else:
-            code, output = stack.cli(*RECONCILE, "--repair")
-            assert code in (0, 1), output
-
     @invariant()
     def stand_in_agrees_with_the_model(self) -> None:
         now = self.stack.clock()
         for key in KEYS:
             assert self.stack.table.get({"shelf": key[0], "n": key[1]}) == self.model.get(key, now), key
-
-    # -- the end --
-    def settle(self) -> None:
-        """The pipeline catches up; re-syncs the sink parked as ambiguous (a read too close to a write to tell
-        whether it saw it) are read again once the clock bounds have passed, as ``redrive send`` does."""
-        for _ in range(10):
-            self.stack.quiesce()
-            if not self.stack.parked_count():
-                return
-            self.stack.clock.advance(c.KEYSPACES_READER_CLOCK_BOUND_S + c.KEYSPACES_VISIBILITY_BOUND_S + 0.5)
-            code, output = self.stack.cli("redrive", "send")
-            assert code == 0, output
-            if output.startswith("0 parked"):  # what is left is in flight, not parked
-                return
-        raise AssertionError(f"re-syncs stayed ambiguous: {output}")
-
-    def assert_index_equals_the_table(self, when: str) -> None:
-        stack = self.stack
-        want = expected_index(self.model, stack.clock())
-        have = stack.index()
-        assert sorted(have) == sorted(want), f"{when}: keys differ: index {sorted(have)}, table {sorted(want)}"
-        for key, (text, metadata) in want.items():
-            vector, stored = have[key]
-            assert {k: v for k, v in stored.items() if k not in IGNORED_METADATA} == metadata, f"{when}: {key}"
-            assert vector == pytest.approx(fake_vector(text, 256), rel=1e-5), f"{when}: {key}"
-
-    def check_converges(self) -> None:
-        stack = self.stack
-        stack.land_held_puts()
-        stack.quiesce()
-        stack.clock.advance(10)  # every TTL runs out while the pipeline is quiet: the purge, its records
-        stack.table.expire_due()
-        self.settle()
-        if not self.lossy:  # nothing was lost for good (no trim, no damage): the pipeline alone converged
-            self.assert_index_equals_the_table("with nothing lost for good, before the final repair")
-        code, output = stack.cli(*RECONCILE, "--repair")
-        assert code in (0, 1), output
-        self.settle()
-        self.assert_index_equals_the_table("after one reconcile --repair")
-        code, output = stack.cli(*RECONCILE)
-        assert code == 0, f"reconcile still reports drift after the repair:\n{output}"
 
 
 ExactnessMachine.TestCase.settings = settings(
@@ -414,7 +291,7 @@ ExactnessMachine.TestCase.settings = settings(
 
 
 @pytest.fixture(scope="module")
-def moto_server() -> MotoServer:
+def moto_server() -> Iterator[MotoServer]:
     server = MotoServer.start()
     yield server
     server.stop()

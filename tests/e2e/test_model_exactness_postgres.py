@@ -10,9 +10,9 @@ and repairs.
 
 The reference model is PostgreSQL's documented behaviour and nothing else: a transaction's statements take
 effect together at its commit, in the order they were made; TRUNCATE empties the table at that point of its
-transaction; a rolled-back transaction leaves nothing. Invariants: once the pipeline is quiet, with the index
-undamaged, it holds exactly the vectors the model's rows call for; after one ``reconcile --repair`` it always
-does, and a second ``reconcile`` finds nothing.
+transaction; a rolled-back transaction leaves nothing. Invariants (``freshvec.testing.stepped_machine``):
+whenever the pipeline has caught up, every row the index damage did not touch holds exactly the vectors the
+model's rows call for; after one ``reconcile --repair`` every row does, and a second ``reconcile`` finds nothing.
 """
 
 from __future__ import annotations
@@ -27,22 +27,14 @@ import pg8000.native
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from hypothesis.stateful import initialize, rule
 
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.pgserver import LocalPostgres, PostgresNotAvailable
-from freshvec.testing.fakes.bedrock import fake_vector
 from freshvec.testing.stepped import SteppedStack
+from freshvec.testing.stepped_machine import BODIES, CHUNK_BOUND, Expected, SteppedMachine, expected_vectors
 from freshvec.testing.stepped_sources import PostgresSource
-from tests.e2e.test_model_exactness import (
-    BODIES,
-    CHUNK_BOUND,
-    IGNORED_METADATA,
-    RECONCILE,
-    expected_chunks,
-    fingerprint,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -98,17 +90,13 @@ def apply(rows: dict[int, dict[str, Any]], statements: list[Statement]) -> None:
             rows.clear()
 
 
-def expected_index(rows: dict[int, dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
-    expected: dict[str, tuple[str, dict[str, Any]]] = {}
+def expected_index(rows: dict[int, dict[str, Any]]) -> Expected:
+    expected: Expected = {}
     for row_id, row in rows.items():
-        chunks = expected_chunks(row["body"])
-        for number, text in enumerate(chunks):
-            metadata: dict[str, Any] = {"id": row_id, "body": text, "_chunk": number, "_fp": fingerprint(text)}
-            if row["votes"] is not None:
-                metadata["votes"] = row["votes"]
-            if number == 0:
-                metadata["_chunks"] = len(chunks)
-            expected[f"[{row_id}]" if number == 0 else f"[{row_id}]#{number}"] = (text, metadata)
+        metadata: dict[str, Any] = {"id": row_id}
+        if row["votes"] is not None:
+            metadata["votes"] = row["votes"]
+        expected |= expected_vectors(f"[{row_id}]", row["body"], metadata)
     return expected
 
 
@@ -125,21 +113,21 @@ def _sql(statement: Statement) -> tuple[str, dict[str, Any]]:
     return "TRUNCATE docs", {}
 
 
-statements = st.one_of(
+upserts_with_text = st.tuples(st.just("upsert"), st.sampled_from(IDS), st.sampled_from(BODIES), st.sampled_from([2, 3]))
+writes = st.one_of(
     st.tuples(
         st.just("upsert"), st.sampled_from(IDS), st.sampled_from([*BODIES, None, ""]), st.sampled_from([None, 1, 5])
     ),
-    st.tuples(st.just("upsert"), st.sampled_from(IDS), st.sampled_from(BODIES), st.sampled_from([2, 3])),
+    upserts_with_text,
     st.tuples(st.just("delete"), st.sampled_from(IDS)),
-    st.just(("truncate",)),
 )
+statements = st.one_of(writes, st.just(("truncate",)))
 slots = st.integers(0, 1)
 
 
-class PostgresExactnessMachine(RuleBasedStateMachine):
+class PostgresExactnessMachine(SteppedMachine):
     server: MotoServer
     postgres: LocalPostgres
-    workdir: Path
 
     @initialize()
     def start(self) -> None:
@@ -154,18 +142,24 @@ class PostgresExactnessMachine(RuleBasedStateMachine):
         self.connections = [self.source.connection(), self.source.connection()]
         self.open: list[list[Statement] | None] = [None, None]
         self.rows: dict[int, dict[str, Any]] = {}
-        self.lossy = False  # the index damaged: only a repair helps
+        self.damaged = set()
 
-    def teardown(self) -> None:
-        if not hasattr(self, "stack"):
-            return
+    def expected_index(self) -> Expected:
+        return expected_index(self.rows)
+
+    def may_read_the_table(self) -> bool:
+        """A TRUNCATE not yet committed locks the table: a read would wait for its commit."""
+        return not any(held and any(s[0] == "truncate" for s in held) for held in self.open)
+
+    def finish_writes(self) -> None:
+        for slot in (0, 1):
+            if self.open[slot] is not None:
+                self.commit(slot)
+
+    def close(self) -> None:
         try:
-            for slot in (0, 1):
-                if self.open[slot] is not None:
-                    self.commit(slot)
-            self.check_converges()
+            super().close()
         finally:
-            self.stack.close()
             _drop(self.postgres, self.database)
 
     # -- transactions --
@@ -201,6 +195,28 @@ class PostgresExactnessMachine(RuleBasedStateMachine):
         else:
             self.open[slot].append(statement)
 
+    @rule(slot=slots, first=upserts_with_text, data=st.data())
+    def truncate_between_writes(self, slot, first, data) -> None:
+        """``BEGIN; writes; TRUNCATE; writes; COMMIT`` in one transaction (the slot's open one, if any; the other
+        writer's, whose locks the TRUNCATE would wait for, commits first): only the writes after it survive. The
+        writes after it leave the first row alone, so that row's fate is the TRUNCATE's."""
+        before = data.draw(st.lists(writes, max_size=2), label="before")
+        after = data.draw(st.lists(writes.filter(lambda w: w[1] != first[1]), max_size=2), label="after")
+        self.commit(1 - slot)
+        self.begin(slot)
+        for statement in (first, *before, ("truncate",), *after):
+            self.execute(slot, statement)
+        self.commit(slot)
+
+    @rule(slot=slots, first=upserts_with_text)
+    def truncate_after_writes(self, slot, first) -> None:
+        """A write, then a TRUNCATE, in a transaction left open: the other rules commit it later (or roll it back),
+        after whatever the pipeline and the other writer did meanwhile."""
+        self.commit(1 - slot)
+        self.begin(slot)
+        for statement in (first, ("truncate",)):
+            self.execute(slot, statement)
+
     @rule(slot=slots)
     def commit(self, slot) -> None:
         if self.open[slot] is not None:
@@ -213,93 +229,6 @@ class PostgresExactnessMachine(RuleBasedStateMachine):
         if self.open[slot] is not None:
             self.connections[slot].run("ROLLBACK")
             self.open[slot] = None
-
-    # -- the pipeline --
-    @rule()
-    def forward(self) -> None:
-        self.stack.forward()
-
-    @rule(shard=st.integers(0, 1), limit=st.integers(1, 5))
-    def deliver(self, shard, limit) -> None:
-        self.stack.deliver(self.stack.shard_ids[shard], limit)
-
-    @rule(
-        fault=st.sampled_from(["lose", "redeliver", "crash", "hold_put", "land_puts"]),
-        shard=st.integers(0, 1),
-        count=st.integers(1, 4),
-    )
-    def fault(self, fault, shard, count) -> None:
-        stack, shard_id = self.stack, self.stack.shard_ids[shard]
-        if fault == "lose":
-            stack.lose(shard_id, count)
-        elif fault == "redeliver":
-            stack.redeliver(shard_id, count)
-        elif fault == "crash":
-            stack.crash_forwarder()
-        elif fault == "hold_put":
-            stack.hold_next_put()
-        else:
-            stack.land_held_puts()
-
-    @rule(kind=st.sampled_from(["swap", "tamper", "drop", "orphan", "future"]))
-    def damage_index(self, kind) -> None:
-        """Drift behind the pipeline's back, in the versions too (a swap carries the other row's ``_ver``)."""
-        self.lossy |= self.stack.damage(kind)
-
-    @rule(command=st.sampled_from(["backfill", "redrive", "reconcile"]))
-    def operator(self, command) -> None:
-        """A re-sync racing the transactions. A TRUNCATE not yet committed locks the table: a read would wait for
-        its commit (the test is one thread, so it does not start one then)."""
-        if any(held and any(s[0] == "truncate" for s in held) for held in self.open):
-            return
-        stack = self.stack
-        if command == "backfill":
-            state = self.workdir / f"{stack.config.stack_name}-backfill.json"
-            code, output = stack.cli(
-                "backfill", "--segments", "2", "--workers", "1", "--restart", "--state", str(state)
-            )
-            assert code == 0, output
-        elif command == "redrive":
-            code, output = stack.cli("redrive", "send")
-            assert code == 0, output
-        else:
-            code, output = stack.cli(*RECONCILE, "--repair")
-            assert code in (0, 1), output
-
-    # -- the end --
-    def settle(self) -> None:
-        for _ in range(10):
-            self.stack.quiesce()
-            if not self.stack.parked_count():
-                return
-            code, output = self.stack.cli("redrive", "send")
-            assert code == 0, output
-            if output.startswith("0 parked"):  # what is left is in flight, not parked
-                return
-        raise AssertionError(f"parked changes keep coming back: {output}")
-
-    def assert_index_equals_the_table(self, when: str) -> None:
-        stack = self.stack
-        want = expected_index(self.rows)
-        have = stack.index()
-        assert sorted(have) == sorted(want), f"{when}: keys differ: index {sorted(have)}, table {sorted(want)}"
-        for key, (text, metadata) in want.items():
-            vector, stored = have[key]
-            assert {k: v for k, v in stored.items() if k not in IGNORED_METADATA} == metadata, f"{when}: {key}"
-            assert vector == pytest.approx(fake_vector(text, 256), rel=1e-5), f"{when}: {key}"
-
-    def check_converges(self) -> None:
-        stack = self.stack
-        stack.land_held_puts()
-        self.settle()
-        if not self.lossy:  # nothing was lost for good (no trim, no damage): the pipeline alone converged
-            self.assert_index_equals_the_table("with nothing lost for good, before the final repair")
-        code, output = stack.cli(*RECONCILE, "--repair")
-        assert code in (0, 1), output
-        self.settle()
-        self.assert_index_equals_the_table("after one reconcile --repair")
-        code, output = stack.cli(*RECONCILE)
-        assert code == 0, f"reconcile still reports drift after the repair:\n{output}"
 
 
 PostgresExactnessMachine.TestCase.settings = settings(

@@ -230,6 +230,16 @@ def test_a_repair_removes_the_orphan_chunks_it_saw_beyond_the_count() -> None:
     assert plan.surplus_keys == [f"{plan.key}#1", f"{plan.key}#3", f"{plan.key}#7", plan.key]
 
 
+def test_a_repair_removing_a_row_whose_chunk_0_is_gone_removes_the_orphan_chunks_it_saw() -> None:
+    store = InMemoryVectorStore(4)
+    orphan = f"{key_of('A')}#9"
+    store.put([{"key": orphan, "data": {"float32": [0.1, 0.2, 0.3, 0.4]}, "metadata": {"_chunk": 9}}])
+    sink = Sink(default_config(), TableEmbedder(4), store, InMemoryDeadLetterQueue(), tombstones=InProcessTombstones())
+    result = sink.process([kinesis_record({**repair(None, "", read_at(5)), "orphan_chunks": [9]}, 1)])
+    assert not result.batch_item_failures
+    assert store.get([orphan, key_of("A")]) == {}
+
+
 def test_fingerprints_differ_by_model_dimension_limit_and_text() -> None:
     base = {"model_id": "m", "dimensions": 256, "normalize": True, "max_input_chars": 100, "text": "t"}
     variants = [base, {**base, "model_id": "n"}, {**base, "dimensions": 512}, {**base, "normalize": False}]

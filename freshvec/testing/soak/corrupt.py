@@ -103,6 +103,7 @@ def _cli_state(pipeline: Any, workdir: Path | None) -> Iterator[Any]:
             json.dumps(
                 {
                     "endpoint": pipeline.server.endpoint,
+                    "aws_access_key": pipeline.server.access_key,
                     "region": pipeline.server.region,
                     "control": server.url,
                     "token": server.token,
