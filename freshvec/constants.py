@@ -29,6 +29,11 @@ KEYSPACES_VISIBILITY_BOUND_S = 1.0
 # plus this margin for the time between a re-sync read and its put to the change stream. A re-sync read longer
 # ago than that lifetime is refused (the tombstones it would have to be ordered against may be gone).
 TOMBSTONE_MARGIN_S = 3600
+# A put that raced a TRUNCATE being applied (PostgreSQL) waits this long at most for its deletes to be done, then
+# puts the row again; past it, the record goes back to re-delivery. Well inside the sink's timeout.
+TRUNCATE_RACE_WAIT_S = 20.0
+TRUNCATE_WAIT_FIRST_S = 0.1  # first pause between floor reads, doubled up to the next
+TRUNCATE_WAIT_MAX_S = 2.0
 # Every AWS call is bounded (botocore: connect + read timeout, two attempts), so no call outlives its caller: the
 # sink's S3 Vectors calls stay well inside the sink's timeout, and a forwarder lease outlives the forwarder's
 # timeout plus its last call (config validation checks both).

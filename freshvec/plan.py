@@ -23,6 +23,7 @@ The functions here are pure: the sink fetches what is stored and applies what th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -33,7 +34,7 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec import versions
-from freshvec.errors import AmbiguousResyncError, FreshvecError
+from freshvec.errors import AmbiguousResyncError, FreshvecError, PoisonRecordError
 from freshvec.events import ChangeEvent
 from freshvec.keys import chunk_key
 from freshvec.versions import Verdict, Version
@@ -187,13 +188,30 @@ class KeyPlan:
 
 
 def coalesce(records: Sequence[ParsedRecord]) -> dict[str, list[ParsedRecord]]:
-    """Usable records grouped per vector key, in batch (sequence) order."""
+    """Usable records grouped per vector key, in batch (sequence) order; a poison change of a known row stands
+    as a removal at its version (``unindexable``)."""
     groups: dict[str, list[ParsedRecord]] = {}
     for record in records:
-        if record.usable:
-            assert record.key is not None
-            groups.setdefault(record.key, []).append(record)
+        usable = record if record.usable else unindexable(record)
+        if usable is not None:
+            assert usable.key is not None
+            groups.setdefault(usable.key, []).append(usable)
     return groups
+
+
+def unindexable(record: ParsedRecord) -> ParsedRecord | None:
+    """A removal standing for a poison change of a known row (metadata or a chunk key S3 Vectors refuses, a text
+    the model refuses): the row's state at that version can never be indexed as it is, so the index must not
+    serve an older one — its vectors go, and a tombstone at the version keeps older changes out. The poison
+    change itself is parked. None for any other record (an ambiguous re-sync is read again, not a state)."""
+    event = record.event
+    error = record.error
+    if event is None or record.key is None or not isinstance(error, PoisonRecordError):
+        return None
+    if isinstance(error, AmbiguousResyncError):
+        return None
+    removal = dataclasses.replace(event, op="DELETE", new=None)
+    return ParsedRecord(record.index, record.sequence_number, record.shard_id, record.raw, removal, record.key)
 
 
 def plan_key(key: str, records: list[ParsedRecord]) -> KeyPlan:

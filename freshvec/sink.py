@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,7 +58,7 @@ from freshvec.ports import (
     TombstoneStore,
     VectorStore,
 )
-from freshvec.sink_calls import key_calls, put_calls
+from freshvec.sink_calls import key_calls, put_calls, valid_vectors
 from freshvec.sink_report import SinkResult, SinkStats, add_stats, dead_letter_body, in_sequence_order, park_one
 
 
@@ -76,6 +75,7 @@ class Sink:
         *,
         tombstones: TombstoneStore,
         clock: Callable[[], float] = time.time,
+        truncate_wait_s: float = c.TRUNCATE_RACE_WAIT_S,
     ) -> None:
         self.config = config
         self.embedder = embedder
@@ -83,6 +83,7 @@ class Sink:
         self.dlq = dlq
         self.tombstones = tombstones
         self.clock = clock
+        self.truncate_wait_s = truncate_wait_s  # how long a put that raced a TRUNCATE waits for it (PostgreSQL)
         self._metadata = MetadataBuilder(config)
         self._index_checked = False
 
@@ -146,12 +147,16 @@ class Sink:
         self._check_index()
         stats = SinkStats(changes_received=len(records))
         parsed = [self._parse(index, record) for index, record in enumerate(records)]
-        # Changes the table's last TRUNCATE supersedes (PostgreSQL) are set aside.
-        truncated = truncate.set_aside_older(self.store, self.tombstones, self.config, parsed)
+        # Changes the table's last TRUNCATE supersedes (PostgreSQL) are set aside; puts are checked against it after.
+        floor = truncate.read_state(self.tombstones, self.config)
+        truncated = truncate.set_aside_older(self.store, floor, parsed)
         run = _Run(self, stats)
         limit = run.prepare(parsed)  # parks the poison records, before any write
         limit = run.write(limit)
-        truncate.recheck(self.store, self.tombstones, self.config, run.written)  # a TRUNCATE applied meanwhile
+        racing = truncate.recheck(  # a TRUNCATE applied meanwhile; what it could not confirm goes to re-delivery
+            self.store, self.tombstones, self.config, run.written, floor, wait_s=self.truncate_wait_s
+        )
+        limit = min([limit, *(p.first_index for p in racing)])
         limit = run.dead_letter(parsed, limit)  # vectors S3 Vectors refused while writing
         now_ms = self.clock() * 1000
         for plan in run.written:
@@ -204,6 +209,7 @@ class Sink:
                     f"change event is for {event.keyspace}.{event.table}; this sink serves "
                     f"{self.config.keyspace}.{self.config.table}"
                 )
+            parsed.event = event  # from here on a poison change still names its row and version
             stray = stray_vector_key(event.key, self.config.key_columns) if event.is_repair else None
             if stray is not None and event.op != "DELETE":
                 raise PoisonRecordError("a repair of a vector key that names no row can only remove it")
@@ -231,7 +237,6 @@ class Sink:
                     parsed.chunks.append(ChunkPlan(chunk.number, chunk.key, chunk.text, chunk.fingerprint, metadata))
                 if parsed.chunks:
                     parsed.fingerprint, parsed.metadata = parsed.chunks[0].fingerprint, parsed.chunks[0].metadata
-            parsed.event = event
         except PoisonRecordError as exc:
             parsed.error = exc
         return parsed
@@ -384,7 +389,7 @@ class _Run:
 
     # -- write: surplus chunks, puts, tombstones, deletes; a failed call leaves its rows and later ones to re-delivery
     def write(self, limit: int) -> int:
-        puts = self._valid_vectors([p for p in self.plans if p.action is Action.PUT])
+        puts = valid_vectors([p for p in self.plans if p.action is Action.PUT], self.sink.embedder.dimensions)
         deletes = [p for p in self.plans if p.action is Action.DELETE]
         self._written(p for p in self.plans if p.action is Action.SKIP)
         versioned = [p for p in deletes if p.version is not None]  # each delete's tombstone rises to it
@@ -422,55 +427,25 @@ class _Run:
         return limit
 
     def _refused(self, plans: list[KeyPlan], items: list[dict[str, Any]], exc: RejectedVectorsError) -> list[Any]:
-        """Rows with a refused chunk are parked; chunks they added beyond the stored count are removed again
-        when their chunk 0 (which would have counted them) was refused."""
+        """Rows with a refused chunk are parked, and (their newest state cannot be indexed) lose every vector the
+        index held or this put added, chunk 0 last, behind a tombstone at the refused change's version."""
         refused_rows = {split_chunk_key(key)[0]: reason for key, reason in exc.rejected.items()}
-        accepted = [v for v in items if v["key"] not in exc.rejected]
-        self.stats.vectors_put += len(accepted)
+        self.stats.vectors_put += sum(1 for v in items if v["key"] not in exc.rejected)
         self._written(p for p in plans if p.key not in refused_rows)
-        cleanup: list[tuple[KeyPlan, list[str]]] = []
-        for plan in plans:
-            if plan.key in refused_rows:
-                for record in plan.records:
-                    record.error = PoisonRecordError(f"S3 Vectors refused the vector: {refused_rows[plan.key]}")
-                if plan.key in exc.rejected:
-                    beyond = {chunk.key for chunk in plan.chunks[plan.stored_count :]}
-                    added = [v["key"] for v in accepted if v["key"] in beyond]
-                    cleanup += [(plan, added)] if added else []
-        return key_calls("surplus", cleanup)
+        refused = [p for p in plans if p.key in refused_rows]
+        for plan in refused:
+            for record in plan.records:
+                record.error = PoisonRecordError(f"S3 Vectors refused the vector: {refused_rows[plan.key]}")
+        versioned = [p for p in refused if p.version is not None]
+        calls: list[Any] = [("tombstone", versioned, [])] if versioned else []
+        rows = [(p, [*chunk_keys(p.key, max(len(p.chunks), p.stored_count), start=1), p.key]) for p in refused]
+        return calls + key_calls("surplus", rows)
 
     def _written(self, plans: Any) -> None:
         for plan in plans:
             if id(plan) not in self._written_ids:
                 self._written_ids.add(id(plan))
                 self.written.append(plan)
-
-    def _valid_vectors(self, plans: list[KeyPlan]) -> list[KeyPlan]:
-        """The plans whose every chunk vector has the index's dimension and only finite floats; the others are
-        poison.
-
-        S3 Vectors would refuse the others too, but the SDK's own validation of every float is turned off for
-        vector writes (it costs more CPU than the sink), so this check is the one that counts.
-        """
-        dimension = self.sink.embedder.dimensions
-        valid = []
-        for plan in plans:
-            problem = None
-            for chunk in plan.chunks:
-                vector = chunk.vector or []
-                if len(vector) != dimension:
-                    problem = f"the vector has {len(vector)} dimensions; the index has {dimension}"
-                # A non-finite value makes the sum non-finite; only then (or on overflow) is each value checked.
-                elif not math.isfinite(sum(vector)) and not all(math.isfinite(x) for x in vector):
-                    problem = "the vector holds a value that is not a finite number"
-                if problem:
-                    break
-            if problem is None:
-                valid.append(plan)
-                continue
-            for record in plan.records:
-                record.error = PoisonRecordError(problem)
-        return valid
 
     # -- dead letters: every poison record before the limit, sent before any write -------------------------
     def dead_letter(self, parsed: list[ParsedRecord], limit: int) -> int:

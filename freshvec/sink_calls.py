@@ -1,12 +1,14 @@
-"""How the sink groups its writes into S3 Vectors calls: at most 500 vectors or keys a call, a row's chunks
-together (chunk 0 first), in the order the sink gives (``freshvec.sink``: surplus chunks, puts, tombstones,
-deletes)."""
+"""How the sink groups its writes into S3 Vectors calls (and which vectors it may send at all): at most 500
+vectors or keys a call, a row's chunks together (chunk 0 first), in the order the sink gives (``freshvec.sink``:
+surplus chunks, puts, tombstones, deletes)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from freshvec import constants as c
+from freshvec.errors import PoisonRecordError
 from freshvec.plan import ChunkPlan, KeyPlan
 
 
@@ -44,3 +46,30 @@ def key_calls(kind: str, rows: list[tuple[KeyPlan, list[str]]]) -> list[Call]:
                 calls[-1][1].append(plan)
             calls[-1][2].append(key)
     return calls
+
+
+def valid_vectors(plans: list[KeyPlan], dimension: int) -> list[KeyPlan]:
+    """The plans whose every chunk vector has the index's dimension and only finite floats; the others' records
+    are marked poison.
+
+    S3 Vectors would refuse the others too, but the SDK's own validation of every float is turned off for vector
+    writes (it costs more CPU than the sink), so this check is the one that counts.
+    """
+    valid = []
+    for plan in plans:
+        problem = None
+        for chunk in plan.chunks:
+            vector = chunk.vector or []
+            if len(vector) != dimension:
+                problem = f"the vector has {len(vector)} dimensions; the index has {dimension}"
+            # A non-finite value makes the sum non-finite; only then (or on overflow) is each value checked.
+            elif not math.isfinite(sum(vector)) and not all(math.isfinite(x) for x in vector):
+                problem = "the vector holds a value that is not a finite number"
+            if problem:
+                break
+        if problem is None:
+            valid.append(plan)
+            continue
+        for record in plan.records:
+            record.error = PoisonRecordError(problem)
+    return valid

@@ -25,8 +25,6 @@ the orphan chunks it saw beyond chunk 0's count. The sink applies it iff the key
 write, whatever its ``_ver``; if anything was written since, the newer write stands and the next reconcile
 decides. A stored vector whose key names no row is removed the same way. Once the pipeline has caught up
 with the repair, the next reconcile reports 0.
-
-Size: both sides' readers, the spilled comparison and its report are one pass; a split would only pass them around.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,19 +47,23 @@ from freshvec import constants as c
 from freshvec.chunking import expected_chunks
 from freshvec.cli import backfill, console, generations, resync
 from freshvec.cli.errors import EXIT_CHECK_FAILED
+from freshvec.cli.reconcile_report import (
+    UNINDEXABLE,
+    ReconcileReport,
+    compare_bucket,
+    print_report,
+    reports_json,
+)
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
-from freshvec.keys import parse_vector_key, split_chunk_key
+from freshvec.keys import parse_vector_key, split_chunk_key, vector_key
 from freshvec.metadata import MetadataBuilder
 from freshvec.plan import has_text
 
-KINDS = ("missing", "stale", "metadata", "orphan")
 S3V_MAX_LIST_SEGMENTS = 16  # ListVectors segmentCount (https://docs.aws.amazon.com/AmazonS3/latest/API/API_S3VectorBuckets_ListVectors.html)
 S3V_LIST_PAGE = 1000  # ListVectors maxResults
-_UNINDEXABLE = "!"  # the table side's fingerprint for a row whose metadata the sink would refuse
-_LONG_KEY = "!key"  # ... and for a row whose key no vector can hold (over S3 Vectors' key length)
 _SPILL_FLUSH_LINES = 20_000  # buffered spill lines (both sides) before they are appended to their files
 _REPAIR_BATCH = 500  # keys read and re-synced at a time
 # Provenance is not compared; chunk 0's count is (a wrong one makes a later delete leave chunks behind).
@@ -100,15 +102,21 @@ class Expectation:
         chunking off or a short text); empty when it has no text to embed.
 
         A missing chunk is then **missing** and a surplus stored chunk an **orphan**, like whole rows. A row
-        whose metadata the sink would refuse (too large) expects its key with the fingerprint ``"!"``: it is
-        reported, not repaired.
+        the sink would refuse (metadata too large, a chunk key too long) expects its key with the fingerprint
+        ``UNINDEXABLE`` and the reason in place of the digest: it is reported as unindexable, and any vector
+        still stored for it is stale.
         """
         key = resync.checked_vector_key(row, self.config)
         text = row.get(self.config.embedding_field)
         if not isinstance(text, str) or not has_text(text) or resync.key_of_row(row, self.config) is None:
             return {}
-        if key is None:  # under a name no stored vector can have, so it meets nothing in the index
-            return {"\0" + json.dumps([row[name] for name in self.config.primary_key], default=str): (_LONG_KEY, "")}
+        if key is None:  # a key no vector can hold: named shortened, as no stored (canonical JSON) key can be
+            try:
+                vector_key(row, self.config.key_columns)
+            except PoisonRecordError as exc:
+                values = json.dumps([row[name] for name in self.config.key_columns], ensure_ascii=False, default=str)
+                return {console.shorten(values): (UNINDEXABLE, str(exc))}
+            return {}
         try:
             chunks = expected_chunks(self.config, key, text, max_input_chars=self.max_input_chars)
             expected = {}
@@ -123,8 +131,8 @@ class Expectation:
                 )
                 expected[chunk.key] = (chunk.fingerprint, metadata_digest(metadata))
             return expected
-        except PoisonRecordError:
-            return {key: (_UNINDEXABLE, "")}
+        except PoisonRecordError as exc:
+            return {key: (UNINDEXABLE, str(exc))}
 
 
 def stored_entry(vector: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -244,71 +252,6 @@ def index_pages(s3vectors: Any, resources: StackResources, segments: int) -> lis
 
 
 # ---- the comparison -----------------------------------------------------------------------------------------
-@dataclass
-class ReconcileReport:
-    rows: int = 0
-    vectors: int = 0
-    in_sync: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    examples: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
-    unindexable: int = 0  # rows whose metadata the sink refuses (parked in its DLQ): not drift
-    long_keys: int = 0  # rows whose key no vector can hold (parked in its DLQ): not drift
-    repaired: dict[str, int] | None = None  # with --repair: keys re-synced, by what was sent
-    seconds: float = 0.0
-
-    @property
-    def drift(self) -> int:
-        return sum(self.counts.values())
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "vectors": self.vectors,
-            "in_sync": self.in_sync,
-            **self.counts,
-            "unindexable": self.unindexable,
-            "long_keys": self.long_keys,
-            "drift": self.drift,
-            "examples": self.examples,
-            "repaired": self.repaired,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def compare_bucket(
-    table: Iterable[tuple[str, str, str]],
-    index: Iterable[tuple[str, str, str]],
-    report: ReconcileReport,
-    show: int,
-    on_drift: Callable[[str, str], None],
-) -> int:
-    """Compare one partition: the index side in memory, the table side streamed past it; returns the number
-    of distinct vectors the partition holds."""
-    stored: dict[str, tuple[str, str]] = {key: (fp, digest) for key, fp, digest in index}  # duplicates collapse
-    vectors = len(stored)
-    for key, fp, digest in table:
-        found = stored.pop(key, None)
-        if fp in (_UNINDEXABLE, _LONG_KEY):
-            report.unindexable += fp == _UNINDEXABLE
-            report.long_keys += fp == _LONG_KEY
-            continue
-        kind = "missing" if found is None else "stale" if found[0] != fp else "metadata" if found[1] != digest else ""
-        if kind:
-            _drift(report, kind, key, show, on_drift)
-        else:
-            report.in_sync += 1
-    for key in stored:
-        _drift(report, "orphan", key, show, on_drift)
-    return vectors
-
-
-def _drift(report: ReconcileReport, kind: str, key: str, show: int, on_drift: Callable[[str, str], None]) -> None:
-    report.counts[kind] += 1
-    if len(report.examples[kind]) < show:
-        report.examples[kind].append(key)
-    on_drift(kind, key)
-
-
 @dataclass
 class Sides:
     """Page sources of both sides (from ``table_pages`` and ``index_pages``)."""
@@ -468,43 +411,7 @@ def reconcile_command(
         console.out.print_json(json.dumps(reports_json(reports)))
     else:
         for name, report in reports.items():
-            _print(report, generations.resources_for(res, generations.chosen(res, [name])[0]), name)
-    if any(report.drift for report in reports.values()):
+            print_report(report, generations.resources_for(res, generations.chosen(res, [name])[0]), name)
+    # Unindexable rows differ from the index too (only fixing the row brings them in): not "in sync".
+    if any(report.drift or report.unindexable for report in reports.values()):
         raise typer.Exit(EXIT_CHECK_FAILED)
-
-
-def reports_json(reports: Mapping[str, ReconcileReport]) -> dict[str, Any]:
-    """One generation: its report (and its name); several: each under ``generations`` and the total drift."""
-    if len(reports) == 1:
-        return {**next(iter(reports.values())).as_json(), "generation": next(iter(reports))}
-    every = {name: report.as_json() for name, report in reports.items()}
-    return {"generations": every, "drift": sum(report.drift for report in reports.values())}
-
-
-def _print(report: ReconcileReport, res: StackResources, generation: str) -> None:
-    where = (
-        f"the local pipeline ({res.vector_index})"
-        if res.is_local
-        else f"{res.config.keyspace}.{res.config.table} / {res.vector_index}"
-    )
-    console.out.print(
-        f"reconcile generation {generation}, {where}: {report.rows} row(s), {report.vectors} vector(s), "
-        f"{report.in_sync} in sync ({report.seconds:.1f} s)"
-    )
-    for kind in KINDS:
-        line = f"  {kind:<9} {report.counts[kind]}"
-        if report.examples[kind]:
-            line += "  e.g. " + ", ".join(report.examples[kind])
-        console.out.print(line, markup=False)
-    too_long = f"have a key over {c.S3V_MAX_KEY_CHARS} characters as a vector key: not indexed"
-    for count, why in ((report.unindexable, "have metadata the sink refuses"), (report.long_keys, too_long)):
-        if count:
-            console.out.print(f"  {count} row(s) {why} (see `freshvec redrive list`)")
-    if report.repaired is not None:
-        r = report.repaired
-        console.out.print(
-            f"repair: {r['update']} row(s) re-sent, {r['delete']} removal(s), {r['none']} already gone, "
-            f"{r['stray']} vector key(s) that name no row removed; run reconcile again once the pipeline caught up"
-        )
-    elif not report.drift:
-        console.out.print("in sync")

@@ -217,10 +217,12 @@ def test_reconcile_counts_rows_whose_key_no_vector_can_hold(pipeline: LocalPipel
     result = freshvec("--local", "reconcile", "--json")
 
     report = json.loads(result.stdout)
-    assert report["long_keys"] >= 1  # this row, and any other over-long key this module loaded
-    assert report["drift"] == 0 and result.exit_code == EXIT_OK  # counted apart, not as drift
+    assert report["unindexable"] >= 1  # this row, and any other over-long key this module loaded
+    assert any("vector key is 1104 characters" in e for e in report["examples"]["unindexable"])
+    assert all("R" * 100 not in e for e in report["examples"]["unindexable"])  # the key shortened
+    assert report["drift"] == 0 and result.exit_code == EXIT_CHECK_FAILED  # not in sync: only fixing the row helps
     text = freshvec("--local", "reconcile")
-    assert "row(s) have a key over 1024 characters as a vector key: not indexed" in text.output
+    assert "unindexable" in text.output and "vector key is 1104 characters" in text.output
 
 
 def test_wait_for_a_key_no_vector_can_hold_is_a_usage_error(pipeline: LocalPipeline, tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def test_reconcile_finds_four_corruptions_exactly_and_repairs_them(pipeline: Loc
         "stale": [f'["{replaced}"]'],
         "metadata": [f'["{relabelled}"]'],
         "orphan": [orphan_key],
+        "unindexable": [],
     }
     assert doc["in_sync"] == ROWS - 3 and doc["repaired"] is None
 
@@ -128,3 +129,45 @@ def test_reconcile_finds_four_corruptions_exactly_and_repairs_them(pipeline: Loc
 def test_reconcile_usage_errors_exit_2(pipeline: LocalPipeline, args: list[str]) -> None:
     result = reconcile(*args)
     assert result.exit_code == 2, result.output
+
+
+def test_a_refused_newest_change_leaves_no_older_state_and_reconcile_reports_the_row_until_it_is_fixed(
+    pipeline: LocalPipeline,
+) -> None:
+    title = "Stale Test"
+    row = {"title": title, "overview": "A dragon guards a mountain of gold under the hills.", "vote_count": 1}
+    pipeline.wait_synced(timeout=SYNC_S, receipt=pipeline.upsert([row]))
+    assert _vector(pipeline, title)["metadata"]["vote_count"] == 1
+    refused = {**row, "overview": "A lighthouse keeper counts ships at dawn.", "original_lang": "y" * 3000}
+    pipeline.wait_synced(timeout=SYNC_S, receipt=pipeline.upsert([{**refused, "vote_count": 2}]))
+    # The change is parked (filterable metadata over 2 KB); the dragon is not served as the row's state.
+    assert pipeline.indexed({"title": title}) is None
+    assert all(hit["key"] != f'["{title}"]' for hit in pipeline.query("a dragon guarding gold", k=10))
+
+    found = reconcile("--json")
+    assert found.exit_code == EXIT_CHECK_FAILED, found.output  # a real difference only fixing the row can close
+    doc = json.loads(found.stdout)
+    assert (doc["unindexable"], doc["drift"]) == (1, 0)
+    [example] = doc["examples"]["unindexable"]
+    assert example.startswith(f'["{title}"]: filterable metadata is ') and "original_lang" in example
+    text = reconcile()
+    assert "unindexable 1 row(s) the sink refuses" in text.output and "in sync" not in text.output.splitlines()
+
+    # A vector of an older state put back behind the pipeline's back (as a sink before this rule left it) is
+    # stale, and the repair removes it.
+    other = _vector(pipeline, sorted(r["title"] for r, _ in pipeline.table.rows_with_versions())[-1])
+    _put(pipeline, f'["{title}"]', other["data"]["float32"], {**other["metadata"], "vote_count": 1})
+    stale = json.loads(reconcile("--json").stdout)
+    assert (stale["stale"], stale["examples"]["stale"], stale["unindexable"]) == (1, [f'["{title}"]'], 1)
+    assert reconcile("--repair").exit_code == EXIT_CHECK_FAILED
+    deadline = time.monotonic() + SYNC_S
+    while pipeline.indexed({"title": title}) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert pipeline.indexed({"title": title}) is None
+
+    pipeline.wait_synced(timeout=SYNC_S, receipt=pipeline.upsert([{**refused, "original_lang": "en"}]))  # fixed
+    assert _vector(pipeline, title)["metadata"]["original_lang"] == "en"
+    deadline = time.monotonic() + SYNC_S
+    while (again := reconcile("--json")).exit_code != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert again.exit_code == 0, again.output

@@ -4,12 +4,14 @@ paging, scores, index modes and full-text settings, as the botocore model and th
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import numpy as np
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from freshvec.local.vectors.server import LocalAwsServer
@@ -365,3 +367,49 @@ def test_everything_else_still_reaches_moto(s3v: Any, server: LocalAwsServer) ->
         aws_secret_access_key="t",
     )
     assert sqs.create_queue(QueueName="still-moto")["QueueUrl"].endswith("/still-moto")
+
+
+def test_reads_of_an_index_are_safe_against_concurrent_writes(s3v: Any) -> None:
+    """moto iterates an index's vectors unguarded; the front serialises reads of an index with its writes, so a
+    GetVectors or ListVectors racing PutVectors/DeleteVectors never fails (the service has no such 500)."""
+    index = "concurrent"
+    s3v.create_index(vectorBucketName=BUCKET, indexName=index, dataType="float32", dimension=4, distanceMetric="cosine")
+    s3v.put_vectors(
+        vectorBucketName=BUCKET,
+        indexName=index,
+        vectors=[{"key": f"seed{i}", "data": {"float32": [1.0, 0.0, 0.0, float(i)]}} for i in range(500)],
+    )
+    reader = boto3.client(  # no retries: a 500 must show, not be retried away
+        "s3vectors",
+        endpoint_url=s3v.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        writer = client(s3v.meta.endpoint_url)
+        n = 0
+        while not stop.is_set():
+            vectors = [{"key": f"w{n}-{i}", "data": {"float32": [0.0, 1.0, 0.0, float(i)]}} for i in range(20)]
+            writer.put_vectors(vectorBucketName=BUCKET, indexName=index, vectors=vectors)
+            writer.delete_vectors(vectorBucketName=BUCKET, indexName=index, keys=[v["key"] for v in vectors[:10]])
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(40):
+            try:
+                got = reader.get_vectors(vectorBucketName=BUCKET, indexName=index, keys=["seed1", "seed499"])
+                assert sorted(v["key"] for v in got["vectors"]) == ["seed1", "seed499"]
+                reader.list_vectors(vectorBucketName=BUCKET, indexName=index, maxResults=1000)
+            except ClientError as exc:
+                errors.append(exc)
+    finally:
+        stop.set()
+        writer.join(30)
+    assert errors == []

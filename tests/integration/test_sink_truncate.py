@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
+import time
 from typing import Any
 
 from freshvec import constants as c
@@ -10,6 +13,7 @@ from freshvec import versions
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.keys import vector_key
 from freshvec.local.moto_server import MotoServer
+from freshvec.sink import Sink
 from freshvec.testing.builders import kinesis_record
 from tests.integration.test_sink_apply import BUCKET, INDEX, Pipeline, make_pipeline
 
@@ -255,3 +259,86 @@ def test_the_floor_only_rises_a_re_delivered_older_truncate_does_not_lower_it(mo
     pipe.sink.process(records(event("TRUNCATE", None, 200), start=10))  # an older TRUNCATE, re-delivered
     late = pipe.sink.process(records(event("INSERT", 1, 250, body="first"), start=20))
     assert late.stats.stale_skipped == 1 and stored(pipe) == {}
+
+
+def _listing_then(pipe: Pipeline, between: Any) -> None:
+    """Run ``between`` once, after the TRUNCATE's listing of the index and before its deletes (another shard's
+    sink at work at that moment)."""
+    real_scan = pipe.sink.store.scan
+
+    def scan(**kwargs: Any) -> Any:
+        pages = list(real_scan(**kwargs))
+        between()
+        yield from pages
+
+    pipe.sink.store.scan = scan  # type: ignore[method-assign]
+
+
+def test_a_newer_put_between_the_truncate_listing_and_its_deletes_goes_back_to_redelivery(moto: MotoServer) -> None:
+    """BEGIN; UPDATE id=1; TRUNCATE; INSERT id=1; COMMIT, the TRUNCATE on its own shard: the re-insert is put
+    after the TRUNCATE listed the index (row 1 at its old version) and before it deleted by that listing. The
+    put's re-check sees the floor still applying: the record goes back to re-delivery (no DLQ), and comes
+    back after the TRUNCATE is done."""
+    pipe = make_pipeline(moto, pg_config())
+    assert pipe.sink.process(records(event("INSERT", 1, 100, body="old"))).batch_item_failures == []
+    tx = 300
+    shard0 = records(event("UPDATE", 1, at(tx, 0), body="updated"), event("INSERT", 1, at(tx, 2), body="again"))
+    pipe.sink.truncate_wait_s = 0  # the TRUNCATE cannot finish while this runs: no wait
+    results: list[Any] = []
+    _listing_then(pipe, lambda: results.append(pipe.sink.process(shard0)))
+    assert pipe.sink.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
+    (raced,) = results
+    # The UPDATE is older than the floor (set aside); the re-insert goes back.
+    assert raced.batch_item_failures == [{"itemIdentifier": shard0[1]["kinesis"]["sequenceNumber"]}]
+    assert raced.dead_letters == [] and pipe.sqs.receive_message(QueueUrl=pipe.queue_url).get("Messages") is None
+    assert stored(pipe) == {}  # the stale listing removed the put ...
+    again = pipe.sink.process(shard0[1:])  # ... and the re-delivery brings it back
+    assert again.batch_item_failures == []
+    assert stored(pipe) == {key(1): str(tx)}
+
+
+def test_a_newer_put_racing_the_truncate_deletes_waits_for_them_and_is_put_again(moto: MotoServer) -> None:
+    """The same race with the TRUNCATE finishing while the put waits: the row is put again, no re-delivery."""
+    pipe = make_pipeline(moto, pg_config())
+    assert pipe.sink.process(records(event("INSERT", 1, 100, body="old"))).batch_item_failures == []
+    tx = 300
+    shard0 = records(event("INSERT", 1, at(tx, 2), body="again"))
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(pipe.sink.process(shard0)))
+
+    def put_on_another_shard() -> None:
+        worker.start()
+        deadline = time.monotonic() + 30
+        while stored(pipe).get(key(1)) != str(tx) and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the put is in the index; then the TRUNCATE deletes by its stale listing
+
+    _listing_then(pipe, put_on_another_shard)
+    assert pipe.sink.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
+    worker.join(60)
+    (raced,) = results
+    assert raced.batch_item_failures == [] and raced.dead_letters == []
+    assert stored(pipe) == {key(1): str(tx)}
+
+
+def test_each_index_has_its_own_truncate_progress(moto: MotoServer) -> None:
+    """Two generations' sinks share the table's floor but not its progress: one index done with a TRUNCATE says
+    nothing of another still deleting by its listing, so a put racing the second is still not confirmed."""
+    pipe = make_pipeline(moto, pg_config())
+    g1 = pipe.sink
+    config2 = dataclasses.replace(
+        pipe.config, vector_store=dataclasses.replace(pipe.config.vector_store, index_name="g2")
+    )
+    assert config2.vector_index_name != pipe.config.vector_index_name
+    g2 = Sink(config2, g1.embedder, g1.store, g1.dlq, tombstones=g1.tombstones, truncate_wait_s=0)
+    assert g2.process(records(event("INSERT", 1, 100, body="old"))).batch_item_failures == []
+    tx = 300
+    assert g1.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []  # g1 done
+    later = records(event("INSERT", 1, at(tx, 2), body="again"))
+    results: list[Any] = []
+    pipe.sink = g2
+    _listing_then(pipe, lambda: results.append(g2.process(later)))
+    pipe.sink = g1
+    assert g2.process(records(event("TRUNCATE", None, at(tx, 1)), start=50)).batch_item_failures == []
+    (raced,) = results
+    assert raced.batch_item_failures == [{"itemIdentifier": later[0]["kinesis"]["sequenceNumber"]}]
+    assert g2.process(later).batch_item_failures == [] and stored(pipe) == {key(1): str(tx)}

@@ -73,7 +73,8 @@ def test_rows_without_text_expect_no_vector_and_oversized_metadata_is_unindexabl
     assert expectation.expected_vectors(movie("Blank", "   ")) == {}
     assert expectation.expected_vectors(movie("Null", None)) == {}
     huge = movie("Huge", "text", original_lang="x" * 3000)  # filterable metadata over 2 KB: the sink parks it
-    assert expectation.expected_vectors(huge) == {'["Huge"]': ("!", "")}
+    ((key, (fp, reason)),) = expectation.expected_vectors(huge).items()  # the reason rides where the digest would
+    assert (key, fp) == ('["Huge"]', "!") and reason.startswith("filterable metadata is 3112 bytes")
 
 
 def _compare(table: list[tuple[str, str, str]], index: list[tuple[str, str, str]], show: int = 5) -> Any:
@@ -84,19 +85,21 @@ def _compare(table: list[tuple[str, str, str]], index: list[tuple[str, str, str]
 
 
 def test_each_kind_of_drift_is_named() -> None:
-    table = [("a", "fa", "da"), ("b", "fb", "db"), ("c", "fc", "dc"), ("d", "fd", "dd"), ("u", "!", "")]
+    table = [("a", "fa", "da"), ("b", "fb", "db"), ("c", "fc", "dc"), ("d", "fd", "dd"), ("u", "!", "too big")]
+    table.append(("v", "!", "key too long"))
     index = [
         ("a", "fa", "da"),
         ("b", "fx", "db"),
         ("c", "fc", "dx"),
         ("o", "fo", "do"),
         ("a", "fa", "da"),
-        ("u", "", ""),
+        ("u", "fu", "du"),  # an older state of a row the sink now refuses: stale, never "in sync"
     ]
     report, noted, vectors = _compare(table, index)
-    assert report.counts == {"missing": 1, "stale": 1, "metadata": 1, "orphan": 1}
-    assert sorted(noted) == [("metadata", "c"), ("missing", "d"), ("orphan", "o"), ("stale", "b")]
-    assert (report.in_sync, report.unindexable, vectors) == (1, 1, 5)  # the listed duplicate of "a" collapses
+    assert report.counts == {"missing": 1, "stale": 2, "metadata": 1, "orphan": 1}
+    assert sorted(noted) == [("metadata", "c"), ("missing", "d"), ("orphan", "o"), ("stale", "b"), ("stale", "u")]
+    assert (report.in_sync, report.unindexable, vectors) == (1, 2, 5)  # the listed duplicate of "a" collapses
+    assert report.unindexable_examples == ["u: too big", "v: key too long"]
 
 
 def test_examples_stop_at_show_but_counts_do_not() -> None:

@@ -249,12 +249,16 @@ def test_fingerprints_differ_by_model_dimension_limit_and_text() -> None:
     assert fingerprint(**base) == fingerprint(**dict(base))
 
 
-def test_coalesce_keeps_batch_order_per_key_and_skips_poison() -> None:
-    records = [parsed(i, change("INSERT", movie(title, "t"))) for i, title in enumerate("ABAB")]
+def test_coalesce_keeps_batch_order_per_key_and_a_poison_change_stands_as_a_removal() -> None:
+    records = [parsed(i, change("INSERT", movie(title, "t"))) for i, title in enumerate("ABABC")]
     records[2].error = PoisonRecordError("bad")
+    records[4].error = AmbiguousResyncError("read again")  # not a state of the row: left out
     groups = coalesce(records)
     assert list(groups) == [key_of("A"), key_of("B")]
-    assert [r.index for r in groups[key_of("A")]] == [0]
+    assert [r.index for r in groups[key_of("A")]] == [0, 2]
+    removal = groups[key_of("A")][1]
+    assert removal is not records[2] and removal.usable and removal.event is not None
+    assert removal.event.is_removal and removal.version == records[2].version and removal.text is None
     assert [r.index for r in groups[key_of("B")]] == [1, 3]
 
 

@@ -6,7 +6,8 @@
 and ``PutVectorBucketDefaultIndexMode``. Every other request goes to moto unchanged; the writes moto stores
 (``CreateVectorBucket``, ``CreateIndex``, ``PutVectors``, ``DeleteVectors``, ``DeleteIndex``,
 ``DeleteVectorBucket``) are also applied to the front's copy of each index (``engine.IndexState``) once moto
-accepted them, under the index's lock, so a query sees every write that returned before it. ``PutVectors`` is
+accepted them, under the index's lock, so a query sees every write that returned before it; ``GetVectors`` and
+``ListVectors`` go to moto under the same lock (moto's reads are not safe against a concurrent write). ``PutVectors`` is
 checked against the metadata limits moto does not check (50 keys, 2 KB filterable, 40 KB in all, docs
 "Limitations and restrictions").
 
@@ -58,6 +59,10 @@ class S3VectorsFront:
             "DeleteVectors": self._delete_vectors,
             "DeleteIndex": self._delete_index,
             "DeleteVectorBucket": self._delete_bucket,
+            # Reads of an index wait for its writes: moto iterates the index's dict unguarded, and a write landing
+            # mid-iteration fails the read with a 500 the service never sends.
+            "GetVectors": self._locked_read("GetVectors"),
+            "ListVectors": self._locked_read("ListVectors"),
         }
 
     # ---- WSGI -----------------------------------------------------------------------------------
@@ -220,6 +225,14 @@ class S3VectorsFront:
         with self._lock:
             self._indexes[(bucket, str(body.get("indexName")))] = state
         return status, answer or {"indexArn": index["indexArn"]}
+
+    def _locked_read(self, operation: str) -> Callable[[Environ, dict[str, Any]], tuple[int, Any]]:
+        def read(environ: Environ, body: dict[str, Any]) -> tuple[int, Any]:
+            state = self._state(environ, body)
+            with state.lock:
+                return self._moto(environ, operation, body, raw=environ.get(_RAW_BODY))
+
+        return read
 
     def _put_vectors(self, environ: Environ, body: dict[str, Any]) -> tuple[int, Any]:
         state = self._state(environ, body)
