@@ -25,6 +25,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from freshvec.constants import PIPELINE_FILTERABLE_KEYS
+
 COMPARISON_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$startsWith")
 STARTS_WITH = "$startsWith"
 MAX_ENHANCED_CONSTRAINTS = 100
@@ -63,6 +65,18 @@ def validate_filter(doc: Any, *, enhanced: bool = True) -> None:
             raise FilterError(path, "$startsWith needs an ENHANCED index; this index is CLASSIC")
     elif constraint_count(doc) > MAX_ENHANCED_CONSTRAINTS:
         raise FilterError("", f"{constraint_count(doc)} conditions; an ENHANCED index takes {MAX_ENHANCED_CONSTRAINTS}")
+
+
+def check_filterable(doc: Mapping[str, Any], config: Any) -> None:
+    """FilterError naming the first key of a valid filter that the index stores as non-filterable metadata
+    (S3 Vectors refuses such a query with a ValidationException), and the keys a filter can use.
+    ``config``: the ``PipelineConfig``."""
+    non_filterable = set(config.non_filterable_keys)
+    for key in sorted(filter_keys(doc)):
+        if key in non_filterable:
+            usable = [name for name in config.metadata_fields if name not in non_filterable]
+            usable += [name for name in PIPELINE_FILTERABLE_KEYS if name not in usable]
+            raise FilterError(key, f"{key!r} is stored as non-filterable metadata; filterable: {', '.join(usable)}")
 
 
 def constraint_count(doc: Mapping[str, Any]) -> int:

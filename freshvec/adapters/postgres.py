@@ -12,6 +12,8 @@ import dataclasses
 import getpass
 import os
 import ssl
+import stat
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -58,6 +60,11 @@ def connect(connection: Any, password: str | None, *, application_name: str = AP
             application_name=application_name,
         )
     except Exception as exc:  # pg8000 raises Interface/Database errors and socket errors
+        if password is None and _asked_for_password(exc):
+            raise PostgresError(
+                f"{where}: the server asks for a password and none was found (in the URL, FRESHVEC_PG_PASSWORD, "
+                f"PGPASSWORD, or a line for {connection.host}:{connection.port} in PGPASSFILE or ~/.pgpass)"
+            ) from exc
         raise classify_pg(exc, where) from exc
     sock = getattr(conn, "_usock", None)
     if sock is not None:  # the connect timeout is short; queries (a slot peek) may take longer
@@ -107,6 +114,57 @@ def connection_from_url(url: str, base: Any = None) -> tuple[Any, str | None]:
     return dataclasses.replace(current, **changes), password
 
 
-def password_from_environment() -> str | None:
-    """The password a local command uses when no URL gives one: ``FRESHVEC_PG_PASSWORD``, else ``PGPASSWORD``."""
-    return next((os.environ[name] for name in PASSWORD_ENVS if os.environ.get(name)), None)
+def password_from_environment(connection: Any = None) -> str | None:
+    """The password a local command uses when no URL gives one, in libpq's order: ``FRESHVEC_PG_PASSWORD``, else
+    ``PGPASSWORD``, else (for ``connection``) the password file, as psql reads it (pg8000 reads none)."""
+    found = next((os.environ[name] for name in PASSWORD_ENVS if os.environ.get(name)), None)
+    if found is None and connection is not None:
+        found = password_from_passfile(connection)
+    return found
+
+
+def password_from_passfile(connection: Any, path: str | None = None) -> str | None:
+    """The password of the first line of the libpq password file (``PGPASSFILE``, else ``~/.pgpass``) that
+    matches ``connection``: ``host:port:database:user:password``, ``*`` matching anything, ``\\`` escaping ``:``
+    and itself, ``#`` starting a comment. As libpq does, a file that others may read is ignored.
+    (PostgreSQL docs, "The Password File".)"""
+    passfile = Path(path or os.environ.get("PGPASSFILE") or Path.home() / ".pgpass").expanduser()
+    try:
+        if passfile.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return None
+        lines = passfile.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    wanted = (connection.host, str(connection.port), connection.database, connection.user)
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = _passfile_fields(line)
+        if len(fields) != 5:
+            continue
+        if all(field in ("*", value) for field, value in zip(fields[:4], wanted, strict=True)):
+            return fields[4]
+    return None
+
+
+def _passfile_fields(line: str) -> list[str]:
+    fields, current, escaped = [], [], False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":" and len(fields) < 4:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def _asked_for_password(exc: BaseException) -> bool:
+    """The server wanted a password that was not given (pg8000 says so, or fails on the missing one in SCRAM)."""
+    text = str(exc)
+    return "no password was provided" in text or "'NoneType' object has no attribute 'decode'" in text

@@ -6,8 +6,8 @@ mode's state file and control API ``local_client``.
 
 Resources come from the stack's CloudFormation outputs (``--stack``/``FRESHVEC_STACK``,
 ``--region``/``AWS_REGION``), or with ``--local`` from the state file of a running ``freshvec local up``.
-Expected failures (``freshvec.cli.errors.explain``) print one ``error: ...`` line on stderr and exit 1 (usage
-errors exit 2); ``--debug`` adds the traceback.
+Expected failures (``freshvec.cli.errors.explain``) print one ``error: ...`` line on stderr and exit 3 (usage
+errors exit 2; ``freshvec.cli.errors`` has the codes); ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def backfill_command(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Token ranges read in parallel")] = 4,
     rate: Annotated[float, typer.Option("--rate", min=1, help="At most this many records per second to Kinesis")] = 500,
     state_file: Annotated[
-        Path | None, typer.Option("--state", help="Progress file for resuming [.freshvec/backfill-<stack>.json]")
+        Path | None, typer.Option("--state", help="Progress file for resuming [.freshvec/backfill-<stack>-<id>.json]")
     ] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore saved progress and start over")] = False,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="PEM trust store for Keyspaces TLS")] = None,
@@ -355,7 +355,7 @@ def backfill_command(
         from freshvec.cli import postgres
 
         return postgres.backfill_command(res, s.clients(), rate_per_s=rate, generations=targets)
-    path = state_file or default_backfill_state_path(res.stack_name, targets)
+    path = state_file or default_backfill_state_path(res.progress_name, targets)
     state = BackfillState.open(path, segments, restart=restart)
     if state.complete:
         console.out.print(f"backfill already complete ({state.sent} rows sent); pass --restart to run it again")

@@ -171,7 +171,8 @@ def _pg_connection(
         overrides["sslmode"] = sslmode
     if ca_bundle is not None:
         overrides["ca_bundle"] = str(ca_bundle)
-    return dataclasses.replace(connection, **overrides), password or pg_adapter.password_from_environment()
+    connection = dataclasses.replace(connection, **overrides)
+    return connection, password or pg_adapter.password_from_environment(connection)
 
 
 def _from_postgres(

@@ -16,6 +16,10 @@ from freshvec.cli.errors import OperatorError, RefusedKeyError
 from freshvec.cli.stack import StackResources
 
 
+class UnreachableError(OperatorError):
+    """Nothing answers at the control URL of the state file: the local pipeline is not running."""
+
+
 def load_local_state(path: str | Path | None = None) -> StackResources:
     """The resources of a running ``freshvec local up``, from the state file it writes."""
     state_path = state.local_state_path(path)
@@ -34,6 +38,7 @@ def load_local_state(path: str | Path | None = None) -> StackResources:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OperatorError(f"{state_path} is not a freshvec local state file: {exc}") from exc
     batch = doc.get("batch_endpoint")
+    stack_id = doc.get("stack_id")
     return StackResources.from_outputs(
         "local",
         region,
@@ -42,6 +47,7 @@ def load_local_state(path: str | Path | None = None) -> StackResources:
         control_url=control,
         control_token=token or None,
         batch_endpoint_url=batch if isinstance(batch, str) else None,
+        stack_id=stack_id if isinstance(stack_id, str) else None,
         aws_access_key=access_key or None,
     )
 
@@ -59,7 +65,7 @@ def control_request(resources: StackResources, method: str, path: str, body: Any
     try:
         response = requests.request(method, url, json=body, headers=control_headers(resources), timeout=60)
     except requests.ConnectionError as exc:
-        raise OperatorError(
+        raise UnreachableError(
             f"local pipeline not reachable at {resources.control_url}; is `freshvec local up` running?"
         ) from exc
     if response.status_code >= 400:

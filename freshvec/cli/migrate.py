@@ -4,7 +4,7 @@
 demand through the sink, or with Bedrock batch jobs whose vectors ride in the re-syncs); ``status`` reconciles
 every live generation; ``compare`` runs a query set against both; ``cutover`` and ``rollback`` rewrite the index
 pointer; ``finish`` retires the generation readers left. Every step is idempotent and resumes after a crash from
-``.freshvec/migration-<stack>.json`` (``freshvec.cli.migrate_state``). docs/migrations.md has the guarantees.
+``.freshvec/migration-<stack>-<stack id>.json`` (``freshvec.cli.migrate_state``). docs/migrations.md has the guarantees.
 
 Size: the seven commands share one context (stack, pointer, progress file) and their printing; the work of the
 two longest (filling, comparing) lives in ``migrate_fill`` and ``migrate_compare``.
@@ -41,7 +41,7 @@ migrate_app = typer.Typer(
 )
 
 StateOption = Annotated[
-    Path | None, typer.Option("--state", help="Migration progress file [.freshvec/migration-<stack>.json]")
+    Path | None, typer.Option("--state", help="Migration progress file [.freshvec/migration-<stack>-<stack id>.json]")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 SegmentsOption = Annotated[int, typer.Option("--segments", min=1, max=4096, help="Table segments read in parallel")]

@@ -49,5 +49,5 @@ def load_context(state_file: Path | None) -> Context:
     s = settings()
     res = s.resources()
     clients = s.clients()
-    path = state_file or default_state_path(res.stack_name)
+    path = state_file or default_state_path(res.progress_name)
     return Context(res, clients, generations.read_pointer(res, clients), path)

@@ -1,9 +1,9 @@
 """The migration's progress file: which step ran when, and what a crashed step needs to resume.
 
-One file per stack (``.freshvec/migration-<stack>.json``), replaced atomically after every change, so a step that
-crashes is run again from what it says: ``start`` resumes its backfill (its own progress file) and its batch jobs
-(found again by their submission name), ``cutover``/``rollback`` are one pointer write each, ``finish`` checks
-what is already retired.
+One file per stack (``.freshvec/migration-<stack>-<stack id>.json``: a new stack of the same name starts clean),
+replaced atomically after every change, so a step that crashes is run again from what it says: ``start``
+resumes its backfill (its own progress file) and its batch jobs (found again by their submission name),
+``cutover``/``rollback`` are one pointer write each, ``finish`` checks what is already retired.
 """
 
 from __future__ import annotations

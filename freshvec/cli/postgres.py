@@ -22,12 +22,15 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import typer
+
 from freshvec.adapters.postgres import connect
-from freshvec.cli.errors import OperatorError, RefusedKeyError
+from freshvec.cli import console
+from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError, RefusedKeyError
 from freshvec.cli.load import TableSchema, WriteOp, WriteResult, batches_of_one_kind
 from freshvec.cli.send import ChangeStreamSender, RateLimiter
 from freshvec.config import PipelineConfig
-from freshvec.errors import TransientError
+from freshvec.errors import PoisonRecordError, TransientError
 from freshvec.sources.keyspaces.driver import row_to_json
 from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres.errors import PostgresError
@@ -183,28 +186,29 @@ def backfill(
     page_rows: int = BACKFILL_PAGE_ROWS,
     on_progress: Callable[[int], None] | None = None,
     generations: Sequence[str] | None = None,
+    on_unindexable: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
     """Send every row as a BACKFILL INSERT read in one snapshot (for ``generations`` only, when given); returns
-    (rows sent, the snapshot's version)."""
+    (rows sent, the snapshot's version). A row no vector can hold (its key too long) goes to ``on_unindexable``
+    as one line (key shortened, reason) and the rest are sent; without it, PoisonRecordError stops the run."""
     pg = config.postgres
     ensure_slot(conn, pg.slot, database=pg.connection.database)  # first: what changes from now on is kept
     limiter = RateLimiter(rate_per_s)
     sent = 0
     version = ""
     for version, page in snapshot.snapshot_pages(conn, table_writer(config), page_rows):
-        records = [
-            snapshot.backfill_record(
-                row,
-                keyspace=config.keyspace,
-                table=config.table,
-                primary_key=config.primary_key,
-                key_columns=config.key_columns,
-                version=version,
-                index=sent + i,
-                generations=generations,
-            )
-            for i, row in enumerate(page)
-        ]
+        records = []
+        for i, row in enumerate(page):
+            try:
+                records.append(snapshot.backfill_record(
+                    row, keyspace=config.keyspace, table=config.table, primary_key=config.primary_key,
+                    key_columns=config.key_columns, version=version, index=sent + i, generations=generations,
+                ))  # fmt: skip
+            except PoisonRecordError as exc:
+                if on_unindexable is None:
+                    raise
+                key = json.dumps([row.get(name) for name in config.primary_key], ensure_ascii=False, default=str)
+                on_unindexable(f"{console.shorten(key)}: {exc}")
         limiter.acquire(len(records))
         sender.send(records)
         sent += len(records)
@@ -217,8 +221,7 @@ def backfill_command(
     res: Any, clients: Callable[[str], Any], *, rate_per_s: float, generations: Sequence[str] | None = None
 ) -> None:
     """``freshvec backfill`` for a postgres source (``res``: the stack's ``StackResources``)."""
-    from freshvec.cli import console
-
+    unindexable: list[str] = []
     conn = connect_source(res.config, clients)
     try:
         sender = ChangeStreamSender.for_kinesis(clients("kinesis"), res.stream_name)
@@ -231,6 +234,7 @@ def backfill_command(
                 rate_per_s=rate_per_s,
                 on_progress=lambda n: progress.advance(task, n),
                 generations=generations,
+                on_unindexable=unindexable.append,
             )
     finally:
         conn.close()
@@ -238,6 +242,9 @@ def backfill_command(
         f"backfill: {sent} row(s) of {res.config.keyspace}.{res.config.table} sent to {res.stream_name}, "
         f"read in one snapshot ({version or 'the table was empty'})"
     )
+    if unindexable:
+        console.unindexable_rows(unindexable, "they were not sent (shorten their keys in the table)")
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 # ---- re-sync reads (redrive, reconcile --repair) and reconcile's table side -------------------------------

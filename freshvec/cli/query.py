@@ -26,7 +26,7 @@ from freshvec.cli.errors import OperatorError, UsageError
 from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
-from freshvec.filters import parse_filter, validate_filter
+from freshvec.filters import check_filterable, parse_filter, validate_filter
 from freshvec.keys import parse_vector_key
 from freshvec.search import QUERY_MODES, QueryModeError, hit_scores, needs_vector, query_texts, resolve_mode
 
@@ -127,10 +127,12 @@ def query_index(
     """Search the index: the text embedded like the sink does (queries as ``search_query`` for Cohere), as BM25
     full-text, or both (``mode``, see ``freshvec.search``)."""
     if not 1 <= k <= c.S3V_MAX_TOP_K:
-        raise OperatorError(f"--k must be between 1 and {c.S3V_MAX_TOP_K}, got {k}")
+        raise UsageError(f"--k must be between 1 and {c.S3V_MAX_TOP_K}, got {k}")
     if not text.strip():
-        raise OperatorError("the query text is empty")
+        raise UsageError("the query text is empty")
     config = resources.config
+    if filter_doc is not None:  # S3 Vectors would refuse it as a ValidationException; say which key, and why
+        check_filterable(filter_doc, config)
     try:
         chosen = resolve_mode(config, mode)
         texts = query_texts(config, text, chosen)
@@ -199,7 +201,7 @@ def query_command(  # noqa: PLR0917 - typer passes each option by position
 ) -> None:
     """Search the index: vector (same model and dimensions as the pipeline), full-text (BM25) or hybrid."""
     if mode is not None and mode not in QUERY_MODES:
-        raise OperatorError(f"--mode must be one of {', '.join(QUERY_MODES)}, got {mode!r}")
+        raise UsageError(f"--mode must be one of {', '.join(QUERY_MODES)}, got {mode!r}")
     filter_doc = parse_filter(filter_json) if filter_json is not None else None
     s = settings()
     res = s.resources()

@@ -58,7 +58,7 @@ from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
-from freshvec.keys import parse_vector_key, split_chunk_key
+from freshvec.keys import parse_vector_key, split_chunk_key, vector_key
 from freshvec.metadata import MetadataBuilder
 from freshvec.plan import has_text
 
@@ -108,7 +108,14 @@ class Expectation:
         """
         key = resync.checked_vector_key(row, self.config)
         text = row.get(self.config.embedding_field)
-        if key is None or not isinstance(text, str) or not has_text(text):
+        if not isinstance(text, str) or not has_text(text) or resync.key_of_row(row, self.config) is None:
+            return {}
+        if key is None:  # a key no vector can hold: named shortened, as no stored (canonical JSON) key can be
+            try:
+                vector_key(row, self.config.key_columns)
+            except PoisonRecordError as exc:
+                values = json.dumps([row[name] for name in self.config.key_columns], ensure_ascii=False, default=str)
+                return {console.shorten(values): (UNINDEXABLE, str(exc))}
             return {}
         try:
             chunks = expected_chunks(self.config, key, text, max_input_chars=self.max_input_chars)

@@ -32,6 +32,15 @@ class StackResources:
     control_token: str | None = field(default=None, repr=False)  # local mode: the control API's token
     batch_endpoint_url: str | None = None  # local mode: the Bedrock batch inference stand-in
     aws_access_key: str | None = field(default=None, repr=False)  # local mode: the key the endpoint requires
+    stack_id: str | None = None  # this stack's identity: CloudFormation's StackId, local mode's from its state file
+
+    @property
+    def progress_name(self) -> str:
+        """The name of progress files kept between runs (``.freshvec/backfill-<this>.json``, migrations): the
+        stack's name and its identity, so a new stack under an old name starts clean (a stack's own progress
+        still resumes)."""
+        identity = (self.stack_id or "").rsplit("/", 1)[-1]  # a StackId ARN ends in the stack's unique id
+        return f"{self.stack_name}-{identity[:12]}" if identity else self.stack_name
 
     @property
     def is_local(self) -> bool:
@@ -84,6 +93,7 @@ class StackResources:
         control_token: str | None = None,
         batch_endpoint_url: str | None = None,
         aws_access_key: str | None = None,
+        stack_id: str | None = None,
     ) -> StackResources:
         where = "the local state file" if control_url else f"stack {stack_name!r}"
         text = outputs.get(c.OUT_PIPELINE_CONFIG)
@@ -96,7 +106,7 @@ class StackResources:
         region = outputs.get(c.OUT_REGION) or region
         return cls(
             stack_name, region, outputs, config, endpoint_url, control_url, control_token, batch_endpoint_url,
-            aws_access_key,
+            aws_access_key, stack_id,
         )  # fmt: skip
 
 
@@ -117,7 +127,7 @@ def resolve_stack(cloudformation: Any, stack_name: str, region: str) -> StackRes
     if stack.get("StackStatus", "").endswith("_IN_PROGRESS") and not stack.get("Outputs"):
         raise OperatorError(f"stack {stack_name!r} is {stack['StackStatus']}; try again when it has finished")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    return StackResources.from_outputs(stack_name, region, outputs)
+    return StackResources.from_outputs(stack_name, region, outputs, stack_id=stack.get("StackId"))
 
 
 def make_client_factory(

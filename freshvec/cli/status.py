@@ -262,6 +262,8 @@ def status_command(
     if res.is_local:
         try:
             local_stats = local_client.control_request(res, "GET", "stats")
+        except local_client.UnreachableError:
+            raise  # nothing of it can be read: could not finish (exit 3), not a screen of "unavailable"
         except OperatorError as exc:
             notes.append(f"local stats: {exc}")
     elif count_rows:

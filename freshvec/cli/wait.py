@@ -349,7 +349,10 @@ def _expected(
             row = convert_row(values, expectations.schema)
         except CellError as exc:
             raise UsageError(f"{source}:{line}: {exc}") from exc
-        e = expectations.of(row, delete=delete, written_at=None)
+        try:
+            e = expectations.of(row, delete=delete, written_at=None)
+        except PoisonRecordError as exc:  # a key no vector can have: waiting for it could never end
+            raise UsageError(f"{source}:{line}: {exc}") from exc
         found.pop(e.key, None)
         found[e.key] = e
     return list(found.values())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -82,14 +87,19 @@ def resolve_source(
 
 def attachment_for(config: Any, pg_url: str | None) -> Any:
     """The server to attach to: ``--pg-url`` (over the config's connection), else the config's connection; the
-    password from the URL, ``FRESHVEC_PG_PASSWORD``/``PGPASSWORD``, else the config."""
-    from freshvec.adapters.postgres import connection_from_url, password_from_environment
+    password from the URL, ``FRESHVEC_PG_PASSWORD``/``PGPASSWORD``, the config, else the password file (as psql)."""
+    from freshvec.adapters.postgres import connection_from_url, password_from_environment, password_from_passfile
     from freshvec.local.pg_attach import Attachment
 
     connection, password = config.postgres.connection, None
     if pg_url is not None:
         connection, password = connection_from_url(pg_url, connection)
-    password = password or password_from_environment() or config.postgres.connection.password
+    password = (
+        password
+        or password_from_environment()
+        or config.postgres.connection.password
+        or password_from_passfile(connection)
+    )
     return Attachment(connection, password)
 
 
@@ -153,6 +163,7 @@ def up(
 
     _quiet_logs()
     path = local_state_path(state)
+    _claim_state_file(path, port)
     stopping = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started where SIGINT was ignored
         signal.signal(stop_signal, lambda *_: stopping.set())
@@ -172,14 +183,14 @@ def up(
     except (MisconfigurationError, TransientError) as exc:  # the attached server or table is not fit: one line
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
-    control = ControlServer(pipeline, port=port).start()
+    control = _start_control(pipeline, port)
     batch = start_local_batch(pipeline.server.client("s3"), control.token)
     # A migration step changes the live generations: the CLI reads them (and the index names) from the state file.
     pipeline.generations.on_change(lambda: write_local_state(path, stack_state(pipeline, control, batch)))
     try:
         write_local_state(path, stack_state(pipeline, control, batch))
-        typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}")
-        typer.echo(f"state file: {path} (removed on exit)\n{application_settings(pipeline)}")
+        typer.echo(f"local stack up: moto {pipeline.server.endpoint}, control API {control.url}\n"
+                   f"state file: {path} (removed on exit)\n{application_settings(pipeline)}")  # fmt: skip
         _announce_postgres(pipeline, attachment, loaded, samples=source is Source.POSTGRES and config is None)
         if pipeline.initial_fill is not None:
             fill = pipeline.initial_fill
@@ -195,11 +206,95 @@ def up(
         while not stopping.wait(0.5):
             pass
     finally:
-        path.unlink(missing_ok=True)
+        _release_state_file(path, control.token)
         batch.stop()
         control.stop()
         pipeline.stop()
         typer.echo("local stack stopped")
+
+
+def _claim_state_file(path: Path, port: int) -> None:
+    """Before anything starts: refuse (exit 2) when ``path`` names a stack that still runs (writing over it would
+    leave that stack unreachable by the CLI) or ``port`` is taken. A state file whose stack is gone is replaced,
+    saying so."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _check_port(port)
+    except (OSError, ValueError):
+        typer.echo(f"replacing {path}: not a state file this version can read")
+        return _check_port(port)
+    if not isinstance(doc, dict):
+        doc = {}
+    pid, control = doc.get("pid"), doc.get("control")
+    if _alive(pid, control):
+        owner = f"process {pid}" if isinstance(pid, int) else f"the stack at {control}"
+        typer.secho(
+            f"error: a local stack is already running with state file {path} ({owner}); stop it (Ctrl-C where it "
+            "runs" + (f", or kill {pid}" if isinstance(pid, int) else "") + ") or give this one its own --state FILE",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.echo(f"replacing {path}: the stack it names is no longer running")
+    _check_port(port)
+
+
+def _alive(pid: Any, control: Any) -> bool:
+    """Whether the stack a state file names still runs: its process lives (when named) and its control API
+    accepts a connection."""
+    if isinstance(pid, int) and not isinstance(pid, bool):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # another user's process: it lives
+    if not isinstance(control, str):
+        return False
+    address = urlsplit(control)
+    try:
+        with socket.create_connection((address.hostname or "127.0.0.1", address.port or 80), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _release_state_file(path: Path, token: str) -> None:
+    """Remove the state file on the way out, only while it is still this stack's (its token)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(doc, dict) and doc.get("token") == token:
+        path.unlink(missing_ok=True)
+
+
+def _check_port(port: int) -> None:
+    """A usage error (exit 2) when ``--port`` is taken on 127.0.0.1, before anything starts."""
+    if port == 0:
+        return
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError as exc:
+        typer.secho(f"error: {_port_refusal(port, exc)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    finally:
+        probe.close()
+
+
+def _start_control(pipeline: Any, port: int) -> ControlServer:
+    try:
+        return ControlServer(pipeline, port=port).start()
+    except OSError as exc:  # taken since the check
+        pipeline.stop()
+        typer.secho(f"error: {_port_refusal(port, exc)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _port_refusal(port: int, exc: OSError) -> str:
+    return f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); pass another --port, or 0 for any free one"
 
 
 def _announce_postgres(pipeline: Any, attachment: Any, loaded: Any, *, samples: bool) -> None:
@@ -235,6 +330,9 @@ def stack_state(pipeline: Any, control: ControlServer, batch: BedrockBatchServer
     if batch is not None:
         outputs = {**outputs, **local_batch_outputs()}
     return {
+        # The stack's identity, for as long as it runs: progress files are named by it (a new stack starts clean).
+        "stack_id": hashlib.sha256(control.token.encode()).hexdigest()[:16],
+        "pid": os.getpid(),
         "endpoint": pipeline.server.endpoint,
         "region": pipeline.server.region,
         "aws_access_key": pipeline.server.access_key,

@@ -65,18 +65,27 @@ def prepare(conn: Any, config: PipelineConfig, say: Say) -> None:
     actual = {column.name: column.type for column in table.columns}
     for name, declared in pg.columns.items():
         if name not in actual:
-            raise PostgresError(f"column {name!r} is in the config but {table.name} has no such column (freshvec init "
-                                "writes the config from the table)")  # fmt: skip
+            raise PostgresError(f"column {name!r} is in the config but {table.name} has no such column: "
+                                f"{_rewrite_config(config, table)}")  # fmt: skip
         if pgtypes.is_known(declared) and not pgtypes.same_type(declared, actual[name]):
-            raise PostgresError(f"column {name!r} of {table.name} is {actual[name]}, but the config says {declared}")
+            raise PostgresError(f"column {name!r} of {table.name} is {actual[name]}, but the config says {declared}: "
+                                f"{_rewrite_config(config, table)}, or set source.postgres.columns.{name} to "
+                                f"{actual[name]!r}")  # fmt: skip
     if not table.primary_key:
         raise PostgresError(f"{table.name} has no primary key: ALTER TABLE {where} ADD PRIMARY KEY (...)")
     if list(table.primary_key) != list(pg.primary_key):
         raise PostgresError(f"the primary key of {table.name} is ({', '.join(table.primary_key)}), but the config "
-                            f"says ({', '.join(pg.primary_key)})")  # fmt: skip
+                            f"says ({', '.join(pg.primary_key)}): {_rewrite_config(config, table)}")  # fmt: skip
     say(f"primary key: ({', '.join(table.primary_key)}): ok")
     _replica_identity(conn, table, pg.set_replica_identity_full, say)
     _publication(conn, table, pg.publication, say)
+
+
+def _rewrite_config(config: PipelineConfig, table: catalog.PgTable) -> str:
+    """What to run to write the config from the table as it is (no password: init reads it as psql does)."""
+    c = config.postgres.connection
+    url = f"postgresql://{c.user}@{c.host}:{c.port}/{c.database}"
+    return f"write the config from the table with `freshvec init --pg-url {url} --table {table.schema}.{table.table}`"
 
 
 def _replica_identity(conn: Any, table: catalog.PgTable, may_set: bool, say: Say) -> None:

@@ -43,7 +43,7 @@ from freshvec.adapters.wiring import keyspaces_forwarder, postgres_forwarder
 from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
 from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
-from freshvec.filters import validate_filter
+from freshvec.filters import check_filterable, validate_filter
 from freshvec.forwarder import Forwarder
 from freshvec.generation_sink import GenerationSink
 from freshvec.generations import live_generations
@@ -536,6 +536,7 @@ class LocalPipeline:
         texts = query_texts(self.config, text, chosen)
         if filter is not None:  # a bad filter is the caller's mistake (400), not the endpoint's
             validate_filter(filter, enhanced=self.config.text_search.index_mode == "ENHANCED")
+            check_filterable(filter, self.config)
         entry = self.generations.resolve(generation)
         vector = self.generations.embedder(entry.dimensions).embed_query(text) if needs_vector(chosen) else None
         store = self.generations.search(entry.index)

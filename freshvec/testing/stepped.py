@@ -136,6 +136,7 @@ class SteppedStack:
         ]
         self._delivered: dict[str, str | None] = dict.fromkeys(self._shard_ids)  # last sequence number delivered
         self._history: dict[str, list[dict[str, Any]]] = {shard: [] for shard in self._shard_ids}
+        self._iterators: dict[str, tuple[str | None, str]] = {}  # shard -> (the records it follows, iterator)
         self.control = ControlServer(self).start(poll_interval_s=0.02)  # a stack per example: stop it quickly
         self.state_path = workdir / f"{config.stack_name}.state.json"
         self.state_path.write_text(
@@ -207,14 +208,24 @@ class SteppedStack:
         return list(self._shard_ids)
 
     def _next_records(self, shard_id: str, limit: int) -> list[dict[str, Any]]:
+        """The shard's records after the last one delivered, as the mapping reads them: the previous read's next
+        iterator when everything it returned was delivered since, else a new iterator after the last delivered."""
         after = self._delivered[shard_id]
-        if after is None:
-            kind: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
+        resume = self._iterators.get(shard_id)
+        if resume is not None and resume[0] == after:
+            iterator = resume[1]
         else:
-            kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
-        iterator = self.kinesis.get_shard_iterator(StreamName=self.resources.stream_name, ShardId=shard_id, **kind)
-        page = self.kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=limit)
-        return [self._lambda_record(shard_id, record) for record in page["Records"]]
+            if after is None:
+                kind: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
+            else:
+                kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
+            stream = self.resources.stream_name
+            iterator = self.kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, **kind)["ShardIterator"]
+        page = self.kinesis.get_records(ShardIterator=iterator, Limit=limit)
+        records = page["Records"]
+        if page.get("NextShardIterator"):
+            self._iterators[shard_id] = (records[-1]["SequenceNumber"] if records else after, page["NextShardIterator"])
+        return [self._lambda_record(shard_id, record) for record in records]
 
     def _lambda_record(self, shard_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
         arrival = record["ApproximateArrivalTimestamp"]
@@ -342,10 +353,10 @@ class SteppedStack:
     def damage(self, kind: str) -> set[str]:
         """Damage the index behind the pipeline's back (a bug, a restore, a hand edit): ``swap`` two rows' chunk
         0 whole (vector, metadata, ``_fp``, ``_ver``); ``tamper`` a metadata value; ``drop`` a vector; ``orphan``
-        a chunk beyond its row's count; ``future`` a changed metadata value under a ``_ver`` an hour ahead (a
-        restore, a bug): drift with a version newer than any read, which no repair ordered by versions mends.
-        Returns the rows damaged (their chunk 0 keys; none when there was nothing to damage): only a
-        repair mends them, every other row is still the pipeline's to keep right."""
+        a chunk beyond its row's count; ``future`` a ``_ver`` an hour ahead (a restore, a bug): a version newer than
+        any read; ``stale_future`` that on a changed value: drift no repair ordered by versions mends. Returns the
+        rows damaged (their chunk 0 keys; none when there was nothing to damage): only a repair mends them, every
+        other row is still the pipeline's to keep right."""
         index = self.index()
         rows = sorted(k for k in index if "#" not in k)
         target = {"vectorBucketName": self.resources.vector_bucket, "indexName": self.resources.vector_index}
@@ -365,12 +376,13 @@ class SteppedStack:
         if kind == "drop" and rows:
             self.s3vectors.delete_vectors(**target, keys=[rows[-1]])
             return {rows[-1]}
-        if kind == "future" and rows:
+        if kind in ("future", "stale_future") and rows:
             data, metadata = index[rows[-1]]
             write_id = str(metadata.get("_ver", "")).partition(";")[0] or "0"
             ahead = int((self.clock() + 3_600) * 1_000_000)
             version = f"ks:{ahead:016d}:0000:0:later" if self.table is not None else f"pg:{2**62:016x}:00000000:0"
-            put(rows[-1], data, {**metadata, "tampered": True, "_ver": f"{write_id};{version}"})
+            changed = {"tampered": True} if kind == "stale_future" else {}
+            put(rows[-1], data, {**metadata, **changed, "_ver": f"{write_id};{version}"})
             return {rows[-1]}
         if kind == "orphan" and rows:
             data, metadata = index[rows[0]]

@@ -134,11 +134,13 @@ class SteppedMachine(RuleBasedStateMachine):
             self.lossy |= stack.trim_unread() > 0
 
     # -- the operator, racing all of the above --
-    @initialize(kinds=st.lists(st.sampled_from(DAMAGE_KINDS), min_size=1, max_size=3, unique=True))
+    @initialize(kinds=st.lists(st.sampled_from(DAMAGE_KINDS[:-1]), max_size=3, unique=True))
     def damage_before_the_final_repair(self, kinds) -> None:
         """What the index suffers once the pipeline caught up, just before the final repair (the damage rule may
-        find an index not yet filled: here every row is in it)."""
-        self.final_damage = tuple(sorted(kinds, key=DAMAGE_KINDS.index))
+        find an index not yet filled: here every row is in it): some of the kinds, and always last a version
+        from the future on a changed value, which only a repair that compares no versions mends (while the
+        pipeline runs, a re-sync would stay parked on it: only the repair may meet it)."""
+        self.final_damage = (*sorted(kinds, key=DAMAGE_KINDS.index), "stale_future")
 
     @rule(kind=st.sampled_from(DAMAGE_KINDS))
     def damage_index(self, kind) -> None:

@@ -7,21 +7,23 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from freshvec.cli import console
-from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_OK
+from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from freshvec.command import app as command
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
 from freshvec.local.cli import stack_state
 from freshvec.local.control import ControlServer
-from freshvec.state import write_local_state
+from freshvec.state import CONTROL_TOKEN_HEADER, write_local_state
 
 runner = CliRunner()
 CONFIG = copy.deepcopy(DEFAULT_CONFIG)
@@ -133,3 +135,98 @@ def test_load_wait_for_rows_without_text_waits_for_what_the_table_holds(
     assert result.exit_code == EXIT_OK, result.output
     assert "1 change(s) searchable, 1 row(s) without text, not in the index" in result.output
     assert pipeline.indexed({"title": "W2 nulltext"}) is None
+
+
+def test_status_of_a_stack_that_is_gone_says_so_and_exits_3(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    state = json.loads(Path(os.environ["FRESHVEC_LOCAL_STATE"]).read_text())
+    gone = tmp_path / "gone.json"  # what `kill -9` of `local up` leaves behind
+    gone.write_text(json.dumps({**state, "control": "http://127.0.0.1:9", "endpoint": "http://127.0.0.1:9"}))
+
+    result = freshvec("--local-state", str(gone), "--local", "status")
+
+    assert result.exit_code == EXIT_FAILED, result.output
+    assert "local pipeline not reachable at http://127.0.0.1:9" in result.output
+    assert "last errors" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["query", ""], "the query text is empty"),
+        (["query", "   "], "the query text is empty"),
+        (["query", "whales", "--mode", "bogus"], "--mode must be one of"),
+        (
+            ["query", "whales", "--filter", '{"overview": "x"}'],
+            "'overview' is stored as non-filterable metadata; filterable: ",
+        ),
+        (["query", "whales", "--filter", '{"$or": [{"vote_count": 1}, {"_fp": "x"}]}'], "'_fp' is stored as"),
+    ],
+)
+def test_query_usage_errors_are_one_line_and_exit_2(pipeline: LocalPipeline, args: list[str], words: str) -> None:
+    result = freshvec("--local", *args)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert words in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_query_filter_names_the_filterable_keys(pipeline: LocalPipeline) -> None:
+    result = freshvec("--local", "query", "whales", "--filter", '{"overview": "x"}')
+    usable = [name for name in pipeline.config.metadata_fields if name not in pipeline.config.non_filterable_keys]
+    assert f"filterable: {', '.join(usable)}, _chunk" in result.output
+
+
+def test_control_api_answers_400_for_a_filter_on_non_filterable_metadata(pipeline: LocalPipeline) -> None:
+    state = json.loads(Path(os.environ["FRESHVEC_LOCAL_STATE"]).read_text())
+    response = requests.post(
+        f"{state['control']}/query",
+        json={"text": "whales", "filter": {"overview": "x"}},
+        headers={CONTROL_TOKEN_HEADER: state["token"]},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert "'overview' is stored as non-filterable metadata" in response.json()["error"]
+
+
+def test_backfill_progress_belongs_to_its_stack(
+    pipeline: LocalPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default progress files live in ./.freshvec
+    first = freshvec("--local", "backfill", "--segments", "1")
+    assert "token ranges done" in first.output, first.output
+    again = freshvec("--local", "backfill", "--segments", "1")
+    assert "already complete" in again.output  # the same stack resumes (here: nothing left)
+    state_path = Path(os.environ["FRESHVEC_LOCAL_STATE"])
+    state = json.loads(state_path.read_text())
+    # A new stack under the same name (`local up` again after this one stopped) has another identity.
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({**state, "stack_id": "0123456789abcdef"}))
+
+    fresh = freshvec("--local-state", str(newer), "--local", "backfill", "--segments", "1")
+
+    assert "already complete" not in fresh.output and "token ranges done" in fresh.output, fresh.output
+    assert sorted(p.name for p in (tmp_path / ".freshvec").glob("backfill-*.json")) == sorted(
+        [f"backfill-local-{state['stack_id'][:12]}.json", "backfill-local-0123456789ab.json"]
+    )
+
+
+def test_reconcile_counts_rows_whose_key_no_vector_can_hold(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    rows = jsonl(tmp_path, "rows.jsonl", {"title": "R" * 1100, "overview": "a long key movie"})
+    assert freshvec("--local", "load", str(rows)).exit_code == EXIT_OK
+    pipeline.wait_synced(timeout=30)
+
+    result = freshvec("--local", "reconcile", "--json")
+
+    report = json.loads(result.stdout)
+    assert report["unindexable"] >= 1  # this row, and any other over-long key this module loaded
+    assert any("vector key is 1104 characters" in e for e in report["examples"]["unindexable"])
+    assert all("R" * 100 not in e for e in report["examples"]["unindexable"])  # the key shortened
+    assert report["drift"] == 0 and result.exit_code == EXIT_OK  # reported, not drift: no repair can index it
+    text = freshvec("--local", "reconcile")
+    assert "unindexable" in text.output and "vector key is 1104 characters" in text.output
+
+
+def test_wait_for_a_key_no_vector_can_hold_is_a_usage_error(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    keys = jsonl(tmp_path, "keys.jsonl", {"title": "Z" * 1100})
+    result = freshvec("--local", "wait", "--keys-file", str(keys), "--timeout", "1")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "keys.jsonl:1: vector key is 1104 characters" in result.output

@@ -211,7 +211,9 @@ def test_a_whole_migration_under_live_traffic(
             monkeypatch, ["migrate", "start", "--path", "batch", "--segments", "2"],
             backfill_cli._BackfillRun, "_flush", after=1,
         )  # fmt: skip
-        state = json.loads((home / ".freshvec" / "migration-local.json").read_text())
+        # named by the stack's identity; the fill's own progress sits next to it
+        (progress,) = [p for p in (home / ".freshvec").glob("migration-local-*.json") if "-fill-" not in p.name]
+        state = json.loads(progress.read_text())
         assert state["phase"] == "filled" and state["fill_path"] == "batch"
         jobs = state["batch"]["jobs"]
         assert jobs and all(job["status"] == "Completed" for job in jobs)

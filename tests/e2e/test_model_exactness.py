@@ -268,6 +268,20 @@ class ExactnessMachine(SteppedMachine):
         self._delete(key, self._stamp(client), whole_partition=whole_partition)
         self._insert(key, {"body": body, "votes": 1}, None, self._stamp(client))
 
+    @rule(
+        key=keys,
+        body=st.sampled_from(BODIES),
+        lag_us=st.sampled_from([2, 2_000, 3 * US]),
+        whole_partition=st.booleans(),
+    )
+    def reinsert_from_a_clock_behind(self, key, body, lag_us, whole_partition) -> None:
+        """Some time later, DELETE then INSERT of one key in one go by a writer whose clock is behind the service's
+        (which stamps the DELETE's record): the row is back, whatever the two clocks say."""
+        self.stack.clock.advance(lag_us / US + 0.5)  # the DELETE is newer than what the key held
+        writer = Client(-lag_us)
+        self._delete(key, writer.stamp(self.stack.clock()), whole_partition=whole_partition)
+        self._insert(key, {"body": body, "votes": 2}, None, writer.stamp(self.stack.clock()))
+
     @rule(seconds=st.sampled_from([0.001, 0.5, 1.0, 2.5]), purge=st.booleans())
     def clock(self, seconds, purge) -> None:
         """Time passes; the service purges what expired (and emits its TTL records) when it gets to it."""

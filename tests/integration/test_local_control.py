@@ -227,6 +227,52 @@ def test_loopback_names_are_accepted_as_host(stack: dict[str, Any]) -> None:
         assert requests.get(f"{stack['state']['control']}/stats", headers=headers, timeout=10).status_code == 200
 
 
+def test_a_second_stack_on_the_same_state_file_is_refused_in_one_line(stack: dict[str, Any]) -> None:
+    before = stack["path"].read_text()
+    done = subprocess.run(
+        [str(FRESHVEC), "local", "up", "--state", str(stack["path"])],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "a local stack is already running with state file" in done.stderr and "--state" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert stack["path"].read_text() == before  # the running stack stays reachable
+
+
+def test_a_busy_port_is_one_line_and_a_usage_error(stack: dict[str, Any], tmp_path: Path) -> None:
+    busy = stack["state"]["control"].rsplit(":", 1)[1]
+    done = subprocess.run(
+        [str(FRESHVEC), "local", "up", "--state", str(tmp_path / "other.json"), "--port", busy],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot listen on 127.0.0.1:{busy}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_stale_state_file_is_replaced_saying_so(stack: dict[str, Any], tmp_path: Path) -> None:
+    stale = tmp_path / "stale.json"
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True, text=True
+    )
+    stale.write_text(json.dumps({**stack["state"], "pid": int(gone.stdout), "control": "http://127.0.0.1:9"}))
+    busy = stack["state"]["control"].rsplit(":", 1)[1]  # stops it right after the state check
+    done = subprocess.run(
+        [str(FRESHVEC), "local", "up", "--state", str(stale), "--port", busy],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"replacing {stale}: the stack it names is no longer running" in done.stdout
+    assert done.returncode == 2
+
+
 def aws(stack: dict[str, Any], service: str, key: str | None = None, host: str | None = None) -> Any:
     """A plain boto3 client on the stack's endpoint (its access key unless ``key``; ``host``: a forged Host)."""
     state = stack["state"]
@@ -274,3 +320,28 @@ def test_ctrl_c_stops_the_stack_and_removes_the_state_file(stack: dict[str, Any]
     assert f"export AWS_ENDPOINT_URL_S3VECTORS={state['endpoint']} AWS_DEFAULT_REGION={state['region']}" in output
     assert f"export AWS_ACCESS_KEY_ID={state['aws_access_key']} AWS_SECRET_ACCESS_KEY=" in output
     assert not stack["path"].exists()
+
+
+def test_a_stack_leaves_a_state_file_that_is_no_longer_its_own(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    process = subprocess.Popen(
+        [str(FRESHVEC), "local", "up", "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state.exists()
+        another = {**json.loads(state.read_text()), "token": "another stack's", "pid": os.getpid()}
+        state.write_text(json.dumps(another))  # as another stack's `local up` would after this one's was stale
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+        assert "local stack stopped" in output
+        assert json.loads(state.read_text()) == another
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

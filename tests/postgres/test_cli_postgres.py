@@ -208,3 +208,21 @@ def test_preflight_skips_a_database_it_cannot_reach(pg) -> None:
     check = preflight.check_postgres(None, config)
     assert check.status == preflight.SKIP
     assert "run preflight where it is reachable" in check.detail
+
+
+def test_backfill_names_a_row_no_vector_can_hold_and_sends_the_rest(pg, pipeline) -> None:
+    columns = {"id": "text", "body": "text"}
+    pg.create_table(columns)
+    config = pg.config(columns=columns)
+    pg.run("INSERT INTO docs (id, body) VALUES (:a, 'a long key'), ('short', 'a short key')", a="x" * 1100)
+    p = pipeline(config)
+    unindexable: list[str] = []
+    conn = cli_pg.connect_source(config, None)
+    try:
+        sender = ChangeStreamSender.for_kinesis(p.kinesis, KINESIS_STREAM)
+        sent, _version = cli_pg.backfill(conn, config, sender, on_unindexable=unindexable.append)
+    finally:
+        conn.close()
+    assert sent == 1 and [e["key"] for e in p.records()] == [{"id": "short"}]
+    (line,) = unindexable
+    assert "vector key is 1104 characters" in line and "x" * 100 not in line

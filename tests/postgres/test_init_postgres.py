@@ -127,3 +127,24 @@ def test_init_replaces_the_shipped_sample_config_without_asking(pg, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "replacing the sample movies config" in result.output
     assert PipelineConfig.from_file(target).postgres.table == "books"
+
+
+def test_init_reads_the_password_file_psql_reads(pg, tmp_path: Path, monkeypatch) -> None:
+    pg.run(BOOKS_DDL)
+    for name in ("FRESHVEC_PG_PASSWORD", "PGPASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    passfile = tmp_path / "pgpass"
+    secret = pg.server.password.replace("\\", "\\\\").replace(":", "\\:")
+    passfile.write_text(f"# mine\nelsewhere:5432:*:postgres:wrong\n127.0.0.1:{pg.server.port}:*:postgres:{secret}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    no_password = f"postgresql://postgres@127.0.0.1:{pg.server.port}/{pg.name}"
+
+    result = init("--pg-url", no_password, "--table", "books", "--output", str(tmp_path / "books.json"))
+
+    assert result.exit_code == 0, result.output
+    passfile.chmod(0o644)  # as libpq does, a file others may read is not used
+    refused = init("--pg-url", no_password, "--table", "books", "--output", str(tmp_path / "other.json"))
+    assert refused.exit_code == EXIT_FAILED
+    assert "the server asks for a password and none was found" in refused.output
+    assert "PGPASSFILE or ~/.pgpass" in refused.output and "NoneType" not in refused.output

@@ -90,8 +90,11 @@ def test_a_second_attach_finds_everything_in_place(pg) -> None:
 def test_attach_refuses_a_table_unlike_the_config(pg, columns, primary_key, message) -> None:
     books(pg)
     config = books_config(pg, columns, primary_key=primary_key)
-    with pytest.raises(PostgresError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(PostgresError, match=message.replace("(", r"\(").replace(")", r"\)")) as refused:
         LocalPostgresTable(config, attach=attachment(pg, config)).start()
+    # ... and says what to run (no password in it: init reads it as psql does)
+    run = f"`freshvec init --pg-url postgresql://postgres@localhost:{pg.server.port}/{pg.name} --table public.books`"
+    assert run in str(refused.value)
     assert pg.run("SELECT count(*) FROM pg_replication_slots WHERE database = :d", d=pg.name) == [[0]]
 
 

@@ -45,6 +45,7 @@ class S3VectorsFront:
         self._legacy = legacy_buckets
         self._build_seconds = analyzer_build_seconds
         self._lock = threading.RLock()
+        self._kinesis_puts = threading.Lock()
         self._indexes: dict[tuple[str, str], IndexState] = {}
         self._bucket_modes: dict[str, str] = {}
         self._handlers: dict[str, Callable[[Environ, dict[str, Any]], tuple[int, Any]]] = {
@@ -72,6 +73,12 @@ class S3VectorsFront:
             with self._lock:
                 self._indexes.clear()
                 self._bucket_modes.clear()
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith(_KINESIS_PUTS):
+            # moto numbers a shard's next record from its current last one without a lock: two puts at once
+            # get the same sequence number and one record replaces the other. Kinesis never drops a put it
+            # acknowledged, so puts are taken one at a time.
+            with self._kinesis_puts:
+                return self._inner(environ, start_response)
         handler = self._handlers.get(path.lstrip("/"))
         if handler is None or environ.get("REQUEST_METHOD") != "POST" or not _is_s3vectors(environ):
             return self._inner(environ, start_response)
@@ -304,6 +311,7 @@ def _index_ref(body: Mapping[str, Any]) -> dict[str, Any]:
     return {"vectorBucketName": body.get("vectorBucketName"), "indexName": body.get("indexName")}
 
 
+_KINESIS_PUTS = "Kinesis_20131202.PutRecord"  # the X-Amz-Target prefix of PutRecord and PutRecords
 _RAW_BODY = "freshvec.raw_body"  # the request body as received, kept in the WSGI environ by _read_json
 
 
