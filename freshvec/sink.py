@@ -282,6 +282,8 @@ class _Run:
                     pool = self.pools.get(plan.key)
                     parked += decide(plan, stored, tombstone, pool, now_s=now_s, horizon_s=horizon_s)
             if parked:  # ambiguous re-syncs go to the DLQ (for a new read); plan their keys again without them
+                for record in parked:  # a removal standing for a poison change is rebuilt each pass: mark the change
+                    parsed[record.index].error = record.error
                 self.stats.resyncs_parked += len(parked)
                 continue
             failed = self._embed([p for p in plans if p.key not in self.read_failed])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -200,3 +201,25 @@ def test_a_repair_replaces_a_corrupt_version_that_would_refuse_any_ordered_chang
     repair = {**change("UPDATE", movie("A", "Sharks.")), "origin": "RECONCILE", "version": snapshot, "if_wid": seen}
     assert pipe.sink.process([kinesis_record(repair, 4)]).batch_item_failures == []
     assert pipe.vectors()[key_of("A")]["data"] == vec("Sharks.")
+
+
+def test_a_poison_resync_the_stored_state_makes_ambiguous_is_parked_not_planned_forever(moto: MotoServer) -> None:
+    """A re-sync whose row the sink refuses (metadata over the limit) stands as a removal; when its read stamp
+    cannot be ordered against the stored write, that removal is parked as ambiguous. The poison change itself
+    must leave the plan then: were only the removal rebuilt from it marked, every pass would rebuild and park it
+    again and the batch would never finish."""
+    pipe = make_pipeline(moto)
+    [insert] = forwarded(pipe.config, [ks_record(pipe.config, 1, T0, movie("A", "Sharks."), None)])
+    assert pipe.sink.process([insert]).batch_item_failures == []
+    stamp = versions.keyspaces_read_stamp((T0 - timedelta(seconds=10)).timestamp()).text()  # read before T0
+    poison = movie("A", "Sharks again.", original_lang="y" * 3000)
+    redrive = {**change("UPDATE", poison, config=pipe.config), "origin": "REDRIVE", "version": stamp}
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(pipe.sink.process([kinesis_record(redrive, 2)])))
+    worker.daemon = True
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the sink kept planning the batch"
+    [result] = results
+    assert result.batch_item_failures == [] and len(result.dead_letters) == 1
+    assert pipe.vectors()[key_of("A")]["metadata"]["overview"] == "Sharks."  # the stored write stands
