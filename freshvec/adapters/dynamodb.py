@@ -339,10 +339,12 @@ class DynamoDbTombstones:
             if seen is not None and not newer(parse(version), parse(seen)):
                 return  # the stored tombstone is as high or higher: it stays
             # Nothing counted as read: no item, an expired one, or one without a text version (written before
-            # versions were texts) — ``get`` skips those, so the write must be allowed to replace them.
-            values: dict[str, Any] = {":now": {"N": str(int(self._clock()))}, ":text": {"S": "S"}}
+            # versions were texts) — ``get`` skips those, so the write must be allowed to replace them. Expired
+            # means exactly what ``get`` means (``expires_at <= now``, the clock unrounded): with a stricter test
+            # an item expiring at the very second ``get`` read would count for neither, and every attempt fail.
+            values: dict[str, Any] = {":now": {"N": repr(float(self._clock()))}, ":text": {"S": "S"}}
             names = {"#pk": CHECKPOINT_PK, "#exp": ATTR_EXPIRES_AT, "#ver": ATTR_TOMBSTONE_VERSION}
-            condition = "attribute_not_exists(#pk) OR #exp < :now OR NOT attribute_type(#ver, :text)"
+            condition = "attribute_not_exists(#pk) OR #exp <= :now OR NOT attribute_type(#ver, :text)"
             if seen is not None:
                 condition, names, values = "#ver = :seen", {"#ver": ATTR_TOMBSTONE_VERSION}, {":seen": {"S": seen}}
             item = {

@@ -178,6 +178,26 @@ def test_a_lower_tombstone_never_replaces_a_higher_one_in_dynamodb(moto: MotoSer
     assert late.get(["k"]) == {"k": low}
 
 
+def test_a_tombstone_expiring_at_this_very_moment_is_replaced_not_left_to_fail_every_attempt(
+    moto: MotoServer,
+) -> None:
+    """``get`` no longer counts a tombstone at its expiry, so the compare-and-set must treat it as expired too
+    (else raising it failed every attempt until the clock moved: a TRUNCATE went back to re-delivery, and with
+    a stopped clock was parked, redriven and parked again)."""
+    dynamodb = moto.client("dynamodb")
+    create_checkpoint_table(dynamodb, "checkpoints")
+    before = DynamoDbTombstones(dynamodb, "checkpoints", retry=RetryPolicy(attempts=1), clock=lambda: 1000.0)
+    older, newer = versions.PgChange(0x500, 1, 5).text(), versions.PgChange(0x900, 2, 9).text()
+    for key, now in (("exactly", 5000.0), ("within_its_second", 5000.4)):
+        before.put({key: older}, expires_at=5000)
+        at = DynamoDbTombstones(dynamodb, "checkpoints", retry=RetryPolicy(attempts=1), clock=lambda now=now: now)
+        assert at.get([key]) == {}
+        at.put({key: newer}, expires_at=now + 4000)
+        assert at.get([key]) == {key: newer}
+        at.put({key: older}, expires_at=now + 4000)  # a lower one still never replaces a live higher one
+        assert at.get([key]) == {key: newer}
+
+
 def test_a_repair_replaces_a_corrupt_version_that_would_refuse_any_ordered_change(moto: MotoServer) -> None:
     """Another row's vector and metadata (its _fp and _ver) copied over a row: ordered changes are refused by
     the foreign, newer _ver; the compare-and-set repair on the write reconcile saw is not."""
