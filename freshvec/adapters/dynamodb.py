@@ -287,6 +287,11 @@ def _names_used_in(*expressions: str) -> dict[str, str]:
     return {name: attribute for name, attribute in _NAMES.items() if name in text}
 
 
+def tombstone_item_key(key: str) -> dict[str, Any]:
+    """The checkpoint-table item key that holds the tombstone of ``key``."""
+    return _key(_tombstone_partition(key), TOMBSTONE_SORT)
+
+
 def _key(partition: str, sort: str) -> dict[str, Any]:
     return {CHECKPOINT_PK: {"S": partition}, CHECKPOINT_SK: {"S": sort}}
 
@@ -348,7 +353,7 @@ class DynamoDbTombstones:
             if seen is not None:
                 condition, names, values = "#ver = :seen", {"#ver": ATTR_TOMBSTONE_VERSION}, {":seen": {"S": seen}}
             item = {
-                **_key(_tombstone_partition(key), TOMBSTONE_SORT),
+                **tombstone_item_key(key),
                 ATTR_TOMBSTONE_VERSION: {"S": version},
                 ATTR_EXPIRES_AT: {"N": str(int(expires_at))},
             }

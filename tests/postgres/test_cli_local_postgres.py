@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from freshvec import truncate
+from freshvec.adapters.dynamodb import tombstone_item_key
 from freshvec.adapters.postgres import connect
 from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK
 from freshvec.command import app
@@ -189,7 +191,12 @@ def test_a_parked_truncate_is_redriven_and_the_index_equals_the_table_again(pipe
     finally:
         conn.close()
     eventually(lambda: keys(pipeline) == set(), "the live TRUNCATE applied")
-    # As if the sink had parked the TRUNCATE: its rows back in the index, the TRUNCATE in the DLQ.
+    # As if the sink had parked the TRUNCATE: this index never started or finished it (its progress tombstones
+    # gone), its rows back in the index, the TRUNCATE in the DLQ.
+    dynamodb = pipeline.server.client("dynamodb")
+    for progress in truncate.progress_keys(pipeline.config):
+        item = tombstone_item_key(progress)
+        dynamodb.delete_item(TableName=pipeline.resources.checkpoint_table, Key=item)
     s3vectors.put_vectors(**where, vectors=[{k: v[k] for k in ("key", "data", "metadata")} for v in held["vectors"]])
     truncates = [(event, pk) for event, pk in _stream_events(pipeline) if event["op"] == "TRUNCATE"]
     event, partition = max(truncates, key=lambda pair: pair[0]["version"])  # the last one ("pg:" + 16 hex LSN)
