@@ -228,7 +228,11 @@ class PostgresSlotSource:
         if record.event is None:
             return self._envelope(record, record.error or "unknown", self._table_partition_key()), False
         event = record.event
-        key = self._table_partition_key() if event.op == TRUNCATE_OP else partition_key(self._vector_key(event))
+        try:
+            key = self._table_partition_key() if event.op == TRUNCATE_OP else partition_key(self._vector_key(event))
+        except PoisonRecordError as exc:  # a key no vector can hold: parked, never a forwarder that stops here
+            keyed = dataclasses.replace(record, raw={**record.raw, "key": event.key})
+            return self._envelope(keyed, str(exc), self._table_partition_key()), False
         data = event.to_bytes()
         if len(data) + len(key) > c.KINESIS_MAX_RECORD_BYTES and event.old is not None:
             event = dataclasses.replace(event, old=None, extra={**event.extra, "old_omitted": True})
