@@ -5,7 +5,6 @@ written after it still arrives."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
