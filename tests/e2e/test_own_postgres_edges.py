@@ -4,6 +4,7 @@ written after it still arrives."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,10 +12,13 @@ import pytest
 from freshvec.local.pgserver import PostgresNotAvailable
 from freshvec.testing.newcomer import Newcomer, wait_for
 
-NOTES_SQL = """
+LONG_SLUG = "k" * 1100
+NOTES_SQL = f"""
 CREATE TABLE notes (author text NOT NULL, slug text NOT NULL, body text, rating real, PRIMARY KEY (author, slug));
 INSERT INTO notes VALUES ('ann', 'cranes', 'Cranes migrate across Europe in autumn in long grey lines.', 4.5);
+INSERT INTO notes VALUES ('old', '{LONG_SLUG}', 'A row whose key no vector can hold, there before local up.', 1);
 """
+HUGE_BODY = "repeat('Moose wade into cold lakes to eat water plants all summer long. ', 17000)"  # over 1 MB
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +46,19 @@ def parked(newcomer: Newcomer) -> int:
     return int(newcomer.status()["dlq_visible"])
 
 
+def reconcile(newcomer: Newcomer, *args: str) -> tuple[int, dict]:
+    done = newcomer.freshvec("--local", "reconcile", "--json", *args)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_rows_already_there_are_indexed_and_one_no_vector_can_hold_is_named(newcomer: Newcomer) -> None:
+    started = "".join(newcomer.up_output)
+    assert '["old", "kkkk' in started and "cannot be indexed: vector key is 1110 characters" in started
+    assert "Traceback" not in started
+    assert authors(newcomer, "cranes migrating over Europe")[0] == "ann"
+
+
 def test_a_key_no_vector_can_hold_is_parked_and_later_rows_still_arrive(newcomer: Newcomer) -> None:
     newcomer.psql(f"INSERT INTO notes VALUES ('long', '{'s' * 1100}', 'Whales sing in the cold northern sea.', 1)")
     newcomer.psql("INSERT INTO notes VALUES ('bob', 'herons', 'Herons stand still in the shallow river.', 2)")
@@ -50,3 +67,18 @@ def test_a_key_no_vector_can_hold_is_parked_and_later_rows_still_arrive(newcomer
     assert "S3 Vectors allows at most 1024); sending it for the DLQ" in "".join(newcomer.up_output)
     assert "long" not in authors(newcomer, "whales singing in the sea")
     assert newcomer.status()["extra"]["forwarder_crashes"] == 0
+
+
+def test_a_row_too_large_for_the_change_stream_is_parked_and_its_older_state_removed(newcomer: Newcomer) -> None:
+    newcomer.psql("INSERT INTO notes VALUES ('big', 'moose', 'Moose wade into cold lakes in summer.', 3)")
+    wait_for(lambda: "big" in authors(newcomer, "moose wading into lakes"), timeout=90)
+    newcomer.psql(f"UPDATE notes SET body = {HUGE_BODY} WHERE author = 'big'")
+    # The row's new state cannot travel in one Kinesis record: its old text must not stay searchable.
+    wait_for(lambda: "big" not in authors(newcomer, "moose wading into lakes"), timeout=90)
+    code, report = reconcile(newcomer)
+    assert (code, report["drift"]) == (0, 0), report
+    assert any("a Kinesis record holds at most 1048576" in line for line in report["examples"]["unindexable"])
+    code, report = reconcile(newcomer, "--repair")  # a repair re-sends what it can and never crashes on the row
+    assert code == 0, report
+    newcomer.psql("UPDATE notes SET body = 'Moose wade into cold lakes again.' WHERE author = 'big'")
+    wait_for(lambda: "big" in authors(newcomer, "moose wading into lakes"), timeout=90)
