@@ -82,3 +82,20 @@ def test_a_row_too_large_for_the_change_stream_is_parked_and_its_older_state_rem
     assert code == 0, report
     newcomer.psql("UPDATE notes SET body = 'Moose wade into cold lakes again.' WHERE author = 'big'")
     wait_for(lambda: "big" in authors(newcomer, "moose wading into lakes"), timeout=90)
+
+
+def test_load_writes_the_good_rows_of_a_batch_the_server_refuses_one_row_of(newcomer: Newcomer) -> None:
+    rows = newcomer.workdir / "rows.jsonl"
+    lines = [
+        {"author": "load", "slug": "kestrels", "body": "Kestrels hover over the fields before they dive."},
+        {"author": "load", "slug": "nul", "body": "PostgreSQL text cannot hold a NUL \u0000 character."},
+        {"author": "load", "slug": "puffins", "body": "Puffins nest in burrows on the cliffs."},
+    ]
+    rows.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    done = newcomer.freshvec("--local", "load", str(rows))
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = " ".join((done.stdout + done.stderr).split())
+    assert "2 row(s) written" in output and "1 failed" in output, output
+    assert "failed rows.jsonl:2:" in output and "failed rows.jsonl:1:" not in output, output
+    written = newcomer.psql("SELECT slug FROM notes WHERE author = 'load' ORDER BY slug").split()
+    assert written == ["kestrels", "puffins"]
