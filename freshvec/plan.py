@@ -297,7 +297,7 @@ def decide(
         elif verdict is Verdict.SKIP or (effective is None and not refusal and _no_news(record, stored, vectors)):
             stale.append(record)
         else:
-            record.error = AmbiguousResyncError(refusal or _ambiguity(record.version, state))
+            record.error = AmbiguousResyncError(refusal or _ambiguity(record.version, state, now_s))
             parked.append(record)
     if parked:
         return parked  # the caller plans the key again without them
@@ -370,11 +370,15 @@ def _unseen_by_read(version: Version | None, stored: Version | None, now_s: floa
     return at_us <= (now_s + c.KEYSPACES_READER_CLOCK_BOUND_S) * 1_000_000
 
 
-def _ambiguity(version: Version | None, state: Version | None) -> str:
-    return (
-        f"the re-sync (stamped {versions.text_of(version)}) cannot tell whether its read saw the stored state "
-        f"({versions.text_of(state)}); `freshvec redrive send` reads the row again"
-    )
+def _ambiguity(version: Version | None, state: Version | None, now_s: float | None) -> str:
+    seen = f"the re-sync (stamped {versions.text_of(version)}) cannot tell whether its read saw the stored state"
+    ahead_s = state.created_us / 1_000_000 - now_s if isinstance(state, versions.KsChange) and now_s else 0.0
+    if ahead_s > c.KEYSPACES_READER_CLOCK_BOUND_S:  # no createdAt is that far ahead: a restore or a bug wrote it
+        return (
+            f"{seen} ({versions.text_of(state)}, {ahead_s:.0f} s ahead of the sink's clock: no read passes it); "
+            "`freshvec reconcile --repair` mends the row, then `freshvec redrive send` clears this"
+        )
+    return f"{seen} ({versions.text_of(state)}); `freshvec redrive send` reads the row again"
 
 
 def _no_news(record: ParsedRecord, stored: Mapping[str, Any] | None, pool: Mapping[str, list[float]]) -> bool:

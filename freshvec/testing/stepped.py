@@ -34,8 +34,10 @@ from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.cli import app as cli_app
 from freshvec.cli import parked
+from freshvec.cli.redrive import record_key
 from freshvec.config import PipelineConfig
 from freshvec.forwarder import Forwarder
+from freshvec.keys import vector_key
 from freshvec.local.control import ControlServer
 from freshvec.local.esm import S3OnFailureDestination
 from freshvec.local.keyspaces import ManualClock
@@ -315,7 +317,19 @@ class SteppedStack:
         queued = int(attributes["ApproximateNumberOfMessages"]) + int(
             attributes["ApproximateNumberOfMessagesNotVisible"]
         )
-        return queued + s3.list_objects_v2(Bucket=self.resources.on_failure_bucket).get("KeyCount", 0)
+        objects = s3.list_objects_v2(Bucket=self.resources.on_failure_bucket).get("Contents", [])
+        # a redriven batch is moved under ``redriven/`` for audit: it is no longer parked
+        return queued + sum(1 for o in objects if not o["Key"].startswith(parked.REDRIVEN_PREFIX))
+
+    def parked_rows(self) -> set[str]:
+        """The rows (their chunk 0 keys) that changes waiting in the DLQ or the on-failure bucket are about."""
+        rows: set[str] = set()
+        for item in parked.peek_parked(self.client, self.resources, source="all", limit=1000):
+            for record in item.records:
+                key = record_key(record.data, self.config)
+                if key is not None:
+                    rows.add(vector_key(key, self.config.key_columns))
+        return rows
 
     def quiesce(self, rounds: int = 50) -> None:
         """Forward and deliver until nothing is left anywhere: a round that forwarded nothing and delivered

@@ -161,6 +161,20 @@ def test_a_keyspaces_resync_that_may_not_have_seen_a_delete_is_parked_for_a_new_
     assert decide(newer, None, versions.parse(live(6))) == [] and newer.action is Action.PUT
 
 
+def test_a_resync_parked_on_a_version_from_the_future_says_that_only_a_repair_mends_the_row() -> None:
+    resync = {**change("INSERT", movie("A", "t")), "origin": "REDRIVE"}
+    now_s = 1_000.0
+    plan = plan_of(resync, at=(read_at(int((now_s - 2) * 1_000_000)),))
+    future = versions.KsChange(int((now_s + 3_600) * 1_000_000), "label", 0, 1).text()
+    parked = decide(plan, stored("old", future), None, now_s=now_s)
+    assert [r.index for r in parked] == [0]
+    assert "3600 s ahead" in str(parked[0].error) and "reconcile --repair" in str(parked[0].error)
+    recent = versions.KsChange(int((now_s - 1) * 1_000_000), "label", 0, 1).text()  # a real write, just after
+    again = plan_of(resync, at=(read_at(int((now_s - 2) * 1_000_000)),))
+    parked = decide(again, stored("old", recent), None, now_s=now_s)
+    assert "redrive send` reads the row again" in str(parked[0].error) and "repair" not in str(parked[0].error)
+
+
 def test_an_ambiguous_resync_that_changes_nothing_is_not_parked() -> None:
     resync = {**change("UPDATE", movie("A", "t")), "origin": "BACKFILL"}
     record = parsed(0, resync, read_at(5))
