@@ -1,13 +1,13 @@
 """``freshvec load --wait`` and ``freshvec wait``: poll the index until each write is searchable, and how long it took.
 
-A write is visible when the index holds what the sink would write for it: a put when the key's vector carries
-the fingerprint (``_fp``) of the text written (``freshvec.plan.fingerprint``, with the config's model,
-dimensions and normalisation and the provider's input limit), a delete (or an update to empty text) when the
-key has no vector. Keys known only by their primary key (``freshvec wait`` with a keys file) are visible when a
-vector exists (or, with ``--delete``, when none does).
+A write is visible when the index holds what the sink would write for it: a put when every chunk of the text
+written (``freshvec.chunking.expected_chunks``: one for a short text) carries its fingerprint (``_fp``, with the
+config's model, dimensions and normalisation and the provider's input limit) and chunk 0 counts them, a delete
+(or an update to empty text) when the key has no vector. Keys known only by their primary key (``freshvec
+wait`` with a keys file) are visible when a vector exists (or, with ``--delete``, when none does).
 
-Polling is GetVectors of the pending keys (at most 100 a call, metadata only) until every write is visible
-or the timeout passes; latency is from the write (its acknowledgement, for ``load --wait``; the change's time
+Polling is GetVectors of the pending keys and their chunks (at most 100 a call, metadata only) until every write
+is visible or the timeout passes; latency is from the write (its acknowledgement, for ``load --wait``; the change's time
 ``_changed_at`` from the vector, or the start of waiting for deletes, for ``freshvec wait``) to the first poll
 that saw it. The same code serves AWS and local mode: local mode polls the moto endpoint of the state file.
 """
@@ -27,6 +27,7 @@ import typer
 
 from freshvec import constants as c
 from freshvec.adapters.s3vectors import S3VectorsStore
+from freshvec.chunking import expected_chunks
 from freshvec.cli import console
 from freshvec.cli.errors import EXIT_CHECK_FAILED, OperatorError, UsageError
 from freshvec.cli.load import LoadReport, RowWriter, WriteOp, WriteResult
@@ -35,7 +36,7 @@ from freshvec.config import PipelineConfig
 from freshvec.datafiles import read_records
 from freshvec.errors import PoisonRecordError
 from freshvec.keys import parse_vector_key, vector_key
-from freshvec.plan import fingerprint, has_text
+from freshvec.plan import has_text
 from freshvec.sources.keyspaces.driver import CellError, TableSchema, convert_row, row_to_json
 
 PRESENT = object()  # expectation of a key known only by its primary key: any vector
@@ -49,8 +50,9 @@ class Expected:
     """What the index should show for one key, and when the write happened (``written_at``: epoch seconds)."""
 
     key: str
-    fingerprint: str | object | None  # a fingerprint, None (no vector) or PRESENT (any vector)
+    fingerprint: str | object | None  # chunk 0's fingerprint, None (no vector) or PRESENT (any vector)
     written_at: float | None = None  # None: take the vector's _changed_at (else the start of waiting)
+    chunks: dict[str, str] = field(default_factory=dict)  # a long text's further chunks: chunk key -> fingerprint
 
 
 @dataclass
@@ -87,16 +89,6 @@ class Expectations:
         self.schema = schema
         self._limit = max_input_chars(config)
 
-    def fingerprint(self, text: str) -> str:
-        e = self.config.embedding
-        return fingerprint(
-            model_id=e.model_id,
-            dimensions=e.dimensions,
-            normalize=e.normalize,
-            max_input_chars=self._limit,
-            text=text,
-        )
-
     def of(
         self, row: Mapping[str, Any], *, delete: bool, written_at: float | None, without_text: object = PRESENT
     ) -> Expected:
@@ -112,8 +104,13 @@ class Expectations:
         return self.of_text(key, values.get(self.schema.text_column), written_at)
 
     def of_text(self, key: str, text: Any, written_at: float | None) -> Expected:
-        # An update to empty text removes the vector, as the sink does.
-        return Expected(key, self.fingerprint(text) if has_text(text) else None, written_at)
+        """The chunks the sink stores for ``text`` (``freshvec.chunking``: stripped, a long text split), each by
+        its fingerprint; none for an empty text, as the sink removes the row's vectors. PoisonRecordError when
+        the sink refuses the text (a chunk key too long, too many chunks)."""
+        chunks = expected_chunks(self.config, key, text, max_input_chars=self._limit) if has_text(text) else []
+        if not chunks:
+            return Expected(key, None, written_at)
+        return Expected(key, chunks[0].fingerprint, written_at, {ch.key: ch.fingerprint for ch in chunks[1:]})
 
 
 class RecordingWriter:
@@ -158,17 +155,33 @@ class RecordingWriter:
         text_column = self.expectations.schema.text_column
         for e, (row, _version) in zip(pending, reads, strict=True):
             text = (row or {}).get(text_column)
-            self.expected[e.key] = self.expectations.of_text(e.key, text, e.written_at)
+            try:
+                self.expected[e.key] = self.expectations.of_text(e.key, text, e.written_at)
+            except PoisonRecordError as exc:  # the table's text is one the sink parks: nothing to wait for
+                del self.expected[e.key]
+                self.unindexable.append(f"{console.shorten(e.key)}: {exc}")
 
 
-def visible(expected: Expected, stored: Mapping[str, Any] | None) -> bool:
+def visible(expected: Expected, found: Mapping[str, Any]) -> bool:
+    """Whether the vectors ``found`` (GetVectors of the key and its expected chunks) show the write: every chunk
+    the text makes, each with its fingerprint, and chunk 0 counting exactly them."""
+    stored = found.get(expected.key)
     if expected.fingerprint is None:
         return stored is None
     if stored is None:
         return False
     if expected.fingerprint is PRESENT:
         return True
-    return (stored.get("metadata") or {}).get(c.META_FINGERPRINT) == expected.fingerprint
+    metadata = stored.get("metadata") or {}
+    if metadata.get(c.META_FINGERPRINT) != expected.fingerprint:
+        return False
+    if expected.chunks and metadata.get(c.META_CHUNKS) != len(expected.chunks) + 1:
+        return False
+    return all(_fingerprint_of(found.get(key)) == fp for key, fp in expected.chunks.items())
+
+
+def _fingerprint_of(stored: Mapping[str, Any] | None) -> Any:
+    return ((stored or {}).get("metadata") or {}).get(c.META_FINGERPRINT)
 
 
 def wait_visible(
@@ -188,16 +201,16 @@ def wait_visible(
     outcome = WaitOutcome()
     while pending:
         keys = list(pending)
+        polled = keys + [chunk for e in pending.values() for chunk in e.chunks]
         found: dict[str, Any] = {}
-        for start in range(0, len(keys), c.S3V_GET_BATCH):
-            found.update(get(keys[start : start + c.S3V_GET_BATCH]))
+        for start in range(0, len(polled), c.S3V_GET_BATCH):
+            found.update(get(polled[start : start + c.S3V_GET_BATCH]))
         seen_at = clock()
         outcome.polls += 1
         for key in keys:
             e = pending[key]
-            stored = found.get(key)
-            if visible(e, stored):
-                since = e.written_at if e.written_at is not None else _changed_at(stored, started)
+            if visible(e, found):
+                since = e.written_at if e.written_at is not None else _changed_at(found.get(key), started)
                 outcome.latencies_ms.append(max(0.0, (seen_at - since) * 1000))
                 del pending[key]
         if on_poll is not None:

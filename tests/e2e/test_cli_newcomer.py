@@ -230,3 +230,26 @@ def test_wait_for_a_key_no_vector_can_hold_is_a_usage_error(pipeline: LocalPipel
     result = freshvec("--local", "wait", "--keys-file", str(keys), "--timeout", "1")
     assert result.exit_code == EXIT_USAGE, result.output
     assert "keys.jsonl:1: vector key is 1104 characters" in result.output
+
+
+def test_load_wait_sees_a_long_text_and_one_with_surrounding_spaces(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    paragraphs = [
+        f"Paragraph {n} of the keeper's log: " + "the lamp was trimmed and the glass wiped. " * 12 for n in range(5)
+    ]
+    long_row = {"title": "Wait Long Log", "overview": "\n\n".join(paragraphs)}
+    spaced = {"title": "Wait Spaced", "overview": "  a ferry crosses the fjord at dawn  \n"}
+    rows = jsonl(tmp_path, "rows.jsonl", long_row, spaced)
+
+    result = freshvec("--local", "load", str(rows), "--wait", "--timeout", "30")
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert "2 change(s) searchable" in result.output
+    assert len(pipeline.indexed_chunks({"title": "Wait Long Log"})) > 1
+
+    # An edit of the last paragraph only: chunk 0 keeps its text, and the wait ends once the edit is stored.
+    paragraphs[-1] = "Paragraph 4, rewritten: a storm broke the lantern and a neighbour relit it by hand."
+    edited = jsonl(tmp_path, "edited.jsonl", {**long_row, "overview": "\n\n".join(paragraphs)})
+    result = freshvec("--local", "load", str(edited), "--wait", "--timeout", "30")
+    assert result.exit_code == EXIT_OK, result.output
+    passages = [chunk["metadata"]["overview"] for chunk in pipeline.indexed_chunks({"title": "Wait Long Log"})]
+    assert any("relit it by hand" in passage for passage in passages), passages
