@@ -21,9 +21,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from freshvec.adapters.postgres import connect
 from freshvec.config import PipelineConfig, PostgresConnectionConfig
@@ -31,10 +31,12 @@ from freshvec.local import pg_attach
 from freshvec.local.pgserver import LocalPostgres
 from freshvec.sources.postgres import snapshot
 from freshvec.sources.postgres import types as pgtypes
+from freshvec.sources.postgres.errors import sqlstate
 from freshvec.sources.postgres.session import prepare_session, quote_ident
 from freshvec.sources.postgres.writer import PgTableWriter
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 def with_local_connection(config: PipelineConfig, server: LocalPostgres) -> PipelineConfig:
@@ -140,40 +142,59 @@ class LocalPostgresTable:
         return conn
 
     # ---- the table, like LocalTable ------------------------------------------------------------
+    def _call(self, work: Callable[[Any], T]) -> T:
+        """``work`` on the table's connection, one caller at a time. A connection its server dropped (a restart)
+        is made again and ``work`` tried once more: every call is idempotent (upserts and deletes by key, a
+        TRUNCATE, reads). Errors the server answered (a row it refuses) and bad input are raised as they are."""
+        with self._lock:
+            try:
+                return work(self._conn)
+            except Exception as exc:
+                if isinstance(exc, ValueError) or sqlstate(exc) is not None:
+                    raise
+                self._reconnect()
+                return work(self._conn)
+
+    def _reconnect(self) -> None:
+        dropped, self._conn = self._conn, None
+        if dropped is not None:
+            with contextlib.suppress(Exception):
+                dropped.close()
+        conn = self._new_connection()
+        if self.attachment is not None:  # the claim on the slot went with the old connection's session
+            pg_attach.claim(conn, self.config.postgres.slot)
+        self._conn = conn
+
     def upsert(self, rows: Iterable[Mapping[str, Any]], ttl_s: float | None = None) -> list[str]:
         if ttl_s is not None:
             raise ValueError("PostgreSQL has no row TTL; write without ttl_s")
-        with self._lock:
-            return self.writer.upsert(self._conn, rows)
+        rows = list(rows)
+        return self._call(lambda conn: self.writer.upsert(conn, rows))
 
     def delete(self, keys: Iterable[Mapping[str, Any]]) -> list[str]:
-        with self._lock:
-            return self.writer.delete(self._conn, keys)
+        keys = list(keys)
+        return self._call(lambda conn: self.writer.delete(conn, keys))
 
     def truncate(self) -> list[str]:
-        with self._lock:
-            return self.writer.truncate(self._conn)
+        return self._call(self.writer.truncate)
 
     def expire_due(self) -> list[str]:
         return []  # no TTL in PostgreSQL
 
     def count(self) -> int:
-        with self._lock:
-            return self.writer.count(self._conn)
+        return self._call(self.writer.count)
 
     def rows(self) -> Iterator[Row]:
         """Every row, in the change-event JSON forms (what the index should hold)."""
         names = list(self.writer.columns)
         select = ", ".join(f"{quote_ident(n)}::text" for n in names)
-        with self._lock:
-            found = self._conn.run(f"SELECT {select} FROM {self.writer.name}")  # noqa: S608 - quoted names
+        found = self._call(lambda conn: conn.run(f"SELECT {select} FROM {self.writer.name}"))  # noqa: S608
         for values in found:
             yield {n: pgtypes.from_text(v, self.writer.columns[n]) for n, v in zip(names, values, strict=True)}
 
     def read_keys(self, keys: Sequence[Mapping[str, Any]]) -> tuple[str, list[Row | None]]:
         """Each key's row (None: none) in one snapshot, and the snapshot's version (re-sync reads)."""
-        with self._lock:
-            return snapshot.read_keys(self._conn, self.writer, keys)
+        return self._call(lambda conn: snapshot.read_keys(conn, self.writer, keys))
 
     def scan(
         self, segment: int, segments: int, *, after: str | None = None, limit: int = 1000
@@ -183,8 +204,7 @@ class LocalPostgresTable:
         cursor for the next page or None)."""
         if segments < 1 or not 0 <= segment < segments:
             raise ValueError(f"segment must be in 0..{segments - 1} and segments at least 1")
-        with self._lock:
-            pages = list(snapshot.snapshot_pages(self._conn, self.writer, _SCAN_FETCH_ROWS))
+        pages = self._call(lambda conn: list(snapshot.snapshot_pages(conn, self.writer, _SCAN_FETCH_ROWS)))
         version = pages[0][0] if pages else snapshot.parse_snapshot("1:1:").text()
         ids = {}
         for _, rows in pages:

@@ -99,3 +99,18 @@ def test_load_writes_the_good_rows_of_a_batch_the_server_refuses_one_row_of(newc
     assert "failed rows.jsonl:2:" in output and "failed rows.jsonl:1:" not in output, output
     written = newcomer.psql("SELECT slug FROM notes WHERE author = 'load' ORDER BY slug").split()
     assert written == ["kestrels", "puffins"]
+
+
+def test_reads_and_writes_go_on_after_the_server_dropped_local_modes_connections(newcomer: Newcomer) -> None:
+    # What a server restart, or an administrator ending idle sessions, does to a running `local up`.
+    newcomer.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND datname = current_database() AND backend_type = 'client backend'"
+    )
+    code, report = reconcile(newcomer)
+    assert (code, report["drift"]) == (0, 0), report
+    rows = newcomer.workdir / "after.jsonl"
+    rows.write_text(json.dumps({"author": "after", "slug": "voles", "body": "Voles dig runs under the snow."}) + "\n")
+    done = newcomer.freshvec("--local", "load", str(rows), "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "after" in authors(newcomer, "voles digging under snow")
