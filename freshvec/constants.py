@@ -311,6 +311,9 @@ M_BATCH_DURATION_MS = "BatchDurationMs"
 # Bedrock batch job computed for its chunks ({fingerprint: base64 little-endian float32}).
 EVENT_GENERATIONS = "generations"
 EVENT_VECTORS = "vectors"
+# A change event too large for one Kinesis record goes as the row's marker: key, op and version, no row image,
+# and this field with the reason; the sink parks it and removes the row's older vectors (docs/change-event.md).
+EVENT_UNSENDABLE = "unsendable"
 GENERATION_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
 DEFAULT_GENERATION = "g1"
 # Readers re-read the index pointer this often: a cutover or rollback reaches every reader within it.

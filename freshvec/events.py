@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from freshvec import versions
-from freshvec.constants import EVENT_VERSION, OPS, ORIGINS, RESYNC_ORIGINS
+from freshvec.constants import (
+    EVENT_UNSENDABLE,
+    EVENT_VECTORS,
+    EVENT_VERSION,
+    KINESIS_MAX_RECORD_BYTES,
+    OPS,
+    ORIGINS,
+    RESYNC_ORIGINS,
+)
 from freshvec.errors import PoisonRecordError
 
 Row = dict[str, Any]
@@ -97,6 +105,41 @@ class ChangeEvent:
 
     def to_bytes(self) -> bytes:
         return self.to_json().encode("utf-8")
+
+
+def sendable_bytes(event: ChangeEvent, partition_key: str) -> bytes:
+    """The event's bytes as they fit one Kinesis record with ``partition_key``.
+
+    Too large whole, it goes without its old image (only a hint to the sink: ``old_omitted``), then without the
+    vectors a batch job computed (the sink embeds instead). Still too large — a row whose text alone passes the
+    limit — it goes as the row's marker: key, op, version and origin, an empty row image and the reason
+    (``unsendable``). The sink parks the marker with that reason and removes the row's older vectors, as for
+    any change it can never index, so the index never serves an older state of the row; a later change that
+    fits indexes it again."""
+    room = KINESIS_MAX_RECORD_BYTES - len(partition_key.encode("utf-8"))
+    data = event.to_bytes()
+    if len(data) <= room:
+        return data
+    if event.old is not None:
+        event = replace(event, old=None, extra={**event.extra, "old_omitted": True})
+        data = event.to_bytes()
+        if len(data) <= room:
+            return data
+    extra = {k: v for k, v in event.extra.items() if k != EVENT_VECTORS}
+    if len(extra) < len(event.extra):
+        event = replace(event, extra=extra)
+        data = event.to_bytes()
+        if len(data) <= room:
+            return data
+    reason = f"change event is {len(data)} bytes; a Kinesis record holds at most {KINESIS_MAX_RECORD_BYTES}"
+    marker = replace(event, new=None if event.new is None else {}, extra={**extra, EVENT_UNSENDABLE: reason})
+    return marker.to_bytes()
+
+
+def unsendable_reason(event: ChangeEvent) -> str | None:
+    """Why the producer sent only the row's marker (``sendable_bytes``), or None for a whole change event."""
+    reason = event.extra.get(EVENT_UNSENDABLE)
+    return reason if isinstance(reason, str) else None
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {

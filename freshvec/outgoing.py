@@ -86,7 +86,8 @@ def coalesce_changes(records: Sequence[OutgoingRecord], events: Sequence[bool]) 
             doc = json.loads(last.data)
             doc["old"] = json.loads(records[run[0]].data).get("old")
             data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            last = replace(last, data=data)
+            if len(data) + len(last.partition_key.encode("utf-8")) <= c.KINESIS_MAX_RECORD_BYTES:
+                last = replace(last, data=data)  # else the last change goes as it is: the old image is only a hint
         merged.append((run[-1], last, len(run)))
     merged.sort(key=lambda item: item[0])
     return [(record, count) for _, record, count in merged]

@@ -33,7 +33,7 @@ from freshvec import truncate, versions
 from freshvec.chunking import chunk_keys, expected_chunks, stored_chunk_count
 from freshvec.config import PipelineConfig
 from freshvec.errors import FreshvecError, MisconfigurationError, PoisonRecordError, TransientError
-from freshvec.events import parse_event
+from freshvec.events import parse_event, unsendable_reason
 from freshvec.keys import split_chunk_key, stray_vector_key, vector_key
 from freshvec.metadata import MetadataBuilder, epoch_millis, passages_cut
 from freshvec.plan import (
@@ -214,6 +214,9 @@ class Sink:
             if stray is not None and event.op != "DELETE":
                 raise PoisonRecordError("a repair of a vector key that names no row can only remove it")
             parsed.key = stray if stray is not None else vector_key(event.key, self.config.key_columns)
+            unsendable = unsendable_reason(event)
+            if unsendable is not None:  # the row's state did not fit a Kinesis record: it can never arrive whole
+                raise PoisonRecordError(unsendable)
             if not event.is_removal:
                 assert event.new is not None  # parse_event guarantees a new image for INSERT/UPDATE
                 text = event.new.get(self.config.embedding_field)

@@ -299,7 +299,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 class ControlApiRowWriter:
-    """Writes rows to a running local mode through its control API, in batches, retrying connection errors."""
+    """Writes rows to a running local mode through its control API, in batches, retrying connection errors; a
+    batch the table refuses (400) is written again row by row, so only the bad rows fail."""
 
     def __init__(
         self,
@@ -337,6 +338,10 @@ class ControlApiRowWriter:
         while True:
             try:
                 response = requests.post(f"{self.control_url}/{path}", json=body, headers=self.headers, timeout=30)
+                if response.status_code == 400 and len(batch) > 1:  # one bad row refuses the call: find it
+                    for op in batch:
+                        self._flush([op], report)
+                    return
                 if response.status_code < 500:
                     if response.status_code >= 400:
                         error = f"local control API refused the rows ({response.status_code}): {response.text[:200]}"

@@ -58,6 +58,7 @@ from freshvec.cli.settings import settings
 from freshvec.cli.stack import ClientFactory, StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
+from freshvec.events import parse_event, unsendable_reason
 from freshvec.keys import parse_vector_key, split_chunk_key, vector_key
 from freshvec.metadata import MetadataBuilder
 from freshvec.plan import has_text
@@ -69,6 +70,7 @@ _REPAIR_BATCH = 500  # keys read and re-synced at a time
 # Provenance is not compared; chunk 0's count is (a wrong one makes a later delete leave chunks behind).
 _IGNORED_METADATA = frozenset(c.PIPELINE_NON_FILTERABLE_KEYS) - {c.META_CHUNKS}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EVENT_HEADROOM = 64 * 1024  # a change event's fields besides the row: far below this
 
 
 # ---- what a row expects, what a vector holds -------------------------------------------------------------
@@ -117,6 +119,9 @@ class Expectation:
                 values = json.dumps([row[name] for name in self.config.key_columns], ensure_ascii=False, default=str)
                 return {console.shorten(values): (UNINDEXABLE, str(exc))}
             return {}
+        unsendable = self.unsendable(row)
+        if unsendable is not None:
+            return {key: (UNINDEXABLE, unsendable)}
         try:
             chunks = expected_chunks(self.config, key, text, max_input_chars=self.max_input_chars)
             expected = {}
@@ -133,6 +138,16 @@ class Expectation:
             return expected
         except PoisonRecordError as exc:
             return {key: (UNINDEXABLE, str(exc))}
+
+    def unsendable(self, row: Mapping[str, Any]) -> str | None:
+        """Why the row's re-sync cannot travel in one Kinesis record (the sink parks its marker), or None."""
+        image = json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        if len(image) < c.KINESIS_MAX_RECORD_BYTES - _EVENT_HEADROOM:
+            return None
+        record = resync.resync_record(
+            self.config, row, dict(row), None, origin="RECONCILE", seq="reconcile", shard="reconcile", if_wid=""
+        )
+        return unsendable_reason(parse_event(record.data))
 
 
 def stored_entry(vector: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -35,7 +35,7 @@ from freshvec.cli.send import ChangeStreamSender
 from freshvec.cli.stack import StackResources
 from freshvec.config import PipelineConfig
 from freshvec.errors import PoisonRecordError
-from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.events import ChangeEvent, format_timestamp, sendable_bytes
 from freshvec.keys import STRAY_KEY_FIELD, chunk_key, parse_vector_key, partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.plan import write_token
@@ -208,9 +208,8 @@ def resync_record(
             **({c.EVENT_VECTORS: dict(vectors)} if vectors else {}),
         },
     )
-    return OutgoingRecord(
-        event.to_bytes(), partition_key(vector_key(full_key, config.key_columns)), seq, changed_at=now.timestamp()
-    )
+    shard_key = partition_key(vector_key(full_key, config.key_columns))
+    return OutgoingRecord(sendable_bytes(event, shard_key), shard_key, seq, changed_at=now.timestamp())
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,12 @@ class PipelineConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> PipelineConfig:
         """A JSON file holding either the bare config or a whole cdk.json (its ``context.freshvec``)."""
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ConfigError("(document)", f"{path}: no such file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("(document)", f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:

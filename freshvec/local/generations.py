@@ -22,7 +22,7 @@ from freshvec import constants as c
 from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.ssm import SsmPointerStore
 from freshvec.config import GenerationConfig, PipelineConfig
-from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.events import ChangeEvent, format_timestamp, sendable_bytes
 from freshvec.generations import (
     CachedPointer,
     GenerationReport,
@@ -60,7 +60,8 @@ def _resync(
         seq=f"demo-fill:{n}", shard="backfill", ts=format_timestamp(datetime.now(UTC)), origin="BACKFILL",
         source=config.source.kind, version=version, extra={c.EVENT_GENERATIONS: [generation]},
     )  # fmt: skip
-    return {"Data": event.to_bytes(), "PartitionKey": partition_key(vector_key(key, config.key_columns))}
+    shard_key = partition_key(vector_key(key, config.key_columns))
+    return {"Data": sendable_bytes(event, shard_key), "PartitionKey": shard_key}
 
 
 class LocalGenerations:

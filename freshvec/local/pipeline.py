@@ -43,6 +43,7 @@ from freshvec.adapters.wiring import keyspaces_forwarder, postgres_forwarder
 from freshvec.chunking import chunk_keys, group_hits, query_top_k, stored_chunk_count
 from freshvec.config import PipelineConfig, default_config
 from freshvec.constants import S3V_GET_BATCH, S3V_MAX_TOP_K
+from freshvec.errors import PoisonRecordError
 from freshvec.filters import check_filterable, validate_filter
 from freshvec.forwarder import Forwarder
 from freshvec.generation_sink import GenerationSink
@@ -476,12 +477,19 @@ class LocalPipeline:
             at = self._tracker.now()
             table = PgTableWriter(pg.schema, pg.table, dict(pg.columns), tuple(pg.primary_key))
             for version, page in snapshot_pages(conn, table, 500):
-                records = [
-                    backfill_record(row, keyspace=self.config.keyspace, table=self.config.table,
-                                    primary_key=self.config.primary_key, key_columns=self.config.key_columns,
-                                    version=version, index=len(positions) + i)
-                    for i, row in enumerate(page)
-                ]  # fmt: skip
+                records = []
+                for row in page:
+                    try:
+                        records.append(backfill_record(
+                            row, keyspace=self.config.keyspace, table=self.config.table,
+                            primary_key=self.config.primary_key, key_columns=self.config.key_columns,
+                            version=version, index=len(positions) + len(records),
+                        ))  # fmt: skip
+                    except PoisonRecordError as exc:  # a key no vector can hold: named and left out, as backfill does
+                        key = json.dumps(
+                            [row.get(name) for name in self.config.primary_key], ensure_ascii=False, default=str
+                        )
+                        logger.warning("row %s cannot be indexed: %s", key if len(key) <= 80 else key[:79] + "…", exc)
                 for call in plan_calls(records):
                     writer.put([records[i] for i in call])
                 positions.extend(record.sequence_number for record in records)

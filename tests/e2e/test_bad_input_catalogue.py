@@ -92,11 +92,16 @@ def test_bad_config_value_is_refused_naming_the_field(tmp_path: Path, change: di
     assert message in result.output
 
 
-def test_config_file_that_is_not_json_is_refused(tmp_path: Path) -> None:
-    path = write_file(tmp_path, "config.json", b"{")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"{", "config.json is not valid JSON"), (b"\xff\xfe{}", "config.json is not UTF-8 text"), (None, "no such file")],
+)
+def test_config_file_that_is_not_json_is_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = write_file(tmp_path, "config.json", content) if content is not None else tmp_path / "config.json"
     result = freshvec("local", "demo", "--config", str(path))
     assert result.exit_code == 2
-    assert "is not valid JSON" in result.output
+    assert f"error: invalid config field '(document)': {tmp_path}" in result.output
+    assert message in result.output
 
 
 # ---- bad rows for the loader ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from freshvec.adapters.s3vectors import S3VectorsStore
 from freshvec.adapters.sqs import SqsDeadLetterQueue
 from freshvec.config import PipelineConfig, default_config
 from freshvec.errors import MisconfigurationError
+from freshvec.events import parse_event, sendable_bytes
 from freshvec.local.moto_server import MotoServer
 from freshvec.retry import RetryPolicy
 from freshvec.sink import Sink
@@ -385,6 +386,19 @@ def test_text_bedrock_refuses_is_parked_and_no_older_state_of_its_row_stays(pipe
     [letter] = pipe.dead_letters()
     assert letter["kinesis_sequence_number"] == records[1]["kinesis"]["sequenceNumber"]
     assert "Bedrock refused" in letter["error_message"]
+
+
+def test_a_change_too_large_for_the_stream_is_parked_and_no_older_state_of_its_row_stays(pipe: Pipeline) -> None:
+    assert pipe.sink.process(batch(change("INSERT", movie("Solaris", "an ocean thinks")))).batch_item_failures == []
+    huge = change("UPDATE", movie("Solaris", "waves " * 200_000))  # over 1 MB: the producer sends the marker
+    marker = sendable_bytes(parse_event(huge), key_of("Solaris"))
+    records = batch(json.loads(marker), change("INSERT", movie("Stalker", "the zone")))
+    assert pipe.sink.process(records).batch_item_failures == []
+    stored = pipe.vectors()
+    assert key_of("Solaris") not in stored  # the text it held is no longer the row's
+    assert key_of("Stalker") in stored
+    [letter] = pipe.dead_letters()
+    assert "a Kinesis record holds at most 1048576" in letter["error_message"]
 
 
 def test_throttling_is_retried_then_succeeds(pipe: Pipeline) -> None:

@@ -10,7 +10,7 @@ import pytest
 from freshvec import constants as c
 from freshvec.config import DEFAULT_CONFIG, PipelineConfig
 from freshvec.errors import PoisonRecordError
-from freshvec.events import parse_event
+from freshvec.events import parse_event, unsendable_reason
 from freshvec.keys import partition_key, vector_key
 from freshvec.sources.keyspaces.convert import RecordConverter
 
@@ -110,20 +110,16 @@ def test_an_oversized_event_drops_its_old_image_first():
     assert event.new["overview"] == big
 
 
-def test_an_event_too_large_even_without_its_old_image_is_sent_for_the_dlq_without_its_images():
+def test_an_event_too_large_even_without_its_old_image_goes_as_the_rows_marker_with_the_reason():
     out, ok = RecordConverter.for_config(CONFIG).convert(
         record(overview="y" * (c.KINESIS_MAX_RECORD_BYTES + 10)), SHARD
     )
-    assert not ok
+    assert ok  # a change event still: the sink parks it and removes the row's older vectors
     assert out.size <= c.KINESIS_MAX_RECORD_BYTES
-    doc = json.loads(out.data)
-    assert "a Kinesis record holds at most" in doc["error"]
-    assert doc["record"] == {
-        "partitionKeys": {"title": {"textT": "Jurassic Park"}},
-        "clusteringKeys": None,
-        "sequenceNumber": "100000000000000000042",
-        "truncated": True,
-    }
+    event = parse_event(out.data)
+    assert (event.key, event.new, event.old) == ({"title": "Jurassic Park"}, {}, None)
+    assert event.version is not None and event.seq == "100000000000000000042"
+    assert "a Kinesis record holds at most" in unsendable_reason(event)
     assert out.partition_key == '["Jurassic Park"]'  # still the row's partition key: its order holds
 
 

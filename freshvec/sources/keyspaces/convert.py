@@ -7,7 +7,6 @@ envelope the sink parks in its DLQ with the reason and the raw record.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 from freshvec import constants as c
 from freshvec.errors import PoisonRecordError
+from freshvec.events import sendable_bytes
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.keyspaces.cells import record_to_event
@@ -58,20 +58,12 @@ class RecordConverter:
                 lineage=lineage,
             )
             key = partition_key(vector_key(event.key, self.key_columns))
-            data = event.to_bytes()
-            key.encode("utf-8")
+            data = sendable_bytes(event, key)  # too large: the row's marker, parked by the sink (no older state)
         except PoisonRecordError as exc:
             return self._envelope(record, shard_id, seq, str(exc), shard_id), False
         except UnicodeEncodeError as exc:  # a lone surrogate in a text value: not sendable as UTF-8 JSON
             reason = f"text is not valid UTF-8: {exc.reason} at position {exc.start}"
             return self._envelope(record, shard_id, seq, reason, shard_id), False
-        if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES and event.old is not None:
-            # The old image only helps the sink skip a re-embed; the new image and key are what matter.
-            event = dataclasses.replace(event, old=None, extra={**event.extra, "old_omitted": True})
-            data = event.to_bytes()
-        if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES:
-            reason = f"change event is {len(data)} bytes; a Kinesis record holds at most {c.KINESIS_MAX_RECORD_BYTES}"
-            return self._envelope(record, shard_id, seq, reason, key), False
         return OutgoingRecord(data, key, event.seq, event.changed_at.timestamp()), True
 
     def _envelope(self, record: Mapping[str, Any], shard_id: str, seq: str, reason: str, key: str) -> OutgoingRecord:

@@ -37,7 +37,7 @@ from typing import Any
 from freshvec import constants as c
 from freshvec import versions
 from freshvec.errors import PoisonRecordError, TransientError
-from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.events import ChangeEvent, format_timestamp, sendable_bytes
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.ports import LeaseStore, Partition, ReadResult, SourceCursor, StreamEntry, StreamView
@@ -228,14 +228,12 @@ class PostgresSlotSource:
         if record.event is None:
             return self._envelope(record, record.error or "unknown", self._table_partition_key()), False
         event = record.event
-        key = self._table_partition_key() if event.op == TRUNCATE_OP else partition_key(self._vector_key(event))
-        data = event.to_bytes()
-        if len(data) + len(key) > c.KINESIS_MAX_RECORD_BYTES and event.old is not None:
-            event = dataclasses.replace(event, old=None, extra={**event.extra, "old_omitted": True})
-            data = event.to_bytes()
-        if len(data) + len(key.encode("utf-8")) > c.KINESIS_MAX_RECORD_BYTES:
-            reason = f"change event is {len(data)} bytes; a Kinesis record holds at most {c.KINESIS_MAX_RECORD_BYTES}"
-            return self._envelope(dataclasses.replace(record, raw={"key": event.key}), reason, key), False
+        try:
+            key = self._table_partition_key() if event.op == TRUNCATE_OP else partition_key(self._vector_key(event))
+        except PoisonRecordError as exc:  # a key no vector can hold: parked, never a forwarder that stops here
+            keyed = dataclasses.replace(record, raw={**record.raw, "key": event.key})
+            return self._envelope(keyed, str(exc), self._table_partition_key()), False
+        data = sendable_bytes(event, key)  # too large: the row's marker, parked by the sink (no older state)
         return OutgoingRecord(data, key, record.position, event.changed_at.timestamp()), True
 
     # ---- decoding -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from freshvec import constants as c
-from freshvec.events import ChangeEvent, format_timestamp
+from freshvec.events import ChangeEvent, format_timestamp, sendable_bytes
 from freshvec.keys import partition_key, vector_key
 from freshvec.outgoing import OutgoingRecord
 from freshvec.sources.postgres import types as pgtypes
@@ -126,7 +126,7 @@ def backfill_record(
         extra={c.EVENT_GENERATIONS: list(generations)} if generations else {},
     )
     shard_key = partition_key(vector_key(key, key_columns))
-    return OutgoingRecord(event.to_bytes(), shard_key, seq, changed_at=now.timestamp())
+    return OutgoingRecord(sendable_bytes(event, shard_key), shard_key, seq, changed_at=now.timestamp())
 
 
 def _key_select(table: PgTableWriter, keys: Sequence[Mapping[str, Any]], first: int) -> tuple[str, dict[str, Any]]:
