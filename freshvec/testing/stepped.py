@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,7 +44,9 @@ from freshvec.local.moto_server import MotoServer
 from freshvec.local.resources import create_resources
 from freshvec.retry import RetryPolicy
 from freshvec.sink import Sink
+from freshvec.state import LOCAL_STATE_ENV
 from freshvec.testing.fakes.bedrock import FakeBedrockRuntime
+from freshvec.testing.local_cli import environment
 from freshvec.testing.stepped_sources import KeyspacesSource, SteppedSource
 
 NO_WAIT = RetryPolicy(attempts=3, base_delay_s=0.0, max_delay_s=0.0, sleep=lambda _s: None)
@@ -407,7 +408,7 @@ class SteppedStack:
     # ---- the operator CLI ------------------------------------------------------------------------------
     def cli(self, *args: str) -> tuple[int, str]:
         """``freshvec --local <args>`` in this process, against this stack's control API and moto."""
-        with _env("FRESHVEC_LOCAL_STATE", str(self.state_path)), _short_dlq_polls():
+        with environment(LOCAL_STATE_ENV, str(self.state_path)), _short_dlq_polls():
             result = CliRunner().invoke(cli_app.app, ["--local", *args], catch_exceptions=False)
         self.cli_runs.append((list(args), result.exit_code, result.output))
         return result.exit_code, result.output
@@ -454,16 +455,3 @@ def _short_dlq_polls() -> Iterator[None]:
         yield
     finally:
         parked.DLQ_RECEIVE_WAIT_S = before
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before

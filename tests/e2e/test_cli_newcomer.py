@@ -21,9 +21,8 @@ from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_US
 from freshvec.command import app as command
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
-from freshvec.local.cli import stack_state
-from freshvec.local.control import ControlServer
-from freshvec.state import CONTROL_TOKEN_HEADER, write_local_state
+from freshvec.state import CONTROL_TOKEN_HEADER
+from freshvec.testing.local_cli import attached_cli
 
 runner = CliRunner()
 CONFIG = copy.deepcopy(DEFAULT_CONFIG)
@@ -34,16 +33,10 @@ LONG_TITLE = "K" * 1100  # its vector key is 1,104 characters: over S3 Vectors' 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     state = tmp_path_factory.mktemp("local") / "local.json"
-    with LocalPipeline.start(CONFIG) as running, pytest.MonkeyPatch.context() as env:
-        control = ControlServer(running).start()
-        write_local_state(state, stack_state(running, control))
-        env.setenv("FRESHVEC_LOCAL_STATE", str(state))
+    with LocalPipeline.start(CONFIG) as running, attached_cli(running, state), pytest.MonkeyPatch.context() as env:
         env.setattr(console.out, "width", 250)
         env.setattr(console.err, "width", 250)
-        try:
-            yield running
-        finally:
-            control.stop()
+        yield running
 
 
 def freshvec(*args: str) -> Any:

@@ -16,10 +16,8 @@ from freshvec.cli import app as cli
 from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
-from freshvec.local.cli import stack_state
-from freshvec.local.control import ControlServer
-from freshvec.state import write_local_state
 from freshvec.testing.builders import movie
+from freshvec.testing.local_cli import attached_cli
 
 SYNC_S = 30
 LONG = " ".join(f"Sentence number {i} tells more of the story of the sharks." for i in range(30))
@@ -29,17 +27,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     config = {**DEFAULT_CONFIG, "sink": {"batching_window_s": 0}, "chunking": {"max_chars": 200}}
-    with LocalPipeline.start(config) as running:
-        control = ControlServer(running).start()
-        state = tmp_path_factory.mktemp("local") / "state.json"
-        write_local_state(state, stack_state(running, control))
-        mp = pytest.MonkeyPatch()
-        mp.setenv("FRESHVEC_LOCAL_STATE", str(state))
-        try:
-            yield running
-        finally:
-            mp.undo()
-            control.stop()
+    state = tmp_path_factory.mktemp("local") / "state.json"
+    with LocalPipeline.start(config) as running, attached_cli(running, state):
+        yield running
 
 
 def reconcile(*args: str) -> Any:

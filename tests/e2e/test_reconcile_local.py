@@ -16,10 +16,8 @@ from freshvec.cli.errors import EXIT_CHECK_FAILED
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.datafiles import sample_movies
 from freshvec.local import LocalPipeline
-from freshvec.local.cli import stack_state
-from freshvec.local.control import ControlServer
 from freshvec.local.demo import read_rows
-from freshvec.state import write_local_state
+from freshvec.testing.local_cli import attached_cli
 
 DATA = sample_movies()
 ROWS = 40
@@ -30,19 +28,11 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     config = {**DEFAULT_CONFIG, "sink": {"batching_window_s": 0}}
-    with LocalPipeline.start(config) as running:
-        control = ControlServer(running).start()
-        state = tmp_path_factory.mktemp("local") / "state.json"
-        write_local_state(state, stack_state(running, control))
-        mp = pytest.MonkeyPatch()
-        mp.setenv("FRESHVEC_LOCAL_STATE", str(state))
-        try:
-            receipt = running.upsert(read_rows(DATA, running.config)[:ROWS])
-            running.wait_synced(timeout=SYNC_S, receipt=receipt)
-            yield running
-        finally:
-            mp.undo()
-            control.stop()
+    state = tmp_path_factory.mktemp("local") / "state.json"
+    with LocalPipeline.start(config) as running, attached_cli(running, state):
+        receipt = running.upsert(read_rows(DATA, running.config)[:ROWS])
+        running.wait_synced(timeout=SYNC_S, receipt=receipt)
+        yield running
 
 
 def reconcile(*args: str) -> Any:

@@ -21,9 +21,7 @@ from freshvec.cli.errors import EXIT_CHECK_FAILED, EXIT_USAGE
 from freshvec.command import app as command
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.local import LocalPipeline
-from freshvec.local.cli import stack_state
-from freshvec.local.control import ControlServer
-from freshvec.state import write_local_state
+from freshvec.testing.local_cli import attached_cli
 
 runner = CliRunner()
 CONFIG = copy.deepcopy(DEFAULT_CONFIG)
@@ -34,14 +32,8 @@ LATENCY = re.compile(r"(\d+) change\(s\) searchable; write → searchable: p50 (
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     state = tmp_path_factory.mktemp("local") / "local.json"
-    with LocalPipeline.start(CONFIG) as running, pytest.MonkeyPatch.context() as env:
-        control = ControlServer(running).start()
-        write_local_state(state, stack_state(running, control))
-        env.setenv("FRESHVEC_LOCAL_STATE", str(state))
-        try:
-            yield running
-        finally:
-            control.stop()
+    with LocalPipeline.start(CONFIG) as running, attached_cli(running, state):
+        yield running
 
 
 def freshvec(*args: str, stdin: str | None = None) -> Any:

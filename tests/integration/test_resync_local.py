@@ -24,11 +24,9 @@ from freshvec.cli.send import ChangeStreamSender
 from freshvec.config import DEFAULT_CONFIG
 from freshvec.events import parse_event
 from freshvec.local import LocalPipeline
-from freshvec.local.cli import stack_state
-from freshvec.local.control import ControlServer
 from freshvec.local.moto_server import MotoServer
 from freshvec.local.tracker import WriteReceipt
-from freshvec.state import write_local_state
+from freshvec.testing.local_cli import attached_cli
 
 SYNC_S = 30
 runner = CliRunner()
@@ -38,17 +36,9 @@ runner = CliRunner()
 def pipeline(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     moto_server.reset()
     config = {**DEFAULT_CONFIG, "sink": {"batching_window_s": 0}}
-    with LocalPipeline.start(config, server=moto_server) as running:
-        control = ControlServer(running).start()
-        state = tmp_path_factory.mktemp("local") / "state.json"
-        write_local_state(state, stack_state(running, control))
-        mp = pytest.MonkeyPatch()
-        mp.setenv("FRESHVEC_LOCAL_STATE", str(state))
-        try:
-            yield running
-        finally:
-            mp.undo()
-            control.stop()
+    state = tmp_path_factory.mktemp("local") / "state.json"
+    with LocalPipeline.start(config, server=moto_server) as running, attached_cli(running, state):
+        yield running
     moto_server.reset()
 
 

@@ -22,11 +22,10 @@ from freshvec.command import app
 from freshvec.config import PipelineConfig
 from freshvec.keys import chunk_key, vector_key
 from freshvec.local import LocalPipeline
-from freshvec.local.cli import stack_state
-from freshvec.local.control import ControlServer
 from freshvec.local.demo import read_rows
 from freshvec.local.pgserver import PostgresNotAvailable, find_bin_dir
 from freshvec.state import write_local_state
+from freshvec.testing.local_cli import attached_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
 SYNC_S = 60
@@ -41,19 +40,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
         pytest.skip(str(exc))
     raw = PipelineConfig.from_file(EXAMPLES / "articles.config.json").to_dict()
     raw["sink"] = {**raw.get("sink", {}), "batching_window_s": 0}
-    with LocalPipeline.start(PipelineConfig.from_dict(raw)) as running:
-        control = ControlServer(running).start()
-        state = tmp_path_factory.mktemp("local") / "state.json"
-        write_local_state(state, stack_state(running, control))
-        patch = pytest.MonkeyPatch()
-        patch.setenv("FRESHVEC_LOCAL_STATE", str(state))
-        try:
-            receipt = running.upsert(read_rows(EXAMPLES / "articles.jsonl", running.config))
-            running.wait_synced(timeout=SYNC_S, receipt=receipt)
-            yield running
-        finally:
-            patch.undo()
-            control.stop()
+    state = tmp_path_factory.mktemp("local") / "state.json"
+    with LocalPipeline.start(PipelineConfig.from_dict(raw)) as running, attached_cli(running, state):
+        receipt = running.upsert(read_rows(EXAMPLES / "articles.jsonl", running.config))
+        running.wait_synced(timeout=SYNC_S, receipt=receipt)
+        yield running
 
 
 def freshvec(*args: str) -> Any:

@@ -10,8 +10,6 @@ soak's oracle judges the index again: every damage must be gone. A second ``reco
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -23,7 +21,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from freshvec.cli import app as cli_app
-from freshvec.local.control import ControlServer
+from freshvec.testing.local_cli import attached_cli
 from freshvec.testing.soak.oracle import read_index
 
 RECONCILE = ("reconcile", "--buckets", "16")
@@ -96,33 +94,13 @@ def check_in_sync(pipeline: Any, report: CorruptionReport, workdir: Path | None 
 @contextmanager
 def _cli_state(pipeline: Any, workdir: Path | None) -> Iterator[Any]:
     """A control API over the pipeline and the state file ``freshvec --local`` reads, as ``local up`` makes."""
-    server = ControlServer(pipeline).start()
-    with tempfile.TemporaryDirectory(prefix="freshvec-soak-", dir=workdir) as tmp:
-        state = Path(tmp) / "local.json"
-        state.write_text(
-            json.dumps(
-                {
-                    "endpoint": pipeline.server.endpoint,
-                    "aws_access_key": pipeline.server.access_key,
-                    "region": pipeline.server.region,
-                    "control": server.url,
-                    "token": server.token,
-                    "outputs": pipeline.resources.outputs(pipeline.config),
-                }
-            )
-        )
-        before = os.environ.get("FRESHVEC_LOCAL_STATE")
-        os.environ["FRESHVEC_LOCAL_STATE"] = str(state)
+    with (
+        tempfile.TemporaryDirectory(prefix="freshvec-soak-", dir=workdir) as tmp,
+        attached_cli(pipeline, Path(tmp) / "local.json"),
+    ):
 
         def invoke(*args: str) -> tuple[int, str]:
             result = CliRunner().invoke(cli_app.app, ["--local", *args], catch_exceptions=False)
             return result.exit_code, result.output
 
-        try:
-            yield invoke
-        finally:
-            if before is None:
-                os.environ.pop("FRESHVEC_LOCAL_STATE", None)
-            else:
-                os.environ["FRESHVEC_LOCAL_STATE"] = before
-            server.stop()
+        yield invoke
