@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +25,16 @@ from pathlib import Path
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 OS_USER = "postgres"
 SUPERUSER = "postgres"
+
+
+# Stops the server and removes its folder once its owner is gone: the owner holds the guard's stdin open until
+# ``stop`` (which has stopped the server already) or its own exit, ``kill -9`` included, so no server outlives it.
+_GUARD = """
+import shutil, subprocess, sys
+sys.stdin.read()
+subprocess.run(sys.argv[2:], capture_output=True, check=False)
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+"""
 
 
 class PostgresNotAvailable(RuntimeError):
@@ -84,6 +95,7 @@ class LocalPostgres:
         self.database = "postgres"
         self.folder: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._guard: subprocess.Popen[bytes] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> LocalPostgres:
@@ -143,14 +155,24 @@ class LocalPostgres:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._guard = subprocess.Popen(  # noqa: S603 - this interpreter, the script above
+            [sys.executable, "-c", _GUARD, str(self.folder), *self._as_owner(self._stop_command())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C is for the owner, which stops the server itself
+        )
         self._wait_ready(timeout_s)
         return self
+
+    def _stop_command(self) -> list[str]:
+        assert self.folder is not None
+        return [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.folder / "data"), "-m", "fast", "-w"]
 
     def stop(self) -> None:
         if self._process is not None:
             if self._process.poll() is None and self.folder is not None:
-                stop = [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.folder / "data"), "-m", "fast", "-w"]
-                subprocess.run(self._as_owner(stop), capture_output=True, check=False)  # noqa: S603
+                subprocess.run(self._as_owner(self._stop_command()), capture_output=True, check=False)  # noqa: S603
                 try:
                     self._process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
@@ -160,6 +182,13 @@ class LocalPostgres:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+        guard, self._guard = self._guard, None
+        if guard is not None and guard.stdin is not None:
+            guard.stdin.close()  # nothing left for it to do: it exits
+            try:
+                guard.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                guard.kill()
 
     def __enter__(self) -> LocalPostgres:
         return self.start()

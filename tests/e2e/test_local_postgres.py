@@ -3,7 +3,13 @@ forwarder and sink, writes through SQL; and the index equal to the table after a
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +187,38 @@ def test_source_and_config_must_agree() -> None:
     result = CliRunner().invoke(local_app, ["demo", "--source", "keyspaces", "--config", str(CONFIG)])
     assert result.exit_code == 2
     assert "source.kind is postgres, not keyspaces" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_a_killed_local_up_leaves_no_postgresql_server_running(tmp_path: Path) -> None:
+    try:
+        bin_dir = find_bin_dir()
+    except PostgresNotAvailable as exc:
+        pytest.skip(str(exc))
+    root = Path(__file__).resolve().parents[2]
+    up = subprocess.Popen(
+        [sys.executable, "-m", "freshvec.command", "local", "up", "--source", "postgres", "--state",
+         str(tmp_path / "local.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    output = []
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            output.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        port = re.search(r"psql on the throwaway server: .* -p (\d+)", "".join(output))
+        assert port is not None, "".join(output)
+    finally:
+        up.send_signal(signal.SIGKILL)  # no clean stop: what a crash or `kill -9` does
+        up.wait(30)
+
+    def ready() -> bool:
+        probe = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", port.group(1), "-q"]
+        return subprocess.run(probe, check=False).returncode == 0
+
+    deadline = time.monotonic() + 60
+    while ready() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ready(), "the throwaway PostgreSQL outlived local up"
