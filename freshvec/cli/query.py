@@ -208,11 +208,11 @@ def query_command(  # noqa: PLR0917 - typer passes each option by position
     if not res.is_local:  # the index readers use now (the pointer); local mode's own query path reads it too
         res = generations.active_resources(res, s.clients())
     clients = s.clients() if not res.is_local else _no_clients
+    shown = query_columns(res.config, columns)  # before anything is sent: an unknown column is a usage error
     result = query_index(clients, res, text, k=k, filter_doc=filter_doc, mode=mode)
     if as_json:
         console.out.print_json(json.dumps(query_json(result), default=str))
         return
-    shown = query_columns(res.config, columns)
     console.out.print(render_query_table(result, shown, res.config.column_types, width=console.out.width))
 
 
@@ -223,7 +223,12 @@ def _no_clients(service: str) -> Any:
 def query_columns(config: Any, columns: str | None) -> list[str]:
     if columns is None:
         return [name for name in config.metadata_fields if name not in config.key_columns]
-    return [name.strip() for name in columns.split(",") if name.strip()]
+    names = [name.strip() for name in columns.split(",") if name.strip()]
+    known = [*config.metadata_fields, config.embedding_field, c.META_CHUNK, *c.PIPELINE_NON_FILTERABLE_KEYS]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(f"--columns: {unknown[0]!r} is not stored with the vectors; columns: {', '.join(known)}")
+    return names
 
 
 def query_json(result: QueryResult) -> dict[str, Any]:

@@ -153,6 +153,7 @@ def test_status_of_a_stack_that_is_gone_says_so_and_exits_3(pipeline: LocalPipel
             "'overview' is stored as non-filterable metadata; filterable: ",
         ),
         (["query", "whales", "--filter", '{"$or": [{"vote_count": 1}, {"_fp": "x"}]}'], "'_fp' is stored as"),
+        (["query", "whales", "--columns", "vote_count,rating"], "--columns: 'rating' is not stored with the vectors"),
     ],
 )
 def test_query_usage_errors_are_one_line_and_exit_2(pipeline: LocalPipeline, args: list[str], words: str) -> None:
