@@ -100,6 +100,21 @@ def record_key(data: bytes, config: PipelineConfig) -> dict[str, Any] | None:
     return primary
 
 
+def no_key_reason(data: bytes, config: PipelineConfig) -> str:
+    """Why ``record_key`` found no key in a parked record: a key no vector can hold (the sink's own reason), or no
+    key of this table at all."""
+    try:
+        doc = json.loads(data)
+        key = resync.key_of_row(doc["key"], config) if isinstance(doc.get("key"), dict) else None
+        if key is not None:
+            vector_key(key, config.key_columns)
+    except PoisonRecordError as exc:
+        return f"its key can be no vector's key ({exc})"
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        pass
+    return f"names no key of {config.table}"
+
+
 def parked_truncate(data: bytes, config: PipelineConfig) -> tuple[str | None, str | None]:
     """``(version, None)`` for a TRUNCATE the sink can apply (re-sent as it is), ``(None, why)`` for one it cannot
     (the sink's own check, ``freshvec.truncate.check_truncate``), ``(None, None)`` for anything else."""
@@ -215,7 +230,7 @@ def _recoverable(
             report.unreadable += 1
             _notify(on_item, item, "unreadable")
             continue
-        plan, keyless, refusals = _Plan(item), 0, []
+        plan, keyless, refusals = _Plan(item), [], []
         for record in item.records:
             version, refused = parked_truncate(record.data, config)
             key = record_key(record.data, config) if version is None and refused is None else None
@@ -226,14 +241,14 @@ def _recoverable(
             elif key is not None:
                 plan.keys.append(key)
             else:
-                keyless += 1
+                keyless.append(no_key_reason(record.data, config))
         if refusals:
             report.refused += 1
             item.unreadable = refusals[0]
             _notify(on_item, item, "cannot apply")
         elif keyless or not item.records:
             report.keyless += 1
-            item.unreadable = f"{keyless} record(s) name no key of {config.table}"
+            item.unreadable = keyless[0] if keyless else "it holds no records"
             _notify(on_item, item, "no key")
         else:
             ready.append(plan)
@@ -349,7 +364,7 @@ def redrive_plan(item: ParkedItem, config: PipelineConfig) -> list[str]:
         elif key is not None:
             lines.append(f"re-sync row {json.dumps(key)} from the table")
         else:
-            lines.append(f"left in place: names no key of {config.table}")
+            lines.append(f"left in place: {no_key_reason(record.data, config)}")
     return lines
 
 

@@ -138,6 +138,23 @@ def test_redrive_shows_the_parked_payload_and_its_key(moto: MotoServer, stack: c
     assert _visible(moto, stack.dlq_url) == 1  # showing leaves it parked
 
 
+def test_redrive_names_a_key_no_vector_can_hold_as_the_reason_it_leaves_the_change_parked(
+    moto: MotoServer, stack: cli_stack.StackResources
+) -> None:
+    title = "K" * 1100  # its vector key is 1,104 characters: over S3 Vectors' 1,024
+    sqs = moto.client("sqs")
+    message_id = sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=_dlq_body(_event(title), "k"))["MessageId"]
+    doc = json.loads(invoke("redrive", "show", message_id).output)
+    assert doc["redrive"] == [
+        "left in place: its key can be no vector's key (vector key is 1104 characters; S3 Vectors allows at most 1024)"
+    ]
+    sent = invoke("redrive", "send", "--source", "dlq")
+    assert sent.exit_code == EXIT_CHECK_FAILED, sent.output
+    assert "vector key is 1104 characters" in sent.output and "1 without a key" in sent.output
+    assert _visible(moto, stack.dlq_url) == 1  # left parked, nothing sent
+    assert _read_stream(moto, stack.stream_name) == []
+
+
 def test_redrive_on_failure_batch_re_syncs_each_key_once(
     moto: MotoServer, stack: cli_stack.StackResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:

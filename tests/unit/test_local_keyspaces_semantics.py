@@ -243,3 +243,19 @@ def test_without_client_side_timestamps_cells_carry_no_write_time(streams, clock
     assert record["newImage"]["valueCells"]["note"]["metadata"] == {}
     with pytest.raises(ValueError, match="client-side timestamps"):
         table.upsert([{**KEY, "note": "y"}], timestamp_us=int(T0 * US))
+
+
+def test_an_empty_single_column_partition_key_is_refused_an_empty_clustering_value_is_not(sales, streams, clock):
+    """Cassandra and Keyspaces refuse ``INSERT ... VALUES ('', ...)`` on a one-column partition key ("Key may not be
+    empty"); an empty clustering value is a value like any."""
+    with pytest.raises(ValueError, match="Key may not be empty"):
+        sales.upsert([{**KEY, "shop": "", "note": "x"}])
+    assert raw_records(streams) == []
+    items = LocalTable(
+        "shop", "items", {"shop": "text", "name": "text", "note": "text"}, ["shop"], ["name"], streams, clock
+    )
+    items.upsert([{"shop": "s-1", "name": "", "note": "x"}])
+    assert items.get({"shop": "s-1", "name": ""}) == {"shop": "s-1", "name": "", "note": "x"}
+    pair = LocalTable("shop", "pairs", {"a": "text", "b": "text", "note": "text"}, ["a", "b"], [], streams, clock)
+    pair.upsert([{"a": "", "b": "", "note": "x"}])  # parts of a composite partition key may be empty
+    assert pair.get({"a": "", "b": ""}) == {"a": "", "b": "", "note": "x"}

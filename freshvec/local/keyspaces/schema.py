@@ -104,6 +104,10 @@ class LocalSchema:
             if value is None:
                 raise ValueError(f"{where}: primary key column '{column}' is missing or null")
             key[column] = self.canonical_value(column, value, where)
+            if (column,) == self.partition_key and _empty(json_to_value(value, self.column_types[column])):
+                # Cassandra and Keyspaces refuse an empty partition key of one column ("Key may not be empty");
+                # an empty clustering column, or an empty part of a composite partition key, is a value like any
+                raise ValueError(f"{where}: Key may not be empty (partition key column '{column}')")
         return key
 
     def canonical_value(self, column: str, value: Any, where: str) -> Any:
@@ -122,3 +126,8 @@ class LocalSchema:
 
     def key_from_id(self, key_id: str) -> dict[str, Any]:
         return dict(zip(self.primary_key, json.loads(key_id), strict=True))
+
+
+def _empty(cell: Mapping[str, Any]) -> bool:
+    """An empty text or blob cell (``{"textT": ""}``)."""
+    return list(cell.values()) in ([""], [b""])
