@@ -18,8 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -97,7 +95,9 @@ class LocalPostgresTable:
             self.writer.create(self._conn, self._publication)
             # The slot before the first write: a change made before it exists would never reach the index.
             self._conn.run("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')", s=self._config.postgres.slot)
-            self.passfile = _write_passfile(self.config.postgres.connection)
+            # in the server's own folder: removed with it, also by the guard when ``local up`` is killed
+            assert self.server.folder is not None
+            self.passfile = _write_passfile(self.config.postgres.connection, self.server.folder)
         except BaseException:
             self.stop()
             raise
@@ -231,11 +231,11 @@ class LocalPostgresTable:
         if self.attachment is not None and self._slot_made:  # never another run's slot (a refused start)
             self._drop_local_slot()
             self._slot_made = False
+        if self.passfile is not None:
+            self.passfile.unlink(missing_ok=True)
+            self.passfile = None
         if self.server is not None:
             self.server.stop()
-        if self.passfile is not None:
-            shutil.rmtree(self.passfile.parent, ignore_errors=True)
-            self.passfile = None
 
     def _drop_local_slot(self) -> None:
         """The attached server keeps the user's table, publication and replica identity; only local mode's slot
@@ -254,9 +254,8 @@ class LocalPostgresTable:
                 conn.close()
 
 
-def _write_passfile(connection: PostgresConnectionConfig) -> Path:
-    """A libpq password file (``host:port:database:user:password``) in a folder of its own, mode 0600."""
-    folder = Path(tempfile.mkdtemp(prefix="freshvec-psql-"))
+def _write_passfile(connection: PostgresConnectionConfig, folder: Path) -> Path:
+    """A libpq password file (``host:port:database:user:password``) in ``folder``, mode 0600."""
     path = folder / "pgpass"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

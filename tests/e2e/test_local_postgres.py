@@ -222,3 +222,9 @@ def test_a_killed_local_up_leaves_no_postgresql_server_running(tmp_path: Path) -
     while ready() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not ready(), "the throwaway PostgreSQL outlived local up"
+    passfile = re.search(r"PGPASSFILE=(\S+)", "".join(output))
+    assert passfile is not None, "".join(output)
+    deadline = time.monotonic() + 30
+    while Path(passfile.group(1)).exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(passfile.group(1)).exists(), "the psql password file outlived local up"
