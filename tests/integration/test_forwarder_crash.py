@@ -120,26 +120,51 @@ def test_two_forwarders_at_once_never_read_the_same_shard_and_lose_nothing(moto)
             seed += 1
             time.sleep(0.01)
 
+    # Each run ends when the test says so (its clock jumps past the deadline), not after a fixed time that a
+    # loaded machine may spend before the first read.
+    ended = {name: threading.Event() for name in ("early", "late")}
+
+    def monotonic_of(name: str) -> Any:
+        return lambda: h.clock() + (3_600 if ended[name].is_set() else 0)
+
     forwarders = {
-        name: h.forwarder(name, streams=OwnershipCheck(h.streams, name, h, violations, reads))
-        for name in ("early", "late")
+        name: h.forwarder(
+            name, streams=OwnershipCheck(h.streams, name, h, violations, reads), monotonic=monotonic_of(name)
+        )
+        for name in ended
     }
-    started = time.time()
-    deadlines = {"early": started + 1.5, "late": started + 4.0}
     results: dict[str, Any] = {}
     threads = {
-        name: threading.Thread(target=lambda n=name: results.__setitem__(n, forwarders[n].run(deadlines[n])))
+        name: threading.Thread(target=lambda n=name: results.__setitem__(n, forwarders[n].run(h.clock() + 120)))
         for name in forwarders
     }
+
+    def has_read(owner: str) -> bool:
+        return any(reader == owner for reader, _ in dict(reads))  # a copy: the forwarders' threads add to it
+
+    def wait_for(condition: Any, timeout_s: float = 60) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return condition()
+
     writing = threading.Thread(target=writer)
     writing.start()
     threads["early"].start()
-    time.sleep(0.3)  # "early" holds every shard by now; "late" keeps trying while both run
-    threads["late"].start()
-    time.sleep(2.7)
-    stop_writing.set()
-    for thread in (writing, *threads.values()):
-        thread.join(timeout=30)
+    try:
+        assert wait_for(lambda: has_read("early")), "the first forwarder never read a shard"
+        threads["late"].start()
+        time.sleep(1.0)  # both run: "late" keeps trying to take the shards "early" holds
+        ended["early"].set()  # "early" reaches its deadline and lets go of its shards...
+        assert wait_for(lambda: has_read("late")), "no forwarder took the shards over"  # ...and "late" takes them
+        time.sleep(0.5)
+    finally:
+        stop_writing.set()
+        for event in ended.values():
+            event.set()
+        for thread in (writing, *threads.values()):
+            if thread.is_alive() or thread is writing:
+                thread.join(timeout=30)
     assert set(results) == {"early", "late"}
 
     h.drain(h.forwarder("final"))
