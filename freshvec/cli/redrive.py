@@ -78,41 +78,35 @@ class _Plan:
 
 def record_key(data: bytes, config: PipelineConfig) -> dict[str, Any] | None:
     """The primary key a parked record is about: the change event's ``key``, or the raw stream record's keys in
-    the forwarder's error envelope; None when the payload names no key of this table."""
+    the forwarder's error envelope; None when the payload names no key of this table (``keyed`` says why)."""
+    return keyed(data, config)[0]
+
+
+def keyed(data: bytes, config: PipelineConfig) -> tuple[dict[str, Any] | None, str]:
+    """``(key, "")`` for a parked record that names a key ``redrive`` can re-sync, else ``(None, why not)``: a key
+    no vector can hold (the sink's own reason), or no key of this table at all."""
+    no_key = f"names no key of {config.table}"
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        return None
+        return None, no_key
     if not isinstance(doc, dict) or (doc.get("keyspace"), doc.get("table")) != (config.keyspace, config.table):
-        return None
+        return None, no_key
     key: Any = doc.get("key")
     if not isinstance(key, dict) and isinstance(doc.get("record"), dict):
         raw = doc["record"]
         try:
             key = {**keys_to_json(raw.get("partitionKeys")), **keys_to_json(raw.get("clusteringKeys"))}
         except (AttributeError, TypeError, ValueError):
-            return None
-    if not isinstance(key, dict):
-        return None
-    primary = resync.key_of_row(key, config)
-    if primary is None or resync.checked_vector_key(primary, config) is None:
-        return None
-    return primary
-
-
-def no_key_reason(data: bytes, config: PipelineConfig) -> str:
-    """Why ``record_key`` found no key in a parked record: a key no vector can hold (the sink's own reason), or no
-    key of this table at all."""
+            return None, no_key
+    primary = resync.key_of_row(key, config) if isinstance(key, dict) else None
+    if primary is None:
+        return None, no_key
     try:
-        doc = json.loads(data)
-        key = resync.key_of_row(doc["key"], config) if isinstance(doc.get("key"), dict) else None
-        if key is not None:
-            vector_key(key, config.key_columns)
+        vector_key(primary, config.key_columns)
     except PoisonRecordError as exc:
-        return f"its key can be no vector's key ({exc})"
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
-        pass
-    return f"names no key of {config.table}"
+        return None, f"its key can be no vector's key ({exc})"
+    return primary, ""
 
 
 def parked_truncate(data: bytes, config: PipelineConfig) -> tuple[str | None, str | None]:
@@ -233,7 +227,7 @@ def _recoverable(
         plan, keyless, refusals = _Plan(item), [], []
         for record in item.records:
             version, refused = parked_truncate(record.data, config)
-            key = record_key(record.data, config) if version is None and refused is None else None
+            key, why = keyed(record.data, config) if version is None and refused is None else (None, "")
             if version is not None:
                 plan.truncates.append(record)
             elif refused is not None:
@@ -241,7 +235,7 @@ def _recoverable(
             elif key is not None:
                 plan.keys.append(key)
             else:
-                keyless.append(no_key_reason(record.data, config))
+                keyless.append(why)
         if refusals:
             report.refused += 1
             item.unreadable = refusals[0]
@@ -356,7 +350,7 @@ def redrive_plan(item: ParkedItem, config: PipelineConfig) -> list[str]:
     lines = []
     for record in item.records:
         version, refused = parked_truncate(record.data, config)
-        key = record_key(record.data, config)
+        key, why = keyed(record.data, config)
         if version is not None:
             lines.append(f"re-send this TRUNCATE of {config.keyspace}.{config.table} as parked (version {version})")
         elif refused is not None:
@@ -364,7 +358,7 @@ def redrive_plan(item: ParkedItem, config: PipelineConfig) -> list[str]:
         elif key is not None:
             lines.append(f"re-sync row {json.dumps(key)} from the table")
         else:
-            lines.append(f"left in place: {no_key_reason(record.data, config)}")
+            lines.append(f"left in place: {why}")
     return lines
 
 
